@@ -1,0 +1,63 @@
+"""Typed parameter schemas, one per `params.yaml` section.
+
+Pure validation: the stages read YAML and hand each section's dict to `validate_section`,
+which returns a typed object or raises `ParamsError` with one line naming the bad key.
+Unknown keys, wrong types (strict: "64" is not an int) and out-of-range values are errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.errors import ParamsError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class BaseParams(_Section):
+    """Shared by every stage."""
+
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    image_size: int = Field(64, ge=16, le=2048)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class CrawlParams(_Section):
+    source: Literal["synthetic"] = "synthetic"
+    n_images: int = Field(2000, ge=1, le=10_000_000)
+    heterochromia_p: float = Field(0.1, ge=0.0, le=1.0)
+    sheet_size: int = Field(64, ge=1, le=1024)  # faces on the contact sheet
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "base": BaseParams,
+    "crawl": CrawlParams,
+}
+
+
+def _describe(error: dict, section: str) -> str:
+    key = ".".join([section, *(str(p) for p in error["loc"])])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key (allowed: {', '.join(SECTIONS[section].model_fields)})"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    return f"{key}: {error['msg']} (got {error['input']!r})"
+
+
+def validate_section(section: str, data: Any):
+    """Validate one `params.yaml` section; returns its typed params object."""
+    if section not in SECTIONS:
+        raise ParamsError(f"{section}: unknown params section (known: {', '.join(SECTIONS)})")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{section}: must be a mapping of keys to values (got {type(data).__name__})")
+    try:
+        return SECTIONS[section].model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_describe(exc.errors()[0], section)) from None

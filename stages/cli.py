@@ -1,0 +1,24 @@
+"""The `animecolor` command: one subcommand per pipeline stage."""
+
+import typer
+
+from stages import crawl
+
+app = typer.Typer(name="animecolor", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
+                  help="Reference-based colorization of anime line drawings with diffusion models.")
+
+
+@app.callback()
+def _root() -> None:
+    """Reference-based colorization of anime line drawings with diffusion models.
+
+    Each subcommand is one stage of the DVC pipeline (`dvc repro` runs them in order) and
+    reads its own section of params.yaml.
+    """
+
+
+app.command("crawl")(crawl.main)
+
+
+if __name__ == "__main__":
+    app()

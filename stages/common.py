@@ -1,0 +1,88 @@
+"""What every stage shares: reading its params sections, seeding, progress, error exits."""
+
+from __future__ import annotations
+
+import functools
+import random
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
+
+from pipeline.config import validate_section
+from pipeline.errors import AnimecolorError, ParamsError
+
+err_console = Console(stderr=True)
+console = Console(stderr=True)  # progress and notes go to stderr; stdout stays clean
+
+
+def load_params(path: str | Path, *sections: str) -> dict:
+    """Read `path` and validate the named sections; returns {section: typed params}."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ParamsError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections")
+    out = {}
+    for section in sections:
+        try:
+            out[section] = validate_section(section, data.get(section))
+        except ParamsError as exc:
+            raise ParamsError(f"{path}: {exc}") from None
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+    except ImportError:  # stages that do not need torch do not require it
+        return
+    torch.manual_seed(seed)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.1f}/s" if task.speed else "-/s", style="cyan")
+
+
+@contextmanager
+def progress_bar(description: str, total: int):
+    """Rich progress bar; yields an `advance(n)` callable for library functions."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n=1: progress.advance(task, n)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn `AnimecolorError` (bad params, bad input) into one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except AnimecolorError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/]: rerun the same command to resume")
+            sys.exit(130)
+
+    return wrapper
