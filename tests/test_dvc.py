@@ -1,0 +1,41 @@
+"""End to end: the DAG under `dvc repro` in a temporary git repository, at a tiny size."""
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def _dvc(repo, *args):
+    result = subprocess.run(["dvc", *args], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
+    repo = project_copy
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["crawl"]["n_images"] = 8
+    params["base"]["image_size"] = 32
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    _dvc(repo, "repro")
+    metrics = json.loads((repo / "metrics/crawl.json").read_text())
+    assert metrics["n_images"] == 8
+    assert len(list((repo / "data/raw/images").glob("*.png"))) == 8
+    assert (repo / "reports/crawl_samples.png").stat().st_size > 0
+    assert "up to date" in _dvc(repo, "repro")
+
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "baseline")
+    _dvc(repo, "exp", "run", "-S", "crawl.n_images=5")
+    diff = _dvc(repo, "metrics", "diff", "--json")
+    changes = json.loads(diff)["metrics/crawl.json"]
+    assert changes["n_images"] == {"old": 8, "new": 5, "diff": -3}

@@ -1,0 +1,63 @@
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.config import validate_section
+from pipeline.errors import ParamsError
+from stages.cli import app
+from stages.common import load_params
+
+
+def test_defaults_in_params_yaml_are_valid():
+    from conftest import ROOT
+
+    p = load_params(ROOT / "params.yaml", "base", "crawl")
+    assert p["base"].image_size >= 16 and p["crawl"].source == "synthetic"
+
+
+@pytest.mark.parametrize(
+    "section, data, fragment",
+    [
+        ("crawl", {"n_imgs": 5}, "crawl.n_imgs: unknown key"),
+        ("crawl", {"n_images": "100"}, "crawl.n_images: Input should be a valid integer"),
+        ("crawl", {"n_images": 0}, "crawl.n_images: Input should be greater than or equal to 1"),
+        ("crawl", {"heterochromia_p": 1.5}, "crawl.heterochromia_p: Input should be less than or equal to 1"),
+        ("crawl", {"source": "ftp"}, "crawl.source: Input should be 'synthetic'"),
+        ("base", {"image_size": 64.5}, "base.image_size: Input should be a valid integer"),
+        ("base", {"device": "tpu"}, "base.device:"),
+        ("base", ["seed"], "base: must be a mapping"),
+        ("nope", {}, "nope: unknown params section"),
+    ],
+)
+def test_bad_values_name_the_key(section, data, fragment):
+    with pytest.raises(ParamsError) as info:
+        validate_section(section, data)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_float_param_accepts_an_int():
+    assert validate_section("crawl", {"heterochromia_p": 1}).heterochromia_p == 1.0
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("base: {seed: 0}\ncrawl: {n_images: -3}\n", "crawl.n_images"),
+        ("base: {seed: 0, colour: red}\n", "base.colour: unknown key"),
+        ("base: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_cli_bad_params_one_line_no_traceback(tmp_path, text, fragment):
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    result = CliRunner().invoke(app, ["crawl", "--params", str(params), "--out", str(tmp_path / "raw")])
+    assert result.exit_code == 2
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "raw").exists()
+
+
+def test_cli_missing_params_file(tmp_path):
+    result = CliRunner().invoke(app, ["crawl", "--params", str(tmp_path / "absent.yaml")])
+    assert result.exit_code == 2 and "params file not found" in result.output
