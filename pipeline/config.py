@@ -33,9 +33,22 @@ class CrawlParams(_Section):
     sheet_size: int = Field(64, ge=1, le=1024)  # faces on the contact sheet
 
 
+class CleanParams(_Section):
+    face_detect: Literal["none", "animeface"] = "none"  # none: images are already aligned faces
+    min_likelihood: float = Field(0.5, ge=0.0, le=1.0)
+    margin: float = Field(0.5, ge=0.0, le=3.0)
+    keep: Literal["largest", "all"] = "largest"
+    min_size: int = Field(32, ge=8)
+    min_colour_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    phash_threshold: int = Field(4, ge=0, le=64)
+    thumb_tolerance: float = Field(12.0, ge=0.0, le=255.0)
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "base": BaseParams,
     "crawl": CrawlParams,
+    "clean": CleanParams,
 }
 
 

@@ -22,20 +22,24 @@ def _git(repo, *args):
 def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     repo = project_copy
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["crawl"]["n_images"] = 8
+    params["crawl"]["n_images"] = 16
     params["base"]["image_size"] = 32
+    params["clean"]["test_fraction"] = 0.3
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     _dvc(repo, "repro")
     metrics = json.loads((repo / "metrics/crawl.json").read_text())
-    assert metrics["n_images"] == 8
-    assert len(list((repo / "data/raw/images").glob("*.png"))) == 8
+    assert metrics["n_images"] == 16
+    assert len(list((repo / "data/raw/images").glob("*.png"))) == 16
+    clean = json.loads((repo / "metrics/clean.json").read_text())
+    assert clean["kept"]["train"] + clean["kept"]["test"] == 16 and clean["kept"]["test"] >= 2
     assert (repo / "reports/crawl_samples.png").stat().st_size > 0
     assert "up to date" in _dvc(repo, "repro")
 
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "baseline")
-    _dvc(repo, "exp", "run", "-S", "crawl.n_images=5")
+    _dvc(repo, "exp", "run", "-S", "crawl.n_images=12")
     diff = _dvc(repo, "metrics", "diff", "--json")
     changes = json.loads(diff)["metrics/crawl.json"]
-    assert changes["n_images"] == {"old": 8, "new": 5, "diff": -3}
+    assert changes["n_images"] == {"old": 16, "new": 12, "diff": -4}
+    assert "kept.train" in json.loads(diff)["metrics/clean.json"] or "kept.test" in json.loads(diff)["metrics/clean.json"]

@@ -1,0 +1,255 @@
+"""The `clean` stage's library side: raw images -> aligned, de-duplicated face dataset.
+
+Per raw image, in order (the first failing check is the rejection reason):
+  decode_error  the file does not decode (or exceeds the pixel limit)
+  too_small     shorter side below `min_size`
+  monochrome    too few coloured pixels (manga pages, sketches, grayscale scans)
+  duplicate     the same bytes (SHA-256) as an earlier image
+  near_duplicate  perceptual hash within `phash_threshold` bits of a kept image *and* a
+                tiny colour thumbnail within `thumb_tolerance` (phash alone ignores colour,
+                and many distinct anime faces share a luminance layout)
+  no_face       face detection on, nothing above `min_likelihood`
+
+Kept images are cropped (detected face box grown by `margin`, square; or the centred square
+when detection is off), resized with area interpolation, and split train/test by their
+SHA-256, so adding images never moves old ones between splits. Label maps (synthetic
+source) get the identical crop with nearest-neighbour resizing.
+
+Output: <out>/<split>/images/<name>.png, <out>/<split>/labels/<name>.png, manifest.csv
+(one row per kept face and per rejected image), state.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from pipeline.data.imageio import MAX_PIXELS, read_label, write_json, write_png
+
+REASONS = ("decode_error", "too_small", "monochrome", "duplicate", "near_duplicate", "no_face")
+
+
+@dataclass(frozen=True)
+class CleanConfig:
+    image_size: int = 64
+    face_detect: str = "none"  # "none" | "animeface"
+    min_likelihood: float = 0.5
+    margin: float = 0.5  # grow the face box by this fraction of its side
+    keep: str = "largest"  # "largest" | "all" faces per image
+    min_size: int = 32
+    min_colour_fraction: float = 0.05
+    phash_threshold: int = 4
+    thumb_tolerance: float = 12.0
+    test_fraction: float = 0.1
+    background: tuple[int, int, int] = (255, 255, 255)
+
+
+def decode(data: bytes, background=(255, 255, 255)) -> np.ndarray | None:
+    """Bytes -> uint8 RGB, alpha composited over `background`; None if undecodable."""
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.size == 0 or arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        return None
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    if arr.shape[2] == 4:
+        alpha = arr[..., 3:4].astype(np.float32) / 255.0
+        bgr = arr[..., :3].astype(np.float32) * alpha + np.asarray(background[::-1], np.float32) * (1 - alpha)
+        arr = np.clip(np.round(bgr), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
+
+
+def colour_fraction(rgb: np.ndarray, min_chroma: int = 24) -> float:
+    """Share of pixels whose chroma (max - min channel) reaches `min_chroma`."""
+    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16)
+    chroma = small.max(axis=2) - small.min(axis=2)
+    return float((chroma >= min_chroma).mean())
+
+
+def phash(rgb: np.ndarray) -> int:
+    """64-bit perceptual hash (imagehash's DCT pHash)."""
+    import imagehash
+    from PIL import Image
+
+    return int(str(imagehash.phash(Image.fromarray(rgb))), 16)
+
+
+def thumbnail(rgb: np.ndarray) -> np.ndarray:
+    return cv2.resize(rgb, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def detect_faces(rgb: np.ndarray, min_likelihood: float) -> list[tuple[int, int, int, int, float]]:
+    """Anime faces via the `animeface` package: [(x, y, w, h, likelihood)], largest first."""
+    import animeface
+    from PIL import Image
+
+    faces = [(f.face.pos.x, f.face.pos.y, f.face.pos.width, f.face.pos.height, float(f.likelihood))
+             for f in animeface.detect(Image.fromarray(rgb)) if f.likelihood >= min_likelihood]
+    return sorted(faces, key=lambda f: -f[2] * f[3])
+
+
+def square_box(box, margin: float, shape) -> tuple[int, int, int]:
+    """Square (x0, y0, side) around `box` grown by `margin`; may extend past the image."""
+    x, y, w, h = box
+    side = int(round(max(w, h) * (1 + margin)))
+    cx, cy = x + w / 2, y + h / 2
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
+
+
+def crop_square(img: np.ndarray, x0: int, y0: int, side: int, fill) -> np.ndarray:
+    """Crop a square that may extend past the image; the outside is filled with `fill`."""
+    H, W = img.shape[:2]
+    pad = max(0, -x0, -y0, x0 + side - W, y0 + side - H)
+    if pad:
+        value = fill if img.ndim == 3 else 0
+        img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=value)
+    return img[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
+
+
+def resize(img: np.ndarray, size: int, label: bool = False) -> np.ndarray:
+    if label:
+        return cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST)
+    shrink = img.shape[0] >= size
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def split_of(sha256: str, test_fraction: float) -> str:
+    """Deterministic split from the content hash (stable when images are added)."""
+    return "test" if int(sha256[:8], 16) / 2**32 < test_fraction else "train"
+
+
+def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
+                  progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Clean every image listed in `raw_dir/manifest.csv` into `out_dir`.
+
+    Resumable: each decision is appended to `out_dir/progress.jsonl` as it is made; a rerun
+    with the same config skips the images already decided.
+    """
+    raw, out = Path(raw_dir), Path(out_dir)
+    raw_manifest = raw / "manifest.csv"
+    if not raw_manifest.is_file():
+        from pipeline.errors import AnimecolorError
+
+        raise AnimecolorError(f"{raw_manifest}: not found (run `animecolor crawl` first)")
+    source = pd.read_csv(raw_manifest, dtype=str, keep_default_na=False)
+    state = {"config": asdict(cfg), "version": 1}
+    log_path = out / "progress.jsonl"
+    done: list[dict] = []
+    if out.exists():
+        same = (out / "state.json").is_file() and json.loads((out / "state.json").read_text()) == json.loads(
+            json.dumps(state))
+        if same and log_path.is_file():
+            for line in log_path.read_text().splitlines():
+                try:
+                    done.append(json.loads(line))
+                except json.JSONDecodeError:  # the last line of a killed run
+                    break
+        else:
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "state.json", state)
+
+    start = time.perf_counter()
+    seen_sha: set[str] = set()
+    hashes: list[int] = []
+    thumbs: list[np.ndarray] = []
+    decided = {r["raw_file"] for r in done}
+    for r in done:
+        seen_sha.add(r["sha256"])
+        if r["status"] == "kept" and r.get("phash") is not None and r["face"] == 0:
+            hashes.append(int(r["phash"], 16))
+            thumbs.append(np.asarray(r["thumb"], np.float32).reshape(16, 16, 3))
+    rows = list(done)
+    with open(log_path, "a") as log:
+        for _, item in source.iterrows():
+            if item["file"] in decided:
+                if progress:
+                    progress(1)
+                continue
+            new = _clean_one(raw, item, cfg, out, seen_sha, hashes, thumbs)
+            for r in new:
+                log.write(json.dumps(r) + "\n")
+            log.flush()
+            rows.extend(new)
+            if progress:
+                progress(1)
+    manifest = pd.DataFrame(rows).drop(columns=["thumb"], errors="ignore")
+    # Carry the raw manifest's columns (identity, tags, synthetic colours...) along.
+    extra = source.drop(columns=["label"], errors="ignore").rename(columns={"file": "raw_file"})
+    manifest = manifest.merge(extra, on="raw_file", how="left", suffixes=("", "_raw"))
+    manifest.to_csv(out / "manifest.csv", index=False)
+    log_path.unlink()
+    return manifest, {"seconds": time.perf_counter() - start, "resumed": len(decided)}
+
+
+def _clean_one(raw: Path, item, cfg: CleanConfig, out: Path, seen_sha, hashes, thumbs) -> list[dict]:
+    path = raw / item["file"]
+    base = {"raw_file": item["file"]}
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return [{**base, "status": "rejected", "reason": "decode_error", "sha256": "", "face": 0}]
+    sha = hashlib.sha256(data).hexdigest()
+    base["sha256"] = sha
+
+    def reject(reason):
+        return [{**base, "status": "rejected", "reason": reason, "face": 0}]
+
+    rgb = decode(data, cfg.background)
+    if rgb is None:
+        return reject("decode_error")
+    if min(rgb.shape[:2]) < cfg.min_size:
+        return reject("too_small")
+    if colour_fraction(rgb) < cfg.min_colour_fraction:
+        return reject("monochrome")
+    if sha in seen_sha:
+        return reject("duplicate")
+    seen_sha.add(sha)
+    h = phash(rgb)
+    thumb = thumbnail(rgb)
+    if hashes:
+        dist = np.bitwise_count(np.asarray(hashes, np.uint64) ^ np.uint64(h))
+        for j in np.flatnonzero(dist <= cfg.phash_threshold):
+            if np.abs(thumbs[j] - thumb).mean() <= cfg.thumb_tolerance:
+                return reject("near_duplicate")
+
+    if cfg.face_detect == "animeface":
+        faces = detect_faces(rgb, cfg.min_likelihood)
+        if not faces:
+            return reject("no_face")
+        if cfg.keep == "largest":
+            faces = faces[:1]
+        boxes = [(square_box(f[:4], cfg.margin, rgb.shape), f[4]) for f in faces]
+    else:
+        H, W = rgb.shape[:2]
+        side = min(H, W)
+        boxes = [(((W - side) // 2, (H - side) // 2, side), None)]
+    label = read_label(raw / item["label"]) if item.get("label") else None
+
+    split = split_of(sha, cfg.test_fraction)
+    rows = []
+    for i, ((x0, y0, side), likelihood) in enumerate(boxes):
+        name = f"{sha[:16]}" + (f"_{i}" if i else "")
+        face = resize(crop_square(rgb, x0, y0, side, cfg.background), cfg.image_size)
+        row = {**base, "status": "kept", "reason": "", "face": i, "split": split,
+               "file": f"{split}/images/{name}.png", "box": f"{x0},{y0},{side}",
+               "likelihood": likelihood, "phash": f"{h:016x}", "thumb": thumb.round(1).ravel().tolist()}
+        if label is not None:
+            lab = resize(crop_square(label, x0, y0, side, 0), cfg.image_size, label=True)
+            write_png(out / split / "labels" / f"{name}.png", lab)
+            row["label"] = f"{split}/labels/{name}.png"
+        write_png(out / split / "images" / f"{name}.png", face)
+        rows.append(row)
+    hashes.append(h)
+    thumbs.append(thumb)
+    return rows

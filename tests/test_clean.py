@@ -1,0 +1,162 @@
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.data.clean import CleanConfig, clean_dataset, split_of
+from pipeline.data.crawl import crawl_synthetic
+from pipeline.data.imageio import read_label, read_rgb
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+REAL256 = SHARED / "anime-faces-256"
+
+
+def _raw_folder(tmp_path, files: dict[str, bytes]) -> Path:
+    raw = tmp_path / "raw"
+    (raw / "images").mkdir(parents=True)
+    for name, data in files.items():
+        (raw / "images" / name).write_bytes(data)
+    pd.DataFrame({"file": [f"images/{n}" for n in files], "source": "test",
+                  "identity": list(files)}).to_csv(raw / "manifest.csv", index=False)
+    return raw
+
+
+def _png(img) -> bytes:
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def _jpg(img, q=90) -> bytes:
+    return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()
+
+
+def _real(i: int) -> np.ndarray:
+    files = sorted(REAL256.glob("*.jpg"))
+    if not files:
+        pytest.skip("../shared/data is not available")
+    return cv2.imread(str(files[i]))  # BGR, as the encoders expect
+
+
+def test_rejections_are_recorded_with_their_reason(tmp_path):
+    a, b = _real(0), _real(1)
+    gray = cv2.cvtColor(cv2.cvtColor(_real(2), cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    files = {
+        "a.png": _png(a),
+        "a_copy.png": _png(a),  # same bytes
+        "a_small_jpeg.jpg": _jpg(cv2.resize(a, (160, 160), interpolation=cv2.INTER_AREA), 80),  # near dup
+        "b.jpg": _jpg(b),
+        "manga.png": _png(gray),
+        "tiny.png": _png(cv2.resize(b, (20, 20))),
+        "broken.jpg": _jpg(b)[:200],
+        "text.png": b"<html>not an image</html>",
+    }
+    raw = _raw_folder(tmp_path, files)
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(image_size=64))
+    reasons = dict(zip(manifest.raw_file.str[7:], manifest.reason.fillna("")))
+    assert reasons == {"a.png": "", "a_copy.png": "duplicate", "a_small_jpeg.jpg": "near_duplicate", "b.jpg": "",
+                       "manga.png": "monochrome", "tiny.png": "too_small", "broken.jpg": "decode_error",
+                       "text.png": "decode_error"}
+    kept = manifest[manifest.status == "kept"]
+    for f in kept.file:
+        assert read_rgb(tmp_path / "faces" / f).shape == (64, 64, 3)
+
+
+def test_distinct_synthetic_faces_are_not_near_duplicates(tmp_path):
+    crawl_synthetic(tmp_path / "raw", 300, 64, seed=0, heterochromia_p=0.1)
+    manifest, _ = clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(image_size=64))
+    assert (manifest.status == "kept").all()
+
+
+def test_label_maps_get_the_same_crop(tmp_path):
+    crawl_synthetic(tmp_path / "raw", 6, 64, seed=0, heterochromia_p=0.1)
+    manifest, _ = clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(image_size=48))
+    for _, row in manifest.iterrows():
+        label = read_label(tmp_path / "faces" / row.label)
+        rgb = read_rgb(tmp_path / "faces" / row.file)
+        assert label.shape == (48, 48)
+        hair = rgb[cv2.erode((label == 1).astype(np.uint8), np.ones((3, 3))) > 0].astype(float)
+        assert np.abs(np.median(hair, 0) - np.array(list(bytes.fromhex(row.color_hair[1:])))).max() < 20
+    assert {"identity", "color_iris_left", "heterochromia"} <= set(manifest.columns)
+
+
+def test_rgba_is_composited_on_the_background(tmp_path):
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[16:48, 16:48] = (40, 80, 200, 255)  # opaque coloured square, transparent around
+    raw = _raw_folder(tmp_path, {"sprite.png": _png(rgba)})
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(image_size=64, min_colour_fraction=0.01))
+    out = read_rgb(tmp_path / "faces" / manifest.file[0])
+    assert tuple(out[2, 2]) == (255, 255, 255) and tuple(out[32, 32]) == (200, 80, 40)
+
+
+def test_split_is_stable_when_images_are_added(tmp_path):
+    import hashlib
+
+    shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000)]
+    first = {s: split_of(s, 0.2) for s in shas}
+    assert 0.1 < np.mean([v == "test" for v in first.values()]) < 0.3
+    crawl_synthetic(tmp_path / "raw", 20, 32, seed=0, heterochromia_p=0.1)
+    small, _ = clean_dataset(tmp_path / "raw", tmp_path / "f1", CleanConfig(image_size=32, test_fraction=0.3))
+    crawl_synthetic(tmp_path / "raw", 40, 32, seed=0, heterochromia_p=0.1)
+    big, _ = clean_dataset(tmp_path / "raw", tmp_path / "f2", CleanConfig(image_size=32, test_fraction=0.3))
+    merged = small.merge(big, on="sha256", suffixes=("_small", "_big"))
+    assert len(merged) == 20 and (merged.split_small == merged.split_big).all()
+
+
+def test_resume_after_interruption(tmp_path):
+    crawl_synthetic(tmp_path / "raw", 12, 32, seed=0, heterochromia_p=0.1)
+    cfg = CleanConfig(image_size=32)
+    full, _ = clean_dataset(tmp_path / "raw", tmp_path / "a", cfg)
+
+    calls = {"n": 0}
+
+    def interrupt_after_five(_):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, progress=interrupt_after_five)
+    log = tmp_path / "b" / "progress.jsonl"
+    assert len(log.read_text().splitlines()) == 5
+    with open(log, "a") as f:
+        f.write('{"raw_file": "images/0000')  # the torn last line of a killed process
+    resumed, stats = clean_dataset(tmp_path / "raw", tmp_path / "b", cfg)
+    assert stats["resumed"] == 5
+    cols = ["raw_file", "sha256", "status", "split", "file"]
+    pd.testing.assert_frame_equal(full[cols], resumed[cols])
+    assert sorted(p.name for p in (tmp_path / "a").rglob("*.png")) == sorted(
+        p.name for p in (tmp_path / "b").rglob("*.png"))
+
+
+@pytest.mark.slow
+def test_face_detection_recall_on_real_anime_faces(tmp_path):
+    files = sorted(REAL256.glob("*.jpg"))[:80]
+    if not files:
+        pytest.skip("../shared/data is not available")
+    raw = _raw_folder(tmp_path, {f.name: f.read_bytes() for f in files})
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(image_size=64, face_detect="animeface"))
+    decided = manifest[manifest.reason != "near_duplicate"]
+    recall = (decided.status == "kept").mean()
+    assert recall > 0.9, recall
+    box_sides = manifest[manifest.status == "kept"].box.str.split(",").str[2].astype(int)
+    assert (box_sides < 400).all()  # crops are around faces, not the whole canvas grown
+
+
+def test_faces_are_found_on_full_figure_renpy_sprites(tmp_path):
+    """13 openly licensed RGBA sprites from Debian's renpy-thequestion / renpy-demo packages."""
+    sprites = [p for p in Path("/usr/share/games/renpy").glob("*/game/images/*.png")
+               if p.name.split()[0] in ("sylvie", "eileen", "lucy")]
+    if len(sprites) < 13:
+        pytest.skip("apt-get install renpy-thequestion renpy-demo (done by .ci/run)")
+    raw = _raw_folder(tmp_path, {p.name: p.read_bytes() for p in sprites})
+    cfg = CleanConfig(image_size=128, face_detect="animeface", thumb_tolerance=0.0)  # keep all expressions
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", cfg)
+    assert (manifest.status == "kept").all(), manifest[["raw_file", "reason"]]
+    for _, row in manifest.iterrows():
+        x0, y0, side = map(int, row.box.split(","))
+        assert 100 < side < 400 and y0 < 300  # a head-sized square in the upper part of a 700 px figure
+        face = read_rgb(tmp_path / "faces" / row.file)
+        assert face.shape == (128, 128, 3)
+        assert (face.reshape(-1, 3) == 255).all(axis=1).mean() < 0.6  # mostly character, not background
