@@ -45,10 +45,37 @@ class CleanParams(_Section):
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
 
 
+class PairsParams(_Section):
+    sigma: list[float] = Field(default_factory=lambda: [0.3, 0.4, 0.5], min_length=1)  # official XDoG sigmas
+    k: float = Field(3.5, gt=1.0)
+    p: float = Field(10.0, ge=0.0)
+    eps: float = 0.01
+    phi: float = Field(1e9, gt=0.0)
+    tps_scheme: Literal["diagonal", "random", "none"] = "diagonal"
+    tps_strength: float = Field(0.25, ge=0.0, le=0.5)
+    tps_grid: int = Field(4, ge=2, le=10)
+    flip_p: float = Field(0.0, ge=0.0, le=1.0)
+    rotate_deg: float = Field(0.0, ge=0.0, le=45.0)
+    scale_min: float = Field(1.0, gt=0.0, le=2.0)
+    scale_max: float = Field(1.0, gt=0.0, le=2.0)
+    sheet_size: int = Field(8, ge=1, le=64)
+
+    def tps_config(self):
+        from pipeline.data.tps import TPSConfig
+
+        if self.scale_min > self.scale_max:
+            from pipeline.errors import ParamsError
+
+            raise ParamsError(f"pairs.scale_min: must be <= pairs.scale_max (got {self.scale_min} > {self.scale_max})")
+        return TPSConfig(self.tps_scheme, self.tps_strength, self.tps_grid, self.flip_p, self.rotate_deg,
+                         (self.scale_min, self.scale_max))
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "base": BaseParams,
     "crawl": CrawlParams,
     "clean": CleanParams,
+    "pairs": PairsParams,
 }
 
 

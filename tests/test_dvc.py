@@ -33,6 +33,9 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     assert len(list((repo / "data/raw/images").glob("*.png"))) == 16
     clean = json.loads((repo / "metrics/clean.json").read_text())
     assert clean["kept"]["train"] + clean["kept"]["test"] == 16 and clean["kept"]["test"] >= 2
+    pairs = json.loads((repo / "metrics/pairs.json").read_text())
+    assert pairs["benchmark_pairs"] == {"self_ref": clean["kept"]["test"], "random_ref": clean["kept"]["test"]}
+    assert (repo / "data/pairs/test/pairs.csv").is_file() and (repo / "reports/pairs_samples.png").is_file()
     assert (repo / "reports/crawl_samples.png").stat().st_size > 0
     assert "up to date" in _dvc(repo, "repro")
 

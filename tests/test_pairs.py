@@ -1,0 +1,188 @@
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.data.clean import CleanConfig, clean_dataset
+from pipeline.data.crawl import crawl_synthetic
+from pipeline.data.dataset import PairDataset, to_tensor, to_uint8
+from pipeline.data.pairs import build_pairs, derangement
+from pipeline.data.synthetic import REGION_IDS, generate_face
+from pipeline.data.tps import TPSConfig, apply_warp, control_points, random_warp, tps_maps
+from pipeline.data.xdog import augment_lines, to_gray, xdog
+from pipeline.errors import AnimecolorError
+
+XDOG = dict(k=3.5, p=10.0, eps=0.01, phi=1e9)
+
+
+# ---------------------------------------------------------------- XDoG
+def test_xdog_range_and_white_paper():
+    _, rgb, _ = generate_face(0, 0, 64, 0.1)
+    out = xdog(to_gray(rgb), 0.5, **XDOG)
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    assert np.array_equal(xdog(np.ones((40, 30), np.float32), 0.5, **XDOG), np.ones((40, 30), np.float32))
+    soft = xdog(to_gray(rgb), 0.5, k=3.5, p=10, eps=0.01, phi=20)
+    assert ((soft > 0.05) & (soft < 0.95)).any()  # a soft phi gives grey levels
+
+
+def test_xdog_turns_a_filled_circle_into_a_ring():
+    img = np.ones((64, 64), np.float32)
+    cv2.circle(img, (32, 32), 16, 0.45, -1, cv2.LINE_AA)
+    dark = xdog(img, 0.5, **XDOG) < 0.5
+    ys, xs = np.nonzero(dark)
+    r = np.hypot(ys - 32, xs - 32)
+    assert dark.sum() > 60
+    assert np.abs(r - 16).max() <= 3.0  # every dark pixel is near the circle's edge
+    assert not dark[28:36, 28:36].any()  # the inside stays paper
+
+
+def test_xdog_official_params_reproduce_fixture():
+    img = np.ones((12, 12), np.float32)
+    img[2:10, 2:10] = 0.5
+    img[5:7, 5:7] = 0.0
+    expected = ["111111111111", "111111111111", "110000000011", "110001100011", "110011110011", "110110011011",
+                "110110011011", "110011110011", "110001100011", "110000000011", "111111111111", "111111111111"]
+    out = xdog(img, 0.4, **XDOG)
+    assert set(np.unique(out)) <= {0.0, 1.0}
+    assert ["".join(str(int(v)) for v in row) for row in out] == expected
+
+
+def test_xdog_matches_a_scipy_reference_implementation():
+    from scipy.ndimage import gaussian_filter
+
+    _, rgb, _ = generate_face(0, 3, 128, 0.1)
+    gray = to_gray(rgb)
+    ours = xdog(gray, 0.5, **XDOG)
+    g1 = gaussian_filter(gray, 0.5, mode="reflect", truncate=4.0)
+    g2 = gaussian_filter(gray, 1.75, mode="reflect", truncate=4.0)
+    S = (11 * g1 - 10 * g2) * gray
+    ref = np.where(S >= 0.01, 1.0, 0.0)
+    assert (ours == ref).mean() > 0.995
+
+
+def test_line_augment_is_seeded_and_changes_line_width():
+    _, rgb, _ = generate_face(0, 4, 64, 0.1)
+    sketch = np.round(xdog(to_gray(rgb), 0.5, **XDOG) * 255).astype(np.uint8)
+    a = augment_lines(sketch, np.random.default_rng(1), thicken_p=1.0, noise_std=0.02)
+    b = augment_lines(sketch, np.random.default_rng(1), thicken_p=1.0, noise_std=0.02)
+    assert np.array_equal(a, b)
+    thick = augment_lines(sketch, np.random.default_rng(0), thicken_p=1.0)
+    thin = augment_lines(sketch, np.random.default_rng(0), thin_p=1.0)
+    assert (thick < 128).sum() > (sketch < 128).sum() > (thin < 128).sum()
+    assert np.array_equal(augment_lines(sketch, np.random.default_rng(0)), sketch)  # default: off
+
+
+# ---------------------------------------------------------------- TPS
+def test_tps_zero_displacement_is_identity():
+    _, rgb, label = generate_face(0, 5, 64, 0.1)
+    maps = random_warp(TPSConfig(strength=0.0), np.random.default_rng(0), 64, 64)
+    ys, xs = np.mgrid[0:64, 0:64]
+    assert np.abs(maps[0] - xs).max() < 0.05 and np.abs(maps[1] - ys).max() < 0.05
+    assert np.abs(apply_warp(rgb, maps).astype(int) - rgb).max() <= 2
+    assert (apply_warp(label, maps, label=True) == label).mean() > 0.999
+
+
+def test_tps_moves_control_points_where_asked():
+    src, dst = control_points(TPSConfig(), np.random.default_rng(3))
+    map_x, map_y = tps_maps(src, dst, 201, 201, coarse=201)
+    for s, d in zip(src, dst):
+        x, y = np.clip(np.round(s * 201 - 0.5).astype(int), 0, 200)
+        assert abs((map_x[y, x] + 0.5) / 201 - d[0]) < 0.01 and abs((map_y[y, x] + 0.5) / 201 - d[1]) < 0.01
+
+
+@pytest.mark.parametrize("cfg", [TPSConfig(), TPSConfig(scheme="random", strength=0.3),
+                                 TPSConfig(flip_p=1.0, rotate_deg=10, scale=(0.9, 1.1))])
+def test_tps_warps_image_and_label_consistently_and_is_seeded(cfg):
+    spec, rgb, label = generate_face(0, 6, 128, 0.1)
+    maps = random_warp(cfg, np.random.default_rng(7), 128, 128)
+    again = random_warp(cfg, np.random.default_rng(7), 128, 128)
+    other = random_warp(cfg, np.random.default_rng(8), 128, 128)
+    assert np.array_equal(maps[0], again[0]) and not np.array_equal(maps[0], other[0])
+    warped, wlabel = apply_warp(rgb, maps), apply_warp(label, maps, label=True)
+    assert not np.array_equal(warped, rgb)
+    for name in ("hair", "skin", "clothes"):
+        inner = cv2.erode((wlabel == REGION_IDS[name]).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        if inner.sum() > 30:
+            median = np.median(warped[inner].astype(float), 0)
+            assert np.abs(median - spec.colors[name]).max() < 20, name
+
+
+# ---------------------------------------------------------------- pairs + dataset
+def test_derangement_never_pairs_an_image_or_identity_with_itself():
+    rng = np.random.default_rng(0)
+    ids = [f"id{i // 2}" for i in range(40)]  # two images per identity
+    for _ in range(20):
+        perm = derangement(ids, rng)
+        assert sorted(perm) == list(range(40))
+        assert all(perm[i] != i and ids[perm[i]] != ids[i] for i in range(40))
+    perm = derangement(["a"] * 5, rng)  # impossible to avoid the identity: still never itself
+    assert all(perm[i] != i for i in range(5))
+    with pytest.raises(AnimecolorError):
+        derangement(["a"], rng)
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    crawl_synthetic(root / "raw", 30, 48, seed=0, heterochromia_p=0.2)
+    clean_dataset(root / "raw", root / "faces", CleanConfig(image_size=48, test_fraction=0.3))
+    return root / "faces"
+
+
+def _build(faces, out):
+    return build_pairs(faces, out, seed=0, sigma=[0.3, 0.4, 0.5], xdog_kwargs=XDOG, tps=TPSConfig())
+
+
+def test_pairs_files_and_stable_reruns(faces, tmp_path):
+    table, stats = _build(faces, tmp_path / "a")
+    _build(faces, tmp_path / "b")
+    assert stats["train"] + stats["test"] == 30 and stats["test"] >= 2
+    assert set(table.setting) == {"self_ref", "random_ref"} and len(table) == 2 * stats["test"]
+    rand = table[table.setting == "random_ref"]
+    own = table[table.setting == "self_ref"].set_index("name").reference_identity
+    assert (rand.reference_identity.values != own.loc[rand.name].values).all()
+    assert (rand.reference_name != rand.name).all()
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    for row in table.itertuples():
+        assert (tmp_path / "a" / row.sketch).is_file() and (tmp_path / "a" / row.reference).is_file()
+        assert (faces / row.target).is_file() and (tmp_path / "a" / row.reference_label).is_file()
+    items = pd.read_csv(tmp_path / "a/train/items.csv")
+    assert set(items.sigma) <= {0.3, 0.4, 0.5}
+
+
+def test_dataset_tensors_and_fresh_distortion_per_fetch(faces, tmp_path):
+    _build(faces, tmp_path)
+    torch.manual_seed(0)
+    ds = PairDataset(faces, tmp_path, "train", with_labels=True)
+    a, b = ds[0], ds[0]
+    assert a["sketch"].shape == (1, 48, 48) and a["reference"].shape == a["target"].shape == (3, 48, 48)
+    for key in ("sketch", "reference", "target"):
+        assert a[key].dtype == torch.float32 and a[key].min() >= -1 and a[key].max() <= 1
+    assert torch.equal(a["target"], b["target"]) and torch.equal(a["sketch"], b["sketch"])
+    assert not torch.equal(a["reference"], b["reference"])  # re-sampled TPS on every fetch
+    assert a["label"].shape == (48, 48) and a["reference_label"].shape == (48, 48)
+    # Same seed, same stream of distortions.
+    torch.manual_seed(0)
+    again = PairDataset(faces, tmp_path, "train")[0]
+    assert torch.equal(again["reference"], a["reference"])
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2)
+    batch = next(iter(loader))
+    assert batch["reference"].shape == (4, 3, 48, 48)
+
+
+def test_tensor_conversions_round_trip():
+    img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    assert np.array_equal(to_uint8(to_tensor(img)), img)
+    gray = img[..., 0]
+    assert to_tensor(gray).shape == (1, 5, 7) and np.array_equal(to_uint8(to_tensor(gray)), gray)
+
+
+def test_missing_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(AnimecolorError, match="run `animecolor clean` first"):
+        _build(tmp_path / "nope", tmp_path / "out")
+    with pytest.raises(AnimecolorError, match="run `animecolor pairs` first"):
+        PairDataset(tmp_path, tmp_path / "nope")
