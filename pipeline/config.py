@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ParamsError
 
@@ -60,13 +60,15 @@ class PairsParams(_Section):
     scale_max: float = Field(1.0, gt=0.0, le=2.0)
     sheet_size: int = Field(8, ge=1, le=64)
 
+    @model_validator(mode="after")
+    def _scale_range(self):
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"scale_min must be <= scale_max ({self.scale_min} > {self.scale_max})")
+        return self
+
     def tps_config(self):
         from pipeline.data.tps import TPSConfig
 
-        if self.scale_min > self.scale_max:
-            from pipeline.errors import ParamsError
-
-            raise ParamsError(f"pairs.scale_min: must be <= pairs.scale_max (got {self.scale_min} > {self.scale_max})")
         return TPSConfig(self.tps_scheme, self.tps_strength, self.tps_grid, self.flip_p, self.rotate_deg,
                          (self.scale_min, self.scale_max))
 
@@ -80,10 +82,12 @@ SECTIONS: dict[str, type[_Section]] = {
 
 
 def _describe(error: dict, section: str) -> str:
-    key = ".".join([section, *(str(p) for p in error["loc"])])
+    key = ".".join([section, *(str(p) for p in error["loc"])] or [section])
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"{key}: unknown key (allowed: {', '.join(SECTIONS[section].model_fields)})"
+    if not error["loc"]:  # a check across keys (model validator)
+        return f"{section}: {error['msg'].removeprefix('Value error, ')}"
     if kind == "missing":
         return f"{key}: required key is missing"
     return f"{key}: {error['msg']} (got {error['input']!r})"

@@ -61,3 +61,8 @@ def test_cli_bad_params_one_line_no_traceback(tmp_path, text, fragment):
 def test_cli_missing_params_file(tmp_path):
     result = CliRunner().invoke(app, ["crawl", "--params", str(tmp_path / "absent.yaml")])
     assert result.exit_code == 2 and "params file not found" in result.output
+
+
+def test_cross_key_check_names_the_section():
+    with pytest.raises(ParamsError, match=r"pairs: scale_min must be <= scale_max \(1.5 > 1.0\)"):
+        validate_section("pairs", {"scale_min": 1.5})
