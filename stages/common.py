@@ -20,8 +20,7 @@ from rich.text import Text
 from pipeline.config import validate_section
 from pipeline.errors import AnimecolorError, ParamsError
 
-err_console = Console(stderr=True)
-console = Console(stderr=True)  # progress and notes go to stderr; stdout stays clean
+console = Console(stderr=True)  # progress, notes and errors go to stderr; stdout stays clean
 
 
 def load_params(path: str | Path, *sections: str) -> dict:
@@ -79,10 +78,10 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except AnimecolorError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/]: rerun the same command to resume")
+            console.print("[bold red]interrupted[/]: rerun the same command to resume")
             sys.exit(130)
 
     return wrapper
