@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.imageio import MAX_PIXELS, read_label, write_json, write_png
+from pipeline.errors import AnimecolorError
 
 REASONS = ("decode_error", "too_small", "monochrome", "duplicate", "near_duplicate", "no_face")
 
@@ -138,8 +139,6 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
     raw, out = Path(raw_dir), Path(out_dir)
     raw_manifest = raw / "manifest.csv"
     if not raw_manifest.is_file():
-        from pipeline.errors import AnimecolorError
-
         raise AnimecolorError(f"{raw_manifest}: not found (run `animecolor crawl` first)")
     source = pd.read_csv(raw_manifest, dtype=str, keep_default_na=False)
     state = {"config": asdict(cfg), "version": 1}
