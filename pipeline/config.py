@@ -7,6 +7,7 @@ Unknown keys, wrong types (strict: "64" is not an int) and out-of-range values a
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -73,11 +74,94 @@ class PairsParams(_Section):
                          (self.scale_min, self.scale_max))
 
 
+class _LoopParams(_Section):
+    """Training-loop settings shared by `pretrain` and `finetune` (see pipeline/training/loop.py)."""
+
+    steps: int = Field(700, ge=1)
+    epochs: float | None = Field(None, gt=0)  # when set, overrides steps: ceil(epochs * images / batch)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-4, gt=0, le=1.0)
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float = Field(1.0, ge=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    ema_warmup: bool = True
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    sample_every: int = Field(0, ge=0)
+    num_workers: int = Field(1, ge=0, le=64)
+    sample_steps: int = Field(20, ge=1, le=1000)  # DDIM steps for the samples grid
+    sample_guidance: float = Field(1.0, ge=0)
+    sample_size: int = Field(8, ge=1, le=64)      # test images on the samples grid
+
+    def loop_config(self, seed: int, n_images: int):
+        from pipeline.training.loop import LoopConfig
+
+        steps = math.ceil(self.epochs * n_images / self.batch_size) if self.epochs else self.steps
+        keys = set(LoopConfig.__dataclass_fields__) - {"steps", "seed"}
+        return LoopConfig(steps=steps, seed=seed, **{k: getattr(self, k) for k in keys})
+
+
+class PretrainParams(_LoopParams):
+    # network (pipeline/model/unet.py); the `paper` recipe is 64, [1, 2, 4, 8], 2, [], 4, 32
+    channels: int = Field(32, ge=4)
+    channel_mults: list[int] = Field(default_factory=lambda: [1, 2, 2], min_length=1, max_length=6)
+    res_blocks: int = Field(1, ge=1, le=4)
+    attention_resolutions: list[int] = Field(default_factory=list)
+    heads: int = Field(4, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    norm_groups: int = Field(8, ge=1)
+    # diffusion (pipeline/model/diffusion.py)
+    timesteps: int = Field(1000, ge=10)
+    schedule: Literal["linear", "cosine"] = "cosine"
+    beta_start: float = Field(1e-4, gt=0, lt=1)
+    beta_end: float = Field(0.02, gt=0, lt=1)
+    prediction: Literal["eps", "v"] = "v"
+    # classifier-free guidance: condition dropout
+    p_uncond: float = Field(0.1, ge=0, le=1)   # drop the reference
+    p_sketch: float = Field(0.0, ge=0, le=1)   # drop the sketch (independently)
+    # line-style augmentation of the sketches (pipeline/data/xdog.py augment_lines)
+    line_thicken_p: float = Field(0.0, ge=0, le=1)
+    line_thin_p: float = Field(0.0, ge=0, le=1)
+    line_noise_std: float = Field(0.0, ge=0, le=64)
+    line_blur_p: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _betas(self):
+        if self.schedule == "linear" and self.beta_start >= self.beta_end:
+            raise ValueError(f"beta_start must be < beta_end ({self.beta_start} >= {self.beta_end})")
+        if self.line_thicken_p + self.line_thin_p > 1:
+            raise ValueError("line_thicken_p + line_thin_p must be <= 1")
+        return self
+
+    def unet_config(self, image_size: int):
+        from pipeline.model.unet import UNetConfig
+
+        return UNetConfig(image_size=image_size, channels=self.channels, channel_mults=tuple(self.channel_mults),
+                          res_blocks=self.res_blocks, attention_resolutions=tuple(self.attention_resolutions),
+                          heads=self.heads, dropout=self.dropout, norm_groups=self.norm_groups)
+
+    def diffusion_config(self):
+        from pipeline.model.diffusion import DiffusionConfig
+
+        return DiffusionConfig(self.timesteps, self.schedule, self.beta_start, self.beta_end, self.prediction)
+
+    def line_augment(self) -> dict:
+        return dict(thicken_p=self.line_thicken_p, thin_p=self.line_thin_p, noise_std=self.line_noise_std,
+                    blur_p=self.line_blur_p)
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "base": BaseParams,
     "crawl": CrawlParams,
     "clean": CleanParams,
     "pairs": PairsParams,
+    "pretrain": PretrainParams,
 }
 
 

@@ -2,7 +2,7 @@
 
 import typer
 
-from stages import clean, crawl, pairs
+from stages import clean, crawl, pairs, pretrain
 
 app = typer.Typer(name="animecolor", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
                   help="Reference-based colorization of anime line drawings with diffusion models.")
@@ -20,6 +20,7 @@ def _root() -> None:
 app.command("crawl")(crawl.main)
 app.command("clean")(clean.main)
 app.command("pairs")(pairs.main)
+app.command("pretrain")(pretrain.main)
 
 
 if __name__ == "__main__":

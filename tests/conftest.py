@@ -43,3 +43,27 @@ def project_copy(tmp_path):
     run("dvc", "init", "-q")
     run("dvc", "config", "core.analytics", "false")
     return repo
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """40 synthetic faces at 32 px through crawl -> clean -> pairs: (faces_dir, pairs_dir)."""
+    from pipeline.data.clean import CleanConfig, clean_dataset
+    from pipeline.data.crawl import crawl_synthetic
+    from pipeline.data.pairs import build_pairs
+    from pipeline.data.tps import TPSConfig
+
+    root = tmp_path_factory.mktemp("tiny")
+    crawl_synthetic(root / "raw", 40, 32, seed=0, heterochromia_p=0.2)
+    clean_dataset(root / "raw", root / "faces", CleanConfig(image_size=32, test_fraction=0.2))
+    build_pairs(root / "faces", root / "pairs", seed=0, sigma=[0.4], xdog_kwargs=dict(k=3.5, p=10.0, eps=0.01, phi=1e9),
+                tps=TPSConfig())
+    return root / "faces", root / "pairs"
+
+
+TINY_PRETRAIN = {  # a model that trains in seconds on CPU
+    "base.image_size": 32, "pretrain.channels": 8, "pretrain.channel_mults": [1, 2], "pretrain.res_blocks": 1,
+    "pretrain.heads": 2, "pretrain.steps": 6, "pretrain.batch_size": 4, "pretrain.checkpoint_every": 2,
+    "pretrain.log_every": 2, "pretrain.num_workers": 0, "pretrain.sample_steps": 2, "pretrain.sample_size": 2,
+    "pretrain.warmup_steps": 2,
+}

@@ -2,9 +2,10 @@
 
 The reference is re-distorted on every fetch (a new TPS warp each time), as in the
 official code; a frozen distortion per image would let the model memorise it. Randomness
-comes from a numpy generator seeded from `torch.initial_seed()`, which the DataLoader sets
-per worker and per epoch from the main process's seed: reproducible runs, different
-distortions in each worker.
+comes either from a seed passed with the index (the training loop's sampler does this: the
+distortion of sample i in epoch e is a function of (seed, e, i), so resumed runs match) or
+from a numpy generator seeded from `torch.initial_seed()`, which the DataLoader sets per
+worker and per epoch.
 
 Tensors: sketch (1, H, W), reference (3, H, W), target (3, H, W), float32 in [-1, 1].
 """
@@ -61,9 +62,14 @@ class PairDataset(Dataset):
             self._rng, self._rng_seed = np.random.default_rng(seed), seed
         return self._rng
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """key: an index, or (index, seed) to make this fetch's distortion a function of the seed
+        (the training loop does this so that resumed runs see the same augmentations)."""
+        if isinstance(key, tuple):
+            index, rng = key[0], np.random.default_rng(key[1])
+        else:
+            index, rng = key, self._generator()
         row = self.items.iloc[index]
-        rng = self._generator()
         target = read_rgb(self.faces / row.image)
         sketch = read_rgb(self.pairs / row.sketch)[..., 0]
         if self.line_augment:

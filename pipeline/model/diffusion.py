@@ -1,0 +1,94 @@
+"""Gaussian diffusion math: schedules, forward noising, prediction conversions, training loss.
+
+Notation (Ho et al. 2020; Salimans & Ho 2022 for v):
+    T                 number of diffusion steps; t in {0, ..., T-1}
+    beta_t            noise variance added at step t
+    alpha_bar_t       prod_{s<=t} (1 - beta_s); x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps
+    x0, x_t, eps      clean image, noisy image, unit Gaussian noise, all (B, 3, H, W) in about [-1, 1]
+    v                 sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0  (v-prediction target)
+
+The model is an argument (a callable (x_t, t) -> prediction); this module never sees a network.
+Schedules are built in float64 and stored as float32 tensors; the device follows the inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    timesteps: int = 1000
+    schedule: Literal["linear", "cosine"] = "cosine"
+    beta_start: float = 1e-4   # linear only; the paper uses 1e-6 .. 1e-2
+    beta_end: float = 0.02
+    prediction: Literal["eps", "v"] = "v"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def make_betas(schedule: str, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
+    """Beta schedule, float64 (T,)."""
+    if schedule == "linear":
+        return np.linspace(beta_start, beta_end, timesteps, dtype=np.float64)
+    if schedule == "cosine":  # Nichol & Dhariwal 2021, eq. 17, s = 0.008, betas clipped at 0.999
+        s = 0.008
+        f = lambda t: math.cos((t / timesteps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+        return np.array([min(1 - f(i + 1) / f(i), 0.999) for i in range(timesteps)], dtype=np.float64)
+    raise ValueError(f"unknown beta schedule {schedule!r} (linear | cosine)")
+
+
+class Diffusion:
+    """Forward process and conversions between the model's prediction and x0 / eps."""
+
+    def __init__(self, config: DiffusionConfig = DiffusionConfig()):
+        self.config = config
+        self.T = config.timesteps
+        betas = make_betas(config.schedule, config.timesteps, config.beta_start, config.beta_end)
+        alpha_bar = np.cumprod(1.0 - betas)
+        self.betas = torch.tensor(betas, dtype=torch.float32)
+        self.alpha_bar = torch.tensor(alpha_bar, dtype=torch.float32)
+        self._sqrt_ab = torch.tensor(np.sqrt(alpha_bar), dtype=torch.float32)
+        self._sqrt_1mab = torch.tensor(np.sqrt(1.0 - alpha_bar), dtype=torch.float32)
+
+    def _at(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """table[t] shaped (B, 1, 1, 1) on like's device and dtype."""
+        return table.to(like.device)[t.long()].to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+    def alpha_bar_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self._at(self.alpha_bar, t, like)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Forward noising q(x_t | x0) (Ho et al. eq. 4)."""
+        return self._at(self._sqrt_ab, t, x0) * x0 + self._at(self._sqrt_1mab, t, x0) * eps
+
+    def target(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """What the model is trained to output at (x_t, t)."""
+        if self.config.prediction == "eps":
+            return eps
+        return self._at(self._sqrt_ab, t, x0) * eps - self._at(self._sqrt_1mab, t, x0) * x0
+
+    def to_x0_eps(self, prediction: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model output -> (x0_hat, eps_hat)."""
+        a, s = self._at(self._sqrt_ab, t, x_t), self._at(self._sqrt_1mab, t, x_t)
+        if self.config.prediction == "eps":
+            eps = prediction
+            x0 = (x_t - s * eps) / a
+        else:  # v: x0 = a x_t - s v, eps = s x_t + a v  (since a^2 + s^2 = 1)
+            x0 = a * x_t - s * prediction
+            eps = s * x_t + a * prediction
+        return x0, eps
+
+    def loss(self, model: ModelFn, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Simple MSE objective (Ho et al. eq. 14, or its v form); scalar."""
+        x_t = self.q_sample(x0, t, eps)
+        prediction = model(x_t, t)
+        return torch.mean((prediction.float() - self.target(x0, t, eps).float()) ** 2)

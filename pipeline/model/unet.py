@@ -1,0 +1,188 @@
+"""The denoising U-Net: x_t, sketch and reference concatenated on channels -> eps or v.
+
+Conditioning is channel concatenation, as in the official AnimeDiffusion network:
+input = concat(x_t [3], sketch [1], reference [3]) = 7 channels; output 3 channels. The
+network knows nothing of betas or guidance: it maps (input, t) -> prediction.
+
+Shapes: x (B, 7, H, W) float in about [-1, 1]; t (B,) integer or float timesteps in [0, T).
+H and W must be divisible by 2 ** (len(channel_mults) - 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Constructor config; stored in every checkpoint so a file alone rebuilds the model."""
+
+    image_size: int = 64
+    in_channels: int = 7            # x_t (3) + sketch (1) + reference (3)
+    out_channels: int = 3
+    channels: int = 32              # base width; level i has channels * channel_mults[i]
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    res_blocks: int = 2             # residual blocks per level (decoder has one more)
+    attention_resolutions: tuple[int, ...] = ()  # feature-map sides with self-attention (bottleneck always has it)
+    heads: int = 4
+    dropout: float = 0.0
+    norm_groups: int = 8
+
+    @classmethod
+    def paper(cls, image_size: int = 256) -> UNetConfig:
+        """The official network: base 64, mults 1-2-4-8, 2 blocks, bottleneck attention, 4 heads (~52 M)."""
+        return cls(image_size=image_size, channels=64, channel_mults=(1, 2, 4, 8), res_blocks=2,
+                   attention_resolutions=(), heads=4, dropout=0.0, norm_groups=32)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UNetConfig:
+        data = dict(data)
+        for key in ("channel_mults", "attention_resolutions"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding (Vaswani et al.), (B,) -> (B, dim) float32."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+    return F.pad(emb, (0, 1)) if dim % 2 else emb
+
+
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(groups, channels), channels)
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    """Zero-initialise the last layer of a residual branch: each block starts as the identity."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """GroupNorm + SiLU + conv, twice, with the timestep embedding added in between."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, groups: int):
+        super().__init__()
+        self.in_layers = nn.Sequential(_norm(cin, groups), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1))
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, cout))
+        self.out_layers = nn.Sequential(_norm(cout, groups), nn.SiLU(), nn.Dropout(dropout),
+                                        _zero(nn.Conv2d(cout, cout, 3, padding=1)))
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x) + self.emb(emb)[:, :, None, None].to(x.dtype)
+        return self.skip(x) + self.out_layers(h)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over all H*W positions (scaled_dot_product_attention)."""
+
+    def __init__(self, channels: int, heads: int, groups: int):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"attention: {channels} channels do not split into {heads} heads")
+        self.heads = heads
+        self.norm = _norm(channels, groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = _zero(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, C/heads)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class Downsample(nn.Module):
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        return F.avg_pool2d(x, 2)  # official: average pooling
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class _Step(nn.ModuleList):
+    """A sequence of layers that all take (x, emb)."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, emb)
+        return x
+
+
+class UNet(nn.Module):
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = cfg = config
+        levels = len(cfg.channel_mults)
+        if cfg.image_size % 2 ** (levels - 1):
+            raise ValueError(f"image_size {cfg.image_size} is not divisible by 2**{levels - 1}")
+        ch, groups = cfg.channels, cfg.norm_groups
+        emb_dim = 4 * ch
+        self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.input = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+
+        self.down = nn.ModuleList()
+        skips, cur, res = [ch], ch, cfg.image_size
+        for level, mult in enumerate(cfg.channel_mults):
+            for _ in range(cfg.res_blocks):
+                layers = [ResBlock(cur, ch * mult, emb_dim, cfg.dropout, groups)]
+                cur = ch * mult
+                if res in cfg.attention_resolutions:
+                    layers.append(Attention(cur, cfg.heads, groups))
+                self.down.append(_Step(layers))
+                skips.append(cur)
+            if level < levels - 1:
+                self.down.append(_Step([Downsample()]))
+                skips.append(cur)
+                res //= 2
+        self.middle = _Step([ResBlock(cur, cur, emb_dim, cfg.dropout, groups), Attention(cur, cfg.heads, groups),
+                             ResBlock(cur, cur, emb_dim, cfg.dropout, groups)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mults))):
+            for i in range(cfg.res_blocks + 1):
+                layers = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, cfg.dropout, groups)]
+                cur = ch * mult
+                if res in cfg.attention_resolutions:
+                    layers.append(Attention(cur, cfg.heads, groups))
+                if level > 0 and i == cfg.res_blocks:
+                    layers.append(Upsample(cur))
+                    res *= 2
+                self.up.append(_Step(layers))
+        self.out = nn.Sequential(_norm(cur, groups), nn.SiLU(), _zero(nn.Conv2d(cur, cfg.out_channels, 3, padding=1)))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x (B, in_channels, H, W), t (B,) -> (B, out_channels, H, W)."""
+        emb = self.time_embed(timestep_embedding(t, self.config.channels).to(x.dtype))
+        h = self.input(x)
+        hs = [h]
+        for step in self.down:
+            h = step(h, emb)
+            hs.append(h)
+        h = self.middle(h, emb)
+        for step in self.up:
+            h = step(torch.cat([h, hs.pop()], dim=1), emb)
+        return self.out(h)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,265 @@
+"""The training loop: optimizer, LR warm-up, gradient clipping, EMA, precision, DDP, checkpoints.
+
+One loop serves both phases. What is minimised is a pluggable *objective*
+(model, batch, generator) -> (loss, extras): `denoising_objective` for pretraining,
+`finetune.reconstruction_objective` for fine-tuning; the loop never knows which.
+
+Resuming is exact: the data order of every epoch and the augmentation of every sample are
+functions of (seed, epoch, index), and each step's noise, timesteps and condition dropout come
+from a generator seeded by (seed, rank, step). A run killed at step k and resumed from its last
+checkpoint therefore replays the same batches and noise as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pipeline.errors import AnimecolorError
+from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
+from pipeline.model.conditioning import drop_conditions
+from pipeline.model.diffusion import Diffusion
+from pipeline.model.unet import UNet
+from pipeline.training.device import Dist, autocast
+
+Batch = dict[str, torch.Tensor]
+Objective = Callable[[nn.Module, Batch, torch.Generator], tuple[torch.Tensor, dict]]
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int
+    batch_size: int = 16
+    lr: float = 2e-4
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float = 1.0          # max global grad norm; 0 = off
+    ema_decay: float = 0.999
+    ema_warmup: bool = True         # decay min(ema_decay, (1+n)/(10+n)): usable EMA from the start
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every: int = 100
+    log_every: int = 10
+    sample_every: int = 0           # 0 = only at the end
+    num_workers: int = 0
+    seed: int = 0
+
+
+def step_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (seed, epoch, index, ...), stable across runs and platforms."""
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
+
+
+class EMA:
+    """Exponential moving average of a model's weights (used for sampling and evaluation)."""
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = True):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.warmup, self.updates = decay, warmup, 0
+
+    def current_decay(self) -> float:
+        n = self.updates
+        return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = self.current_decay()
+        ema_p = [p for p in self.model.parameters()]
+        cur_p = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_p, cur_p, 1.0 - d)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+        self.updates += 1
+
+
+class EpochBatches(Sampler):
+    """Batches of (index, augmentation seed) for one epoch, sharded over DDP ranks, from batch `skip`."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, dist: Dist, skip: int = 0):
+        self.n, self.bs, self.seed, self.epoch, self.dist, self.skip = n, batch_size, seed, epoch, dist, skip
+
+    @staticmethod
+    def per_epoch(n: int, batch_size: int, world_size: int) -> int:
+        return n // (batch_size * world_size)  # the last partial batch is dropped
+
+    def __len__(self) -> int:
+        return max(0, self.per_epoch(self.n, self.bs, self.dist.world_size) - self.skip)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        g = torch.Generator().manual_seed(step_seed(self.seed, self.epoch))
+        perm = torch.randperm(self.n, generator=g).tolist()
+        span = self.bs * self.dist.world_size
+        for b in range(self.skip, self.per_epoch(self.n, self.bs, self.dist.world_size)):
+            start = b * span + self.dist.rank * self.bs
+            yield [(i, step_seed(self.seed, self.epoch, i)) for i in perm[start:start + self.bs]]
+
+
+def denoising_objective(diffusion: Diffusion, p_uncond: float, p_sketch: float) -> Objective:
+    """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance."""
+
+    def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        x0 = batch["target"]
+        b, device = x0.shape[0], x0.device
+        t = torch.randint(0, diffusion.T, (b,), generator=generator).to(device)
+        eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype)
+        sketch, reference = drop_conditions(batch["sketch"], batch["reference"], p_uncond, p_sketch, generator)
+        fn = lambda x_t, tt: model(torch.cat([x_t, sketch, reference], 1), tt)  # noqa: E731
+        return diffusion.loss(fn, x0, t, eps), {}
+
+    return objective
+
+
+def fingerprint(*parts: dict) -> str:
+    """Identity of a run's settings; a resume checkpoint with another fingerprint is not resumed."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class Trainer:
+    """Owns the model under training, its EMA copy, optimizer, scheduler and checkpoints."""
+
+    def __init__(self, model: UNet, diffusion: Diffusion, dataset: Dataset, objective: Objective, cfg: LoopConfig,
+                 device: torch.device, dist: Dist = Dist(), state_path: str | Path | None = None,
+                 run_id: str = "", meta: dict | None = None):
+        if len(dataset) < cfg.batch_size * dist.world_size:
+            raise AnimecolorError(f"dataset has {len(dataset)} images, fewer than one batch "
+                                  f"({cfg.batch_size} x {dist.world_size} processes)")
+        self.cfg, self.device, self.dist, self.diffusion = cfg, device, dist, diffusion
+        self.dataset, self.objective, self.meta = dataset, objective, meta or {}
+        self.state_path = Path(state_path) if state_path else None
+        self.run_id = run_id
+        self.model = model.to(device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step, self.resumed_from = 0, None
+        self.steps_per_epoch = EpochBatches.per_epoch(len(dataset), cfg.batch_size, dist.world_size)
+        net: nn.Module = self.model
+        if dist.world_size > 1:
+            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        self.net = torch.compile(net) if cfg.compile else net
+
+    def _lr_factor(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
+        if self.cfg.lr_schedule == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * min(step, self.cfg.steps) / self.cfg.steps))
+        return warm
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "unet": self.model.config.to_dict(), "diffusion": self.diffusion.config.to_dict(),
+            "model": self.model.state_dict(), "ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "step": self.step, "run_id": self.run_id, "loop": asdict(self.cfg), "meta": self.meta,
+            "rng": {"torch": torch.get_rng_state()},
+        }
+
+    def save(self, path: str | Path | None = None) -> None:
+        if self.dist.main and (path or self.state_path):
+            save_checkpoint(path or self.state_path, self.state())
+
+    def try_resume(self) -> bool:
+        """Load `state_path` if it holds this run (same run_id); returns whether it did."""
+        if not self.state_path or not self.state_path.is_file():
+            return False
+        data = load_checkpoint(self.state_path, self.device)
+        if data.get("run_id") != self.run_id:
+            return False
+        self.model.load_state_dict(data["model"])
+        self.ema.model.load_state_dict(data["ema"])
+        self.ema.updates = int(data["ema_updates"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.scheduler.load_state_dict(data["scheduler"])
+        self.step = self.resumed_from = int(data["step"])
+        return True
+
+    def init_from(self, data: dict) -> None:
+        """Start from another run's weights (fine-tuning): model and EMA both take its EMA weights."""
+        self.model.load_state_dict(data["ema"])
+        self.ema.model.load_state_dict(data["ema"])
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _batches(self) -> Iterator[Batch]:
+        epoch, skip = divmod(self.step, self.steps_per_epoch)
+        while True:
+            sampler = EpochBatches(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch, self.dist, skip)
+            loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
+                                pin_memory=self.device.type == "cuda")
+            yield from loader
+            epoch, skip = epoch + 1, 0
+
+    def _to_device(self, batch: Batch) -> Batch:
+        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        return {k: v.to(self.device, non_blocking=True).contiguous(memory_format=fmt) if v.ndim == 4
+                else v.to(self.device) for k, v in batch.items()}
+
+    def run(self, log: Callable[[int, dict], None] | None = None, progress: Callable[[int], None] | None = None,
+            sample: Callable[[nn.Module, int], None] | None = None, stop_at: int | None = None) -> dict:
+        """Train from self.step to cfg.steps (or `stop_at`); returns summary figures."""
+        cfg, end = self.cfg, min(self.cfg.steps, stop_at or self.cfg.steps)
+        self.model.train()
+        losses: list[float] = []
+        images, t_start, t_first = 0, time.perf_counter(), None
+        batches = self._batches()
+        try:
+            while self.step < end:
+                batch = self._to_device(next(batches))
+                seed = step_seed(cfg.seed, self.dist.rank, self.step)
+                generator = torch.Generator().manual_seed(seed)
+                torch.manual_seed(seed)  # dropout: same masks after a resume
+                with autocast(self.device, cfg.precision):
+                    loss, extras = self.objective(self.net, batch, generator)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
+                self.optimizer.step()
+                self.scheduler.step()
+                self.ema.update(self.model)
+                self.step += 1
+                losses.append(loss.item())
+                if t_first is None:  # the first step pays for warm-up (allocator, compile): not timed
+                    t_first = time.perf_counter()
+                else:
+                    images += batch["target"].shape[0] * self.dist.world_size
+                if progress:
+                    progress(1)
+                if log and self.dist.main and (self.step % cfg.log_every == 0 or self.step == end):
+                    rate = images / (time.perf_counter() - t_first) if images else 0.0
+                    log(self.step, {"loss": sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
+                                    "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                                    "images_per_s": rate, **extras})
+                if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                    self.save()
+                if sample and self.dist.main and cfg.sample_every and self.step % cfg.sample_every == 0:
+                    sample(self.ema.model, self.step)
+        except KeyboardInterrupt:
+            self.save()  # keep everything up to the last finished step
+            raise
+        seconds = time.perf_counter() - t_start
+        rate = images / (time.perf_counter() - t_first) if images and t_first else 0.0
+        return {"steps": self.step, "losses": losses, "seconds": seconds, "images_per_s": rate,
+                "peak_memory_mb": peak_memory_mb(self.device)}

@@ -1,0 +1,177 @@
+"""U-Net shapes, schedules, conditioning, samplers: small exact tests with analytic dummy models."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.model.conditioning import drop_conditions, guided, null_condition
+from pipeline.model.diffusion import Diffusion, DiffusionConfig, make_betas
+from pipeline.model.sampler import ddim_sample, ddim_timesteps, ddpm_sample, noise
+from pipeline.model.unet import UNet, UNetConfig, count_parameters
+
+
+@pytest.mark.parametrize("cfg", [
+    UNetConfig(image_size=16, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2),
+    UNetConfig(image_size=32, channels=8, channel_mults=(1, 2, 2), res_blocks=2, attention_resolutions=(16,)),
+    UNetConfig(image_size=24, channels=16, channel_mults=(1, 2, 4, 4), res_blocks=1, dropout=0.1, norm_groups=32),
+])
+def test_unet_shapes(cfg):
+    torch.manual_seed(0)
+    model = UNet(cfg)
+    size = cfg.image_size if cfg.image_size % 8 == 0 else 32
+    x = torch.randn(2, 7, size, size)
+    out = model(x, torch.tensor([0, 999]))
+    assert out.shape == (2, 3, size, size)
+    (out - 1).pow(2).sum().backward()  # zero-initialised output layer still receives gradient
+    assert model.out[-1].weight.grad.abs().sum() > 0
+
+
+def test_unet_rejects_indivisible_size():
+    with pytest.raises(ValueError, match="divisible"):
+        UNet(UNetConfig(image_size=30, channel_mults=(1, 2, 2)))
+
+
+def test_paper_preset_size():
+    n = count_parameters(UNet(UNetConfig.paper()))
+    assert 50e6 < n < 58e6  # the official network has about 52 M parameters
+
+
+def test_config_round_trip():
+    cfg = UNetConfig(image_size=32, channel_mults=(1, 2), attention_resolutions=(16,))
+    assert UNetConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("schedule,kwargs", [("linear", dict(beta_start=1e-6, beta_end=1e-2)),
+                                             ("linear", {}), ("cosine", {})])
+def test_schedules(schedule, kwargs):
+    betas = make_betas(schedule, 1000, **kwargs)
+    assert betas.dtype == np.float64 and betas.shape == (1000,)
+    d = Diffusion(DiffusionConfig(schedule=schedule, **kwargs))
+    ab = d.alpha_bar.numpy()
+    assert d.alpha_bar.dtype == torch.float32
+    assert np.all(np.diff(ab) < 0) and 0 < ab[-1] < ab[0] < 1
+
+
+def test_schedule_endpoints():
+    paper = Diffusion(DiffusionConfig(schedule="linear", beta_start=1e-6, beta_end=1e-2)).alpha_bar
+    assert paper[0] == pytest.approx(1 - 1e-6) and paper[-1] == pytest.approx(0.0066, abs=5e-4)  # REFERENCE.md
+    cosine = Diffusion(DiffusionConfig(schedule="cosine")).alpha_bar
+    assert cosine[-1] < 1e-4 and cosine[0] > 0.9999
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_prediction_round_trip(prediction):
+    d = Diffusion(DiffusionConfig(prediction=prediction))
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1, torch.randn(4, 3, 8, 8, generator=g)
+    t = torch.tensor([0, 10, 500, 999])
+    x_t = d.q_sample(x0, t, eps)
+    x0_hat, eps_hat = d.to_x0_eps(d.target(x0, t, eps), x_t, t)
+    torch.testing.assert_close(eps_hat, eps, atol=1e-3, rtol=1e-3)
+    # x0 from eps divides by sqrt(alpha_bar), ~0 at t = 999: check x0 where it is well conditioned
+    torch.testing.assert_close(x0_hat[:3], x0[:3], atol=1e-3, rtol=1e-3)
+
+
+def test_ddim_timesteps_exact():
+    assert ddim_timesteps(1000, 10) == [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
+    assert ddim_timesteps(1000, 4) == [999, 749, 499, 249]
+    assert ddim_timesteps(1000, 1) == [999]
+    assert ddim_timesteps(1000, 5, t_start=899) == [899, 719, 539, 359, 179]
+    with pytest.raises(ValueError):
+        ddim_timesteps(10, 11)
+
+
+def _oracle(d: Diffusion, x0: torch.Tensor):
+    """A perfect model for a single known image: predicts the target from x_t exactly."""
+    def fn(x_t, t):
+        a = d.alpha_bar_at(t, x_t)
+        eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return d.target(x0.expand_as(x_t), t, eps)
+    return fn
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_with_oracle_recovers_image(prediction, eta):
+    d = Diffusion(DiffusionConfig(prediction=prediction))
+    x0 = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
+    g = torch.Generator().manual_seed(0)
+    out = ddim_sample(_oracle(d, x0), d, noise((2, 3, 8, 8), g), steps=10, eta=eta, generator=g)
+    torch.testing.assert_close(out, x0.expand(2, -1, -1, -1), atol=1e-3, rtol=0)
+
+
+def test_ddpm_with_oracle_recovers_image():
+    d = Diffusion(DiffusionConfig(timesteps=50))
+    x0 = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(2)) * 1.6 - 0.8
+    g = torch.Generator().manual_seed(0)
+    out = ddpm_sample(_oracle(d, x0), d, noise((1, 3, 4, 4), g), generator=g)
+    torch.testing.assert_close(out, x0, atol=1e-3, rtol=0)
+
+
+def test_ddim_is_seeded_and_eta_zero_deterministic():
+    d = Diffusion()
+    model = lambda x, t: 0.1 * x  # noqa: E731
+    x_T = noise((1, 3, 4, 4), torch.Generator().manual_seed(0))
+    a = ddim_sample(model, d, x_T, 5, eta=1.0, generator=torch.Generator().manual_seed(3))
+    b = ddim_sample(model, d, x_T, 5, eta=1.0, generator=torch.Generator().manual_seed(3))
+    c = ddim_sample(model, d, x_T, 5, eta=1.0, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+class _Recorder(torch.nn.Module):
+    """A model whose output depends on the reference channels; counts forward batch sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t):
+        self.calls.append(x.shape[0])
+        return x[:, :3] * 0.5 + x[:, 4:7] + x[:, 3:4]
+
+
+def test_guidance_scale_one_is_conditional_and_batched_otherwise():
+    g = torch.Generator().manual_seed(0)
+    x, sketch, ref = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    t = torch.tensor([5, 5])
+    model = _Recorder()
+    cond = model(torch.cat([x, sketch, ref], 1), t)
+    uncond = model(torch.cat([x, sketch, torch.zeros_like(ref)], 1), t)
+    model.calls.clear()
+    torch.testing.assert_close(guided(model, sketch, ref, 1.0)(x, t), cond)
+    assert model.calls == [2]  # w = 1: one plain forward
+    model.calls.clear()
+    torch.testing.assert_close(guided(model, sketch, ref, 3.0)(x, t), uncond + 3 * (cond - uncond))
+    assert model.calls == [4]  # cond and uncond in one batched forward
+    torch.testing.assert_close(guided(model, sketch, ref, 0.0)(x, t), uncond)
+
+
+def test_condition_dropout_rates():
+    sketch, ref = torch.ones(20000, 1, 2, 2), torch.ones(20000, 3, 2, 2)
+    s, r = drop_conditions(sketch, ref, 0.2, 0.05, torch.Generator().manual_seed(0))
+    ref_dropped = (r == 0).all(dim=(1, 2, 3)).float().mean().item()
+    sketch_dropped = (s == 0).all(dim=(1, 2, 3)).float().mean().item()
+    assert ref_dropped == pytest.approx(0.2, abs=0.01) and sketch_dropped == pytest.approx(0.05, abs=0.005)
+    assert torch.equal(null_condition(ref), torch.zeros_like(ref))
+    s0, r0 = drop_conditions(sketch, ref, 0.0, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(r0, ref) and torch.equal(s0, sketch)
+
+
+def test_ddim_gradient_checkpoint_matches():
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(image_size=8, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2))
+    for p in model.out.parameters():  # make the output layer non-zero so gradients are informative
+        torch.nn.init.normal_(p, std=0.1)
+    d = Diffusion()
+    sketch, ref = torch.randn(2, 1, 8, 8), torch.randn(2, 3, 8, 8)
+    x_T = noise((2, 3, 8, 8), torch.Generator().manual_seed(0))
+    grads = []
+    for ckpt in (False, True):
+        model.zero_grad()
+        out = ddim_sample(guided(model, sketch, ref, 2.0), d, x_T, 3, checkpoint=ckpt)
+        out.pow(2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+    assert grads[0].abs().sum() > 0
