@@ -28,10 +28,17 @@ class BaseParams(_Section):
 
 
 class CrawlParams(_Section):
-    source: Literal["synthetic"] = "synthetic"
-    n_images: int = Field(2000, ge=1, le=10_000_000)
+    source: Literal["synthetic", "folder"] = "synthetic"
+    folder: str | None = None  # source folder: your own images (searched recursively)
+    n_images: int = Field(2000, ge=1, le=10_000_000)  # synthetic: faces to generate; folder: cap
     heterochromia_p: float = Field(0.1, ge=0.0, le=1.0)
     sheet_size: int = Field(64, ge=1, le=1024)  # faces on the contact sheet
+
+    @model_validator(mode="after")
+    def _folder(self):
+        if self.source == "folder" and not self.folder:
+            raise ValueError("source folder needs crawl.folder (a path to your images)")
+        return self
 
 
 class CleanParams(_Section):
@@ -102,7 +109,7 @@ class _LoopParams(_Section):
     def loop_config(self, seed: int, n_images: int):
         from pipeline.training.loop import LoopConfig
 
-        steps = math.ceil(self.epochs * n_images / self.batch_size) if self.epochs else self.steps
+        steps = math.ceil(self.epochs * n_images / self.batch_size) if self.epochs is not None else self.steps
         keys = set(LoopConfig.__dataclass_fields__) - {"steps", "seed"}
         return LoopConfig(steps=steps, seed=seed, **{k: getattr(self, k) for k in keys})
 
@@ -156,12 +163,72 @@ class PretrainParams(_LoopParams):
                     blur_p=self.line_blur_p)
 
 
+class EvaluateParams(_Section):
+    steps: int = Field(20, ge=1, le=1000)   # DDIM steps
+    eta: float = Field(0.0, ge=0, le=1)
+    guidance: float = Field(1.0, ge=0)      # classifier-free guidance scale (1 = plain conditional)
+    seed: int = Field(0, ge=0)
+    limit: int | None = Field(None, ge=1)   # test pairs per setting (null: all)
+    batch_size: int = Field(32, ge=1)
+    inception_path: str | None = None       # Inception TorchScript file; null: clean-fid's cache
+    kid_subsets: int = Field(100, ge=1)
+    iris_threshold: float = Field(15.0, gt=0)
+    region_erode: int = Field(1, ge=0, le=8)
+    sheet_size: int = Field(8, ge=1, le=64)
+
+    def eval_config(self):
+        from pipeline.evaluation.evaluate import EvalConfig
+
+        keys = set(EvalConfig.__dataclass_fields__) - {"precision"}
+        return EvalConfig(**{k: getattr(self, k) for k in keys})
+
+
+class FinetuneParams(_LoopParams):
+    epochs: float | None = Field(1.0, ge=0)   # 0: models/finetune.pt = models/pretrain.pt (the ablation's control)
+    subset: int | None = Field(256, ge=1)     # training images fine-tuned on (null: all); an epoch is this many
+    batch_size: int = Field(4, ge=1)          # paper: 4
+    lr: float = Field(2e-5, gt=0, le=1.0)
+    warmup_steps: int = Field(0, ge=0)
+    checkpoint_every: int = Field(20, ge=1)
+    log_every: int = Field(5, ge=1)
+    # the unrolled sampler (pipeline/training/finetune.py)
+    unroll_steps: int = Field(10, ge=1, le=100)
+    start: Literal["reference", "target", "noise"] = "reference"
+    t_start: int = Field(999, ge=1)
+    guidance: float = Field(1.0, ge=0)
+    eta: float = Field(0.0, ge=0, le=1)
+    grad_checkpoint: bool = True
+    mse_weight: float = Field(1.0, ge=0)
+    l1_weight: float = Field(0.0, ge=0)
+    ms_ssim_weight: float = Field(0.0, ge=0)
+    lpips_weight: float = Field(0.0, ge=0)
+    eps_weight: float = Field(0.0, ge=0)
+    p_uncond: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _some_loss(self):
+        if not any([self.mse_weight, self.l1_weight, self.ms_ssim_weight, self.lpips_weight, self.eps_weight]):
+            raise ValueError("at least one loss weight must be > 0")
+        return self
+
+    def reconstruction_config(self):
+        from pipeline.training.finetune import ReconstructionConfig
+
+        return ReconstructionConfig(
+            steps=self.unroll_steps, start=self.start, t_start=self.t_start, guidance=self.guidance, eta=self.eta,
+            checkpoint=self.grad_checkpoint, mse_weight=self.mse_weight, l1_weight=self.l1_weight,
+            ms_ssim_weight=self.ms_ssim_weight, lpips_weight=self.lpips_weight, eps_weight=self.eps_weight,
+            p_uncond=self.p_uncond)
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "base": BaseParams,
     "crawl": CrawlParams,
     "clean": CleanParams,
     "pairs": PairsParams,
     "pretrain": PretrainParams,
+    "finetune": FinetuneParams,
+    "evaluate": EvaluateParams,
 }
 
 

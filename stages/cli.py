@@ -2,7 +2,7 @@
 
 import typer
 
-from stages import clean, crawl, pairs, pretrain
+from stages import clean, colorize, crawl, evaluate, finetune, pairs, pretrain
 
 app = typer.Typer(name="animecolor", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
                   help="Reference-based colorization of anime line drawings with diffusion models.")
@@ -21,6 +21,11 @@ app.command("crawl")(crawl.main)
 app.command("clean")(clean.main)
 app.command("pairs")(pairs.main)
 app.command("pretrain")(pretrain.main)
+app.command("finetune")(finetune.main)
+app.command("evaluate")(evaluate.main)
+app.command("export")(colorize.export)
+app.command("colorize")(colorize.colorize)
+app.command("extract-lines")(colorize.extract_lines)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.data.crawl import crawl_synthetic
+from pipeline.data.crawl import crawl_folder, crawl_synthetic
 from pipeline.data.imageio import read_rgb, write_json, write_png
 from pipeline.report import contact_sheet
 from stages.common import console, load_params, progress_bar, seed_everything, user_errors
@@ -19,9 +19,13 @@ def crawl(params_path: Path = Path("params.yaml"), out_dir: Path = Path("data/ra
     p = load_params(params_path, "base", "crawl")
     base, cfg = p["base"], p["crawl"]
     seed_everything(base.seed)
-    with progress_bar("crawl synthetic", cfg.n_images) as advance:
-        manifest, stats = crawl_synthetic(out_dir, cfg.n_images, base.image_size, base.seed,
-                                          cfg.heterochromia_p, progress=advance)
+    if cfg.source == "folder":
+        with progress_bar("crawl folder", None) as advance:
+            manifest, stats = crawl_folder(out_dir, cfg.folder, cfg.n_images, progress=advance)
+    else:
+        with progress_bar("crawl synthetic", cfg.n_images) as advance:
+            manifest, stats = crawl_synthetic(out_dir, cfg.n_images, base.image_size, base.seed,
+                                              cfg.heterochromia_p, progress=advance)
     faces = [read_rgb(out_dir / f) for f in manifest["file"][: cfg.sheet_size]]
     write_png(sheet_path, contact_sheet(faces, ncol=8))
     metrics = {
@@ -30,7 +34,8 @@ def crawl(params_path: Path = Path("params.yaml"), out_dir: Path = Path("data/ra
         "generated": stats["generated"],
         "skipped_existing": stats["skipped"],
         "image_size": base.image_size,
-        "heterochromia_fraction": round(float(manifest["heterochromia"].mean()), 4),
+        "heterochromia_fraction": (round(float(manifest["heterochromia"].mean()), 4)
+                                   if "heterochromia" in manifest else None),
         "seconds": round(stats["seconds"], 3),
         "images_per_s": round(stats["generated"] / stats["seconds"], 1) if stats["generated"] else None,
     }

@@ -8,14 +8,12 @@ import torch
 import typer
 
 from pipeline.data.dataset import PairDataset
-from pipeline.data.imageio import write_json
-from pipeline.model.checkpoint import save_checkpoint
-from pipeline.model.unet import UNet
 from pipeline.model.diffusion import Diffusion
+from pipeline.model.unet import UNet
 from pipeline.training.device import close_distributed, init_distributed
 from pipeline.training.loop import Trainer, denoising_objective, fingerprint
-from stages.common import console, load_params, progress_bar, seed_everything, user_errors
-from stages.training import file_digest, live_logger, samples_grid, summary
+from stages.common import load_params, seed_everything, user_errors
+from stages.training import file_digest, run_training
 
 
 def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/faces"),
@@ -31,36 +29,14 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     try:
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps_config(),
                               line_augment=cfg.line_augment())
-        loop = cfg.loop_config(base.seed, len(dataset))
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion_config())
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"))
         trainer = Trainer(model, diffusion, dataset, denoising_objective(diffusion, cfg.p_uncond, cfg.p_sketch),
-                          loop, device, dist, state_path, run_id, meta={"stage": "pretrain", "params": cfg.model_dump()})
-        if trainer.try_resume():
-            console.print(f"pretrain: resuming from step {trainer.step} ({state_path})")
-        sample = lambda m, step: samples_grid(m, diffusion, faces_dir, pairs_dir,  # noqa: E731
-                                              sheet_path.with_name(f"{sheet_path.stem}_{step:06d}.png"),
-                                              cfg.sample_size, cfg.sample_steps, cfg.sample_guidance, base.seed,
-                                              device, cfg.precision)
-        with live_logger(live_dir, trainer.resumed_from is not None, dist.main) as log, \
-                progress_bar("pretrain", loop.steps) as advance:
-            advance(trainer.step)
-            result = trainer.run(log=log, progress=advance, sample=sample, stop_at=stop_at)
-        metrics = {**summary(result, trainer.model), "resumed_from": trainer.resumed_from,
-                   "images_seen": trainer.step * loop.batch_size * dist.world_size, "device": device.type,
-                   "processes": dist.world_size}
-        if dist.main and trainer.step >= loop.steps:
-            state = trainer.state()
-            for key in ("optimizer", "scheduler", "rng"):  # the shipped model is weights + configs only
-                state.pop(key)
-            save_checkpoint(model_path, {**state, "metrics": metrics})
-            write_json(metrics_path, metrics)
-            samples_grid(trainer.ema.model, diffusion, faces_dir, pairs_dir, sheet_path, cfg.sample_size,
-                         cfg.sample_steps, cfg.sample_guidance, base.seed, device, cfg.precision)
-            console.print(f"pretrain: {metrics['steps']} steps, loss {metrics['final_loss']}, "
-                          f"{metrics['images_per_s']} images/s -> {model_path}")
-        return metrics
+                          cfg.loop_config(base.seed, len(dataset)), device, dist, state_path, run_id,
+                          meta={"stage": "pretrain", "params": cfg.model_dump()})
+        return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
+                            live_dir, cfg, base.seed, stop_at)
     finally:
         close_distributed()
 

@@ -70,3 +70,42 @@ def summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "peak_memory_mb": round(result["peak_memory_mb"], 1),
     }
+
+
+def run_training(stage: str, trainer, faces_dir: Path, pairs_dir: Path, model_path: Path, metrics_path: Path,
+                 sheet_path: Path, live_dir: Path, sample_cfg, seed: int, stop_at: int | None = None,
+                 extra_metrics: dict | None = None) -> dict:
+    """Resume if possible, train with dvclive + Rich progress, then write the model, metrics and grid.
+
+    Shared by `pretrain` and `finetune`; `sample_cfg` is their params section (sample_* keys)."""
+    from pipeline.model.checkpoint import save_checkpoint
+    from pipeline.data.imageio import write_json
+    from stages.common import console, progress_bar
+
+    dist, device, loop = trainer.dist, trainer.device, trainer.cfg
+    if trainer.try_resume():
+        console.print(f"{stage}: resuming from step {trainer.step} ({trainer.state_path})")
+
+    def sample(model: nn.Module, step: int) -> None:
+        samples_grid(model, trainer.diffusion, faces_dir, pairs_dir,
+                     sheet_path.with_name(f"{sheet_path.stem}_{step:06d}.png"), sample_cfg.sample_size,
+                     sample_cfg.sample_steps, sample_cfg.sample_guidance, seed, device, loop.precision)
+
+    with live_logger(live_dir, trainer.resumed_from is not None, dist.main) as log, \
+            progress_bar(stage, loop.steps) as advance:
+        advance(trainer.step)
+        result = trainer.run(log=log, progress=advance, sample=sample, stop_at=stop_at)
+    metrics = {**summary(result, trainer.model), "resumed_from": trainer.resumed_from,
+               "images_seen": trainer.step * loop.batch_size * dist.world_size, "device": device.type,
+               "processes": dist.world_size, **(extra_metrics or {})}
+    if dist.main and trainer.step >= loop.steps:
+        state = trainer.state()
+        for key in ("optimizer", "scheduler", "rng"):  # the shipped model is weights + configs only
+            state.pop(key)
+        save_checkpoint(model_path, {**state, "metrics": metrics})
+        write_json(metrics_path, metrics)
+        samples_grid(trainer.ema.model, trainer.diffusion, faces_dir, pairs_dir, sheet_path, sample_cfg.sample_size,
+                     sample_cfg.sample_steps, sample_cfg.sample_guidance, seed, device, loop.precision)
+        console.print(f"{stage}: {metrics['steps']} steps, loss {metrics['final_loss']}, "
+                      f"{metrics['images_per_s']} images/s -> {model_path}")
+    return metrics

@@ -67,3 +67,28 @@ TINY_PRETRAIN = {  # a model that trains in seconds on CPU
     "pretrain.log_every": 2, "pretrain.num_workers": 0, "pretrain.sample_steps": 2, "pretrain.sample_size": 2,
     "pretrain.warmup_steps": 2,
 }
+
+
+def stage_paths(folder: Path, name: str) -> dict:
+    """Output paths for calling a training stage function into `folder`."""
+    return dict(model_path=folder / f"{name}.pt", state_path=folder / f"{name}-state.pt",
+                metrics_path=folder / f"{name}.json", sheet_path=folder / f"{name}.png",
+                live_dir=folder / "dvclive" / name)
+
+
+@pytest.fixture(scope="session")
+def tiny_pretrained(tiny_data, tmp_path_factory):
+    """A 6-step tiny pretrain run: folder with params.yaml (tiny finetune settings too) and pretrain.pt."""
+    from stages.pretrain import pretrain
+
+    root = tmp_path_factory.mktemp("pretrained")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in TINY_PRETRAIN.items():
+        section, name = key.split(".", 1)
+        params[section][name] = value
+    params["finetune"].update(subset=8, batch_size=4, unroll_steps=2, sample_steps=2, sample_size=2,
+                              num_workers=0, checkpoint_every=1, log_every=1)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    faces, pairs = tiny_data
+    pretrain(root / "params.yaml", faces, pairs, **stage_paths(root, "pretrain"))
+    return root

@@ -73,3 +73,61 @@ def crawl_synthetic(out_dir: str | Path, n_images: int, size: int, seed: int,
     manifest = pd.DataFrame(rows)
     manifest.to_csv(out / "manifest.csv", index=False)
     return manifest, {"generated": generated, "skipped": skipped, "seconds": time.perf_counter() - start}
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def crawl_folder(out_dir: str | Path, folder: str | Path, max_images: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Ingest a folder of the user's own images (recursively) into `out_dir`.
+
+    Files are copied under content-hash names (exact duplicates collapse into one) with their
+    original relative path in the manifest; nothing is decoded here -- `clean` judges the images.
+    Resumable: files already copied are skipped. `max_images` caps the count (sorted by path).
+    """
+    from pipeline.errors import AnimecolorError
+    import hashlib
+
+    src, out = Path(folder), Path(out_dir)
+    if not src.is_dir():
+        raise AnimecolorError(f"crawl.folder {src}: no such folder")
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise AnimecolorError(f"crawl.folder {src}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    files = files[:max_images] if max_images else files
+    state = {"source": "folder", "folder": str(src.resolve()), "max_images": max_images, "version": 1}
+    state_file = out / "state.json"
+    if out.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
+        shutil.rmtree(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for leftover in out.rglob(".*.tmp"):
+        leftover.unlink()
+    write_json(state_file, state)
+    rows, seen, copied, skipped = [], set(), 0, 0
+    start = time.perf_counter()
+    for path in files:
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()[:16]
+        if sha not in seen:
+            seen.add(sha)
+            name = f"images/{sha}{path.suffix.lower()}"
+            if (out / name).exists():
+                skipped += 1
+            else:
+                from pipeline.data.imageio import _atomic_bytes
+
+                _atomic_bytes(out / name, data)
+                copied += 1
+            rows.append({"file": name, "label": "", "source": "folder", "origin": str(path.relative_to(src)),
+                         "identity": sha})
+        if progress:
+            progress(1)
+    keep = {r["file"] for r in rows}
+    for stale in (out / "images").iterdir():
+        if f"images/{stale.name}" not in keep:
+            stale.unlink()
+    manifest = pd.DataFrame(rows)
+    manifest.to_csv(out / "manifest.csv", index=False)
+    return manifest, {"generated": copied, "skipped": skipped, "duplicates": len(files) - len(rows),
+                      "seconds": time.perf_counter() - start}

@@ -41,7 +41,8 @@ class PairDataset(Dataset):
     """Training triples from `pairs_dir/<split>/items.csv` with targets in `faces_dir`."""
 
     def __init__(self, faces_dir: str | Path, pairs_dir: str | Path, split: str = "train",
-                 tps: TPSConfig = TPSConfig(), line_augment: dict | None = None, with_labels: bool = False):
+                 tps: TPSConfig = TPSConfig(), line_augment: dict | None = None, with_labels: bool = False,
+                 limit: int | None = None):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -49,6 +50,8 @@ class PairDataset(Dataset):
         self.items = pd.read_csv(items_path, dtype=str, keep_default_na=False)
         if len(self.items) == 0:
             raise AnimecolorError(f"{items_path}: no images in the {split} split")
+        if limit is not None:  # names are content hashes: the first N are a fixed, unbiased subset
+            self.items = self.items.head(limit).reset_index(drop=True)
         self.tps, self.line_augment, self.with_labels = tps, line_augment or {}, with_labels
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None

@@ -1,0 +1,144 @@
+"""The benchmark: colourise the fixed test pairs with each model, score them next to baselines.
+
+Candidates are the models given (EMA weights) plus two baselines that put every number in
+context: `reference_copy` (the distorted reference itself; self_ref only) and `flat_fill` (the
+sketch's lines over the reference's mean colour). Every candidate's outputs are written as PNGs
+(clean-fid reads folders) and scored per image (PSNR, MS-SSIM, LPIPS, region colour errors)
+and per set (FID when the Inception file is present, fd_vgg16 and kid_vgg16 always,
+heterochromia success, seconds per image).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from cleanfid.fid import get_folder_features
+from torch import nn
+
+from pipeline.data.dataset import to_uint8
+from pipeline.data.imageio import write_png
+from pipeline.data.synthetic import REGION_IDS
+from pipeline.evaluation import metrics as M
+from pipeline.evaluation.benchmark import SETTINGS, load_benchmark
+from pipeline.evaluation.features import VGGLPIPS, inception_extractor, vgg_feature_extractor
+from pipeline.model.diffusion import Diffusion
+from pipeline.model.generate import colorize_batch
+from pipeline.training.device import autocast
+
+COLOUR_REGIONS = {"hair": REGION_IDS["hair"], "skin": REGION_IDS["skin"], "iris_left": REGION_IDS["iris_left"],
+                  "iris_right": REGION_IDS["iris_right"], "clothes": REGION_IDS["clothes"]}
+BASELINES = ("reference_copy", "flat_fill")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    steps: int = 20
+    eta: float = 0.0
+    guidance: float = 1.0
+    seed: int = 0
+    limit: int | None = None        # test pairs per setting (None: all)
+    batch_size: int = 32
+    inception_path: str | None = None
+    kid_subsets: int = 100
+    iris_threshold: float = 15.0    # CIEDE2000 within which an iris counts as the right colour
+    region_erode: int = 1           # px eroded from each region before averaging (skip the outlines)
+    precision: str = "auto"
+
+
+def flat_fill(sketch: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Baseline: the reference's mean colour everywhere, darkened by the sketch's lines; [-1, 1]."""
+    mean = ((reference + 1) / 2).mean((2, 3), keepdim=True)
+    return (mean * (sketch + 1) / 2) * 2 - 1
+
+
+def _write_folder(folder: Path, names: list[str], images: torch.Tensor) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in zip(names, images):
+        write_png(folder / f"{name}.png", to_uint8(image))
+
+
+def _features(folder: Path, extractor, batch_size: int, device: torch.device) -> np.ndarray:
+    return get_folder_features(str(folder), model=extractor, num_workers=0, batch_size=batch_size, device=device,
+                               mode="clean", custom_fn_resize=lambda x: x.astype(np.float32), verbose=False)
+
+
+def _inception_features(folder: Path, extractor, batch_size: int, device: torch.device) -> np.ndarray:
+    return get_folder_features(str(folder), model=extractor, num_workers=0, batch_size=batch_size, device=device,
+                               mode="clean", verbose=False)  # clean-fid's own 299 px PIL-bicubic resize
+
+
+def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Path, pairs_dir: Path, out_dir: Path,
+                  cfg: EvalConfig, device: torch.device,
+                  progress: Callable[[int], None] | None = None) -> tuple[dict, pd.DataFrame, dict]:
+    """Returns (metrics {candidate: {setting: {metric: value}}}, per-image table, outputs for grids)."""
+    lpips = VGGLPIPS().to(device)
+    vgg_fx = vgg_feature_extractor(lpips, device)
+    inception, fid_reason = inception_extractor(cfg.inception_path, device)
+    metrics: dict = {"_notes": {"fid": fid_reason or "standard clean-fid Inception features",
+                                "fd_vgg16": "Frechet distance on 512-d pooled VGG16 relu5_3 features "
+                                            "(LPIPS trunk), images at native size; not comparable to FID"}}
+    rows, grids = [], {}
+    for setting in SETTINGS:
+        table, data = load_benchmark(faces_dir, pairs_dir, setting, cfg.limit, with_labels=True)
+        names = table.name.tolist()
+        target = data["target"].to(device)
+        real_dir = out_dir / "target" / setting
+        _write_folder(real_dir, names, target)
+        real_vgg = _features(real_dir, vgg_fx, cfg.batch_size, device)
+        real_inc = _inception_features(real_dir, inception, cfg.batch_size, device) if inception else None
+        candidates: dict[str, tuple[torch.Tensor, float | None]] = {}
+        sketch, reference = data["sketch"].to(device), data["reference"].to(device)
+        for name, (model, diffusion) in models.items():
+            model.eval().to(device)
+            start = time.perf_counter()
+            out = colorize_batch(model, diffusion, sketch, reference, steps=cfg.steps, guidance=cfg.guidance,
+                                 eta=cfg.eta, seed=cfg.seed, batch_size=cfg.batch_size,
+                                 autocast=autocast(device, cfg.precision), progress=progress)
+            candidates[name] = (out, (time.perf_counter() - start) / len(names))
+        if setting == "self_ref":
+            candidates["reference_copy"] = (reference, None)
+        candidates["flat_fill"] = (flat_fill(sketch, reference), None)
+        grids[setting] = {"sketch": sketch.cpu(), "reference": reference.cpu(), "target": target.cpu(),
+                          **{k: v[0].cpu() for k, v in candidates.items()}}
+        has_labels = "target_label" in data
+        for cand, (out, seconds) in candidates.items():
+            out01, tgt01 = (out.float() + 1) / 2, (target.float() + 1) / 2
+            per = {"psnr": M.psnr(out01, tgt01).cpu().numpy(), "ms_ssim": M.ms_ssim(out01, tgt01).cpu().numpy(),
+                   "lpips": lpips(out.float(), target.float()).cpu().numpy()}
+            summary = {k: M.summarise(v) for k, v in per.items()}
+            if has_labels:
+                ref01 = ((reference.float() + 1) / 2).cpu()
+                errors = M.region_colour_errors(out01.cpu(), data["target_label"].numpy(), ref01,
+                                                data["reference_label"].numpy(), COLOUR_REGIONS, cfg.region_erode)
+                for region, err in errors.items():
+                    per[f"de_{region}"] = err
+                    summary[f"de_{region}"] = M.summarise(err)
+                lab_ref = M.to_lab(ref01)
+                ref_l = M.region_means(lab_ref, data["reference_label"].numpy(), COLOUR_REGIONS["iris_left"],
+                                       cfg.region_erode)
+                ref_r = M.region_means(lab_ref, data["reference_label"].numpy(), COLOUR_REGIONS["iris_right"],
+                                       cfg.region_erode)
+                rate, n = M.heterochromia_success(errors["iris_left"], errors["iris_right"], M.delta_e(ref_l, ref_r),
+                                                  cfg.iris_threshold)
+                summary["heterochromia_success"] = None if np.isnan(rate) else round(rate, 4)
+                summary["heterochromia_n"] = n
+            folder = out_dir / cand / setting
+            _write_folder(folder, names, out)
+            feats = _features(folder, vgg_fx, cfg.batch_size, device)
+            summary["fd_vgg16"] = round(M.frechet_distance(feats, real_vgg), 4)
+            summary["kid_vgg16"] = round(M.kid(feats, real_vgg, cfg.kid_subsets, cfg.seed), 6)
+            summary["fid"] = (round(M.frechet_distance(_inception_features(folder, inception, cfg.batch_size, device),
+                                                       real_inc), 4) if inception else None)
+            summary["seconds_per_image"] = None if seconds is None else round(seconds, 4)
+            summary["images"] = len(names)
+            metrics.setdefault(cand, {})[setting] = summary
+            for i, name in enumerate(names):
+                rows.append({"candidate": cand, "setting": setting, "name": name,
+                             **{k: float(v[i]) for k, v in per.items()}})
+    return metrics, pd.DataFrame(rows), grids

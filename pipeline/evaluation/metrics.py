@@ -1,0 +1,108 @@
+"""Benchmark metrics: pure functions of image tensors or feature arrays.
+
+Images are (B, 3, H, W) floats in [0, 1] unless said otherwise; every per-image metric returns (B,).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from cleanfid.fid import fid_from_feats, kernel_distance
+from scipy.ndimage import binary_erosion
+from skimage.color import deltaE_ciede2000, rgb2lab
+from torchmetrics.functional.image import (multiscale_structural_similarity_index_measure,
+                                           peak_signal_noise_ratio)
+
+MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, five scales
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB per image on [0, 1] (identical images: inf)."""
+    return peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def ms_ssim_setup(size: int) -> tuple[int, tuple[float, ...]]:
+    """Gaussian kernel and scales valid for `size` px: the standard 11 px / 5 scales at >= 176 px;
+    smaller images keep as many leading scales as fit (renormalised weights) with a 7 px kernel
+    (64 px: 4 scales, kernel 7; 32 px: 3 scales)."""
+    kernel = 11 if size >= 176 else 7
+    scales = 5
+    while scales > 1 and size // 2 ** (scales - 1) < kernel + 1:
+        scales -= 1
+    betas = MS_SSIM_BETAS[:scales]
+    return kernel, tuple(b / sum(betas) for b in betas)
+
+
+def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM per image on [0, 1] (torchmetrics), scales chosen by `ms_ssim_setup`."""
+    kernel, betas = ms_ssim_setup(min(pred.shape[-2:]))
+    return multiscale_structural_similarity_index_measure(pred, target, data_range=1.0, kernel_size=kernel,
+                                                          betas=betas, reduction="none")
+
+
+def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:
+    """Frechet distance between Gaussian fits of two feature sets (clean-fid's implementation)."""
+    return float(fid_from_feats(feats1, feats2))
+
+
+def kid(feats1: np.ndarray, feats2: np.ndarray, subsets: int = 100, seed: int = 0) -> float:
+    """Kernel inception distance with the cubic polynomial kernel (clean-fid), seeded."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return float(kernel_distance(feats1, feats2, num_subsets=subsets))
+    finally:
+        np.random.set_state(state)
+
+
+def to_lab(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) CIE Lab (D65)."""
+    return rgb2lab(images.permute(0, 2, 3, 1).cpu().numpy().astype(np.float64), channel_axis=-1)
+
+
+def delta_e(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference, elementwise over the last axis."""
+    return deltaE_ciede2000(lab1, lab2, channel_axis=-1)
+
+
+def region_means(lab: np.ndarray, labels: np.ndarray, region: int, erode: int = 1) -> np.ndarray:
+    """Mean Lab colour of `region` per image (B, 3); NaN where the (eroded) region is empty."""
+    out = np.full((lab.shape[0], 3), np.nan)
+    for i in range(lab.shape[0]):
+        mask = labels[i] == region
+        if erode:
+            mask = binary_erosion(mask, iterations=erode)
+        if mask.sum() >= 2:
+            out[i] = lab[i][mask].mean(0)
+    return out
+
+
+def region_colour_errors(output: torch.Tensor, output_labels: np.ndarray, reference: torch.Tensor,
+                         reference_labels: np.ndarray, regions: dict[str, int], erode: int = 1) -> dict[str, np.ndarray]:
+    """Per region: CIEDE2000 between the output's mean colour in the target's region and the
+    reference's mean colour in its own (warped) region -- did the colour go where it belongs?
+    Returns {name: (B,)} with NaN where a region is missing in either image."""
+    lab_out, lab_ref = to_lab(output), to_lab(reference)
+    return {name: delta_e(region_means(lab_out, output_labels, rid, erode),
+                          region_means(lab_ref, reference_labels, rid, erode))
+            for name, rid in regions.items()}
+
+
+def heterochromia_success(errors_left: np.ndarray, errors_right: np.ndarray, ref_left_right_gap: np.ndarray,
+                          threshold: float = 15.0, min_gap: float = 10.0) -> tuple[float, int]:
+    """Share of references with two clearly different irises (gap > min_gap) where both output irises
+    are within `threshold` CIEDE2000 of their own reference colour; returns (rate, count)."""
+    hetero = ref_left_right_gap > min_gap
+    ok = (errors_left < threshold) & (errors_right < threshold)
+    n = int(hetero.sum())
+    return (float(ok[hetero].mean()) if n else math.nan), n
+
+
+def summarise(values: np.ndarray | torch.Tensor) -> float | None:
+    """Mean over finite values (inf PSNR of identical images is capped at 100 dB); None if empty."""
+    arr = np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    arr = np.where(np.isposinf(arr), 100.0, arr)
+    arr = arr[np.isfinite(arr)]
+    return round(float(arr.mean()), 4) if arr.size else None

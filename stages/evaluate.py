@@ -1,0 +1,79 @@
+"""`animecolor evaluate`: models + benchmark pairs -> metrics/evaluate.json, per-image CSV, grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from pipeline.data.dataset import to_uint8
+from pipeline.data.imageio import write_json, write_png
+from pipeline.errors import AnimecolorError
+from pipeline.evaluation.evaluate import run_benchmark
+from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
+from pipeline.report import contact_sheet
+from pipeline.training.device import resolve_device
+from stages.common import console, load_params, progress_bar, seed_everything, user_errors
+
+DEFAULT_MODELS = ("pretrain=models/pretrain.pt", "finetune=models/finetune.pt")
+
+
+def parse_models(specs: list[str]) -> dict[str, Path]:
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise AnimecolorError(f"--model {spec!r}: expected NAME=PATH")
+        out[name] = Path(path)
+    return out
+
+
+def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | None = None,
+             faces_dir: Path = Path("data/faces"), pairs_dir: Path = Path("data/pairs"),
+             out_dir: Path = Path("data/evaluate"), metrics_path: Path = Path("metrics/evaluate.json"),
+             table_path: Path = Path("reports/evaluate_images.csv"), sheet_prefix: Path = Path("reports/evaluate")) -> dict:
+    """Run the stage; returns the metrics it writes."""
+    p = load_params(params_path, "base", "evaluate")
+    base, cfg = p["base"], p["evaluate"]
+    seed_everything(base.seed)
+    device = resolve_device(base.device)
+    models = models or parse_models(list(DEFAULT_MODELS))
+    loaded = {name: model_from_checkpoint(load_checkpoint(path), "ema") for name, path in models.items()}
+    for name, (model, _) in loaded.items():
+        if model.config.image_size != base.image_size:
+            raise AnimecolorError(f"{models[name]}: model is for {model.config.image_size} px images, "
+                                  f"base.image_size is {base.image_size}")
+    pairs_csv = pairs_dir / "test" / "pairs.csv"
+    n_pairs = len(pd.read_csv(pairs_csv, usecols=["setting"])) if pairs_csv.is_file() else 0
+    n_test = min(cfg.limit or n_pairs, n_pairs // 2)
+    with progress_bar("evaluate", 2 * n_test * len(loaded)) as advance:
+        metrics, table, grids = run_benchmark(loaded, faces_dir, pairs_dir, out_dir, cfg.eval_config(), device,
+                                              progress=advance)
+    write_json(metrics_path, metrics)
+    table_path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(table_path, index=False, float_format="%.5g")
+    for setting, images in grids.items():
+        keys = ["sketch", "reference", *loaded, "target"]
+        n = min(cfg.sheet_size, n_test, images["target"].shape[0])
+        tiles = [to_uint8(images[k][i]) for k in keys for i in range(n)]
+        tiles = [t if t.ndim == 3 else t[..., None].repeat(3, -1) for t in tiles]
+        write_png(sheet_prefix.with_name(f"{sheet_prefix.name}_{setting}.png"), contact_sheet(tiles, ncol=n))
+    for name in loaded:
+        s, r = metrics[name]["self_ref"], metrics[name]["random_ref"]
+        console.print(f"evaluate {name}: PSNR {s['psnr']} / {r['psnr']}, LPIPS {s['lpips']} / {r['lpips']} "
+                      f"(self / random reference)")
+    return metrics
+
+
+@user_errors
+def main(params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
+         model: list[str] = typer.Option(list(DEFAULT_MODELS), help="NAME=PATH of a model to score (repeatable)."),
+         faces: Path = typer.Option(Path("data/faces"), help="Face dataset from `clean`."),
+         pairs: Path = typer.Option(Path("data/pairs"), help="Benchmark pairs from `pairs`."),
+         out: Path = typer.Option(Path("data/evaluate"), help="Folder for every candidate's output images."),
+         metrics: Path = typer.Option(Path("metrics/evaluate.json"), help="Metrics JSON to write."),
+         table: Path = typer.Option(Path("reports/evaluate_images.csv"), help="Per-image metrics CSV."),
+         sheet: Path = typer.Option(Path("reports/evaluate"), help="Grid PNG prefix (_<setting>.png is added).")) -> None:
+    """Score models and baselines on the self- and random-reference benchmark."""
+    evaluate(params, parse_models(model), faces, pairs, out, metrics, table, sheet)

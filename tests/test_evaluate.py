@@ -1,0 +1,147 @@
+"""Metric identities, colour metrics against synthetic ground truth, FID paths, the evaluate stage."""
+
+import io
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+
+from pipeline.data.dataset import to_tensor
+from pipeline.data.synthetic import REGION_IDS, generate_face
+from pipeline.errors import AnimecolorError
+from pipeline.evaluation import metrics as M
+from pipeline.evaluation.evaluate import COLOUR_REGIONS, EvalConfig, flat_fill, run_benchmark
+from pipeline.evaluation.features import (INCEPTION_CACHE, INCEPTION_FILE, VGGLPIPS, _NumpyOnly, inception_extractor,
+                                          lpips_weights_path)
+from pipeline.model.diffusion import Diffusion
+from pipeline.model.unet import UNet, UNetConfig
+
+
+@pytest.fixture(scope="module")
+def lpips():
+    return VGGLPIPS()
+
+
+@pytest.fixture(scope="module")
+def faces():
+    out = [generate_face(0, i, 64, 0.5) for i in range(4)]
+    images = torch.stack([to_tensor(rgb) for _, rgb, _ in out])
+    labels = np.stack([label for _, _, label in out])
+    return images, labels
+
+
+def test_identities(faces, lpips):
+    x = (faces[0] + 1) / 2
+    assert torch.isinf(M.psnr(x, x)).all()
+    torch.testing.assert_close(M.ms_ssim(x, x), torch.ones(4))
+    assert torch.all(lpips(faces[0], faces[0]) == 0)
+    feats = np.random.default_rng(0).normal(size=(300, 16))
+    assert M.frechet_distance(feats, feats) == pytest.approx(0, abs=1e-6)
+    assert abs(M.kid(feats, feats)) < 1e-3
+    assert M.frechet_distance(feats, feats + 1.0) == pytest.approx(16.0, rel=1e-3)  # |mu1 - mu2|^2
+
+
+def test_metrics_order_degradations(faces, lpips):
+    x = faces[0]
+    blurs = [TF.gaussian_blur(x, 2 * k + 1, float(k)) for k in (1, 2, 4)]
+    d = [lpips(x, b).mean().item() for b in blurs]
+    p = [M.psnr((b + 1) / 2, (x + 1) / 2).mean().item() for b in blurs]
+    s = [M.ms_ssim((b + 1) / 2, (x + 1) / 2).mean().item() for b in blurs]
+    assert d[0] < d[1] < d[2] and p[0] > p[1] > p[2] and s[0] > s[1] > s[2]
+
+
+def test_ms_ssim_scales_fit_small_images():
+    assert M.ms_ssim_setup(256) == (11, M.MS_SSIM_BETAS)
+    kernel, betas = M.ms_ssim_setup(64)
+    assert kernel == 7 and len(betas) == 4 and sum(betas) == pytest.approx(1)
+    x = torch.rand(2, 3, 32, 32)
+    assert M.ms_ssim(x, x.flip(-1)).shape == (2,)
+
+
+def test_lpips_loader_refuses_anything_but_arrays():
+    assert lpips_weights_path().is_file()
+    evil = pickle.dumps(print)  # a global that is not a numpy array constructor
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        _NumpyOnly(io.BytesIO(evil)).load()
+
+
+def test_region_colour_errors_against_ground_truth(faces):
+    images, labels = faces
+    x = (images + 1) / 2
+    same = M.region_colour_errors(x, labels, x, labels, COLOUR_REGIONS)
+    for name, err in same.items():
+        assert np.nanmax(err) < 1e-6, name
+    recoloured = x.clone()
+    hair = torch.from_numpy(labels == REGION_IDS["hair"])
+    recoloured.permute(0, 2, 3, 1)[hair] = torch.tensor([0.0, 0.8, 0.0])  # paint all hair green
+    errors = M.region_colour_errors(recoloured, labels, x, labels, COLOUR_REGIONS)
+    assert np.nanmin(errors["hair"]) > 20 and np.nanmax(errors["skin"]) < 1e-6
+    rate, n = M.heterochromia_success(np.array([1.0, 30.0, 2.0]), np.array([2.0, 1.0, 1.0]), np.array([40.0, 40.0, 2.0]))
+    assert (rate, n) == (0.5, 2)
+
+
+def test_flat_fill_baseline():
+    sketch = torch.ones(1, 1, 4, 4)
+    sketch[..., 0, 0] = -1  # one line pixel
+    ref = torch.zeros(1, 3, 4, 4)
+    out = flat_fill(sketch, ref)
+    assert out[0, :, 1, 1].tolist() == [0.0, 0.0, 0.0] and out[0, :, 0, 0].tolist() == [-1.0, -1.0, -1.0]
+
+
+class _Layers(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)  # (B, 192)
+        return pooled.repeat(1, 11)[:, :2048]
+
+
+class _StandIn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = _Layers()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return UNet(UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2)), Diffusion()
+
+
+def test_benchmark_with_and_without_inception(tiny_data, tmp_path):
+    faces_dir, pairs_dir = tiny_data
+    stand_in = tmp_path / "weights" / "my-inception.pt"
+    stand_in.parent.mkdir()
+    torch.jit.script(_StandIn()).save(str(stand_in))
+    cfg = EvalConfig(steps=2, limit=4, inception_path=str(stand_in))
+    metrics, table, grids = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out", cfg,
+                                          torch.device("cpu"))
+    assert set(metrics) == {"_notes", "m", "reference_copy", "flat_fill"}
+    assert set(metrics["reference_copy"]) == {"self_ref"} and set(metrics["m"]) == {"self_ref", "random_ref"}
+    row = metrics["m"]["self_ref"]
+    assert isinstance(row["fid"], float) and row["fid"] >= 0 and row["images"] == 4 and row["seconds_per_image"] > 0
+    assert {"psnr", "ms_ssim", "lpips", "fd_vgg16", "kid_vgg16", "de_hair", "de_iris_left"} <= set(row)
+    assert len(table) == 4 * (2 + 1 + 2) and (tmp_path / "out" / "m" / "random_ref").is_dir()
+    assert metrics["_notes"]["fid"].startswith("standard")
+    if not INCEPTION_CACHE.exists():
+        missing, _, _ = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out2",
+                                      EvalConfig(steps=2, limit=4), torch.device("cpu"))
+        assert missing["m"]["self_ref"]["fid"] is None and "not found" in missing["_notes"]["fid"]
+    again, _, _ = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out3", cfg,
+                                torch.device("cpu"))
+    for setting, row in again["m"].items():  # deterministic given the seed (timings aside)
+        assert {k: v for k, v in row.items() if k != "seconds_per_image"} == \
+            {k: v for k, v in metrics["m"][setting].items() if k != "seconds_per_image"}
+
+
+def test_inception_extractor_reports_bad_files(tmp_path):
+    fn, reason = inception_extractor(tmp_path / "missing.pt", torch.device("cpu"))
+    assert fn is None and "not found" in reason
+    bad = tmp_path / INCEPTION_FILE
+    bad.write_bytes(b"junk")
+    fn, reason = inception_extractor(bad, torch.device("cpu"))
+    assert fn is None and "not a usable" in reason

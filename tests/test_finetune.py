@@ -1,0 +1,104 @@
+"""Reconstruction fine-tuning: gradients through the unrolled sampler, checkpointing, the stage."""
+
+import json
+
+import pytest
+import torch
+
+from pipeline.data.dataset import PairDataset
+from pipeline.data.tps import TPSConfig
+from pipeline.model.checkpoint import load_checkpoint
+from pipeline.model.diffusion import Diffusion
+from pipeline.model.unet import UNet, UNetConfig
+from pipeline.training.finetune import ReconstructionConfig, reconstruction_objective
+from stages.finetune import finetune
+from tests.conftest import stage_paths as _paths
+
+
+class _Recording(torch.nn.Module):
+    """Wraps a U-Net and keeps every forward output, with its gradient after backward."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.outputs = net, []
+
+    def forward(self, x, t):
+        out = self.net(x, t)
+        out.retain_grad()
+        self.outputs.append(out)
+        return out
+
+
+def _batch(tiny_data, n=2):
+    faces, pairs = tiny_data
+    ds = PairDataset(faces, pairs, "train", tps=TPSConfig())
+    items = [ds[(i, i)] for i in range(n)]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+
+
+def _net():
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2))
+    for p in net.out.parameters():  # non-zero output so every step's gradient is informative
+        torch.nn.init.normal_(p, std=0.05)
+    return net
+
+
+@pytest.mark.parametrize("start", ["reference", "target", "noise"])
+def test_gradients_reach_every_unrolled_step(tiny_data, start):
+    model = _Recording(_net())
+    objective = reconstruction_objective(Diffusion(), ReconstructionConfig(steps=4, start=start, t_start=900,
+                                                                           checkpoint=False))
+    loss, extras = objective(model, _batch(tiny_data), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert len(model.outputs) == 4 and "loss_mse" in extras
+    for out in model.outputs:
+        assert out.grad is not None and out.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.net.parameters())
+
+
+def test_checkpointing_gives_the_same_gradients(tiny_data):
+    batch = _batch(tiny_data)
+    grads = []
+    for ckpt in (False, True):
+        net = _net()
+        cfg = ReconstructionConfig(steps=3, guidance=2.0, checkpoint=ckpt, l1_weight=0.5, eps_weight=0.1)
+        loss, _ = reconstruction_objective(Diffusion(), cfg)(net, batch, torch.Generator().manual_seed(1))
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+
+
+def test_lpips_and_ms_ssim_terms_are_differentiable(tiny_data):
+    net = _net()
+    cfg = ReconstructionConfig(steps=2, mse_weight=0.0, lpips_weight=1.0, ms_ssim_weight=1.0)
+    loss, extras = reconstruction_objective(Diffusion(), cfg)(net, _batch(tiny_data), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert {"loss_lpips", "loss_ms_ssim"} <= set(extras)
+    assert net.out[-1].weight.grad.abs().sum() > 0
+
+
+def test_epochs_zero_is_an_exact_passthrough(tiny_data, tiny_pretrained, tmp_path, write_params):
+    faces, pairs = tiny_data
+    params = write_params({"finetune.epochs": 0}, path=tmp_path / "p.yaml")
+    text = (tiny_pretrained / "params.yaml").read_text().replace("epochs: 1.0", "epochs: 0")
+    params.write_text(text)
+    metrics = finetune(params, tiny_pretrained / "pretrain.pt", faces, pairs, **_paths(tmp_path, "ft"))
+    assert metrics == {"steps": 0, "passthrough": True}
+    a, b = load_checkpoint(tiny_pretrained / "pretrain.pt"), load_checkpoint(tmp_path / "ft.pt")
+    for key in ("model", "ema"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+
+
+def test_finetune_stage_trains_changes_weights_and_resumes(tiny_data, tiny_pretrained, tmp_path):
+    faces, pairs = tiny_data
+    params = tiny_pretrained / "params.yaml"
+    partial = finetune(params, tiny_pretrained / "pretrain.pt", faces, pairs, **_paths(tmp_path, "ft"), stop_at=1)
+    assert partial["steps"] == 1 and not (tmp_path / "ft.pt").exists()
+    metrics = finetune(params, tiny_pretrained / "pretrain.pt", faces, pairs, **_paths(tmp_path, "ft"))
+    assert metrics["resumed_from"] == 1 and metrics["steps"] == 2 and metrics["passthrough"] is False
+    saved = json.loads((tmp_path / "ft.json").read_text())
+    assert saved["steps"] == 2
+    a, b = load_checkpoint(tiny_pretrained / "pretrain.pt"), load_checkpoint(tmp_path / "ft.pt")
+    assert any(not torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+    assert b["meta"]["stage"] == "finetune" and (tmp_path / "ft.png").is_file()
