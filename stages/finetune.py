@@ -10,11 +10,11 @@ import typer
 from pipeline.data.dataset import PairDataset
 from pipeline.data.imageio import write_json
 from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from pipeline.training.device import close_distributed, init_distributed
+from pipeline.training.device import close_distributed, init_distributed, resolve_device
 from pipeline.training.finetune import reconstruction_objective
 from pipeline.training.loop import Trainer, fingerprint
 from stages.common import console, load_params, seed_everything, user_errors
-from stages.training import file_digest, run_training
+from stages.training import file_digest, live_logger, run_training, samples_grid
 
 
 def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("models/pretrain.pt"),
@@ -27,11 +27,8 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     base, cfg = p["base"], p["finetune"]
     init = load_checkpoint(init_path)
     if cfg.epochs == 0:
-        save_checkpoint(model_path, {**init, "meta": {**init.get("meta", {}), "finetune": "passthrough (epochs 0)"}})
-        metrics = {"steps": 0, "passthrough": True}
-        write_json(metrics_path, metrics)
-        console.print(f"finetune: epochs 0, {init_path} passed through unchanged -> {model_path}")
-        return metrics
+        return _passthrough(cfg, base, p["pairs"], init, init_path, faces_dir, pairs_dir, model_path, metrics_path,
+                            sheet_path, live_dir)
     dist, device = init_distributed(base.device)
     seed_everything(base.seed)
     try:
@@ -47,6 +44,32 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
                             live_dir, cfg, base.seed, stop_at, extra_metrics={"passthrough": False})
     finally:
         close_distributed()
+
+
+def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: Path, pairs_dir: Path,
+                 model_path: Path, metrics_path: Path, sheet_path: Path, live_dir: Path) -> dict:
+    """epochs = 0: the pretrained weights unchanged, with the same reports as a real run (the
+    reconstruction loss of one batch, measured without training, and the samples grid)."""
+    save_checkpoint(model_path, {**init, "meta": {**init.get("meta", {}), "finetune": "passthrough (epochs 0)"}})
+    device = resolve_device(base.device)
+    model, diffusion = model_from_checkpoint(init, "ema")
+    model.to(device)
+    dataset = PairDataset(faces_dir, pairs_dir, "train", tps=pairs_cfg.tps_config(), limit=cfg.subset)
+    n = min(cfg.batch_size, len(dataset))
+    batch = {k: torch.stack([dataset[(i, base.seed + i)][k] for i in range(n)]).to(device)
+             for k in ("sketch", "reference", "target")}
+    objective = reconstruction_objective(diffusion, cfg.reconstruction_config())
+    with torch.no_grad():
+        loss, _ = objective(model, batch, torch.Generator().manual_seed(base.seed))
+    metrics = {"steps": 0, "passthrough": True, "final_loss": round(float(loss), 5)}
+    with live_logger(live_dir, resume=False) as log:
+        if log:
+            log(0, {"loss": float(loss)})
+    write_json(metrics_path, metrics)
+    samples_grid(model, diffusion, faces_dir, pairs_dir, sheet_path, cfg.sample_size, cfg.sample_steps,
+                 cfg.sample_guidance, base.seed, device, cfg.precision)
+    console.print(f"finetune: epochs 0, {init_path} passed through unchanged -> {model_path}")
+    return metrics
 
 
 @user_errors

@@ -30,7 +30,15 @@ def live_logger(live_dir: Path, resume: bool, enabled: bool = True):
         return
     from dvclive import Live
 
-    with Live(str(live_dir), resume=resume, report=None, save_dvc_exp=False, dvcyaml=False) as live:
+    from stages.common import console
+
+    try:
+        live = Live(str(live_dir), resume=resume, report=None, save_dvc_exp=False, dvcyaml=False)
+    except Exception as exc:  # e.g. a git repository without commits: train anyway, without curves
+        console.print(f"[yellow]note[/]: dvclive logging off ({type(exc).__name__}: {exc})", highlight=False)
+        yield None
+        return
+    with live:
         def log(step: int, metrics: dict) -> None:
             live.step = step
             for name, value in metrics.items():

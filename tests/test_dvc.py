@@ -6,6 +6,8 @@ import subprocess
 import pytest
 import yaml
 
+from tests.conftest import TINY_PRETRAIN
+
 pytestmark = pytest.mark.slow
 
 
@@ -23,10 +25,17 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     repo = project_copy
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["crawl"]["n_images"] = 16
-    params["base"]["image_size"] = 32
     params["clean"]["test_fraction"] = 0.3
+    for key, value in TINY_PRETRAIN.items():
+        section, name = key.split(".", 1)
+        params[section][name] = value
+    params["finetune"].update(subset=4, batch_size=2, unroll_steps=2, sample_steps=2, sample_size=2, num_workers=0,
+                              checkpoint_every=1, log_every=1)
+    params["evaluate"].update(steps=2, sheet_size=2, kid_subsets=5)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "project")
     _dvc(repo, "repro")
     metrics = json.loads((repo / "metrics/crawl.json").read_text())
     assert metrics["n_images"] == 16
@@ -46,3 +55,23 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     changes = json.loads(diff)["metrics/crawl.json"]
     assert changes["n_images"] == {"old": 16, "new": 12, "diff": -4}
     assert "kept.train" in json.loads(diff)["metrics/clean.json"] or "kept.test" in json.loads(diff)["metrics/clean.json"]
+
+    # the rest of the chain ran too: models, exported model, benchmark
+    for name in ("pretrain.pt", "finetune.pt", "animecolor.safetensors"):
+        assert (repo / "models" / name).is_file()
+    evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert {"pretrain", "finetune", "reference_copy", "flat_fill"} <= set(evaluation)
+    assert (repo / "reports/evaluate_random_ref.png").is_file()
+    assert (repo / "dvclive/pretrain/plots/metrics/train/loss.tsv").is_file()
+
+    # ablations as experiments: both listed, with different metrics
+    _dvc(repo, "exp", "run", "-n", "ft0", "-S", "finetune.epochs=0")
+    _dvc(repo, "exp", "run", "-n", "ft2", "-S", "finetune.epochs=2")
+    shown = _dvc(repo, "exp", "show", "--json")
+    assert "ft0" in shown and "ft2" in shown
+    table = _dvc(repo, "exp", "show", "--csv", "--only-changed")
+    rows = {line.split(",")[0]: line for line in table.splitlines()[1:]}
+    assert rows["ft0"] != rows["ft2"]
+    assert "finetune" in _dvc(repo, "metrics", "diff", "ft0", "ft2")
+    plots = _dvc(repo, "plots", "diff", "ft0", "ft2", "--json")
+    assert "evaluate_self_ref.png" in plots and "loss" in plots

@@ -41,7 +41,8 @@ def test_identities(faces, lpips):
     assert torch.all(lpips(faces[0], faces[0]) == 0)
     feats = np.random.default_rng(0).normal(size=(300, 16))
     assert M.frechet_distance(feats, feats) == pytest.approx(0, abs=1e-6)
-    assert abs(M.kid(feats, feats)) < 1e-3
+    other = np.random.default_rng(1).normal(size=(300, 16))  # same distribution, other samples
+    assert abs(M.kid(feats, other)) < 0.02 < M.kid(feats, other + 0.5)
     assert M.frechet_distance(feats, feats + 1.0) == pytest.approx(16.0, rel=1e-3)  # |mu1 - mu2|^2
 
 

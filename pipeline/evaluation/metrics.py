@@ -31,6 +31,8 @@ def ms_ssim_setup(size: int) -> tuple[int, tuple[float, ...]]:
     scales = 5
     while scales > 1 and size // 2 ** (scales - 1) < kernel + 1:
         scales -= 1
+    if scales == len(MS_SSIM_BETAS):
+        return kernel, MS_SSIM_BETAS
     betas = MS_SSIM_BETAS[:scales]
     return kernel, tuple(b / sum(betas) for b in betas)
 
@@ -68,12 +70,14 @@ def delta_e(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
 
 
 def region_means(lab: np.ndarray, labels: np.ndarray, region: int, erode: int = 1) -> np.ndarray:
-    """Mean Lab colour of `region` per image (B, 3); NaN where the (eroded) region is empty."""
+    """Mean Lab colour of `region` per image (B, 3), away from its outline (eroded by `erode` px
+    unless that empties it); NaN where the region is absent."""
     out = np.full((lab.shape[0], 3), np.nan)
     for i in range(lab.shape[0]):
         mask = labels[i] == region
         if erode:
-            mask = binary_erosion(mask, iterations=erode)
+            inner = binary_erosion(mask, iterations=erode)
+            mask = inner if inner.sum() >= 2 else mask  # small regions (irises at 64 px) are kept whole
         if mask.sum() >= 2:
             out[i] = lab[i][mask].mean(0)
     return out
