@@ -174,6 +174,7 @@ class EvaluateParams(_Section):
     kid_subsets: int = Field(100, ge=1)
     iris_threshold: float = Field(15.0, gt=0)
     region_erode: int = Field(1, ge=0, le=8)
+    animeface: Literal["auto", "on", "off"] = "auto"
     sheet_size: int = Field(8, ge=1, le=64)
 
     def eval_config(self):

@@ -146,3 +146,25 @@ def test_inception_extractor_reports_bad_files(tmp_path):
     bad.write_bytes(b"junk")
     fn, reason = inception_extractor(bad, torch.device("cpu"))
     assert fn is None and "not a usable" in reason
+
+
+def test_animeface_attribute_colours_on_real_faces():
+    from pipeline.evaluation.features import animeface_attributes
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-256"
+    files = sorted(real.glob("*.jpg"))[:6] if real.is_dir() else []
+    if not files:
+        pytest.skip("../shared/data not present")
+    from PIL import Image
+
+    images = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255
+                          for f in files])
+    attrs = animeface_attributes(images)
+    found = ~np.isnan(attrs[:, 0, 0])
+    assert found.sum() >= 4 and np.all((attrs[found] >= 0) & (attrs[found] <= 1))
+    same = M.attribute_errors(attrs, attrs, ("hair", "eye_left", "eye_right"))
+    assert np.nanmax(same["hair"]) < 1e-6
+    recoloured = images.clone()
+    recoloured[:, 1:] *= 0.3  # drain green and blue: hair/eye colours must move
+    moved = M.attribute_errors(animeface_attributes(recoloured), attrs, ("hair", "eye_left", "eye_right"))
+    assert np.nanmean(moved["hair"]) > 10

@@ -66,3 +66,18 @@ def test_cli_missing_params_file(tmp_path):
 def test_cross_key_check_names_the_section():
     with pytest.raises(ParamsError, match=r"pairs: scale_min must be <= scale_max \(1.5 > 1.0\)"):
         validate_section("pairs", {"scale_min": 1.5})
+
+
+def test_paper_recipe_is_valid_and_is_the_paper():
+    import yaml
+
+    from pipeline.config import validate_section
+    from tests.conftest import ROOT
+
+    data = yaml.safe_load((ROOT / "recipes" / "paper.yaml").read_text())
+    sections = {name: validate_section(name, value) for name, value in data.items()}
+    pre = sections["pretrain"]
+    assert sections["base"].image_size == 256 and pre.epochs == 300 and pre.batch_size == 32 and pre.lr == 1e-5
+    assert (pre.schedule, pre.beta_start, pre.beta_end, pre.prediction) == ("linear", 1e-6, 1e-2, "eps")
+    assert pre.unet_config(256) == __import__("pipeline.model.unet", fromlist=["UNetConfig"]).UNetConfig.paper(256)
+    assert sections["finetune"].batch_size == 4 and sections["finetune"].unroll_steps == 10

@@ -26,7 +26,8 @@ from pipeline.data.imageio import write_png
 from pipeline.data.synthetic import REGION_IDS
 from pipeline.evaluation import metrics as M
 from pipeline.evaluation.benchmark import SETTINGS, load_benchmark
-from pipeline.evaluation.features import VGGLPIPS, inception_extractor, vgg_feature_extractor
+from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, VGGLPIPS, animeface_attributes, inception_extractor,
+                                          vgg_feature_extractor)
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
 from pipeline.training.device import autocast
@@ -48,6 +49,7 @@ class EvalConfig:
     kid_subsets: int = 100
     iris_threshold: float = 15.0    # CIEDE2000 within which an iris counts as the right colour
     region_erode: int = 1           # px eroded from each region before averaging (skip the outlines)
+    animeface: str = "auto"         # hair/eye colours by animeface: auto = when there are no label maps
     precision: str = "auto"
 
 
@@ -107,6 +109,9 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         grids[setting] = {"sketch": sketch.cpu(), "reference": reference.cpu(), "target": target.cpu(),
                           **{k: v[0].cpu() for k, v in candidates.items()}}
         has_labels = "target_label" in data
+        use_animeface = cfg.animeface == "on" or (cfg.animeface == "auto" and not has_labels)
+        if use_animeface:  # colours the output should have: the target's (self) or the reference's (random)
+            expected = animeface_attributes(((target if setting == "self_ref" else reference).float().cpu() + 1) / 2)
         for cand, (out, seconds) in candidates.items():
             out01, tgt01 = (out.float() + 1) / 2, (target.float() + 1) / 2
             per = {"psnr": M.psnr(out01, tgt01).cpu().numpy(), "ms_ssim": M.ms_ssim(out01, tgt01).cpu().numpy(),
@@ -128,6 +133,12 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
                                                   cfg.iris_threshold)
                 summary["heterochromia_success"] = None if np.isnan(rate) else round(rate, 4)
                 summary["heterochromia_n"] = n
+            if use_animeface:
+                found = animeface_attributes((out.float().cpu() + 1) / 2)
+                for name, err in M.attribute_errors(found, expected, ANIMEFACE_ATTRIBUTES).items():
+                    per[f"af_de_{name}"] = err
+                    summary[f"af_de_{name}"] = M.summarise(err)
+                summary["af_detected"] = round(float((~np.isnan(found[:, 0, 0])).mean()), 4)
             folder = out_dir / cand / setting
             _write_folder(folder, names, out)
             feats = _features(folder, vgg_fx, cfg.batch_size, device)

@@ -137,3 +137,28 @@ def inception_extractor(path: str | Path | None, device: torch.device):
     except Exception as exc:  # a corrupt or foreign file: report, do not crash the benchmark
         return None, f"{file}: not a usable Inception TorchScript file ({type(exc).__name__})"
     return (lambda x: model(x.to(device))), None
+
+
+ANIMEFACE_ATTRIBUTES = ("hair", "eye_left", "eye_right")
+
+
+def animeface_attributes(images: torch.Tensor, pad_fraction: float = 0.5, side: int = 384) -> np.ndarray:
+    """Hair and eye colours found by `animeface` on each image: (B, 3, 3) RGB in [0, 1], NaN where
+    no face is found. Images (B, 3, H, W) in [0, 1]. Tight face crops get a white margin
+    (`pad_fraction` of their side) and are upscaled to `side` px first: on 64 px crops from
+    ../shared/data this finds a face in 24 of 30 images, against 2 of 30 without."""
+    import animeface
+    import cv2
+    from PIL import Image
+
+    out = np.full((images.shape[0], 3, 3), np.nan)
+    arr = (images.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().cpu().numpy()
+    for i, rgb in enumerate(arr):
+        pad = int(round(pad_fraction * max(rgb.shape[:2])))
+        framed = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+        faces = animeface.detect(Image.fromarray(cv2.resize(framed, (side, side), interpolation=cv2.INTER_CUBIC)))
+        if faces:
+            face = max(faces, key=lambda f: f.likelihood)
+            colours = (face.hair.color, face.left_eye.color, face.right_eye.color)
+            out[i] = np.asarray([[c.r, c.g, c.b] if hasattr(c, "r") else list(c) for c in colours]) / 255.0
+    return out

@@ -6,10 +6,12 @@ Images are (B, 3, H, W) floats in [0, 1] unless said otherwise; every per-image 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 from cleanfid.fid import fid_from_feats, kernel_distance
+from scipy.linalg import LinAlgWarning
 from scipy.ndimage import binary_erosion
 from skimage.color import deltaE_ciede2000, rgb2lab
 from torchmetrics.functional.image import (multiscale_structural_similarity_index_measure,
@@ -45,8 +47,13 @@ def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:
-    """Frechet distance between Gaussian fits of two feature sets (clean-fid's implementation)."""
-    return float(fid_from_feats(feats1, feats2))
+    """Frechet distance between Gaussian fits of two feature sets (clean-fid's implementation).
+
+    With fewer samples than feature dimensions the covariances are singular; clean-fid then
+    regularises the square root (its eps offset), and SciPy's warning about it is silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinAlgWarning)
+        return float(fid_from_feats(feats1, feats2))
 
 
 def kid(feats1: np.ndarray, feats2: np.ndarray, subsets: int = 100, seed: int = 0) -> float:
@@ -110,3 +117,13 @@ def summarise(values: np.ndarray | torch.Tensor) -> float | None:
     arr = np.where(np.isposinf(arr), 100.0, arr)
     arr = arr[np.isfinite(arr)]
     return round(float(arr.mean()), 4) if arr.size else None
+
+
+def attribute_errors(attrs: np.ndarray, expected: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """CIEDE2000 between detected attribute colours (B, K, 3) RGB in [0, 1] and expected ones; NaN
+    where either side was not detected."""
+    lab_a = rgb2lab(np.nan_to_num(attrs).reshape(-1, 1, 3), channel_axis=-1).reshape(attrs.shape)
+    lab_b = rgb2lab(np.nan_to_num(expected).reshape(-1, 1, 3), channel_axis=-1).reshape(expected.shape)
+    de = delta_e(lab_a, lab_b)
+    de[np.isnan(attrs).any(-1) | np.isnan(expected).any(-1)] = np.nan
+    return {name: de[:, k] for k, name in enumerate(names)}

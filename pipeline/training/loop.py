@@ -156,6 +156,8 @@ class Trainer:
         self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step, self.resumed_from = 0, None
+        # the whole run's loss curve and timing, carried through resumes (for honest summaries)
+        self.history = {"losses": [], "timed_images": 0, "timed_seconds": 0.0, "seconds": 0.0}
         self.steps_per_epoch = EpochBatches.per_epoch(len(dataset), cfg.batch_size, dist.world_size)
         net: nn.Module = self.model
         if dist.world_size > 1:
@@ -175,7 +177,7 @@ class Trainer:
             "model": self.model.state_dict(), "ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "step": self.step, "run_id": self.run_id, "loop": asdict(self.cfg), "meta": self.meta,
-            "rng": {"torch": torch.get_rng_state()},
+            "rng": {"torch": torch.get_rng_state()}, "history": self.history,
         }
 
     def save(self, path: str | Path | None = None) -> None:
@@ -195,6 +197,7 @@ class Trainer:
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
         self.step = self.resumed_from = int(data["step"])
+        self.history = data.get("history", self.history)
         return True
 
     def init_from(self, data: dict) -> None:
@@ -222,8 +225,16 @@ class Trainer:
         """Train from self.step to cfg.steps (or `stop_at`); returns summary figures."""
         cfg, end = self.cfg, min(self.cfg.steps, stop_at or self.cfg.steps)
         self.model.train()
-        losses: list[float] = []
+        hist = self.history
+        losses: list[float] = hist["losses"]
         images, t_start, t_first = 0, time.perf_counter(), None
+        base_images, base_timed, base_seconds = hist["timed_images"], hist["timed_seconds"], hist["seconds"]
+
+        def account() -> None:  # fold this session's timing into the run's totals
+            now = time.perf_counter()
+            hist["seconds"] = base_seconds + now - t_start
+            hist["timed_images"] = base_images + images
+            hist["timed_seconds"] = base_timed + (now - t_first if t_first else 0.0)
         batches = self._batches()
         try:
             while self.step < end:
@@ -247,8 +258,9 @@ class Trainer:
                     images += batch["target"].shape[0] * self.dist.world_size
                 if progress:
                     progress(1)
+                account()
                 if log and self.dist.main and (self.step % cfg.log_every == 0 or self.step == end):
-                    rate = images / (time.perf_counter() - t_first) if images else 0.0
+                    rate = hist["timed_images"] / hist["timed_seconds"] if hist["timed_seconds"] else 0.0
                     log(self.step, {"loss": sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
                                     "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                                     "images_per_s": rate, **extras})
@@ -259,7 +271,6 @@ class Trainer:
         except KeyboardInterrupt:
             self.save()  # keep everything up to the last finished step
             raise
-        seconds = time.perf_counter() - t_start
-        rate = images / (time.perf_counter() - t_first) if images and t_first else 0.0
-        return {"steps": self.step, "losses": losses, "seconds": seconds, "images_per_s": rate,
+        rate = hist["timed_images"] / hist["timed_seconds"] if hist["timed_seconds"] else 0.0
+        return {"steps": self.step, "losses": list(losses), "seconds": hist["seconds"], "images_per_s": rate,
                 "peak_memory_mb": peak_memory_mb(self.device)}
