@@ -128,15 +128,18 @@ def test_benchmark_with_and_without_inception(tiny_data, tmp_path):
     assert {"psnr", "ms_ssim", "lpips", "fd_vgg16", "kid_vgg16", "de_hair", "de_iris_left"} <= set(row)
     assert len(table) == 4 * (2 + 1 + 2) and (tmp_path / "out" / "m" / "random_ref").is_dir()
     assert metrics["_notes"]["fid"].startswith("standard")
-    if not INCEPTION_CACHE.exists():
-        missing, _, _ = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out2",
-                                      EvalConfig(steps=2, limit=4), torch.device("cpu"))
-        assert missing["m"]["self_ref"]["fid"] is None and "not found" in missing["_notes"]["fid"]
-    again, _, _ = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out3", cfg,
-                                torch.device("cpu"))
-    for setting, row in again["m"].items():  # deterministic given the seed (timings aside)
-        assert {k: v for k, v in row.items() if k != "seconds_per_image"} == \
-            {k: v for k, v in metrics["m"][setting].items() if k != "seconds_per_image"}
+    # the same run without Inception weights: fid null with the reason, everything else identical
+    # (deterministic given the seed). A 2048-d FID costs a matrix square root per candidate,
+    # so only one run here uses the stand-in.
+    if INCEPTION_CACHE.exists():
+        pytest.skip("clean-fid's Inception file is cached on this machine: the missing-weights path cannot run")
+    missing, _, _ = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out2",
+                                  EvalConfig(steps=2, limit=4), torch.device("cpu"))
+    assert missing["m"]["self_ref"]["fid"] is None and "not found" in missing["_notes"]["fid"]
+    for setting, row in missing["m"].items():
+        skip = {"seconds_per_image", "fid"}
+        assert {k: v for k, v in row.items() if k not in skip} == \
+            {k: v for k, v in metrics["m"][setting].items() if k not in skip}
 
 
 def test_inception_extractor_reports_bad_files(tmp_path):

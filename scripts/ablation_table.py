@@ -1,0 +1,48 @@
+"""Print the README's ablation table from `dvc exp show --json` (the finetune model unless --model).
+
+    python scripts/ablation_table.py [--model finetune] [--names base64,ft0,...]
+"""
+
+import argparse
+import json
+import subprocess
+
+KEYS = [("self_ref", "psnr"), ("self_ref", "lpips"), ("self_ref", "fd_vgg16"), ("random_ref", "psnr"),
+        ("random_ref", "lpips"), ("random_ref", "fd_vgg16"), ("random_ref", "de_hair"), ("random_ref", "de_iris_left")]
+
+
+def experiments(node, out):
+    """Collect {name: data} from dvc's nested exp-show JSON."""
+    if isinstance(node, dict):
+        if "data" in node and isinstance(node["data"], dict) and "metrics" in node["data"]:
+            out[node.get("name") or node.get("rev")] = node["data"]
+        for value in node.values():
+            experiments(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            experiments(value, out)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="finetune")
+    ap.add_argument("--names", default="")
+    args = ap.parse_args()
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
+                                      check=True).stdout)
+    found = experiments(shown, {})
+    names = args.names.split(",") if args.names else sorted(found)
+    print("| experiment | " + " | ".join(f"{s} {k}" for s, k in KEYS) + " |")
+    print("|---|" + "---|" * len(KEYS))
+    for name in names:
+        if name not in found:
+            continue
+        metrics = found[name]["metrics"].get("metrics/evaluate.json", {}).get("data", {})
+        row = metrics.get(args.model, {})
+        cells = [row.get(s, {}).get(k) for s, k in KEYS]
+        print(f"| {name} | " + " | ".join("-" if c is None else f"{c:.4g}" for c in cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
