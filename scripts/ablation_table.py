@@ -1,6 +1,6 @@
 """Print the README's ablation table from `dvc exp show --json` (the finetune model unless --model).
 
-    python scripts/ablation_table.py [--model finetune] [--names base64,ft0,...]
+    python scripts/ablation_table.py [--model finetune] [--names base64,ft0,...] [--rev COMMIT]
 """
 
 import argparse
@@ -28,8 +28,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="finetune")
     ap.add_argument("--names", default="")
+    ap.add_argument("--rev", default="HEAD", help="the commit the experiments were run from")
     args = ap.parse_args()
-    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
+    shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", "--rev", args.rev], capture_output=True, text=True,
                                       check=True).stdout)
     found = experiments(shown, {})
     names = args.names.split(",") if args.names else sorted(found)
