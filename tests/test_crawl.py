@@ -61,3 +61,50 @@ def test_changed_settings_regenerate_and_fewer_images_drop_the_rest(tmp_path):
     assert stats["generated"] == 4
     assert len(list((tmp_path / "images").glob("*.png"))) == 4
     assert read_rgb(tmp_path / "images/000000.png").shape == (40, 40, 3)
+
+
+def test_folder_source_copies_dedupes_and_resumes(tmp_path):
+    import cv2
+    import numpy as np
+    import pytest
+
+    from pipeline.data.crawl import crawl_folder
+    from pipeline.errors import AnimecolorError
+
+    src = tmp_path / "art"
+    (src / "nested").mkdir(parents=True)
+    a = np.full((40, 30, 3), 200, np.uint8)
+    b = np.zeros((50, 50, 3), np.uint8)
+    cv2.imwrite(str(src / "a.png"), a)
+    cv2.imwrite(str(src / "nested" / "b.jpg"), b)
+    (src / "copy_of_a.png").write_bytes((src / "a.png").read_bytes())  # exact duplicate
+    (src / "notes.txt").write_text("not an image")
+    manifest, stats = crawl_folder(tmp_path / "raw", src)
+    assert len(manifest) == 2 and stats["duplicates"] == 1 and stats["generated"] == 2
+    assert set(manifest.origin) <= {"a.png", "copy_of_a.png", "nested/b.jpg"} and "nested/b.jpg" in set(manifest.origin)
+    assert all((tmp_path / "raw" / f).is_file() for f in manifest.file)
+    again, stats = crawl_folder(tmp_path / "raw", src)
+    assert stats["generated"] == 0 and stats["skipped"] == 2 and again.file.tolist() == manifest.file.tolist()
+    capped, _ = crawl_folder(tmp_path / "raw", src, max_images=1)
+    assert len(capped) == 1 and len(list((tmp_path / "raw" / "images").iterdir())) == 1
+    with pytest.raises(AnimecolorError, match="no such folder"):
+        crawl_folder(tmp_path / "raw2", tmp_path / "missing")
+    with pytest.raises(AnimecolorError, match="no image files"):
+        crawl_folder(tmp_path / "raw3", _empty(tmp_path))
+
+
+def _empty(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir(exist_ok=True)
+    (folder / "readme.txt").write_text("x")
+    return folder
+
+
+def test_folder_source_needs_a_folder_param():
+    import pytest
+
+    from pipeline.config import validate_section
+    from pipeline.errors import ParamsError
+
+    with pytest.raises(ParamsError, match="needs crawl.folder"):
+        validate_section("crawl", {"source": "folder"})
