@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import typer
 
-from pipeline.colorize import ColorizeOptions, colorize_image, export_model, load_model, png_text
+from pipeline.colorize import (ColorizeOptions, colorize_image, export_model, flatten_alpha, letterbox, load_model,
+                               png_text)
 from pipeline.data.imageio import read_user_image, write_png, write_png_text
 from pipeline.data.xdog import to_gray, xdog
 from pipeline.errors import AnimecolorError
@@ -105,8 +106,6 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
     with progress_bar("extract-lines", len(images)) as advance:
         for path in images:
             try:
-                from pipeline.colorize import flatten_alpha, letterbox
-
                 rgb = flatten_alpha(read_user_image(path))
                 if size:
                     rgb = letterbox(rgb, size)[0]

@@ -10,6 +10,7 @@ Layout of the output folder (`data/raw/` in the pipeline):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -19,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.data.imageio import write_json, write_png
+from pipeline.data.imageio import _atomic_bytes, write_json, write_png
 from pipeline.data.synthetic import REGIONS, face_seed, render_face, sample_face
+from pipeline.errors import AnimecolorError
 
 
 def crawl_synthetic(out_dir: str | Path, n_images: int, size: int, seed: int,
@@ -86,9 +88,6 @@ def crawl_folder(out_dir: str | Path, folder: str | Path, max_images: int | None
     original relative path in the manifest; nothing is decoded here -- `clean` judges the images.
     Resumable: files already copied are skipped. `max_images` caps the count (sorted by path).
     """
-    from pipeline.errors import AnimecolorError
-    import hashlib
-
     src, out = Path(folder), Path(out_dir)
     if not src.is_dir():
         raise AnimecolorError(f"crawl.folder {src}: no such folder")
@@ -115,8 +114,6 @@ def crawl_folder(out_dir: str | Path, folder: str | Path, max_images: int | None
             if (out / name).exists():
                 skipped += 1
             else:
-                from pipeline.data.imageio import _atomic_bytes
-
                 _atomic_bytes(out / name, data)
                 copied += 1
             rows.append({"file": name, "label": "", "source": "folder", "origin": str(path.relative_to(src)),
