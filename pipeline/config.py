@@ -27,17 +27,53 @@ class BaseParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class DownloadParams(_Section):
+    """The downloader of the `urls` and `booru` sources (pipeline/data/download.py)."""
+
+    workers: int = Field(4, ge=1, le=64)
+    rate_limit: float = Field(2.0, ge=0.0)        # requests per second per host; 0: unlimited
+    timeout: float = Field(20.0, gt=0.0)          # connect / between-bytes timeout, seconds
+    deadline: float = Field(120.0, gt=0.0)        # whole-response limit, seconds
+    retries: int = Field(3, ge=0, le=20)
+    backoff: float = Field(1.0, ge=0.0)           # first retry wait, doubled per retry (with jitter)
+    max_backoff: float = Field(60.0, ge=0.0)      # cap on one wait, Retry-After included
+    max_bytes: int = Field(20_000_000, ge=1024)
+    max_pixels: int = Field(64_000_000, ge=1)
+    max_redirects: int = Field(5, ge=0, le=30)
+    user_agent: str = Field("", max_length=300)   # "": animecolor's own, naming the project
+    respect_robots: bool = True
+
+    def download_config(self):
+        from pipeline.data.download import USER_AGENT, DownloadConfig
+
+        values = self.model_dump()
+        values["user_agent"] = self.user_agent or USER_AGENT
+        return DownloadConfig(**values)
+
+
 class CrawlParams(_Section):
-    source: Literal["synthetic", "folder"] = "synthetic"
+    source: Literal["synthetic", "folder", "urls", "booru"] = "synthetic"
     folder: str | None = None  # source folder: your own images (searched recursively)
-    n_images: int = Field(2000, ge=1, le=10_000_000)  # synthetic: faces to generate; folder: cap
+    urls: str | None = None    # source urls: a .txt (one URL per line) or .csv (a `url` column)
+    booru_url: str | None = None  # source booru: a Danbooru-compatible site, e.g. https://danbooru.donmai.us
+    tags: str = ""             # booru tag query, e.g. "1girl solo portrait"
+    pages: int = Field(10, ge=1, le=100_000)
+    page_limit: int = Field(100, ge=1, le=1000)   # posts per API page
+    n_images: int = Field(2000, ge=1, le=10_000_000)  # synthetic: faces to generate; others: cap
     heterochromia_p: float = Field(0.1, ge=0.0, le=1.0)
     sheet_size: int = Field(64, ge=1, le=1024)  # faces on the contact sheet
+    download: DownloadParams = Field(default_factory=DownloadParams)
 
     @model_validator(mode="after")
-    def _folder(self):
-        if self.source == "folder" and not self.folder:
-            raise ValueError("source folder needs crawl.folder (a path to your images)")
+    def _source_keys(self):
+        need = {"folder": ("folder", "a path to your images"), "urls": ("urls", "a .txt or .csv file of image URLs"),
+                "booru": ("booru_url", "the site's base URL")}
+        if self.source in need:
+            key, what = need[self.source]
+            if not getattr(self, key):
+                raise ValueError(f"source {self.source} needs crawl.{key} ({what})")
+        if self.source == "booru" and not self.booru_url.startswith(("http://", "https://")):
+            raise ValueError(f"crawl.booru_url must start with http:// or https:// (got {self.booru_url!r})")
         return self
 
 

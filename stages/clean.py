@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import typer
 
-from pipeline.data.clean import REASONS, CleanConfig, clean_dataset, decode
+from pipeline.data.clean import REASONS, CleanConfig, clean_dataset, decode, raw_images
 from pipeline.data.imageio import read_rgb, write_json, write_png
 from pipeline.report import contact_sheet
 from stages.common import console, load_params, progress_bar, seed_everything, user_errors
@@ -22,7 +22,7 @@ def clean(params_path: Path = Path("params.yaml"), raw_dir: Path = Path("data/ra
     base, cfg = p["base"], p["clean"]
     seed_everything(base.seed)
     config = CleanConfig(image_size=base.image_size, **cfg.model_dump())
-    n_raw = sum(1 for _ in open(raw_dir / "manifest.csv")) - 1 if (raw_dir / "manifest.csv").is_file() else 0
+    n_raw = len(raw_images(raw_dir / "manifest.csv")) if (raw_dir / "manifest.csv").is_file() else 0
     with progress_bar("clean", n_raw) as advance:
         manifest, stats = clean_dataset(raw_dir, out_dir, config, progress=advance)
     kept = manifest[manifest.status == "kept"]

@@ -70,6 +70,23 @@ def progress_bar(description: str, total: int):
         yield lambda n=1: progress.advance(task, n)
 
 
+@contextmanager
+def counting_bar(description: str, total: int | None):
+    """Progress bar with ok / skipped / failed counts; yields `advance(status)`."""
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
+               TextColumn("[green]{task.fields[ok]} ok[/] [dim]{task.fields[skipped]} skipped[/] "
+                          "[red]{task.fields[failed]} failed[/]"), TimeElapsedColumn()]
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(description, total=total, **counts)
+
+        def advance(status: str) -> None:
+            counts[status] += 1
+            progress.update(task, advance=1, **counts)
+
+        yield advance
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn `AnimecolorError` (bad params, bad input) into one red line and exit code 2."""
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import typer
 
-from pipeline.data.crawl import crawl_folder, crawl_synthetic
+from pipeline.data.crawl import crawl_booru, crawl_folder, crawl_synthetic, crawl_urls
 from pipeline.data.imageio import read_rgb, write_json, write_png
 from pipeline.report import contact_sheet
-from stages.common import console, load_params, progress_bar, seed_everything, user_errors
+from stages.common import console, counting_bar, load_params, progress_bar, seed_everything, user_errors
 
 
 def crawl(params_path: Path = Path("params.yaml"), out_dir: Path = Path("data/raw"),
@@ -22,15 +24,26 @@ def crawl(params_path: Path = Path("params.yaml"), out_dir: Path = Path("data/ra
     if cfg.source == "folder":
         with progress_bar("crawl folder", None) as advance:
             manifest, stats = crawl_folder(out_dir, cfg.folder, cfg.n_images, progress=advance)
+    elif cfg.source == "urls":
+        with counting_bar("download", None) as advance:
+            manifest, stats = crawl_urls(out_dir, cfg.urls, cfg.download.download_config(), cfg.n_images,
+                                         progress=advance)
+    elif cfg.source == "booru":
+        console.print(f"crawl: listing {cfg.booru_url} posts for {cfg.tags!r} (up to {cfg.pages} pages)")
+        with counting_bar("download", None) as advance:
+            manifest, stats = crawl_booru(out_dir, cfg.booru_url, cfg.tags, cfg.pages, cfg.page_limit,
+                                          cfg.download.download_config(), cfg.n_images, progress=advance)
     else:
         with progress_bar("crawl synthetic", cfg.n_images) as advance:
             manifest, stats = crawl_synthetic(out_dir, cfg.n_images, base.image_size, base.seed,
                                               cfg.heterochromia_p, progress=advance)
-    faces = [read_rgb(out_dir / f) for f in manifest["file"][: cfg.sheet_size]]
-    write_png(sheet_path, contact_sheet(faces, ncol=8))
+    ok = manifest[manifest.status == "ok"] if "status" in manifest else manifest
+    sheet_files = list(dict.fromkeys(ok["file"]))[: cfg.sheet_size]
+    write_png(sheet_path, contact_sheet([_thumb(read_rgb(out_dir / f), base.image_size) for f in sheet_files]
+                                        or [np.zeros((base.image_size,) * 2 + (3,), np.uint8)], ncol=8))
     metrics = {
         "source": cfg.source,
-        "n_images": int(len(manifest)),
+        "n_images": int(len(ok)),
         "generated": stats["generated"],
         "skipped_existing": stats["skipped"],
         "image_size": base.image_size,
@@ -39,9 +52,25 @@ def crawl(params_path: Path = Path("params.yaml"), out_dir: Path = Path("data/ra
         "seconds": round(stats["seconds"], 3),
         "images_per_s": round(stats["generated"] / stats["seconds"], 1) if stats["generated"] else None,
     }
+    if "failures" in stats:  # network sources
+        metrics.update(requested=int(len(manifest)), failed=stats["failed"], failures=stats["failures"],
+                       unique_files=stats["unique_files"], megabytes=round(stats["bytes"] / 1e6, 2))
     write_json(metrics_path, metrics)
-    console.print(f"crawl: {metrics['n_images']} images in {out_dir} ({metrics['seconds']} s)")
+    failed = f", {metrics['failed']} failed ({_reasons(metrics['failures'])})" if metrics.get("failed") else ""
+    console.print(f"crawl: {metrics['n_images']} images in {out_dir}{failed} ({metrics['seconds']} s)")
     return metrics
+
+
+def _thumb(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Centre square at `size` px, so the sheet works for images of any shape."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    square = rgb[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if side >= size else cv2.INTER_CUBIC)
+
+
+def _reasons(failures: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in failures.items())
 
 
 @user_errors

@@ -129,6 +129,15 @@ def split_of(sha256: str, test_fraction: float) -> str:
     return "test" if int(sha256[:8], 16) / 2**32 < test_fraction else "train"
 
 
+def raw_images(raw_manifest: str | Path) -> pd.DataFrame:
+    """The raw manifest's image rows: failed downloads dropped, one row per distinct file
+    (two URLs that served the same bytes share a content-named file; the first row wins)."""
+    source = pd.read_csv(raw_manifest, dtype=str, keep_default_na=False)
+    if "status" in source.columns:
+        source = source[source["status"] == "ok"]
+    return source.drop_duplicates("file").reset_index(drop=True)
+
+
 def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
                   progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Clean every image listed in `raw_dir/manifest.csv` into `out_dir`.
@@ -140,7 +149,7 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
     raw_manifest = raw / "manifest.csv"
     if not raw_manifest.is_file():
         raise AnimecolorError(f"{raw_manifest}: not found (run `animecolor crawl` first)")
-    source = pd.read_csv(raw_manifest, dtype=str, keep_default_na=False)
+    source = raw_images(raw_manifest)
     state = {"config": asdict(cfg), "version": 1}
     log_path = out / "progress.jsonl"
     done: list[dict] = []

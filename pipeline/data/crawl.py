@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from urllib.parse import urljoin
 
 import numpy as np
 import pandas as pd
 
+from pipeline.data.download import DownloadConfig, Downloader, DownloadFailure, Outcome, is_transient
 from pipeline.data.imageio import _atomic_bytes, write_json, write_png
 from pipeline.data.synthetic import REGIONS, face_seed, render_face, sample_face
 from pipeline.errors import AnimecolorError
@@ -128,3 +132,208 @@ def crawl_folder(out_dir: str | Path, folder: str | Path, max_images: int | None
     manifest.to_csv(out / "manifest.csv", index=False)
     return manifest, {"generated": copied, "skipped": skipped, "duplicates": len(files) - len(rows),
                       "seconds": time.perf_counter() - start}
+
+
+# --------------------------------------------------------------------------------------
+# Network sources: a URL list and a Danbooru-compatible API (pipeline/data/download.py)
+
+_OUTCOME_COLUMNS = ("file", "label", "source", "status", "reason", "url", "http_status", "content_type", "bytes",
+                    "width", "height", "attempts", "errors", "sha256", "identity", "seconds")
+
+
+def read_url_list(path: str | Path) -> pd.DataFrame:
+    """A `.txt` (one URL per line, `#` comments) or `.csv` (a `url` column; other columns are
+    carried into the manifest, e.g. tags or licence). Duplicate URLs keep their first row."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnimecolorError(f"crawl.urls {path}: no such file")
+    if path.suffix.lower() == ".csv":
+        try:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            raise AnimecolorError(f"crawl.urls {path}: not a readable CSV ({exc.__class__.__name__})") from None
+        if "url" not in table.columns:
+            raise AnimecolorError(f"crawl.urls {path}: needs a 'url' column (has: {', '.join(table.columns)})")
+    else:
+        try:
+            lines = path.read_text().splitlines()
+        except UnicodeDecodeError:
+            raise AnimecolorError(f"crawl.urls {path}: not a text file") from None
+        urls = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        table = pd.DataFrame({"url": pd.Series(urls, dtype=str)})
+    table["url"] = table["url"].str.strip()
+    table = table[table["url"] != ""].drop_duplicates("url").reset_index(drop=True)
+    if table.empty:
+        raise AnimecolorError(f"crawl.urls {path}: no URLs")
+    # Columns that would clash with the downloader's own are kept under a `meta_` name.
+    return table.rename(columns={c: f"meta_{c}" for c in table.columns if c in _OUTCOME_COLUMNS and c != "url"})
+
+
+def _post_row(post: dict, base_url: str) -> dict:
+    url = post.get("file_url") or post.get("large_file_url") or ""
+    return {"url": urljoin(base_url, url) if url else "", "post_id": str(post.get("id", "")),
+            "tags": post.get("tag_string", post.get("tags", "")), "rating": post.get("rating", ""),
+            "source_url": post.get("source", ""), "md5": post.get("md5", "")}
+
+
+def list_booru_posts(downloader: Downloader, base_url: str, tags: str, pages: int, limit: int, max_posts: int,
+                     cache_dir: Path, auth=None) -> pd.DataFrame:
+    """Page through `<base_url>/posts.json?tags=..&page=..&limit=..` (Danbooru's API).
+
+    Each page is cached under `cache_dir` (named by a hash of the query), so a resumed crawl
+    works on exactly the listing it started with and asks the API nothing twice.
+    """
+    query = hashlib.sha256(repr((base_url, tags, limit)).encode()).hexdigest()[:12]
+    endpoint = base_url.rstrip("/") + "/posts.json"
+    rows: list[dict] = []
+    for page in range(1, pages + 1):
+        cache = cache_dir / f"{query}-{page:04d}.json"
+        if cache.is_file():
+            posts = json.loads(cache.read_text())
+        else:
+            try:
+                posts = downloader.get_json(endpoint, params={"tags": tags, "page": page, "limit": limit}, auth=auth)
+            except DownloadFailure as failure:
+                hint = (" (check ANIMECOLOR_BOORU_LOGIN / ANIMECOLOR_BOORU_API_KEY)"
+                        if failure.reason in ("http_401", "http_403") else "")
+                raise AnimecolorError(f"booru API {endpoint} page {page}: {failure.reason}{hint}; "
+                                      "rerun to resume") from None
+            if not isinstance(posts, list) or not all(isinstance(p, dict) for p in posts):
+                raise AnimecolorError(f"booru API {endpoint} page {page}: expected a JSON list of posts")
+            write_json(cache, posts)
+        rows.extend(_post_row(p, base_url) for p in posts)
+        if len(rows) >= max_posts or len(posts) < limit:
+            break
+    if not rows:
+        raise AnimecolorError(f"booru API {endpoint}: no posts for tags {tags!r}")
+    table = pd.DataFrame(rows[:max_posts])
+    # Posts without a file URL (deleted, or hidden without an account) stay in the manifest.
+    with_url = table[table.url != ""].drop_duplicates("url")
+    return pd.concat([with_url, table[table.url == ""]]).sort_index().reset_index(drop=True)
+
+
+def booru_auth() -> tuple[str, str] | None:
+    """Login and API key from the environment (never from params, so never in dvc.lock or git)."""
+    login, key = os.environ.get("ANIMECOLOR_BOORU_LOGIN"), os.environ.get("ANIMECOLOR_BOORU_API_KEY")
+    if bool(login) != bool(key):
+        raise AnimecolorError("set both ANIMECOLOR_BOORU_LOGIN and ANIMECOLOR_BOORU_API_KEY, or neither")
+    return (login, key) if login else None
+
+
+def _prepare_network_dir(out: Path, kind: str) -> None:
+    state = {"source": "network", "version": 1}  # urls and booru share downloads (keyed by URL)
+    state_file = out / "state.json"
+    if out.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
+        shutil.rmtree(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for leftover in out.rglob(".*.tmp"):  # half-written files of a killed run
+        leftover.unlink()
+    write_json(state_file, state)
+
+
+def _read_journal(path: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a killed run
+                continue
+            done[entry["url"]] = entry
+    return done
+
+
+def download_all(out_dir: str | Path, items: pd.DataFrame, kind: str, cfg: DownloadConfig,
+                 progress: Callable[[str], None] | None = None,
+                 downloader: Downloader | None = None) -> tuple[pd.DataFrame, dict]:
+    """Download every `items.url` into `out_dir/images/` with a resumable journal.
+
+    Each finished URL is appended to `journal.jsonl` (one JSON line, flushed) as it completes,
+    so after an interruption -- even `kill -9` -- a rerun skips what is done: downloaded
+    files that are still on disk, and permanent failures under the same limits. Transient
+    failures (timeouts, 429, 5xx) are tried again. The manifest lists every URL in input order
+    with its final status, reason and the result of each try.
+    """
+    out = Path(out_dir)
+    _prepare_network_dir(out, kind)
+    downloader = downloader or Downloader(cfg, out / "images")
+    journal_path = out / "journal.jsonl"
+    done = _read_journal(journal_path)
+    fingerprint = cfg.fingerprint()
+
+    def reusable(entry: dict | None) -> bool:
+        if entry is None:
+            return False
+        if entry["status"] == "ok":
+            return bool(entry["file"]) and (out / entry["file"]).is_file()
+        return not is_transient(entry["reason"]) and entry.get("config") == fingerprint
+
+    results: dict[str, dict] = {}
+    todo: list[str] = []
+    for url in items["url"]:
+        if not url:
+            continue
+        if reusable(done.get(url)):
+            results[url] = done[url]
+            if progress:
+                progress("skipped")
+        else:
+            todo.append(url)
+    start = time.perf_counter()
+    counts = {"ok": 0, "failed": 0}
+    with open(journal_path, "a") as journal, ThreadPoolExecutor(cfg.workers) as pool:
+        futures = [pool.submit(downloader.fetch, url) for url in todo]
+        try:
+            for future in as_completed(futures):
+                entry = {**future.result().row(), "config": fingerprint, "kind": kind}
+                journal.write(json.dumps(entry) + "\n")
+                journal.flush()
+                results[entry["url"]] = entry
+                counts[entry["status"]] += 1
+                if progress:
+                    progress(entry["status"])
+        except BaseException:  # Ctrl-C: do not start the queued downloads
+            for f in futures:
+                f.cancel()
+            raise
+    seconds = time.perf_counter() - start
+
+    rows = []
+    for _, item in items.iterrows():
+        extra = {k: v for k, v in item.items() if k != "url"}
+        if not item["url"]:
+            entry = Outcome(url="", reason="no_file_url", attempts=["no_file_url"]).row()
+            if progress:
+                progress("failed")
+            counts["failed"] += 1
+        else:
+            entry = {k: v for k, v in results[item["url"]].items() if k not in ("config", "kind")}
+        entry.update(source=kind, label="", identity=entry["sha256"][:16])
+        rows.append({**{c: entry.get(c) for c in _OUTCOME_COLUMNS}, **extra})
+    manifest = pd.DataFrame(rows, columns=list(_OUTCOME_COLUMNS) + [c for c in items.columns if c != "url"])
+    keep = {f for f in manifest.loc[manifest.status == "ok", "file"]}
+    for stale in (out / "images").iterdir():  # files of URLs no longer listed
+        if f"images/{stale.name}" not in keep:
+            stale.unlink()
+    manifest.to_csv(out / "manifest.csv", index=False)
+    ok = manifest.status == "ok"
+    stats = {"generated": counts["ok"], "skipped": len(items) - len(todo) - int((items.url == "").sum()),
+             "failed": int((~ok).sum()), "ok": int(ok.sum()), "unique_files": len(keep),
+             "failures": manifest.loc[~ok, "reason"].value_counts().sort_index().to_dict(),
+             "bytes": int(manifest.loc[ok, "bytes"].sum()), "seconds": seconds}
+    return manifest, stats
+
+
+def crawl_urls(out_dir: str | Path, url_list: str | Path, cfg: DownloadConfig, max_images: int | None = None,
+               progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    items = read_url_list(url_list)
+    return download_all(out_dir, items.iloc[:max_images] if max_images else items, "urls", cfg, progress)
+
+
+def crawl_booru(out_dir: str | Path, base_url: str, tags: str, pages: int, limit: int, cfg: DownloadConfig,
+                max_images: int, progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    out = Path(out_dir)
+    _prepare_network_dir(out, "booru")
+    downloader = Downloader(cfg, out / "images")
+    items = list_booru_posts(downloader, base_url, tags, pages, limit, max_images, out / "posts", booru_auth())
+    return download_all(out, items, "booru", cfg, progress, downloader)
