@@ -7,15 +7,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from dvclive import Live
 from torch import nn
 
 from pipeline.data.dataset import to_uint8
-from pipeline.data.imageio import write_png
+from pipeline.data.imageio import write_json, write_png
 from pipeline.evaluation.benchmark import load_benchmark
+from pipeline.model.checkpoint import save_checkpoint
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
 from pipeline.report import contact_sheet
 from pipeline.training.device import autocast
+from stages.common import console, progress_bar
 
 
 def file_digest(path: Path) -> str:
@@ -28,10 +31,6 @@ def live_logger(live_dir: Path, resume: bool, enabled: bool = True):
     if not enabled:
         yield None
         return
-    from dvclive import Live
-
-    from stages.common import console
-
     try:
         live = Live(str(live_dir), resume=resume, report=None, save_dvc_exp=False, dvcyaml=False)
     except Exception as exc:  # e.g. a git repository without commits: train anyway, without curves
@@ -86,10 +85,6 @@ def run_training(stage: str, trainer, faces_dir: Path, pairs_dir: Path, model_pa
     """Resume if possible, train with dvclive + Rich progress, then write the model, metrics and grid.
 
     Shared by `pretrain` and `finetune`; `sample_cfg` is their params section (sample_* keys)."""
-    from pipeline.model.checkpoint import save_checkpoint
-    from pipeline.data.imageio import write_json
-    from stages.common import console, progress_bar
-
     dist, device, loop = trainer.dist, trainer.device, trainer.cfg
     if trainer.try_resume():
         console.print(f"{stage}: resuming from step {trainer.step} ({trainer.state_path})")

@@ -130,6 +130,24 @@ def test_resume_after_interruption(tmp_path):
         p.name for p in (tmp_path / "b").rglob("*.png"))
 
 
+def test_interrupted_clean_starts_over_when_the_raw_data_changed(tmp_path):
+    crawl_synthetic(tmp_path / "raw", 12, 32, seed=0, heterochromia_p=0.1)
+    cfg = CleanConfig(image_size=32)
+
+    def interrupt(_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, progress=interrupt)
+    # Another crawl seed: same file names, other faces. Old decisions must not be reused.
+    crawl_synthetic(tmp_path / "raw", 12, 32, seed=1, heterochromia_p=0.1)
+    resumed, stats = clean_dataset(tmp_path / "raw", tmp_path / "b", cfg)
+    fresh, _ = clean_dataset(tmp_path / "raw", tmp_path / "c", cfg)
+    assert stats["resumed"] == 0
+    pd.testing.assert_frame_equal(fresh[["raw_file", "sha256", "status", "file"]],
+                                  resumed[["raw_file", "sha256", "status", "file"]])
+
+
 @pytest.mark.slow
 def test_face_detection_recall_on_real_anime_faces(tmp_path):
     files = sorted(REAL256.glob("*.jpg"))[:80]

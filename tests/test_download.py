@@ -37,6 +37,13 @@ def _stored_name(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16] + sniff_extension(data[:16])
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy_for_loopback(monkeypatch):
+    """The downloader honours HTTP(S)_PROXY like any client; the loopback server is never proxied."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
 @pytest.fixture(scope="module")
 def images():
     return face_images(12)

@@ -150,7 +150,9 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
     if not raw_manifest.is_file():
         raise AnimecolorError(f"{raw_manifest}: not found (run `animecolor crawl` first)")
     source = raw_images(raw_manifest)
-    state = {"config": asdict(cfg), "version": 1}
+    # The raw manifest's hash too: a resumed run must be deciding about the very same images.
+    state = {"config": asdict(cfg), "raw_manifest": hashlib.sha256(raw_manifest.read_bytes()).hexdigest(),
+             "version": 1}
     log_path = out / "progress.jsonl"
     done: list[dict] = []
     if out.exists():

@@ -1,11 +1,17 @@
 """The `crawl` stage's library side: fill a raw-data folder and its manifest.
 
+Sources: `synthetic` (procedural faces), `folder` (your own images), `urls` (a list of image
+URLs) and `booru` (a Danbooru-compatible JSON API); the last two download through
+`pipeline/data/download.py`.
+
 Layout of the output folder (`data/raw/` in the pipeline):
-    images/<name>.png     colour images
+    images/<name>         images (synthetic: <index>.png; others: <sha256[:16]>.<ext>)
     labels/<name>.png     region label maps (synthetic source only; ids in regions.json)
-    manifest.csv          one row per image: file, label, source, seed, attributes
-    regions.json          region id -> name
-    state.json            the generation settings, so a rerun can resume safely
+    manifest.csv          one row per image (network sources: per URL, with status and reason)
+    journal.jsonl         network sources: one line per finished URL, appended as it finishes
+    posts/                booru source: the API's pages, cached, so a resumed crawl lists the same posts
+    regions.json          region id -> name (synthetic)
+    state.json            the settings, so a rerun can resume safely
 """
 
 from __future__ import annotations

@@ -170,7 +170,6 @@ class Downloader:
             s = requests.Session()
             s.headers["User-Agent"] = self.cfg.user_agent
             s.max_redirects = self.cfg.max_redirects
-            s.trust_env = False  # no proxies or .netrc credentials picked up behind the user's back
             self._local.session = s
         return s
 
