@@ -45,9 +45,9 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-64"
 
 
-def face_images(n: int) -> list[bytes]:
+def face_images(n: int, folder: Path = SHARED) -> list[bytes]:
     """n distinct encoded face images: real ones from ../shared/data when present."""
-    files = sorted(SHARED.glob("*"))[:n] if SHARED.is_dir() else []
+    files = sorted(folder.glob("*"))[:n] if folder.is_dir() else []
     if len(files) == n:
         return [f.read_bytes() for f in files]
     from pipeline.data.synthetic import generate_face

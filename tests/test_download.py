@@ -54,6 +54,8 @@ def _fault_list(srv, tmp_path) -> Path:
                                                   "/ratelimited/10.png"]
     rows = [{"url": srv.url(p), "licence": f"cc-by {p}"} for p in good + list(FAULTS)]
     rows.append({"url": "ftp://127.0.0.1/x.png", "licence": ""})
+    rows.append({"url": "file:///etc/passwd", "licence": ""})
+    rows.append({"url": "http://[not-an-ip/x.png", "licence": ""})
     rows.append({"url": srv.url("/img/3.png"), "licence": "listed twice"})  # duplicate URL: one row
     path = tmp_path / "urls.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -70,7 +72,7 @@ def test_every_valid_image_arrives_once_and_every_fault_has_its_reason(tmp_path,
         manifest2, stats2 = crawl_urls(tmp_path / "raw", url_list, FAST)
         again = {k: v - requests_seen.get(k, 0) for k, v in srv.requests.items() if v != requests_seen.get(k, 0)}
     by_path = {u.split(str(srv.port), 1)[-1]: row for u, row in zip(manifest.url, manifest.to_dict("records"))}
-    assert len(manifest) == 12 + len(FAULTS) + 1
+    assert len(manifest) == 12 + len(FAULTS) + 3
 
     # Valid images: ok, stored once under their content hash, byte-identical to what was served.
     on_disk = sorted(p.name for p in (tmp_path / "raw/images").iterdir())
@@ -98,7 +100,8 @@ def test_every_valid_image_arrives_once_and_every_fault_has_its_reason(tmp_path,
     assert by_path["/page.png"]["attempts"] == 1
     assert "/private/11.png" not in requests_seen  # robots.txt honoured: never even asked
     assert requests_seen["/robots.txt"] == 1  # fetched once, shared by the workers
-    assert by_path["ftp://127.0.0.1/x.png"]["reason"] == "bad_url"
+    for bad in ("ftp://127.0.0.1/x.png", "file:///etc/passwd", "http://[not-an-ip/x.png"):
+        assert by_path[bad]["reason"] == "bad_url" and by_path[bad]["attempts"] == 1
 
     # Nothing half-written; the CSV's extra columns are carried; the User-Agent is ours.
     assert not list((tmp_path / "raw").rglob("*.tmp"))
@@ -106,7 +109,7 @@ def test_every_valid_image_arrives_once_and_every_fault_has_its_reason(tmp_path,
     assert all(h.get("User-Agent", "").startswith("animecolor/") for _, h in headers)
     assert stats["ok"] == 12 and stats["unique_files"] == 11 and stats["failures"]["too_large"] == 2
 
-    assert stats2["generated"] == 0 and stats2["skipped"] == 12 + len(FAULTS) + 1 - 3
+    assert stats2["generated"] == 0 and stats2["skipped"] == 12 + len(FAULTS) + 3 - 3
     assert again == {"/robots.txt": 1, "/always500.png": 3, "/slow.png": 3, "/truncated.png": 3}, again
     assert sorted(p.name for p in (tmp_path / "raw/images").iterdir()) == on_disk
     pd.testing.assert_frame_equal(manifest.drop(columns=["seconds"]), manifest2.drop(columns=["seconds"]))

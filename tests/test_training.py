@@ -95,6 +95,10 @@ def test_resume_continues_the_same_run(tiny_data, tmp_path):
     other = _trainer(tiny_data, tmp_path / "state.pt")
     other.run_id = "another run"
     assert not other.try_resume()  # settings changed: start fresh, never mix runs
+    old_format = load_checkpoint(tmp_path / "state.pt")
+    del old_format["history"]  # written before the loss history was kept: its summary would be empty
+    save_checkpoint(tmp_path / "state.pt", old_format)
+    assert not _trainer(tiny_data, tmp_path / "state.pt").try_resume()
 
 
 def test_checkpoint_round_trip_and_bad_files(tiny_data, tmp_path):

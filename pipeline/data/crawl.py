@@ -287,9 +287,10 @@ def download_all(out_dir: str | Path, items: pd.DataFrame, kind: str, cfg: Downl
             todo.append(url)
     start = time.perf_counter()
     counts = {"ok": 0, "failed": 0}
-    with open(journal_path, "a") as journal, ThreadPoolExecutor(cfg.workers) as pool:
-        futures = [pool.submit(downloader.fetch, url) for url in todo]
-        try:
+    pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="download")
+    try:
+        with open(journal_path, "a") as journal:
+            futures = [pool.submit(downloader.fetch, url) for url in todo]
             for future in as_completed(futures):
                 entry = {**future.result().row(), "config": fingerprint, "kind": kind}
                 journal.write(json.dumps(entry) + "\n")
@@ -298,10 +299,8 @@ def download_all(out_dir: str | Path, items: pd.DataFrame, kind: str, cfg: Downl
                 counts[entry["status"]] += 1
                 if progress:
                     progress(entry["status"])
-        except BaseException:  # Ctrl-C: do not start the queued downloads
-            for f in futures:
-                f.cancel()
-            raise
+    finally:  # Ctrl-C: drop the queued downloads; the journal already has every finished one
+        pool.shutdown(wait=False, cancel_futures=True)
     seconds = time.perf_counter() - start
 
     rows = []

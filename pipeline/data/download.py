@@ -187,6 +187,8 @@ class Downloader:
             raise DownloadFailure("bad_url") from None
         except requests.ConnectionError:
             raise DownloadFailure("connection_error") from None
+        except (requests.RequestException, ValueError, UnicodeError):  # malformed URL or headers
+            raise DownloadFailure("bad_url") from None
 
     def _check_status(self, resp: requests.Response) -> None:
         if resp.status_code != 200:
@@ -210,6 +212,8 @@ class Downloader:
         except requests.exceptions.ConnectionError as exc:  # read timeouts surface here mid-body
             reason = "timeout" if "timed out" in str(exc).lower() else "truncated"
             raise DownloadFailure(reason, resp.status_code) from None
+        except requests.RequestException:
+            raise DownloadFailure("truncated", resp.status_code) from None
         finally:
             resp.close()
         return n
@@ -290,8 +294,12 @@ class Downloader:
 
     @staticmethod
     def _check_url(url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. "http://[not-an-ip"
+            ok = False
+        if not ok:
             raise DownloadFailure("bad_url")
 
     def fetch(self, url: str) -> Outcome:

@@ -189,8 +189,8 @@ class Trainer:
         if not self.state_path or not self.state_path.is_file():
             return False
         data = load_checkpoint(self.state_path, self.device)
-        if data.get("run_id") != self.run_id:
-            return False
+        if data.get("run_id") != self.run_id or "history" not in data:
+            return False  # another run, or an older checkpoint format whose summary could not be honest
         self.model.load_state_dict(data["model"])
         self.ema.model.load_state_dict(data["ema"])
         self.ema.updates = int(data["ema_updates"])
