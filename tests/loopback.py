@@ -84,8 +84,9 @@ class LoopbackServer:
     """`with LoopbackServer(images) as srv:` ... `srv.url("/img/0.png")`; `srv.requests` counts paths."""
 
     def __init__(self, images: list[bytes], slow_delay: float = 3.0, slow_image_delay: float = 0.0,
-                 posts: list[dict] | None = None):
+                 posts: list[dict] | None = None, robots: str | None = "User-agent: *\nDisallow: /private/\n"):
         self.images = images
+        self.robots = robots
         self.slow_delay = slow_delay
         self.slow_image_delay = slow_image_delay
         self.posts = posts or []
@@ -142,8 +143,10 @@ class LoopbackServer:
                     server.times.setdefault(path, []).append(time.monotonic())
                     server.headers.append((path, dict(self.headers)))
                 stem = path.rsplit("/", 1)[-1].split(".")[0]
+                if path == "/robots.txt" and server.robots is None:
+                    return self.send_body(404, b"no robots.txt here", "text/plain")
                 if path == "/robots.txt":
-                    return self.send_body(200, b"User-agent: *\nDisallow: /private/\n", "text/plain")
+                    return self.send_body(200, server.robots.encode(), "text/plain")
                 if path.startswith(("/img/", "/dup/", "/private/")):
                     return self.image(stem)
                 if path.startswith("/slowimg/"):

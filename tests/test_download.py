@@ -127,7 +127,21 @@ def test_rate_limit_spaces_requests_to_one_host(tmp_path, images):
     assert min(gaps) >= 0.18, gaps  # 5 requests/s: 0.2 s apart (timer slack allowed)
 
 
-def test_no_robots_means_allowed_and_unreachable_server_is_a_connection_error(tmp_path):
+def test_robots_crawl_delay_slows_that_host_down(tmp_path, images):
+    robots = "User-agent: *\nCrawl-delay: 1\nDisallow: /private/\n"
+    with LoopbackServer(images, robots=robots) as srv:
+        (tmp_path / "u.txt").write_text("\n".join(srv.url(f"/img/{i}.png") for i in range(3)))
+        manifest, _ = crawl_urls(tmp_path / "raw", tmp_path / "u.txt", DownloadConfig(workers=3, rate_limit=0))
+        stamps = sorted(t for path, ts in srv.times.items() if path.startswith("/img/") for t in ts)
+    assert (manifest.status == "ok").all()
+    assert min(b - a for a, b in zip(stamps, stamps[1:])) >= 0.95  # 1 s apart despite 3 workers, no cap
+
+
+def test_missing_robots_allows_unreachable_robots_disallows(tmp_path, images):
+    with LoopbackServer(images, robots=None) as srv:  # robots.txt is a 404: everything allowed
+        (tmp_path / "p.txt").write_text(srv.url("/private/3.png"))
+        manifest, _ = crawl_urls(tmp_path / "p", tmp_path / "p.txt", FAST)
+    assert manifest.status[0] == "ok"
     cfg = DownloadConfig(workers=1, rate_limit=0, timeout=0.5, retries=1, backoff=0.01)
     (tmp_path / "u.txt").write_text("http://127.0.0.1:9/x.png\n")  # discard port: nothing listens
     manifest, _ = crawl_urls(tmp_path / "a", tmp_path / "u.txt", cfg)
