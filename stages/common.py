@@ -71,20 +71,20 @@ def progress_bar(description: str, total: int):
 
 
 @contextmanager
-def counting_bar(description: str, total: int | None):
-    """Progress bar with ok / skipped / failed counts; yields `advance(status)`."""
+def counting_bar(description: str):
+    """Progress bar with ok / skipped / failed counts; yields (advance(status), set_total(n))."""
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), _RateColumn(),
                TextColumn("[green]{task.fields[ok]} ok[/] [dim]{task.fields[skipped]} skipped[/] "
                           "[red]{task.fields[failed]} failed[/]"), TimeElapsedColumn()]
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(description, total=total, **counts)
+        task = progress.add_task(description, total=None, **counts)
 
         def advance(status: str) -> None:
             counts[status] += 1
             progress.update(task, advance=1, **counts)
 
-        yield advance
+        yield advance, lambda n: progress.update(task, total=n)
 
 
 def user_errors(fn: Callable) -> Callable:

@@ -25,14 +25,15 @@ def crawl(params_path: Path = Path("params.yaml"), out_dir: Path = Path("data/ra
         with progress_bar("crawl folder", None) as advance:
             manifest, stats = crawl_folder(out_dir, cfg.folder, cfg.n_images, progress=advance)
     elif cfg.source == "urls":
-        with counting_bar("download", None) as advance:
+        with counting_bar("download") as (advance, set_total):
             manifest, stats = crawl_urls(out_dir, cfg.urls, cfg.download.download_config(), cfg.n_images,
-                                         progress=advance)
+                                         progress=advance, total=set_total)
     elif cfg.source == "booru":
         console.print(f"crawl: listing {cfg.booru_url} posts for {cfg.tags!r} (up to {cfg.pages} pages)")
-        with counting_bar("download", None) as advance:
+        with counting_bar("download") as (advance, set_total):
             manifest, stats = crawl_booru(out_dir, cfg.booru_url, cfg.tags, cfg.pages, cfg.page_limit,
-                                          cfg.download.download_config(), cfg.n_images, progress=advance)
+                                          cfg.download.download_config(), cfg.n_images, progress=advance,
+                                          total=set_total)
     else:
         with progress_bar("crawl synthetic", cfg.n_images) as advance:
             manifest, stats = crawl_synthetic(out_dir, cfg.n_images, base.image_size, base.seed,

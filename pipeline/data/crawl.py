@@ -250,7 +250,7 @@ def _read_journal(path: Path) -> dict[str, dict]:
 
 
 def download_all(out_dir: str | Path, items: pd.DataFrame, kind: str, cfg: DownloadConfig,
-                 progress: Callable[[str], None] | None = None,
+                 progress: Callable[[str], None] | None = None, total: Callable[[int], None] | None = None,
                  downloader: Downloader | None = None) -> tuple[pd.DataFrame, dict]:
     """Download every `items.url` into `out_dir/images/` with a resumable journal.
 
@@ -266,6 +266,8 @@ def download_all(out_dir: str | Path, items: pd.DataFrame, kind: str, cfg: Downl
     journal_path = out / "journal.jsonl"
     done = _read_journal(journal_path)
     fingerprint = cfg.fingerprint()
+    if total:
+        total(len(items))
 
     def reusable(entry: dict | None) -> bool:
         if entry is None:
@@ -330,15 +332,19 @@ def download_all(out_dir: str | Path, items: pd.DataFrame, kind: str, cfg: Downl
 
 
 def crawl_urls(out_dir: str | Path, url_list: str | Path, cfg: DownloadConfig, max_images: int | None = None,
-               progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+               progress: Callable[[str], None] | None = None,
+               total: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Download the images of a URL list (see `read_url_list`); `progress(status)` per URL."""
     items = read_url_list(url_list)
-    return download_all(out_dir, items.iloc[:max_images] if max_images else items, "urls", cfg, progress)
+    return download_all(out_dir, items.iloc[:max_images] if max_images else items, "urls", cfg, progress, total)
 
 
 def crawl_booru(out_dir: str | Path, base_url: str, tags: str, pages: int, limit: int, cfg: DownloadConfig,
-                max_images: int, progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+                max_images: int, progress: Callable[[str], None] | None = None,
+                total: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """List a booru query's posts (cached pages), then download their files."""
     out = Path(out_dir)
     _prepare_network_dir(out, "booru")
     downloader = Downloader(cfg, out / "images")
     items = list_booru_posts(downloader, base_url, tags, pages, limit, max_images, out / "posts", booru_auth())
-    return download_all(out, items, "booru", cfg, progress, downloader)
+    return download_all(out, items, "booru", cfg, progress, total, downloader)
