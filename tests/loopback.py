@@ -29,6 +29,7 @@ Routes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import threading
@@ -224,10 +225,14 @@ class LoopbackServer:
         return Handler
 
 
-def booru_posts(server_url, n_images: int) -> list[dict]:
-    """Danbooru-shaped posts: n_images good ones, a few faulty ones, one without a file_url."""
+def booru_posts(server_url, n_images: int, images: list[bytes] | None = None) -> list[dict]:
+    """Danbooru-shaped posts: n_images good ones, a few faulty ones, one without a file_url.
+
+    With `images`, the good posts carry their file's MD5 (as Danbooru's do) and one more post
+    publishes a wrong MD5."""
+    md5s = [hashlib.md5(images[i]).hexdigest() if images else "" for i in range(n_images)]
     posts = [{"id": 1000 + i, "file_url": server_url(f"/img/{i}.png"), "tag_string": f"1girl solo face_{i}",
-              "rating": "g" if i % 2 else "s", "source": f"https://example.org/art/{i}", "md5": ""}
+              "rating": "g" if i % 2 else "s", "source": f"https://example.org/art/{i}", "md5": md5s[i]}
              for i in range(n_images)]
     posts += [
         {"id": 2000, "file_url": server_url("/always500.png"), "tag_string": "1girl broken", "rating": "g",
@@ -237,6 +242,9 @@ def booru_posts(server_url, n_images: int) -> list[dict]:
         {"id": 2003, "file_url": "/img/0.png", "tag_string": "1girl relative_dup", "rating": "g", "source": ""},
         {"id": 3000, "file_url": server_url("/img/0.png"), "tag_string": "landscape", "rating": "g", "source": ""},
     ]
+    if images:
+        posts.append({"id": 2004, "file_url": server_url(f"/img/{len(images) - 1}.png"), "md5": "0" * 32,
+                      "tag_string": "1girl wrong_md5", "rating": "g", "source": ""})
     return posts
 
 

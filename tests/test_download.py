@@ -155,7 +155,7 @@ def test_booru_source_keeps_tags_caches_pages_and_feeds_clean(tmp_path, images, 
     monkeypatch.setenv("ANIMECOLOR_BOORU_LOGIN", "alice")
     monkeypatch.setenv("ANIMECOLOR_BOORU_API_KEY", "s3cret")
     srv = LoopbackServer(images)
-    srv.posts = booru_posts(srv.url, 6)
+    srv.posts = booru_posts(srv.url, 6, images)
     with srv:
         manifest, stats = crawl_booru(tmp_path / "raw", srv.url("/"), "1girl", pages=10, limit=4, cfg=FAST,
                                       max_images=1000)
@@ -168,14 +168,16 @@ def test_booru_source_keeps_tags_caches_pages_and_feeds_clean(tmp_path, images, 
                                         max_images=1000)
         new = {k: v - before.get(k, 0) for k, v in srv.requests.items() if v != before.get(k, 0)}
     assert new == {"/robots.txt": 1, "/always500.png": 3}, new
-    # 6 faces + always500 + html + a post without file_url; the relative duplicate of post 1000 is one URL
-    assert api_calls == 3 and len(manifest) == 9  # pages of 4, 4, 1 posts
+    # 6 faces + always500 + html + no file_url + wrong md5; the relative duplicate of post 1000 is one URL
+    assert api_calls == 3 and len(manifest) == 10  # pages of 4, 4, 3 posts
     assert list(manifest.post_id[:6]) == [str(1000 + i) for i in range(6)]
     ok = manifest[manifest.status == "ok"]
     assert len(ok) == 6 and set(ok.tags) == {f"1girl solo face_{i}" for i in range(6)}
     assert ok.source_url.iloc[2] == "https://example.org/art/2" and ok.rating.iloc[1] == "g"
     reasons = dict(zip(manifest.post_id, manifest.reason))
     assert reasons["2000"] == "http_500" and reasons["2001"] == "not_image" and reasons["2002"] == "no_file_url"
+    assert reasons["2004"] == "checksum_mismatch"  # the MD5 the post publishes is checked
+    assert not list((tmp_path / "raw/images").glob(f"{_stored_name(images[-1])}"))
     expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
     assert auth["/posts.json"] == expected and auth["/img/0.png"] is None  # the key goes to the API only
     assert "s3cret" not in (tmp_path / "raw/manifest.csv").read_text()

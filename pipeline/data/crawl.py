@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -177,9 +178,12 @@ def read_url_list(path: str | Path) -> pd.DataFrame:
 
 def _post_row(post: dict, base_url: str) -> dict:
     url = post.get("file_url") or post.get("large_file_url") or ""
+    md5 = str(post.get("md5") or "")
     return {"url": urljoin(base_url, url) if url else "", "post_id": str(post.get("id", "")),
             "tags": post.get("tag_string", post.get("tags", "")), "rating": post.get("rating", ""),
-            "source_url": post.get("source", ""), "md5": post.get("md5", "")}
+            "source_url": post.get("source", ""),
+            # the post's MD5 is the original file's: checked only when that file is what we fetch
+            "md5": md5 if post.get("file_url") and re.fullmatch(r"[0-9a-fA-F]{32}", md5) else ""}
 
 
 def list_booru_posts(downloader: Downloader, base_url: str, tags: str, pages: int, limit: int, max_posts: int,
@@ -292,7 +296,8 @@ def download_all(out_dir: str | Path, items: pd.DataFrame, kind: str, cfg: Downl
     pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="download")
     try:
         with open(journal_path, "a") as journal:
-            futures = [pool.submit(downloader.fetch, url) for url in todo]
+            checksums = dict(zip(items["url"], items["md5"])) if "md5" in items else {}
+            futures = [pool.submit(downloader.fetch, url, checksums.get(url) or None) for url in todo]
             for future in as_completed(futures):
                 entry = {**future.result().row(), "config": fingerprint, "kind": kind}
                 journal.write(json.dumps(entry) + "\n")

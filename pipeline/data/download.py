@@ -14,7 +14,7 @@ URLs is stored once.
 
 Failure reasons (the `reason` column of the raw manifest; transient ones are retried):
   bad_url, robots_disallowed, robots_unreachable, redirect_loop, http_<code>, not_image,
-  too_large, too_many_pixels, decode_error, timeout*, connection_error*, truncated*
+  too_large, checksum_mismatch (a published MD5 differs), too_many_pixels, decode_error, timeout*, connection_error*, truncated*
   (* transient; 429 and 5xx are transient http_<code> too).
 """
 
@@ -302,14 +302,16 @@ class Downloader:
         if not ok:
             raise DownloadFailure("bad_url")
 
-    def fetch(self, url: str) -> Outcome:
-        """Download one image; never raises for a bad URL or server -- see `Outcome.reason`."""
+    def fetch(self, url: str, md5: str | None = None) -> Outcome:
+        """Download one image; never raises for a bad URL or server -- see `Outcome.reason`.
+
+        `md5`: the checksum the source publishes for the file (booru posts), verified if given."""
         out = Outcome(url=url)
         start = time.monotonic()
         try:
             self._check_url(url)
             self._check_robots(url)
-            self._with_retries(out.attempts, lambda: self._fetch_once(url, out))
+            self._with_retries(out.attempts, lambda: self._fetch_once(url, out, md5))
             out.status, out.reason = "ok", ""
         except DownloadFailure as failure:
             out.status, out.reason = "failed", failure.reason
@@ -319,7 +321,7 @@ class Downloader:
         out.seconds = round(time.monotonic() - start, 3)
         return out
 
-    def _fetch_once(self, url: str, out: Outcome) -> None:
+    def _fetch_once(self, url: str, out: Outcome, md5: str | None = None) -> None:
         resp = self._get(url)
         out.http_status = resp.status_code
         self._check_status(resp)
@@ -335,10 +337,11 @@ class Downloader:
         fd, tmp_name = tempfile.mkstemp(dir=self.images, prefix=".download.", suffix=".tmp")
         tmp = Path(tmp_name)
         try:
-            digest = hashlib.sha256()
+            digest, check = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
             with os.fdopen(fd, "wb") as f:
                 def sink(chunk: bytes) -> None:
                     digest.update(chunk)
+                    check.update(chunk)
                     f.write(chunk)
 
                 n = self._read(resp, sink, self.cfg.max_bytes)
@@ -346,6 +349,8 @@ class Downloader:
                 ext = sniff_extension(f.read(16))
             if ext is None:
                 raise DownloadFailure("not_image", resp.status_code)
+            if md5 and check.hexdigest() != md5.lower():
+                raise DownloadFailure("checksum_mismatch", resp.status_code)
             out.width, out.height = self._verify_image(tmp)
             sha = digest.hexdigest()
             name = f"{sha[:16]}{ext}"
