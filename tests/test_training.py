@@ -89,7 +89,12 @@ def test_resume_continues_the_same_run(tiny_data, tmp_path):
     result = second.run()
     assert part == pytest.approx(full[:4], rel=1e-5)
     assert result["losses"] == pytest.approx(full, rel=1e-5)  # the whole curve, carried through the resume
-    assert result["images_per_s"] > 0
+    assert result["images_per_s"] > 0 and result["peak_memory_mb"] > 0
+    rerun = _trainer(tiny_data, tmp_path / "state.pt")
+    assert rerun.try_resume() and rerun.step == 8
+    again = rerun.run()  # a finished run reloaded: the summary is the run's, not this process's
+    assert again["losses"] == result["losses"] and again["peak_memory_mb"] == result["peak_memory_mb"]
+    assert again["seconds"] == result["seconds"]
     for a, b in zip(reference.ema.model.state_dict().values(), second.ema.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     other = _trainer(tiny_data, tmp_path / "state.pt")

@@ -235,6 +235,8 @@ class Trainer:
             hist["seconds"] = base_seconds + now - t_start
             hist["timed_images"] = base_images + images
             hist["timed_seconds"] = base_timed + (now - t_first if t_first else 0.0)
+            # the run's peak over all its sessions (a rerun that only reloads a finished run adds nothing)
+            hist["peak_memory_mb"] = max(hist.get("peak_memory_mb", 0.0), peak_memory_mb(self.device))
         batches = self._batches()
         try:
             while self.step < end:
@@ -273,4 +275,4 @@ class Trainer:
             raise
         rate = hist["timed_images"] / hist["timed_seconds"] if hist["timed_seconds"] else 0.0
         return {"steps": self.step, "losses": list(losses), "seconds": hist["seconds"], "images_per_s": rate,
-                "peak_memory_mb": peak_memory_mb(self.device)}
+                "peak_memory_mb": hist.get("peak_memory_mb", peak_memory_mb(self.device))}
