@@ -230,7 +230,7 @@ def booru_auth() -> tuple[str, str] | None:
     return (login, key) if login else None
 
 
-def _prepare_network_dir(out: Path, kind: str) -> None:
+def _prepare_network_dir(out: Path) -> None:
     state = {"source": "network", "version": 1}  # urls and booru share downloads (keyed by URL)
     state_file = out / "state.json"
     if out.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
@@ -265,7 +265,7 @@ def download_all(out_dir: str | Path, items: pd.DataFrame, kind: str, cfg: Downl
     with its final status, reason and the result of each try.
     """
     out = Path(out_dir)
-    _prepare_network_dir(out, kind)
+    _prepare_network_dir(out)
     downloader = downloader or Downloader(cfg, out / "images")
     journal_path = out / "journal.jsonl"
     done = _read_journal(journal_path)
@@ -349,7 +349,7 @@ def crawl_booru(out_dir: str | Path, base_url: str, tags: str, pages: int, limit
                 total: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """List a booru query's posts (cached pages), then download their files."""
     out = Path(out_dir)
-    _prepare_network_dir(out, "booru")
+    _prepare_network_dir(out)  # before listing: the page cache lives inside
     downloader = Downloader(cfg, out / "images")
     items = list_booru_posts(downloader, base_url, tags, pages, limit, max_images, out / "posts", booru_auth())
     return download_all(out, items, "booru", cfg, progress, total, downloader)

@@ -99,11 +99,12 @@ class DownloadFailure(Exception):
 
     @property
     def transient(self) -> bool:
-        return self.reason in TRANSIENT or self.http_status == 429 or (self.http_status or 0) >= 500
+        return is_transient(self.reason)
 
 
 def is_transient(reason: str) -> bool:
-    return reason in TRANSIENT or reason == "http_429" or (reason.startswith("http_5"))
+    """Worth another try: timeouts, dropped or cut connections, 429 and 5xx answers."""
+    return reason in TRANSIENT or reason == "http_429" or reason.startswith("http_5")
 
 
 def retry_after_seconds(value: str | None) -> float | None:
