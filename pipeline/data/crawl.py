@@ -36,6 +36,20 @@ from pipeline.data.synthetic import REGIONS, face_seed, render_face, sample_face
 from pipeline.errors import AnimecolorError
 
 
+def _prepare_out_dir(out: Path, state: dict, folders: tuple[str, ...] = ("images",)) -> None:
+    """Keep `out` for a resume if it was made with the same `state`, else start it empty.
+
+    Either way the half-written temp files of a killed run are removed and `state.json` written."""
+    state_file = out / "state.json"
+    if out.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
+        shutil.rmtree(out)
+    for folder in folders:
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    for leftover in out.rglob(".*.tmp"):
+        leftover.unlink()
+    write_json(state_file, state)
+
+
 def crawl_synthetic(out_dir: str | Path, n_images: int, size: int, seed: int,
                     heterochromia_p: float,
                     progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
@@ -50,14 +64,7 @@ def crawl_synthetic(out_dir: str | Path, n_images: int, size: int, seed: int,
     out = Path(out_dir)
     state = {"source": "synthetic", "seed": seed, "image_size": size, "heterochromia_p": heterochromia_p,
              "version": 1}
-    state_file = out / "state.json"
-    if out.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
-        shutil.rmtree(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    for leftover in out.rglob(".*.tmp"):  # half-written files of a killed run
-        leftover.unlink()
-    write_json(state_file, state)
+    _prepare_out_dir(out, state, ("images", "labels"))
     write_json(out / "regions.json", {str(k): v for k, v in REGIONS.items()})
 
     rows, generated, skipped = [], 0, 0
@@ -107,13 +114,7 @@ def crawl_folder(out_dir: str | Path, folder: str | Path, max_images: int | None
         raise AnimecolorError(f"crawl.folder {src}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     files = files[:max_images] if max_images else files
     state = {"source": "folder", "folder": str(src.resolve()), "max_images": max_images, "version": 1}
-    state_file = out / "state.json"
-    if out.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
-        shutil.rmtree(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    for leftover in out.rglob(".*.tmp"):
-        leftover.unlink()
-    write_json(state_file, state)
+    _prepare_out_dir(out, state)
     rows, seen, copied, skipped = [], set(), 0, 0
     start = time.perf_counter()
     for path in files:
@@ -231,14 +232,7 @@ def booru_auth() -> tuple[str, str] | None:
 
 
 def _prepare_network_dir(out: Path) -> None:
-    state = {"source": "network", "version": 1}  # urls and booru share downloads (keyed by URL)
-    state_file = out / "state.json"
-    if out.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
-        shutil.rmtree(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    for leftover in out.rglob(".*.tmp"):  # half-written files of a killed run
-        leftover.unlink()
-    write_json(state_file, state)
+    _prepare_out_dir(out, {"source": "network", "version": 1})  # urls and booru share downloads (keyed by URL)
 
 
 def _read_journal(path: Path) -> dict[str, dict]:

@@ -183,19 +183,16 @@ class Downloader:
             raise DownloadFailure("redirect_loop") from None
         except requests.Timeout:
             raise DownloadFailure("timeout") from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema):
-            raise DownloadFailure("bad_url") from None
         except requests.ConnectionError:
             raise DownloadFailure("connection_error") from None
-        except (requests.RequestException, ValueError, UnicodeError):  # malformed URL or headers
+        except (requests.RequestException, ValueError, UnicodeError):  # invalid or malformed URL, bad headers
             raise DownloadFailure("bad_url") from None
 
     def _check_status(self, resp: requests.Response) -> None:
         if resp.status_code != 200:
             resp.close()
             raise DownloadFailure(f"http_{resp.status_code}", resp.status_code,
-                           retry_after_seconds(resp.headers.get("Retry-After")))
+                                  retry_after_seconds(resp.headers.get("Retry-After")))
 
     def _read(self, resp: requests.Response, sink, limit: int | None) -> int:
         """Stream the body into `sink`; enforces the byte limit and the total deadline."""
