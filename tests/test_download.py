@@ -142,6 +142,11 @@ def test_missing_robots_allows_unreachable_robots_disallows(tmp_path, images):
         (tmp_path / "p.txt").write_text(srv.url("/private/3.png"))
         manifest, _ = crawl_urls(tmp_path / "p", tmp_path / "p.txt", FAST)
     assert manifest.status[0] == "ok"
+    huge = "User-agent: *\nDisallow: /private/\n" + "# padding\n" * 60_000  # 600 KB: the first 500 KiB count
+    with LoopbackServer(images, robots=huge) as srv:
+        (tmp_path / "q.txt").write_text(srv.url("/img/3.png") + "\n" + srv.url("/private/4.png"))
+        manifest, _ = crawl_urls(tmp_path / "q", tmp_path / "q.txt", FAST)
+    assert list(manifest.status) == ["ok", "failed"] and manifest.reason[1] == "robots_disallowed"
     cfg = DownloadConfig(workers=1, rate_limit=0, timeout=0.5, retries=1, backoff=0.01)
     (tmp_path / "u.txt").write_text("http://127.0.0.1:9/x.png\n")  # discard port: nothing listens
     manifest, _ = crawl_urls(tmp_path / "a", tmp_path / "u.txt", cfg)

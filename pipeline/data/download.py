@@ -240,13 +240,21 @@ class Downloader:
             if origin in self._robots:
                 return self._robots[origin]
             parser = urllib.robotparser.RobotFileParser(origin + "/robots.txt")
+            chunks: list[bytes] = []
             try:
                 resp = self._get(origin + "/robots.txt")
                 status = resp.status_code
-                body = resp.content.decode("utf-8", "replace") if status == 200 else ""
+                if status == 200:
+                    try:  # through _read: a cut connection is a failure, never a crash
+                        self._read(resp, chunks.append, 500 * 1024)
+                    except DownloadFailure as failure:
+                        if failure.reason != "too_large":
+                            raise
+                        # RFC 9309 2.5: parse at least the first 500 KiB; the rest may be ignored
                 resp.close()
             except DownloadFailure:
-                status, body = None, ""
+                status = None
+            body = b"".join(chunks).decode("utf-8", "replace")
             if status == 200:
                 parser.parse(body.splitlines())
                 delay = parser.crawl_delay(self.cfg.user_agent)
