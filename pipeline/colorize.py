@@ -15,6 +15,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -160,7 +161,7 @@ def prepare_reference(rgba: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ColorizeOptions:
-    steps: int = 20
+    sample_steps: int = 20    # DDIM steps
     guidance: float = 1.0
     eta: float = 0.0
     seed: int = 0
@@ -171,19 +172,34 @@ class ColorizeOptions:
 
 
 def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray,
-                   opts: ColorizeOptions, device: torch.device | str = "cpu") -> tuple[np.ndarray, str | None]:
+                   opts: ColorizeOptions, device: torch.device | str = "cpu",
+                   step_progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, str | None]:
     """One drawing and one reference (uint8 RGBA, any sizes) -> uint8 RGB at the drawing's size, notice."""
+    images, notice = colorize_variations(model, diffusion, sketch_rgba, reference_rgba, opts, [opts.seed], device,
+                                         step_progress)
+    return images[0], notice
+
+
+def colorize_variations(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray,
+                        opts: ColorizeOptions, seeds: list[int], device: torch.device | str = "cpu",
+                        step_progress: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], str | None]:
+    """The same drawing and reference coloured once per seed, in one batch; variation k is exactly
+    what `colorize_image` gives with seed seeds[k]. Returns uint8 RGB images at the drawing's size."""
     size = model.config.image_size
     sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
     reference = prepare_reference(reference_rgba, size)
-    s = to_tensor(sketch)[None].to(device)
-    r = to_tensor(reference)[None].to(device)
-    out = colorize_batch(model, diffusion, s, r, steps=opts.steps, guidance=opts.guidance, eta=opts.eta,
-                         seed=opts.seed, batch_size=1)
-    rgb = unletterbox(to_uint8(out[0]), box)
-    if opts.keep_lines:
-        rgb = np.round(rgb.astype(np.float32) * (lines.astype(np.float32)[..., None] / 255.0)).astype(np.uint8)
-    return rgb, notice
+    n = len(seeds)
+    s = to_tensor(sketch)[None].expand(n, -1, -1, -1).to(device)
+    r = to_tensor(reference)[None].expand(n, -1, -1, -1).to(device)
+    out = colorize_batch(model, diffusion, s, r, sample_steps=opts.sample_steps, guidance=opts.guidance,
+                         eta=opts.eta, seeds=seeds, batch_size=n, step_progress=step_progress)
+    images = []
+    for image in out:
+        rgb = unletterbox(to_uint8(image), box)
+        if opts.keep_lines:
+            rgb = np.round(rgb.astype(np.float32) * (lines.astype(np.float32)[..., None] / 255.0)).astype(np.uint8)
+        images.append(rgb)
+    return images, notice
 
 
 def png_text(opts: ColorizeOptions, sketch: Path, reference: Path, model_path: Path, info: dict) -> dict[str, str]:

@@ -44,7 +44,7 @@ def main() -> None:
             reference = apply_warp(reference, random_warp(TPSConfig(), rng, *reference.shape[:2]))
         sketch = sketch_from_rgb(target, rng, sigma=0.5)
         outs = [colorize_image(model, diffusion, rgba(np.dstack([sketch] * 3)), rgba(reference),
-                               ColorizeOptions(steps=20, guidance=g, seed=1, mode="lines"))[0] for g in (1.0, 2.0)]
+                               ColorizeOptions(sample_steps=20, guidance=g, seed=1, mode="lines"))[0] for g in (1.0, 2.0)]
         rows += [np.dstack([sketch] * 3), reference, *outs, target]
     h, w = rows[0].shape[:2]
     gap = 4

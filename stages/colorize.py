@@ -63,7 +63,7 @@ def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder 
         raise AnimecolorError(f"--mode {mode!r}: expected auto, lines or xdog")
     dev = resolve_device(device)
     net, diffusion, info = load_model(model, dev)
-    opts = ColorizeOptions(steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode, auto_levels=auto_levels,
+    opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode, auto_levels=auto_levels,
                            binarize=binarize, keep_lines=keep_lines)
     jobs = _jobs(sketch, reference, pairs, out)
     failures: list[tuple[Path, str]] = []

@@ -56,7 +56,7 @@ def samples_grid(model: nn.Module, diffusion: Diffusion, faces: Path, pairs: Pat
     for setting in ("self_ref", "random_ref"):
         _, data = load_benchmark(faces, pairs, setting, limit=n)
         data = {k: v.to(device) for k, v in data.items()}
-        out = colorize_batch(model, diffusion, data["sketch"], data["reference"], steps=steps, guidance=guidance,
+        out = colorize_batch(model, diffusion, data["sketch"], data["reference"], sample_steps=steps, guidance=guidance,
                              seed=seed, autocast=autocast(device, precision))
         if setting == "self_ref":
             rows.append([to_uint8(s) for s in data["sketch"]])

@@ -45,8 +45,8 @@ def test_export_round_trip_gives_identical_outputs(tiny_pretrained, model_file, 
     assert info["image_size"] == 32 and info["unet"]["channels"] == 8
     sketch = np.array(Image.open(drawing / "sketch.png").convert("RGBA"))
     ref = np.array(Image.open(drawing / "reference.png").convert("RGBA"))
-    a, _ = colorize_image(model, diffusion, sketch, ref, ColorizeOptions(steps=3, seed=5))
-    b, _ = colorize_image(ckpt_model, ckpt_diffusion, sketch, ref, ColorizeOptions(steps=3, seed=5))
+    a, _ = colorize_image(model, diffusion, sketch, ref, ColorizeOptions(sample_steps=3, seed=5))
+    b, _ = colorize_image(ckpt_model, ckpt_diffusion, sketch, ref, ColorizeOptions(sample_steps=3, seed=5))
     assert np.array_equal(a, b) and a.shape == (101, 77, 3)
 
 
@@ -82,7 +82,7 @@ def test_cli_any_input_kind_keeps_size_and_stores_parameters(model_file, drawing
     image = Image.open(out)
     assert image.size == (77, 101) and image.mode == "RGB"
     params = json.loads(image.text["animecolor"])
-    assert params["steps"] == 2 and params["seed"] == 3 and params["reference"].endswith("reference.png")
+    assert params["sample_steps"] == 2 and params["seed"] == 3 and params["reference"].endswith("reference.png")
     lines = np.asarray(image.convert("L"))[sketch < 64]
     assert lines.mean() < 80  # the drawing's dark lines stay dark where they were drawn
 

@@ -92,6 +92,56 @@ def _oracle(d: Diffusion, x0: torch.Tensor):
     return fn
 
 
+@pytest.mark.parametrize("T", [1000, 50])
+def test_ddim_timesteps_every_count(T):
+    """Every step count: exactly n entries, strictly decreasing, first T - 1, last >= 0 (61 used to
+    give 62 entries ending in -1)."""
+    for n in range(1, T + 1):
+        ts = ddim_timesteps(T, n)
+        assert len(ts) == n and ts[0] == T - 1 and ts[-1] >= 0, n
+        assert all(a > b for a, b in zip(ts, ts[1:])), n
+
+
+def _noisy_model(x, t):
+    return 0.3 * x + 0.01 * t.float().view(-1, 1, 1, 1) / 1000
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_colorize_batch_independent_of_batch_size(eta):
+    """Image i's draws depend only on (seed, i): batch 1 and batch 7 agree, with eta > 0 too."""
+    from pipeline.model.generate import colorize_batch
+
+    model = lambda x, t: _noisy_model(x[:, :3], t)  # noqa: E731
+    d = Diffusion()
+    g = torch.Generator().manual_seed(0)
+    sketch, ref = torch.rand(7, 1, 8, 8, generator=g) * 2 - 1, torch.rand(7, 3, 8, 8, generator=g) * 2 - 1
+    one = colorize_batch(model, d, sketch, ref, sample_steps=4, eta=eta, seed=3, batch_size=1)
+    seven = colorize_batch(model, d, sketch, ref, sample_steps=4, eta=eta, seed=3, batch_size=7)
+    torch.testing.assert_close(one, seven, atol=1e-6, rtol=0)
+
+
+def test_step_noise_does_not_repeat_another_images_start():
+    """x_T and the eta > 0 step noise are independent streams: no image's first step noise is a
+    copy of any image's starting noise (it used to be: seed + start == seed * 1_000_003 + i at seed 0)."""
+    from pipeline.model.generate import image_generators
+
+    starts = [noise((1, 3, 4, 4), image_generators(0, i)[0]) for i in range(8)]
+    steps = [noise((1, 3, 4, 4), image_generators(0, i)[1]) for i in range(8)]
+    assert not any(torch.equal(a, b) for a in starts for b in steps)
+
+
+def test_colorize_batch_seeds_are_single_runs():
+    from pipeline.model.generate import colorize_batch
+
+    model = lambda x, t: _noisy_model(x[:, :3], t)  # noqa: E731
+    d = Diffusion()
+    sketch, ref = torch.zeros(3, 1, 8, 8), torch.zeros(3, 3, 8, 8)
+    batch = colorize_batch(model, d, sketch, ref, sample_steps=3, eta=1.0, seeds=[5, 6, 7])
+    for k, s in enumerate([5, 6, 7]):
+        single = colorize_batch(model, d, sketch[:1], ref[:1], sample_steps=3, eta=1.0, seed=s)
+        torch.testing.assert_close(batch[k:k + 1], single, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_ddim_with_oracle_recovers_image(prediction, eta):

@@ -99,7 +99,7 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         for name, (model, diffusion) in models.items():
             model.eval().to(device)
             start = time.perf_counter()
-            out = colorize_batch(model, diffusion, sketch, reference, steps=cfg.steps, guidance=cfg.guidance,
+            out = colorize_batch(model, diffusion, sketch, reference, sample_steps=cfg.steps, guidance=cfg.guidance,
                                  eta=cfg.eta, seed=cfg.seed, batch_size=cfg.batch_size,
                                  autocast=autocast(device, cfg.precision), progress=progress)
             candidates[name] = (out, (time.perf_counter() - start) / len(names))

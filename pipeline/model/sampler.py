@@ -13,6 +13,7 @@ conditioning (wrap the model with `conditioning.guided`). All randomness is draw
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
@@ -26,22 +27,37 @@ def ddim_timesteps(T: int, steps: int, t_start: int | None = None) -> list[int]:
     """Trailing spacing (Lin et al. 2024, "Common diffusion noise schedules are flawed", Table 2):
     the first step is t_start (default T - 1, the pure-noise end), the last is about t_start/steps.
     T=1000, steps=10 -> [999, 899, ..., 99]. (The official code starts at 901, which never
-    sees the noisiest inputs it was trained on.)"""
+    sees the noisiest inputs it was trained on.) Always `steps` entries, strictly decreasing, >= 0:
+    step i is round((t_start + 1) (steps - i) / steps) - 1, computed without accumulating a float
+    stride (np.arange with a float step gave steps + 1 entries ending in -1 for e.g. 61)."""
     t_start = T - 1 if t_start is None else t_start
     if not 1 <= steps <= t_start + 1:
         raise ValueError(f"steps must be in [1, {t_start + 1}] (got {steps})")
-    ts = np.round(np.arange(t_start + 1, 0, -(t_start + 1) / steps)).astype(np.int64) - 1
-    return ts.tolist()
+    span = t_start + 1
+    # floor(x + 1/2) rather than round-half-to-even: monotone, so spacing >= 1 keeps entries distinct
+    return [int(np.floor(span * (steps - i) / steps + 0.5)) - 1 for i in range(steps)]
 
 
-def noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device | str = "cpu",
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def noise(shape: tuple[int, ...], generator: Generators, device: torch.device | str = "cpu",
           dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Unit Gaussian noise drawn on the CPU generator, then moved to `device`."""
-    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+    """Unit Gaussian noise drawn on CPU generator(s), then moved to `device`.
+
+    `generator` is one generator for the whole tensor, or one per row (shape[0] of them), so that
+    row i's noise depends only on its own stream (batch-size independent sampling)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        out = torch.randn(shape, generator=generator, dtype=torch.float32)
+    else:
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for {shape[0]} rows")
+        out = torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generator])
+    return out.to(device=device, dtype=dtype)
 
 
 def ddim_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, steps: int, eta: float = 0.0,
-                generator: torch.Generator | None = None, t_start: int | None = None, clip_x0: bool = True,
+                generator: Generators = None, t_start: int | None = None, clip_x0: bool = True,
                 checkpoint: bool = False, progress: Callable[[int], None] | None = None) -> torch.Tensor:
     """Run DDIM from x_T at t_start down to x0; returns x0 (B, 3, H, W).
 
@@ -82,7 +98,7 @@ def ddim_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, step
 
 
 @torch.no_grad()
-def ddpm_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, generator: torch.Generator | None = None,
+def ddpm_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, generator: Generators = None,
                 clip_x0: bool = True) -> torch.Tensor:
     """Full ancestral sampling over all T steps (Ho et al. 2020, Algorithm 2 with the posterior mean
     written through x0_hat, eq. 7); the slow reference against which DDIM is judged."""

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.errors import AnimecolorError
+from pipeline.rng import step_seed
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.model.conditioning import drop_conditions
 from pipeline.model.diffusion import Diffusion
@@ -58,11 +59,6 @@ class LoopConfig:
     sample_every: int = 0           # 0 = only at the end
     num_workers: int = 0
     seed: int = 0
-
-
-def step_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (seed, epoch, index, ...), stable across runs and platforms."""
-    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
 
 
 class EMA:

@@ -52,7 +52,7 @@ def region_error(out01: torch.Tensor, ref01: torch.Tensor, out_lab: np.ndarray, 
 def score(model, diffusion, data, device, guidance=1.0):
     out = {}
     for setting, d in data.items():
-        x = colorize_batch(model, diffusion, d["sketch"].to(device), d["reference"].to(device), steps=20,
+        x = colorize_batch(model, diffusion, d["sketch"].to(device), d["reference"].to(device), sample_steps=20,
                            guidance=guidance, seed=0, autocast=autocast(device, "auto")).cpu()
         o01, t01, r01 = (x + 1) / 2, (d["target"] + 1) / 2, (d["reference"] + 1) / 2
         out[f"{setting}_psnr"] = float(peak_signal_noise_ratio(o01, t01, data_range=1.0, reduction="none",
