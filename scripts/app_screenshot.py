@@ -1,0 +1,137 @@
+"""Make docs/app.png: the `animecolor app` page after colouring its first example, in headless Chromium.
+
+    python scripts/app_screenshot.py [--model models/animecolor.safetensors] [--out docs/app.png]
+
+The browser test (tests/test_app.py) drives the page with the same functions (`find_chromium`,
+`open_page`, `colorize`), so the README screenshot and the test take the same path: start the
+app on a free port, upload a drawing and a reference through the page's file inputs, press
+Colorize, wait for the output image. Chromium is the system one (Debian package `chromium`);
+Playwright's own browser download is not needed. Without --model and without a trained
+models/animecolor.safetensors, an untrained model with the default params.yaml architecture is
+used, and the page's colours are then noise (the layout is what the screenshot shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium() -> str | None:
+    """The system Chromium's executable (Playwright's `executable_path`), or None."""
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def open_page(browser, url: str, width: int = 1400, height: int = 1000):
+    """A page on the app, every request outside it refused (nothing may wait on the network)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    host = url.rstrip("/")
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(host) else route.abort())
+    page.set_default_timeout(60_000)
+    page.goto(url, wait_until="domcontentloaded")
+    page.locator("#drawing input[type=file]").wait_for(state="attached")
+    page.locator("#reference input[type=file]").wait_for(state="attached")
+    return page
+
+
+def output_src(page) -> str | None:
+    img = page.locator("#output img")
+    return img.first.get_attribute("src") if img.count() else None
+
+
+def upload(page, elem_id: str, path: str | Path) -> None:
+    """Put a file into an upload component and wait until the page shows it."""
+    page.locator(f"#{elem_id} input[type=file]").set_input_files(str(path))
+    page.locator(f"#{elem_id} img").first.wait_for(state="attached")
+
+
+def colorize(page, drawing: str | Path | None = None, reference: str | Path | None = None,
+             button: str = "run", timeout_s: float = 120.0) -> tuple[str, float]:
+    """Upload (when given) the drawing and the reference, press the button, wait for a new output
+    image; returns (its URL, seconds from the click to the image in the page)."""
+    if drawing is not None:
+        upload(page, "drawing", drawing)
+    if reference is not None:
+        upload(page, "reference", reference)
+    before = output_src(page)
+    status_before = page.locator("#status").inner_text()
+    t0 = time.perf_counter()
+    page.locator(f"#{button}").click()
+    page.wait_for_function(
+        """([before, statusBefore]) => {
+            const img = document.querySelector('#output img');
+            const status = document.querySelector('#status');
+            const changed = img && img.complete && img.naturalWidth > 0 && img.getAttribute('src') !== before;
+            const failed = status && status.innerText !== statusBefore && status.innerText.includes('Error');
+            return changed || failed;
+        }""", arg=[before, status_before], timeout=timeout_s * 1000, polling=20)
+    seconds = time.perf_counter() - t0
+    status = page.locator("#status").inner_text()
+    if "Error" in status:
+        raise RuntimeError(f"the page says: {status}")
+    return output_src(page), seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="exported model (default: models/animecolor.safetensors "
+                                                  "if present, else an untrained default-size model)")
+    ap.add_argument("--out", default="docs/app.png")
+    args = ap.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    from pipeline.app import launch
+
+    chromium = find_chromium()
+    if chromium is None:
+        sys.exit("no system Chromium: apt-get install chromium")
+    work = Path(tempfile.mkdtemp(prefix="animecolor-shot-"))
+    model = args.model
+    if model is None:
+        model = "models/animecolor.safetensors"
+        if not Path(model).is_file():
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "benchmarks"))
+            from bench_app import untrained_model
+
+            model = untrained_model(work / "untrained.safetensors")
+            print(f"no trained model: using an untrained default-size one ({model})")
+    demo, url = launch(model, port=free_port(), device="cpu", block=False, quiet=True, work_dir=work / "app")
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+            page = open_page(browser, url)
+            examples = sorted((work / "app" / "examples").glob("example1_*.png"))
+            drawing, reference = (e for e in examples if "drawing" in e.name), (e for e in examples if "reference" in e.name)
+            _, seconds = colorize(page, next(drawing), next(reference))
+            page.locator("#variations").click()
+            page.wait_for_function("document.querySelectorAll('#gallery img').length >= 5", timeout=120_000)
+            page.wait_for_timeout(500)
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=args.out, full_page=True)
+            browser.close()
+        print(f"wrote {args.out} (click to image: {seconds:.2f} s)")
+    finally:
+        demo.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""`animecolor app`: colour drawings in the browser (the Gradio page of pipeline/app.py), served locally.
+
+Gradio is an optional extra (`pip install -e '.[app]'`) and is imported only when the command
+runs, so `animecolor --help` stays fast and works without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.errors import AnimecolorError
+from stages.common import console, user_errors
+
+DEFAULT_MODEL = Path("models/animecolor.safetensors")
+
+
+@user_errors
+def main(model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safetensors, see `export`)."),
+         host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every network interface)."),
+         port: int = typer.Option(7860, min=1, max=65535, help="Port to listen on."),
+         device: str = typer.Option("auto", help="auto | cpu | cuda.")) -> None:
+    """Colour drawings in a web page: upload or draw a drawing, give a reference, press Colorize."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise AnimecolorError("the app needs Gradio: pip install -e '.[app]'") from None
+    if not model.is_file():
+        raise AnimecolorError(f"{model}: model file not found: run `dvc repro` or pass --model")
+    from pipeline.app import launch
+
+    demo, url = launch(model, host, port, device, block=False, quiet=True)
+    console.print(f"animecolor app: {model} on {url} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+    demo.block_thread()
