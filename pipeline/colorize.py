@@ -12,7 +12,6 @@ multiplied over the result at full resolution so they stay exactly where they we
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,14 +23,18 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from pipeline.data.dataset import to_tensor, to_uint8
-from pipeline.data.xdog import to_gray, xdog
+from pipeline.data.imageio import colour_fraction, flatten_alpha
+from pipeline.data.xdog import XDoGConfig
+from pipeline.config import validate
 from pipeline.errors import AnimecolorError
+from pipeline.files import atomic_path
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
 
 EXPORT_FORMAT = "animecolor-model"
 EXPORT_VERSION = 1
+LINES = XDoGConfig()  # the training line extractor (official XDoG values)
 
 
 # ---------------------------------------------------------------- model files
@@ -43,13 +46,8 @@ def export_model(checkpoint: dict, path: str | Path) -> dict:
             "step": checkpoint.get("step"), "training": checkpoint.get("meta", {}),
             "metrics": checkpoint.get("metrics", {})}
     tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint["ema"].items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"animecolor": json.dumps(info, default=str)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return info
 
 
@@ -74,26 +72,21 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UN
     if info.get("version") != EXPORT_VERSION:
         raise AnimecolorError(f"{path}: model format version {info.get('version')} "
                               f"(this animecolor reads {EXPORT_VERSION}); re-export it")
-    model = UNet(UNetConfig.from_dict(info["unet"]))
+    # the header is user-editable text: validate it with the same schemas as params.yaml
+    unet = validate(UNetConfig, info.get("unet"), f"{path}: header unet")
+    diffusion = validate(DiffusionConfig, info.get("diffusion"), f"{path}: header diffusion")
+    model = UNet(unet)
     try:
         model.load_state_dict(tensors)
     except RuntimeError:
         raise AnimecolorError(f"{path}: weights do not match the architecture in its header") from None
-    return model.to(device).eval(), Diffusion(DiffusionConfig(**info["diffusion"])), info
+    return model.to(device).eval(), Diffusion(diffusion), info
 
 
 # ---------------------------------------------------------------- images
-def flatten_alpha(rgba: np.ndarray) -> np.ndarray:
-    """RGBA uint8 over white paper -> RGB uint8."""
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    return np.round(rgba[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
-
-
-def is_colour_image(rgb: np.ndarray, chroma: int = 24, fraction: float = 0.05) -> bool:
-    """True for a colour picture, False for a line drawing or a gray scan."""
-    hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
-    coloured = (hsv[..., 1].astype(np.int32) * hsv[..., 2] // 255) >= chroma
-    return coloured.mean() > fraction
+def is_colour_image(rgb: np.ndarray, fraction: float = 0.05) -> bool:
+    """True for a colour picture, False for a line drawing or a gray scan (`imageio.colour_fraction`)."""
+    return colour_fraction(rgb) > fraction
 
 
 @dataclass(frozen=True)
@@ -139,8 +132,7 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
     use_xdog = mode == "xdog" or (mode == "auto" and is_colour_image(rgb))
     if use_xdog:
         small, box = letterbox(rgb, size)
-        sketch = np.round(xdog(to_gray(small), sigma) * 255).astype(np.uint8)
-        full = np.round(xdog(to_gray(rgb), sigma) * 255).astype(np.uint8)
+        sketch, full = LINES.sketch(small, sigma), LINES.sketch(rgb, sigma)
         notice = "colour image: lines extracted with XDoG (as in training)" if mode == "auto" else None
         return sketch, full, box, notice
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

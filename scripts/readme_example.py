@@ -19,7 +19,7 @@ from pipeline.colorize import ColorizeOptions, colorize_image, load_model
 from pipeline.data.imageio import write_png
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
-from pipeline.data.xdog import sketch_from_rgb
+from pipeline.data.xdog import XDoGConfig
 
 
 def rgba(rgb: np.ndarray) -> np.ndarray:
@@ -42,7 +42,7 @@ def main() -> None:
         reference = faces[ref]
         if drawing == ref:
             reference = apply_warp(reference, random_warp(TPSConfig(), rng, *reference.shape[:2]))
-        sketch = sketch_from_rgb(target, rng, sigma=0.5)
+        sketch = XDoGConfig().sketch(target, 0.5)
         outs = [colorize_image(model, diffusion, rgba(np.dstack([sketch] * 3)), rgba(reference),
                                ColorizeOptions(sample_steps=20, guidance=g, seed=1, mode="lines"))[0] for g in (1.0, 2.0)]
         rows += [np.dstack([sketch] * 3), reference, *outs, target]

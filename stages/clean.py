@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import typer
 
-from pipeline.data.clean import REASONS, CleanConfig, clean_dataset, decode, raw_images
 from pipeline.data.imageio import read_rgb, write_json, write_png
 from pipeline.report import contact_sheet
 from stages.common import console, load_params, progress_bar, seed_everything, user_errors
@@ -18,13 +17,14 @@ def clean(params_path: Path = Path("params.yaml"), raw_dir: Path = Path("data/ra
           out_dir: Path = Path("data/faces"), metrics_path: Path = Path("metrics/clean.json"),
           reports: Path = Path("reports")) -> dict:
     """Run the stage; returns the metrics it writes."""
+    from pipeline.data.clean import REASONS, clean_dataset, raw_images
+
     p = load_params(params_path, "base", "clean")
     base, cfg = p["base"], p["clean"]
     seed_everything(base.seed)
-    config = CleanConfig(image_size=base.image_size, **cfg.model_dump())
     n_raw = len(raw_images(raw_dir / "manifest.csv")) if (raw_dir / "manifest.csv").is_file() else 0
     with progress_bar("clean", n_raw) as advance:
-        manifest, stats = clean_dataset(raw_dir, out_dir, config, progress=advance)
+        manifest, stats = clean_dataset(raw_dir, out_dir, cfg, base.image_size, progress=advance)
     kept = manifest[manifest.status == "kept"]
     rejected = manifest[manifest.status == "rejected"]
     metrics = {
@@ -38,17 +38,19 @@ def clean(params_path: Path = Path("params.yaml"), raw_dir: Path = Path("data/ra
     faces = [read_rgb(out_dir / f) for f in kept["file"][:64]]
     if faces:
         write_png(reports / "clean_kept.png", contact_sheet(faces, ncol=8))
-    _rejected_sheet(raw_dir, rejected, reports / "clean_rejected.png", config.background)
+    _rejected_sheet(raw_dir, rejected, reports / "clean_rejected.png")
     console.print(f"clean: kept {metrics['kept']}, rejected {sum(metrics['rejected'].values())}")
     return metrics
 
 
-def _rejected_sheet(raw_dir: Path, rejected, path: Path, background) -> None:
+def _rejected_sheet(raw_dir: Path, rejected, path: Path) -> None:
     """Up to 32 rejected images, each captioned with its reason (grey tile if undecodable)."""
+    from pipeline.data.clean import decode
+
     tiles = []
     for _, row in rejected.head(32).iterrows():
         file = raw_dir / row.raw_file
-        img = decode(file.read_bytes(), background) if file.is_file() else None
+        img = decode(file.read_bytes()) if file.is_file() else None
         tile = np.full((128, 128, 3), 200, np.uint8) if img is None else cv2.resize(img, (128, 128),
                                                                                      interpolation=cv2.INTER_AREA)
         cv2.putText(tile, row.reason, (3, 122), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 0, 0), 1, cv2.LINE_AA)

@@ -5,25 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import typer
 
-from pipeline.colorize import (ColorizeOptions, colorize_image, export_model, flatten_alpha, letterbox, load_model,
-                               png_text)
-from pipeline.data.imageio import read_user_image, write_png, write_png_text
-from pipeline.data.xdog import to_gray, xdog
+from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
 from pipeline.errors import AnimecolorError
-from pipeline.model.checkpoint import load_checkpoint
-from pipeline.training.device import resolve_device
 from stages.common import console, progress_bar, user_errors
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 DEFAULT_MODEL = Path("models/animecolor.safetensors")
 
 
 def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Path | None) -> list[tuple[Path, Path, Path]]:
     """(sketch, reference, output) for one file, a folder with one reference, or a CSV sketch,reference."""
     if pairs_csv is not None:
+        import pandas as pd
+
         if not pairs_csv.is_file():
             raise AnimecolorError(f"{pairs_csv}: no such file")
         table = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False)
@@ -42,23 +37,17 @@ def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Pat
     return [(sketch, reference, out or sketch.with_name(f"{sketch.stem}_colored.png"))]
 
 
-@user_errors
-def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder of them."),
-             reference: Path = typer.Option(None, "--reference", "-r", help="Colour reference of the character."),
-             pairs: Path = typer.Option(None, help="CSV with columns sketch,reference (batch mode)."),
-             model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safetensors, see `export`)."),
-             out: Path = typer.Option(None, "--out", "-o", help="Output PNG (a folder in batch mode)."),
-             steps: int = typer.Option(20, min=1, max=1000, help="DDIM steps."),
-             guidance: float = typer.Option(1.0, min=0.0, help="Classifier-free guidance scale on the reference."),
-             seed: int = typer.Option(0, min=0, help="Random seed (same seed, same picture)."),
-             eta: float = typer.Option(0.0, min=0.0, max=1.0, help="DDIM eta (0 = deterministic)."),
-             mode: str = typer.Option("auto", help="auto | lines | xdog: how to read the drawing."),
-             auto_levels: bool = typer.Option(False, help="Stretch a scan's levels to black and white."),
-             binarize: bool = typer.Option(False, help="Threshold the drawing to pure lines (Otsu)."),
-             keep_lines: bool = typer.Option(True, help="Draw the original lines over the result."),
-             skip_existing: bool = typer.Option(False, help="Batch: leave outputs that already exist."),
-             device: str = typer.Option("auto", help="auto | cpu | cuda.")) -> None:
-    """Colour line drawings in the colours of a reference image."""
+def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | None = None,
+                   model: Path = DEFAULT_MODEL, out: Path | None = None, steps: int = 20, guidance: float = 1.0,
+                   seed: int = 0, eta: float = 0.0, mode: str = "auto", auto_levels: bool = False,
+                   binarize: bool = False, keep_lines: bool = True, skip_existing: bool = False,
+                   device: str = "auto") -> dict:
+    """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
+    Raises `AnimecolorError` for a bad single job; a batch lists its failures and exits 1."""
+    from pipeline.colorize import ColorizeOptions, colorize_image, load_model, png_text
+    from pipeline.data.imageio import write_png_text
+    from pipeline.device import resolve_device
+
     if mode not in ("auto", "lines", "xdog"):
         raise AnimecolorError(f"--mode {mode!r}: expected auto, lines or xdog")
     dev = resolve_device(device)
@@ -89,9 +78,33 @@ def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder 
     done = len(jobs) - len(failures)
     console.print(f"colorize: {done} of {len(jobs)} written" + (f" (to {jobs[0][2].parent})" if len(jobs) > 1 else
                                                                  f" -> {jobs[0][2]}"))
-    if failures:
-        for path, why in failures:
-            console.print(f"[bold red]failed[/]: {why}", highlight=False, soft_wrap=True)
+    for path, why in failures:
+        console.print(f"[bold red]failed[/]: {why}", highlight=False, soft_wrap=True)
+    return {"written": done, "skipped": 0, "failed": len(failures)}
+
+
+
+
+@user_errors
+def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder of them."),
+             reference: Path = typer.Option(None, "--reference", "-r", help="Colour reference of the character."),
+             pairs: Path = typer.Option(None, help="CSV with columns sketch,reference (batch mode)."),
+             model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safetensors, see `export`)."),
+             out: Path = typer.Option(None, "--out", "-o", help="Output PNG (a folder in batch mode)."),
+             steps: int = typer.Option(20, min=1, max=1000, help="DDIM steps."),
+             guidance: float = typer.Option(1.0, min=0.0, help="Classifier-free guidance scale on the reference."),
+             seed: int = typer.Option(0, min=0, help="Random seed (same seed, same picture)."),
+             eta: float = typer.Option(0.0, min=0.0, max=1.0, help="DDIM eta (0 = deterministic)."),
+             mode: str = typer.Option("auto", help="auto | lines | xdog: how to read the drawing."),
+             auto_levels: bool = typer.Option(False, help="Stretch a scan's levels to black and white."),
+             binarize: bool = typer.Option(False, help="Threshold the drawing to pure lines (Otsu)."),
+             keep_lines: bool = typer.Option(True, help="Draw the original lines over the result."),
+             skip_existing: bool = typer.Option(False, help="Batch: leave outputs that already exist."),
+             device: str = typer.Option("auto", help="auto | cpu | cuda.")) -> None:
+    """Colour line drawings in the colours of a reference image."""
+    result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
+                            binarize, keep_lines, skip_existing, device)
+    if result["failed"]:
         raise typer.Exit(1)
 
 
@@ -102,6 +115,8 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
                   size: int = typer.Option(0, min=0, help="Resize the long side to this first (0: keep; "
                                                           "the model size gives training-like lines).")) -> None:
     """Line drawings with the training XDoG, for preparing your own sketches."""
+    from pipeline.colorize import LINES, letterbox
+
     failures = 0
     with progress_bar("extract-lines", len(images)) as advance:
         for path in images:
@@ -109,7 +124,7 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
                 rgb = flatten_alpha(read_user_image(path))
                 if size:
                     rgb = letterbox(rgb, size)[0]
-                lines = np.round(xdog(to_gray(rgb), sigma) * 255).astype(np.uint8)
+                lines = LINES.sketch(rgb, sigma)
                 write_png(out / f"{path.stem}.png", lines)
             except AnimecolorError as exc:
                 failures += 1
@@ -124,5 +139,8 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
 def export(checkpoint: Path = typer.Argument(Path("models/finetune.pt"), help="Training checkpoint (.pt)."),
            out: Path = typer.Option(DEFAULT_MODEL, "--out", "-o", help="Model file to write (.safetensors).")) -> None:
     """Export a checkpoint as a safe model file (safetensors weights + JSON config) for `colorize`."""
+    from pipeline.colorize import export_model
+    from pipeline.model.checkpoint import load_checkpoint
+
     info = export_model(load_checkpoint(checkpoint), out)
     console.print(f"export: {checkpoint} (step {info['step']}, {info['image_size']} px) -> {out}")

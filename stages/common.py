@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import random
 import sys
@@ -17,29 +18,45 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TimeRemainingColumn)
 from rich.text import Text
 
-from pipeline.config import validate_section
+from pipeline.config import validate
 from pipeline.errors import AnimecolorError, ParamsError
 
 console = Console(stderr=True)  # progress, notes and errors go to stderr; stdout stays clean
 
 
 def load_params(path: str | Path, *sections: str) -> dict:
-    """Read `path` and validate the named sections; returns {section: typed params}."""
+    """Read `path` and validate the named sections (`stages/params.py`); returns {section: typed params}.
+
+    Every section a stage reads must be present; an unknown section name is an error too (a typo
+    such as `crawll:` would otherwise leave `crawl` silently on its defaults)."""
+    from stages.params import SECTIONS  # imports the library configs (and torch): only when a stage runs
+
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise ParamsError(f"{path}: not valid YAML{where}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamsError(f"{path}: cannot read ({exc})") from None
+    if data is None:
+        raise ParamsError(f"{path}: empty (it needs the sections {', '.join(sections)})")
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: must be a mapping of sections")
+    for name in data:
+        if name not in SECTIONS:
+            close = difflib.get_close_matches(str(name), SECTIONS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ParamsError(f"{path}: {name}: unknown params section ({hint}known: {', '.join(SECTIONS)})")
     out = {}
     for section in sections:
+        if section not in data:
+            raise ParamsError(f"{path}: {section}: section is missing (this stage needs it)")
         try:
-            out[section] = validate_section(section, data.get(section))
+            out[section] = validate(SECTIONS[section], data[section], section)
         except ParamsError as exc:
             raise ParamsError(f"{path}: {exc}") from None
     return out
@@ -48,11 +65,8 @@ def load_params(path: str | Path, *sections: str) -> dict:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    try:
-        import torch
-    except ImportError:  # stages that do not need torch do not require it
-        return
-    torch.manual_seed(seed)
+    if "torch" in sys.modules:  # stages that never import torch do not pay for it
+        sys.modules["torch"].manual_seed(seed)
 
 
 class _RateColumn(ProgressColumn):

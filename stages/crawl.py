@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import typer
 
-from pipeline.data.crawl import crawl_booru, crawl_folder, crawl_synthetic, crawl_urls
 from pipeline.data.imageio import read_rgb, write_json, write_png
+from pipeline.errors import AnimecolorError
 from pipeline.report import contact_sheet
 from stages.common import console, counting_bar, load_params, progress_bar, seed_everything, user_errors
 
@@ -18,26 +19,20 @@ def crawl(params_path: Path = Path("params.yaml"), out_dir: Path = Path("data/ra
           metrics_path: Path = Path("metrics/crawl.json"),
           sheet_path: Path = Path("reports/crawl_samples.png")) -> dict:
     """Run the stage; returns the metrics it writes."""
+    from pipeline.data.crawl import run_crawl
+
     p = load_params(params_path, "base", "crawl")
     base, cfg = p["base"], p["crawl"]
     seed_everything(base.seed)
-    if cfg.source == "folder":
-        with progress_bar("crawl folder", None) as advance:
-            manifest, stats = crawl_folder(out_dir, cfg.folder, cfg.n_images, progress=advance)
-    elif cfg.source == "urls":
+    auth = booru_auth() if cfg.source == "booru" else None
+    if cfg.source in ("urls", "booru"):
+        if cfg.source == "booru":
+            console.print(f"crawl: listing {cfg.booru_url} posts for {cfg.tags!r} (up to {cfg.pages} pages)")
         with counting_bar("download") as (advance, set_total):
-            manifest, stats = crawl_urls(out_dir, cfg.urls, cfg.download.download_config(), cfg.n_images,
-                                         progress=advance, total=set_total)
-    elif cfg.source == "booru":
-        console.print(f"crawl: listing {cfg.booru_url} posts for {cfg.tags!r} (up to {cfg.pages} pages)")
-        with counting_bar("download") as (advance, set_total):
-            manifest, stats = crawl_booru(out_dir, cfg.booru_url, cfg.tags, cfg.pages, cfg.page_limit,
-                                          cfg.download.download_config(), cfg.n_images, progress=advance,
-                                          total=set_total)
+            manifest, stats = run_crawl(out_dir, cfg, base.image_size, base.seed, advance, set_total, auth)
     else:
-        with progress_bar("crawl synthetic", cfg.n_images) as advance:
-            manifest, stats = crawl_synthetic(out_dir, cfg.n_images, base.image_size, base.seed,
-                                              cfg.heterochromia_p, progress=advance)
+        with progress_bar(f"crawl {cfg.source}", cfg.n_images if cfg.source == "synthetic" else None) as advance:
+            manifest, stats = run_crawl(out_dir, cfg, base.image_size, base.seed, advance)
     ok = manifest[manifest.status == "ok"] if "status" in manifest else manifest
     sheet_files = list(dict.fromkeys(ok["file"]))[: cfg.sheet_size]
     write_png(sheet_path, contact_sheet([_thumb(read_rgb(out_dir / f), base.image_size) for f in sheet_files]
@@ -60,6 +55,14 @@ def crawl(params_path: Path = Path("params.yaml"), out_dir: Path = Path("data/ra
     failed = f", {metrics['failed']} failed ({_reasons(metrics['failures'])})" if metrics.get("failed") else ""
     console.print(f"crawl: {metrics['n_images']} images in {out_dir}{failed} ({metrics['seconds']} s)")
     return metrics
+
+
+def booru_auth() -> tuple[str, str] | None:
+    """Login and API key from the environment (never from params, so never in dvc.lock or git)."""
+    login, key = os.environ.get("ANIMECOLOR_BOORU_LOGIN"), os.environ.get("ANIMECOLOR_BOORU_API_KEY")
+    if bool(login) != bool(key):
+        raise AnimecolorError("set both ANIMECOLOR_BOORU_LOGIN and ANIMECOLOR_BOORU_API_KEY, or neither")
+    return (login, key) if login else None
 
 
 def _thumb(rgb: np.ndarray, size: int) -> np.ndarray:

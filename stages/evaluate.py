@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
-import pandas as pd
 import typer
 
-from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_json, write_png
 from pipeline.errors import AnimecolorError
-from pipeline.evaluation.evaluate import run_benchmark
-from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
 from pipeline.report import contact_sheet
-from pipeline.training.device import resolve_device
 from stages.common import console, load_params, progress_bar, seed_everything, user_errors
 
 DEFAULT_MODELS = ("pretrain=models/pretrain.pt", "finetune=models/finetune.pt")
@@ -29,11 +25,26 @@ def parse_models(specs: list[str]) -> dict[str, Path]:
     return out
 
 
+def clean_fid_inception_file() -> Path:
+    """Where clean-fid itself keeps its Inception file: `cleanfid.features.feature_extractor` loads
+    it from "/tmp" ("./" on Windows); tests/test_evaluate.py checks that this mirrors clean-fid's code."""
+    from pipeline.evaluation.features import INCEPTION_FILE
+
+    return Path("./" if platform.system() == "Windows" else "/tmp") / INCEPTION_FILE
+
+
 def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | None = None,
              faces_dir: Path = Path("data/faces"), pairs_dir: Path = Path("data/pairs"),
              out_dir: Path = Path("data/evaluate"), metrics_path: Path = Path("metrics/evaluate.json"),
              table_path: Path = Path("reports/evaluate_images.csv"), sheet_prefix: Path = Path("reports/evaluate")) -> dict:
     """Run the stage; returns the metrics it writes."""
+    import pandas as pd
+
+    from pipeline.data.dataset import to_uint8
+    from pipeline.device import resolve_device
+    from pipeline.evaluation.evaluate import run_benchmark
+    from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
+
     p = load_params(params_path, "base", "evaluate")
     base, cfg = p["base"], p["evaluate"]
     seed_everything(base.seed)
@@ -47,8 +58,9 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     pairs_csv = pairs_dir / "test" / "pairs.csv"
     n_pairs = len(pd.read_csv(pairs_csv, usecols=["setting"])) if pairs_csv.is_file() else 0
     n_test = min(cfg.limit or n_pairs, n_pairs // 2)
+    inception = Path(cfg.inception_path) if cfg.inception_path else clean_fid_inception_file()
     with progress_bar("evaluate", 2 * n_test * len(loaded)) as advance:
-        metrics, table, grids = run_benchmark(loaded, faces_dir, pairs_dir, out_dir, cfg.eval_config(), device,
+        metrics, table, grids = run_benchmark(loaded, faces_dir, pairs_dir, out_dir, cfg, device, inception,
                                               progress=advance)
     write_json(metrics_path, metrics)
     table_path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 
 from pipeline.data.imageio import read_rgb, write_json, write_png
-from pipeline.data.pairs import build_pairs
 from pipeline.report import contact_sheet
 from stages.common import console, load_params, progress_bar, seed_everything, user_errors
 
@@ -17,15 +15,17 @@ def pairs(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/
           out_dir: Path = Path("data/pairs"), metrics_path: Path = Path("metrics/pairs.json"),
           sheet_path: Path = Path("reports/pairs_samples.png")) -> dict:
     """Run the stage; returns the metrics it writes."""
+    import pandas as pd
+
+    from pipeline.data.pairs import build_pairs
+
     p = load_params(params_path, "base", "pairs")
     base, cfg = p["base"], p["pairs"]
     seed_everything(base.seed)
-    tps = cfg.tps_config()
     manifest = faces_dir / "manifest.csv"
     total = int((pd.read_csv(manifest, usecols=["status"]).status == "kept").sum()) if manifest.is_file() else 0
-    xdog_kwargs = dict(k=cfg.k, p=cfg.p, eps=cfg.eps, phi=cfg.phi)
     with progress_bar("pairs", total) as advance:
-        table, stats = build_pairs(faces_dir, out_dir, base.seed, cfg.sigma, xdog_kwargs, tps, progress=advance)
+        table, stats = build_pairs(faces_dir, out_dir, base.seed, cfg.xdog, cfg.tps, progress=advance)
     n_pairs = stats["train"] + stats["test"]
     metrics = {
         "train_images": stats["train"],
@@ -40,7 +40,7 @@ def pairs(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/
     return metrics
 
 
-def _sheet(table: pd.DataFrame, faces_dir: Path, out_dir: Path, path: Path, n: int) -> None:
+def _sheet(table, faces_dir: Path, out_dir: Path, path: Path, n: int) -> None:
     """Rows: target | sketch | self-reference | random-reference, one column per test image."""
     self_ref = table[table.setting == "self_ref"].head(n)
     random_ref = table[table.setting == "random_ref"].set_index("name")

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import typer
 
-from pipeline.data.dataset import PairDataset
-from pipeline.model.diffusion import Diffusion
-from pipeline.model.unet import UNet
-from pipeline.training.device import close_distributed, init_distributed
-from pipeline.training.loop import Trainer, denoising_objective, fingerprint
 from stages.common import load_params, seed_everything, user_errors
-from stages.training import file_digest, run_training
 
 
 def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/faces"),
@@ -22,21 +15,27 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
              sheet_path: Path = Path("reports/pretrain_samples.png"), live_dir: Path = Path("dvclive/pretrain"),
              stop_at: int | None = None) -> dict:
     """Run the stage; returns the metrics it writes. `stop_at` ends early (tests of resuming)."""
+    from pipeline.data.dataset import PairDataset
+    from pipeline.model.diffusion import Diffusion
+    from pipeline.model.unet import UNet
+    from pipeline.training.distributed import close_distributed
+    from pipeline.training.loop import Trainer, denoising_objective, fingerprint
+    from stages.training import file_digest, run_training, torchrun_distributed
+
     p = load_params(params_path, "base", "pairs", "pretrain")
     base, cfg = p["base"], p["pretrain"]
-    dist, device = init_distributed(base.device)
+    dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
-        dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps_config(),
-                              line_augment=cfg.line_augment())
-        model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion_config())
+        dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, line_augment=cfg.lines)
+        model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"))
-        trainer = Trainer(model, diffusion, dataset, denoising_objective(diffusion, cfg.p_uncond, cfg.p_sketch),
-                          cfg.loop_config(base.seed, len(dataset)), device, dist, state_path, run_id,
-                          meta={"stage": "pretrain", "params": cfg.model_dump()})
+        trainer = Trainer(model, diffusion, dataset, denoising_objective(diffusion, cfg.condition_dropout), cfg.loop,
+                          device, dist, state_path, run_id, meta={"stage": "pretrain", "params": cfg.to_dict()},
+                          seed=base.seed)
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
-                            live_dir, cfg, base.seed, stop_at)
+                            live_dir, cfg.samples, base.seed, stop_at)
     finally:
         close_distributed()
 
@@ -50,5 +49,4 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="Parameters file.
          metrics: Path = typer.Option(Path("metrics/pretrain.json"), help="Metrics JSON to write."),
          sheet: Path = typer.Option(Path("reports/pretrain_samples.png"), help="Samples grid PNG.")) -> None:
     """Train the diffusion U-Net with classifier-free condition dropout (resumable; torchrun for DDP)."""
-    torch.set_float32_matmul_precision("high")
     pretrain(params, faces, pairs, model, state, metrics, sheet)

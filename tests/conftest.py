@@ -7,6 +7,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def set_key(params: dict, dotted: str, value) -> None:
+    """params["a"]["b"]["c"] = value for "a.b.c" (missing levels are created)."""
+    *parents, name = dotted.split(".")
+    for part in parents:
+        params = params.setdefault(part, {})
+    params[name] = value
+
+
 @pytest.fixture
 def write_params(tmp_path):
     """Write a params.yaml in tmp_path from the project defaults plus overrides."""
@@ -14,8 +22,7 @@ def write_params(tmp_path):
     def _write(overrides: dict | None = None, path: Path | None = None) -> Path:
         params = yaml.safe_load((ROOT / "params.yaml").read_text())
         for key, value in (overrides or {}).items():
-            section, name = key.split(".", 1)
-            params.setdefault(section, {})[name] = value
+            set_key(params, key, value)
         path = path or tmp_path / "params.yaml"
         path.write_text(yaml.safe_dump(params))
         return path
@@ -52,20 +59,26 @@ def tiny_data(tmp_path_factory):
     from pipeline.data.crawl import crawl_synthetic
     from pipeline.data.pairs import build_pairs
     from pipeline.data.tps import TPSConfig
+    from pipeline.data.xdog import XDoGConfig
 
     root = tmp_path_factory.mktemp("tiny")
     crawl_synthetic(root / "raw", 40, 32, seed=0, heterochromia_p=0.2)
-    clean_dataset(root / "raw", root / "faces", CleanConfig(image_size=32, test_fraction=0.2))
-    build_pairs(root / "faces", root / "pairs", seed=0, sigma=[0.4], xdog_kwargs=dict(k=3.5, p=10.0, eps=0.01, phi=1e9),
-                tps=TPSConfig())
+    clean_dataset(root / "raw", root / "faces", CleanConfig(test_fraction=0.2), 32)
+    build_pairs(root / "faces", root / "pairs", seed=0, xdog=XDoGConfig(sigma=(0.4,)), tps=TPSConfig())
     return root / "faces", root / "pairs"
 
 
 TINY_PRETRAIN = {  # a model that trains in seconds on CPU
-    "base.image_size": 32, "pretrain.channels": 8, "pretrain.channel_mults": [1, 2], "pretrain.res_blocks": 1,
-    "pretrain.heads": 2, "pretrain.steps": 6, "pretrain.batch_size": 4, "pretrain.checkpoint_every": 2,
-    "pretrain.log_every": 2, "pretrain.num_workers": 0, "pretrain.sample_steps": 2, "pretrain.sample_size": 2,
-    "pretrain.warmup_steps": 2,
+    "base.image_size": 32, "pretrain.unet.channels": 8, "pretrain.unet.channel_mults": [1, 2],
+    "pretrain.unet.res_blocks": 1, "pretrain.unet.heads": 2, "pretrain.loop.train_steps": 6,
+    "pretrain.loop.batch_size": 4, "pretrain.loop.checkpoint_every": 2, "pretrain.loop.log_every": 2,
+    "pretrain.loop.num_workers": 0, "pretrain.samples.sample_steps": 2, "pretrain.samples.count": 2,
+    "pretrain.loop.warmup_steps": 2,
+}
+TINY_FINETUNE = {
+    "finetune.subset": 8, "finetune.loop.batch_size": 4, "finetune.reconstruction.unroll_steps": 2,
+    "finetune.samples.sample_steps": 2, "finetune.samples.count": 2, "finetune.loop.num_workers": 0,
+    "finetune.loop.checkpoint_every": 1, "finetune.loop.log_every": 1,
 }
 
 
@@ -83,11 +96,8 @@ def tiny_pretrained(tiny_data, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pretrained")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for key, value in TINY_PRETRAIN.items():
-        section, name = key.split(".", 1)
-        params[section][name] = value
-    params["finetune"].update(subset=8, batch_size=4, unroll_steps=2, sample_steps=2, sample_size=2,
-                              num_workers=0, checkpoint_every=1, log_every=1)
+    for key, value in {**TINY_PRETRAIN, **TINY_FINETUNE}.items():
+        set_key(params, key, value)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     faces, pairs = tiny_data
     pretrain(root / "params.yaml", faces, pairs, **stage_paths(root, "pretrain"))

@@ -53,7 +53,7 @@ def test_rejections_are_recorded_with_their_reason(tmp_path):
         "text.png": b"<html>not an image</html>",
     }
     raw = _raw_folder(tmp_path, files)
-    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(image_size=64))
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(), 64)
     reasons = dict(zip(manifest.raw_file.str[7:], manifest.reason.fillna("")))
     assert reasons == {"a.png": "", "a_copy.png": "duplicate", "a_small_jpeg.jpg": "near_duplicate", "b.jpg": "",
                        "manga.png": "monochrome", "tiny.png": "too_small", "broken.jpg": "decode_error",
@@ -65,13 +65,13 @@ def test_rejections_are_recorded_with_their_reason(tmp_path):
 
 def test_distinct_synthetic_faces_are_not_near_duplicates(tmp_path):
     crawl_synthetic(tmp_path / "raw", 300, 64, seed=0, heterochromia_p=0.1)
-    manifest, _ = clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(image_size=64))
+    manifest, _ = clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(), 64)
     assert (manifest.status == "kept").all()
 
 
 def test_label_maps_get_the_same_crop(tmp_path):
     crawl_synthetic(tmp_path / "raw", 6, 64, seed=0, heterochromia_p=0.1)
-    manifest, _ = clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(image_size=48))
+    manifest, _ = clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(), 48)
     for _, row in manifest.iterrows():
         label = read_label(tmp_path / "faces" / row.label)
         rgb = read_rgb(tmp_path / "faces" / row.file)
@@ -85,7 +85,7 @@ def test_rgba_is_composited_on_the_background(tmp_path):
     rgba = np.zeros((64, 64, 4), np.uint8)
     rgba[16:48, 16:48] = (40, 80, 200, 255)  # opaque coloured square, transparent around
     raw = _raw_folder(tmp_path, {"sprite.png": _png(rgba)})
-    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(image_size=64, min_colour_fraction=0.01))
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(min_colour_fraction=0.01), 64)
     out = read_rgb(tmp_path / "faces" / manifest.file[0])
     assert tuple(out[2, 2]) == (255, 255, 255) and tuple(out[32, 32]) == (200, 80, 40)
 
@@ -97,17 +97,17 @@ def test_split_is_stable_when_images_are_added(tmp_path):
     first = {s: split_of(s, 0.2) for s in shas}
     assert 0.1 < np.mean([v == "test" for v in first.values()]) < 0.3
     crawl_synthetic(tmp_path / "raw", 20, 32, seed=0, heterochromia_p=0.1)
-    small, _ = clean_dataset(tmp_path / "raw", tmp_path / "f1", CleanConfig(image_size=32, test_fraction=0.3))
+    small, _ = clean_dataset(tmp_path / "raw", tmp_path / "f1", CleanConfig(test_fraction=0.3), 32)
     crawl_synthetic(tmp_path / "raw", 40, 32, seed=0, heterochromia_p=0.1)
-    big, _ = clean_dataset(tmp_path / "raw", tmp_path / "f2", CleanConfig(image_size=32, test_fraction=0.3))
+    big, _ = clean_dataset(tmp_path / "raw", tmp_path / "f2", CleanConfig(test_fraction=0.3), 32)
     merged = small.merge(big, on="sha256", suffixes=("_small", "_big"))
     assert len(merged) == 20 and (merged.split_small == merged.split_big).all()
 
 
 def test_resume_after_interruption(tmp_path):
     crawl_synthetic(tmp_path / "raw", 12, 32, seed=0, heterochromia_p=0.1)
-    cfg = CleanConfig(image_size=32)
-    full, _ = clean_dataset(tmp_path / "raw", tmp_path / "a", cfg)
+    cfg, size = CleanConfig(), 32
+    full, _ = clean_dataset(tmp_path / "raw", tmp_path / "a", cfg, size)
 
     calls = {"n": 0}
 
@@ -117,12 +117,12 @@ def test_resume_after_interruption(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, progress=interrupt_after_five)
+        clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, size, progress=interrupt_after_five)
     log = tmp_path / "b" / "progress.jsonl"
     assert len(log.read_text().splitlines()) == 5
     with open(log, "a") as f:
         f.write('{"raw_file": "images/0000')  # the torn last line of a killed process
-    resumed, stats = clean_dataset(tmp_path / "raw", tmp_path / "b", cfg)
+    resumed, stats = clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, size)
     assert stats["resumed"] == 5
     cols = ["raw_file", "sha256", "status", "split", "file"]
     pd.testing.assert_frame_equal(full[cols], resumed[cols])
@@ -132,17 +132,17 @@ def test_resume_after_interruption(tmp_path):
 
 def test_interrupted_clean_starts_over_when_the_raw_data_changed(tmp_path):
     crawl_synthetic(tmp_path / "raw", 12, 32, seed=0, heterochromia_p=0.1)
-    cfg = CleanConfig(image_size=32)
+    cfg, size = CleanConfig(), 32
 
     def interrupt(_):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, progress=interrupt)
+        clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, size, progress=interrupt)
     # Another crawl seed: same file names, other faces. Old decisions must not be reused.
     crawl_synthetic(tmp_path / "raw", 12, 32, seed=1, heterochromia_p=0.1)
-    resumed, stats = clean_dataset(tmp_path / "raw", tmp_path / "b", cfg)
-    fresh, _ = clean_dataset(tmp_path / "raw", tmp_path / "c", cfg)
+    resumed, stats = clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, size)
+    fresh, _ = clean_dataset(tmp_path / "raw", tmp_path / "c", cfg, size)
     assert stats["resumed"] == 0
     pd.testing.assert_frame_equal(fresh[["raw_file", "sha256", "status", "file"]],
                                   resumed[["raw_file", "sha256", "status", "file"]])
@@ -154,7 +154,7 @@ def test_face_detection_recall_on_real_anime_faces(tmp_path):
     if not files:
         pytest.skip("../shared/data is not available")
     raw = _raw_folder(tmp_path, {f.name: f.read_bytes() for f in files})
-    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(image_size=64, face_detect="animeface"))
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(face_detect="animeface"), 64)
     decided = manifest[manifest.reason != "near_duplicate"]
     recall = (decided.status == "kept").mean()
     assert recall > 0.9, recall
@@ -169,8 +169,9 @@ def test_faces_are_found_on_full_figure_renpy_sprites(tmp_path):
     if len(sprites) < 13:
         pytest.skip("apt-get install renpy-thequestion renpy-demo (done by .ci/run)")
     raw = _raw_folder(tmp_path, {p.name: p.read_bytes() for p in sprites})
-    cfg = CleanConfig(image_size=128, face_detect="animeface", thumb_tolerance=0.0)  # keep all expressions
-    manifest, _ = clean_dataset(raw, tmp_path / "faces", cfg)
+    size = 128
+    cfg = CleanConfig(face_detect="animeface", thumb_tolerance=0.0)  # keep all expressions
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", cfg, size)
     assert (manifest.status == "kept").all(), manifest[["raw_file", "reason"]]
     for _, row in manifest.iterrows():
         x0, y0, side = map(int, row.box.split(","))

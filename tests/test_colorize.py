@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.colorize import (ColorizeOptions, colorize_image, export_model, letterbox, load_model, unletterbox)
 from pipeline.data.synthetic import generate_face
-from pipeline.data.xdog import sketch_from_rgb
+from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
 from stages.cli import app
@@ -33,7 +33,7 @@ def drawing(tmp_path_factory):
     root = tmp_path_factory.mktemp("drawing")
     _, rgb, _ = generate_face(99, 7, 96, 0.0)
     rgb = cv2.resize(rgb, (77, 101), interpolation=cv2.INTER_AREA)  # odd, portrait
-    sketch = sketch_from_rgb(rgb, np.random.default_rng(0), sigma=0.5)
+    sketch = XDoGConfig().sketch(rgb, 0.5)
     Image.fromarray(sketch).save(root / "sketch.png")
     Image.fromarray(rgb).save(root / "reference.png")
     return root

@@ -103,7 +103,7 @@ def _empty(tmp_path):
 def test_folder_source_needs_a_folder_param():
     import pytest
 
-    from pipeline.config import validate_section
+    from stages.params import validate_section
     from pipeline.errors import ParamsError
 
     with pytest.raises(ParamsError, match="needs crawl.folder"):

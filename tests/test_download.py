@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loopback import LoopbackServer, booru_posts, face_images
-from pipeline.config import validate_section
+from stages.params import validate_section
 from pipeline.data.clean import CleanConfig, clean_dataset
 from pipeline.data.crawl import crawl_booru, crawl_urls, read_url_list
 from pipeline.data.download import DownloadConfig, retry_after_seconds, sniff_extension
@@ -151,7 +151,7 @@ def test_missing_robots_allows_unreachable_robots_disallows(tmp_path, images):
     (tmp_path / "u.txt").write_text("http://127.0.0.1:9/x.png\n")  # discard port: nothing listens
     manifest, _ = crawl_urls(tmp_path / "a", tmp_path / "u.txt", cfg)
     assert manifest.reason[0] == "robots_unreachable"  # RFC 9309: unreachable robots.txt = disallow
-    no_robots = DownloadConfig(**{**cfg.__dict__, "respect_robots": False})
+    no_robots = cfg.model_copy(update={"respect_robots": False})
     manifest, _ = crawl_urls(tmp_path / "b", tmp_path / "u.txt", no_robots)
     assert manifest.reason[0] == "connection_error" and manifest.attempts[0] == 2
 
@@ -190,7 +190,7 @@ def test_booru_source_keeps_tags_caches_pages_and_feeds_clean(tmp_path, images, 
     pd.testing.assert_frame_equal(manifest.drop(columns=["seconds", "attempts", "errors"]),
                                   manifest2.drop(columns=["seconds", "attempts", "errors"]))
 
-    faces, _ = clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(image_size=32, min_size=16))
+    faces, _ = clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(min_size=16), 32)
     kept = faces[faces.status == "kept"]
     assert len(kept) + (faces.status == "rejected").sum() == 6  # failed downloads never reach clean
     assert kept.tags.str.startswith("1girl solo").all()  # tags ride along to the face dataset
@@ -231,8 +231,8 @@ def test_params_for_network_sources():
     with pytest.raises(ParamsError, match="crawl.download.workers"):
         validate_section("crawl", {"download": {"workers": 0}})
     cfg = validate_section("crawl", {"source": "urls", "urls": "u.txt", "download": {"rate_limit": 1}})
-    assert cfg.download.download_config().rate_limit == 1.0
-    assert cfg.download.download_config().user_agent.startswith("animecolor/")
+    assert cfg.download.rate_limit == 1.0
+    assert cfg.download.agent.startswith("animecolor/")
 
 
 def _crawl_cmd(params: Path, out: Path) -> list[str]:

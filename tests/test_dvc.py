@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import TINY_PRETRAIN
+from tests.conftest import TINY_FINETUNE, TINY_PRETRAIN, set_key
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +26,9 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["crawl"]["n_images"] = 16
     params["clean"]["test_fraction"] = 0.3
-    for key, value in TINY_PRETRAIN.items():
-        section, name = key.split(".", 1)
-        params[section][name] = value
-    params["finetune"].update(subset=4, batch_size=2, unroll_steps=2, sample_steps=2, sample_size=2, num_workers=0,
-                              checkpoint_every=1, log_every=1)
-    params["evaluate"].update(steps=2, sheet_size=2, kid_subsets=5)
+    for key, value in {**TINY_PRETRAIN, **TINY_FINETUNE, "finetune.subset": 4, "finetune.loop.batch_size": 2}.items():
+        set_key(params, key, value)
+    params["evaluate"].update(sample_steps=2, sheet_size=2, kid_subsets=5)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     _git(repo, "add", "-A")
@@ -65,8 +62,8 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     assert (repo / "dvclive/pretrain/plots/metrics/train/loss.tsv").is_file()
 
     # ablations as experiments: both listed, with different metrics
-    _dvc(repo, "exp", "run", "-n", "ft0", "-S", "finetune.epochs=0")
-    _dvc(repo, "exp", "run", "-n", "ft2", "-S", "finetune.epochs=2")
+    _dvc(repo, "exp", "run", "-n", "ft0", "-S", "finetune.loop.epochs=0")
+    _dvc(repo, "exp", "run", "-n", "ft2", "-S", "finetune.loop.epochs=2")
     shown = _dvc(repo, "exp", "show", "--json")
     assert "ft0" in shown and "ft2" in shown
     table = _dvc(repo, "exp", "show", "--csv", "--only-changed")

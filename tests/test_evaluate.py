@@ -14,9 +14,10 @@ from pipeline.data.dataset import to_tensor
 from pipeline.data.synthetic import REGION_IDS, generate_face
 from pipeline.errors import AnimecolorError
 from pipeline.evaluation import metrics as M
-from pipeline.evaluation.evaluate import COLOUR_REGIONS, EvalConfig, flat_fill, run_benchmark
-from pipeline.evaluation.features import (INCEPTION_CACHE, INCEPTION_FILE, VGGLPIPS, _NumpyOnly, inception_extractor,
-                                          lpips_weights_path)
+from pipeline.data.labels import COLOUR_REGIONS
+from pipeline.evaluation.evaluate import EvalConfig, flat_fill, run_benchmark
+from pipeline.evaluation.features import INCEPTION_FILE, inception_extractor
+from pipeline.model.perceptual import VGGLPIPS, _NumpyOnly, lpips_weights_path
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, UNetConfig
 
@@ -118,9 +119,9 @@ def test_benchmark_with_and_without_inception(tiny_data, tmp_path):
     stand_in = tmp_path / "weights" / "my-inception.pt"
     stand_in.parent.mkdir()
     torch.jit.script(_StandIn()).save(str(stand_in))
-    cfg = EvalConfig(steps=2, limit=4, inception_path=str(stand_in))
+    cfg = EvalConfig(sample_steps=2, limit=4, inception_path=str(stand_in))
     metrics, table, grids = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out", cfg,
-                                          torch.device("cpu"))
+                                          torch.device("cpu"), stand_in)
     assert set(metrics) == {"_notes", "m", "reference_copy", "flat_fill"}
     assert set(metrics["reference_copy"]) == {"self_ref"} and set(metrics["m"]) == {"self_ref", "random_ref"}
     row = metrics["m"]["self_ref"]
@@ -131,15 +132,27 @@ def test_benchmark_with_and_without_inception(tiny_data, tmp_path):
     # the same run without Inception weights: fid null with the reason, everything else identical
     # (deterministic given the seed). A 2048-d FID costs a matrix square root per candidate,
     # so only one run here uses the stand-in.
-    if INCEPTION_CACHE.exists():
-        pytest.skip("clean-fid's Inception file is cached on this machine: the missing-weights path cannot run")
     missing, _, _ = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out2",
-                                  EvalConfig(steps=2, limit=4), torch.device("cpu"))
+                                  EvalConfig(sample_steps=2, limit=4), torch.device("cpu"), tmp_path / "absent.pt")
     assert missing["m"]["self_ref"]["fid"] is None and "not found" in missing["_notes"]["fid"]
     for setting, row in missing["m"].items():
         skip = {"seconds_per_image", "fid"}
         assert {k: v for k, v in row.items() if k not in skip} == \
             {k: v for k, v in metrics["m"][setting].items() if k not in skip}
+
+
+def test_default_inception_file_is_where_clean_fid_keeps_it():
+    """The stage's default mirrors clean-fid's own rule (cleanfid.features.feature_extractor)."""
+    import inspect
+
+    import cleanfid.features
+
+    from stages.evaluate import clean_fid_inception_file
+
+    source = inspect.getsource(cleanfid.features.feature_extractor)
+    assert 'path = "./" if platform.system() == "Windows" else "/tmp"' in source
+    assert "InceptionV3W(path" in source
+    assert clean_fid_inception_file() == Path("/tmp") / INCEPTION_FILE
 
 
 def test_inception_extractor_reports_bad_files(tmp_path):

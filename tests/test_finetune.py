@@ -48,8 +48,8 @@ def _net():
 @pytest.mark.parametrize("start", ["reference", "target", "noise"])
 def test_gradients_reach_every_unrolled_step(tiny_data, start):
     model = _Recording(_net())
-    objective = reconstruction_objective(Diffusion(), ReconstructionConfig(steps=4, start=start, t_start=900,
-                                                                           checkpoint=False))
+    objective = reconstruction_objective(Diffusion(), ReconstructionConfig(unroll_steps=4, start=start, t_start=900,
+                                                                           grad_checkpoint=False))
     loss, extras = objective(model, _batch(tiny_data), torch.Generator().manual_seed(0))
     loss.backward()
     assert len(model.outputs) == 4 and "loss_mse" in extras
@@ -63,7 +63,7 @@ def test_checkpointing_gives_the_same_gradients(tiny_data):
     grads = []
     for ckpt in (False, True):
         net = _net()
-        cfg = ReconstructionConfig(steps=3, guidance=2.0, checkpoint=ckpt, l1_weight=0.5, eps_weight=0.1)
+        cfg = ReconstructionConfig(unroll_steps=3, guidance=2.0, grad_checkpoint=ckpt, l1_weight=0.5, eps_weight=0.1)
         loss, _ = reconstruction_objective(Diffusion(), cfg)(net, batch, torch.Generator().manual_seed(1))
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
@@ -72,7 +72,7 @@ def test_checkpointing_gives_the_same_gradients(tiny_data):
 
 def test_lpips_and_ms_ssim_terms_are_differentiable(tiny_data):
     net = _net()
-    cfg = ReconstructionConfig(steps=2, mse_weight=0.0, lpips_weight=1.0, ms_ssim_weight=1.0)
+    cfg = ReconstructionConfig(unroll_steps=2, mse_weight=0.0, lpips_weight=1.0, ms_ssim_weight=1.0)
     loss, extras = reconstruction_objective(Diffusion(), cfg)(net, _batch(tiny_data), torch.Generator().manual_seed(0))
     loss.backward()
     assert {"loss_lpips", "loss_ms_ssim"} <= set(extras)
@@ -82,7 +82,7 @@ def test_lpips_and_ms_ssim_terms_are_differentiable(tiny_data):
 def test_epochs_zero_is_an_exact_passthrough(tiny_data, tiny_pretrained, tmp_path):
     faces, pairs = tiny_data
     data = yaml.safe_load((tiny_pretrained / "params.yaml").read_text())
-    data["finetune"]["epochs"] = 0
+    data["finetune"]["loop"]["epochs"] = 0
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump(data))
     metrics = finetune(params, tiny_pretrained / "pretrain.pt", faces, pairs, **_paths(tmp_path, "ft"))

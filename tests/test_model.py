@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.model.conditioning import drop_conditions, guided, null_condition
+from pipeline.model.conditioning import ConditionDropout, drop_conditions, guided, null_condition
 from pipeline.model.diffusion import Diffusion, DiffusionConfig, make_betas
 from pipeline.model.sampler import ddim_sample, ddim_timesteps, ddpm_sample, noise
 from pipeline.model.unet import UNet, UNetConfig, count_parameters
@@ -200,12 +200,12 @@ def test_guidance_scale_one_is_conditional_and_batched_otherwise():
 
 def test_condition_dropout_rates():
     sketch, ref = torch.ones(20000, 1, 2, 2), torch.ones(20000, 3, 2, 2)
-    s, r = drop_conditions(sketch, ref, 0.2, 0.05, torch.Generator().manual_seed(0))
+    s, r = drop_conditions(sketch, ref, ConditionDropout(p_uncond=0.2, p_sketch=0.05), torch.Generator().manual_seed(0))
     ref_dropped = (r == 0).all(dim=(1, 2, 3)).float().mean().item()
     sketch_dropped = (s == 0).all(dim=(1, 2, 3)).float().mean().item()
     assert ref_dropped == pytest.approx(0.2, abs=0.01) and sketch_dropped == pytest.approx(0.05, abs=0.005)
     assert torch.equal(null_condition(ref), torch.zeros_like(ref))
-    s0, r0 = drop_conditions(sketch, ref, 0.0, 0.0, torch.Generator().manual_seed(0))
+    s0, r0 = drop_conditions(sketch, ref, ConditionDropout(p_uncond=0.0), torch.Generator().manual_seed(0))
     assert torch.equal(r0, ref) and torch.equal(s0, sketch)
 
 

@@ -10,7 +10,7 @@ from pipeline.data.dataset import PairDataset, to_tensor, to_uint8
 from pipeline.data.pairs import build_pairs, derangement
 from pipeline.data.synthetic import REGION_IDS, generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, control_points, random_warp, tps_maps
-from pipeline.data.xdog import augment_lines, to_gray, xdog
+from pipeline.data.xdog import LineAugmentConfig, XDoGConfig, augment_lines, to_gray, xdog
 from pipeline.errors import AnimecolorError
 
 XDOG = dict(k=3.5, p=10.0, eps=0.01, phi=1e9)
@@ -64,13 +64,13 @@ def test_xdog_matches_a_scipy_reference_implementation():
 def test_line_augment_is_seeded_and_changes_line_width():
     _, rgb, _ = generate_face(0, 4, 64, 0.1)
     sketch = np.round(xdog(to_gray(rgb), 0.5, **XDOG) * 255).astype(np.uint8)
-    a = augment_lines(sketch, np.random.default_rng(1), thicken_p=1.0, noise_std=0.02)
-    b = augment_lines(sketch, np.random.default_rng(1), thicken_p=1.0, noise_std=0.02)
+    a = augment_lines(sketch, np.random.default_rng(1), LineAugmentConfig(thicken_p=1.0, noise_std=0.02))
+    b = augment_lines(sketch, np.random.default_rng(1), LineAugmentConfig(thicken_p=1.0, noise_std=0.02))
     assert np.array_equal(a, b)
-    thick = augment_lines(sketch, np.random.default_rng(0), thicken_p=1.0)
-    thin = augment_lines(sketch, np.random.default_rng(0), thin_p=1.0)
+    thick = augment_lines(sketch, np.random.default_rng(0), LineAugmentConfig(thicken_p=1.0))
+    thin = augment_lines(sketch, np.random.default_rng(0), LineAugmentConfig(thin_p=1.0))
     assert (thick < 128).sum() > (sketch < 128).sum() > (thin < 128).sum()
-    assert np.array_equal(augment_lines(sketch, np.random.default_rng(0)), sketch)  # default: off
+    assert np.array_equal(augment_lines(sketch, np.random.default_rng(0), LineAugmentConfig()), sketch)  # default: off
 
 
 # ---------------------------------------------------------------- TPS
@@ -92,7 +92,7 @@ def test_tps_moves_control_points_where_asked():
 
 
 @pytest.mark.parametrize("cfg", [TPSConfig(), TPSConfig(scheme="random", strength=0.3),
-                                 TPSConfig(flip_p=1.0, rotate_deg=10, scale=(0.9, 1.1))])
+                                 TPSConfig(flip_p=1.0, rotate_deg=10, scale_min=0.9, scale_max=1.1)])
 def test_tps_warps_image_and_label_consistently_and_is_seeded(cfg):
     spec, rgb, label = generate_face(0, 6, 128, 0.1)
     maps = random_warp(cfg, np.random.default_rng(7), 128, 128)
@@ -126,12 +126,12 @@ def test_derangement_never_pairs_an_image_or_identity_with_itself():
 def faces(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     crawl_synthetic(root / "raw", 30, 48, seed=0, heterochromia_p=0.2)
-    clean_dataset(root / "raw", root / "faces", CleanConfig(image_size=48, test_fraction=0.3))
+    clean_dataset(root / "raw", root / "faces", CleanConfig(test_fraction=0.3), 48)
     return root / "faces"
 
 
 def _build(faces, out):
-    return build_pairs(faces, out, seed=0, sigma=[0.3, 0.4, 0.5], xdog_kwargs=XDOG, tps=TPSConfig())
+    return build_pairs(faces, out, seed=0, xdog=XDoGConfig(), tps=TPSConfig())
 
 
 def test_pairs_files_and_stable_reruns(faces, tmp_path):

@@ -16,8 +16,9 @@ from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, UNetConfig
+from pipeline.model.conditioning import ConditionDropout
 from pipeline.training.loop import EMA, EpochBatches, LoopConfig, Trainer, denoising_objective
-from pipeline.training.device import Dist
+from pipeline.training.distributed import Dist
 from tests.conftest import TINY_PRETRAIN
 
 CFG = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2)
@@ -28,8 +29,9 @@ def _trainer(tiny_data, state_path=None, steps=8, **loop):
     torch.manual_seed(0)
     ds = PairDataset(faces, pairs, "train", tps=TPSConfig())
     diffusion = Diffusion()
-    cfg = LoopConfig(steps=steps, batch_size=4, lr=1e-3, warmup_steps=2, checkpoint_every=2, **loop)
-    return Trainer(UNet(CFG), diffusion, ds, denoising_objective(diffusion, 0.1, 0.0), cfg, torch.device("cpu"),
+    cfg = LoopConfig(train_steps=steps, batch_size=4, lr=1e-3, warmup_steps=2, checkpoint_every=2, num_workers=0,
+                     **loop)
+    return Trainer(UNet(CFG), diffusion, ds, denoising_objective(diffusion, ConditionDropout(p_uncond=0.1)), cfg, torch.device("cpu"),
                    state_path=state_path, run_id="test")
 
 
@@ -48,8 +50,8 @@ def test_overfits_a_fixed_batch(tiny_data):
     ds = Fixed()
     diffusion = Diffusion()
     torch.manual_seed(0)
-    cfg = LoopConfig(steps=150, batch_size=4, lr=3e-3, warmup_steps=5)
-    trainer = Trainer(UNet(CFG), diffusion, ds, denoising_objective(diffusion, 0.0, 0.0), cfg, torch.device("cpu"))
+    cfg = LoopConfig(train_steps=150, batch_size=4, lr=3e-3, warmup_steps=5, num_workers=0)
+    trainer = Trainer(UNet(CFG), diffusion, ds, denoising_objective(diffusion, ConditionDropout(p_uncond=0.0)), cfg, torch.device("cpu"))
     losses = trainer.run()["losses"]
     first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
     assert last < 0.5 * first, (first, last)
@@ -137,7 +139,7 @@ def test_interrupt_saves_the_last_step(tiny_data, tmp_path):
         if step == 3:
             raise KeyboardInterrupt
 
-    trainer.cfg = LoopConfig(**{**trainer.cfg.__dict__, "log_every": 1, "checkpoint_every": 100})
+    trainer.cfg = trainer.cfg.model_copy(update={"log_every": 1, "checkpoint_every": 100})
     with pytest.raises(KeyboardInterrupt):
         trainer.run(log=log)
     assert load_checkpoint(tmp_path / "state.pt")["step"] == 3
@@ -152,7 +154,7 @@ def _stage_args(tmp_path, tiny_data, params):
 
 
 def test_pretrain_stage_kill_9_resumes_to_the_same_model(tiny_data, tmp_path, write_params):
-    params = write_params({**TINY_PRETRAIN, "pretrain.steps": 40, "pretrain.checkpoint_every": 5})
+    params = write_params({**TINY_PRETRAIN, "pretrain.loop.train_steps": 40, "pretrain.loop.checkpoint_every": 5})
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     ref_dir.mkdir(), run_dir.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -179,7 +181,7 @@ def test_pretrain_stage_kill_9_resumes_to_the_same_model(tiny_data, tmp_path, wr
 
 
 def test_pretrain_under_torchrun_with_gloo(tiny_data, tmp_path, write_params):
-    params = write_params({**TINY_PRETRAIN, "pretrain.steps": 3, "base.device": "cpu"})
+    params = write_params({**TINY_PRETRAIN, "pretrain.loop.train_steps": 3, "base.device": "cpu"})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(["torchrun", "--standalone", "--nproc_per_node", "2", "--no-python", "animecolor",
                           "pretrain", *_stage_args(tmp_path, tiny_data, params)], capture_output=True, text=True,
@@ -198,6 +200,7 @@ def test_pretrain_stage_errors(tmp_path, write_params):
     result = CliRunner().invoke(app, ["pretrain", "--params", str(params), "--faces", str(tmp_path / "nope"),
                                       "--pairs", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "run `animecolor pairs` first" in result.output
-    bad = write_params({"pretrain.schedule": "linear", "pretrain.beta_start": 0.1, "pretrain.beta_end": 0.01})
+    bad = write_params({"pretrain.diffusion.schedule": "linear", "pretrain.diffusion.beta_start": 0.1,
+                        "pretrain.diffusion.beta_end": 0.01})
     result = CliRunner().invoke(app, ["pretrain", "--params", str(bad)])
     assert result.exit_code == 2 and "beta_start must be < beta_end" in result.output

@@ -26,55 +26,47 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from pipeline.data.imageio import MAX_PIXELS, read_label, write_json, write_png
+from pipeline.config import Config
+from pipeline.data.imageio import (WHITE, colour_fraction, decode_image, flatten_alpha, read_label, write_json,
+                                   write_png)
 from pipeline.errors import AnimecolorError
 
 REASONS = ("decode_error", "too_small", "monochrome", "duplicate", "near_duplicate", "no_face")
 
 
-@dataclass(frozen=True)
-class CleanConfig:
-    image_size: int = 64
-    face_detect: str = "none"  # "none" | "animeface"
-    min_likelihood: float = 0.5
-    margin: float = 0.5  # grow the face box by this fraction of its side
-    keep: str = "largest"  # "largest" | "all" faces per image
-    min_size: int = 32
-    min_colour_fraction: float = 0.05
-    phash_threshold: int = 4
-    thumb_tolerance: float = 12.0
-    test_fraction: float = 0.1
-    background: tuple[int, int, int] = (255, 255, 255)
+class CleanConfig(Config):
+    """Verification, de-duplication, face crops and the split (params `clean`)."""
+
+    face_detect: Literal["none", "animeface"] = Field("none", description="none: already-aligned faces "
+                                                                          "(synthetic); animeface: detect and crop")
+    min_likelihood: float = Field(0.5, ge=0.0, le=1.0, description="animeface detections below this are ignored")
+    margin: float = Field(0.5, ge=0.0, le=3.0, description="grow the face box by this fraction of its side "
+                                                           "before cropping")
+    keep: Literal["largest", "all"] = Field("largest", description="largest | all faces per image")
+    min_size: int = Field(32, ge=8, description="reject images whose shorter side is smaller (px)")
+    min_colour_fraction: float = Field(0.05, ge=0.0, le=1.0, description="reject if fewer pixels than this have "
+                                                                         "chroma >= 24 (manga pages)")
+    phash_threshold: int = Field(4, ge=0, le=64, description="near-duplicate: pHash Hamming distance <= this ...")
+    thumb_tolerance: float = Field(12.0, ge=0.0, le=255.0, description="... and 16x16 colour thumbnails within "
+                                                                       "this mean |diff| (0-255)")
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of images in the test split (by content "
+                                                                  "hash: stable)")
 
 
-def decode(data: bytes, background=(255, 255, 255)) -> np.ndarray | None:
-    """Bytes -> uint8 RGB, alpha composited over `background`; None if undecodable."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None or arr.size == 0 or arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+def decode(data: bytes) -> np.ndarray | None:
+    """Bytes -> uint8 RGB over white paper (the one decoder, `imageio.decode_image`); None if unusable."""
+    try:
+        return flatten_alpha(decode_image(data))
+    except AnimecolorError:
         return None
-    if arr.dtype == np.uint16:
-        arr = (arr >> 8).astype(np.uint8)
-    if arr.ndim == 2:
-        return cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
-    if arr.shape[2] == 4:
-        alpha = arr[..., 3:4].astype(np.float32) / 255.0
-        bgr = arr[..., :3].astype(np.float32) * alpha + np.asarray(background[::-1], np.float32) * (1 - alpha)
-        arr = np.clip(np.round(bgr), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2RGB)
-
-
-def colour_fraction(rgb: np.ndarray, min_chroma: int = 24) -> float:
-    """Share of pixels whose chroma (max - min channel) reaches `min_chroma`."""
-    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16)
-    chroma = small.max(axis=2) - small.min(axis=2)
-    return float((chroma >= min_chroma).mean())
 
 
 def phash(rgb: np.ndarray) -> int:
@@ -138,9 +130,9 @@ def raw_images(raw_manifest: str | Path) -> pd.DataFrame:
     return source.drop_duplicates("file").reset_index(drop=True)
 
 
-def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
+def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig, image_size: int,
                   progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Clean every image listed in `raw_dir/manifest.csv` into `out_dir`.
+    """Clean every image listed in `raw_dir/manifest.csv` into `out_dir` (faces `image_size` px square).
 
     Resumable: each decision is appended to `out_dir/progress.jsonl` as it is made; a rerun
     with the same config skips the images already decided.
@@ -151,7 +143,7 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
         raise AnimecolorError(f"{raw_manifest}: not found (run `animecolor crawl` first)")
     source = raw_images(raw_manifest)
     # The raw manifest's hash too: a resumed run must be deciding about the very same images.
-    state = {"config": asdict(cfg), "raw_manifest": hashlib.sha256(raw_manifest.read_bytes()).hexdigest(),
+    state = {"config": cfg.to_dict(), "image_size": image_size, "raw_manifest": hashlib.sha256(raw_manifest.read_bytes()).hexdigest(),
              "version": 1}
     log_path = out / "progress.jsonl"
     done: list[dict] = []
@@ -186,7 +178,7 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
                 if progress:
                     progress(1)
                 continue
-            new = _clean_one(raw, item, cfg, out, seen_sha, hashes, thumbs)
+            new = _clean_one(raw, item, cfg, image_size, out, seen_sha, hashes, thumbs)
             for r in new:
                 log.write(json.dumps(r) + "\n")
             log.flush()
@@ -202,7 +194,7 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig,
     return manifest, {"seconds": time.perf_counter() - start, "resumed": len(decided)}
 
 
-def _clean_one(raw: Path, item, cfg: CleanConfig, out: Path, seen_sha, hashes, thumbs) -> list[dict]:
+def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, seen_sha, hashes, thumbs) -> list[dict]:
     path = raw / item["file"]
     base = {"raw_file": item["file"]}
     try:
@@ -215,7 +207,7 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, out: Path, seen_sha, hashes, t
     def reject(reason):
         return [{**base, "status": "rejected", "reason": reason, "face": 0}]
 
-    rgb = decode(data, cfg.background)
+    rgb = decode(data)
     if rgb is None:
         return reject("decode_error")
     if min(rgb.shape[:2]) < cfg.min_size:
@@ -250,12 +242,12 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, out: Path, seen_sha, hashes, t
     rows = []
     for i, ((x0, y0, side), likelihood) in enumerate(boxes):
         name = f"{sha[:16]}" + (f"_{i}" if i else "")
-        face = resize(crop_square(rgb, x0, y0, side, cfg.background), cfg.image_size)
+        face = resize(crop_square(rgb, x0, y0, side, WHITE), image_size)
         row = {**base, "status": "kept", "reason": "", "face": i, "split": split,
                "file": f"{split}/images/{name}.png", "box": f"{x0},{y0},{side}",
                "likelihood": likelihood, "phash": f"{h:016x}", "thumb": thumb.round(1).ravel().tolist()}
         if label is not None:
-            lab = resize(crop_square(label, x0, y0, side, 0), cfg.image_size, label=True)
+            lab = resize(crop_square(label, x0, y0, side, 0), image_size, label=True)
             write_png(out / split / "labels" / f"{name}.png", lab)
             row["label"] = f"{split}/labels/{name}.png"
         write_png(out / split / "images" / f"{name}.png", face)

@@ -18,22 +18,59 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
 from collections.abc import Callable
+from typing import Literal
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import urljoin
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
+from pipeline.config import Config
 from pipeline.data.download import DownloadConfig, Downloader, DownloadFailure, Outcome, is_transient
-from pipeline.data.imageio import _atomic_bytes, write_json, write_png
+from pipeline.data.imageio import IMAGE_SUFFIXES, write_json, write_png
 from pipeline.data.synthetic import REGIONS, face_seed, render_face, sample_face
 from pipeline.errors import AnimecolorError
+from pipeline.files import write_bytes_atomic
+
+
+
+class CrawlConfig(Config):
+    """Where the raw images come from (params `crawl`)."""
+
+    source: Literal["synthetic", "folder", "urls", "booru"] = Field(
+        "synthetic", description="synthetic: procedural faces, no download | folder | urls | booru (see README)")
+    folder: str | None = Field(None, description="source folder: your images, searched recursively")
+    urls: str | None = Field(None, description="source urls: a .txt (one URL per line) or .csv (a `url` column; "
+                                               "other columns kept)")
+    booru_url: str | None = Field(None, description="source booru: a Danbooru-compatible site; login/key from "
+                                                    "ANIMECOLOR_BOORU_LOGIN/_API_KEY")
+    tags: str = Field("", description='booru tag query, e.g. "1girl solo"')
+    pages: int = Field(10, ge=1, le=100_000, description="booru: at most this many API pages ...")
+    page_limit: int = Field(100, ge=1, le=1000, description="... of this many posts each")
+    n_images: int = Field(2000, ge=1, le=10_000_000, description="faces to generate (other sources: at most this "
+                                                                 "many images)")
+    heterochromia_p: float = Field(0.1, ge=0.0, le=1.0, description="synthetic: share of faces whose two irises "
+                                                                    "differ (the paper's hard case)")
+    download: DownloadConfig = Field(default_factory=DownloadConfig, description="the downloader of the urls and "
+                                                                                 "booru sources")
+
+    @model_validator(mode="after")
+    def _source_keys(self):
+        need = {"folder": ("folder", "a path to your images"), "urls": ("urls", "a .txt or .csv file of image URLs"),
+                "booru": ("booru_url", "the site's base URL")}
+        if self.source in need:
+            key, what = need[self.source]
+            if not getattr(self, key):
+                raise ValueError(f"source {self.source} needs crawl.{key} ({what})")
+        if self.source == "booru" and not self.booru_url.startswith(("http://", "https://")):
+            raise ValueError(f"crawl.booru_url must start with http:// or https:// (got {self.booru_url!r})")
+        return self
 
 
 def _prepare_out_dir(out: Path, state: dict, folders: tuple[str, ...] = ("images",)) -> None:
@@ -95,9 +132,6 @@ def crawl_synthetic(out_dir: str | Path, n_images: int, size: int, seed: int,
     return manifest, {"generated": generated, "skipped": skipped, "seconds": time.perf_counter() - start}
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-
-
 def crawl_folder(out_dir: str | Path, folder: str | Path, max_images: int | None = None,
                  progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Ingest a folder of the user's own images (recursively) into `out_dir`.
@@ -126,7 +160,7 @@ def crawl_folder(out_dir: str | Path, folder: str | Path, max_images: int | None
             if (out / name).exists():
                 skipped += 1
             else:
-                _atomic_bytes(out / name, data)
+                write_bytes_atomic(out / name, data)
                 copied += 1
             rows.append({"file": name, "label": "", "source": "folder", "origin": str(path.relative_to(src)),
                          "identity": sha})
@@ -221,14 +255,6 @@ def list_booru_posts(downloader: Downloader, base_url: str, tags: str, pages: in
     # Posts without a file URL (deleted, or hidden without an account) stay in the manifest.
     with_url = table[table.url != ""].drop_duplicates("url")
     return pd.concat([with_url, table[table.url == ""]]).sort_index().reset_index(drop=True)
-
-
-def booru_auth() -> tuple[str, str] | None:
-    """Login and API key from the environment (never from params, so never in dvc.lock or git)."""
-    login, key = os.environ.get("ANIMECOLOR_BOORU_LOGIN"), os.environ.get("ANIMECOLOR_BOORU_API_KEY")
-    if bool(login) != bool(key):
-        raise AnimecolorError("set both ANIMECOLOR_BOORU_LOGIN and ANIMECOLOR_BOORU_API_KEY, or neither")
-    return (login, key) if login else None
 
 
 def _prepare_network_dir(out: Path) -> None:
@@ -340,10 +366,27 @@ def crawl_urls(out_dir: str | Path, url_list: str | Path, cfg: DownloadConfig, m
 
 def crawl_booru(out_dir: str | Path, base_url: str, tags: str, pages: int, limit: int, cfg: DownloadConfig,
                 max_images: int, progress: Callable[[str], None] | None = None,
-                total: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
-    """List a booru query's posts (cached pages), then download their files."""
+                total: Callable[[int], None] | None = None,
+                auth: tuple[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """List a booru query's posts (cached pages), then download their files. `auth` (login, API key)
+    is sent as HTTP basic auth to the API only, never to image hosts."""
     out = Path(out_dir)
     _prepare_network_dir(out)  # before listing: the page cache lives inside
     downloader = Downloader(cfg, out / "images")
-    items = list_booru_posts(downloader, base_url, tags, pages, limit, max_images, out / "posts", booru_auth())
+    items = list_booru_posts(downloader, base_url, tags, pages, limit, max_images, out / "posts", auth)
     return download_all(out, items, "booru", cfg, progress, total, downloader)
+
+
+def run_crawl(out_dir: str | Path, cfg: CrawlConfig, image_size: int, seed: int,
+              progress: Callable | None = None, total: Callable[[int], None] | None = None,
+              auth: tuple[str, str] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Fill `out_dir` from `cfg.source`. `progress(1)` per image for synthetic/folder, `progress(status)`
+    per URL for the network sources (which also call `total(n)` once the count is known)."""
+    if cfg.source == "folder":
+        return crawl_folder(out_dir, cfg.folder, cfg.n_images, progress=progress)
+    if cfg.source == "urls":
+        return crawl_urls(out_dir, cfg.urls, cfg.download, cfg.n_images, progress=progress, total=total)
+    if cfg.source == "booru":
+        return crawl_booru(out_dir, cfg.booru_url, cfg.tags, cfg.pages, cfg.page_limit, cfg.download, cfg.n_images,
+                           progress=progress, total=total, auth=auth)
+    return crawl_synthetic(out_dir, cfg.n_images, image_size, seed, cfg.heterochromia_p, progress=progress)

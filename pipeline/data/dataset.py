@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from pipeline.data.imageio import read_label, read_rgb
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
-from pipeline.data.xdog import augment_lines
+from pipeline.data.xdog import LineAugmentConfig, augment_lines
 from pipeline.errors import AnimecolorError
 
 
@@ -41,7 +41,7 @@ class PairDataset(Dataset):
     """Training triples from `pairs_dir/<split>/items.csv` with targets in `faces_dir`."""
 
     def __init__(self, faces_dir: str | Path, pairs_dir: str | Path, split: str = "train",
-                 tps: TPSConfig = TPSConfig(), line_augment: dict | None = None, with_labels: bool = False,
+                 tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
                  limit: int | None = None):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
@@ -52,7 +52,7 @@ class PairDataset(Dataset):
             raise AnimecolorError(f"{items_path}: no images in the {split} split")
         if limit is not None:  # names are content hashes: the first N are a fixed, unbiased subset
             self.items = self.items.head(limit).reset_index(drop=True)
-        self.tps, self.line_augment, self.with_labels = tps, line_augment or {}, with_labels
+        self.tps, self.line_augment, self.with_labels = tps, line_augment, with_labels
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None
 
@@ -75,8 +75,8 @@ class PairDataset(Dataset):
         row = self.items.iloc[index]
         target = read_rgb(self.faces / row.image)
         sketch = read_rgb(self.pairs / row.sketch)[..., 0]
-        if self.line_augment:
-            sketch = augment_lines(sketch, rng, **self.line_augment)
+        if self.line_augment is not None and self.line_augment.active:
+            sketch = augment_lines(sketch, rng, self.line_augment)
         maps = random_warp(self.tps, rng, *target.shape[:2])
         out = {"sketch": to_tensor(sketch), "reference": to_tensor(apply_warp(target, maps)),
                "target": to_tensor(target)}

@@ -35,8 +35,11 @@ from urllib.parse import urlsplit
 
 import requests
 from PIL import Image
+from pydantic import Field
 
+from pipeline.config import Config
 from pipeline.data.imageio import MAX_PIXELS
+from pipeline.files import publish
 
 USER_AGENT = "animecolor/0.1 (research dataset builder; reference-based anime colorization)"
 
@@ -47,25 +50,35 @@ TRANSIENT = {"timeout", "connection_error", "truncated"}
 _CHUNK = 64 * 1024
 
 
-@dataclass(frozen=True)
-class DownloadConfig:
-    workers: int = 4              # concurrent downloads
-    rate_limit: float = 2.0       # requests per second per host (0: unlimited)
-    timeout: float = 20.0         # seconds to connect, and between bytes received
-    deadline: float = 120.0       # seconds for a whole response (slow-drip servers)
-    retries: int = 3              # extra tries on timeouts, dropped connections, 429 and 5xx
-    backoff: float = 1.0          # first retry waits about this long, doubling each time (with jitter)
-    max_backoff: float = 60.0     # cap on any one wait, Retry-After included
-    max_bytes: int = 20_000_000   # larger files are refused (streamed: stops early)
-    max_pixels: int = MAX_PIXELS  # decompression-bomb guard, checked from the header before decoding
-    max_redirects: int = 5
-    user_agent: str = USER_AGENT
-    respect_robots: bool = True
+class DownloadConfig(Config):
+    """The downloader of the `urls` and `booru` crawl sources (params `crawl.download`)."""
+
+    workers: int = Field(4, ge=1, le=64, description="concurrent downloads")
+    rate_limit: float = Field(2.0, ge=0.0, description="requests per second per host (robots.txt Crawl-delay "
+                                                       "can lower it); 0: unlimited")
+    timeout: float = Field(20.0, gt=0.0, description="seconds to connect, and between received bytes")
+    deadline: float = Field(120.0, gt=0.0, description="seconds for one whole response (slow-drip servers)")
+    retries: int = Field(3, ge=0, le=20, description="extra tries after a timeout, dropped connection, 429 or 5xx")
+    backoff: float = Field(1.0, ge=0.0, description="first retry waits about this long, doubling (with jitter); "
+                                                    "Retry-After wins")
+    max_backoff: float = Field(60.0, ge=0.0, description="cap on any single wait, Retry-After included")
+    max_bytes: int = Field(20_000_000, ge=1024, description="larger files are refused (checked while streaming)")
+    max_pixels: int = Field(MAX_PIXELS, ge=1, description="decompression-bomb guard, read from the header "
+                                                          "before decoding")
+    max_redirects: int = Field(5, ge=0, le=30, description="redirects followed per request")
+    user_agent: str = Field("", max_length=300, description='"": animecolor\'s own (names the project)')
+    respect_robots: bool = Field(True, description="honour robots.txt (unreachable robots.txt: disallowed)")
+
+    @property
+    def agent(self) -> str:
+        """The User-Agent actually sent."""
+        return self.user_agent or USER_AGENT
 
     def fingerprint(self) -> str:
         """What decides a failure's reason: a failed URL is retried when this changes."""
-        keys = ("max_bytes", "max_pixels", "max_redirects", "user_agent", "respect_robots")
-        return hashlib.sha256(repr({k: getattr(self, k) for k in keys}).encode()).hexdigest()[:12]
+        values = {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels, "max_redirects": self.max_redirects,
+                  "user_agent": self.agent, "respect_robots": self.respect_robots}
+        return hashlib.sha256(repr(values).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -169,7 +182,7 @@ class Downloader:
         s = getattr(self._local, "session", None)
         if s is None:
             s = requests.Session()
-            s.headers["User-Agent"] = self.cfg.user_agent
+            s.headers["User-Agent"] = self.cfg.agent
             s.max_redirects = self.cfg.max_redirects
             self._local.session = s
         return s
@@ -257,7 +270,7 @@ class Downloader:
             body = b"".join(chunks).decode("utf-8", "replace")
             if status == 200:
                 parser.parse(body.splitlines())
-                delay = parser.crawl_delay(self.cfg.user_agent)
+                delay = parser.crawl_delay(self.cfg.agent)
                 if delay:
                     self.limiter.min_interval[netloc] = float(delay)
                 result = parser
@@ -276,7 +289,7 @@ class Downloader:
         robots = self._robots_for(parts.scheme, parts.netloc)
         if robots == "unreachable":
             raise DownloadFailure("robots_unreachable")
-        if not robots.can_fetch(self.cfg.user_agent, url):
+        if not robots.can_fetch(self.cfg.agent, url):
             raise DownloadFailure("robots_disallowed")
 
     # -- public --------------------------------------------------------------------------
@@ -360,7 +373,7 @@ class Downloader:
             out.width, out.height = self._verify_image(tmp)
             sha = digest.hexdigest()
             name = f"{sha[:16]}{ext}"
-            os.replace(tmp, self.images / name)  # atomic: the file is whole or absent
+            publish(tmp, self.images / name)  # atomic: the file is whole or absent
             out.file, out.sha256, out.bytes = f"images/{name}", sha, n
         finally:
             tmp.unlink(missing_ok=True)

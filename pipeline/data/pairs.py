@@ -26,7 +26,7 @@ import pandas as pd
 
 from pipeline.data.imageio import read_label, read_rgb, write_png
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
-from pipeline.data.xdog import sketch_from_rgb
+from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError
 
 
@@ -49,7 +49,7 @@ def derangement(identities: list[str], rng: np.random.Generator) -> np.ndarray:
     return perm
 
 
-def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, sigma, xdog_kwargs: dict,
+def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, xdog: XDoGConfig,
                 tps: TPSConfig, progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Sketch every face in `faces_dir/manifest.csv`; write the fixed test pairs."""
     faces, out = Path(faces_dir), Path(out_dir)
@@ -69,8 +69,8 @@ def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, sigma, xd
         name = Path(row.file).stem
         rng = np.random.default_rng([seed, 1, i])  # per image: independent of processing order
         rgb = read_rgb(faces / row.file)
-        s = float(rng.choice(np.atleast_1d(np.asarray(sigma, float))))
-        sketch = sketch_from_rgb(rgb, rng, sigma=s, **xdog_kwargs)
+        s = xdog.sample_sigma(rng)
+        sketch = xdog.sketch(rgb, s)
         write_png(out / row.split / "sketch" / f"{name}.png", sketch)
         items[row.split].append({"name": name, "image": row.file, "label": row.label,
                                  "identity": row.identity, "sketch": f"{row.split}/sketch/{name}.png",

@@ -23,24 +23,8 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-REGIONS: dict[int, str] = {
-    0: "background",
-    1: "hair",
-    2: "skin",
-    3: "sclera",
-    4: "iris_left",  # image-left eye
-    5: "iris_right",  # image-right eye
-    6: "pupil",
-    7: "highlight",
-    8: "eyebrow",
-    9: "mouth",
-    10: "teeth",
-    11: "tongue",
-    12: "blush",
-    13: "clothes",
-    14: "collar",
-}
-REGION_IDS = {name: idx for idx, name in REGIONS.items()}
+from pipeline.data.labels import REGION_IDS, REGIONS
+
 
 # Regions that share one outline group are not inked against each other (no line between
 # a cheek and its blush, or between an iris and its pupil/highlight).

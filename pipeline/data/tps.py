@@ -15,20 +15,34 @@ Optional extras: horizontal flip, small rotation, scale. Randomness only from th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
+
+from pipeline.config import Config
 
 
-@dataclass(frozen=True)
-class TPSConfig:
-    scheme: str = "diagonal"  # "diagonal" | "random" | "none"
-    strength: float = 0.25
-    grid: int = 4  # control points per side for the random scheme
-    flip_p: float = 0.0
-    rotate_deg: float = 0.0
-    scale: tuple[float, float] = (1.0, 1.0)
+class TPSConfig(Config):
+    """Geometric distortion of the reference (params `pairs.tps`): the fixed self-reference benchmark
+    pairs, and every training fetch (re-drawn each time)."""
+
+    scheme: Literal["diagonal", "random", "none"] = Field("diagonal", description="diagonal (official) | random "
+                                                                                  "(control-point grid) | none")
+    strength: float = Field(0.25, ge=0.0, le=0.5, description="diagonal: max move along the diagonal; random: "
+                                                              "4 x std of moves")
+    grid: int = Field(4, ge=2, le=10, description="random scheme: control points per side")
+    flip_p: float = Field(0.0, ge=0.0, le=1.0, description="horizontal flip probability")
+    rotate_deg: float = Field(0.0, ge=0.0, le=45.0, description="max rotation, degrees")
+    scale_min: float = Field(1.0, gt=0.0, le=2.0, description="scale range: lower end")
+    scale_max: float = Field(1.0, gt=0.0, le=2.0, description="scale range: upper end")
+
+    @model_validator(mode="after")
+    def _scale_range(self):
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"scale_min must be <= scale_max ({self.scale_min} > {self.scale_max})")
+        return self
 
 
 def control_points(cfg: TPSConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +127,7 @@ def random_warp(cfg: TPSConfig, rng: np.random.Generator, height: int, width: in
     src, dst = control_points(cfg, rng)
     map_x, map_y = tps_maps(src, dst, height, width)
     angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg) if cfg.rotate_deg else 0.0
-    scale = rng.uniform(*cfg.scale) if cfg.scale != (1.0, 1.0) else 1.0
+    scale = rng.uniform(cfg.scale_min, cfg.scale_max) if (cfg.scale_min, cfg.scale_max) != (1.0, 1.0) else 1.0
     flip = rng.random() < cfg.flip_p
     if angle or scale != 1.0 or flip:
         # Compose: output -> (inverse affine) -> TPS input coordinates.

@@ -10,12 +10,50 @@ Output: float32 in [0, 1], white paper (1) and dark lines (0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
-OFFICIAL = dict(sigma=(0.3, 0.4, 0.5), k=3.5, p=10.0, eps=0.01, phi=1e9)
+from pipeline.config import Config
+
+
+class XDoGConfig(Config):
+    """Line extraction (params `pairs.xdog`); the defaults are the official AnimeDiffusion values."""
+
+    sigma: tuple[float, ...] = Field((0.3, 0.4, 0.5), min_length=1, description="Gaussian sigma, sampled per "
+                                                                                "image from this list")
+    k: float = Field(3.5, gt=1.0, description="ratio of the two Gaussian sigmas")
+    p: float = Field(10.0, ge=0.0, description="sharpening strength")
+    eps: float = Field(0.01, description="threshold on the sharpened DoG")
+    phi: float = Field(1e9, gt=0.0, description="1e9 = hard threshold (official); ~50-200 gives soft lines")
+
+    def sample_sigma(self, rng: np.random.Generator) -> float:
+        """One sigma from the list (the one place sigma is drawn)."""
+        return float(rng.choice(np.asarray(self.sigma, float)))
+
+    def sketch(self, rgb: np.ndarray, sigma: float) -> np.ndarray:
+        """Line drawing of a colour image as uint8 (H, W) at this sigma."""
+        return np.round(xdog(to_gray(rgb), sigma, self.k, self.p, self.eps, self.phi) * 255).astype(np.uint8)
+
+
+class LineAugmentConfig(Config):
+    """Training-time line-style augmentation of the sketches (params `pretrain.lines`); all off by default
+    because the benchmark sketches are XDoG too."""
+
+    thicken_p: float = Field(0.0, ge=0, le=1, description="probability of thicker lines (erosion of the paper)")
+    thin_p: float = Field(0.0, ge=0, le=1, description="probability of thinner lines (dilation)")
+    noise_std: float = Field(0.0, ge=0, le=64, description="Gaussian scan noise, as a fraction of 255")
+    blur_p: float = Field(0.0, ge=0, le=1, description="probability of a soft (blurred) line edge")
+
+    @model_validator(mode="after")
+    def _one_width_change(self):
+        if self.thicken_p + self.thin_p > 1:
+            raise ValueError("thicken_p + thin_p must be <= 1")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.thicken_p or self.thin_p or self.noise_std or self.blur_p)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -36,15 +74,7 @@ def xdog(gray: np.ndarray, sigma: float = 0.5, k: float = 3.5, p: float = 10.0, 
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def sketch_from_rgb(rgb: np.ndarray, rng: np.random.Generator, sigma: float | Sequence[float] = OFFICIAL["sigma"],
-                    **kwargs) -> np.ndarray:
-    """Line drawing of a colour image as uint8 (H, W): sigma sampled from `sigma` if a list."""
-    s = float(rng.choice(np.asarray(sigma, float))) if np.ndim(sigma) else float(sigma)
-    return np.round(xdog(to_gray(rgb), s, **kwargs) * 255).astype(np.uint8)
-
-
-def augment_lines(sketch: np.ndarray, rng: np.random.Generator, thicken_p: float = 0.0, thin_p: float = 0.0,
-                  noise_std: float = 0.0, blur_p: float = 0.0) -> np.ndarray:
+def augment_lines(sketch: np.ndarray, rng: np.random.Generator, cfg: LineAugmentConfig) -> np.ndarray:
     """Training-time line-style augmentation of a uint8 sketch (white paper, dark lines).
 
     User drawings are not XDoG output: lines are thicker or thinner, softer, noisier.
@@ -54,13 +84,13 @@ def augment_lines(sketch: np.ndarray, rng: np.random.Generator, thicken_p: float
     out = sketch
     kernel = np.ones((2, 2), np.uint8)
     u = rng.random()
-    if u < thicken_p:
+    if u < cfg.thicken_p:
         out = cv2.erode(out, kernel)
-    elif u < thicken_p + thin_p:
+    elif u < cfg.thicken_p + cfg.thin_p:
         out = cv2.dilate(out, kernel)
-    if rng.random() < blur_p:
+    if rng.random() < cfg.blur_p:
         out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.4, 0.9)))
-    if noise_std > 0:
-        noise = rng.normal(0.0, noise_std * 255, out.shape)
+    if cfg.noise_std > 0:
+        noise = rng.normal(0.0, cfg.noise_std * 255, out.shape)
         out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     return out

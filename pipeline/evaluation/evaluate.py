@@ -11,46 +11,54 @@ heterochromia success, seconds per image).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from cleanfid.fid import get_folder_features
+from pydantic import Field
 from torch import nn
+
+from pipeline.config import Config
 
 from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_png
-from pipeline.data.synthetic import REGION_IDS
+from pipeline.data.labels import COLOUR_REGIONS
 from pipeline.evaluation import metrics as M
-from pipeline.evaluation.benchmark import SETTINGS, load_benchmark
-from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, VGGLPIPS, animeface_attributes, inception_extractor,
+from pipeline.data.benchmark import SETTINGS, load_benchmark
+from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
                                           vgg_feature_extractor)
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
-from pipeline.training.device import autocast
+from pipeline.model.perceptual import VGGLPIPS
+from pipeline.device import Precision, autocast
 
-COLOUR_REGIONS = {"hair": REGION_IDS["hair"], "skin": REGION_IDS["skin"], "iris_left": REGION_IDS["iris_left"],
-                  "iris_right": REGION_IDS["iris_right"], "clothes": REGION_IDS["clothes"]}
 BASELINES = ("reference_copy", "flat_fill")
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    steps: int = 20
-    eta: float = 0.0
-    guidance: float = 1.0
-    seed: int = 0
-    limit: int | None = None        # test pairs per setting (None: all)
-    batch_size: int = 32
-    inception_path: str | None = None
-    kid_subsets: int = 100
-    iris_threshold: float = 15.0    # CIEDE2000 within which an iris counts as the right colour
-    region_erode: int = 1           # px eroded from each region before averaging (skip the outlines)
-    animeface: str = "auto"         # hair/eye colours by animeface: auto = when there are no label maps
-    precision: str = "auto"
+class EvalConfig(Config):
+    """The benchmark run (params `evaluate`)."""
+
+    sample_steps: int = Field(10, ge=1, le=1000, description="DDIM steps (trailing spacing from t = 999); 10 = the "
+                                                             "official count, half the CPU time of 20")
+    eta: float = Field(0.0, ge=0, le=1, description="0 = deterministic DDIM; 1 = official (ancestral-like)")
+    guidance: float = Field(1.0, ge=0, description="classifier-free guidance scale on the reference "
+                                                   "(1 = conditional only)")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="starting noise of test image i depends only on (seed, i)")
+    limit: int | None = Field(None, ge=1, description="test pairs per setting (null: all)")
+    batch_size: int = Field(32, ge=1, description="images per sampling / feature batch")
+    precision: Precision = Field("auto", description="bf16 autocast on CUDA, fp32 on CPU (auto) | fp32 | bf16")
+    inception_path: str | None = Field(None, description="clean-fid's Inception TorchScript file; null: clean-fid's "
+                                                         "own cache (FID is skipped, and says so, when absent)")
+    kid_subsets: int = Field(100, ge=1, description="KID subsets")
+    iris_threshold: float = Field(15.0, gt=0, description="CIEDE2000 within which an output iris counts as the "
+                                                          "reference's colour")
+    region_erode: int = Field(1, ge=0, le=8, description="px removed from each region's edge before averaging its "
+                                                         "colour")
+    animeface: Literal["auto", "on", "off"] = Field("auto", description="hair/eye colours by animeface on real data "
+                                                                        "(auto: when there are no label maps)")
 
 
 def flat_fill(sketch: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -76,12 +84,15 @@ def _inception_features(folder: Path, extractor, batch_size: int, device: torch.
 
 
 def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Path, pairs_dir: Path, out_dir: Path,
-                  cfg: EvalConfig, device: torch.device,
+                  cfg: EvalConfig, device: torch.device, inception_file: str | Path,
                   progress: Callable[[int], None] | None = None) -> tuple[dict, pd.DataFrame, dict]:
-    """Returns (metrics {candidate: {setting: {metric: value}}}, per-image table, outputs for grids)."""
+    """Returns (metrics {candidate: {setting: {metric: value}}}, per-image table, outputs for grids).
+
+    `inception_file`: clean-fid's Inception TorchScript (FID is skipped, with the reason in the
+    metrics' notes, when it is absent)."""
     lpips = VGGLPIPS().to(device)
     vgg_fx = vgg_feature_extractor(lpips, device)
-    inception, fid_reason = inception_extractor(cfg.inception_path, device)
+    inception, fid_reason = inception_extractor(inception_file, device)
     metrics: dict = {"_notes": {"fid": fid_reason or "standard clean-fid Inception features",
                                 "fd_vgg16": "Frechet distance on 512-d pooled VGG16 relu5_3 features "
                                             "(LPIPS trunk), images at native size; not comparable to FID"}}
@@ -99,7 +110,7 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         for name, (model, diffusion) in models.items():
             model.eval().to(device)
             start = time.perf_counter()
-            out = colorize_batch(model, diffusion, sketch, reference, sample_steps=cfg.steps, guidance=cfg.guidance,
+            out = colorize_batch(model, diffusion, sketch, reference, sample_steps=cfg.sample_steps, guidance=cfg.guidance,
                                  eta=cfg.eta, seed=cfg.seed, batch_size=cfg.batch_size,
                                  autocast=autocast(device, cfg.precision), progress=progress)
             candidates[name] = (out, (time.perf_counter() - start) / len(names))

@@ -14,36 +14,14 @@ from cleanfid.fid import fid_from_feats, kernel_distance
 from scipy.linalg import LinAlgWarning
 from scipy.ndimage import binary_erosion
 from skimage.color import deltaE_ciede2000, rgb2lab
-from torchmetrics.functional.image import (multiscale_structural_similarity_index_measure,
-                                           peak_signal_noise_ratio)
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
-MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, five scales
+from pipeline.model.perceptual import MS_SSIM_BETAS, ms_ssim, ms_ssim_setup  # noqa: F401  (also a fine-tuning loss)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR in dB per image on [0, 1] (identical images: inf)."""
     return peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
-
-
-def ms_ssim_setup(size: int) -> tuple[int, tuple[float, ...]]:
-    """Gaussian kernel and scales valid for `size` px: the standard 11 px / 5 scales at >= 176 px;
-    smaller images keep as many leading scales as fit (renormalised weights) with a 7 px kernel
-    (64 px: 4 scales, kernel 7; 32 px: 3 scales)."""
-    kernel = 11 if size >= 176 else 7
-    scales = 5
-    while scales > 1 and size // 2 ** (scales - 1) < kernel + 1:
-        scales -= 1
-    if scales == len(MS_SSIM_BETAS):
-        return kernel, MS_SSIM_BETAS
-    betas = MS_SSIM_BETAS[:scales]
-    return kernel, tuple(b / sum(betas) for b in betas)
-
-
-def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MS-SSIM per image on [0, 1] (torchmetrics), scales chosen by `ms_ssim_setup`."""
-    kernel, betas = ms_ssim_setup(min(pred.shape[-2:]))
-    return multiscale_structural_similarity_index_measure(pred, target, data_range=1.0, kernel_size=kernel,
-                                                          betas=betas, reduction="none")
 
 
 def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:

@@ -8,7 +8,6 @@ file alone.
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from pipeline.errors import AnimecolorError
+from pipeline.files import atomic_path
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.unet import UNet, UNetConfig
 
@@ -24,18 +24,9 @@ VERSION = 1
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """torch.save, atomically (`files.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -59,4 +50,4 @@ def model_from_checkpoint(data: dict, weights: str = "ema") -> tuple[UNet, Diffu
     """Rebuild (UNet, Diffusion) from a checkpoint dict; `weights` is "ema" or "model"."""
     model = UNet(UNetConfig.from_dict(data["unet"]))
     model.load_state_dict(data[weights])
-    return model.eval(), Diffusion(DiffusionConfig(**data["diffusion"]))
+    return model.eval(), Diffusion(DiffusionConfig.model_validate(data["diffusion"]))

@@ -14,25 +14,32 @@ Schedules are built in float64 and stored as float32 tensors; the device follows
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
+
+from pipeline.config import Config
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@dataclass(frozen=True)
-class DiffusionConfig:
-    timesteps: int = 1000
-    schedule: Literal["linear", "cosine"] = "cosine"
-    beta_start: float = 1e-4   # linear only; the paper uses 1e-6 .. 1e-2
-    beta_end: float = 0.02
-    prediction: Literal["eps", "v"] = "v"
+class DiffusionConfig(Config):
+    """The noise schedule and what the network predicts (params `pretrain.diffusion`). Defaults:
+    v-prediction on a cosine schedule, which trains at CPU scale; the paper: eps, linear 1e-6 .. 1e-2."""
 
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
+    timesteps: int = Field(1000, ge=10, le=100_000, description="T, the number of diffusion steps")
+    schedule: Literal["linear", "cosine"] = Field("cosine", description="beta schedule")
+    beta_start: float = Field(1e-4, gt=0, lt=1, description="linear schedule only (paper: 1e-6)")
+    beta_end: float = Field(0.02, gt=0, lt=1, description="linear schedule only (paper: 1e-2)")
+    prediction: Literal["eps", "v"] = Field("v", description="what the network predicts")
+
+    @model_validator(mode="after")
+    def _betas(self):
+        if self.schedule == "linear" and self.beta_start >= self.beta_end:
+            raise ValueError(f"beta_start must be < beta_end ({self.beta_start} >= {self.beta_end})")
+        return self
 
 
 def make_betas(schedule: str, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:

@@ -18,47 +18,58 @@ import json
 import math
 import resource
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from pipeline.config import Config
+from pipeline.device import Precision, autocast, configure_numerics
 from pipeline.errors import AnimecolorError
-from pipeline.rng import step_seed
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.model.conditioning import drop_conditions
+from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
 from pipeline.model.diffusion import Diffusion
-from pipeline.model.unet import UNet
-from pipeline.training.device import Dist, autocast
+from pipeline.model.unet import UNet, count_parameters
+from pipeline.rng import step_seed
+from pipeline.training.distributed import Dist
 
 Batch = dict[str, torch.Tensor]
 Objective = Callable[[nn.Module, Batch, torch.Generator], tuple[torch.Tensor, dict]]
 
 
-@dataclass(frozen=True)
-class LoopConfig:
-    steps: int
-    batch_size: int = 16
-    lr: float = 2e-4
-    optimizer: Literal["adam", "adamw"] = "adamw"
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    grad_clip: float = 1.0          # max global grad norm; 0 = off
-    ema_decay: float = 0.999
-    ema_warmup: bool = True         # decay min(ema_decay, (1+n)/(10+n)): usable EMA from the start
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    channels_last: bool = False
-    compile: bool = False
-    checkpoint_every: int = 100
-    log_every: int = 10
-    sample_every: int = 0           # 0 = only at the end
-    num_workers: int = 0
-    seed: int = 0
+class LoopConfig(Config):
+    """The optimisation loop (params `pretrain.loop`; `finetune.loop` has its own defaults)."""
+
+    train_steps: int = Field(700, ge=1, description="optimizer steps (when epochs is null)")
+    epochs: float | None = Field(None, gt=0, description="when set, train ceil(epochs * images / batch_size) steps "
+                                                         "instead (the paper: 300)")
+    batch_size: int = Field(16, ge=1, description="images per step and process")
+    lr: float = Field(5e-4, gt=0, le=1.0, description="peak learning rate (5e-4 beat 2e-4 and 1e-3 at 700 steps "
+                                                      "in the H100 sweep)")
+    optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam | adamw")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (adamw)")
+    warmup_steps: int = Field(50, ge=0, description="linear LR warm-up")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="after warm-up")
+    grad_clip: float = Field(1.0, ge=0, description="max global gradient norm; 0: off")
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights (used for sampling and evaluation)")
+    ema_warmup: bool = Field(True, description="decay min(ema_decay, (1+n)/(10+n)): the EMA is usable from the "
+                                               "first steps")
+    precision: Precision = Field("auto", description="bf16 autocast on CUDA, fp32 on CPU (auto) | fp32 | bf16")
+    channels_last: bool = Field(False, description="NHWC memory format")
+    compile: bool = Field(False, description="torch.compile the network")
+    checkpoint_every: int = Field(100, ge=1, description="optimizer steps between resume checkpoints")
+    log_every: int = Field(10, ge=1, description="optimizer steps between dvclive log points")
+    num_workers: int = Field(1, ge=0, le=64, description="DataLoader worker processes")
+
+    def total_steps(self, n_images: int) -> int:
+        """Optimizer steps of the run: by epochs when set, else train_steps."""
+        if self.epochs is None:
+            return self.train_steps
+        return math.ceil(self.epochs * n_images / self.batch_size)
 
 
 class EMA:
@@ -105,7 +116,7 @@ class EpochBatches(Sampler):
             yield [(i, step_seed(self.seed, self.epoch, i)) for i in perm[start:start + self.bs]]
 
 
-def denoising_objective(diffusion: Diffusion, p_uncond: float, p_sketch: float) -> Objective:
+def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout) -> Objective:
     """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance."""
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
@@ -113,9 +124,8 @@ def denoising_objective(diffusion: Diffusion, p_uncond: float, p_sketch: float) 
         b, device = x0.shape[0], x0.device
         t = torch.randint(0, diffusion.T, (b,), generator=generator).to(device)
         eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype)
-        sketch, reference = drop_conditions(batch["sketch"], batch["reference"], p_uncond, p_sketch, generator)
-        fn = lambda x_t, tt: model(torch.cat([x_t, sketch, reference], 1), tt)  # noqa: E731
-        return diffusion.loss(fn, x0, t, eps), {}
+        sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
+        return diffusion.loss(conditioned(model, sketch, reference), x0, t, eps), {}
 
     return objective
 
@@ -136,11 +146,13 @@ class Trainer:
 
     def __init__(self, model: UNet, diffusion: Diffusion, dataset: Dataset, objective: Objective, cfg: LoopConfig,
                  device: torch.device, dist: Dist = Dist(), state_path: str | Path | None = None,
-                 run_id: str = "", meta: dict | None = None):
+                 run_id: str = "", meta: dict | None = None, seed: int = 0):
         if len(dataset) < cfg.batch_size * dist.world_size:
             raise AnimecolorError(f"dataset has {len(dataset)} images, fewer than one batch "
                                   f"({cfg.batch_size} x {dist.world_size} processes)")
-        self.cfg, self.device, self.dist, self.diffusion = cfg, device, dist, diffusion
+        configure_numerics()
+        self.cfg, self.device, self.dist, self.diffusion, self.seed = cfg, device, dist, diffusion, seed
+        self.total_steps = cfg.total_steps(len(dataset))
         self.dataset, self.objective, self.meta = dataset, objective, meta or {}
         self.state_path = Path(state_path) if state_path else None
         self.run_id = run_id
@@ -163,7 +175,7 @@ class Trainer:
     def _lr_factor(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
         if self.cfg.lr_schedule == "cosine":
-            return warm * 0.5 * (1 + math.cos(math.pi * min(step, self.cfg.steps) / self.cfg.steps))
+            return warm * 0.5 * (1 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
         return warm
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -172,7 +184,7 @@ class Trainer:
             "unet": self.model.config.to_dict(), "diffusion": self.diffusion.config.to_dict(),
             "model": self.model.state_dict(), "ema": self.ema.model.state_dict(), "ema_updates": self.ema.updates,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "step": self.step, "run_id": self.run_id, "loop": asdict(self.cfg), "meta": self.meta,
+            "step": self.step, "run_id": self.run_id, "loop": self.cfg.to_dict(), "meta": self.meta,
             "rng": {"torch": torch.get_rng_state()}, "history": self.history,
         }
 
@@ -205,7 +217,7 @@ class Trainer:
     def _batches(self) -> Iterator[Batch]:
         epoch, skip = divmod(self.step, self.steps_per_epoch)
         while True:
-            sampler = EpochBatches(len(self.dataset), self.cfg.batch_size, self.cfg.seed, epoch, self.dist, skip)
+            sampler = EpochBatches(len(self.dataset), self.cfg.batch_size, self.seed, epoch, self.dist, skip)
             loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
                                 pin_memory=self.device.type == "cuda")
             yield from loader
@@ -217,9 +229,11 @@ class Trainer:
                 else v.to(self.device) for k, v in batch.items()}
 
     def run(self, log: Callable[[int, dict], None] | None = None, progress: Callable[[int], None] | None = None,
-            sample: Callable[[nn.Module, int], None] | None = None, stop_at: int | None = None) -> dict:
-        """Train from self.step to cfg.steps (or `stop_at`); returns summary figures."""
-        cfg, end = self.cfg, min(self.cfg.steps, stop_at or self.cfg.steps)
+            sample: Callable[[nn.Module, int], None] | None = None, sample_every: int = 0,
+            stop_at: int | None = None) -> dict:
+        """Train from self.step to total_steps (or `stop_at`); returns summary figures.
+        `sample(ema_model, step)` is called every `sample_every` steps (0: never)."""
+        cfg, end = self.cfg, min(self.total_steps, stop_at or self.total_steps)
         self.model.train()
         hist = self.history
         losses: list[float] = hist["losses"]
@@ -237,7 +251,7 @@ class Trainer:
         try:
             while self.step < end:
                 batch = self._to_device(next(batches))
-                seed = step_seed(cfg.seed, self.dist.rank, self.step)
+                seed = step_seed(self.seed, self.dist.rank, self.step)
                 generator = torch.Generator().manual_seed(seed)
                 torch.manual_seed(seed)  # dropout: same masks after a resume
                 with autocast(self.device, cfg.precision):
@@ -264,7 +278,7 @@ class Trainer:
                                     "images_per_s": rate, **extras})
                 if self.step % cfg.checkpoint_every == 0 or self.step == end:
                     self.save()
-                if sample and self.dist.main and cfg.sample_every and self.step % cfg.sample_every == 0:
+                if sample and self.dist.main and sample_every and self.step % sample_every == 0:
                     sample(self.ema.model, self.step)
         except KeyboardInterrupt:
             self.save()  # keep everything up to the last finished step
@@ -272,3 +286,16 @@ class Trainer:
         rate = hist["timed_images"] / hist["timed_seconds"] if hist["timed_seconds"] else 0.0
         return {"steps": self.step, "losses": list(losses), "seconds": hist["seconds"], "images_per_s": rate,
                 "peak_memory_mb": hist.get("peak_memory_mb", peak_memory_mb(self.device))}
+
+
+def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
+    """The figures a training stage reports: mean loss of the last `tail` steps, speed, size, memory."""
+    losses = result["losses"]
+    return {
+        "final_loss": round(sum(losses[-tail:]) / len(losses[-tail:]), 5) if losses else None,
+        "steps": result["steps"],
+        "images_per_s": round(result["images_per_s"], 2),
+        "seconds": round(result["seconds"], 1),
+        "parameters": count_parameters(model),
+        "peak_memory_mb": round(result["peak_memory_mb"], 1),
+    }

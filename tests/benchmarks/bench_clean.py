@@ -29,7 +29,7 @@ if __name__ == "__main__":
         pd.DataFrame({"file": [str(f) for f in files]}).to_csv(raw / "manifest.csv", index=False)
         for detect in ("none", "animeface"):
             start = time.perf_counter()
-            m, _ = clean_dataset(raw, Path(tmp) / detect, CleanConfig(image_size=256, face_detect=detect))
+            m, _ = clean_dataset(raw, Path(tmp) / detect, CleanConfig(face_detect=detect), 256)
             secs = time.perf_counter() - start
             counts = m.reason.fillna("").replace("", "kept").value_counts().to_dict()
             kept, miss = counts.get("kept", 0), counts.get("no_face", 0)

@@ -20,14 +20,14 @@ from scipy.ndimage import gaussian_filter, map_coordinates  # noqa: E402
 
 from pipeline.data.synthetic import generate_face  # noqa: E402
 from pipeline.data.tps import TPSConfig, apply_warp, control_points, eval_tps, random_warp, solve_tps  # noqa: E402
-from pipeline.data.xdog import sketch_from_rgb, to_gray  # noqa: E402
+from pipeline.data.xdog import XDoGConfig, to_gray  # noqa: E402
 
 cv2.setNumThreads(1)
 
 
 def ours(images, rng):
     for rgb in images:
-        sketch_from_rgb(rgb, rng)
+        XDoGConfig().sketch(rgb, XDoGConfig().sample_sigma(rng))
         apply_warp(rgb, random_warp(TPSConfig(), rng, *rgb.shape[:2]))
 
 

@@ -24,9 +24,10 @@ from pipeline.model.conditioning import conditioned, guided
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.sampler import ddim_sample, noise
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.training.device import autocast
+from pipeline.device import autocast
 from pipeline.training.finetune import ReconstructionConfig, reconstruction_objective
-from pipeline.training.loop import denoising_objective
+from pipeline.model.conditioning import ConditionDropout  # noqa: E402
+from pipeline.training.loop import denoising_objective  # noqa: E402
 
 
 def sync(device):
@@ -63,7 +64,7 @@ def train_rate(cfg: UNetConfig, n: int, device, precision="fp32", channels_last=
     net = torch.compile(model) if compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     diffusion = Diffusion()
-    objective = denoising_objective(diffusion, 0.1, 0.0)
+    objective = denoising_objective(diffusion, ConditionDropout(p_uncond=0.1))
     data = {k: v.contiguous(memory_format=fmt) for k, v in batch(cfg, n, device).items()}
     reset_peak(device)
     for i in range(warmup + iters):
@@ -105,7 +106,7 @@ def finetune_step(cfg: UNetConfig, n: int, device, checkpoint: bool, precision="
     torch.manual_seed(0)
     model = UNet(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    objective = reconstruction_objective(Diffusion(), ReconstructionConfig(steps=10, checkpoint=checkpoint))
+    objective = reconstruction_objective(Diffusion(), ReconstructionConfig(unroll_steps=10, grad_checkpoint=checkpoint))
     data = batch(cfg, n, device)
     reset_peak(device)
     times = []

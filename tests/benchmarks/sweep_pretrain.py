@@ -22,11 +22,12 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from pipeline.data.dataset import PairDataset
 from pipeline.data.synthetic import REGION_IDS
 from pipeline.data.tps import TPSConfig
-from pipeline.evaluation.benchmark import load_benchmark
+from pipeline.data.benchmark import load_benchmark
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.training.device import autocast
+from pipeline.device import autocast
+from pipeline.model.conditioning import ConditionDropout  # noqa: E402
 from pipeline.training.loop import LoopConfig, Trainer, denoising_objective
 
 CONFIGS = {
@@ -83,9 +84,9 @@ def main():
         model = UNet(UNetConfig(image_size=64, channels=unet_kw.get("channels", 32), channel_mults=(1, 2, 2),
                                 res_blocks=unet_kw.get("res_blocks", 1)))
         diffusion = Diffusion(DiffusionConfig())
-        loop = LoopConfig(steps=stops[-1], batch_size=16, warmup_steps=50, num_workers=6,
+        loop = LoopConfig(train_steps=stops[-1], batch_size=16, warmup_steps=50, num_workers=6,
                           lr=loop_kw.get("lr", 2e-4), checkpoint_every=10**9)
-        trainer = Trainer(model, diffusion, ds, denoising_objective(diffusion, 0.1, 0.0), loop, device)
+        trainer = Trainer(model, diffusion, ds, denoising_objective(diffusion, ConditionDropout(p_uncond=0.1)), loop, device)
         start = time.perf_counter()
         for stop in stops:
             res = trainer.run(stop_at=stop)

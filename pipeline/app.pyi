@@ -1,0 +1,401 @@
+"""`animecolor app`: a web page (Gradio Blocks) to colour line drawings with the exported model.
+
+    build_app(model_path, device) -> gr.Blocks     the page, model loaded once, queue configured
+    launch(model_path, host, port, device)         serve it (127.0.0.1 by default, never a share link)
+
+The model is loaded once, when the page is built, and shared by every visitor. Requests that run
+it go through one queue with a concurrency limit (default 1: on a CPU, two pictures at once only
+split the cores and both take twice as long; later visitors see their place in the queue). A
+DDIM-step progress bar moves over the output while a picture is made.
+
+Inputs: a line drawing (upload, the sketch pad, or a colour picture whose lines are extracted with
+the pipeline's XDoG, with a preview), the reference, DDIM steps, guidance, eta, seed, keep-lines.
+Output: the coloured drawing at the drawing's own size as a PNG with the parameters in its tEXt
+chunks (as `animecolor colorize` writes them), a gallery of recent results, and "4 variations"
+(seeds seed .. seed+3 in one batch; variation k is exactly `colorize --seed <seed+k>`).
+
+Every problem with a visitor's file (unreadable, too many pixels, missing) or any other failure
+in a request ends as one line in the page's status box: never a traceback, and the server keeps
+serving. Uploads are capped at MAX_FILE_SIZE by Gradio, images at MAX_PIXELS here.
+
+Gradio never reaches the network: analytics off, no share link, the theme's fonts are local.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from pipeline.colorize import ColorizeOptions, colorize_variations, flatten_alpha, load_model, png_text  # noqa: E402
+from pipeline.data.imageio import read_user_image, write_png, write_png_text  # noqa: E402
+from pipeline.data.synthetic import generate_face  # noqa: E402
+from pipeline.data.tps import TPSConfig, apply_warp, random_warp  # noqa: E402
+from pipeline.data.xdog import to_gray, xdog  # noqa: E402
+from pipeline.errors import AnimecolorError  # noqa: E402
+
+log = logging.getLogger("animecolor.app")
+
+DEFAULT_MODEL = Path("models/animecolor.safetensors")
+MAX_FILE_SIZE = "20mb"       # Gradio refuses bigger uploads before they reach us
+MAX_PIXELS = 16_000_000      # per image; read_user_image's own guard is 64 MP (the CLI's)
+N_VARIATIONS = 4
+GALLERY_SIZE = 12            # recent results kept per visitor
+MAX_SEED = 2**31 - 1
+XDOG_SIGMA = 0.5             # the sigma `prepare_sketch` uses for colour pictures
+EXAMPLE_SEED = 777           # crawl seed of the example faces; the pipeline trains on base.seed (0)
+
+
+# ---------------------------------------------------------------- no Gradio below this line, up to the page
+def read_upload(path: str | Path | None, what: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A visitor's image file -> uint8 RGBA, or AnimecolorError with a one-line message that names
+    the file as the visitor called it (never the server's temporary path)."""
+    if not path:
+        raise AnimecolorError(f"no {what}: upload one")
+    path = Path(path)
+    name = path.name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.DecompressionBombError:  # a header claiming > 2 x PIL's limit
+        raise AnimecolorError(f"{what} {name}: image too large (over {max_pixels:,} pixels)") from None
+    except Exception:  # noqa: BLE001 - PIL raises many kinds for a broken file
+        raise AnimecolorError(f"{what} {name}: not a readable image") from None
+    if width * height > max_pixels:
+        raise AnimecolorError(f"{what} {name}: image too large ({width}x{height} > {max_pixels:,} pixels)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return read_user_image(path)
+    except AnimecolorError as exc:
+        raise AnimecolorError(str(exc).replace(str(path), f"{what} {name}")) from None
+    except Exception:  # noqa: BLE001 - a truncated file can fail late, in the decoder
+        raise AnimecolorError(f"{what} {name}: not a readable image") from None
+
+
+def resolve_device(name: str = "auto"):
+    """The pipeline's device resolution ("auto": cuda when present, else cpu; clear errors)."""
+    try:
+        from pipeline.device import resolve_device as resolve
+    except ImportError:
+        from pipeline.training.device import resolve_device as resolve
+    return resolve(name)
+
+
+def extracted_lines(rgba: np.ndarray) -> np.ndarray:
+    """The full-resolution XDoG line layer of a colour picture, exactly as `prepare_sketch` makes it."""
+    return np.round(xdog(to_gray(flatten_alpha(rgba)), XDOG_SIGMA) * 255).astype(np.uint8)
+
+
+def pad_drawing(value) -> np.ndarray | None:
+    """The sketch pad's composite as uint8 RGBA, or None when nothing is drawn on it."""
+    composite = value.get("composite") if isinstance(value, dict) else value
+    if composite is None:
+        return None
+    img = np.asarray(composite)
+    if img.ndim == 2:
+        img = np.dstack([img] * 3)
+    if img.shape[2] == 3:
+        img = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    img = img.astype(np.uint8)
+    if flatten_alpha(img).min() > 245:  # blank paper
+        return None
+    return img
+
+
+def make_examples(folder: str | Path, size: int = 256) -> list[tuple[Path, Path]]:
+    """Two (drawing, reference) pairs made by the pipeline itself, written as PNGs into `folder`.
+
+    Procedural faces from crawl seed EXAMPLE_SEED (training uses base.seed), at a portrait size
+    so the letterboxing shows; lines by the training XDoG. Example 1: the drawing's own character
+    as reference, TPS-warped as in training; example 2: another character's colours.
+    """
+    folder = Path(folder)
+    rng = np.random.default_rng(0)
+    width = int(size * 0.8) | 1
+    faces = []
+    for index in range(3):
+        rgb = generate_face(EXAMPLE_SEED, index, size, 0.3)[1]
+        faces.append(np.ascontiguousarray(rgb[:, (size - width) // 2:(size - width) // 2 + width]))
+    pairs = []
+    for k, (drawing, ref) in enumerate([(0, 0), (1, 2)], start=1):
+        reference = faces[ref]
+        if drawing == ref:
+            reference = apply_warp(reference, random_warp(TPSConfig(), rng, *reference.shape[:2]))
+        sketch = np.round(xdog(to_gray(faces[drawing]), XDOG_SIGMA) * 255).astype(np.uint8)
+        d, r = folder / f"example{k}_drawing.png", folder / f"example{k}_reference.png"
+        write_png(d, sketch)
+        write_png(r, reference)
+        pairs.append((d, r))
+    return pairs
+
+
+class Colorizer:
+    """The model, loaded once, and one request's work: colour, then write PNGs with the parameters."""
+
+    def __init__(self, model_path: str | Path, device: str = "auto", out_dir: str | Path | None = None):
+        self.model_path = Path(model_path)
+        self.device = resolve_device(device)
+        self.model, self.diffusion, self.info = load_model(self.model_path, self.device)
+        self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="animecolor-app-"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, sketch_rgba: np.ndarray, reference_rgba: np.ndarray, opts: ColorizeOptions,
+                 seeds: list[int], names: tuple[str, str] = ("drawing", "reference"),
+                 step_progress=None) -> tuple[list[Path], str | None]:
+        """Colour the drawing once per seed (one batch); returns the PNG paths and the pipeline's notice."""
+        images, notice = colorize_variations(self.model, self.diffusion, sketch_rgba, reference_rgba, opts, seeds,
+                                             self.device, step_progress)
+        folder = self.out_dir / uuid.uuid4().hex[:12]
+        stem = re.sub(r"[^\w.-]+", "_", Path(names[0]).stem)[:60] or "drawing"
+        paths = []
+        for seed, rgb in zip(seeds, images):
+            seed_opts = ColorizeOptions(**{**opts.__dict__, "seed": seed})
+            path = folder / f"{stem}_colored_seed{seed}.png"
+            write_png_text(path, rgb, png_text(seed_opts, Path(names[0]), Path(names[1]), self.model_path, self.info))
+            paths.append(path)
+        return paths, notice
+
+
+def _escape(text: str) -> str:
+    return re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", text)
+
+
+def _error_line(exc: BaseException) -> str:
+    """One line for the page: the message of an AnimecolorError, a generic line for anything else."""
+    if isinstance(exc, AnimecolorError):
+        return str(exc).splitlines()[0] if str(exc) else "invalid input"
+    if isinstance(exc, MemoryError):
+        return "out of memory: try a smaller image"
+    log.exception("request failed")  # the traceback goes to the server's log, never to the page
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"unexpected error ({type(exc).__name__}{': ' + first if first else ''})"
+
+
+def _status_error(exc: BaseException) -> str:
+    return f"❌ **Error:** {_escape(_error_line(exc))}"
+
+from gradio.events import Dependency
+
+# ---------------------------------------------------------------- the page
+class UploadImage(gr.Image):
+    """gr.Image that hands the uploaded file's path over without opening it.
+
+    Gradio's own preprocessing opens every upload with PIL, so a corrupt file or a decompression
+    bomb would fail there with Gradio's generic error; here `read_upload` reads it and says what is
+    wrong. Same front-end component as gr.Image (a "template" of it, like gr.Sketchpad).
+    """
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path:
+            return str(payload.path)
+        try:  # a data: URL (pasted image): Gradio decodes it into a file
+            return super().preprocess(payload)
+        except Exception:  # noqa: BLE001
+            raise gr.Error("the pasted image is not readable") from None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, concurrency: int = 1,
+              work_dir: str | Path | None = None) -> gr.Blocks:
+    """The page with the model loaded (AnimecolorError if it is missing or not a model file).
+
+    `concurrency`: model requests running at once (the rest wait in the queue); `work_dir`: where
+    results and the generated examples go (default: a temporary folder removed at exit).
+    """
+    if work_dir is None:
+        work_dir = Path(tempfile.mkdtemp(prefix="animecolor-app-"))
+        atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    work_dir = Path(work_dir)
+    colorizer = Colorizer(model_path, device, work_dir / "results")
+    examples = make_examples(work_dir / "examples", size=max(256, 2 * colorizer.info["image_size"]))
+    info = colorizer.info
+    model_line = (f"Model `{_escape(colorizer.model_path.name)}`: {info['image_size']} px, "
+                  f"training step {info.get('step')}, running on {colorizer.device.type}.")
+
+    def drawing_input(source: str, drawing, pad, picture) -> tuple[np.ndarray, str, str]:
+        """(RGBA drawing, prepare_sketch mode, name) from the tab the visitor is on."""
+        if source == "draw":
+            rgba = pad_drawing(pad)
+            if rgba is None:
+                raise AnimecolorError("the sketch pad is empty: draw something (or use the Upload tab)")
+            return rgba, "lines", "sketchpad.png"
+        if source == "picture":
+            if not picture:
+                raise AnimecolorError("no colour picture: upload one (or use the Upload tab)")
+            return read_upload(picture, "colour picture"), "xdog", Path(picture).name
+        if not drawing:
+            raise AnimecolorError("no line drawing: upload one, draw one, or pick an example below")
+        return read_upload(drawing, "drawing"), "auto", Path(drawing).name
+
+    def run(n, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history,
+            progress):
+        t0 = time.perf_counter()
+        try:
+            sketch, mode, name = drawing_input(source, drawing, pad, picture)
+            if not reference:
+                raise AnimecolorError("no reference: upload a colour picture of the character")
+            ref = read_upload(reference, "reference")
+            seed = int(seed or 0)
+            if not 0 <= seed <= MAX_SEED:
+                raise AnimecolorError(f"seed must be between 0 and {MAX_SEED}")
+            opts = ColorizeOptions(sample_steps=int(steps), guidance=float(guidance), eta=float(eta), seed=seed,
+                                   mode=mode, keep_lines=bool(keep_lines))
+            seeds = [min(seed + k, MAX_SEED) for k in range(n)]
+            done = 0
+            progress((0, opts.sample_steps), desc="DDIM", unit="steps")
+
+            def step(k: int = 1) -> None:
+                nonlocal done
+                done += k
+                progress((done, opts.sample_steps), desc="DDIM", unit="steps")
+
+            paths, notice = colorizer(sketch, ref, opts, seeds, (name, Path(reference).name), step)
+        except Exception as exc:  # noqa: BLE001 - every failure is one line in the page
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc)
+        items = [(str(p), f"seed {s}") for p, s in zip(paths, seeds)]
+        history = (items + list(history or []))[:GALLERY_SIZE]
+        h, w = sketch.shape[:2]
+        what = f"{n} variations (seeds {seeds[0]}-{seeds[-1]})" if n > 1 else f"seed {seed}"
+        text = (f"✅ {w}×{h} px, {what}, {opts.sample_steps} DDIM steps, guidance {opts.guidance:g}, "
+                f"eta {opts.eta:g}: {time.perf_counter() - t0:.1f} s")
+        if notice:
+            text += f"  \nNote: {_escape(notice)}"
+        return str(paths[0]), [str(p) for p in paths], history, history, text
+
+    # Gradio finds the progress tracker by a gr.Progress default argument, so one wrapper each.
+    def colorize_one(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history,
+                     progress=gr.Progress()):
+        return run(1, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history,
+                   progress)
+
+    def colorize_many(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history,
+                      progress=gr.Progress()):
+        return run(N_VARIATIONS, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
+                   history, progress)
+
+    def preview_lines(picture):
+        if not picture:
+            return None, ""
+        try:
+            return extracted_lines(read_upload(picture, "colour picture")), ""
+        except Exception as exc:  # noqa: BLE001
+            return None, _status_error(exc)
+
+    def drawing_uploaded(drawing):
+        if not drawing:
+            return gr.skip(), gr.skip()
+        return "upload", gr.Tabs(selected="upload")
+
+    with gr.Blocks(title="animecolor", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
+        source = gr.State("upload")
+        history = gr.State([])
+        gr.Markdown("# animecolor\nColour a line drawing in the colours of a reference picture of the same "
+                    f"character (reference-based diffusion colorization). {model_line}")
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                with gr.Tabs(selected="upload") as tabs:
+                    with gr.Tab("Upload a drawing", id="upload", elem_id="tab_upload") as tab_upload:
+                        drawing = UploadImage(label="Line drawing", type="filepath", image_mode=None,
+                                              sources=["upload", "clipboard"], height=340, elem_id="drawing")
+                    with gr.Tab("Draw", id="draw", elem_id="tab_draw") as tab_draw:
+                        pad = gr.Sketchpad(label="Sketch pad (dark lines on white)", type="numpy", height=340,
+                                           canvas_size=(512, 512), elem_id="sketchpad",
+                                           brush=gr.Brush(colors=["#000000"], default_color="#000000",
+                                                          color_mode="fixed", default_size=3))
+                    with gr.Tab("From a colour picture", id="picture", elem_id="tab_picture") as tab_picture:
+                        picture = UploadImage(label="Colour picture (its lines are extracted)", type="filepath",
+                                              image_mode=None, sources=["upload", "clipboard"], height=240,
+                                              elem_id="picture")
+                        picture_lines = gr.Image(label=f"Extracted lines (XDoG, sigma {XDOG_SIGMA}, as in training)",
+                                                 interactive=False, format="png", height=240,
+                                                 elem_id="picture_lines")
+            with gr.Column():
+                reference = UploadImage(label="Reference (the character in colour)", type="filepath", image_mode=None,
+                                        sources=["upload", "clipboard"], height=340, elem_id="reference")
+                # Slot for the text prompt: a later version conditions on text + reference colour tags.
+                # Until then the box is disabled and nothing reads it.
+                gr.Textbox(label="Text prompt (coming in a later version: not used yet)", interactive=False,
+                           placeholder="Text and colour tags are not supported yet; only the reference is used.",
+                           elem_id="prompt")
+            with gr.Column():
+                output = gr.Image(label="Coloured drawing (drawing's own size)", type="filepath", format="png",
+                                  interactive=False, height=340, buttons=["download", "fullscreen"],
+                                  elem_id="output")
+                status = gr.Markdown(elem_id="status")
+                download = gr.File(label="PNG download (parameters in its metadata)", file_count="multiple",
+                                   interactive=False, elem_id="download")
+        with gr.Row():
+            run_button = gr.Button("Colorize", variant="primary", elem_id="run")
+            variations_button = gr.Button(f"{N_VARIATIONS} variations", elem_id="variations")
+        with gr.Row():
+            steps = gr.Slider(1, 100, value=20, step=1, label="DDIM steps", elem_id="steps")
+            guidance = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="Guidance (reference strength)",
+                                 elem_id="guidance")
+            eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="eta (0: deterministic)", elem_id="eta")
+            with gr.Column(min_width=160):
+                seed = gr.Number(value=0, minimum=0, maximum=MAX_SEED, precision=0, label="Seed", elem_id="seed")
+                dice = gr.Button("🎲 random seed", size="sm", elem_id="random_seed")
+            keep_lines = gr.Checkbox(value=True, label="Keep the drawing's lines", elem_id="keep_lines")
+        gallery = gr.Gallery(label="Recent results", columns=6, height=220, format="png", interactive=False,
+                             elem_id="gallery")
+        gr.Examples(examples=[[str(d), str(r)] for d, r in examples], inputs=[drawing, reference],
+                    label="Examples (procedural faces drawn by the pipeline; never seen in training)",
+                    elem_id="examples")
+
+        inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history]
+        outputs = [output, download, gallery, history, status]
+        run_button.click(colorize_one, inputs, outputs, api_name="colorize", concurrency_id="model",
+                         concurrency_limit=concurrency)
+        variations_button.click(colorize_many, inputs, outputs, api_name="variations", concurrency_id="model",
+                                concurrency_limit=concurrency)
+        dice.click(lambda: random.randint(0, MAX_SEED), None, seed, queue=False, api_visibility="private")
+        picture.change(preview_lines, picture, [picture_lines, status], concurrency_limit=4,
+                       api_visibility="private")
+        drawing.change(drawing_uploaded, drawing, [source, tabs], queue=False, api_visibility="private")
+        for tab, name in [(tab_upload, "upload"), (tab_draw, "draw"), (tab_picture, "picture")]:
+            tab.select(lambda name=name: name, None, source, queue=False, api_visibility="private")
+    demo.queue(default_concurrency_limit=concurrency, max_size=64)
+    demo.animecolor_work_dir = work_dir
+    return demo
+
+
+def launch(model_path: str | Path = DEFAULT_MODEL, host: str = "127.0.0.1", port: int = 7860, device: str = "auto",
+           *, block: bool = True, quiet: bool = False, concurrency: int = 1,
+           work_dir: str | Path | None = None) -> tuple[gr.Blocks, str]:
+    """Build and serve the page; returns (blocks, local URL). `block=False` serves from a thread
+    (stop it with `blocks.close()`). Never a public share link."""
+    demo = build_app(model_path, device, concurrency=concurrency, work_dir=work_dir)
+    try:
+        _, url, _ = demo.launch(server_name=host, server_port=port, share=False, inbrowser=False,
+                                prevent_thread_lock=not block, quiet=quiet, show_error=False,
+                                max_file_size=MAX_FILE_SIZE, allowed_paths=[str(demo.animecolor_work_dir)],
+                                ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
+                                footer_links=[], theme=gr.themes.Default())
+    except OSError as exc:
+        raise AnimecolorError(f"cannot serve on {host}:{port} ({exc}); pass another --port") from None
+    return demo, url
