@@ -62,26 +62,49 @@ def upload(page, elem_id: str, path: str | Path) -> None:
     page.locator(f"#{elem_id} img").first.wait_for(state="attached")
 
 
+# Gradio shows a status tracker (the progress bar) over every output while a request runs and
+# hides it when the request ends. A MutationObserver records that it was shown, so a result is
+# recognised even when it is identical to the previous one (same file, same URL).
+_WATCH = """() => {
+    const root = document.querySelector('#output');
+    window.__acBusy = false;
+    if (window.__acObserver) window.__acObserver.disconnect();
+    const tracker = t => t.getAttribute && t.getAttribute('data-testid') === 'status-tracker';
+    window.__acObserver = new MutationObserver(records => {
+        for (const r of records) {
+            const nodes = r.type === 'childList' ? [...r.addedNodes] : [r.target];
+            for (const t of nodes) {
+                if (!tracker(t)) continue;
+                const shown = !t.classList.contains('hide') || (r.oldValue !== null && !r.oldValue.includes('hide'));
+                if (shown) window.__acBusy = true;
+            }
+        }
+    });
+    window.__acObserver.observe(root, {subtree: true, childList: true, attributes: true, attributeFilter: ['class'],
+                                       attributeOldValue: true});
+}"""
+
+_FINISHED = """() => {
+    const img = document.querySelector('#output img');
+    const tracker = document.querySelector('#output [data-testid=status-tracker]');
+    const idle = !tracker || tracker.classList.contains('hide');
+    return window.__acBusy && idle && (!img || (img.complete && img.naturalWidth > 0));
+}"""
+
+
 def colorize(page, drawing: str | Path | None = None, reference: str | Path | None = None,
              button: str = "run", timeout_s: float = 120.0) -> tuple[str, float]:
-    """Upload (when given) the drawing and the reference, press the button, wait for a new output
-    image; returns (its URL, seconds from the click to the image in the page)."""
+    """Upload (when given) the drawing and the reference, press the button and wait until the
+    request has finished; returns (the output image's URL, seconds from the click to the image
+    decoded in the page). RuntimeError with the page's message when it shows an error."""
     if drawing is not None:
         upload(page, "drawing", drawing)
     if reference is not None:
         upload(page, "reference", reference)
-    before = output_src(page)
-    status_before = page.locator("#status").inner_text()
+    page.evaluate(_WATCH)
     t0 = time.perf_counter()
     page.locator(f"#{button}").click()
-    page.wait_for_function(
-        """([before, statusBefore]) => {
-            const img = document.querySelector('#output img');
-            const status = document.querySelector('#status');
-            const changed = img && img.complete && img.naturalWidth > 0 && img.getAttribute('src') !== before;
-            const failed = status && status.innerText !== statusBefore && status.innerText.includes('Error');
-            return changed || failed;
-        }""", arg=[before, status_before], timeout=timeout_s * 1000, polling=20)
+    page.wait_for_function(_FINISHED, timeout=timeout_s * 1000, polling=20)
     seconds = time.perf_counter() - t0
     status = page.locator("#status").inner_text()
     if "Error" in status:

@@ -9,11 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from pipeline.errors import AnimecolorError
 from stages.common import console, user_errors
 
 DEFAULT_MODEL = Path("models/animecolor.safetensors")
+
+
+def _fail(message: str) -> None:
+    """One red line and exit 2, like `user_errors`, with the text printed literally ("[app]" is not markup)."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 @user_errors
@@ -25,9 +31,9 @@ def main(model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safete
     try:
         import gradio  # noqa: F401
     except ImportError:
-        raise AnimecolorError("the app needs Gradio: pip install -e '.[app]'") from None
+        _fail("the app needs Gradio: pip install -e '.[app]'")
     if not model.is_file():
-        raise AnimecolorError(f"{model}: model file not found: run `dvc repro` or pass --model")
+        _fail(f"{model}: model file not found: run `dvc repro` or pass --model")
     from pipeline.app import launch
 
     demo, url = launch(model, host, port, device, block=False, quiet=True)

@@ -1,0 +1,233 @@
+"""`animecolor app`: the page in a real browser (headless system Chromium via Playwright), its
+request logic without a browser, and the command's one-line errors.
+
+The model is a tiny randomly initialised network exported in the test (no training: latency
+and plumbing do not depend on the weights). The browser steps are the ones
+scripts/app_screenshot.py uses for docs/app.png.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import struct
+import sys
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("gradio", reason="the app needs the `app` extra: pip install -e '.[app]'")
+
+from pipeline.app import (Colorizer, build_app, drawing_input, extracted_lines, make_examples,  # noqa: E402
+                          pad_drawing, read_upload, request)
+from pipeline.errors import AnimecolorError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+steps = _load("app_screenshot", ROOT / "scripts" / "app_screenshot.py")
+bench = _load("bench_app", ROOT / "tests" / "benchmarks" / "bench_app.py")
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height but whose pixel data is a few bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("app-model") / "tiny.safetensors"
+    return bench.untrained_model(path, image_size=32, channels=8, channel_mults=(1, 2), heads=2)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The example pairs (made by the pipeline), an odd-sized drawing, a corrupt file, oversized headers."""
+    root = tmp_path_factory.mktemp("app-files")
+    pairs = make_examples(root / "examples", size=96)
+    drawing = root / "my drawing.png"  # odd size and aspect, a space in the name
+    sketch = cv2.imread(str(pairs[0][0]), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(drawing), cv2.resize(sketch, (77, 101), interpolation=cv2.INTER_AREA))
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    return {"drawing": drawing, "reference": pairs[0][1], "pairs": pairs, "broken": root / "broken.png",
+            "huge": png_header_only(root / "huge.png", 5000, 4000),          # 20 MP > the app's 16 MP
+            "bomb": png_header_only(root / "bomb.png", 20_000, 20_000)}     # > 2 x PIL's limit
+
+
+@pytest.fixture(scope="module")
+def colorizer(model_file, tmp_path_factory):
+    return Colorizer(model_file, "cpu", tmp_path_factory.mktemp("app-results"))
+
+
+# ---------------------------------------------------------------- without a browser
+def test_examples_are_made_by_the_pipeline(files):
+    for drawing, reference in files["pairs"]:
+        lines, ref = read_upload(drawing, "drawing"), read_upload(reference, "reference")
+        assert lines.shape == ref.shape and lines.shape[0] > lines.shape[1]  # portrait, same size
+        gray = lines[..., 0]
+        assert np.array_equal(gray, lines[..., 1]) and (gray > 128).mean() > 0.7  # white paper, dark lines
+        assert ref[..., :3].std(axis=2).mean() > 10  # in colour
+
+
+@pytest.mark.parametrize("name, message", [("broken", "broken.png: not a readable image"),
+                                           ("huge", "too large (5000x4000"), ("bomb", "too large")])
+def test_bad_files_are_one_clean_line(files, name, message):
+    with pytest.raises(AnimecolorError) as info:
+        read_upload(files[name], "reference")
+    text = str(info.value)
+    assert message in text and "\n" not in text
+    assert str(files[name].parent) not in text  # the visitor's file name, never the server's path
+
+
+def test_request_progress_variations_and_png_metadata(colorizer, files):
+    calls = []
+    result = request(colorizer, 4, "upload", str(files["drawing"]), None, None, str(files["reference"]),
+                     steps=3, guidance=1.5, eta=0.0, seed=7, keep_lines=True, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]  # one batch: the bar moves once per DDIM step
+    assert result.seeds == [7, 8, 9, 10] and "4 variations" in result.status
+    single = request(colorizer, 1, "upload", str(files["drawing"]), None, None, str(files["reference"]),
+                     steps=3, guidance=1.5, eta=0.0, seed=9, keep_lines=True)
+    for path, seed in zip(result.paths, result.seeds):
+        with Image.open(path) as im:
+            assert im.size == (77, 101)  # the drawing's own size
+            params = json.loads(im.text["animecolor"])
+        assert params["seed"] == seed and params["sample_steps"] == 3 and params["sketch"] == "my drawing.png"
+    assert np.array_equal(np.asarray(Image.open(result.paths[2])), np.asarray(Image.open(single.paths[0])))
+
+
+def test_request_inputs_pad_and_colour_picture(colorizer, files):
+    pad = np.zeros((64, 64, 4), np.uint8)  # transparent canvas
+    with pytest.raises(AnimecolorError, match="sketch pad is empty"):
+        drawing_input("draw", None, {"composite": pad, "layers": [], "background": None}, None)
+    pad[20:40, 30:33] = (0, 0, 0, 255)
+    rgba, mode, _ = drawing_input("draw", None, {"composite": pad}, None)
+    assert mode == "lines" and pad_drawing({"composite": pad}) is not None
+    with pytest.raises(AnimecolorError, match="no reference"):
+        request(colorizer, 1, "draw", None, {"composite": pad}, None, None, 2, 1.0, 0.0, 0, True)
+    picture = str(files["reference"])  # a colour picture: lines by XDoG, previewed as extracted_lines
+    preview = extracted_lines(read_upload(picture, "colour picture"))
+    result = request(colorizer, 1, "picture", None, None, picture, picture, 2, 1.0, 0.0, 0, True)
+    with Image.open(result.paths[0]) as im:
+        assert im.size == preview.shape[::-1]
+        assert json.loads(im.text["animecolor"])["mode"] == "xdog"
+    with pytest.raises(AnimecolorError, match="no line drawing"):
+        request(colorizer, 1, "upload", None, None, None, picture, 2, 1.0, 0.0, 0, True)
+
+
+def test_command_errors_are_one_line(tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from stages import app as stage
+
+    cli = typer.Typer()
+    cli.command()(stage.main)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--model", str(tmp_path / "missing.safetensors")])
+    assert result.exit_code == 2 and "run `dvc repro` or pass --model" in result.output
+    assert "Traceback" not in result.output
+    monkeypatch.setitem(sys.modules, "gradio", None)  # `import gradio` now raises ImportError
+    result = runner.invoke(cli, [])
+    assert result.exit_code == 2 and "pip install -e '.[app]'" in result.output
+
+
+def test_build_app_refuses_a_missing_model(tmp_path):
+    with pytest.raises(AnimecolorError, match="not found"):
+        build_app(tmp_path / "nope.safetensors", "cpu", work_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- in the browser
+@pytest.fixture(scope="module")
+def server(model_file, tmp_path_factory):
+    from pipeline.app import launch
+
+    demo, url = launch(model_file, port=steps.free_port(), device="cpu", block=False, quiet=True,
+                       work_dir=tmp_path_factory.mktemp("app-server"))
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = steps.find_chromium()
+    if chromium is None:
+        pytest.skip("no system Chromium (apt-get install chromium; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]' (playwright)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def fetch_png(page, src: str) -> Image.Image:
+    """The output image's bytes, fetched by the page's own browser context."""
+    response = page.request.get(src)
+    assert response.ok
+    return Image.open(io.BytesIO(response.body()))
+
+
+@pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
+def test_page_colours_a_drawing_and_survives_bad_input(server, browser, files, tmp_path):
+    t0 = time.perf_counter()
+    page = steps.open_page(browser, server)
+    page.evaluate("""() => { window.progressSeen = [];
+        new MutationObserver(() => window.progressSeen.push(document.querySelector('#output').innerText))
+            .observe(document.querySelector('#output'), {subtree: true, childList: true, characterData: true}); }""")
+
+    # a drawing and a reference through the page's file inputs, then Colorize
+    src, _ = steps.colorize(page, files["drawing"], files["reference"])
+    image = fetch_png(page, src)
+    assert image.size == (77, 101)  # the drawing's own size
+    rgb = np.asarray(image.convert("RGB")).astype(np.float32)
+    assert rgb.std() > 10 and rgb.std(axis=2).mean() > 3  # not blank, and in colour
+    assert json.loads(image.text["animecolor"])["sketch"] == "my drawing.png"  # the parameters ride along
+    assert "Done: 77×101 px" in page.locator("#status").inner_text()
+    assert any("DDIM" in text and "/20" in text for text in page.evaluate("window.progressSeen"))
+    assert page.locator("#download a").count() >= 1
+
+    # 4 variations in one batch -> 5 pictures in the gallery
+    steps.colorize(page, button="variations")
+    assert page.locator("#gallery img").count() == 5
+    assert "4 variations" in page.locator("#status").inner_text()
+
+    # a corrupt reference: one clean line in the page, no traceback, and the server keeps serving
+    page.locator("#reference input[type=file]").set_input_files(str(files["broken"]))
+    with pytest.raises(RuntimeError, match="reference broken.png: not a readable image"):
+        steps.colorize(page)
+    status = page.locator("#status").inner_text()
+    assert "Traceback" not in status and "/tmp" not in status
+    page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+    assert (tmp_path / "app.png").stat().st_size > 10_000
+    with urllib.request.urlopen(server, timeout=10) as response:
+        assert response.status == 200
+    src, _ = steps.colorize(page, reference=files["reference"])
+    assert fetch_png(page, src).size == (77, 101)
+
+    # the first example (made by the pipeline at start-up) works on first open
+    fresh = steps.open_page(browser, server)
+    fresh.locator("#examples tbody tr").first.click()
+    fresh.locator("#drawing img").first.wait_for()
+    fresh.locator("#reference img").first.wait_for()
+    src, _ = steps.colorize(fresh)
+    assert fetch_png(fresh, src).size[1] > fetch_png(fresh, src).size[0]  # the example is a portrait
+    assert time.perf_counter() - t0 < 60
