@@ -2,6 +2,7 @@
 
 import typer
 
+from stages import app as app_stage
 from stages import clean, colorize, crawl, evaluate, finetune, pairs, pretrain
 
 app = typer.Typer(name="animecolor", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
@@ -26,6 +27,7 @@ app.command("evaluate")(evaluate.main)
 app.command("export")(colorize.export)
 app.command("colorize")(colorize.colorize)
 app.command("extract-lines")(colorize.extract_lines)
+app.command("app")(app_stage.main)
 
 
 if __name__ == "__main__":
