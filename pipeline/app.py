@@ -57,12 +57,13 @@ MAX_FILE_SIZE = "20mb"       # Gradio refuses bigger uploads before they reach u
 MAX_PIXELS = 16_000_000      # per image; read_user_image's own guard is 64 MP (the CLI's)
 N_VARIATIONS = 4
 GALLERY_SIZE = 12            # recent results kept per visitor
+RESULTS_KEPT_S = 24 * 3600   # result PNGs older than this are removed (Gradio's cache: the same)
 MAX_SEED = 2**31 - 1
 XDOG_SIGMA = 0.5             # the sigma `prepare_sketch` uses for colour pictures
 EXAMPLE_SEED = 777           # crawl seed of the example faces; the pipeline trains on base.seed (0)
 
 
-# ---------------------------------------------------------------- no Gradio below this line, up to the page
+# ---------------------------------------------------------------- reading uploads, examples, the model, one request
 def read_upload(path: str | Path | None, what: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A visitor's image file -> uint8 RGBA, or AnimecolorError with a one-line message that names
     the file as the visitor called it (never the server's temporary path)."""
@@ -164,6 +165,7 @@ class Colorizer:
         """Colour the drawing once per seed (one batch); returns the PNG paths and the pipeline's notice."""
         images, notice = colorize_variations(self.model, self.diffusion, sketch_rgba, reference_rgba, opts, seeds,
                                              self.device, step_progress)
+        self.prune()
         folder = self.out_dir / uuid.uuid4().hex[:12]
         stem = re.sub(r"[^\w.-]+", "_", Path(names[0]).stem)[:60] or "drawing"
         paths = []
@@ -173,6 +175,17 @@ class Colorizer:
             write_png_text(path, rgb, png_text(seed_opts, Path(names[0]), Path(names[1]), self.model_path, self.info))
             paths.append(path)
         return paths, notice
+
+
+    def prune(self, max_age_s: float = RESULTS_KEPT_S) -> None:
+        """Remove result folders older than `max_age_s` (a visitor's gallery refers to recent ones)."""
+        now = time.time()
+        for folder in self.out_dir.iterdir():
+            try:
+                if folder.is_dir() and now - folder.stat().st_mtime > max_age_s:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
 
 
 def drawing_input(source: str, drawing: str | None, pad, picture: str | None) -> tuple[np.ndarray, str, str]:
@@ -329,7 +342,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             return gr.skip(), gr.skip()
         return "upload", gr.Tabs(selected="upload")
 
-    with gr.Blocks(title="animecolor", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
+    with gr.Blocks(title="animecolor", analytics_enabled=False, delete_cache=(3600, RESULTS_KEPT_S)) as demo:
         source = gr.State("upload")
         history = gr.State([])
         gr.Markdown("# animecolor\nColour a line drawing in the colours of a reference picture of the same "

@@ -156,6 +156,16 @@ def test_build_app_refuses_a_missing_model(tmp_path):
         build_app(tmp_path / "nope.safetensors", "cpu", work_dir=tmp_path)
 
 
+def test_old_results_are_pruned(colorizer):
+    import os
+
+    old = colorizer.out_dir / "old-request"
+    old.mkdir()
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    colorizer.prune()
+    assert not old.exists()
+
+
 # ---------------------------------------------------------------- in the browser
 @pytest.fixture(scope="module")
 def server(model_file, tmp_path_factory):
@@ -205,6 +215,10 @@ def test_page_colours_a_drawing_and_survives_bad_input(server, browser, files, t
     assert any("DDIM" in text and "/20" in text for text in page.evaluate("window.progressSeen"))
     assert page.locator("#download a").count() >= 1
 
+    # the random-seed button
+    page.locator("#random_seed").click()
+    page.wait_for_function("document.querySelector('#seed input').value !== '0'")
+
     # 4 variations in one batch -> 5 pictures in the gallery
     steps.colorize(page, button="variations")
     assert page.locator("#gallery img").count() == 5
@@ -231,3 +245,4 @@ def test_page_colours_a_drawing_and_survives_bad_input(server, browser, files, t
     src, _ = steps.colorize(fresh)
     assert fetch_png(fresh, src).size[1] > fetch_png(fresh, src).size[0]  # the example is a portrait
     assert time.perf_counter() - t0 < 60
+
