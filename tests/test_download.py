@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loopback import LoopbackServer, booru_posts, face_images
+from stages.crawl import booru_auth
 from stages.params import validate_section
 from pipeline.data.clean import CleanConfig, clean_dataset
 from pipeline.data.crawl import crawl_booru, crawl_urls, read_url_list
@@ -163,7 +164,7 @@ def test_booru_source_keeps_tags_caches_pages_and_feeds_clean(tmp_path, images, 
     srv.posts = booru_posts(srv.url, 6, images)
     with srv:
         manifest, stats = crawl_booru(tmp_path / "raw", srv.url("/"), "1girl", pages=10, limit=4, cfg=FAST,
-                                      max_images=1000)
+                                      max_images=1000, auth=booru_auth())  # the stage reads the environment
         api_calls = srv.requests["/posts.json"]
         auth = {path: h.get("Authorization") for path, h in srv.headers}
         # A rerun works from the cached listing and the downloaded files: it asks the server only
@@ -201,7 +202,7 @@ def test_booru_api_errors_are_clear(tmp_path, images, monkeypatch):
     monkeypatch.delenv("ANIMECOLOR_BOORU_API_KEY", raising=False)
     with LoopbackServer(images) as srv:
         with pytest.raises(AnimecolorError, match="ANIMECOLOR_BOORU_API_KEY"):
-            crawl_booru(tmp_path / "a", srv.url("/"), "x", 1, 5, FAST, 10)
+            crawl_booru(tmp_path / "a", srv.url("/"), "x", 1, 5, FAST, 10, auth=booru_auth())
         monkeypatch.delenv("ANIMECOLOR_BOORU_LOGIN")
         with pytest.raises(AnimecolorError, match="no posts"):
             crawl_booru(tmp_path / "b", srv.url("/"), "no_such_tag", 1, 5, FAST, 10)
