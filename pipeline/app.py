@@ -257,8 +257,8 @@ def _error_line(exc: BaseException) -> str:
     """One line for the page: the message of an AnimecolorError, a generic line for anything else."""
     if isinstance(exc, AnimecolorError):
         return str(exc).splitlines()[0] if str(exc) else "invalid input"
-    if isinstance(exc, MemoryError):
-        return "out of memory: try a smaller image"
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():  # also torch.OutOfMemoryError
+        return "out of memory: try a smaller image or fewer variations"
     log.exception("request failed")  # the traceback goes to the server's log, never to the page
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     return f"unexpected error ({type(exc).__name__}{': ' + first if first else ''})"

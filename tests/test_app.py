@@ -230,6 +230,13 @@ def test_page_colours_a_drawing_and_survives_bad_input(server, browser, files, t
         steps.colorize(page)
     status = page.locator("#status").inner_text()
     assert "Traceback" not in status and "/tmp" not in status
+    # an image over the pixel limit (its header says 5000x4000), then a file over the upload limit
+    page.locator("#reference input[type=file]").set_input_files(str(files["huge"]))
+    with pytest.raises(RuntimeError, match=r"reference huge.png: image too large \(5000x4000"):
+        steps.colorize(page)
+    page.locator("#reference input[type=file]").set_input_files(
+        {"name": "big.png", "mimeType": "image/png", "buffer": b"\x89PNG" + bytes(21_000_000)})
+    page.get_by_text("exceed the maximum allowed size").first.wait_for()
     page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
     assert (tmp_path / "app.png").stat().st_size > 10_000
     with urllib.request.urlopen(server, timeout=10) as response:
