@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,20 +14,68 @@ from pipeline.errors import AnimecolorError
 from stages.common import console, progress_bar, user_errors
 
 DEFAULT_MODEL = Path("models/animecolor.safetensors")
+MAX_GUIDANCE = 50.0  # far past any useful scale; inf or nan would only paint garbage
+
+
+def check_output(path: Path, what: str = "output") -> None:
+    """Fail before any work if `path` cannot be written as a file: it is a folder, a parent is a
+    file, or the nearest existing folder is not writable (read-only file system, permissions)."""
+    if path.is_dir():
+        raise AnimecolorError(f"{path}: is a folder (give a file name for the {what})")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AnimecolorError(f"{path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AnimecolorError(f"{path}: cannot write in {parent} (read-only or no permission)")
+
+
+def _read_pairs_csv(path: Path):
+    import pandas as pd
+
+    if not path.is_file():
+        raise AnimecolorError(f"{path}: no such file")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise AnimecolorError(f"{path}: empty (needs a header sketch,reference and one row per drawing)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AnimecolorError(f"{path}: not a readable CSV ({first[:120]})") from None
+    if not {"sketch", "reference"} <= set(table.columns):
+        raise AnimecolorError(f"{path}: needs columns sketch,reference (has {', '.join(map(str, table.columns))})")
+    if table.empty:
+        raise AnimecolorError(f"{path}: no rows (one row per drawing: sketch,reference)")
+    return table
+
+
+def _distinct_names(jobs: list[tuple[Path, Path, str, str]]) -> list[tuple[Path, Path, str]]:
+    """Output names for (sketch, reference, stem, hint) jobs, none written twice: a clash of stems
+    gets the hint (the drawing's file type, or the reference's name), then a counter."""
+    count: dict[str, int] = {}
+    for _, _, stem, _ in jobs:
+        count[stem] = count.get(stem, 0) + 1
+    names = [stem if count[stem] == 1 else f"{stem}_{hint}" for _, _, stem, hint in jobs]
+    seen: dict[str, int] = {}
+    out = []
+    for (sketch, reference, _, _), name in zip(jobs, names):
+        seen[name] = seen.get(name, 0) + 1
+        out.append((sketch, reference, name if seen[name] == 1 else f"{name}_{seen[name]}"))
+    return out
 
 
 def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Path | None) -> list[tuple[Path, Path, Path]]:
-    """(sketch, reference, output) for one file, a folder with one reference, or a CSV sketch,reference."""
-    if pairs_csv is not None:
-        import pandas as pd
+    """(sketch, reference, output) for one file, a folder with one reference, or a CSV sketch,reference.
 
-        if not pairs_csv.is_file():
-            raise AnimecolorError(f"{pairs_csv}: no such file")
-        table = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False)
-        if not {"sketch", "reference"} <= set(table.columns):
-            raise AnimecolorError(f"{pairs_csv}: needs columns sketch,reference (has {', '.join(table.columns)})")
+    In batch mode every output gets its own name: `a.png` and `a.jpg` in one folder become
+    `a_png.png` and `a_jpg.png`; a drawing listed twice in a CSV is named after each reference."""
+    if pairs_csv is not None:
+        table = _read_pairs_csv(pairs_csv)
         base, out_dir = pairs_csv.parent, out or Path("colored")
-        return [(base / s, base / r, out_dir / f"{Path(s).stem}.png") for s, r in zip(table.sketch, table.reference)]
+        named = _distinct_names([(base / s, base / r, Path(s).stem, Path(r).stem)
+                                 for s, r in zip(table.sketch, table.reference)])
+        return [(s, r, out_dir / f"{name}.png") for s, r, name in named]
     if reference is None:
         raise AnimecolorError("--reference is required (or --pairs CSV with sketch,reference columns)")
     if sketch.is_dir():
@@ -33,7 +83,8 @@ def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Pat
         if not files:
             raise AnimecolorError(f"{sketch}: no images in this folder")
         out_dir = out or sketch.with_name(f"{sketch.name}_colored")
-        return [(f, reference, out_dir / f"{f.stem}.png") for f in files]
+        named = _distinct_names([(f, reference, f.stem, f.suffix.lower().lstrip(".")) for f in files])
+        return [(s, r, out_dir / f"{name}.png") for s, r, name in named]
     return [(sketch, reference, out or sketch.with_name(f"{sketch.stem}_colored.png"))]
 
 
@@ -43,24 +94,36 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
                    binarize: bool = False, keep_lines: bool = True, skip_existing: bool = False,
                    device: str = "auto") -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
-    Raises `AnimecolorError` for a bad single job; a batch lists its failures and exits 1."""
+
+    Every input and output path is checked before the model is loaded or anything is sampled. An
+    existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
+    raises `AnimecolorError`; a batch goes on and reports each failure."""
+    if mode not in ("auto", "lines", "xdog"):
+        raise AnimecolorError(f"--mode {mode!r}: expected auto, lines or xdog")
+    if not math.isfinite(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
+        raise AnimecolorError(f"--guidance {guidance}: must be a number from 0 to {MAX_GUIDANCE}")
+    jobs = _jobs(sketch, reference, pairs, out)
+    if len(jobs) > 1 and out is not None and out.exists() and not out.is_dir():
+        raise AnimecolorError(f"{out}: is a file (in batch mode --out is a folder)")
+    for _, _, out_path in jobs:
+        check_output(out_path)
+
     from pipeline.colorize import ColorizeOptions, colorize_image, load_model, png_text
     from pipeline.data.imageio import write_png_text
     from pipeline.device import resolve_device
 
-    if mode not in ("auto", "lines", "xdog"):
-        raise AnimecolorError(f"--mode {mode!r}: expected auto, lines or xdog")
     dev = resolve_device(device)
     net, diffusion, info = load_model(model, dev)
-    opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode, auto_levels=auto_levels,
-                           binarize=binarize, keep_lines=keep_lines)
-    jobs = _jobs(sketch, reference, pairs, out)
+    opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
+                           auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines)
     failures: list[tuple[Path, str]] = []
     references: dict[Path, np.ndarray] = {}
+    written = skipped = 0
     with progress_bar("colorize", len(jobs)) as advance:
         for sketch_path, ref_path, out_path in jobs:
             try:
                 if skip_existing and out_path.exists():
+                    skipped += 1
                     continue
                 if ref_path not in references:
                     references[ref_path] = read_user_image(ref_path)
@@ -68,21 +131,23 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
                                              opts, dev)
                 if notice:
                     console.print(f"[yellow]note[/]: {sketch_path}: {notice}", highlight=False)
-                write_png_text(out_path, rgb, png_text(opts, sketch_path, ref_path, model, info))
+                try:
+                    write_png_text(out_path, rgb, png_text(opts, sketch_path, ref_path, model, info))
+                except OSError as exc:
+                    raise AnimecolorError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
+                written += 1
             except AnimecolorError as exc:
                 if len(jobs) == 1:
                     raise
                 failures.append((sketch_path, str(exc)))
             finally:
                 advance(1)
-    done = len(jobs) - len(failures)
-    console.print(f"colorize: {done} of {len(jobs)} written" + (f" (to {jobs[0][2].parent})" if len(jobs) > 1 else
-                                                                 f" -> {jobs[0][2]}"))
+    where = f" (to {jobs[0][2].parent})" if len(jobs) > 1 else f" -> {jobs[0][2]}"
+    extra = "".join(f", {n} {what}" for n, what in ((skipped, "skipped"), (len(failures), "failed")) if n)
+    console.print(f"colorize: {written} of {len(jobs)} written{extra}" + (where if written else ""), highlight=False)
     for path, why in failures:
         console.print(f"[bold red]failed[/]: {why}", highlight=False, soft_wrap=True)
-    return {"written": done, "skipped": 0, "failed": len(failures)}
-
-
+    return {"written": written, "skipped": skipped, "failed": len(failures)}
 
 
 @user_errors
@@ -90,18 +155,20 @@ def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder 
              reference: Path = typer.Option(None, "--reference", "-r", help="Colour reference of the character."),
              pairs: Path = typer.Option(None, help="CSV with columns sketch,reference (batch mode)."),
              model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safetensors, see `export`)."),
-             out: Path = typer.Option(None, "--out", "-o", help="Output PNG (a folder in batch mode)."),
+             out: Path = typer.Option(None, "--out", "-o", help="Output PNG (a folder in batch mode). An existing "
+                                                                "file is overwritten."),
              steps: int = typer.Option(20, min=1, max=1000, help="DDIM steps."),
-             guidance: float = typer.Option(1.0, min=0.0, help="Classifier-free guidance scale on the reference."),
-             seed: int = typer.Option(0, min=0, help="Random seed (same seed, same picture)."),
+             guidance: float = typer.Option(1.0, min=0.0, max=MAX_GUIDANCE,
+                                            help="Classifier-free guidance scale on the reference."),
+             seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Random seed (same seed, same picture)."),
              eta: float = typer.Option(0.0, min=0.0, max=1.0, help="DDIM eta (0 = deterministic)."),
              mode: str = typer.Option("auto", help="auto | lines | xdog: how to read the drawing."),
              auto_levels: bool = typer.Option(False, help="Stretch a scan's levels to black and white."),
              binarize: bool = typer.Option(False, help="Threshold the drawing to pure lines (Otsu)."),
              keep_lines: bool = typer.Option(True, help="Draw the original lines over the result."),
-             skip_existing: bool = typer.Option(False, help="Batch: leave outputs that already exist."),
+             skip_existing: bool = typer.Option(False, help="Leave outputs that already exist (default: overwrite)."),
              device: str = typer.Option("auto", help="auto | cpu | cuda.")) -> None:
-    """Colour line drawings in the colours of a reference image."""
+    """Colour line drawings in the colours of a reference image (existing outputs are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device)
     if result["failed"]:
@@ -117,15 +184,19 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
     """Line drawings with the training XDoG, for preparing your own sketches."""
     from pipeline.colorize import LINES, letterbox
 
+    if out.exists() and not out.is_dir():
+        raise AnimecolorError(f"{out}: is a file (--out is a folder)")
+    named = _distinct_names([(path, path, path.stem, path.suffix.lower().lstrip(".")) for path in images])
+    for _, _, name in named:
+        check_output(out / f"{name}.png")
     failures = 0
     with progress_bar("extract-lines", len(images)) as advance:
-        for path in images:
+        for path, _, name in named:
             try:
                 rgb = flatten_alpha(read_user_image(path))
                 if size:
                     rgb = letterbox(rgb, size)[0]
-                lines = LINES.sketch(rgb, sigma)
-                write_png(out / f"{path.stem}.png", lines)
+                write_png(out / f"{name}.png", LINES.sketch(rgb, sigma))
             except AnimecolorError as exc:
                 failures += 1
                 console.print(f"[bold red]failed[/]: {exc}", highlight=False, soft_wrap=True)
@@ -142,5 +213,6 @@ def export(checkpoint: Path = typer.Argument(Path("models/finetune.pt"), help="T
     from pipeline.colorize import export_model
     from pipeline.model.checkpoint import load_checkpoint
 
+    check_output(out, "model file")
     info = export_model(load_checkpoint(checkpoint), out)
     console.print(f"export: {checkpoint} (step {info['step']}, {info['image_size']} px) -> {out}")

@@ -75,7 +75,7 @@ class PairDataset(Dataset):
         row = self.items.iloc[index]
         target = read_rgb(self.faces / row.image)
         sketch = read_rgb(self.pairs / row.sketch)[..., 0]
-        if self.line_augment is not None and self.line_augment.active:
+        if self.line_augment is not None:  # draws from rng even when every probability is 0 (fixed stream)
             sketch = augment_lines(sketch, rng, self.line_augment)
         maps = random_warp(self.tps, rng, *target.shape[:2])
         out = {"sketch": to_tensor(sketch), "reference": to_tensor(apply_warp(target, maps)),

@@ -1,0 +1,270 @@
+"""Bad input never gets a traceback or loses a file: every user-facing command x every bad input class.
+
+Each case runs one CLI command in a folder that holds a drawing, a reference and a model, and
+asserts: the promised exit code (2 for a refused command, 1 for a batch that lists its
+failures), exactly one error line per failure, no traceback, nothing outside the output touched,
+and no half-written file left anywhere.
+"""
+
+import json
+import os
+import stat
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline.data.imageio import decode_image
+from pipeline.errors import AnimecolorError, ParamsError
+from stages.cli import app
+from stages.params import SECTIONS, validate_section
+
+runner = CliRunner()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height (8-bit RGB) with one tiny IDAT: a decompression-bomb header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + \
+        chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def model_file(tiny_pretrained, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "m.safetensors"
+    result = runner.invoke(app, ["export", str(tiny_pretrained / "pretrain.pt"), "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    return path
+
+
+@pytest.fixture
+def work(tmp_path, model_file, tiny_pretrained):
+    """A folder as a new user has it: sketch.png, ref.png, a model, a checkpoint, bad files of each kind."""
+    rng = np.random.default_rng(0)
+    sketch = np.full((40, 40), 255, np.uint8)
+    sketch[10:30, 20] = 0
+    Image.fromarray(sketch).save(tmp_path / "sketch.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "ref.jpg")
+    (tmp_path / "M.safetensors").write_bytes(model_file.read_bytes())
+    (tmp_path / "ckpt.pt").write_bytes((tiny_pretrained / "pretrain.pt").read_bytes())
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "bomb.png").write_bytes(png_header(100_000, 100_000))
+    (tmp_path / "big150.png").write_bytes(png_header(12_300, 12_300))  # 151 MP: PIL warns, we refuse
+    (tmp_path / "existing_dir").mkdir()
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.fromarray(sketch).save(batch / name)
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    Image.fromarray(sketch).save(clash / "a.png")
+    Image.fromarray(sketch).save(clash / "a.jpg")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("sketch,reference\n")
+    (tmp_path / "quote.csv").write_text('sketch,reference\n"sketch.png,ref.jpg\n')
+    (tmp_path / "twice.csv").write_text("sketch,reference\nsketch.png,ref.jpg\nsketch.png,ref.jpg\n")
+    for name, header in (("size0", lambda h: {**h, "unet": {**h["unet"], "image_size": 0}}),
+                         ("nounet", lambda h: {k: v for k, v in h.items() if k != "unet"})):
+        _edit_header(model_file, tmp_path / f"{name}.safetensors", header)
+    return tmp_path
+
+
+def _edit_header(src: Path, dst: Path, edit) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(dst), metadata={"animecolor": json.dumps(edit(json.loads(meta["animecolor"])))})
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
+M = ["--model", "M.safetensors", "--steps", "2"]
+# id: (args, exit code, fragments of the error lines (one per failure), outputs the command may create)
+CASES = {
+    "unreadable sketch": (["colorize", "text.png", "-r", "ref.jpg", *M], 2, ["text.png: not a readable image"], []),
+    "missing sketch": (["colorize", "nope.png", "-r", "ref.jpg", *M], 2, ["nope.png: no such file"], []),
+    "bomb header sketch": (["colorize", "bomb.png", "-r", "ref.jpg", *M], 2, ["bomb.png: image too large"], []),
+    "150 MP header reference": (["colorize", "sketch.png", "-r", "big150.png", *M], 2,
+                                ["big150.png: image too large (12300x12300"], []),
+    "bomb in a batch": (["colorize", "batch", "-r", "ref.jpg", *M, "-o", "out"], 0, [], ["out/a.png", "out/b.png"]),
+    "bomb header extract-lines": (["extract-lines", "bomb.png", "sketch.png", "-o", "lines"], 1,
+                                  ["bomb.png: image too large"], ["lines/sketch.png"]),
+    "output is a folder": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "existing_dir"], 2,
+                           ["existing_dir: is a folder"], []),
+    "output under a file": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "sketch.png/x.png"], 2,
+                            ["sketch.png is a file, not a folder"], []),
+    "read-only output": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "/proc/sys/out.png"], 2,
+                         ["cannot write in /proc/sys"], []),
+    "export to a folder": (["export", "ckpt.pt", "-o", "existing_dir"], 2, ["existing_dir: is a folder"], []),
+    "export under a file": (["export", "ckpt.pt", "-o", "sketch.png/m.safetensors"], 2,
+                            ["sketch.png is a file, not a folder"], []),
+    "folder clash a.png a.jpg": (["colorize", "clash", "-r", "ref.jpg", *M, "-o", "out"], 0, [],
+                                 ["out/a_png.png", "out/a_jpg.png"]),
+    "csv lists a drawing twice": (["colorize", "x", "--pairs", "twice.csv", *M, "-o", "out"], 0, [],
+                                  ["out/sketch_ref.png", "out/sketch_ref_2.png"]),
+    "empty csv": (["colorize", "x", "--pairs", "empty.csv", *M], 2, ["empty.csv: empty"], []),
+    "header-only csv": (["colorize", "x", "--pairs", "header.csv", *M], 2, ["header.csv: no rows"], []),
+    "unterminated quote csv": (["colorize", "x", "--pairs", "quote.csv", *M], 2,
+                               ["quote.csv: not a readable CSV"], []),
+    "guidance inf": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "--guidance", "inf"], 2, ["--guidance"], []),
+    "guidance nan": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "--guidance", "nan"], 2,
+                     ["Invalid value for '--guidance'"], []),
+    "huge seed": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "--seed", "99999999999999999999999"], 2,
+                  ["--seed"], []),
+    "header image_size 0": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "size0.safetensors"], 2,
+                            ["header unet.image_size: Input should be greater than or equal to 4 (got 0)"], []),
+    "header without unet": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "nounet.safetensors"], 2,
+                            ["header unet: section is missing or empty"], []),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(work, case, monkeypatch):
+    args, code, fragments, outputs = CASES[case]
+    if case == "bomb in a batch":
+        (work / "batch" / "c.png").write_bytes((work / "bomb.png").read_bytes())
+        code, fragments = 1, ["c.png: image too large"]
+    monkeypatch.chdir(work)
+    before = _tree(work)
+    result = runner.invoke(app, args)
+    text = result.output
+    assert result.exit_code == code, text
+    assert "Traceback" not in text and not isinstance(result.exception, (AssertionError, TypeError, KeyError)), text
+    error_lines = [line for line in text.splitlines()
+                   if any(mark in line.lower() for mark in ("error:", "failed:", "invalid value"))]
+    assert len(error_lines) == len(fragments), text
+    for fragment in fragments:
+        assert fragment in text.replace("\n", " "), text
+    after = _tree(work)
+    changed = {k for k in after if before.get(k) != after[k]} | (set(before) - set(after))
+    assert changed == set(outputs), (changed, text)
+    assert not [p for p in work.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_plain_function_refuses_non_finite_guidance(work, monkeypatch):
+    """The CLI's range check is not the only guard: Python callers get the same clear error."""
+    from stages.colorize import colorize_files
+
+    monkeypatch.chdir(work)
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(AnimecolorError, match="must be a number from 0 to 50"):
+            colorize_files(Path("sketch.png"), Path("ref.jpg"), model=Path("M.safetensors"), guidance=bad)
+
+
+def test_skip_existing_says_what_it_did(work, monkeypatch):
+    monkeypatch.chdir(work)
+    first = runner.invoke(app, ["colorize", "batch", "-r", "ref.jpg", *M, "-o", "out"])
+    assert first.exit_code == 0 and "2 of 2 written" in first.output
+    again = runner.invoke(app, ["colorize", "batch", "-r", "ref.jpg", *M, "-o", "out", "--skip-existing"])
+    assert again.exit_code == 0 and "0 of 2 written, 2 skipped" in again.output.replace("\n", " ")
+
+
+def test_existing_output_is_overwritten_by_design(work, monkeypatch):
+    monkeypatch.chdir(work)
+    (work / "out.png").write_bytes(b"old")
+    result = runner.invoke(app, ["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "out.png"])
+    assert result.exit_code == 0 and Image.open(work / "out.png").size == (40, 40)
+    assert "overwritten" in runner.invoke(app, ["colorize", "--help"]).output
+
+
+def test_new_files_get_the_umask_mode(work, monkeypatch):
+    monkeypatch.chdir(work)
+    old = os.umask(0o022)
+    try:
+        assert runner.invoke(app, ["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "o.png"]).exit_code == 0
+        assert runner.invoke(app, ["export", "ckpt.pt", "-o", "e.safetensors"]).exit_code == 0
+    finally:
+        os.umask(old)
+    for name in ("o.png", "e.safetensors"):
+        assert stat.S_IMODE((work / name).stat().st_mode) == 0o644, name
+
+
+# ---------------------------------------------------------------- property-based
+_value = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
+                                st.text(max_size=8)),
+                      lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                              st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+                      max_leaves=12)
+_keys = st.sampled_from(["seed", "image_size", "source", "n_images", "download", "workers", "unet", "loop",
+                         "train_steps", "channel_mults", "xdog", "sigma", "tps", "steps", "sample_steps", "zzz"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(section=st.sampled_from(list(SECTIONS)), data=st.dictionaries(_keys, _value, max_size=4))
+def test_params_loader_never_crashes(section, data):
+    """Random nesting, types and keys: a typed section or one ParamsError line naming the key."""
+    try:
+        validate_section(section, data)
+    except ParamsError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith(section), message
+
+
+def _valid_images() -> list[bytes]:
+    import io
+
+    out = []
+    rng = np.random.default_rng(1)
+    for fmt, mode in (("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"), ("JPEG", "RGB"), ("PNG", "I;16")):
+        buf = io.BytesIO()
+        arr = rng.integers(0, 255, (12, 9, 3), dtype=np.uint8)
+        img = Image.fromarray(arr).convert(mode) if mode != "I;16" else Image.fromarray(
+            arr[..., 0].astype(np.uint16) * 257)
+        img.save(buf, format=fmt)
+        out.append(buf.getvalue())
+    return out
+
+
+VALID = _valid_images()
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.sampled_from(range(len(VALID))), edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                               max_size=6),
+       cut=st.one_of(st.none(), st.integers(0, 10**6)))
+def test_image_reader_mutated_files(base, edits, cut):
+    """Mutated valid PNG/JPEG bytes: a clean AnimecolorError or a correct uint8 RGBA image, never a crash."""
+    data = bytearray(VALID[base])
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    try:
+        img = decode_image(bytes(data), "x.png")
+    except AnimecolorError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=256))
+def test_image_reader_random_bytes(data):
+    try:
+        decode_image(data, "x")
+    except AnimecolorError:
+        pass
+
+
+def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
+    from pipeline.data.clean import decode
+    from pipeline.data.imageio import flatten_alpha
+
+    png16 = VALID[4]
+    rgba = decode_image(png16, "x")
+    assert rgba.dtype == np.uint8 and np.array_equal(flatten_alpha(rgba), decode(png16))
+    assert rgba[..., 3].min() == 255
