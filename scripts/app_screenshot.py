@@ -107,7 +107,7 @@ def colorize(page, drawing: str | Path | None = None, reference: str | Path | No
     page.wait_for_function(_FINISHED, timeout=timeout_s * 1000, polling=20)
     seconds = time.perf_counter() - t0
     status = page.locator("#status").inner_text()
-    if "Error" in status:
+    if status.strip().startswith("Error"):
         raise RuntimeError(f"the page says: {status}")
     return output_src(page), seconds
 
@@ -141,9 +141,8 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
             page = open_page(browser, url)
-            examples = sorted((work / "app" / "examples").glob("example1_*.png"))
-            drawing, reference = (e for e in examples if "drawing" in e.name), (e for e in examples if "reference" in e.name)
-            _, seconds = colorize(page, next(drawing), next(reference))
+            examples = work / "app" / "examples"  # written by the app at start-up
+            _, seconds = colorize(page, examples / "example1_drawing.png", examples / "example1_reference.png")
             page.locator("#variations").click()
             page.wait_for_function("document.querySelectorAll('#gallery img').length >= 5", timeout=120_000)
             page.wait_for_timeout(500)
