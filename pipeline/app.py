@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import random
 import re
 import shutil
@@ -37,18 +36,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+import gradio as gr
+import numpy as np
+from PIL import Image
 
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from pipeline.colorize import ColorizeOptions, colorize_variations, flatten_alpha, load_model, png_text  # noqa: E402
-from pipeline.data.imageio import read_user_image, write_png, write_png_text  # noqa: E402
-from pipeline.data.synthetic import generate_face  # noqa: E402
-from pipeline.data.tps import TPSConfig, apply_warp, random_warp  # noqa: E402
-from pipeline.data.xdog import to_gray, xdog  # noqa: E402
-from pipeline.errors import AnimecolorError  # noqa: E402
+from pipeline.colorize import ColorizeOptions, colorize_variations, flatten_alpha, load_model, png_text
+from pipeline.data.imageio import read_user_image, write_png, write_png_text
+from pipeline.data.synthetic import generate_face
+from pipeline.data.tps import TPSConfig, apply_warp, random_warp
+from pipeline.data.xdog import to_gray, xdog
+from pipeline.errors import AnimecolorError
 
 log = logging.getLogger("animecolor.app")
 

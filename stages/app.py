@@ -6,6 +6,7 @@ runs, so `animecolor --help` stays fast and works without it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -28,6 +29,7 @@ def main(model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safete
          port: int = typer.Option(7860, min=1, max=65535, help="Port to listen on."),
          device: str = typer.Option("auto", help="auto | cpu | cuda.")) -> None:
     """Colour drawings in a web page: upload or draw a drawing, give a reference, press Colorize."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported (the page also says so)
     try:
         import gradio  # noqa: F401
     except ImportError:

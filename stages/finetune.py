@@ -20,7 +20,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     from pipeline.training.distributed import close_distributed
     from pipeline.training.finetune import reconstruction_objective
     from pipeline.training.loop import Trainer, fingerprint
-    from stages.training import file_digest, run_training, torchrun_distributed
+    from stages.training import file_digest, run_training, source_digest, torchrun_distributed
 
     p = load_params(params_path, "base", "pairs", "finetune")
     base, cfg = p["base"], p["finetune"]
@@ -34,7 +34,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, limit=cfg.subset)
         model, diffusion = model_from_checkpoint(init, "ema")
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(), file_digest(init_path),
-                             file_digest(pairs_dir / "train" / "items.csv"))
+                             file_digest(pairs_dir / "train" / "items.csv"), source_digest())
         trainer = Trainer(model, diffusion, dataset, reconstruction_objective(diffusion, cfg.reconstruction),
                           cfg.loop, device, dist, state_path, run_id,
                           meta={"stage": "finetune", "params": cfg.to_dict(), "init_from": str(init_path)},

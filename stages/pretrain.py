@@ -20,7 +20,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     from pipeline.model.unet import UNet
     from pipeline.training.distributed import close_distributed
     from pipeline.training.loop import Trainer, denoising_objective, fingerprint
-    from stages.training import file_digest, run_training, torchrun_distributed
+    from stages.training import file_digest, run_training, source_digest, torchrun_distributed
 
     p = load_params(params_path, "base", "pairs", "pretrain")
     base, cfg = p["base"], p["pretrain"]
@@ -30,7 +30,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, line_augment=cfg.lines)
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
-                             file_digest(pairs_dir / "train" / "items.csv"))
+                             file_digest(pairs_dir / "train" / "items.csv"), source_digest())
         trainer = Trainer(model, diffusion, dataset, denoising_objective(diffusion, cfg.condition_dropout), cfg.loop,
                           device, dist, state_path, run_id, meta={"stage": "pretrain", "params": cfg.to_dict()},
                           seed=base.seed)

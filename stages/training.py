@@ -23,6 +23,18 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 
+def source_digest() -> str:
+    """Identity of the library's code: part of every run id, so a resume checkpoint written by
+    other code (a `dvc repro` after a code change) starts a fresh run instead of being reused."""
+    import pipeline
+
+    root = Path(pipeline.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def torchrun_distributed(device_name: str):
     """Join torchrun's process group from its environment (WORLD_SIZE, LOCAL_RANK); one process otherwise."""
     return init_distributed(device_name, int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0")))

@@ -225,3 +225,88 @@ def test_ddim_gradient_checkpoint_matches():
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
     assert grads[0].abs().sum() > 0
+
+
+# ---------------------------------------------------------------- reference attention, Min-SNR
+RA = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2, reference_attention=(16,),
+                reference_tokens=8)
+
+
+def test_reference_attention_off_is_the_paper_network():
+    """The switch adds nothing when off: same parameters, same initial weights as before it existed."""
+    torch.manual_seed(0)
+    plain = UNet(UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2))
+    assert plain.reference_encoder is None and count_parameters(plain) == 41_603
+    # the sum of the initial weights recorded before the switch existed (commit 8fd39ca)
+    assert abs(float(sum(p.detach().sum() for p in plain.parameters())) - 267.0402526855469) < 1e-3
+    assert UNetConfig.paper(256).reference_attention == ()
+
+
+def test_reference_attention_starts_as_identity_and_reads_every_token():
+    from pipeline.model.reference import CrossAttention
+
+    torch.manual_seed(0)
+    model = UNet(RA).eval()
+    attention = {id(m.proj.weight) for m in model.modules() if isinstance(m, CrossAttention)}
+    with torch.no_grad():  # a "trained" network: the zero-initialised layers get weights, except attention's
+        for p in model.parameters():
+            if id(p) not in attention and not p.any():
+                torch.nn.init.normal_(p, std=0.2)
+    x, t = torch.randn(2, 7, 32, 32), torch.tensor([10, 500])
+    tokens = model.reference_encoder(x[:, 4:7])
+
+    def output_with(context):  # the same input, the attention given other reference tokens
+        original = model.reference_encoder.forward
+        model.reference_encoder.forward = lambda reference: context
+        try:
+            return model(x, t)
+        finally:
+            model.reference_encoder.forward = original
+
+    far = tokens.clone()
+    far[:, :4] = torch.randn_like(far[:, :4])  # only the tokens of the top-left corner change
+    with torch.no_grad():
+        # at initialisation the output projection is zero: the block is the identity
+        assert torch.equal(output_with(far), output_with(tokens))
+        for module in model.modules():
+            if isinstance(module, CrossAttention):
+                torch.nn.init.normal_(module.proj.weight, std=0.5)
+        # with weights, the bottom-right pixels read the top-left tokens: a path concatenation lacks
+        corner = (slice(None), slice(None), slice(24, 32), slice(24, 32))
+        assert not torch.allclose(output_with(far)[corner], output_with(tokens)[corner], atol=1e-5)
+
+
+def test_reference_attention_trains_its_encoder():
+    torch.manual_seed(0)
+    model = UNet(RA)
+    with torch.no_grad():  # let gradients reach the encoder: no zero-initialised layer on the path
+        for p in model.parameters():
+            if not p.any():
+                torch.nn.init.normal_(p, std=0.1)
+    model(torch.randn(2, 7, 32, 32), torch.tensor([1, 2])).pow(2).mean().backward()
+    assert model.reference_encoder.stem.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"reference_attention": (12,)}, "feature-map sides are"),
+    ({"reference_attention": (16,), "reference_tokens": 5}, "reference_tokens 5 must be one of"),
+])
+def test_reference_attention_config_is_checked(bad, message):
+    with pytest.raises(ValueError, match=message):
+        UNetConfig(**{**RA.model_dump(), **bad})
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_min_snr_weighting(prediction):
+    """gamma beyond every SNR is the uniform loss for eps; weights fall where SNR is large."""
+    x0 = torch.rand(4, 3, 4, 4) * 2 - 1
+    eps = torch.randn(4, 3, 4, 4)
+    t = torch.tensor([0, 10, 500, 990])
+    model = lambda x, tt: torch.zeros_like(x)  # noqa: E731
+    plain = Diffusion(DiffusionConfig(prediction=prediction))
+    big = Diffusion(DiffusionConfig(prediction=prediction, min_snr_gamma=1e9))
+    small = Diffusion(DiffusionConfig(prediction=prediction, min_snr_gamma=1.0))
+    if prediction == "eps":
+        torch.testing.assert_close(big.loss(model, x0, t, eps), plain.loss(model, x0, t, eps))
+    low_t = torch.tensor([0, 0, 0, 0])  # SNR huge: min(SNR, 1) / SNR is tiny
+    assert small.loss(model, x0, low_t, eps) < 0.01 * plain.loss(model, x0, low_t, eps)

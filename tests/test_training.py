@@ -204,3 +204,18 @@ def test_pretrain_stage_errors(tmp_path, write_params):
                         "pretrain.diffusion.beta_end": 0.01})
     result = CliRunner().invoke(app, ["pretrain", "--params", str(bad)])
     assert result.exit_code == 2 and "beta_start must be < beta_end" in result.output
+
+
+def test_run_id_changes_with_the_library_code(tmp_path, monkeypatch):
+    """A finished run's checkpoint is not "resumed" by a dvc repro that reruns the stage after a code change."""
+    import pipeline
+    from stages.training import source_digest
+
+    before = source_digest()
+    fake = tmp_path / "pipeline"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    monkeypatch.setattr(pipeline, "__file__", str(fake / "__init__.py"))
+    assert source_digest() != before
+    (fake / "x.py").write_text("a = 1\n")
+    assert source_digest() != before

@@ -25,6 +25,9 @@ class ConditionDropout(Config):
     p_sketch: float = Field(0.0, ge=0, le=1, description="probability of dropping the sketch")
 
 
+REFERENCE_CHANNELS = slice(4, 7)  # where `model_input` puts the reference (read back by the U-Net's encoder)
+
+
 def model_input(x_t: torch.Tensor, sketch: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """The network's input: concat(x_t [3], sketch [1], reference [3]) on channels, in x_t's dtype.
     The one place the channel order is written."""

@@ -34,6 +34,8 @@ class DiffusionConfig(Config):
     beta_start: float = Field(1e-4, gt=0, lt=1, description="linear schedule only (paper: 1e-6)")
     beta_end: float = Field(0.02, gt=0, lt=1, description="linear schedule only (paper: 1e-2)")
     prediction: Literal["eps", "v"] = Field("v", description="what the network predicts")
+    min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-gamma loss weighting (Hang et al. 2023; "
+                                                                "5 is theirs); null: uniform, as the paper")
 
     @model_validator(mode="after")
     def _betas(self):
@@ -95,7 +97,17 @@ class Diffusion:
         return x0, eps
 
     def loss(self, model: ModelFn, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Simple MSE objective (Ho et al. eq. 14, or its v form); scalar."""
+        """Simple MSE objective (Ho et al. eq. 14, or its v form); scalar. With `min_snr_gamma` each
+        sample is weighted so that the implied x0 loss is weighted by min(SNR, gamma) (Hang et al.
+        2023): w = min(SNR, gamma) / SNR for eps, min(SNR, gamma) / (SNR + 1) for v."""
         x_t = self.q_sample(x0, t, eps)
         prediction = model(x_t, t)
-        return torch.mean((prediction.float() - self.target(x0, t, eps).float()) ** 2)
+        squared = (prediction.float() - self.target(x0, t, eps).float()) ** 2
+        if self.config.min_snr_gamma is None:
+            return torch.mean(squared)
+        per_sample = squared.flatten(1).mean(1)
+        ab = self.alpha_bar.to(x0.device)[t.long()].double()
+        snr = ab / (1 - ab)
+        clipped = snr.clamp(max=self.config.min_snr_gamma)
+        weight = clipped / snr if self.config.prediction == "eps" else clipped / (snr + 1)
+        return (weight.float() * per_sample).mean()

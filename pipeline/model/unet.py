@@ -17,6 +17,8 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from pipeline.config import Config
+from pipeline.model.conditioning import REFERENCE_CHANNELS
+from pipeline.model.reference import CrossAttention, ReferenceEncoder
 
 
 class UNetConfig(Config):
@@ -36,6 +38,10 @@ class UNetConfig(Config):
     heads: int = Field(4, ge=1, description="attention heads")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout in the residual blocks")
     norm_groups: int = Field(8, ge=1, description="GroupNorm groups (paper: 32)")
+    reference_attention: tuple[int, ...] = Field((), description="feature-map sides whose blocks cross-attend to "
+                                                                 "reference tokens (model/reference.py); "
+                                                                 "[]: concatenation only, as the paper")
+    reference_tokens: int = Field(16, ge=1, description="side of the reference token grid (image_size / 2^k)")
 
     @model_validator(mode="after")
     def _shape_fits(self):
@@ -48,8 +54,16 @@ class UNetConfig(Config):
         widths = {self.channels * self.channel_mults[-1]} | {
             self.channels * m for i, m in enumerate(self.channel_mults)
             if self.image_size // 2 ** i in self.attention_resolutions}
+        widths |= {self.channels * m for i, m in enumerate(self.channel_mults)
+                   if self.image_size // 2 ** i in self.reference_attention}
         if any(w % self.heads for w in widths):
             raise ValueError(f"attention: widths {sorted(widths)} do not split into {self.heads} heads")
+        sides = {self.image_size // 2 ** i for i in range(levels)}
+        if set(self.reference_attention) - sides:
+            raise ValueError(f"reference_attention {list(self.reference_attention)}: feature-map sides are "
+                             f"{sorted(sides, reverse=True)}")
+        if self.reference_attention and self.reference_tokens not in sides | {self.image_size // 2 ** levels}:
+            raise ValueError(f"reference_tokens {self.reference_tokens} must be one of {sorted(sides, reverse=True)}")
         return self
 
     @classmethod
@@ -134,11 +148,11 @@ class Upsample(nn.Module):
 
 
 class _Step(nn.ModuleList):
-    """A sequence of layers that all take (x, emb)."""
+    """A sequence of layers that take (x, emb), or (x, context) for cross-attention."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self:
-            x = layer(x, emb)
+            x = layer(x, context) if isinstance(layer, CrossAttention) else layer(x, emb)
         return x
 
 
@@ -149,6 +163,7 @@ class UNet(nn.Module):
         levels = len(cfg.channel_mults)
         ch, groups = cfg.channels, cfg.norm_groups
         emb_dim = 4 * ch
+        context_dim = ch * cfg.channel_mults[-1]
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.input = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
@@ -160,6 +175,8 @@ class UNet(nn.Module):
                 cur = ch * mult
                 if res in cfg.attention_resolutions:
                     layers.append(Attention(cur, cfg.heads, groups))
+                if res in cfg.reference_attention:
+                    layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens))
                 self.down.append(_Step(layers))
                 skips.append(cur)
             if level < levels - 1:
@@ -175,23 +192,32 @@ class UNet(nn.Module):
                 cur = ch * mult
                 if res in cfg.attention_resolutions:
                     layers.append(Attention(cur, cfg.heads, groups))
+                if res in cfg.reference_attention:
+                    layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens))
                 if level > 0 and i == cfg.res_blocks:
                     layers.append(Upsample(cur))
                     res *= 2
                 self.up.append(_Step(layers))
         self.out = nn.Sequential(_norm(cur, groups), nn.SiLU(), _zero(nn.Conv2d(cur, cfg.out_channels, 3, padding=1)))
+        # created last, so a network without it draws the same initial weights as before it existed
+        self.reference_encoder = (ReferenceEncoder(cfg.image_size, cfg.reference_tokens, context_dim, groups)
+                                  if cfg.reference_attention else None)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x (B, in_channels, H, W), t (B,) -> (B, out_channels, H, W)."""
+        """x (B, in_channels, H, W), t (B,) -> (B, out_channels, H, W).
+
+        With reference attention the reference is read from its channels of the input
+        (`conditioning.model_input`: x_t 0..2, sketch 3, reference 4..6) and encoded into tokens."""
         emb = self.time_embed(timestep_embedding(t, self.config.channels).to(x.dtype))
+        context = self.reference_encoder(x[:, REFERENCE_CHANNELS]) if self.reference_encoder is not None else None
         h = self.input(x)
         hs = [h]
         for step in self.down:
-            h = step(h, emb)
+            h = step(h, emb, context)
             hs.append(h)
         h = self.middle(h, emb)
         for step in self.up:
-            h = step(torch.cat([h, hs.pop()], dim=1), emb)
+            h = step(torch.cat([h, hs.pop()], dim=1), emb, context)
         return self.out(h)
 
 
