@@ -22,10 +22,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.xdog import XDoGConfig
-from pipeline.config import validate
 from pipeline.errors import AnimecolorError
 from pipeline.files import atomic_path
 from pipeline.model.diffusion import Diffusion, DiffusionConfig

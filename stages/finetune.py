@@ -12,7 +12,8 @@ from stages.common import console, load_params, seed_everything, user_errors
 def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("models/pretrain.pt"),
              faces_dir: Path = Path("data/faces"), pairs_dir: Path = Path("data/pairs"),
              model_path: Path = Path("models/finetune.pt"), state_path: Path = Path("checkpoints/finetune.pt"),
-             metrics_path: Path = Path("metrics/finetune.json"), sheet_path: Path = Path("reports/finetune_samples.png"),
+             metrics_path: Path = Path("metrics/finetune.json"),
+             sheet_path: Path = Path("reports/finetune_samples.png"),
              live_dir: Path = Path("dvclive/finetune"), stop_at: int | None = None) -> dict:
     """Run the stage; returns the metrics it writes. epochs = 0 passes the pretrained model through."""
     from pipeline.data.dataset import PairDataset

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.colorize import (ColorizeOptions, colorize_image, export_model, letterbox, load_model, unletterbox)
+from pipeline.colorize import ColorizeOptions, colorize_image, letterbox, load_model, unletterbox
 from pipeline.data.synthetic import generate_face
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from loopback import LoopbackServer, booru_posts, face_images
 from typer.testing import CliRunner
 
-from loopback import LoopbackServer, booru_posts, face_images
-from stages.crawl import booru_auth
-from stages.params import validate_section
 from pipeline.data.clean import CleanConfig, clean_dataset
 from pipeline.data.crawl import crawl_booru, crawl_urls, read_url_list
-from pipeline.data.download import DownloadConfig, retry_after_seconds, sniff_extension
+from pipeline.data.download import DownloadConfig, sniff_extension
 from pipeline.errors import AnimecolorError, ParamsError
 from stages.cli import app
+from stages.crawl import booru_auth
+from stages.params import validate_section
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = DownloadConfig(workers=4, rate_limit=0, timeout=0.5, deadline=10, retries=2, backoff=0.05,

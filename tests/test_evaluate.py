@@ -1,7 +1,6 @@
 """Metric identities, colour metrics against synthetic ground truth, FID paths, the evaluate stage."""
 
 import io
-import json
 import pickle
 from pathlib import Path
 
@@ -11,14 +10,13 @@ import torch
 import torchvision.transforms.functional as TF
 
 from pipeline.data.dataset import to_tensor
-from pipeline.data.synthetic import REGION_IDS, generate_face
-from pipeline.errors import AnimecolorError
-from pipeline.evaluation import metrics as M
 from pipeline.data.labels import COLOUR_REGIONS
+from pipeline.data.synthetic import REGION_IDS, generate_face
+from pipeline.evaluation import metrics as M
 from pipeline.evaluation.evaluate import EvalConfig, flat_fill, run_benchmark
 from pipeline.evaluation.features import INCEPTION_FILE, inception_extractor
-from pipeline.model.perceptual import VGGLPIPS, _NumpyOnly, lpips_weights_path
 from pipeline.model.diffusion import Diffusion
+from pipeline.model.perceptual import VGGLPIPS, _NumpyOnly, lpips_weights_path
 from pipeline.model.unet import UNet, UNetConfig
 
 

@@ -1,6 +1,5 @@
 """U-Net shapes, schedules, conditioning, samplers: small exact tests with analytic dummy models."""
 
-import math
 
 import numpy as np
 import pytest

@@ -14,11 +14,11 @@ from pipeline.data.dataset import PairDataset
 from pipeline.data.tps import TPSConfig
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from pipeline.model.conditioning import ConditionDropout
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.model.conditioning import ConditionDropout
-from pipeline.training.loop import EMA, EpochBatches, LoopConfig, Trainer, denoising_objective
 from pipeline.training.distributed import Dist
+from pipeline.training.loop import EMA, EpochBatches, LoopConfig, Trainer, denoising_objective
 from tests.conftest import TINY_PRETRAIN
 
 CFG = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2)
@@ -31,7 +31,8 @@ def _trainer(tiny_data, state_path=None, steps=8, **loop):
     diffusion = Diffusion()
     cfg = LoopConfig(train_steps=steps, batch_size=4, lr=1e-3, warmup_steps=2, checkpoint_every=2, num_workers=0,
                      **loop)
-    return Trainer(UNet(CFG), diffusion, ds, denoising_objective(diffusion, ConditionDropout(p_uncond=0.1)), cfg, torch.device("cpu"),
+    objective = denoising_objective(diffusion, ConditionDropout(p_uncond=0.1))
+    return Trainer(UNet(CFG), diffusion, ds, objective, cfg, torch.device("cpu"),
                    state_path=state_path, run_id="test")
 
 
@@ -51,7 +52,8 @@ def test_overfits_a_fixed_batch(tiny_data):
     diffusion = Diffusion()
     torch.manual_seed(0)
     cfg = LoopConfig(train_steps=150, batch_size=4, lr=3e-3, warmup_steps=5, num_workers=0)
-    trainer = Trainer(UNet(CFG), diffusion, ds, denoising_objective(diffusion, ConditionDropout(p_uncond=0.0)), cfg, torch.device("cpu"))
+    objective = denoising_objective(diffusion, ConditionDropout(p_uncond=0.0))
+    trainer = Trainer(UNet(CFG), diffusion, ds, objective, cfg, torch.device("cpu"))
     losses = trainer.run()["losses"]
     first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
     assert last < 0.5 * first, (first, last)

@@ -35,8 +35,7 @@ import pandas as pd
 from pydantic import Field
 
 from pipeline.config import Config
-from pipeline.data.imageio import (WHITE, colour_fraction, decode_image, flatten_alpha, read_label, write_json,
-                                   write_png)
+from pipeline.data.imageio import WHITE, colour_fraction, decode_image, flatten_alpha, read_label, write_json, write_png
 from pipeline.errors import AnimecolorError
 
 REASONS = ("decode_error", "too_small", "monochrome", "duplicate", "near_duplicate", "no_face")

@@ -22,9 +22,9 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from typing import Literal
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urljoin
 
 import numpy as np
@@ -37,7 +37,6 @@ from pipeline.data.imageio import IMAGE_SUFFIXES, write_json, write_png
 from pipeline.data.synthetic import REGIONS, face_seed, render_face, sample_face
 from pipeline.errors import AnimecolorError
 from pipeline.files import write_bytes_atomic
-
 
 
 class CrawlConfig(Config):

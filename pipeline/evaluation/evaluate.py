@@ -22,18 +22,21 @@ from pydantic import Field
 from torch import nn
 
 from pipeline.config import Config
-
+from pipeline.data.benchmark import SETTINGS, load_benchmark
 from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_png
 from pipeline.data.labels import COLOUR_REGIONS
+from pipeline.device import Precision, autocast
 from pipeline.evaluation import metrics as M
-from pipeline.data.benchmark import SETTINGS, load_benchmark
-from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
-                                          vgg_feature_extractor)
+from pipeline.evaluation.features import (
+    ANIMEFACE_ATTRIBUTES,
+    animeface_attributes,
+    inception_extractor,
+    vgg_feature_extractor,
+)
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
 from pipeline.model.perceptual import VGGLPIPS
-from pipeline.device import Precision, autocast
 
 BASELINES = ("reference_copy", "flat_fill")
 

@@ -13,7 +13,6 @@ from pydantic import Field
 from torch import nn
 
 from pipeline.config import Config
-
 from pipeline.model.diffusion import ModelFn
 
 

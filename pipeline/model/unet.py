@@ -11,6 +11,7 @@ H and W must be divisible by 2 ** (len(channel_mults) - 1).
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator

@@ -22,7 +22,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pipeline.config import Config
-
 from pipeline.model.conditioning import ConditionDropout, guided
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.perceptual import VGGLPIPS, ms_ssim

@@ -28,14 +28,12 @@ from pipeline.model.unet import UNet, UNetConfig
 from pipeline.model.diffusion import DiffusionConfig
 from pipeline.colorize import export_model
 out = sys.argv[1]
-try:
-    cfg = UNetConfig(image_size=64, channels=32, channel_mults=(1, 2, 2), res_blocks=1)
-except Exception:
-    raise
+cfg = UNetConfig(image_size=64, channels=32, channel_mults=(1, 2, 2), res_blocks=1)
 torch.manual_seed(0)
 model = UNet(cfg)
 to_dict = getattr(cfg, "to_dict")
-export_model({"unet": to_dict(), "diffusion": DiffusionConfig().to_dict(), "ema": model.state_dict()}, out + "/m.safetensors")
+checkpoint = {"unet": to_dict(), "diffusion": DiffusionConfig().to_dict(), "ema": model.state_dict()}
+export_model(checkpoint, out + "/m.safetensors")
 img = np.full((64, 64, 3), 255, np.uint8); cv2.circle(img, (32, 32), 20, (0, 0, 0), 1)
 cv2.imwrite(out + "/sketch.png", img)
 ref = np.zeros((64, 64, 3), np.uint8); ref[:] = (40, 90, 200)

@@ -20,13 +20,16 @@ import time
 
 import torch
 
-from pipeline.model.conditioning import conditioned, guided
+from pipeline.device import autocast
+from pipeline.model.conditioning import (
+    ConditionDropout,  # noqa: E402
+    conditioned,
+    guided,
+)
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.sampler import ddim_sample, noise
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.device import autocast
 from pipeline.training.finetune import ReconstructionConfig, reconstruction_objective
-from pipeline.model.conditioning import ConditionDropout  # noqa: E402
 from pipeline.training.loop import denoising_objective  # noqa: E402
 
 

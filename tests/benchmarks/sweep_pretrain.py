@@ -19,15 +19,15 @@ import torch
 from skimage.color import deltaE_ciede2000, rgb2lab
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
+from pipeline.data.benchmark import load_benchmark
 from pipeline.data.dataset import PairDataset
 from pipeline.data.synthetic import REGION_IDS
 from pipeline.data.tps import TPSConfig
-from pipeline.data.benchmark import load_benchmark
+from pipeline.device import autocast
+from pipeline.model.conditioning import ConditionDropout  # noqa: E402
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.device import autocast
-from pipeline.model.conditioning import ConditionDropout  # noqa: E402
 from pipeline.training.loop import LoopConfig, Trainer, denoising_objective
 
 CONFIGS = {
@@ -86,7 +86,8 @@ def main():
         diffusion = Diffusion(DiffusionConfig())
         loop = LoopConfig(train_steps=stops[-1], batch_size=16, warmup_steps=50, num_workers=6,
                           lr=loop_kw.get("lr", 2e-4), checkpoint_every=10**9)
-        trainer = Trainer(model, diffusion, ds, denoising_objective(diffusion, ConditionDropout(p_uncond=0.1)), loop, device)
+        objective = denoising_objective(diffusion, ConditionDropout(p_uncond=0.1))
+        trainer = Trainer(model, diffusion, ds, objective, loop, device)
         start = time.perf_counter()
         for stop in stops:
             res = trainer.run(stop_at=stop)
