@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dvclive import Live
+
 from pipeline.data.imageio import write_json
 from pipeline.model.checkpoint import save_checkpoint
 from pipeline.training.distributed import Dist, init_distributed

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from pipeline.data.labels import REGION_IDS
+from pipeline.data.labels import REGION_IDS, REGIONS  # noqa: F401  (REGIONS: re-exported for the crawl)
 
 # Regions that share one outline group are not inked against each other (no line between
 # a cheek and its blush, or between an iris and its pupil/highlight).

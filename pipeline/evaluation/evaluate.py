@@ -28,12 +28,8 @@ from pipeline.data.imageio import write_png
 from pipeline.data.labels import COLOUR_REGIONS
 from pipeline.device import Precision, autocast
 from pipeline.evaluation import metrics as M
-from pipeline.evaluation.features import (
-    ANIMEFACE_ATTRIBUTES,
-    animeface_attributes,
-    inception_extractor,
-    vgg_feature_extractor,
-)
+from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
+                                          vgg_feature_extractor)
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
 from pipeline.model.perceptual import VGGLPIPS

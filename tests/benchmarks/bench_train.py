@@ -21,16 +21,12 @@ import time
 import torch
 
 from pipeline.device import autocast
-from pipeline.model.conditioning import (
-    ConditionDropout,  # noqa: E402
-    conditioned,
-    guided,
-)
+from pipeline.model.conditioning import ConditionDropout, conditioned, guided
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.sampler import ddim_sample, noise
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.training.finetune import ReconstructionConfig, reconstruction_objective
-from pipeline.training.loop import denoising_objective  # noqa: E402
+from pipeline.training.loop import denoising_objective
 
 
 def sync(device):
