@@ -7,7 +7,8 @@ model load on every call. Both colour the same drawing (the app's first example,
 the same reference, DDIM steps and seed. App: headless system Chromium (Playwright) uploads the
 two images once, then each run is one click on Colorize until the new output image is decoded
 in the page (`scripts/app_screenshot.py:colorize`). CLI: wall time of the whole subprocess.
-Also printed: the bare `colorize_image` call in this process (the floor both pay).
+Also printed: the bare `colorize_image` call in this process (the floor both pay). The three
+are interleaved run by run, so other load on the machine hits them alike; min and median shown.
 
 Without --model, an untrained model with the default params.yaml architecture is used
 (64 px, channels 32, channel_mults [1, 2, 2], res_blocks 1): latency does not depend on the
@@ -75,39 +76,36 @@ def main() -> None:
     if chromium is None:
         sys.exit("no system Chromium: apt-get install chromium")
     work = Path(tempfile.mkdtemp(prefix="animecolor-bench-app-"))
+    app_times, cli_times, call_times = [], [], []
     try:
         model = Path(args.model) if args.model else untrained_model(work / "default-untrained.safetensors")
         demo, url = launch(model, port=free_port(), device="cpu", block=False, quiet=True, work_dir=work / "app")
-        drawing, reference = work / "app" / "examples" / "example1_drawing.png", work / "app" / "examples" / "example1_reference.png"
+        examples = work / "app" / "examples"
+        drawing, reference = examples / "example1_drawing.png", examples / "example1_reference.png"
+        net, diffusion, info = load_model(model, "cpu")
+        sketch, ref = read_user_image(drawing), read_user_image(reference)
+        opts = ColorizeOptions(sample_steps=args.steps, seed=0)
+        cli = [*cli_command(), "colorize", str(drawing), "-r", str(reference), "--model", str(model),
+               "-o", str(work / "cli.png"), "--steps", str(args.steps), "--seed", "0", "--device", "cpu"]
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
                 page = open_page(browser, url)
                 page.locator("#steps input[type=number]").fill(str(args.steps))
                 page.locator("#steps input[type=number]").press("Enter")
-                colorize(page, drawing, reference)  # warm-up (first request, first upload)
-                app_times = [colorize(page)[1] for _ in range(args.runs)]
+                colorize(page, drawing, reference)  # warm-ups: first request, first upload, first call
+                colorize_image(net, diffusion, sketch, ref, opts)
+                for _ in range(args.runs):  # interleaved, so other load on the machine hits all three alike
+                    app_times.append(colorize(page)[1])
+                    t0 = time.perf_counter()
+                    subprocess.run(cli, check=True, capture_output=True, cwd=ROOT)
+                    cli_times.append(time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    colorize_image(net, diffusion, sketch, ref, opts)
+                    call_times.append(time.perf_counter() - t0)
                 browser.close()
         finally:
             demo.close()
-
-        net, diffusion, info = load_model(model, "cpu")
-        sketch, ref = read_user_image(drawing), read_user_image(reference)
-        opts = ColorizeOptions(sample_steps=args.steps, seed=0)
-        colorize_image(net, diffusion, sketch, ref, opts)
-        call_times = []
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            colorize_image(net, diffusion, sketch, ref, opts)
-            call_times.append(time.perf_counter() - t0)
-
-        cli_times = []
-        for k in range(max(3, args.runs // 2)):
-            cmd = [*cli_command(), "colorize", str(drawing), "-r", str(reference), "--model", str(model),
-                   "-o", str(work / f"cli{k}.png"), "--steps", str(args.steps), "--seed", "0", "--device", "cpu"]
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-            cli_times.append(time.perf_counter() - t0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
