@@ -45,6 +45,7 @@ from pipeline.data.imageio import read_user_image, write_png, write_png_text
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.data.xdog import to_gray, xdog
+from pipeline.device import resolve_device
 from pipeline.errors import AnimecolorError
 
 log = logging.getLogger("animecolor.app")
@@ -89,13 +90,6 @@ def read_upload(path: str | Path | None, what: str, max_pixels: int = MAX_PIXELS
         raise AnimecolorError(f"{what} {name}: not a readable image") from None
 
 
-def resolve_device(name: str = "auto"):
-    """The pipeline's device resolution ("auto": cuda when present, else cpu; clear errors)."""
-    try:
-        from pipeline.device import resolve_device as resolve
-    except ImportError:
-        from pipeline.training.device import resolve_device as resolve
-    return resolve(name)
 
 
 def extracted_lines(rgba: np.ndarray) -> np.ndarray:

@@ -81,13 +81,14 @@ def describe_error(error: dict, cls: type[BaseModel], where: str) -> str:
     return f"{key}: {message} (got {error.get('input')!r})"
 
 
-def validate(cls: type[Config], data: Any, where: str = ""):
-    """`cls.model_validate(data)` with a one-line `ParamsError` naming the first bad key."""
+def validate(cls: type[Config], data: Any, where: str = "", context: dict | None = None):
+    """`cls.model_validate(data)` with a one-line `ParamsError` naming the first bad key. `context`
+    is pydantic's validation context (e.g. checks a config defers until a later value is known)."""
     if data is None:
         raise ParamsError(f"{where}: section is missing or empty (see params.yaml for every key)")
     if not isinstance(data, dict):
         raise ParamsError(f"{where}: must be a mapping of keys to values (got {type(data).__name__})")
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data, context=context)
     except ValidationError as exc:
         raise ParamsError(describe_error(exc.errors()[0], cls, where)) from None

@@ -1,12 +1,15 @@
 """Print the README's ablation table from `dvc exp show --json` (the finetune model unless --model).
 
-    python scripts/ablation_table.py [--model finetune] [--names base64,ft0,...] [--rev COMMIT]
+    python scripts/ablation_table.py [--model finetune] [--names base64,ft0,...] [--rev COMMIT] [--colour]
 """
 
 import argparse
 import json
 import subprocess
 
+COLOUR_KEYS = [("self_ref", "psnr"), ("self_ref", "lpips"), ("self_ref", "fd_vgg16"), ("random_ref", "de_hair"),
+               ("random_ref", "de_iris_left"), ("random_ref", "de_iris_right"), ("random_ref", "de_clothes"),
+               ("random_ref", "heterochromia_success"), ("self_ref", "heterochromia_success")]
 KEYS = [("self_ref", "psnr"), ("self_ref", "lpips"), ("self_ref", "fd_vgg16"), ("random_ref", "psnr"),
         ("random_ref", "lpips"), ("random_ref", "fd_vgg16"), ("random_ref", "de_hair"), ("random_ref", "de_iris_left")]
 
@@ -29,20 +32,24 @@ def main() -> None:
     ap.add_argument("--model", default="finetune")
     ap.add_argument("--names", default="")
     ap.add_argument("--rev", default="HEAD", help="the commit the experiments were run from")
+    ap.add_argument("--colour", action="store_true", help="the colour-fidelity columns (region CIEDE2000, "
+                                                          "heterochromia success) instead")
     args = ap.parse_args()
+    keys = COLOUR_KEYS if args.colour else KEYS
     shown = json.loads(subprocess.run(["dvc", "exp", "show", "--json", "--rev", args.rev], capture_output=True, text=True,
                                       check=True).stdout)
     found = experiments(shown, {})
     names = args.names.split(",") if args.names else sorted(found)
-    print("| experiment | " + " | ".join(f"{s} {k}" for s, k in KEYS) + " |")
-    print("|---|" + "---|" * len(KEYS))
+    print("| experiment | " + " | ".join(f"{s} {k}" for s, k in keys) + " | pretrain s |")
+    print("|---|" + "---|" * (len(keys) + 1))
     for name in names:
         if name not in found:
             continue
         metrics = found[name]["metrics"].get("metrics/evaluate.json", {}).get("data", {})
         row = metrics.get(args.model, {})
-        cells = [row.get(s, {}).get(k) for s, k in KEYS]
-        print(f"| {name} | " + " | ".join("-" if c is None else f"{c:.4g}" for c in cells) + " |")
+        cells = [row.get(s, {}).get(k) for s, k in keys]
+        seconds = found[name]["metrics"].get("metrics/pretrain.json", {}).get("data", {}).get("seconds")
+        print(f"| {name} | " + " | ".join("-" if c is None else f"{c:.4g}" for c in [*cells, seconds]) + " |")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.params import SECTIONS  # noqa: E402
+from stages.params import SECTIONS, SHIPPED  # noqa: E402
 
 START, END = "<!-- params-table:start -->", "<!-- params-table:end -->"
 SKIP = {("pretrain", "unet"): {"image_size", "in_channels", "out_channels"}}  # not params (see PretrainParams)
@@ -43,6 +43,9 @@ def rows(cls: type[BaseModel], prefix: str, instance: BaseModel | None = None):
         if sub is not None:
             yield key, None, field.description or "", True
             yield from rows(sub, key, value)
+        elif key in SHIPPED:
+            shipped, why = SHIPPED[key]
+            yield key, shipped, f"{field.description or ''} (library default {_scalar(value)}: {why})", False
         else:
             yield key, value, field.description or "", False
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import typer
+from rich.markup import escape
 
 from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
 from pipeline.errors import AnimecolorError
@@ -146,7 +147,7 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
     extra = "".join(f", {n} {what}" for n, what in ((skipped, "skipped"), (len(failures), "failed")) if n)
     console.print(f"colorize: {written} of {len(jobs)} written{extra}" + (where if written else ""), highlight=False)
     for path, why in failures:
-        console.print(f"[bold red]failed[/]: {why}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]failed[/]: {escape(why)}", highlight=False, soft_wrap=True)
     return {"written": written, "skipped": skipped, "failed": len(failures)}
 
 
@@ -199,7 +200,7 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
                 write_png(out / f"{name}.png", LINES.sketch(rgb, sigma))
             except AnimecolorError as exc:
                 failures += 1
-                console.print(f"[bold red]failed[/]: {exc}", highlight=False, soft_wrap=True)
+                console.print(f"[bold red]failed[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
             advance(1)
     console.print(f"extract-lines: {len(images) - failures} of {len(images)} written to {out}")
     if failures:

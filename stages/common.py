@@ -14,6 +14,7 @@ import numpy as np
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 from rich.text import Text
@@ -29,7 +30,7 @@ def load_params(path: str | Path, *sections: str) -> dict:
 
     Every section a stage reads must be present; an unknown section name is an error too (a typo
     such as `crawll:` would otherwise leave `crawl` silently on its defaults)."""
-    from stages.params import SECTIONS  # imports the library configs (and torch): only when a stage runs
+    from stages.params import SECTION_CONTEXT, SECTIONS  # the library configs (and torch): only when a stage runs
 
     path = Path(path)
     if not path.is_file():
@@ -56,7 +57,7 @@ def load_params(path: str | Path, *sections: str) -> dict:
         if section not in data:
             raise ParamsError(f"{path}: {section}: section is missing (this stage needs it)")
         try:
-            out[section] = validate(SECTIONS[section], data[section], section)
+            out[section] = validate(SECTIONS[section], data[section], section, context=SECTION_CONTEXT)
         except ParamsError as exc:
             raise ParamsError(f"{path}: {exc}") from None
     return out
@@ -109,7 +110,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except AnimecolorError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[bold red]interrupted[/]: rerun the same command to resume")

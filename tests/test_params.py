@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from pipeline.errors import ParamsError
 from stages.cli import app
 from stages.common import load_params
-from stages.params import SECTIONS, validate_section
+from stages.params import SECTIONS, SHIPPED, validate_section
 from tests.conftest import ROOT
 
 
@@ -37,9 +37,8 @@ def _schema_leaves(model: BaseModel, prefix: str = ""):
             yield key, list(value) if isinstance(value, tuple) else value
 
 
-# Deliberate differences between params.yaml and the schema defaults, with the reason. (None today:
-# the library's defaults are the CPU profile that params.yaml ships.)
-DELIBERATE: dict[str, str] = {}
+# Deliberate differences between params.yaml and the schema defaults, each with its reason.
+DELIBERATE = SHIPPED
 
 
 def test_params_yaml_lists_every_key_with_the_schema_default():
@@ -52,6 +51,7 @@ def test_params_yaml_lists_every_key_with_the_schema_default():
         assert set(listed) == set(schema), (set(listed) ^ set(schema))
         for key, default in schema.items():
             if key in DELIBERATE:
+                assert listed[key] == DELIBERATE[key][0] and DELIBERATE[key][1], key
                 continue
             value = listed[key]
             same = math.isclose(value, default) if isinstance(default, float) else value == default
@@ -87,7 +87,7 @@ def test_readme_params_table_is_generated_from_the_schema():
         ("pretrain", {"loop": {"lr": float("inf")}}, "pretrain.loop.lr: Input should be a finite number"),
         ("pretrain", {"unet": {"channel_mults": [1, "2"]}}, "pretrain.unet.channel_mults.1: Input should be a valid"),
         ("pretrain", {"unet": {"image_size": 128}}, "unet.image_size is not a parameter (it follows base.image_size)"),
-        ("pretrain", {"unet": {"channels": 30, "heads": 8}}, "attention: widths [60] do not split into 8 heads"),
+        ("pretrain", {"unet": {"channels": 30, "heads": 8}}, "attention: the bottleneck's 60 channels do not split"),
         ("nope", {}, "nope: unknown params section"),
     ],
 )
@@ -122,6 +122,11 @@ def test_old_key_names_name_the_new_key(section, old, new):
 def test_image_size_must_fit_the_network():
     pre = validate_section("pretrain", {"unet": {"channel_mults": [1, 2, 2, 2]}})
     assert pre.unet_config(64).image_size == 64
+    # the section is checked again with base.image_size: reference attention at 16 px needs a 16 px level
+    tiny = validate_section("pretrain", {"unet": {"channel_mults": [1, 2], "reference_attention": [16]}})
+    assert tiny.unet_config(32).reference_attention == (16,)
+    with pytest.raises(ParamsError, match=r"reference_attention \[16\]: feature-map sides are \[64, 32\]"):
+        tiny.unet_config(64)
     with pytest.raises(ParamsError, match=r"pretrain.unet \(with base\): image_size 36 is not divisible by 2\*\*3"):
         pre.unet_config(36)
 

@@ -14,12 +14,14 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 from torch import nn
 
 from pipeline.config import Config
 from pipeline.model.conditioning import REFERENCE_CHANNELS
 from pipeline.model.reference import CrossAttention, ReferenceEncoder
+
+SIZE_LATER = "image_size_later"  # validation context: skip the checks that need the real image_size
 
 
 class UNetConfig(Config):
@@ -45,10 +47,15 @@ class UNetConfig(Config):
     reference_tokens: int = Field(16, ge=1, description="side of the reference token grid (image_size / 2^k)")
 
     @model_validator(mode="after")
-    def _shape_fits(self):
+    def _shape_fits(self, info: ValidationInfo):
         levels = len(self.channel_mults)
         if any(m < 1 for m in self.channel_mults):
             raise ValueError(f"channel_mults must be >= 1 (got {list(self.channel_mults)})")
+        if (self.channels * self.channel_mults[-1]) % self.heads:
+            raise ValueError(f"attention: the bottleneck's {self.channels * self.channel_mults[-1]} channels do not "
+                             f"split into {self.heads} heads")
+        if (info.context or {}).get(SIZE_LATER):  # a params section: image_size comes from base, checked then
+            return self
         if self.image_size % 2 ** (levels - 1):
             raise ValueError(f"image_size {self.image_size} is not divisible by 2**{levels - 1} "
                              f"({levels} levels in channel_mults)")
