@@ -102,3 +102,16 @@ def tiny_pretrained(tiny_data, tmp_path_factory):
     faces, pairs = tiny_data
     pretrain(root / "params.yaml", faces, pairs, **stage_paths(root, "pretrain"))
     return root
+
+
+@pytest.fixture(scope="session")
+def model_file(tiny_pretrained, tmp_path_factory):
+    """The tiny pretrained model exported by `animecolor export` (a .safetensors model file)."""
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    path = tmp_path_factory.mktemp("export") / "tiny.safetensors"
+    result = CliRunner().invoke(app, ["export", str(tiny_pretrained / "pretrain.pt"), "-o", str(path)])
+    assert result.exit_code == 0, result.output
+    return path

@@ -38,14 +38,6 @@ def png_header(width: int, height: int) -> bytes:
         chunk(b"IEND", b"")
 
 
-@pytest.fixture(scope="module")
-def model_file(tiny_pretrained, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "m.safetensors"
-    result = runner.invoke(app, ["export", str(tiny_pretrained / "pretrain.pt"), "-o", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
-
-
 @pytest.fixture
 def work(tmp_path, model_file, tiny_pretrained):
     """A folder as a new user has it: sketch.png, ref.png, a model, a checkpoint, bad files of each kind."""

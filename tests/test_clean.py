@@ -179,3 +179,15 @@ def test_faces_are_found_on_full_figure_renpy_sprites(tmp_path):
         face = read_rgb(tmp_path / "faces" / row.file)
         assert face.shape == (128, 128, 3)
         assert (face.reshape(-1, 3) == 255).all(axis=1).mean() < 0.6  # mostly character, not background
+
+
+def test_hamming_distances_do_not_need_numpy_2(monkeypatch):
+    """pyproject allows NumPy 1.24, which has no np.bitwise_count: the pHash distance must not use it."""
+    from pipeline.data.clean import hamming_distances
+
+    rng = np.random.default_rng(0)
+    hashes = [int(v) for v in rng.integers(0, 2**63, 50, dtype=np.int64)] + [0, 2**64 - 1]
+    h = int(rng.integers(0, 2**63, dtype=np.int64))
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    got = hamming_distances(hashes, h)
+    assert got.tolist() == [(v ^ h).bit_count() for v in hashes]

@@ -20,14 +20,6 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model_file(tiny_pretrained, tmp_path_factory):
-    path = tmp_path_factory.mktemp("export") / "tiny.safetensors"
-    result = runner.invoke(app, ["export", str(tiny_pretrained / "pretrain.pt"), "-o", str(path)])
-    assert result.exit_code == 0, result.output
-    return path
-
-
-@pytest.fixture(scope="module")
 def drawing(tmp_path_factory):
     """A held-out synthetic face at an odd size and aspect, its sketch and its colour reference."""
     root = tmp_path_factory.mktemp("drawing")

@@ -76,6 +76,12 @@ def phash(rgb: np.ndarray) -> int:
     return int(str(imagehash.phash(Image.fromarray(rgb))), 16)
 
 
+def hamming_distances(hashes: list[int], h: int) -> np.ndarray:
+    """Bits that differ between each 64-bit hash and `h` (NumPy 1 and 2: no np.bitwise_count)."""
+    x = np.asarray(hashes, np.uint64) ^ np.uint64(h)
+    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(1)
+
+
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
 
@@ -219,7 +225,7 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, se
     h = phash(rgb)
     thumb = thumbnail(rgb)
     if hashes:
-        dist = np.bitwise_count(np.asarray(hashes, np.uint64) ^ np.uint64(h))
+        dist = hamming_distances(hashes, h)
         for j in np.flatnonzero(dist <= cfg.phash_threshold):
             if np.abs(thumbs[j] - thumb).mean() <= cfg.thumb_tolerance:
                 return reject("near_duplicate")
