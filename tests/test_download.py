@@ -83,8 +83,11 @@ def test_every_valid_image_arrives_once_and_every_fault_has_its_reason(tmp_path,
     for path in [f"/img/{i}.png" for i in range(8)] + ["/redirect/8.png", "/flaky/9.png", "/ratelimited/10.png"]:
         assert by_path[path]["status"] == "ok", (path, by_path[path])
     assert by_path["/dup/0.png"]["file"] == by_path["/img/0.png"]["file"]  # same bytes, one file
-    assert by_path["/img/0.png"]["content_type"] == "image/jpeg"
-    assert by_path["/img/0.png"]["file"].endswith(".jpg")  # named by magic bytes, not by the URL
+    # the served bytes are JPEG (real faces from ../shared/data) or PNG (the synthetic fallback when
+    # that folder is absent); the file is named by its magic bytes, not by the URL's ".png"
+    jpeg = images[0][:3] == b"\xff\xd8\xff"
+    assert by_path["/img/0.png"]["content_type"] == ("image/jpeg" if jpeg else "image/png")
+    assert by_path["/img/0.png"]["file"].endswith(".jpg" if jpeg else ".png")
 
     # Retries: two 500s then success; 429 honoured its Retry-After of 1 s.
     assert by_path["/flaky/9.png"]["attempts"] == 3 and by_path["/flaky/9.png"]["errors"] == "http_500;http_500"
