@@ -89,3 +89,45 @@ def test_the_checker_catches_a_wrong_way_import(tmp_path, source, bad):
     path = tmp_path / "m.py"
     path.write_text(bad)
     assert wrong_way_edges(source, path)
+
+
+# ---------------------------------------------------------------- dvc.yaml deps
+STAGE_MODULES = {"crawl": "stages.crawl", "clean": "stages.clean", "pairs": "stages.pairs",
+                 "pretrain": "stages.pretrain", "finetune": "stages.finetune", "evaluate": "stages.evaluate",
+                 "export": "stages.colorize"}
+
+
+def _file(module: str) -> Path | None:
+    path = ROOT.joinpath(*module.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return path / "__init__.py" if (path / "__init__.py").is_file() else None
+
+
+def code_of(module: str) -> set[str]:
+    """Repository files `module` runs: its imports, transitively (not through the params schema and the
+    CLI, which import every library config; stages/params.py itself is a dep of every stage)."""
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _file(name)
+        if path is None or name in ("stages.params", "stages.cli"):
+            continue
+        for target, names in imports(path):
+            if target.startswith(("pipeline", "stages")):
+                todo += [target, *(f"{target}.{n}" for n in names if _file(f"{target}.{n}"))]
+    files = {_file(n) for n in seen}
+    return {str(f.relative_to(ROOT)) for f in files if f is not None and f.name != "__init__.py"}
+
+
+@pytest.mark.parametrize("stage", list(STAGE_MODULES))
+def test_dvc_deps_list_the_code_each_stage_runs(stage):
+    import yaml
+
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    covered = lambda f: any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)  # noqa: E731
+    missing = sorted(f for f in code_of(STAGE_MODULES[stage]) if not covered(f))
+    assert not missing, f"dvc.yaml {stage}: add to deps {missing}"
