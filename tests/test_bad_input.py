@@ -9,14 +9,13 @@ and no half-written file left anywhere.
 import json
 import os
 import stat
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from loopback import png_header
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -26,16 +25,6 @@ from stages.cli import app
 from stages.params import SECTIONS, validate_section
 
 runner = CliRunner()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims width x height (8-bit RGB) with one tiny IDAT: a decompression-bomb header."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + \
-        chunk(b"IEND", b"")
 
 
 @pytest.fixture
@@ -119,6 +108,15 @@ CASES = {
                   ["--seed"], []),
     "header image_size 0": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "size0.safetensors"], 2,
                             ["header unet.image_size: Input should be greater than or equal to 4 (got 0)"], []),
+    "app without a model": (["app", "--model", "nope.safetensors"], 2,
+                            ["nope.safetensors: model file not found: run `dvc repro` or pass --model"], []),
+    "app on port 0": (["app", "--model", "M.safetensors", "--port", "0"], 2, ["Invalid value for '--port'"], []),
+    "export a missing checkpoint": (["export", "nope.pt", "-o", "m.safetensors"], 2,
+                                    ["nope.pt: checkpoint not found"], []),
+    "export a model file as checkpoint": (["export", "M.safetensors", "-o", "m.safetensors"], 2,
+                                          ["M.safetensors: not an animecolor checkpoint"], []),
+    "extract-lines into a file": (["extract-lines", "sketch.png", "-o", "ref.jpg"], 2,
+                                  ["ref.jpg: is a file (--out is a folder)"], []),
     "header without unet": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "nounet.safetensors"], 2,
                             ["header unet: section is missing or empty"], []),
 }
