@@ -31,20 +31,17 @@ import shutil
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image
 
-from pipeline.colorize import ColorizeOptions, colorize_variations, flatten_alpha, load_model, png_text
-from pipeline.data.imageio import read_user_image, write_png, write_png_text
+from pipeline.colorize import LINES, ColorizeOptions, colorize_variations, flatten_alpha, load_model, png_text
+from pipeline.data.imageio import decode_image, write_png, write_png_text
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
-from pipeline.data.xdog import to_gray, xdog
 from pipeline.device import resolve_device
 from pipeline.errors import AnimecolorError
 
@@ -52,7 +49,7 @@ log = logging.getLogger("animecolor.app")
 
 DEFAULT_MODEL = Path("models/animecolor.safetensors")
 MAX_FILE_SIZE = "20mb"       # Gradio refuses bigger uploads before they reach us
-MAX_PIXELS = 16_000_000      # per image; read_user_image's own guard is 64 MP (the CLI's)
+MAX_PIXELS = 16_000_000      # per image; the CLI's guard is imageio.MAX_PIXELS (64 MP)
 N_VARIATIONS = 4
 GALLERY_SIZE = 12            # recent results kept per visitor
 RESULTS_KEPT_S = 24 * 3600   # result PNGs older than this are removed (Gradio's cache: the same)
@@ -64,37 +61,21 @@ EXAMPLE_SEED = 777           # crawl seed of the example faces; the pipeline tra
 # ---------------------------------------------------------------- reading uploads, examples, the model, one request
 def read_upload(path: str | Path | None, what: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A visitor's image file -> uint8 RGBA, or AnimecolorError with a one-line message that names
-    the file as the visitor called it (never the server's temporary path)."""
+    the file as the visitor called it (never the server's temporary path). The one decoder
+    (`imageio.decode_image`: header pixel check before decoding, 16 bit, alpha)."""
     if not path:
         raise AnimecolorError(f"no {what}: upload one")
     path = Path(path)
-    name = path.name
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                width, height = im.size
-    except Image.DecompressionBombError:  # a header claiming > 2 x PIL's limit
-        raise AnimecolorError(f"{what} {name}: image too large (over {max_pixels:,} pixels)") from None
-    except Exception:  # noqa: BLE001 - PIL raises many kinds for a broken file
-        raise AnimecolorError(f"{what} {name}: not a readable image") from None
-    if width * height > max_pixels:
-        raise AnimecolorError(f"{what} {name}: image too large ({width}x{height} > {max_pixels:,} pixels)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return read_user_image(path)
-    except AnimecolorError as exc:
-        raise AnimecolorError(str(exc).replace(str(path), f"{what} {name}")) from None
-    except Exception:  # noqa: BLE001 - a truncated file can fail late, in the decoder
-        raise AnimecolorError(f"{what} {name}: not a readable image") from None
-
-
+        data = path.read_bytes()
+    except OSError:
+        raise AnimecolorError(f"{what} {path.name}: not a readable file") from None
+    return decode_image(data, f"{what} {path.name}", max_pixels)
 
 
 def extracted_lines(rgba: np.ndarray) -> np.ndarray:
     """The full-resolution XDoG line layer of a colour picture, exactly as `prepare_sketch` makes it."""
-    return np.round(xdog(to_gray(flatten_alpha(rgba)), XDOG_SIGMA) * 255).astype(np.uint8)
+    return LINES.sketch(flatten_alpha(rgba), XDOG_SIGMA)
 
 
 def pad_drawing(value) -> np.ndarray | None:
@@ -132,7 +113,7 @@ def make_examples(folder: str | Path, size: int = 256) -> list[tuple[Path, Path]
         reference = faces[ref]
         if drawing == ref:
             reference = apply_warp(reference, random_warp(TPSConfig(), rng, *reference.shape[:2]))
-        sketch = np.round(xdog(to_gray(faces[drawing]), XDOG_SIGMA) * 255).astype(np.uint8)
+        sketch = LINES.sketch(faces[drawing], XDOG_SIGMA)
         d, r = folder / f"example{k}_drawing.png", folder / f"example{k}_reference.png"
         write_png(d, sketch)
         write_png(r, reference)

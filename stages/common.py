@@ -19,7 +19,6 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TimeRemainingColumn)
 from rich.text import Text
 
-from pipeline.config import validate
 from pipeline.errors import AnimecolorError, ParamsError
 
 console = Console(stderr=True)  # progress, notes and errors go to stderr; stdout stays clean
@@ -30,7 +29,7 @@ def load_params(path: str | Path, *sections: str) -> dict:
 
     Every section a stage reads must be present; an unknown section name is an error too (a typo
     such as `crawll:` would otherwise leave `crawl` silently on its defaults)."""
-    from stages.params import SECTION_CONTEXT, SECTIONS  # the library configs (and torch): only when a stage runs
+    from stages.params import SECTIONS, validate_section  # the library configs (and torch): only when a stage runs
 
     path = Path(path)
     if not path.is_file():
@@ -57,7 +56,7 @@ def load_params(path: str | Path, *sections: str) -> dict:
         if section not in data:
             raise ParamsError(f"{path}: {section}: section is missing (this stage needs it)")
         try:
-            out[section] = validate(SECTIONS[section], data[section], section, context=SECTION_CONTEXT)
+            out[section] = validate_section(section, data[section])
         except ParamsError as exc:
             raise ParamsError(f"{path}: {exc}") from None
     return out

@@ -61,6 +61,14 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height (8-bit RGB) with one tiny IDAT: a decompression-bomb
+    header that costs nothing to write and must be refused before any decoding."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16)) + \
+        _png_chunk(b"IEND", b"")
+
+
 def bomb_png(side: int = 20000) -> bytes:
     """A valid 1-bit grayscale PNG of side x side zeros: ~50 KB on disk, 400 M pixels decoded."""
     row = b"\x00" + b"\x00" * ((side + 7) // 8)

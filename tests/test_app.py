@@ -11,11 +11,9 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import struct
 import sys
 import time
 import urllib.request
-import zlib
 from pathlib import Path
 
 import cv2
@@ -27,6 +25,7 @@ pytest.importorskip("gradio", reason="the app needs the `app` extra: pip install
 
 from pipeline.app import (Colorizer, build_app, drawing_input, extracted_lines, make_examples,  # noqa: E402
                           pad_drawing, read_upload, request)
+from loopback import png_header  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +44,7 @@ bench = _load("bench_app", ROOT / "tests" / "benchmarks" / "bench_app.py")
 
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims width x height but whose pixel data is a few bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(png_header(width, height))
     return path
 
 

@@ -25,8 +25,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".
 WHITE = (255, 255, 255)
 
 
-def image_size(data: bytes, name: str = "image") -> tuple[int, int]:
-    """(width, height) from the header, without decoding the pixels."""
+def image_size(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) from the header, without decoding the pixels (`max_pixels`: for the message)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -34,7 +34,7 @@ def image_size(data: bytes, name: str = "image") -> tuple[int, int]:
                 return im.size
     except Image.DecompressionBombError:
         raise AnimecolorError(f"{name}: image too large (its header claims over "
-                              f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels; limit {MAX_PIXELS:,})") from None
+                              f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels; limit {max_pixels:,})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise AnimecolorError(f"{name}: not a readable image") from None
 
@@ -43,7 +43,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
     """Image file bytes (gray/RGB/RGBA/palette, 8 or 16 bit) -> uint8 RGBA (H, W, 4).
 
     Raises `AnimecolorError` naming `name` for unreadable data or more than `max_pixels` pixels."""
-    width, height = image_size(data, name)
+    width, height = image_size(data, name, max_pixels)
     if width * height > max_pixels:
         raise AnimecolorError(f"{name}: image too large ({width}x{height} > {max_pixels:,} pixels)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)

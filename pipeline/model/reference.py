@@ -42,13 +42,18 @@ def fourier_positions(height: int, width: int, dim: int, device: torch.device, d
     return torch.cat([args.sin(), args.cos()], 1).to(dtype)
 
 
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    """GroupNorm with the largest group count <= `groups` that divides `channels` (shared with the U-Net)."""
+    return nn.GroupNorm(math.gcd(groups, channels), channels)
+
+
 class _EncoderBlock(nn.Module):
     """GroupNorm + SiLU + conv, twice, with a skip: a ResBlock without the timestep."""
 
     def __init__(self, cin: int, cout: int, groups: int):
         super().__init__()
-        self.body = nn.Sequential(nn.GroupNorm(math.gcd(groups, cin), cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1),
-                                  nn.GroupNorm(math.gcd(groups, cout), cout), nn.SiLU(),
+        self.body = nn.Sequential(group_norm(cin, groups), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1),
+                                  group_norm(cout, groups), nn.SiLU(),
                                   nn.Conv2d(cout, cout, 3, padding=1))
         self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
 
@@ -85,7 +90,7 @@ class CrossAttention(nn.Module):
         if channels % heads:
             raise ValueError(f"cross-attention: {channels} channels do not split into {heads} heads")
         self.heads, self.token_side = heads, token_side
-        self.norm = nn.GroupNorm(math.gcd(groups, channels), channels)
+        self.norm = group_norm(channels, groups)
         self.q = nn.Conv2d(channels, channels, 1)
         self.kv = nn.Linear(context_dim, 2 * channels)
         self.proj = nn.Conv2d(channels, channels, 1)

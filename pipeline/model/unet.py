@@ -19,7 +19,7 @@ from torch import nn
 
 from pipeline.config import Config
 from pipeline.model.conditioning import REFERENCE_CHANNELS
-from pipeline.model.reference import CrossAttention, ReferenceEncoder
+from pipeline.model.reference import CrossAttention, ReferenceEncoder, group_norm
 
 SIZE_LATER = "image_size_later"  # validation context: skip the checks that need the real image_size
 
@@ -94,8 +94,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, 1)) if dim % 2 else emb
 
 
-def _norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(groups, channels), channels)
+_norm = group_norm  # GroupNorm with a group count that divides the channels (model/reference.py)
 
 
 def _zero(module: nn.Module) -> nn.Module:
