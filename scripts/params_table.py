@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from stages.params import SECTIONS, SHIPPED  # noqa: E402
 
 START, END = "<!-- params-table:start -->", "<!-- params-table:end -->"
-SKIP = {("pretrain", "unet"): {"image_size", "in_channels", "out_channels"}}  # not params (see PretrainParams)
+SKIP = {("pretrain", "unet"): {"image_size", "in_channels", "out_channels", "vocabulary"}}  # not params (see PretrainParams)
 
 
 def _nested(annotation) -> type[BaseModel] | None:

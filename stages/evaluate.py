@@ -71,6 +71,18 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
         tiles = [to_uint8(images[k][i]) for k in keys for i in range(n)]
         tiles = [t if t.ndim == 3 else t[..., None].repeat(3, -1) for t in tiles]
         write_png(sheet_prefix.with_name(f"{sheet_prefix.name}_{setting}.png"), contact_sheet(tiles, ncol=n))
+    from pipeline.evaluation.text_bench import grid_tiles, run_text_benchmark
+
+    text_models = [name for name, (model, _) in loaded.items() if model.config.text]
+    if text_models:
+        with progress_bar("evaluate text", 9 * min(cfg.text_limit, n_test) * len(text_models)) as advance:
+            for name in text_models:
+                text_metrics, text_grids = run_text_benchmark(*loaded[name], faces_dir, pairs_dir, cfg, device, advance)
+                metrics[name]["text"] = text_metrics
+                for setting, rows in text_grids.items():
+                    write_png(sheet_prefix.with_name(f"{sheet_prefix.name}_{name}_text_{setting}.png"),
+                              contact_sheet(grid_tiles(rows, cfg.sheet_size), ncol=min(cfg.sheet_size, n_test)))
+        write_json(metrics_path, metrics)
     for name in loaded:
         s, r = metrics[name]["self_ref"], metrics[name]["random_ref"]
         console.print(f"evaluate {name}: PSNR {s['psnr']} / {r['psnr']}, LPIPS {s['lpips']} / {r['lpips']} "

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from pipeline.config import Config, validate
 from pipeline.data.clean import CleanConfig
 from pipeline.data.crawl import CrawlConfig
+from pipeline.data.dataset import CaptionConfig
 from pipeline.data.tps import TPSConfig
 from pipeline.data.xdog import LineAugmentConfig, XDoGConfig
 from pipeline.errors import ParamsError
@@ -70,6 +71,8 @@ class PretrainParams(Config):
     condition_dropout: ConditionDropout = Field(default_factory=ConditionDropout,
                                                 description="classifier-free guidance training")
     lines: LineAugmentConfig = Field(default_factory=LineAugmentConfig, description="line-style augmentation")
+    captions: CaptionConfig = Field(default_factory=CaptionConfig, description="training prompts from captions "
+                                                                               "(text models: unet.text)")
     loop: LoopConfig = Field(default_factory=LoopConfig, description="optimisation loop")
     samples: SampleGridConfig = Field(default_factory=SampleGridConfig, description="samples grid")
 
@@ -85,9 +88,10 @@ class PretrainParams(Config):
     @classmethod
     def _size_from_base(cls, data):
         unet = data.get("unet") if isinstance(data, dict) else None
-        for key in ("image_size", "in_channels", "out_channels"):
+        for key in ("image_size", "in_channels", "out_channels", "vocabulary"):
             if isinstance(unet, dict) and key in unet:
-                where = "base.image_size" if key == "image_size" else "the model's inputs and outputs"
+                where = {"image_size": "base.image_size", "vocabulary": "data/prompt.py's colour words"}.get(
+                    key, "the model's inputs and outputs")
                 raise ValueError(f"unet.{key} is not a parameter (it follows {where})")
         return data
 
@@ -125,6 +129,8 @@ class EvaluateParams(EvalConfig):
 SHIPPED: dict[str, tuple[object, str]] = {
     "pretrain.unet.reference_attention": ([16], "reference attention at 16 px: +0.9 dB self-reference PSNR, "
                                                 "-3.2 hair CIEDE2000 at equal CPU time"),
+    "pretrain.unet.text": (True, "colour prompts with the reference (the text + reference issue); false: the "
+                                 "reference-only network, for the ablation"),
     "pretrain.loop.train_steps": (620, "620 steps with reference attention cost what 700 without did on 2 cores"),
 }
 

@@ -26,7 +26,8 @@ def _leaves(data: dict, prefix: str = ""):
 
 
 def _schema_leaves(model: BaseModel, prefix: str = ""):
-    skip = {"pretrain.unet.image_size", "pretrain.unet.in_channels", "pretrain.unet.out_channels"}
+    skip = {"pretrain.unet.image_size", "pretrain.unet.in_channels", "pretrain.unet.out_channels",
+            "pretrain.unet.vocabulary"}
     for name in type(model).model_fields:
         value, key = getattr(model, name), f"{prefix}{name}"
         if key in skip:

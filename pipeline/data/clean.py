@@ -36,6 +36,7 @@ from pydantic import Field
 
 from pipeline.config import Config
 from pipeline.data.imageio import WHITE, colour_fraction, decode_image, flatten_alpha, read_label, write_json, write_png
+from pipeline.data.prompt import SLOTS, animeface_caption, booru_caption, synthetic_caption
 from pipeline.errors import AnimecolorError
 
 REASONS = ("decode_error", "too_small", "monochrome", "duplicate", "near_duplicate", "no_face")
@@ -86,13 +87,22 @@ def thumbnail(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
-def detect_faces(rgb: np.ndarray, min_likelihood: float) -> list[tuple[int, int, int, int, float]]:
-    """Anime faces via the `animeface` package: [(x, y, w, h, likelihood)], largest first."""
+def detect_faces(rgb: np.ndarray, min_likelihood: float) -> list[tuple[int, int, int, int, float, str]]:
+    """Anime faces via the `animeface` package: [(x, y, w, h, likelihood, caption)], largest first.
+    The caption is animeface's hair, eye and skin colours quantised to the prompt vocabulary
+    (`prompt.animeface_caption`), measured here at the image's full resolution."""
     import animeface
     from PIL import Image
 
-    faces = [(f.face.pos.x, f.face.pos.y, f.face.pos.width, f.face.pos.height, float(f.likelihood))
-             for f in animeface.detect(Image.fromarray(rgb)) if f.likelihood >= min_likelihood]
+    faces = []
+    for f in animeface.detect(Image.fromarray(rgb)):
+        if f.likelihood < min_likelihood:
+            continue
+        eyes = sorted([f.left_eye, f.right_eye], key=lambda e: e.pos.x)  # image-left first
+        rgb_of = lambda c: (c.r, c.g, c.b)  # noqa: E731
+        caption = animeface_caption(rgb_of(f.hair.color), rgb_of(eyes[0].color), rgb_of(eyes[1].color),
+                                    rgb_of(f.skin.color))
+        faces.append((f.face.pos.x, f.face.pos.y, f.face.pos.width, f.face.pos.height, float(f.likelihood), caption))
     return sorted(faces, key=lambda f: -f[2] * f[3])
 
 
@@ -194,9 +204,28 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig, im
     # Carry the raw manifest's columns (identity, tags, synthetic colours...) along.
     extra = source.drop(columns=["label"], errors="ignore").rename(columns={"file": "raw_file"})
     manifest = manifest.merge(extra, on="raw_file", how="left", suffixes=("", "_raw"))
+    manifest = with_captions(manifest)
     manifest.to_csv(out / "manifest.csv", index=False)
     log_path.unlink()
     return manifest, {"seconds": time.perf_counter() - start, "resumed": len(decided)}
+
+
+def with_captions(manifest: pd.DataFrame) -> pd.DataFrame:
+    """`caption` (a prompt, `data/prompt.py`) and `caption_source` for every kept face, from what the
+    data says itself, best first: synthetic (the spec's exact colours), booru (the post's colour
+    tags), animeface (its colour estimates at full resolution); "" / "none" when nothing does."""
+    manifest = manifest.copy()
+    captions, sources = [], []
+    for _, row in manifest.astype(object).where(manifest.notna(), "").iterrows():
+        colours = {slot: row.get(f"color_{slot}", "") for slot in SLOTS}
+        made = [("synthetic", synthetic_caption(colours)), ("booru", booru_caption(str(row.get("tags", "")))),
+                ("animeface", str(row.get("animeface_caption", "")))]
+        source, caption = next(((s, c) for s, c in made if c), ("none", ""))
+        kept = row.get("status") == "kept"
+        captions.append(caption if kept else "")
+        sources.append(source if kept else "")
+    manifest["caption"], manifest["caption_source"] = captions, sources
+    return manifest
 
 
 def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, seen_sha, hashes, thumbs) -> list[dict]:
@@ -236,21 +265,22 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, se
             return reject("no_face")
         if cfg.keep == "largest":
             faces = faces[:1]
-        boxes = [(square_box(f[:4], cfg.margin, rgb.shape), f[4]) for f in faces]
+        boxes = [(square_box(f[:4], cfg.margin, rgb.shape), f[4], f[5]) for f in faces]
     else:
         H, W = rgb.shape[:2]
         side = min(H, W)
-        boxes = [(((W - side) // 2, (H - side) // 2, side), None)]
+        boxes = [(((W - side) // 2, (H - side) // 2, side), None, "")]
     label = read_label(raw / item["label"]) if item.get("label") else None
 
     split = split_of(sha, cfg.test_fraction)
     rows = []
-    for i, ((x0, y0, side), likelihood) in enumerate(boxes):
+    for i, ((x0, y0, side), likelihood, caption) in enumerate(boxes):
         name = f"{sha[:16]}" + (f"_{i}" if i else "")
         face = resize(crop_square(rgb, x0, y0, side, WHITE), image_size)
         row = {**base, "status": "kept", "reason": "", "face": i, "split": split,
                "file": f"{split}/images/{name}.png", "box": f"{x0},{y0},{side}",
-               "likelihood": likelihood, "phash": f"{h:016x}", "thumb": thumb.round(1).ravel().tolist()}
+               "likelihood": likelihood, "phash": f"{h:016x}", "thumb": thumb.round(1).ravel().tolist(),
+               "animeface_caption": caption}
         if label is not None:
             lab = resize(crop_square(label, x0, y0, side, 0), image_size, label=True)
             write_png(out / split / "labels" / f"{name}.png", lab)

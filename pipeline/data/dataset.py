@@ -19,10 +19,47 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+import cv2
+from pydantic import Field
+
+from pipeline.config import Config
 from pipeline.data.imageio import read_label, read_rgb
+from pipeline.data.labels import REGION_IDS
+from pipeline.data.prompt import SLOTS, Prompt, encode, named, parse_prompt
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.data.xdog import LineAugmentConfig, augment_lines
 from pipeline.errors import AnimecolorError
+
+
+class CaptionConfig(Config):
+    """How a face's caption becomes the training prompt (params `pretrain.captions`; text models only)."""
+
+    p_slot: float = Field(0.3, ge=0, le=1, description="each captioned slot is left unspecified with this "
+                                                       "probability (so any subset of slots can be said)")
+    p_named: float = Field(0.5, ge=0, le=1, description="an exact (hex) caption colour is given as its nearest "
+                                                        "colour word with this probability: words and codes both learnt")
+    p_mask: float = Field(0.3, ge=0, le=1, description="reference-region masking: blank one captioned region of "
+                                                       "the reference (label maps) and keep its text, so text "
+                                                       "learns to fill what the reference lacks")
+
+
+def blank_region(reference: np.ndarray, reference_label: np.ndarray, slot: str) -> np.ndarray:
+    """The reference with `slot`'s region (grown by 1 px, so no outline colour is left) set to the null
+    value (mid grey: 0 in [-1, 1], as a dropped reference); uint8 (H, W, 3)."""
+    mask = cv2.dilate((reference_label == REGION_IDS[slot]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    out = reference.copy()
+    out[mask] = 128
+    return out
+
+
+def caption_text(caption: str, rng: np.random.Generator, cfg: CaptionConfig, keep: str | None = None) -> np.ndarray:
+    """One training prompt from a caption: random slots dropped (never `keep`), hex colours named at
+    random; encoded (`prompt.encode`)."""
+    prompt = parse_prompt(caption)
+    drop = rng.random(len(SLOTS)) < cfg.p_slot
+    name = rng.random(len(SLOTS)) < cfg.p_named
+    kept = {s: c for i, (s, c) in enumerate(prompt.slots.items()) if s == keep or not drop[SLOTS.index(s)]}
+    return encode(named(Prompt(kept), {s for s in kept if name[SLOTS.index(s)]}))
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -42,7 +79,7 @@ class PairDataset(Dataset):
 
     def __init__(self, faces_dir: str | Path, pairs_dir: str | Path, split: str = "train",
                  tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
-                 limit: int | None = None):
+                 limit: int | None = None, captions: CaptionConfig | None = None):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -52,7 +89,9 @@ class PairDataset(Dataset):
             raise AnimecolorError(f"{items_path}: no images in the {split} split")
         if limit is not None:  # names are content hashes: the first N are a fixed, unbiased subset
             self.items = self.items.head(limit).reset_index(drop=True)
-        self.tps, self.line_augment, self.with_labels = tps, line_augment, with_labels
+        self.tps, self.line_augment, self.with_labels, self.captions = tps, line_augment, with_labels, captions
+        if captions is not None and "caption" not in self.items:
+            raise AnimecolorError(f"{items_path}: no caption column (rerun `animecolor clean` and `pairs`)")
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None
 
@@ -78,10 +117,28 @@ class PairDataset(Dataset):
         if self.line_augment is not None:  # draws from rng even when every probability is 0 (fixed stream)
             sketch = augment_lines(sketch, rng, self.line_augment)
         maps = random_warp(self.tps, rng, *target.shape[:2])
-        out = {"sketch": to_tensor(sketch), "reference": to_tensor(apply_warp(target, maps)),
-               "target": to_tensor(target)}
-        if self.with_labels and row.label:
+        reference = apply_warp(target, maps)
+        label = reference_label = None
+        if (self.with_labels or self.captions is not None) and row.label:
             label = read_label(self.faces / row.label)
+            reference_label = apply_warp(label, maps, label=True)
+        out = {"sketch": to_tensor(sketch), "target": to_tensor(target)}
+        if self.captions is not None:  # drawn after the warp: a model without text sees the same stream
+            reference, out["text"] = self._text(row.caption, reference, reference_label, rng)
+        out["reference"] = to_tensor(reference)
+        if self.with_labels and label is not None:
             out["label"] = torch.from_numpy(label.astype(np.int64))
-            out["reference_label"] = torch.from_numpy(apply_warp(label, maps, label=True).astype(np.int64))
+            out["reference_label"] = torch.from_numpy(reference_label.astype(np.int64))
         return out
+
+    def _text(self, caption: str, reference: np.ndarray, reference_label: np.ndarray | None,
+              rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor]:
+        """Reference-region masking (one captioned region blanked, its text kept) and the prompt."""
+        cfg, keep = self.captions, None
+        mask_draw, pick = rng.random(), rng.random()
+        if caption and reference_label is not None and mask_draw < cfg.p_mask:
+            present = [s for s in parse_prompt(caption).slots if (reference_label == REGION_IDS[s]).any()]
+            if present:
+                keep = present[int(pick * len(present))]
+                reference = blank_region(reference, reference_label, keep)
+        return reference, torch.from_numpy(caption_text(caption, rng, cfg, keep))

@@ -2,7 +2,8 @@
 
 Output layout (`data/pairs/`):
     <split>/sketch/<name>.png      XDoG line drawing of every face (uint8, white paper)
-    <split>/items.csv              name, image, label (relative to the faces folder), sketch, sigma
+    <split>/items.csv              name, image, label (relative to the faces folder), sketch, sigma,
+                                   caption (the face's colour prompt from `clean`, maybe "")
     test/self_ref/<name>.png       the face's own colour image, TPS-distorted with a fixed seed
     test/self_ref_label/<name>.png the same distortion applied to its label map (if any)
     test/random_ref/<name>.png     the other test image chosen as this one's random reference
@@ -58,8 +59,9 @@ def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, xdog: XDo
         raise AnimecolorError(f"{manifest_path}: not found (run `animecolor clean` first)")
     manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
     kept = manifest[manifest.status == "kept"].reset_index(drop=True)
-    if "label" not in kept:
-        kept["label"] = ""
+    for column in ("label", "caption"):  # faces cleaned before captions existed have neither
+        if column not in kept:
+            kept[column] = ""
     if "identity" not in kept or (kept.identity == "").all():
         kept["identity"] = kept.sha256
 
@@ -74,7 +76,7 @@ def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, xdog: XDo
         write_png(out / row.split / "sketch" / f"{name}.png", sketch)
         items[row.split].append({"name": name, "image": row.file, "label": row.label,
                                  "identity": row.identity, "sketch": f"{row.split}/sketch/{name}.png",
-                                 "sigma": s})
+                                 "sigma": s, "caption": row.caption})
         if row.split == "test":
             maps = random_warp(tps, np.random.default_rng([seed, 2, i]), *rgb.shape[:2])
             write_png(out / "test/self_ref" / f"{name}.png", apply_warp(rgb, maps))
@@ -85,24 +87,26 @@ def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, xdog: XDo
             progress(1)
     for split, rows in items.items():
         (out / split).mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows, columns=["name", "image", "label", "identity", "sketch", "sigma"]).to_csv(
+        pd.DataFrame(rows, columns=["name", "image", "label", "identity", "sketch", "sigma", "caption"]).to_csv(
             out / split / "items.csv", index=False)
 
     test = pd.DataFrame(items["test"])
     perm = derangement(test.identity.tolist(), np.random.default_rng([seed, 3]))
     rows = []
     for i, t in test.iterrows():
-        common = {"name": t["name"], "sketch": t.sketch, "target": t.image, "target_label": t.label}
+        common = {"name": t["name"], "sketch": t.sketch, "target": t.image, "target_label": t.label,
+                  "target_caption": t.caption}
         rows.append({**common, "setting": "self_ref", "reference": f"test/self_ref/{t['name']}.png",
                      "reference_label": f"test/self_ref_label/{t['name']}.png" if t.label else "",
-                     "reference_identity": t.identity})
+                     "reference_identity": t.identity, "reference_caption": t.caption})
         r = test.iloc[perm[i]]
         write_png(out / "test/random_ref" / f"{t['name']}.png", read_rgb(faces / r.image))
         if r.label:
             write_png(out / "test/random_ref_label" / f"{t['name']}.png", read_label(faces / r.label))
         rows.append({**common, "setting": "random_ref", "reference": f"test/random_ref/{t['name']}.png",
                      "reference_label": f"test/random_ref_label/{t['name']}.png" if r.label else "",
-                     "reference_identity": r.identity, "reference_name": r["name"]})
+                     "reference_identity": r.identity, "reference_name": r["name"],
+                     "reference_caption": r.caption})
     pairs = pd.DataFrame(rows)
     pairs.to_csv(out / "test" / "pairs.csv", index=False)
     seconds = time.perf_counter() - start

@@ -56,6 +56,10 @@ class EvalConfig(Config):
                                                           "reference's colour")
     region_erode: int = Field(1, ge=0, le=8, description="px removed from each region's edge before averaging its "
                                                          "colour")
+    text_limit: int = Field(64, ge=1, description="text models: test faces per text-benchmark setting "
+                                                  "(evaluation/text_bench.py)")
+    text_guidance: float = Field(1.0, ge=0, description="text models: guidance scale on the prompt (1 = "
+                                                        "conditional only; conditioning.guided)")
     animeface: Literal["auto", "on", "off"] = Field("auto", description="hair/eye colours by animeface on real data "
                                                                         "(auto: when there are no label maps)")
 

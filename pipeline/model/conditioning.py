@@ -22,6 +22,9 @@ class ConditionDropout(Config):
 
     p_uncond: float = Field(0.1, ge=0, le=1, description="probability of dropping the reference")
     p_sketch: float = Field(0.0, ge=0, le=1, description="probability of dropping the sketch")
+    p_text: float = Field(0.1, ge=0, le=1, description="text models: probability of dropping the whole prompt "
+                                                       "(independent of the reference: both go together at "
+                                                       "p_uncond x p_text)")
 
 
 REFERENCE_CHANNELS = slice(4, 7)  # where `model_input` puts the reference (read back by the U-Net's encoder)
@@ -49,26 +52,63 @@ def drop_conditions(sketch: torch.Tensor, reference: torch.Tensor, dropout: Cond
     return null_condition(sketch, u[1] < dropout.p_sketch), null_condition(reference, u[0] < dropout.p_uncond)
 
 
-def conditioned(model: nn.Module, sketch: torch.Tensor, reference: torch.Tensor) -> ModelFn:
-    """The plain conditional model as a callable (x_t, t) -> prediction."""
-    return lambda x_t, t: model(model_input(x_t, sketch, reference), t)
+def drop_text(text: torch.Tensor, dropout: ConditionDropout, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Text dropout for guidance on the prompt: each row becomes the null prompt with probability
+    p_text (drawn after `drop_conditions`, so a text model leaves the reference draws unchanged)."""
+    u = torch.rand(text.shape[0], generator=generator, device=generator.device if generator else "cpu")
+    return null_condition(text, u.to(text.device) < dropout.p_text)
 
 
-def guided(model: nn.Module, sketch: torch.Tensor, reference: torch.Tensor, scale: float) -> ModelFn:
-    """Classifier-free guidance: uncond + scale * (cond - uncond) on the model's prediction.
+def conditioned(model: nn.Module, sketch: torch.Tensor, reference: torch.Tensor,
+                text: torch.Tensor | None = None) -> ModelFn:
+    """The plain conditional model as a callable (x_t, t) -> prediction (text: an encoded prompt or None)."""
+    if text is None:
+        return lambda x_t, t: model(model_input(x_t, sketch, reference), t)
+    return lambda x_t, t: model(model_input(x_t, sketch, reference), t, text)
 
-    Guidance is on the reference (the sketch is kept in both halves). The conditional and
-    unconditional passes run as one batched forward. scale = 1 is exactly the conditional model
-    (one forward, no wasted half); scale = 0 ignores the reference.
+
+def guided(model: nn.Module, sketch: torch.Tensor, reference: torch.Tensor, scale: float,
+           text: torch.Tensor | None = None, text_scale: float = 1.0) -> ModelFn:
+    """Classifier-free guidance on the reference and, for a text model, on the prompt.
+
+    With u = e(no reference, no prompt), e_r = e(reference, no prompt), e_rt = e(reference, prompt):
+
+        e = u + scale (e_r - u) + text_scale (e_rt - e_r)
+
+    (InstructPix2Pix's two-scale guidance, with the prompt nested inside the reference.) The
+    sketch is kept in every term, and the needed terms run as one batched forward. Exact special
+    cases: text None or text_scale 0 is reference-only guidance; scale 1 and text_scale 1 is the
+    plain conditional model (one forward); scale 1 drops the u term; scale 0 ignores the reference.
     """
-    if scale == 1.0:
-        return conditioned(model, sketch, reference)
-    sketches = torch.cat([sketch, sketch], 0)
-    references = torch.cat([reference, null_condition(reference)], 0)
+    if text is None or text_scale == 0.0:
+        if scale == 1.0:
+            return conditioned(model, sketch, reference)
+        sketches = torch.cat([sketch, sketch], 0)
+        references = torch.cat([reference, null_condition(reference)], 0)
+
+        def fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out = model(model_input(torch.cat([x_t, x_t], 0), sketches, references), torch.cat([t, t], 0))
+            cond, uncond = out.chunk(2, 0)
+            return uncond + scale * (cond - uncond)
+
+        return fn
+    null_text = null_condition(text)
+    terms = [(w, r, p) for w, r, p in ((1.0 - scale, null_condition(reference), null_text),
+                                       (scale - text_scale, reference, null_text),
+                                       (text_scale, reference, text)) if w != 0.0]
+    if len(terms) == 1 and terms[0][0] == 1.0:
+        return conditioned(model, sketch, terms[0][1], terms[0][2])
+    k = len(terms)
+    sketches = torch.cat([sketch] * k, 0)
+    references = torch.cat([r for _, r, _ in terms], 0)
+    texts = torch.cat([p for _, _, p in terms], 0)
 
     def fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        out = model(model_input(torch.cat([x_t, x_t], 0), sketches, references), torch.cat([t, t], 0))
-        cond, uncond = out.chunk(2, 0)
-        return uncond + scale * (cond - uncond)
+        out = model(model_input(torch.cat([x_t] * k, 0), sketches, references), torch.cat([t] * k, 0), texts)
+        parts = out.chunk(k, 0)
+        total = terms[0][0] * parts[0]
+        for (w, _, _), part in zip(terms[1:], parts[1:]):
+            total = total + w * part
+        return total
 
     return fn

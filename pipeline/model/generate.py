@@ -29,7 +29,8 @@ def colorize_batch(model: nn.Module, diffusion: Diffusion, sketch: torch.Tensor,
                    sample_steps: int = 20, guidance: float = 1.0, eta: float = 0.0, seed: int = 0,
                    batch_size: int = 32, autocast=None, progress: Callable[[int], None] | None = None,
                    seeds: Sequence[int] | None = None,
-                   step_progress: Callable[[int], None] | None = None) -> torch.Tensor:
+                   step_progress: Callable[[int], None] | None = None, text: torch.Tensor | None = None,
+                   text_guidance: float = 1.0) -> torch.Tensor:
     """sketch (N, 1, H, W), reference (N, 3, H, W) in [-1, 1] on the model's device -> (N, 3, H, W) in [-1, 1].
 
     Image i's random draws (its starting noise x_T and, for eta > 0, each step's noise) depend
@@ -37,6 +38,8 @@ def colorize_batch(model: nn.Module, diffusion: Diffusion, sketch: torch.Tensor,
     same picture on CPU and GPU (up to float rounding). `seeds` gives each image its own seed
     instead (as image 0 of that seed: variation k equals a single run with seed seeds[k]).
     `progress(n)` advances per finished image, `step_progress(1)` per DDIM step of each chunk.
+    `text` (N, slots, 4): encoded prompts for a text model (`data/prompt.encode`), guided by
+    `text_guidance` (`conditioning.guided`); None: the empty prompt.
     """
     n = sketch.shape[0]
     if seeds is not None and len(seeds) != n:
@@ -47,7 +50,8 @@ def colorize_batch(model: nn.Module, diffusion: Diffusion, sketch: torch.Tensor,
         s, r = sketch[start:start + batch_size], reference[start:start + batch_size]
         streams = [image_generators(*key) for key in keys[start:start + s.shape[0]]]
         x_T = noise((s.shape[0], 3, *s.shape[-2:]), [g for g, _ in streams], s.device)
-        fn = guided(model, s, r, guidance)
+        p = None if text is None else text[start:start + batch_size].to(s.device)
+        fn = guided(model, s, r, guidance, p, text_guidance)
         with autocast if autocast is not None else nullcontext():
             out = ddim_sample(fn, diffusion, x_T, sample_steps, eta=eta, generator=[g for _, g in streams],
                               progress=step_progress)

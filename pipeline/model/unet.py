@@ -19,7 +19,10 @@ from torch import nn
 
 from pipeline.config import Config
 from pipeline.model.conditioning import REFERENCE_CHANNELS
+from pipeline.data.prompt import COLOURS, SLOTS
+from pipeline.errors import AnimecolorError
 from pipeline.model.reference import CrossAttention, ReferenceEncoder, group_norm
+from pipeline.model.text import TextEncoder
 
 SIZE_LATER = "image_size_later"  # validation context: skip the checks that need the real image_size
 
@@ -45,6 +48,17 @@ class UNetConfig(Config):
                                                                  "reference tokens (model/reference.py); "
                                                                  "[]: concatenation only, as the paper")
     reference_tokens: int = Field(16, ge=1, description="side of the reference token grid (image_size / 2^k)")
+    text: bool = Field(False, description="colour-prompt slot tokens (model/text.py) join the reference tokens in "
+                                          "the cross-attention (needs reference_attention); false: reference only")
+    vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words, in embedding order (filled in "
+                                                        "from data/prompt.py when text is on; kept with the model)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vocabulary(cls, data):
+        if isinstance(data, dict) and data.get("text") and not data.get("vocabulary"):
+            data = {**data, "vocabulary": tuple(COLOURS)}
+        return data
 
     @model_validator(mode="after")
     def _shape_fits(self, info: ValidationInfo):
@@ -54,6 +68,8 @@ class UNetConfig(Config):
         if (self.channels * self.channel_mults[-1]) % self.heads:
             raise ValueError(f"attention: the bottleneck's {self.channels * self.channel_mults[-1]} channels do not "
                              f"split into {self.heads} heads")
+        if self.text and not self.reference_attention:
+            raise ValueError("text needs reference_attention (the prompt's tokens join the reference tokens there)")
         if (info.context or {}).get(SIZE_LATER):  # a params section: image_size comes from base, checked then
             return self
         if self.image_size % 2 ** (levels - 1):
@@ -209,14 +225,25 @@ class UNet(nn.Module):
         # created last, so a network without it draws the same initial weights as before it existed
         self.reference_encoder = (ReferenceEncoder(cfg.image_size, cfg.reference_tokens, context_dim, groups)
                                   if cfg.reference_attention else None)
+        self.text_encoder = TextEncoder(len(SLOTS), 2 + len(cfg.vocabulary), context_dim) if cfg.text else None
+        self.text_pool = _zero(nn.Linear(context_dim, emb_dim)) if cfg.text else None
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x (B, in_channels, H, W), t (B,) -> (B, out_channels, H, W).
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, in_channels, H, W), t (B,), text (B, slots, 4) or None -> (B, out_channels, H, W).
 
         With reference attention the reference is read from its channels of the input
-        (`conditioning.model_input`: x_t 0..2, sketch 3, reference 4..6) and encoded into tokens."""
+        (`conditioning.model_input`: x_t 0..2, sketch 3, reference 4..6) and encoded into tokens.
+        A text model takes the encoded prompt (`data/prompt.encode`); None is the empty prompt."""
         emb = self.time_embed(timestep_embedding(t, self.config.channels).to(x.dtype))
         context = self.reference_encoder(x[:, REFERENCE_CHANNELS]) if self.reference_encoder is not None else None
+        if self.text_encoder is not None:
+            if text is None:
+                text = x.new_zeros(x.shape[0], len(SLOTS), 4)
+            tokens = self.text_encoder(text.to(x.dtype))
+            context = torch.cat([context, tokens], 1)
+            emb = emb + self.text_pool(tokens.mean(1))
+        elif text is not None:
+            raise AnimecolorError("this model was trained without text: it cannot follow a prompt")
         h = self.input(x)
         hs = [h]
         for step in self.down:

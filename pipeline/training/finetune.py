@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pipeline.config import Config
-from pipeline.model.conditioning import ConditionDropout, guided
+from pipeline.model.conditioning import ConditionDropout, drop_text, guided
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.perceptual import VGGLPIPS, ms_ssim
 from pipeline.model.sampler import ddim_sample
@@ -60,6 +60,8 @@ class ReconstructionConfig(Config):
     eps_weight: float = Field(0.0, ge=0, description="ordinary denoising loss on a fresh (t, eps): a regulariser "
                                                      "against the FID damage")
     p_uncond: float = Field(0.1, ge=0, le=1, description="condition dropout inside the eps term")
+    p_text: float = Field(0.5, ge=0, le=1, description="text models: share of samples unrolled with the empty "
+                                                       "prompt (the rest with their caption), so both modes are tuned")
 
     @model_validator(mode="after")
     def _some_loss(self):
@@ -81,7 +83,8 @@ def reconstruction_objective(diffusion: Diffusion, cfg: ReconstructionConfig) ->
         else:
             source = reference if cfg.start == "reference" else x0
             x_T = diffusion.q_sample(source, torch.full((x0.shape[0],), t_start, device=x0.device), eps)
-        out = ddim_sample(guided(model, sketch, reference, cfg.guidance), diffusion, x_T, cfg.unroll_steps,
+        text = drop_text(batch["text"], ConditionDropout(p_text=cfg.p_text), generator) if "text" in batch else None
+        out = ddim_sample(guided(model, sketch, reference, cfg.guidance, text), diffusion, x_T, cfg.unroll_steps,
                           eta=cfg.eta, generator=generator, t_start=t_start, clip_x0=True,
                           checkpoint=cfg.grad_checkpoint).float()
         target = x0.float()
@@ -110,6 +113,7 @@ def reconstruction_loss(model: nn.Module, diffusion: Diffusion, dataset: Dataset
     with epochs 0 (the pass-through control) reports as its loss."""
     n = min(batch_size, len(dataset))
     samples = [dataset[(i, seed + i)] for i in range(n)]
-    batch = {k: torch.stack([s[k] for s in samples]).to(device) for k in ("sketch", "reference", "target")}
+    batch = {k: torch.stack([s[k] for s in samples]).to(device) for k in ("sketch", "reference", "target", "text")
+             if k in samples[0]}
     loss, _ = reconstruction_objective(diffusion, cfg)(model.to(device), batch, torch.Generator().manual_seed(seed))
     return float(loss)
