@@ -9,7 +9,8 @@ split the cores and both take twice as long; later visitors see their place in t
 DDIM-step progress bar moves over the output while a picture is made.
 
 Inputs: a line drawing (upload, the sketch pad, or a colour picture whose lines are extracted with
-the pipeline's XDoG, with a preview), the reference, DDIM steps, guidance, eta, seed, keep-lines.
+the pipeline's XDoG, with a preview), the reference and/or a colour prompt (text models:
+`data/prompt.py`) with its guidance scale, DDIM steps, guidance, eta, seed, keep-lines.
 Output: the coloured drawing at the drawing's own size as a PNG with the parameters in its tEXt
 chunks (as `animecolor colorize` writes them), a gallery of recent results, and "4 variations"
 (seeds seed .. seed+3 in one batch; variation k is exactly `colorize --seed <seed+k>`).
@@ -131,12 +132,12 @@ class Colorizer:
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="animecolor-app-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, sketch_rgba: np.ndarray, reference_rgba: np.ndarray, opts: ColorizeOptions,
+    def __call__(self, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, opts: ColorizeOptions,
                  seeds: list[int], names: tuple[str, str] = ("drawing", "reference"),
                  step_progress=None) -> tuple[list[Path], str | None]:
         """Colour the drawing once per seed (one batch); returns the PNG paths and the pipeline's notice."""
         images, notice = colorize_variations(self.model, self.diffusion, sketch_rgba, reference_rgba, opts, seeds,
-                                             self.device, step_progress)
+                                             self.device, step_progress, self.info)
         self.prune()
         folder = self.out_dir / uuid.uuid4().hex[:12]
         stem = re.sub(r"[^\w.-]+", "_", Path(names[0]).stem)[:60] or "drawing"
@@ -144,7 +145,8 @@ class Colorizer:
         for seed, rgb in zip(seeds, images):
             seed_opts = ColorizeOptions(**{**opts.__dict__, "seed": seed})
             path = folder / f"{stem}_colored_seed{seed}.png"
-            write_png_text(path, rgb, png_text(seed_opts, Path(names[0]), Path(names[1]), self.model_path, self.info))
+            write_png_text(path, rgb, png_text(seed_opts, Path(names[0]), Path(names[1]) if names[1] else None,
+                                               self.model_path, self.info))
             paths.append(path)
         return paths, notice
 
@@ -186,20 +188,22 @@ class Result:
 
 def request(colorizer: Colorizer, n: int, source: str, drawing: str | None, pad, picture: str | None,
             reference: str | None, steps: float, guidance: float, eta: float, seed: float | None, keep_lines: bool,
-            progress: Callable[[int, int], None] | None = None) -> Result:
+            progress: Callable[[int, int], None] | None = None, prompt: str = "", text_guidance: float = 1.0) -> Result:
     """One press of Colorize (n = 1) or of the variations button (n seeds: seed .. seed+n-1, one batch).
     `progress(done, total)` is called before the first DDIM step and after each one. Raises
     AnimecolorError for anything the visitor can fix."""
     t0 = time.perf_counter()
     sketch, mode, name = drawing_input(source, drawing, pad, picture)
-    if not reference:
-        raise AnimecolorError("no reference: upload a colour picture of the character")
-    ref = read_upload(reference, "reference")
+    if not reference and not (prompt or "").strip():
+        raise AnimecolorError("no reference: upload a colour picture of the character, or describe its colours "
+                              "in the prompt")
+    ref = read_upload(reference, "reference") if reference else None
     seed = int(seed or 0)
     if not 0 <= seed <= MAX_SEED:
         raise AnimecolorError(f"seed must be between 0 and {MAX_SEED}")
     opts = ColorizeOptions(sample_steps=int(steps), guidance=float(guidance), eta=float(eta), seed=seed, mode=mode,
-                           keep_lines=bool(keep_lines))
+                           keep_lines=bool(keep_lines), prompt=(prompt or "").strip(),
+                           text_guidance=float(text_guidance))
     seeds = [min(seed + k, MAX_SEED) for k in range(n)]
     done = 0
 
@@ -211,11 +215,12 @@ def request(colorizer: Colorizer, n: int, source: str, drawing: str | None, pad,
 
     if progress:
         progress(0, opts.sample_steps)
-    paths, notice = colorizer(sketch, ref, opts, seeds, (name, Path(reference).name), step)
+    paths, notice = colorizer(sketch, ref, opts, seeds, (name, Path(reference).name if reference else ""), step)
     h, w = sketch.shape[:2]
     what = f"{n} variations (seeds {seeds[0]}-{seeds[-1]})" if n > 1 else f"seed {seed}"
+    said = f", prompt \"{_escape(opts.prompt)}\" (text guidance {opts.text_guidance:g})" if opts.prompt else ""
     status = (f"Done: {w}×{h} px, {what}, {opts.sample_steps} DDIM steps, guidance {opts.guidance:g}, "
-              f"eta {opts.eta:g}: {time.perf_counter() - t0:.1f} s")
+              f"eta {opts.eta:g}{said}: {time.perf_counter() - t0:.1f} s")
     if notice:
         status += f"  \nNote: {_escape(notice)}"
     return Result(paths, seeds, status)
@@ -279,11 +284,12 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
     model_line = (f"Model `{_escape(colorizer.model_path.name)}`: {info['image_size']} px, "
                   f"training step {info.get('step')}, running on {colorizer.device.type}.")
 
-    def run(n, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history,
-            progress):
+    def run(n, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
+            text_guidance, history, progress):
         try:
             result = request(colorizer, n, source, drawing, pad, picture, reference, steps, guidance, eta, seed,
-                             keep_lines, lambda done, total: progress((done, total), desc="DDIM", unit="steps"))
+                             keep_lines, lambda done, total: progress((done, total), desc="DDIM", unit="steps"),
+                             prompt, text_guidance)
         except Exception as exc:  # noqa: BLE001 - every failure is one line in the page
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc)
         items = [(str(p), f"seed {s}") for p, s in zip(result.paths, result.seeds)]
@@ -291,15 +297,15 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         return str(result.paths[0]), [str(p) for p in result.paths], history, history, result.status
 
     # Gradio finds the progress tracker by a gr.Progress default argument, so one wrapper each.
-    def colorize_one(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history,
-                     progress=gr.Progress()):
-        return run(1, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history,
-                   progress)
+    def colorize_one(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
+                     text_guidance, history, progress=gr.Progress()):
+        return run(1, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
+                   text_guidance, history, progress)
 
-    def colorize_many(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history,
-                      progress=gr.Progress()):
+    def colorize_many(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
+                      text_guidance, history, progress=gr.Progress()):
         return run(N_VARIATIONS, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                   history, progress)
+                   prompt, text_guidance, history, progress)
 
     def preview_lines(picture):
         if not picture:
@@ -340,11 +346,14 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             with gr.Column():
                 reference = UploadImage(label="Reference (the character in colour)", type="filepath", image_mode=None,
                                         sources=["upload", "clipboard"], height=340, elem_id="reference")
-                # Slot for the text prompt: a later version conditions on text + reference colour tags.
-                # Until then the box is disabled and nothing reads it.
-                gr.Textbox(label="Text prompt (coming in a later version: not used yet)", interactive=False,
-                           placeholder="Text and colour tags are not supported yet; only the reference is used.",
-                           elem_id="prompt")
+                has_text = colorizer.model.config.text
+                prompt = gr.Textbox(label="Colour prompt: what the reference lacks, or overrides"
+                                    if has_text else "Colour prompt (this model was trained without text)",
+                                    interactive=has_text, elem_id="prompt",
+                                    placeholder="pink hair, left eye red, right eye #3060ff, white shirt"
+                                    if has_text else "retrain with pretrain.unet.text: true to use prompts")
+                text_guidance = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="Text guidance (prompt strength)",
+                                          interactive=has_text, elem_id="text_guidance")
             with gr.Column():
                 output = gr.Image(label="Coloured drawing (drawing's own size)", type="filepath", format="png",
                                   interactive=False, height=340, buttons=["download", "fullscreen"],
@@ -371,7 +380,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                     label="Examples (procedural faces drawn by the pipeline; never seen in training)",
                     elem_id="examples")
 
-        inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, history]
+        inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
+                  text_guidance, history]
         outputs = [output, download, gallery, history, status]
         run_button.click(colorize_one, inputs, outputs, api_name="colorize", concurrency_id="model",
                          concurrency_limit=concurrency)

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
+from pipeline.data.prompt import COLOURS, encode, parse_prompt
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError
 from pipeline.files import atomic_path
@@ -45,6 +46,9 @@ def export_model(checkpoint: dict, path: str | Path) -> dict:
             "diffusion": checkpoint["diffusion"], "image_size": checkpoint["unet"]["image_size"],
             "step": checkpoint.get("step"), "training": checkpoint.get("meta", {}),
             "metrics": checkpoint.get("metrics", {})}
+    if checkpoint["unet"].get("text"):  # the model carries its prompt vocabulary: word -> colour
+        info["vocabulary"] = {name: "#{:02x}{:02x}{:02x}".format(*COLOURS[name])
+                              for name in checkpoint["unet"]["vocabulary"]}
     tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint["ema"].items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"animecolor": json.dumps(info, default=str)})
@@ -81,6 +85,30 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UN
     except RuntimeError:
         raise AnimecolorError(f"{path}: weights do not match the architecture in its header") from None
     return model.to(device).eval(), Diffusion(diffusion), info
+
+
+def model_vocabulary(model: UNet, info: dict | None = None) -> dict[str, tuple[int, int, int]]:
+    """The colour words a text model was trained with, in its embedding order (from its file's
+    header when it has one, so a model keeps its words when this code's vocabulary grows)."""
+    stored = (info or {}).get("vocabulary")
+    if stored:
+        return {name: tuple(int(code.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)) for name, code in stored.items()}
+    missing = [n for n in model.config.vocabulary if n not in COLOURS]
+    if missing:
+        raise AnimecolorError(f"model vocabulary has words this animecolor does not know: {', '.join(missing)}")
+    return {name: COLOURS[name] for name in model.config.vocabulary}
+
+
+def encode_prompt(model: UNet, prompt: str, info: dict | None = None) -> torch.Tensor | None:
+    """A user's prompt as the model's text input (1, slots, 4); None for an empty prompt. A prompt
+    for a model trained without text is one clear error."""
+    if not prompt.strip():
+        return None
+    if not model.config.text:
+        raise AnimecolorError("this model was trained without text, so it cannot follow --prompt "
+                              "(train with pretrain.unet.text: true)")
+    vocabulary = model_vocabulary(model, info)
+    return torch.from_numpy(encode(parse_prompt(prompt, vocabulary), vocabulary))[None]
 
 
 # ---------------------------------------------------------------- images
@@ -161,30 +189,42 @@ class ColorizeOptions:
     auto_levels: bool = False
     binarize: bool = False
     keep_lines: bool = True   # multiply the drawing's own full-resolution lines over the result
+    prompt: str = ""          # colour prompt (data/prompt.py) for a text model; "" = reference only
+    text_guidance: float = 1.0  # guidance scale on the prompt (conditioning.guided)
 
 
-def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray,
+def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,
                    opts: ColorizeOptions, device: torch.device | str = "cpu",
-                   step_progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, str | None]:
-    """One drawing and one reference (uint8 RGBA, any sizes) -> uint8 RGB at the drawing's size, notice."""
+                   step_progress: Callable[[int], None] | None = None,
+                   info: dict | None = None) -> tuple[np.ndarray, str | None]:
+    """One drawing and one reference (uint8 RGBA, any sizes; None with a prompt) -> uint8 RGB at the
+    drawing's size, notice."""
     images, notice = colorize_variations(model, diffusion, sketch_rgba, reference_rgba, opts, [opts.seed], device,
-                                         step_progress)
+                                         step_progress, info)
     return images[0], notice
 
 
-def colorize_variations(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray,
+def colorize_variations(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,
                         opts: ColorizeOptions, seeds: list[int], device: torch.device | str = "cpu",
-                        step_progress: Callable[[int], None] | None = None) -> tuple[list[np.ndarray], str | None]:
+                        step_progress: Callable[[int], None] | None = None,
+                        info: dict | None = None) -> tuple[list[np.ndarray], str | None]:
     """The same drawing and reference coloured once per seed, in one batch; variation k is exactly
-    what `colorize_image` gives with seed seeds[k]. Returns uint8 RGB images at the drawing's size."""
+    what `colorize_image` gives with seed seeds[k]. Returns uint8 RGB images at the drawing's size.
+    Without a reference the prompt alone gives the colours (the null reference, as in training)."""
     size = model.config.image_size
+    text = encode_prompt(model, opts.prompt, info)
+    if reference_rgba is None and text is None:
+        raise AnimecolorError("give a colour reference, a prompt, or both")
     sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
-    reference = prepare_reference(reference_rgba, size)
     n = len(seeds)
     s = to_tensor(sketch)[None].expand(n, -1, -1, -1).to(device)
-    r = to_tensor(reference)[None].expand(n, -1, -1, -1).to(device)
+    if reference_rgba is None:
+        r = torch.zeros(n, 3, size, size, device=device)
+    else:
+        r = to_tensor(prepare_reference(reference_rgba, size))[None].expand(n, -1, -1, -1).to(device)
     out = colorize_batch(model, diffusion, s, r, sample_steps=opts.sample_steps, guidance=opts.guidance,
-                         eta=opts.eta, seeds=seeds, batch_size=n, step_progress=step_progress)
+                         eta=opts.eta, seeds=seeds, batch_size=n, step_progress=step_progress,
+                         text=None if text is None else text.expand(n, -1, -1), text_guidance=opts.text_guidance)
     images = []
     for image in out:
         rgb = unletterbox(to_uint8(image), box)
@@ -194,7 +234,8 @@ def colorize_variations(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarr
     return images, notice
 
 
-def png_text(opts: ColorizeOptions, sketch: Path, reference: Path, model_path: Path, info: dict) -> dict[str, str]:
-    params = {**asdict(opts), "sketch": str(sketch), "reference": str(reference), "model": str(model_path),
+def png_text(opts: ColorizeOptions, sketch: Path, reference: Path | None, model_path: Path,
+             info: dict) -> dict[str, str]:
+    params = {**asdict(opts), "sketch": str(sketch), "reference": str(reference or ""), "model": str(model_path),
               "model_step": info.get("step"), "image_size": info.get("image_size")}
     return {"Software": "animecolor", "animecolor": json.dumps(params)}

@@ -66,8 +66,10 @@ def _distinct_names(jobs: list[tuple[Path, Path, str, str]]) -> list[tuple[Path,
     return out
 
 
-def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Path | None) -> list[tuple[Path, Path, Path]]:
+def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Path | None,
+          prompt: str = "") -> list[tuple[Path, Path | None, Path]]:
     """(sketch, reference, output) for one file, a folder with one reference, or a CSV sketch,reference.
+    The reference may be None when a prompt is given.
 
     In batch mode every output gets its own name: `a.png` and `a.jpg` in one folder become
     `a_png.png` and `a_jpg.png`; a drawing listed twice in a CSV is named after each reference."""
@@ -77,8 +79,8 @@ def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Pat
         named = _distinct_names([(base / s, base / r, Path(s).stem, Path(r).stem)
                                  for s, r in zip(table.sketch, table.reference)])
         return [(s, r, out_dir / f"{name}.png") for s, r, name in named]
-    if reference is None:
-        raise AnimecolorError("--reference is required (or --pairs CSV with sketch,reference columns)")
+    if reference is None and not prompt.strip():
+        raise AnimecolorError("--reference is required (or --prompt, or --pairs CSV with sketch,reference columns)")
     if sketch.is_dir():
         files = sorted(p for p in sketch.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -93,7 +95,7 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
                    model: Path = DEFAULT_MODEL, out: Path | None = None, steps: int = 20, guidance: float = 1.0,
                    seed: int = 0, eta: float = 0.0, mode: str = "auto", auto_levels: bool = False,
                    binarize: bool = False, keep_lines: bool = True, skip_existing: bool = False,
-                   device: str = "auto") -> dict:
+                   device: str = "auto", prompt: str = "", text_guidance: float = 1.0) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
@@ -103,7 +105,13 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
         raise AnimecolorError(f"--mode {mode!r}: expected auto, lines or xdog")
     if not math.isfinite(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
         raise AnimecolorError(f"--guidance {guidance}: must be a number from 0 to {MAX_GUIDANCE}")
-    jobs = _jobs(sketch, reference, pairs, out)
+    if not math.isfinite(text_guidance) or not 0 <= text_guidance <= MAX_GUIDANCE:
+        raise AnimecolorError(f"--text-guidance {text_guidance}: must be a number from 0 to {MAX_GUIDANCE}")
+    if prompt.strip():  # a bad prompt fails before anything is loaded
+        from pipeline.data.prompt import parse_prompt
+
+        parse_prompt(prompt)
+    jobs = _jobs(sketch, reference, pairs, out, prompt)
     if len(jobs) > 1 and out is not None and out.exists() and not out.is_dir():
         raise AnimecolorError(f"{out}: is a file (in batch mode --out is a folder)")
     for _, _, out_path in jobs:
@@ -116,7 +124,11 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
     dev = resolve_device(device)
     net, diffusion, info = load_model(model, dev)
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
-                           auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines)
+                           auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
+                           text_guidance=text_guidance)
+    from pipeline.colorize import encode_prompt
+
+    encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
     failures: list[tuple[Path, str]] = []
     references: dict[Path, np.ndarray] = {}
     written = skipped = 0
@@ -126,10 +138,11 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
                 if skip_existing and out_path.exists():
                     skipped += 1
                     continue
-                if ref_path not in references:
+                if ref_path is not None and ref_path not in references:
                     references[ref_path] = read_user_image(ref_path)
-                rgb, notice = colorize_image(net, diffusion, read_user_image(sketch_path), references[ref_path],
-                                             opts, dev)
+                rgb, notice = colorize_image(net, diffusion, read_user_image(sketch_path),
+                                             references[ref_path] if ref_path is not None else None, opts, dev,
+                                             info=info)
                 if notice:
                     console.print(f"[yellow]note[/]: {sketch_path}: {notice}", highlight=False)
                 try:
@@ -153,7 +166,8 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
 
 @user_errors
 def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder of them."),
-             reference: Path = typer.Option(None, "--reference", "-r", help="Colour reference of the character."),
+             reference: Path = typer.Option(None, "--reference", "-r", help="Colour reference of the character "
+                                                                            "(optional with --prompt)."),
              pairs: Path = typer.Option(None, help="CSV with columns sketch,reference (batch mode)."),
              model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safetensors, see `export`)."),
              out: Path = typer.Option(None, "--out", "-o", help="Output PNG (a folder in batch mode). An existing "
@@ -168,10 +182,17 @@ def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder 
              binarize: bool = typer.Option(False, help="Threshold the drawing to pure lines (Otsu)."),
              keep_lines: bool = typer.Option(True, help="Draw the original lines over the result."),
              skip_existing: bool = typer.Option(False, help="Leave outputs that already exist (default: overwrite)."),
-             device: str = typer.Option("auto", help="auto | cpu | cuda.")) -> None:
-    """Colour line drawings in the colours of a reference image (existing outputs are overwritten)."""
+             device: str = typer.Option("auto", help="auto | cpu | cuda."),
+             prompt: str = typer.Option("", "--prompt", "-p", help="Colours in words for what the reference lacks "
+                                                                   "or to override it, e.g. \"pink hair, left eye red, "
+                                                                   "right eye #3060ff\" (text models)."),
+             text_guidance: float = typer.Option(1.0, min=0.0, max=MAX_GUIDANCE,
+                                                 help="Guidance scale on the prompt (1: plain; higher follows the "
+                                                      "words more).")) -> None:
+    """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
+    are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
-                            binarize, keep_lines, skip_existing, device)
+                            binarize, keep_lines, skip_existing, device, prompt, text_guidance)
     if result["failed"]:
         raise typer.Exit(1)
 

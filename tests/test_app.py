@@ -51,7 +51,8 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("app-model") / "tiny.safetensors"
-    return bench.untrained_model(path, image_size=32, channels=8, channel_mults=(1, 2), heads=2)
+    return bench.untrained_model(path, image_size=32, channels=8, channel_mults=(1, 2), heads=2,
+                                 reference_attention=(16,), text=True)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,20 @@ def test_request_inputs_pad_and_colour_picture(colorizer, files):
         assert json.loads(im.text["animecolor"])["mode"] == "xdog"
     with pytest.raises(AnimecolorError, match="no line drawing"):
         request(colorizer, 1, "upload", None, None, None, picture, 2, 1.0, 0.0, 0, True)
+
+
+def test_request_with_a_prompt_and_no_reference(colorizer, files):
+    """The tiny test model is a text model: a prompt alone is enough,
+    a bad prompt is one line, and the prompt is stored with the picture."""
+    result = request(colorizer, 1, "upload", str(files["drawing"]), None, None, None, 2, 1.0, 0.0, 0, True,
+                     prompt="pink hair, heterochromia, red eyes, blue eyes", text_guidance=2.0)
+    assert 'prompt "pink hair' in result.status
+    with Image.open(result.paths[0]) as im:
+        params = json.loads(im.text["animecolor"])
+    assert params["prompt"].startswith("pink hair") and params["text_guidance"] == 2.0 and params["reference"] == ""
+    with pytest.raises(AnimecolorError, match="unknown colour 'pinkk'"):
+        request(colorizer, 1, "upload", str(files["drawing"]), None, None, None, 2, 1.0, 0.0, 0, True,
+                prompt="pinkk hair")
 
 
 def test_command_errors_are_one_line(tmp_path, monkeypatch):

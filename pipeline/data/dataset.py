@@ -43,12 +43,12 @@ class CaptionConfig(Config):
                                                        "learns to fill what the reference lacks")
 
 
-def blank_region(reference: np.ndarray, reference_label: np.ndarray, slot: str) -> np.ndarray:
-    """The reference with `slot`'s region (grown by 1 px, so no outline colour is left) set to the null
-    value (mid grey: 0 in [-1, 1], as a dropped reference); uint8 (H, W, 3)."""
+def blank_region(reference: torch.Tensor, reference_label: np.ndarray, slot: str) -> torch.Tensor:
+    """The reference (3, H, W) in [-1, 1] with `slot`'s region, grown by 1 px so no outline colour is
+    left, set to the null value 0 (mid grey, as a dropped reference)."""
     mask = cv2.dilate((reference_label == REGION_IDS[slot]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    out = reference.copy()
-    out[mask] = 128
+    out = reference.clone()
+    out[:, torch.from_numpy(mask)] = 0.0
     return out
 
 
@@ -117,7 +117,7 @@ class PairDataset(Dataset):
         if self.line_augment is not None:  # draws from rng even when every probability is 0 (fixed stream)
             sketch = augment_lines(sketch, rng, self.line_augment)
         maps = random_warp(self.tps, rng, *target.shape[:2])
-        reference = apply_warp(target, maps)
+        reference = to_tensor(apply_warp(target, maps))
         label = reference_label = None
         if (self.with_labels or self.captions is not None) and row.label:
             label = read_label(self.faces / row.label)
@@ -125,14 +125,14 @@ class PairDataset(Dataset):
         out = {"sketch": to_tensor(sketch), "target": to_tensor(target)}
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream
             reference, out["text"] = self._text(row.caption, reference, reference_label, rng)
-        out["reference"] = to_tensor(reference)
+        out["reference"] = reference
         if self.with_labels and label is not None:
             out["label"] = torch.from_numpy(label.astype(np.int64))
             out["reference_label"] = torch.from_numpy(reference_label.astype(np.int64))
         return out
 
-    def _text(self, caption: str, reference: np.ndarray, reference_label: np.ndarray | None,
-              rng: np.random.Generator) -> tuple[np.ndarray, torch.Tensor]:
+    def _text(self, caption: str, reference: torch.Tensor, reference_label: np.ndarray | None,
+              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference-region masking (one captioned region blanked, its text kept) and the prompt."""
         cfg, keep = self.captions, None
         mask_draw, pick = rng.random(), rng.random()

@@ -125,8 +125,8 @@ def _split(phrase: str) -> tuple[str, str]:
             return phrase[len(part) + 1:].strip(), part
     words = phrase.split()
     tail, head = words[-1], words[0]
-    close = difflib.get_close_matches(tail, list(PARTS), n=3, cutoff=0.6) or \
-        difflib.get_close_matches(head, list(PARTS), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(tail, list(PARTS), n=3, cutoff=0.5) or \
+        difflib.get_close_matches(head, list(PARTS), n=3, cutoff=0.5)
     if len(words) == 1:
         hint = f"close: {', '.join(close)}" if close else "say which part, e.g. 'pink hair'"
         raise AnimecolorError(f"prompt {phrase!r}: a colour needs a part, or this is an unknown word ({hint})")

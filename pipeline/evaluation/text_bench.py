@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from pipeline.data.benchmark import load_benchmark
-from pipeline.data.dataset import blank_region, to_tensor, to_uint8
+from pipeline.data.dataset import blank_region, to_uint8
 from pipeline.data.labels import COLOUR_REGIONS, REGION_IDS
 from pipeline.data.prompt import COLOURS, SKIN_TONES, Colour, Prompt, encode, lab_of, named, parse_prompt
 from pipeline.device import autocast
@@ -91,10 +91,10 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
     for setting, slots in (("masked_hair", ("hair",)), ("masked_eyes", ("iris_left", "iris_right"))):
         refs = []
         for i in range(n):
-            img, lab = to_uint8(reference[i]), data["reference_label"][i].numpy()
+            ref = reference[i].cpu()
             for slot in slots:
-                img = blank_region(img, lab, slot)
-            refs.append(to_tensor(img))
+                ref = blank_region(ref, data["reference_label"][i].numpy(), slot)
+            refs.append(ref)
         masked = torch.stack(refs)
         plain = sample(masked, None)
         told = sample(masked, [Prompt({s: truth[i].slots[s] for s in slots if s in truth[i].slots}) for i in range(n)])

@@ -1,0 +1,310 @@
+"""Text + reference: the prompt language, captions from three sources, caption training, the text
+path of the network, two-scale guidance, export and `colorize --prompt`."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from pipeline.data.dataset import CaptionConfig, PairDataset, blank_region, caption_text
+from pipeline.data.labels import REGION_IDS
+from pipeline.data.prompt import (COLOURS, HEX, SLOTS, Prompt, animeface_caption, booru_caption, encode, named,
+                                  parse_prompt, synthetic_caption)
+from pipeline.errors import AnimecolorError
+from pipeline.model.conditioning import ConditionDropout, drop_text, guided
+from pipeline.model.unet import UNet, UNetConfig
+
+DANBOORU_HAIR = ("aqua", "black", "blonde", "blue", "light blue", "dark blue", "brown", "light brown", "green",
+                 "dark green", "light green", "grey", "orange", "pink", "purple", "light purple", "red", "white",
+                 "silver")
+DANBOORU_EYES = ("blue", "red", "brown", "green", "purple", "yellow", "pink", "black", "aqua", "orange", "grey",
+                 "white")
+
+
+# -- the prompt language --------------------------------------------------------------------------
+@pytest.mark.parametrize("word", DANBOORU_HAIR)
+def test_every_danbooru_hair_colour_as_a_tag(word):
+    prompt = parse_prompt(f"{word.replace(' ', '_')}_hair")
+    assert prompt.slots["hair"].name == word and prompt.slots["hair"].rgb == COLOURS[word]
+
+
+@pytest.mark.parametrize("word", DANBOORU_EYES)
+def test_every_danbooru_eye_colour_sets_both_irises(word):
+    prompt = parse_prompt(f"{word} eyes")
+    assert prompt.slots["iris_left"] == prompt.slots["iris_right"] and prompt.slots["iris_left"].name == word
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Pink_Hair, BLUE eyes", {"hair": "pink", "iris_left": "blue", "iris_right": "blue"}),
+    ("hair #ff66aa, #fff skin", {"hair": (255, 102, 170), "skin": (255, 255, 255)}),
+    ("left eye red, right eye #0000ff", {"iris_left": "red", "iris_right": (0, 0, 255)}),
+    ("heterochromia, red_eyes, blue_eyes", {"iris_left": "red", "iris_right": "blue"}),
+    ("red left eye; blue right eye", {"iris_left": "red", "iris_right": "blue"}),
+    ("pale skin, white shirt, light blue background", {"skin": "pale", "clothes": "white",
+                                                       "background": "light blue"}),
+    ("dark_skin, gray hair, black dress", {"skin": "dark", "hair": "grey", "clothes": "black"}),  # aliases, garments
+    ("tan", {"skin": "tan"}),
+    ("", {}),
+])
+def test_prompts_parse_to_slots(text, expected):
+    prompt = parse_prompt(text)
+    got = {s: (c.name or c.rgb) for s, c in prompt.slots.items()}
+    assert got == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("pnk hair", r"unknown colour 'pnk' \(close: pink\)"),
+    ("pink hat", r"unknown part \(close: hair"),
+    ("hair", "no colour given"),
+    ("pink", "a colour needs a part"),
+    ("pink hair, blue hair", "hair is given two colours"),
+    ("red eyes, blue eyes", "add 'heterochromia'"),
+    ("heterochromia, red eyes", "needs two different eye colours"),
+    ("#12 hair", "not a hex colour"),
+])
+def test_bad_prompts_are_one_clear_line(text, message):
+    with pytest.raises(AnimecolorError, match=message) as info:
+        parse_prompt(text)
+    assert "\n" not in str(info.value)
+
+
+def test_encoding_rows_ids_and_the_null_prompt():
+    text = encode(parse_prompt("pink hair, left eye #00ff00"))
+    assert text.shape == (len(SLOTS), 4) and text.dtype == np.float32
+    assert text[0, 0] == 2 + list(COLOURS).index("pink") and text[1, 0] == HEX
+    assert abs(text[1, 1] - 0.8774) < 1e-3  # L of pure green is 87.7
+    assert not text[2:].any()  # unspecified slots are the zero (null) rows
+    assert not encode(parse_prompt("")).any()
+
+
+def test_named_quantises_hex_in_cielab():
+    prompt = named(parse_prompt("hair #f0a0c0, skin #e0b090, left eye #3366dd, right eye #3366dd"))
+    assert prompt.slots["hair"].name == "pink" and prompt.slots["skin"].name == "tan"
+    assert prompt.slots["iris_left"].name == "blue"
+
+
+# -- captions -------------------------------------------------------------------------------------
+def test_synthetic_caption_is_exact():
+    colours = {"hair": "#112233", "iris_left": "#445566", "iris_right": "#778899", "skin": "#ffeedd",
+               "clothes": "#123456", "background": "#abcdef"}
+    prompt = parse_prompt(synthetic_caption(colours))
+    assert {s: "#{:02x}{:02x}{:02x}".format(*c.rgb) for s, c in prompt.slots.items()} == colours
+
+
+@pytest.mark.parametrize("tags, caption", [
+    ("1girl blonde_hair blue_eyes smile school_uniform", "blonde hair, blue eyes"),
+    ("heterochromia red_eyes blue_eyes pink_hair", "heterochromia, pink hair, red eyes, blue eyes"),
+    ("multicolored_hair blue_hair pink_hair green_eyes", "green eyes"),  # two hair colours: said nothing of hair
+    ("red_eyes blue_eyes", ""),  # two eye colours without heterochromia: ambiguous
+    ("1boy solo", ""),
+])
+def test_booru_caption_from_colour_tags(tags, caption):
+    assert booru_caption(tags) == caption
+
+
+def test_animeface_caption_quantises_each_eye():
+    caption = animeface_caption((240, 212, 125), (60, 100, 215), (200, 40, 50), (250, 226, 210))
+    assert caption == "blonde hair, left eye blue, right eye red, pale skin"
+    assert parse_prompt(caption)
+
+
+def test_clean_records_caption_and_source(tiny_data):
+    faces, pairs = tiny_data
+    manifest = pd.read_csv(faces / "manifest.csv", dtype=str, keep_default_na=False)
+    kept = manifest[manifest.status == "kept"]
+    assert (kept.caption_source == "synthetic").all()
+    row = kept.iloc[0]
+    assert parse_prompt(row.caption).slots["hair"].rgb == tuple(int(row.color_hair[i:i + 2], 16) for i in (1, 3, 5))
+    items = pd.read_csv(pairs / "train" / "items.csv", dtype=str, keep_default_na=False)
+    assert items.caption.str.startswith("hair #").all()
+
+
+def test_with_captions_prefers_synthetic_then_booru_then_animeface():
+    from pipeline.data.clean import with_captions
+
+    table = pd.DataFrame([
+        {"status": "kept", "color_hair": "#102030", "tags": "pink_hair", "animeface_caption": "red hair"},
+        {"status": "kept", "tags": "pink_hair smile", "animeface_caption": "red hair"},
+        {"status": "kept", "tags": "smile", "animeface_caption": "red hair, blue eyes, pale skin"},
+        {"status": "kept"},
+        {"status": "rejected", "tags": "pink_hair"},
+    ])
+    out = with_captions(table)
+    assert out.caption_source.tolist() == ["synthetic", "booru", "animeface", "none", ""]
+    assert out.caption.tolist() == ["hair #102030", "pink hair", "red hair, blue eyes, pale skin", "", ""]
+
+
+def test_animeface_captions_real_faces_at_full_resolution():
+    from pathlib import Path
+
+    from pipeline.data.clean import detect_faces
+    from pipeline.data.imageio import read_rgb
+
+    files = sorted((Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-256").glob("*.jpg"))[:20]
+    if not files:
+        pytest.skip("no real faces in ../shared/data")
+    captions = [f[5] for path in files for f in detect_faces(read_rgb(path), 0.3)]
+    if not captions:
+        pytest.skip("animeface found no face (Pillow >= 12?)")
+    for caption in captions:
+        prompt = parse_prompt(caption)
+        assert {"hair", "iris_left", "iris_right", "skin"} <= set(prompt.slots)
+
+
+# -- caption training -----------------------------------------------------------------------------
+def test_caption_text_drops_and_names_slots():
+    caption = "hair #f0a0c0, left eye #3366dd, right eye #3366dd, skin #fae0cc"
+    rng = np.random.default_rng(0)
+    none = caption_text(caption, rng, CaptionConfig(p_slot=1.0, p_named=0.0))
+    assert not none.any()
+    kept = caption_text(caption, rng, CaptionConfig(p_slot=1.0, p_named=0.0), keep="hair")
+    assert kept[0, 0] == HEX and not kept[1:].any()
+    words = caption_text(caption, rng, CaptionConfig(p_slot=0.0, p_named=1.0))
+    assert words[0, 0] == 2 + list(COLOURS).index("pink") and (words[:4, 0] >= 2).all()
+    drops = [(caption_text(caption, np.random.default_rng(i), CaptionConfig(p_slot=0.3))[:4, 0] == 0).mean()
+             for i in range(300)]
+    assert 0.25 < np.mean(drops) < 0.35
+
+
+def test_blank_region_sets_the_null_value_and_grows_one_pixel():
+    reference = torch.full((3, 8, 8), 0.5)
+    label = np.zeros((8, 8), np.uint8)
+    label[2:4, 2:4] = REGION_IDS["hair"]
+    out = blank_region(reference, label, "hair")
+    assert (out[:, 1:5, 1:5] == 0).all() and (out[:, 6:, 6:] == 0.5).all() and (reference == 0.5).all()
+
+
+def test_dataset_masks_a_captioned_region_and_keeps_its_text(tiny_data):
+    faces, pairs = tiny_data
+    plain = PairDataset(faces, pairs, "train", with_labels=True)
+    masked = PairDataset(faces, pairs, "train", with_labels=True,
+                         captions=CaptionConfig(p_mask=1.0, p_slot=1.0, p_named=0.0))
+    changed = 0
+    for i in range(6):
+        a, b = plain[(i, 7)], masked[(i, 7)]
+        torch.testing.assert_close(a["sketch"], b["sketch"])  # the text draws come after the others
+        torch.testing.assert_close(a["target"], b["target"])
+        said = [SLOTS[k] for k in np.flatnonzero(b["text"][:, 0].numpy())]
+        assert len(said) == 1  # p_slot = 1: only the masked slot's text is kept
+        region = b["reference_label"] == REGION_IDS[said[0]]
+        assert (b["reference"][:, region] == 0).all()  # blanked to the null value
+        changed += int(not torch.equal(a["reference"], b["reference"]))
+    assert changed == 6
+
+
+def test_text_dropout_rate():
+    text = torch.ones(4000, len(SLOTS), 4)
+    dropped = drop_text(text, ConditionDropout(p_text=0.25), torch.Generator().manual_seed(0))
+    rate = (dropped.flatten(1).abs().sum(1) == 0).float().mean().item()
+    assert abs(rate - 0.25) < 0.03
+
+
+# -- the network and guidance ---------------------------------------------------------------------
+def _text_model(seed=0) -> UNet:
+    torch.manual_seed(seed)
+    return UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1, 2), heads=2, reference_attention=(8,),
+                           reference_tokens=8, text=True)).eval()
+
+
+def test_text_model_config_and_zero_init():
+    model = _text_model()
+    assert model.config.vocabulary == tuple(COLOURS)
+    with pytest.raises(ValueError, match="text needs reference_attention"):
+        UNetConfig(text=True)
+    x, t = torch.randn(2, 7, 16, 16), torch.tensor([3, 500])
+    text = torch.from_numpy(np.stack([encode(parse_prompt("pink hair"))] * 2))
+    with torch.no_grad():
+        # at initialisation every cross-attention and the pooled path are zero: the prompt changes nothing yet
+        torch.testing.assert_close(model(x, t, text), model(x, t))
+        torch.testing.assert_close(model(x, t), model(x, t, torch.zeros_like(text)))  # None = the null prompt
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        assert not torch.allclose(model(x, t, text), model(x, t))
+
+
+def test_plain_model_refuses_a_prompt():
+    model = UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1, 2), heads=2))
+    with pytest.raises(AnimecolorError, match="trained without text"):
+        model(torch.randn(1, 7, 16, 16), torch.tensor([1]), torch.zeros(1, len(SLOTS), 4))
+
+
+class _Recorder(torch.nn.Module):
+    """A linear stand-in whose output depends on x, reference and text; records batch sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, text=None):
+        self.calls.append(x.shape[0])
+        bias = 0 if text is None else text.sum((1, 2)).view(-1, 1, 1, 1)
+        return x[:, :3] * 0.5 + x[:, 4:7] + x[:, 3:4] + bias
+
+
+def test_two_scale_guidance_formula_and_exact_special_cases():
+    g = torch.Generator().manual_seed(0)
+    x, sketch, ref = (torch.randn(2, c, 4, 4, generator=g) for c in (3, 1, 3))
+    text = torch.randn(2, len(SLOTS), 4, generator=g)
+    t = torch.tensor([5, 5])
+    model = _Recorder()
+    e = lambda r, p: model(torch.cat([x, sketch, r], 1), t, p)  # noqa: E731
+    u, e_r, e_rt = e(torch.zeros_like(ref), torch.zeros_like(text)), e(ref, torch.zeros_like(text)), e(ref, text)
+    model.calls.clear()
+    torch.testing.assert_close(guided(model, sketch, ref, 2.0, text, 3.0)(x, t), u + 2 * (e_r - u) + 3 * (e_rt - e_r))
+    assert model.calls == [6]  # three conditions, one batched forward
+    model.calls.clear()
+    assert torch.equal(guided(model, sketch, ref, 1.0, text, 1.0)(x, t), e_rt)  # exactly the plain model
+    assert model.calls == [2]
+    assert torch.equal(guided(model, sketch, ref, 1.0, None)(x, t), model(torch.cat([x, sketch, ref], 1), t))
+    # text scale 0: the reference-only guidance, bit for bit
+    assert torch.equal(guided(model, sketch, ref, 2.0, text, 0.0)(x, t), guided(model, sketch, ref, 2.0)(x, t))
+    torch.testing.assert_close(guided(model, sketch, ref, 1.0, text, 2.0)(x, t), e_r + 2 * (e_rt - e_r))
+
+
+# -- export and the CLI ---------------------------------------------------------------------------
+def test_export_carries_the_vocabulary_and_colorize_follows_a_prompt(tiny_pretrained, model_file, tmp_path):
+    from pipeline.colorize import load_model, model_vocabulary
+    from pipeline.data.imageio import read_rgb, write_png
+    from stages.cli import app
+
+    model, _, info = load_model(model_file)
+    assert model.config.text and list(info["vocabulary"]) == list(COLOURS)
+    assert model_vocabulary(model, info)["pink"] == COLOURS["pink"]
+    sketch = tmp_path / "drawing.png"
+    lines = np.full((40, 24), 255, np.uint8)
+    lines[10:30, 12] = 0
+    write_png(sketch, lines)
+    runner = CliRunner()
+    out = tmp_path / "pink.png"
+    result = runner.invoke(app, ["colorize", str(sketch), "--prompt", "pink hair, heterochromia, red eyes, blue eyes",
+                                 "--text-guidance", "2", "--model", str(model_file), "-o", str(out), "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    assert read_rgb(out).shape == (40, 24, 3)
+    plain = tmp_path / "plain.png"
+    reference = tmp_path / "ref.png"
+    write_png(reference, np.full((32, 32, 3), (250, 150, 190), np.uint8))
+    for args, path in ((["-r", str(reference)], plain), (["-r", str(reference), "-p", "aqua hair"], out)):
+        result = runner.invoke(app, ["colorize", str(sketch), *args, "--model", str(model_file), "-o", str(path),
+                                     "--steps", "2"])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["colorize", str(sketch), "-p", "aqua hat", "--model", str(model_file), "-o", str(out)])
+    assert result.exit_code != 0 and "unknown part" in result.output
+
+
+def test_prompt_to_a_model_without_text_is_one_line(tmp_path):
+    from pipeline.colorize import export_model
+    from pipeline.data.imageio import write_png
+    from pipeline.model.diffusion import DiffusionConfig
+    from stages.cli import app
+
+    model = UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1, 2), heads=2))
+    path = tmp_path / "plain.safetensors"
+    export_model({"unet": model.config.to_dict(), "diffusion": DiffusionConfig().to_dict(),
+                  "ema": model.state_dict()}, path)
+    sketch = tmp_path / "s.png"
+    write_png(sketch, np.full((16, 16), 255, np.uint8))
+    result = CliRunner().invoke(app, ["colorize", str(sketch), "-p", "pink hair", "--model", str(path),
+                                      "-o", str(tmp_path / "o.png")])
+    assert result.exit_code != 0 and "trained without text" in result.output
+    assert Prompt() == Prompt({})
