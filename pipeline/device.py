@@ -6,10 +6,14 @@ from contextlib import nullcontext
 from typing import Literal
 
 import torch
+from torch import nn
 
 from pipeline.errors import AnimecolorError
 
 Precision = Literal["auto", "fp32", "bf16"]
+Compile = Literal["auto", True, False]
+# "reduce-overhead" and "max-autotune" add CUDA graphs: for sampling at small batches, not for training
+CompileMode = Literal["default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune"]
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -30,7 +34,26 @@ def autocast(device: torch.device, precision: Precision):
     return nullcontext()
 
 
+def compiles(setting: Compile, device: torch.device) -> bool:
+    """Whether `setting` compiles on `device`: "auto" on CUDA only (on CPU inductor takes longer to
+    build than the short CPU runs gain)."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
+def compiled(module: nn.Module, setting: Compile, device: torch.device, mode: CompileMode = "default") -> nn.Module:
+    """torch.compile(module) when `compiles(setting, device)`, else module itself. The compiled
+    module shares its parameters with `module`; it is built lazily, on its first call (the warm-up
+    that benchmarks and the training summary time separately), and again for each new input
+    shape (static shapes: training's never change; a sampler's last, smaller chunk costs one more
+    build, so compile sampling only for long runs)."""
+    return torch.compile(module, mode=mode, dynamic=False) if compiles(setting, device) else module
+
+
 def configure_numerics() -> None:
-    """TF32 matmuls on GPUs that have them (no effect on CPU). Called by the library entry points
-    (training), so calling them from Python gives the same numerics as the CLI."""
+    """TF32 matmuls on GPUs that have them (no effect on CPU), and cuDNN autotuning of each
+    convolution: training shapes are fixed (the last partial batch is dropped), so every conv is
+    timed once and the fastest algorithm kept. Called by the library entry points (training), so
+    calling them from Python gives the same numerics as the CLI."""
     torch.set_float32_matmul_precision("high")
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True

@@ -18,7 +18,7 @@ from pipeline.model.conditioning import ConditionDropout
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.training.distributed import Dist
-from pipeline.training.loop import EMA, EpochBatches, LoopConfig, Trainer, denoising_objective
+from pipeline.training.loop import EMA, EpochBatches, LoopConfig, Trainer, denoising_objective, run_summary
 from tests.conftest import TINY_PRETRAIN
 
 CFG = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2)
@@ -132,6 +132,23 @@ def test_checkpoint_round_trip_and_bad_files(tiny_data, tmp_path):
         load_checkpoint(tmp_path / "v.pt")
     with pytest.raises(AnimecolorError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_losses_stay_one_float_per_step_between_log_points(tiny_data, tmp_path):
+    """Losses are copied from the device only at log and checkpoint points; the history is unchanged by that."""
+    trainer = _trainer(tiny_data, tmp_path / "state.pt", steps=7, log_every=3)
+    trainer.cfg = trainer.cfg.model_copy(update={"checkpoint_every": 100})
+    logged = []
+    result = trainer.run(log=lambda step, metrics: logged.append((step, metrics)))
+    losses = result["losses"]
+    assert len(losses) == 7 and all(type(loss) is float for loss in losses)
+    assert [step for step, _ in logged] == [3, 6, 7]
+    assert logged[1][1]["loss"] == pytest.approx(sum(losses[3:6]) / 3)
+    assert load_checkpoint(tmp_path / "state.pt")["history"]["losses"] == losses  # saved at the end only
+    summary = run_summary(result, trainer.model, tail=5)
+    assert summary["final_loss"] == round(sum(losses[-5:]) / 5, 5) and summary["steps"] == 7
+    assert summary["compiled"] is False and summary["warmup_seconds"] == round(result["warmup_seconds"], 1)
+    assert 0 < result["warmup_seconds"] <= result["seconds"]
 
 
 def test_interrupt_saves_the_last_step(tiny_data, tmp_path):

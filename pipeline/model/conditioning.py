@@ -48,7 +48,8 @@ def drop_conditions(sketch: torch.Tensor, reference: torch.Tensor, dropout: Cond
     """Classifier-free-guidance training: drop the reference with probability p_uncond and,
     independently, the sketch with probability p_sketch (per sample)."""
     b = reference.shape[0]
-    u = torch.rand(2, b, generator=generator, device=generator.device if generator else "cpu").to(reference.device)
+    u = torch.rand(2, b, generator=generator, device=generator.device if generator else "cpu").to(
+        reference.device, non_blocking=True)
     return null_condition(sketch, u[1] < dropout.p_sketch), null_condition(reference, u[0] < dropout.p_uncond)
 
 
@@ -56,7 +57,7 @@ def drop_text(text: torch.Tensor, dropout: ConditionDropout, generator: torch.Ge
     """Text dropout for guidance on the prompt: each row becomes the null prompt with probability
     p_text (drawn after `drop_conditions`, so a text model leaves the reference draws unchanged)."""
     u = torch.rand(text.shape[0], generator=generator, device=generator.device if generator else "cpu")
-    return null_condition(text, u.to(text.device) < dropout.p_text)
+    return null_condition(text, u.to(text.device, non_blocking=True) < dropout.p_text)
 
 
 def conditioned(model: nn.Module, sketch: torch.Tensor, reference: torch.Tensor,

@@ -67,10 +67,20 @@ class Diffusion:
         self.alpha_bar = torch.tensor(alpha_bar, dtype=torch.float32)
         self._sqrt_ab = torch.tensor(np.sqrt(alpha_bar), dtype=torch.float32)
         self._sqrt_1mab = torch.tensor(np.sqrt(1.0 - alpha_bar), dtype=torch.float32)
+        self._copies: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def _on(self, table: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """`table` on `device`, copied there once (a copy per call would be a blocking transfer per step)."""
+        if table.device == device:
+            return table
+        key = (id(table), device)
+        if key not in self._copies:
+            self._copies[key] = table.to(device)
+        return self._copies[key]
 
     def _at(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """table[t] shaped (B, 1, 1, 1) on like's device and dtype."""
-        return table.to(like.device)[t.long()].to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+        return self._on(table, like.device)[t.long()].to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
 
     def alpha_bar_at(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return self._at(self.alpha_bar, t, like)
@@ -106,7 +116,7 @@ class Diffusion:
         if self.config.min_snr_gamma is None:
             return torch.mean(squared)
         per_sample = squared.flatten(1).mean(1)
-        ab = self.alpha_bar.to(x0.device)[t.long()].double()
+        ab = self._on(self.alpha_bar, x0.device)[t.long()].double()
         snr = ab / (1 - ab)
         clipped = snr.clamp(max=self.config.min_snr_gamma)
         weight = clipped / snr if self.config.prediction == "eps" else clipped / (snr + 1)

@@ -42,9 +42,32 @@ def fourier_positions(height: int, width: int, dim: int, device: torch.device, d
     return torch.cat([args.sin(), args.cos()], 1).to(dtype)
 
 
-def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm that, under bf16 autocast on CUDA, normalises in bf16.
+
+    Autocast runs group_norm in fp32: a cast of the activations before and after every norm,
+    which makes the GroupNorm -> SiLU -> conv chains of the U-Net memory-bound. The CUDA kernel
+    accumulates its statistics in fp32 whatever the input dtype, so bf16 in and out costs little
+    accuracy (issue 17). Everywhere else (CPU, fp32, no autocast) this is nn.GroupNorm exactly,
+    with the same parameters and state_dict keys. `bf16_under_autocast = False` restores
+    autocast's fp32 upcast (for benchmarks that compare the two).
+    """
+
+    bf16_under_autocast = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.bf16_under_autocast and x.is_cuda and torch.is_autocast_enabled("cuda")
+                and torch.get_autocast_dtype("cuda") == torch.bfloat16):
+            with torch.autocast("cuda", enabled=False):
+                weight = self.weight.to(torch.bfloat16) if self.weight is not None else None
+                bias = self.bias.to(torch.bfloat16) if self.bias is not None else None
+                return F.group_norm(x.to(torch.bfloat16), self.num_groups, weight, bias, self.eps)
+        return super().forward(x)
+
+
+def group_norm(channels: int, groups: int) -> GroupNorm:
     """GroupNorm with the largest group count <= `groups` that divides `channels` (shared with the U-Net)."""
-    return nn.GroupNorm(math.gcd(groups, channels), channels)
+    return GroupNorm(math.gcd(groups, channels), channels)
 
 
 class _EncoderBlock(nn.Module):

@@ -101,7 +101,7 @@ def reconstruction_objective(diffusion: Diffusion, cfg: ReconstructionConfig) ->
         weights = {"mse": cfg.mse_weight, "l1": cfg.l1_weight, "ms_ssim": cfg.ms_ssim_weight,
                    "lpips": cfg.lpips_weight, "eps": cfg.eps_weight}
         loss = sum(weights[k] * v for k, v in terms.items())
-        return loss, {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
+        return loss, {f"loss_{k}": v.detach() for k, v in terms.items()}  # converted at log points only
 
     return objective
 

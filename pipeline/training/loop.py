@@ -19,19 +19,19 @@ import math
 import resource
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.config import Config
-from pipeline.device import Precision, autocast, configure_numerics
+from pipeline.device import Compile, Precision, autocast, compiled, compiles, configure_numerics
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
+from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions, drop_text
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, count_parameters
 from pipeline.rng import step_seed
@@ -60,10 +60,21 @@ class LoopConfig(Config):
                                                "first steps")
     precision: Precision = Field("auto", description="bf16 autocast on CUDA, fp32 on CPU (auto) | fp32 | bf16")
     channels_last: bool = Field(False, description="NHWC memory format")
-    compile: bool = Field(False, description="torch.compile the network")
+    compile: Compile = Field("auto", description="torch.compile the network: on CUDA only (auto; the first step "
+                                                 "then takes minutes, timed apart from images/s) | true | false")
+    compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = Field(
+        "default", description="torch.compile mode: default | max-autotune-no-cudagraphs (longer build, "
+                               "autotuned convolutions)")
     checkpoint_every: int = Field(100, ge=1, description="optimizer steps between resume checkpoints")
     log_every: int = Field(10, ge=1, description="optimizer steps between dvclive log points")
     num_workers: int = Field(1, ge=0, le=64, description="DataLoader worker processes")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value: Any) -> Any:
+        if value != "auto" and not isinstance(value, bool):  # 1 and 0 would pass the Literal
+            raise ValueError(f"should be auto, true or false (got {value!r})")
+        return value
 
     def total_steps(self, n_images: int) -> int:
         """Optimizer steps of the run: by epochs when set, else train_steps."""
@@ -116,16 +127,35 @@ class EpochBatches(Sampler):
             yield [(i, step_seed(self.seed, self.epoch, i)) for i in perm[start:start + self.bs]]
 
 
+class RunBatches(Sampler):
+    """EpochBatches of `epoch`, then of every next epoch, without end (from batch `skip` of the
+    first): the whole run's batches through one DataLoader, whose workers start once instead of
+    once per epoch and prefetch across epoch ends (what persistent_workers would give, and more)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, dist: Dist, skip: int = 0):
+        if EpochBatches.per_epoch(n, batch_size, dist.world_size) < 1:
+            raise ValueError(f"{n} images make no batch of {batch_size} x {dist.world_size} processes")
+        self.n, self.bs, self.seed, self.epoch, self.dist, self.skip = n, batch_size, seed, epoch, dist, skip
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, skip = self.epoch, self.skip
+        while True:
+            yield from EpochBatches(self.n, self.bs, self.seed, epoch, self.dist, skip)
+            epoch, skip = epoch + 1, 0
+
+
 def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout) -> Objective:
-    """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance."""
+    """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance (the
+    reference, the sketch and, when the batch has an encoded prompt, the prompt)."""
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         x0 = batch["target"]
         b, device = x0.shape[0], x0.device
-        t = torch.randint(0, diffusion.T, (b,), generator=generator).to(device)
-        eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype)
+        t = torch.randint(0, diffusion.T, (b,), generator=generator).to(device, non_blocking=True)
+        eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype, non_blocking=True)
         sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
-        return diffusion.loss(conditioned(model, sketch, reference), x0, t, eps), {}
+        text = drop_text(batch["text"], dropout, generator) if "text" in batch else None
+        return diffusion.loss(conditioned(model, sketch, reference, text), x0, t, eps), {}
 
     return objective
 
@@ -170,7 +200,8 @@ class Trainer:
         net: nn.Module = self.model
         if dist.world_size > 1:
             net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-        self.net = torch.compile(net) if cfg.compile else net
+        self.compiled = compiles(cfg.compile, device)
+        self.net = compiled(net, cfg.compile, device, cfg.compile_mode)
 
     def _lr_factor(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
@@ -215,30 +246,39 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def _batches(self) -> Iterator[Batch]:
+        """The run's batches from self.step on; pinned on CUDA, so the copies to the GPU are asynchronous."""
         epoch, skip = divmod(self.step, self.steps_per_epoch)
-        while True:
-            sampler = EpochBatches(len(self.dataset), self.cfg.batch_size, self.seed, epoch, self.dist, skip)
-            loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
-                                pin_memory=self.device.type == "cuda")
-            yield from loader
-            epoch, skip = epoch + 1, 0
+        sampler = RunBatches(len(self.dataset), self.cfg.batch_size, self.seed, epoch, self.dist, skip)
+        return iter(DataLoader(self.dataset, batch_sampler=sampler, num_workers=self.cfg.num_workers,
+                               pin_memory=self.device.type == "cuda"))
 
     def _to_device(self, batch: Batch) -> Batch:
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         return {k: v.to(self.device, non_blocking=True).contiguous(memory_format=fmt) if v.ndim == 4
-                else v.to(self.device) for k, v in batch.items()}
+                else v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def run(self, log: Callable[[int, dict], None] | None = None, progress: Callable[[int], None] | None = None,
             sample: Callable[[nn.Module, int], None] | None = None, sample_every: int = 0,
             stop_at: int | None = None) -> dict:
         """Train from self.step to total_steps (or `stop_at`); returns summary figures.
-        `sample(ema_model, step)` is called every `sample_every` steps (0: never)."""
+        `sample(ema_model, step)` is called every `sample_every` steps (0: never).
+
+        The step itself never waits for the GPU: losses stay on the device and are copied to the
+        host together at the first step, at log and checkpoint points and at the end (`flush`),
+        which is also where the timing is read."""
         cfg, end = self.cfg, min(self.total_steps, stop_at or self.total_steps)
         self.model.train()
         hist = self.history
         losses: list[float] = hist["losses"]
+        pending: list[torch.Tensor] = []  # losses of finished steps, still on the device
         images, t_start, t_first = 0, time.perf_counter(), None
         base_images, base_timed, base_seconds = hist["timed_images"], hist["timed_seconds"], hist["seconds"]
+        base_warmup = hist.get("warmup_seconds", 0.0)
+
+        def flush() -> None:  # one device -> host copy (so one wait for the GPU) for all pending losses
+            if pending:
+                losses.extend(torch.stack(pending).tolist())
+                pending.clear()
 
         def account() -> None:  # fold this session's timing into the run's totals
             now = time.perf_counter()
@@ -263,29 +303,36 @@ class Trainer:
                 self.scheduler.step()
                 self.ema.update(self.model)
                 self.step += 1
-                losses.append(loss.item())
-                if t_first is None:  # the first step pays for warm-up (allocator, compile): not timed
+                pending.append(loss.detach())
+                if t_first is None:  # the first step pays for warm-up (workers, allocator, compile): not timed
+                    flush()
                     t_first = time.perf_counter()
+                    hist["warmup_seconds"] = base_warmup + t_first - t_start
                 else:
                     images += batch["target"].shape[0] * self.dist.world_size
                 if progress:
                     progress(1)
+                at_log, at_checkpoint = self.step % cfg.log_every == 0, self.step % cfg.checkpoint_every == 0
+                if at_log or at_checkpoint or self.step == end:
+                    flush()
                 account()
-                if log and self.dist.main and (self.step % cfg.log_every == 0 or self.step == end):
+                if log and self.dist.main and (at_log or self.step == end):
                     rate = hist["timed_images"] / hist["timed_seconds"] if hist["timed_seconds"] else 0.0
                     log(self.step, {"loss": sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
                                     "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                                     "images_per_s": rate, **extras})
-                if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                if at_checkpoint or self.step == end:
                     self.save()
                 if sample and self.dist.main and sample_every and self.step % sample_every == 0:
                     sample(self.ema.model, self.step)
         except KeyboardInterrupt:
+            flush()
             self.save()  # keep everything up to the last finished step
             raise
         rate = hist["timed_images"] / hist["timed_seconds"] if hist["timed_seconds"] else 0.0
         return {"steps": self.step, "losses": list(losses), "seconds": hist["seconds"], "images_per_s": rate,
-                "peak_memory_mb": hist.get("peak_memory_mb", peak_memory_mb(self.device))}
+                "peak_memory_mb": hist.get("peak_memory_mb", peak_memory_mb(self.device)),
+                "warmup_seconds": hist.get("warmup_seconds", 0.0), "compiled": self.compiled}
 
 
 def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
@@ -298,4 +345,6 @@ def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
         "seconds": round(result["seconds"], 1),
         "parameters": count_parameters(model),
         "peak_memory_mb": round(result["peak_memory_mb"], 1),
+        "warmup_seconds": round(result["warmup_seconds"], 1),
+        "compiled": result["compiled"],
     }

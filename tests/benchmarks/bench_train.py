@@ -3,13 +3,14 @@
     python tests/benchmarks/bench_train.py [--device cpu|cuda] [--quick]
 
 Prints one table per section, each with its baseline in the same run:
-  * pretraining step: default (small) and paper networks; on CUDA fp32 vs bf16 autocast, plus
-    channels_last and torch.compile variants;
+  * pretraining step: default (small) and paper networks; on CUDA fp32 vs bf16 autocast (with
+    autocast's fp32 GroupNorm, as before issue 17), plus channels_last and torch.compile variants;
   * sampling latency per image at 10 / 25 / 50 DDIM steps, guidance 2 batched into one forward
     vs two separate forwards (the baseline);
   * fine-tuning step through 10 unrolled DDIM steps, gradient checkpointing vs none: time and
     peak memory.
-Timings skip warm-up iterations; CUDA timings synchronise.
+Timings skip warm-up iterations; CUDA timings synchronise. `bench_gpu.py` reuses these helpers
+for the issue-17 comparison (bf16 GroupNorm, cudnn.benchmark, compile modes, profiles).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from contextlib import contextmanager
+from typing import Callable, NamedTuple
 
 import torch
 
-from pipeline.device import autocast
+from pipeline.device import CompileMode, autocast, compiled
 from pipeline.model.conditioning import ConditionDropout, conditioned, guided
 from pipeline.model.diffusion import Diffusion
+from pipeline.model.reference import GroupNorm
 from pipeline.model.sampler import ddim_sample, noise
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.training.finetune import ReconstructionConfig, reconstruction_objective
@@ -40,9 +44,12 @@ def peak_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def reset_peak(device):
+def reset_peak(device, free_cache: bool = True):
+    """Start a new peak-memory count (CUDA); `free_cache=False` between warm-up and the timed steps,
+    so that those do not pay for fresh allocations."""
     if device.type == "cuda":
-        torch.cuda.empty_cache()
+        if free_cache:
+            torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
 
 
@@ -54,35 +61,81 @@ def batch(cfg: UNetConfig, n: int, device) -> dict:
             "reference": torch.rand(n, 3, s, s, generator=g).mul(2).sub(1).to(device)}
 
 
-def train_rate(cfg: UNetConfig, n: int, device, precision="fp32", channels_last=False, compile=False,
-               iters=5, warmup=2) -> tuple[float, float]:
+class TrainTiming(NamedTuple):
+    images_per_s: float  # warm-up excluded
+    peak_mb: float
+    warmup_s: float  # the untimed first steps (compile, cudnn autotuning, allocator)
+    first_loss: float  # same model, batch and seed in every variant: a numerics check
+
+
+class SampleTiming(NamedTuple):
+    s_per_image: float  # best of the timed runs, warm-up excluded
+    peak_mb: float
+    warmup_s: float
+
+
+@contextmanager
+def norm_in_bf16(on: bool):
+    """GroupNorm in bf16 under CUDA autocast (on, the library default) or autocast's fp32 upcast (off)."""
+    before = GroupNorm.bf16_under_autocast
+    GroupNorm.bf16_under_autocast = on
+    try:
+        yield
+    finally:
+        GroupNorm.bf16_under_autocast = before
+
+
+def train_step(cfg: UNetConfig, n: int, device, precision="fp32", channels_last=False,
+               compile_mode: CompileMode | None = None) -> Callable[[int], torch.Tensor]:
+    """One AdamW step of the pretraining objective on a fixed batch, as a function of the step
+    index (which seeds t, eps and dropout); returns the loss, still on the device (no sync)."""
     torch.manual_seed(0)
     model = UNet(cfg).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    net = torch.compile(model) if compile else model
+    net = compiled(model, compile_mode is not None, device, compile_mode or "default")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    diffusion = Diffusion()
-    objective = denoising_objective(diffusion, ConditionDropout(p_uncond=0.1))
+    objective = denoising_objective(Diffusion(), ConditionDropout(p_uncond=0.1))
     data = {k: v.contiguous(memory_format=fmt) for k, v in batch(cfg, n, device).items()}
-    reset_peak(device)
-    for i in range(warmup + iters):
-        if i == warmup:
-            sync(device)
-            start = time.perf_counter()
+
+    def step(i: int) -> torch.Tensor:
         with autocast(device, precision):
             loss, _ = objective(net, data, torch.Generator().manual_seed(i))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        return loss.detach()
+
+    return step
+
+
+def time_steps(step: Callable[[int], torch.Tensor], n: int, device, iters=5, warmup=2) -> TrainTiming:
+    """Run `warmup` untimed steps, then time `iters` steps of `n` images each."""
+    reset_peak(device)
+    start = time.perf_counter()
+    first = float(step(0))
+    for i in range(1, warmup):
+        step(i)
     sync(device)
-    return n * iters / (time.perf_counter() - start), peak_mb(device)
+    reset_peak(device, free_cache=False)  # the steady state's peak, not cudnn's or the compiler's trials
+    timed = time.perf_counter()
+    for i in range(warmup, warmup + iters):
+        step(i)
+    sync(device)
+    now = time.perf_counter()
+    return TrainTiming(n * iters / (now - timed), peak_mb(device), timed - start, first)
+
+
+def train_rate(cfg: UNetConfig, n: int, device, precision="fp32", channels_last=False,
+               compile_mode: CompileMode | None = None, iters=5, warmup=2) -> TrainTiming:
+    return time_steps(train_step(cfg, n, device, precision, channels_last, compile_mode), n, device, iters, warmup)
 
 
 @torch.no_grad()
-def sample_latency(cfg: UNetConfig, n: int, steps: int, device, batched: bool, precision="bf16") -> float:
+def sample_latency(cfg: UNetConfig, n: int, steps: int, device, batched: bool, precision="bf16",
+                   compile_mode: CompileMode | None = None, repeats: int = 1) -> SampleTiming:
     torch.manual_seed(0)
-    model = UNet(cfg).to(device).eval()
+    model = compiled(UNet(cfg).to(device).eval(), compile_mode is not None, device, compile_mode or "default")
     diffusion = Diffusion()
     data = batch(cfg, n, device)
     if batched:
@@ -92,13 +145,20 @@ def sample_latency(cfg: UNetConfig, n: int, steps: int, device, batched: bool, p
         u = conditioned(model, data["sketch"], torch.zeros_like(data["reference"]))
         fn = lambda x, t: u(x, t) + 2.0 * (c(x, t) - u(x, t))  # noqa: E731
     x_T = noise((n, 3, cfg.image_size, cfg.image_size), torch.Generator().manual_seed(0), device)
+    reset_peak(device)
     with autocast(device, precision):
-        ddim_sample(fn, diffusion, x_T, 2)  # warm-up
-        sync(device)
         start = time.perf_counter()
-        ddim_sample(fn, diffusion, x_T, steps)
+        ddim_sample(fn, diffusion, x_T, 3)  # warm-up (compile; CUDA graphs record on a later call)
         sync(device)
-    return (time.perf_counter() - start) / n
+        warm = time.perf_counter() - start
+        reset_peak(device, free_cache=False)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            ddim_sample(fn, diffusion, x_T, steps)
+            sync(device)
+            times.append(time.perf_counter() - start)
+    return SampleTiming(min(times) / n, peak_mb(device), warm)
 
 
 def finetune_step(cfg: UNetConfig, n: int, device, checkpoint: bool, precision="fp32") -> tuple[float, float]:
@@ -141,18 +201,20 @@ def main() -> None:
     variants = [("fp32", {})]
     if gpu:
         variants += [("bf16", {"precision": "bf16"}), ("bf16+channels_last", {"precision": "bf16", "channels_last": True}),
-                     ("bf16+compile", {"precision": "bf16", "compile": True})]
+                     ("bf16+compile", {"precision": "bf16", "compile_mode": "default"})]
     for name, cfg, n in rows:
         for label, kw in variants:
             iters = 3 if (not gpu and cfg is paper) else 5
-            rate, mem = train_rate(cfg, n, device, iters=iters, warmup=1 if not gpu else 3, **kw)
+            with norm_in_bf16(False):
+                rate, mem, _, _ = train_rate(cfg, n, device, iters=iters, warmup=1 if not gpu else 3, **kw)
             print(f"| {name} | batch {n} | {label} | {rate:8.1f} img/s | {mem:9.0f} MB |")
 
     print("\n## sampling latency per image, guidance 2 (s/image)")
     cfg, n = (paper, 16) if gpu else (small, 8)
     for steps in ((10, 25, 50) if gpu or not args.quick else (10,)):
-        one = sample_latency(cfg, n, steps, device, batched=True)
-        two = sample_latency(cfg, n, steps, device, batched=False)
+        with norm_in_bf16(False):
+            one = sample_latency(cfg, n, steps, device, batched=True).s_per_image
+            two = sample_latency(cfg, n, steps, device, batched=False).s_per_image
         print(f"| {cfg.image_size} px | {steps} steps | batched CFG {one:.4f} | two forwards {two:.4f} | "
               f"x{two / one:.2f} |")
 
