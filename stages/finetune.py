@@ -33,7 +33,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     seed_everything(base.seed)
     try:
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, limit=cfg.subset,
-                              captions=captions_of(init))
+                              captions=captions_of(init, cfg.reconstruction.p_text))
         model, diffusion = model_from_checkpoint(init, "ema")
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(), file_digest(init_path),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
@@ -48,13 +48,15 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
         close_distributed()
 
 
-def captions_of(init: dict):
-    """A text model is fine-tuned with the caption settings it was pretrained with (None: no text)."""
+def captions_of(init: dict, p_empty: float):
+    """A text model is fine-tuned with the caption settings it was pretrained with, the empty prompt
+    at `p_empty` (None: a model without text)."""
     from pipeline.data.dataset import CaptionConfig
 
     if not init["unet"].get("text"):
         return None
-    return CaptionConfig.model_validate(init.get("meta", {}).get("params", {}).get("captions", {}))
+    pretrained = CaptionConfig.model_validate(init.get("meta", {}).get("params", {}).get("captions", {}))
+    return pretrained.model_copy(update={"p_empty": p_empty})
 
 
 def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: Path, pairs_dir: Path,
@@ -74,7 +76,7 @@ def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: P
     seed_everything(base.seed)
     model, diffusion = model_from_checkpoint(init, "ema")
     dataset = PairDataset(faces_dir, pairs_dir, "train", tps=pairs_cfg.tps, limit=cfg.subset,
-                          captions=captions_of(init))
+                          captions=captions_of(init, cfg.reconstruction.p_text))
     loss = reconstruction_loss(model, diffusion, dataset, cfg.reconstruction, cfg.loop.batch_size, base.seed, device)
     metrics = {"steps": 0, "passthrough": True, "final_loss": round(loss, 5)}
     with live_logger(live_dir, resume=False) as log:

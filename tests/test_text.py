@@ -7,12 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.data.dataset import CaptionConfig, PairDataset, blank_region, caption_text
+from pipeline.data.dataset import CaptionConfig, PairDataset, blank_region, caption_text, recolour_region
 from pipeline.data.labels import REGION_IDS
 from pipeline.data.prompt import (COLOURS, HEX, SLOTS, Prompt, animeface_caption, booru_caption, encode, named,
                                   parse_prompt, synthetic_caption)
 from pipeline.errors import AnimecolorError
-from pipeline.model.conditioning import ConditionDropout, drop_text, guided
+from pipeline.model.conditioning import guided
 from pipeline.model.unet import UNet, UNetConfig
 
 DANBOORU_HAIR = ("aqua", "black", "blonde", "blue", "light blue", "dark blue", "brown", "light brown", "green",
@@ -179,7 +179,7 @@ def test_dataset_masks_a_captioned_region_and_keeps_its_text(tiny_data):
     faces, pairs = tiny_data
     plain = PairDataset(faces, pairs, "train", with_labels=True)
     masked = PairDataset(faces, pairs, "train", with_labels=True,
-                         captions=CaptionConfig(p_mask=1.0, p_slot=1.0, p_named=0.0))
+                         captions=CaptionConfig(p_empty=0.0, p_mask=1.0, p_recolour=0.0, p_slot=1.0, p_named=0.0))
     changed = 0
     for i in range(6):
         a, b = plain[(i, 7)], masked[(i, 7)]
@@ -193,11 +193,39 @@ def test_dataset_masks_a_captioned_region_and_keeps_its_text(tiny_data):
     assert changed == 6
 
 
-def test_text_dropout_rate():
-    text = torch.ones(4000, len(SLOTS), 4)
-    dropped = drop_text(text, ConditionDropout(p_text=0.25), torch.Generator().manual_seed(0))
-    rate = (dropped.flatten(1).abs().sum(1) == 0).float().mean().item()
-    assert abs(rate - 0.25) < 0.03
+def test_recolour_keeps_shading_and_other_pixels():
+    g = torch.Generator().manual_seed(0)
+    reference = torch.rand(3, 8, 8, generator=g) * 0.2
+    label = np.zeros((8, 8), np.uint8)
+    label[2:5, 2:5] = REGION_IDS["iris_left"]
+    out = recolour_region(reference, label, "iris_left", np.array([0.5, -0.5, 0.0]))
+    inside = torch.zeros(8, 8, dtype=torch.bool)
+    inside[1:6, 1:6] = True  # the region grown by one pixel
+    torch.testing.assert_close(out[:, inside].mean(1), torch.tensor([0.5, -0.5, 0.0]))
+    torch.testing.assert_close(out[:, inside] - out[:, inside].mean(1, keepdim=True),
+                               reference[:, inside] - reference[:, inside].mean(1, keepdim=True))
+    assert torch.equal(out[:, ~inside], reference[:, ~inside])
+
+
+def test_dataset_recolours_a_region_keeps_its_true_text_and_empty_prompts_alter_nothing(tiny_data):
+    faces, pairs = tiny_data
+    plain = PairDataset(faces, pairs, "train", with_labels=True)
+    recoloured = PairDataset(faces, pairs, "train", with_labels=True,
+                             captions=CaptionConfig(p_empty=0.0, p_mask=0.0, p_recolour=1.0, p_slot=1.0, p_named=0.0))
+    for i in range(4):
+        a, b = plain[(i, 3)], recoloured[(i, 3)]
+        said = [SLOTS[k] for k in np.flatnonzero(b["text"][:, 0].numpy())]
+        assert len(said) == 1 and b["text"][SLOTS.index(said[0]), 0] == HEX  # the true colour, as its hex code
+        region = torch.from_numpy(b["reference_label"].numpy() == REGION_IDS[said[0]])
+        assert not torch.allclose(a["reference"][:, region], b["reference"][:, region])
+    empty = PairDataset(faces, pairs, "train", with_labels=True,
+                        captions=CaptionConfig(p_empty=1.0, p_mask=1.0, p_recolour=1.0))
+    for i in range(4):
+        a, b = plain[(i, 3)], empty[(i, 3)]
+        assert not b["text"].any() and torch.equal(a["reference"], b["reference"])
+    rate = np.mean([not PairDataset(faces, pairs, "train", captions=CaptionConfig(p_empty=0.25))[(0, k)]["text"].any()
+                    for k in range(200)])
+    assert 0.17 < rate < 0.33
 
 
 # -- the network and guidance ---------------------------------------------------------------------

@@ -34,31 +34,54 @@ from pipeline.errors import AnimecolorError
 class CaptionConfig(Config):
     """How a face's caption becomes the training prompt (params `pretrain.captions`; text models only)."""
 
+    p_empty: float = Field(0.1, ge=0, le=1, description="probability of the empty prompt (classifier-free "
+                                                        "guidance on text); the reference is then left unaltered")
     p_slot: float = Field(0.3, ge=0, le=1, description="each captioned slot is left unspecified with this "
                                                        "probability (so any subset of slots can be said)")
     p_named: float = Field(0.5, ge=0, le=1, description="an exact (hex) caption colour is given as its nearest "
                                                         "colour word with this probability: words and codes both learnt")
-    p_mask: float = Field(0.3, ge=0, le=1, description="reference-region masking: blank one captioned region of "
+    p_mask: float = Field(0.4, ge=0, le=1, description="reference-region masking: blank one captioned region of "
                                                        "the reference (label maps) and keep its text, so text "
                                                        "learns to fill what the reference lacks")
+    p_recolour: float = Field(0.4, ge=0, le=1, description="reference-region recolouring: give another captioned "
+                                                           "region of the reference a random colour (shading kept) "
+                                                           "and keep its true text, so the prompt learns to win over "
+                                                           "the reference (counterfactual prompts, one iris of two)")
 
 
 def blank_region(reference: torch.Tensor, reference_label: np.ndarray, slot: str) -> torch.Tensor:
-    """The reference (3, H, W) in [-1, 1] with `slot`'s region, grown by 1 px so no outline colour is
-    left, set to the null value 0 (mid grey, as a dropped reference)."""
-    mask = cv2.dilate((reference_label == REGION_IDS[slot]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    """The reference (3, H, W) in [-1, 1] with `slot`'s region (`region_mask`) set to the null value
+    0 (mid grey, as a dropped reference)."""
     out = reference.clone()
-    out[:, torch.from_numpy(mask)] = 0.0
+    out[:, torch.from_numpy(region_mask(reference_label, slot))] = 0.0
     return out
 
 
-def caption_text(caption: str, rng: np.random.Generator, cfg: CaptionConfig, keep: str | None = None) -> np.ndarray:
-    """One training prompt from a caption: random slots dropped (never `keep`), hex colours named at
-    random; encoded (`prompt.encode`)."""
+def region_mask(reference_label: np.ndarray, slot: str) -> np.ndarray:
+    """`slot`'s region in a label map, grown by 1 px so no outline colour is left at its edge."""
+    return cv2.dilate((reference_label == REGION_IDS[slot]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+
+def recolour_region(reference: torch.Tensor, reference_label: np.ndarray, slot: str, colour: np.ndarray) -> torch.Tensor:
+    """The reference (3, H, W) in [-1, 1] with `slot`'s region moved to mean `colour` (3,) in [-1, 1],
+    its shading (each pixel's offset from the region's mean) kept."""
+    mask = torch.from_numpy(region_mask(reference_label, slot))
+    out = reference.clone()
+    region = out[:, mask]
+    if region.numel():
+        out[:, mask] = (region - region.mean(1, keepdim=True) + torch.as_tensor(colour, dtype=out.dtype)[:, None]
+                        ).clamp(-1, 1)
+    return out
+
+
+def caption_text(caption: str, rng: np.random.Generator, cfg: CaptionConfig, keep=()) -> np.ndarray:
+    """One training prompt from a caption: random slots dropped (never those in `keep`), hex colours
+    named at random; encoded (`prompt.encode`)."""
+    keep = {keep} if isinstance(keep, str) else set(keep or ())
     prompt = parse_prompt(caption)
     drop = rng.random(len(SLOTS)) < cfg.p_slot
     name = rng.random(len(SLOTS)) < cfg.p_named
-    kept = {s: c for i, (s, c) in enumerate(prompt.slots.items()) if s == keep or not drop[SLOTS.index(s)]}
+    kept = {s: c for s, c in prompt.slots.items() if s in keep or not drop[SLOTS.index(s)]}
     return encode(named(Prompt(kept), {s for s in kept if name[SLOTS.index(s)]}))
 
 
@@ -133,12 +156,19 @@ class PairDataset(Dataset):
 
     def _text(self, caption: str, reference: torch.Tensor, reference_label: np.ndarray | None,
               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reference-region masking (one captioned region blanked, its text kept) and the prompt."""
-        cfg, keep = self.captions, None
-        mask_draw, pick = rng.random(), rng.random()
-        if caption and reference_label is not None and mask_draw < cfg.p_mask:
+        """Reference-region masking and recolouring (the altered regions' text is kept) and the prompt.
+        The same number of draws whatever happens, so every item's stream is fixed."""
+        cfg, keep = self.captions, []
+        draws, colour = rng.random(5), rng.uniform(-1, 1, 3)
+        if draws[4] < cfg.p_empty:  # the empty prompt: nothing may contradict the (unaltered) reference
+            caption_text(caption, rng, cfg)  # same draws as otherwise
+            return reference, torch.zeros(len(SLOTS), 4)
+        if caption and reference_label is not None:
             present = [s for s in parse_prompt(caption).slots if (reference_label == REGION_IDS[s]).any()]
-            if present:
-                keep = present[int(pick * len(present))]
-                reference = blank_region(reference, reference_label, keep)
+            if present and draws[0] < cfg.p_mask:
+                keep.append(present.pop(int(draws[1] * len(present))))
+                reference = blank_region(reference, reference_label, keep[-1])
+            if present and draws[2] < cfg.p_recolour:
+                keep.append(present[int(draws[3] * len(present))])
+                reference = recolour_region(reference, reference_label, keep[-1], colour)
         return reference, torch.from_numpy(caption_text(caption, rng, cfg, keep))

@@ -22,9 +22,6 @@ class ConditionDropout(Config):
 
     p_uncond: float = Field(0.1, ge=0, le=1, description="probability of dropping the reference")
     p_sketch: float = Field(0.0, ge=0, le=1, description="probability of dropping the sketch")
-    p_text: float = Field(0.1, ge=0, le=1, description="text models: probability of dropping the whole prompt "
-                                                       "(independent of the reference: both go together at "
-                                                       "p_uncond x p_text)")
 
 
 REFERENCE_CHANNELS = slice(4, 7)  # where `model_input` puts the reference (read back by the U-Net's encoder)
@@ -51,13 +48,6 @@ def drop_conditions(sketch: torch.Tensor, reference: torch.Tensor, dropout: Cond
     u = torch.rand(2, b, generator=generator, device=generator.device if generator else "cpu").to(
         reference.device, non_blocking=True)
     return null_condition(sketch, u[1] < dropout.p_sketch), null_condition(reference, u[0] < dropout.p_uncond)
-
-
-def drop_text(text: torch.Tensor, dropout: ConditionDropout, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Text dropout for guidance on the prompt: each row becomes the null prompt with probability
-    p_text (drawn after `drop_conditions`, so a text model leaves the reference draws unchanged)."""
-    u = torch.rand(text.shape[0], generator=generator, device=generator.device if generator else "cpu")
-    return null_condition(text, u.to(text.device, non_blocking=True) < dropout.p_text)
 
 
 def conditioned(model: nn.Module, sketch: torch.Tensor, reference: torch.Tensor,

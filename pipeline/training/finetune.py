@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pipeline.config import Config
-from pipeline.model.conditioning import ConditionDropout, drop_text, guided
+from pipeline.model.conditioning import ConditionDropout, guided
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.perceptual import VGGLPIPS, ms_ssim
 from pipeline.model.sampler import ddim_sample
@@ -83,7 +83,7 @@ def reconstruction_objective(diffusion: Diffusion, cfg: ReconstructionConfig) ->
         else:
             source = reference if cfg.start == "reference" else x0
             x_T = diffusion.q_sample(source, torch.full((x0.shape[0],), t_start, device=x0.device), eps)
-        text = drop_text(batch["text"], ConditionDropout(p_text=cfg.p_text), generator) if "text" in batch else None
+        text = batch.get("text")  # text models: the caption, or the empty prompt at p_text (the dataset)
         out = ddim_sample(guided(model, sketch, reference, cfg.guidance, text), diffusion, x_T, cfg.unroll_steps,
                           eta=cfg.eta, generator=generator, t_start=t_start, clip_x0=True,
                           checkpoint=cfg.grad_checkpoint).float()

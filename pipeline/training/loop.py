@@ -31,7 +31,7 @@ from pipeline.config import Config
 from pipeline.device import Compile, Precision, autocast, compiled, compiles, configure_numerics
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions, drop_text
+from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, count_parameters
 from pipeline.rng import step_seed
@@ -154,7 +154,7 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout) -> Obje
         t = torch.randint(0, diffusion.T, (b,), generator=generator).to(device, non_blocking=True)
         eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype, non_blocking=True)
         sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
-        text = drop_text(batch["text"], dropout, generator) if "text" in batch else None
+        text = batch.get("text")  # an encoded prompt (text models), already dropped at p_empty by the dataset
         return diffusion.loss(conditioned(model, sketch, reference, text), x0, t, eps), {}
 
     return objective
