@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 from pathlib import Path
 
 import typer
@@ -74,15 +75,20 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     from pipeline.evaluation.text_bench import grid_tiles, run_text_benchmark
 
     text_models = [name for name, (model, _) in loaded.items() if model.config.text]
-    if text_models:
-        with progress_bar("evaluate text", 9 * min(cfg.text_limit, n_test) * len(text_models)) as advance:
-            for name in text_models:
-                text_metrics, text_grids = run_text_benchmark(*loaded[name], faces_dir, pairs_dir, cfg, device, advance)
-                metrics[name]["text"] = text_metrics
-                for setting, rows in text_grids.items():
-                    write_png(sheet_prefix.with_name(f"{sheet_prefix.name}_{name}_text_{setting}.png"),
-                              contact_sheet(grid_tiles(rows, cfg.sheet_size), ncol=min(cfg.sheet_size, n_test)))
-        write_json(metrics_path, metrics)
+    text_dir = sheet_prefix.with_name(f"{sheet_prefix.name}_text")  # one folder: its contents follow the models
+    shutil.rmtree(text_dir, ignore_errors=True)
+    text_dir.mkdir(parents=True, exist_ok=True)
+    if not text_models:
+        (text_dir / "README.txt").write_text("No evaluated model has text conditioning (pretrain.unet.text: false), "
+                                             "so the text benchmark did not run.\n")
+    with progress_bar("evaluate text", 9 * min(cfg.text_limit, n_test) * len(text_models)) as advance:
+        for name in text_models:
+            text_metrics, text_grids = run_text_benchmark(*loaded[name], faces_dir, pairs_dir, cfg, device, advance)
+            metrics[name]["text"] = text_metrics
+            for setting, rows in text_grids.items():
+                write_png(text_dir / f"{name}_{setting}.png",
+                          contact_sheet(grid_tiles(rows, cfg.sheet_size), ncol=min(cfg.sheet_size, n_test)))
+    write_json(metrics_path, metrics)
     for name in loaded:
         s, r = metrics[name]["self_ref"], metrics[name]["random_ref"]
         console.print(f"evaluate {name}: PSNR {s['psnr']} / {r['psnr']}, LPIPS {s['lpips']} / {r['lpips']} "

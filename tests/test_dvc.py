@@ -60,6 +60,9 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     assert {"pretrain", "finetune", "reference_copy", "flat_fill"} <= set(evaluation)
     assert (repo / "reports/evaluate_random_ref.png").is_file()
     assert (repo / "dvclive/pretrain/plots/metrics/train/loss.tsv").is_file()
+    # the default model takes colour prompts: the text benchmark ran and drew its grids
+    assert {"text_only", "masked_hair", "masked_eyes", "hetero_text", "counterfactual"} <= set(evaluation["finetune"]["text"])
+    assert (repo / "reports/evaluate_text/finetune_prompts.png").is_file()
 
     # ablations as experiments: both listed, with different metrics
     _dvc(repo, "exp", "run", "-n", "ft0", "-S", "finetune.loop.epochs=0")
@@ -72,3 +75,10 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     assert "finetune" in _dvc(repo, "metrics", "diff", "ft0", "ft2")
     plots = _dvc(repo, "plots", "diff", "ft0", "ft2", "--json")
     assert "evaluate_self_ref.png" in plots and "loss" in plots
+
+    # the text ablation is one switch: today's reference-only network, no text benchmark
+    _dvc(repo, "exp", "run", "-n", "notext", "-S", "pretrain.unet.text=false")
+    evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert "text" not in evaluation["finetune"] and "text_only" not in json.dumps(evaluation)
+    assert (repo / "reports/evaluate_text/README.txt").is_file()
+    assert not list((repo / "reports/evaluate_text").glob("*.png"))

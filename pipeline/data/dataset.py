@@ -40,10 +40,10 @@ class CaptionConfig(Config):
                                                        "probability (so any subset of slots can be said)")
     p_named: float = Field(0.5, ge=0, le=1, description="an exact (hex) caption colour is given as its nearest "
                                                         "colour word with this probability: words and codes both learnt")
-    p_mask: float = Field(0.4, ge=0, le=1, description="reference-region masking: blank one captioned region of "
+    p_mask: float = Field(0.3, ge=0, le=1, description="reference-region masking: blank one captioned region of "
                                                        "the reference (label maps) and keep its text, so text "
                                                        "learns to fill what the reference lacks")
-    p_recolour: float = Field(0.4, ge=0, le=1, description="reference-region recolouring: give another captioned "
+    p_recolour: float = Field(0.0, ge=0, le=1, description="reference-region recolouring: give another captioned "
                                                            "region of the reference a random colour (shading kept) "
                                                            "and keep its true text, so the prompt learns to win over "
                                                            "the reference (counterfactual prompts, one iris of two)")

@@ -1,0 +1,75 @@
+"""Make docs/text_prompts_real.png: colour prompts on real anime art the pipeline never saw.
+
+    python scripts/text_example.py [--model models/animecolor.safetensors]
+
+The drawings are the face crops (animeface, as `clean` crops them) of the openly licensed Ren'Py
+sprites in Debian's `renpy-thequestion` (not in ../shared/data, not in training), turned into
+lines by the training XDoG. Each row: line drawing | reference (the same character in another
+outfit) | no prompt | three prompts (columns labelled in the README). The last row has no
+reference at all: the prompt alone.
+"""
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.colorize import LINES, ColorizeOptions, colorize_image, load_model
+from pipeline.data.clean import crop_square, detect_faces, square_box
+from pipeline.data.imageio import WHITE, flatten_alpha, read_user_image, write_png
+from pipeline.errors import AnimecolorError
+from pipeline.report import contact_sheet
+
+SPRITES = Path("/usr/share/games/renpy/the_question/game/images")
+PAIRS = [("sylvie green normal.png", "sylvie blue smile.png"), ("sylvie blue giggle.png", "sylvie green smile.png")]
+PROMPTS = ("", "pink hair", "left eye red, right eye blue", "aqua hair, yellow eyes, black clothes")
+
+
+def face(path: Path, size: int) -> np.ndarray:
+    rgb = flatten_alpha(read_user_image(path))
+    found = detect_faces(rgb, 0.3)
+    if not found:
+        raise AnimecolorError(f"{path}: animeface found no face (Pillow >= 12?)")
+    x0, y0, side = square_box(found[0][:4], 0.5, rgb.shape)
+    return cv2.resize(crop_square(rgb, x0, y0, side, WHITE), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def rgba(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.dstack([rgb] * 3) if rgb.ndim == 2 else rgb
+    return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="models/animecolor.safetensors")
+    ap.add_argument("--out", default="docs/text_prompts_real.png")
+    ap.add_argument("--text-guidance", type=float, default=2.0)
+    args = ap.parse_args()
+    if not SPRITES.is_dir():
+        raise SystemExit("apt-get install renpy-thequestion first (the sprites come from it)")
+    model, diffusion, info = load_model(args.model)
+    size = info["image_size"]
+    rows = []
+    for drawing, reference in PAIRS + [(PAIRS[0][0], None)]:
+        target = face(SPRITES / drawing, 2 * size)
+        sketch = LINES.sketch(target, 0.5)
+        ref = face(SPRITES / reference, 2 * size) if reference else np.full_like(target, 128)
+        row = [np.dstack([sketch] * 3), ref]
+        for prompt in PROMPTS:
+            if reference is None and not prompt:
+                row.append(np.full_like(target, 255))  # nothing to colour from
+                continue
+            opts = ColorizeOptions(sample_steps=20, seed=1, mode="lines", prompt=prompt,
+                                   text_guidance=args.text_guidance)
+            row.append(colorize_image(model, diffusion, rgba(sketch), rgba(ref) if reference else None, opts,
+                                      info=info)[0])
+        rows.append(row)
+    sheet = contact_sheet([im for row in rows for im in row], ncol=len(rows[0]), tile=4 * size, pad=8)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_png(args.out, sheet)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
