@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
-from pipeline.data.prompt import COLOURS, encode, parse_prompt
+from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError
 from pipeline.files import atomic_path
@@ -47,8 +47,8 @@ def export_model(checkpoint: dict, path: str | Path) -> dict:
             "step": checkpoint.get("step"), "training": checkpoint.get("meta", {}),
             "metrics": checkpoint.get("metrics", {})}
     if checkpoint["unet"].get("text"):  # the model carries its prompt vocabulary: word -> colour
-        info["vocabulary"] = {name: "#{:02x}{:02x}{:02x}".format(*COLOURS[name])
-                              for name in checkpoint["unet"]["vocabulary"]}
+        info["vocabulary"] = {name: hex_code(rgb)
+                              for name, rgb in vocabulary_colours(checkpoint["unet"]["vocabulary"]).items()}
     tensors = {k: v.detach().cpu().contiguous() for k, v in checkpoint["ema"].items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"animecolor": json.dumps(info, default=str)})
@@ -92,11 +92,8 @@ def model_vocabulary(model: UNet, info: dict | None = None) -> dict[str, tuple[i
     header when it has one, so a model keeps its words when this code's vocabulary grows)."""
     stored = (info or {}).get("vocabulary")
     if stored:
-        return {name: tuple(int(code.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)) for name, code in stored.items()}
-    missing = [n for n in model.config.vocabulary if n not in COLOURS]
-    if missing:
-        raise AnimecolorError(f"model vocabulary has words this animecolor does not know: {', '.join(missing)}")
-    return {name: COLOURS[name] for name in model.config.vocabulary}
+        return {name: hex_rgb(code) for name, code in stored.items()}
+    return vocabulary_colours(model.config.vocabulary)
 
 
 def encode_prompt(model: UNet, prompt: str, info: dict | None = None) -> torch.Tensor | None:
@@ -222,7 +219,8 @@ def colorize_variations(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarr
         r = torch.zeros(n, 3, size, size, device=device)
     else:
         r = to_tensor(prepare_reference(reference_rgba, size))[None].expand(n, -1, -1, -1).to(device)
-    out = colorize_batch(model, diffusion, s, r, sample_steps=opts.sample_steps, guidance=opts.guidance,
+    guidance = opts.guidance if reference_rgba is not None else 1.0  # no reference: u = e_r, scale is moot
+    out = colorize_batch(model, diffusion, s, r, sample_steps=opts.sample_steps, guidance=guidance,
                          eta=opts.eta, seeds=seeds, batch_size=n, step_progress=step_progress,
                          text=None if text is None else text.expand(n, -1, -1), text_guidance=opts.text_guidance)
     images = []

@@ -41,9 +41,9 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     """Run the stage; returns the metrics it writes."""
     import pandas as pd
 
-    from pipeline.data.dataset import to_uint8
     from pipeline.device import resolve_device
     from pipeline.evaluation.evaluate import run_benchmark
+    from pipeline.evaluation.text_bench import SAMPLED_PER_FACE, grid_tiles, run_text_benchmark
     from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
 
     p = load_params(params_path, "base", "evaluate")
@@ -69,11 +69,8 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     for setting, images in grids.items():
         keys = ["sketch", "reference", *loaded, "target"]
         n = min(cfg.sheet_size, n_test, images["target"].shape[0])
-        tiles = [to_uint8(images[k][i]) for k in keys for i in range(n)]
-        tiles = [t if t.ndim == 3 else t[..., None].repeat(3, -1) for t in tiles]
+        tiles = grid_tiles([images[k] for k in keys], n)
         write_png(sheet_prefix.with_name(f"{sheet_prefix.name}_{setting}.png"), contact_sheet(tiles, ncol=n))
-    from pipeline.evaluation.text_bench import grid_tiles, run_text_benchmark
-
     text_models = [name for name, (model, _) in loaded.items() if model.config.text]
     text_dir = sheet_prefix.with_name(f"{sheet_prefix.name}_text")  # one folder: its contents follow the models
     shutil.rmtree(text_dir, ignore_errors=True)
@@ -81,13 +78,14 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     if not text_models:
         (text_dir / "README.txt").write_text("No evaluated model has text conditioning (pretrain.unet.text: false), "
                                              "so the text benchmark did not run.\n")
-    with progress_bar("evaluate text", 9 * min(cfg.text_limit, n_test) * len(text_models)) as advance:
+    n_faces = min(cfg.text_limit, n_pairs // 2)  # the text benchmark takes the first text_limit faces, not limit
+    with progress_bar("evaluate text", SAMPLED_PER_FACE * n_faces * len(text_models)) as advance:
         for name in text_models:
             text_metrics, text_grids = run_text_benchmark(*loaded[name], faces_dir, pairs_dir, cfg, device, advance)
             metrics[name]["text"] = text_metrics
             for setting, rows in text_grids.items():
                 write_png(text_dir / f"{name}_{setting}.png",
-                          contact_sheet(grid_tiles(rows, cfg.sheet_size), ncol=min(cfg.sheet_size, n_test)))
+                          contact_sheet(grid_tiles(rows, cfg.sheet_size), ncol=min(cfg.sheet_size, n_faces)))
     write_json(metrics_path, metrics)
     for name in loaded:
         s, r = metrics[name]["self_ref"], metrics[name]["random_ref"]

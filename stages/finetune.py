@@ -33,7 +33,8 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     seed_everything(base.seed)
     try:
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, limit=cfg.subset,
-                              captions=captions_of(init, cfg.reconstruction.p_text))
+                              captions=captions_of(init, cfg.reconstruction.p_text),
+                              vocabulary=init["unet"].get("vocabulary") or None)
         model, diffusion = model_from_checkpoint(init, "ema")
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(), file_digest(init_path),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
@@ -76,7 +77,8 @@ def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: P
     seed_everything(base.seed)
     model, diffusion = model_from_checkpoint(init, "ema")
     dataset = PairDataset(faces_dir, pairs_dir, "train", tps=pairs_cfg.tps, limit=cfg.subset,
-                          captions=captions_of(init, cfg.reconstruction.p_text))
+                          captions=captions_of(init, cfg.reconstruction.p_text),
+                          vocabulary=init["unet"].get("vocabulary") or None)
     loss = reconstruction_loss(model, diffusion, dataset, cfg.reconstruction, cfg.loop.batch_size, base.seed, device)
     metrics = {"steps": 0, "passthrough": True, "final_loss": round(loss, 5)}
     with live_logger(live_dir, resume=False) as log:

@@ -45,9 +45,18 @@ def test_every_danbooru_eye_colour_sets_both_irises(word):
                                                        "background": "light blue"}),
     ("dark_skin, gray hair, black dress", {"skin": "dark", "hair": "grey", "clothes": "black"}),  # aliases, garments
     ("tan", {"skin": "tan"}),
+    ("pink_hair blue_eyes", {"hair": "pink", "iris_left": "blue", "iris_right": "blue"}),  # a tag string
+    ("hair: pink. light-blue eyes!", None),  # punctuation; checked below
+    ("pink hair and blue eyes", {"hair": "pink", "iris_left": "blue", "iris_right": "blue"}),
     ("", {}),
 ])
 def test_prompts_parse_to_slots(text, expected):
+    if expected is None:
+        with pytest.raises(AnimecolorError, match="two parts in one phrase"):  # one phrase without a comma
+            parse_prompt(text)
+        assert {s: c.name for s, c in parse_prompt("hair: pink, light-blue eyes!").slots.items()} == {
+            "hair": "pink", "iris_left": "light blue", "iris_right": "light blue"}
+        return
     prompt = parse_prompt(text)
     got = {s: (c.name or c.rgb) for s, c in prompt.slots.items()}
     assert got == expected
@@ -57,11 +66,15 @@ def test_prompts_parse_to_slots(text, expected):
     ("pnk hair", r"unknown colour 'pnk' \(close: pink\)"),
     ("pink hat", r"unknown part \(close: hair"),
     ("hair", "no colour given"),
-    ("pink", "a colour needs a part"),
+    ("pink", "pink what\\? say the part"),
+    ("smile", "a colour needs a part, or this is an unknown word"),
     ("pink hair, blue hair", "hair is given two colours"),
     ("red eyes, blue eyes", "add 'heterochromia'"),
     ("heterochromia, red eyes", "needs two different eye colours"),
     ("#12 hair", "not a hex colour"),
+    ("blonde", "blonde what\\? say the part"),
+    ("dark hair", "'dark' is a skin tone"),
+    ("pink hair blue eyes", "two parts in one phrase"),
 ])
 def test_bad_prompts_are_one_clear_line(text, message):
     with pytest.raises(AnimecolorError, match=message) as info:
@@ -94,8 +107,11 @@ def test_synthetic_caption_is_exact():
 
 @pytest.mark.parametrize("tags, caption", [
     ("1girl blonde_hair blue_eyes smile school_uniform", "blonde hair, blue eyes"),
-    ("heterochromia red_eyes blue_eyes pink_hair", "heterochromia, pink hair, red eyes, blue eyes"),
+    # Danbooru sorts a post's tags: the tag string cannot say which eye is which, so nothing is said of them
+    ("blue_eyes heterochromia pink_hair red_eyes", "pink hair"),
+    ("heterochromia pink_hair red_eyes", "pink hair"),
     ("multicolored_hair blue_hair pink_hair green_eyes", "green eyes"),  # two hair colours: said nothing of hair
+    ("gradient_hair pink_hair green_eyes", "green eyes"),  # one colour tag, but the hair is not one colour
     ("red_eyes blue_eyes", ""),  # two eye colours without heterochromia: ambiguous
     ("1boy solo", ""),
 ])
@@ -336,3 +352,17 @@ def test_prompt_to_a_model_without_text_is_one_line(tmp_path):
                                       "-o", str(tmp_path / "o.png")])
     assert result.exit_code != 0 and "trained without text" in result.output
     assert Prompt() == Prompt({})
+
+
+def test_an_older_smaller_vocabulary_keeps_its_own_ids():
+    """A model trained with fewer words encodes prompts in its own embedding order, never past it."""
+    from pipeline.data.prompt import vocabulary_colours
+
+    words = vocabulary_colours(("blue", "pink"))
+    text = caption_text("hair #f0a0c0, left eye #3366dd, right eye #3366dd", np.random.default_rng(0),
+                        CaptionConfig(p_slot=0.0, p_named=1.0), colours=words)
+    assert text[0, 0] == 2 + 1 and text[1, 0] == 2 + 0  # pink is word 1 of this model, blue word 0
+    with pytest.raises(AnimecolorError, match="unknown colour 'red'"):
+        parse_prompt("red hair", words)
+    with pytest.raises(AnimecolorError, match="does not know: mauve"):
+        vocabulary_colours(("blue", "mauve"))

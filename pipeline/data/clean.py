@@ -99,11 +99,15 @@ def detect_faces(rgb: np.ndarray, min_likelihood: float) -> list[tuple[int, int,
         if f.likelihood < min_likelihood:
             continue
         eyes = sorted([f.left_eye, f.right_eye], key=lambda e: e.pos.x)  # image-left first
-        rgb_of = lambda c: (c.r, c.g, c.b)  # noqa: E731
-        caption = animeface_caption(rgb_of(f.hair.color), rgb_of(eyes[0].color), rgb_of(eyes[1].color),
-                                    rgb_of(f.skin.color))
+        caption = animeface_caption(_rgb(f.hair.color), _rgb(eyes[0].color), _rgb(eyes[1].color),
+                                    _rgb(f.skin.color))
         faces.append((f.face.pos.x, f.face.pos.y, f.face.pos.width, f.face.pos.height, float(f.likelihood), caption))
     return sorted(faces, key=lambda f: -f[2] * f[3])
+
+
+def _rgb(colour) -> tuple[int, int, int]:
+    """An animeface Color as (r, g, b)."""
+    return colour.r, colour.g, colour.b
 
 
 def square_box(box, margin: float, shape) -> tuple[int, int, int]:

@@ -25,7 +25,7 @@ from pydantic import Field
 from pipeline.config import Config
 from pipeline.data.imageio import read_label, read_rgb
 from pipeline.data.labels import REGION_IDS
-from pipeline.data.prompt import SLOTS, Prompt, encode, named, parse_prompt
+from pipeline.data.prompt import SLOTS, Prompt, encode, named, parse_prompt, vocabulary_colours
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.data.xdog import LineAugmentConfig, augment_lines
 from pipeline.errors import AnimecolorError
@@ -74,15 +74,16 @@ def recolour_region(reference: torch.Tensor, reference_label: np.ndarray, slot: 
     return out
 
 
-def caption_text(caption: str, rng: np.random.Generator, cfg: CaptionConfig, keep=()) -> np.ndarray:
+def caption_text(caption: str, rng: np.random.Generator, cfg: CaptionConfig, keep=(),
+                 colours: dict | None = None) -> np.ndarray:
     """One training prompt from a caption: random slots dropped (never those in `keep`), hex colours
-    named at random; encoded (`prompt.encode`)."""
+    named at random; encoded (`prompt.encode`) in the words `colours` (default: the vocabulary)."""
     keep = {keep} if isinstance(keep, str) else set(keep or ())
-    prompt = parse_prompt(caption)
+    prompt = parse_prompt(caption, colours)
     drop = rng.random(len(SLOTS)) < cfg.p_slot
     name = rng.random(len(SLOTS)) < cfg.p_named
     kept = {s: c for s, c in prompt.slots.items() if s in keep or not drop[SLOTS.index(s)]}
-    return encode(named(Prompt(kept), {s for s in kept if name[SLOTS.index(s)]}))
+    return encode(named(Prompt(kept), {s for s in kept if name[SLOTS.index(s)]}, colours), colours)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -102,7 +103,8 @@ class PairDataset(Dataset):
 
     def __init__(self, faces_dir: str | Path, pairs_dir: str | Path, split: str = "train",
                  tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
-                 limit: int | None = None, captions: CaptionConfig | None = None):
+                 limit: int | None = None, captions: CaptionConfig | None = None,
+                 vocabulary: tuple[str, ...] | None = None):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -113,6 +115,7 @@ class PairDataset(Dataset):
         if limit is not None:  # names are content hashes: the first N are a fixed, unbiased subset
             self.items = self.items.head(limit).reset_index(drop=True)
         self.tps, self.line_augment, self.with_labels, self.captions = tps, line_augment, with_labels, captions
+        self.colours = vocabulary_colours(vocabulary) if vocabulary else None  # the model's words (text models)
         if captions is not None and "caption" not in self.items:
             raise AnimecolorError(f"{items_path}: no caption column (rerun `animecolor clean` and `pairs`)")
         self._rng: np.random.Generator | None = None
@@ -161,7 +164,7 @@ class PairDataset(Dataset):
         cfg, keep = self.captions, []
         draws, colour = rng.random(5), rng.uniform(-1, 1, 3)
         if draws[4] < cfg.p_empty:  # the empty prompt: nothing may contradict the (unaltered) reference
-            caption_text(caption, rng, cfg)  # same draws as otherwise
+            caption_text(caption, rng, cfg, colours=self.colours)  # same draws as otherwise
             return reference, torch.zeros(len(SLOTS), 4)
         if caption and reference_label is not None:
             present = [s for s in parse_prompt(caption).slots if (reference_label == REGION_IDS[s]).any()]
@@ -171,4 +174,4 @@ class PairDataset(Dataset):
             if present and draws[2] < cfg.p_recolour:
                 keep.append(present[int(draws[3] * len(present))])
                 reference = recolour_region(reference, reference_label, keep[-1], colour)
-        return reference, torch.from_numpy(caption_text(caption, rng, cfg, keep))
+        return reference, torch.from_numpy(caption_text(caption, rng, cfg, keep, self.colours))

@@ -52,7 +52,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 ALIASES = {"gray": "grey", "blond": "blonde", "cyan": "aqua", "teal": "aqua", "violet": "purple",
            "golden": "yellow", "gold": "yellow", "light grey": "silver", "light gray": "silver",
-           "dark skin": "dark", "tanned": "tan", "lavender": "light purple"}
+           "tanned": "tan", "lavender": "light purple"}
 SKIN_TONES = ("pale", "fair", "tan", "dark")
 
 PARTS = {"hair": ("hair",), "eyes": ("iris_left", "iris_right"), "eye": ("iris_left", "iris_right"),
@@ -79,7 +79,12 @@ class Colour:
     name: str | None = None  # a vocabulary word, or None for a hex code
 
     def __str__(self) -> str:
-        return self.name or "#{:02x}{:02x}{:02x}".format(*self.rgb)
+        return self.name or hex_code(self.rgb)
+
+
+def hex_code(rgb) -> str:
+    """(r, g, b) -> '#rrggbb'."""
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb))
 
 
 @dataclass
@@ -95,19 +100,26 @@ class Prompt:
         return ", ".join(f"{SLOT_NAMES[s]} {c}" for s, c in self.slots.items())
 
 
-def _hex_rgb(code: str) -> tuple[int, int, int]:
+def hex_rgb(code: str) -> tuple[int, int, int]:
+    """'#rrggbb' or '#rgb' (the '#' optional) -> (r, g, b)."""
     code = code.lstrip("#")
     if len(code) == 3:
         code = "".join(c * 2 for c in code)
     return tuple(int(code[i:i + 2], 16) for i in (0, 2, 4))
 
 
-def _colour(words: str, colours: dict[str, tuple[int, int, int]], phrase: str) -> Colour:
+def _colour(words: str, colours: dict[str, tuple[int, int, int]], phrase: str, part: str) -> Colour:
     if _HEX.fullmatch(words):
-        return Colour(_hex_rgb(words))
+        return Colour(hex_rgb(words))
     name = ALIASES.get(words, words)
+    if name in SKIN_TONES and PARTS[part] != ("skin",):
+        raise AnimecolorError(f"prompt {phrase!r}: {name!r} is a skin tone (for {part} say e.g. 'black' or "
+                              "'dark blue')")
     if name in colours:
         return Colour(tuple(colours[name]), name)
+    if any(p in words.split() for p in PARTS):
+        raise AnimecolorError(f"prompt {phrase!r}: two parts in one phrase (separate phrases with commas, "
+                              "e.g. 'pink hair, blue eyes')")
     if words.startswith("#"):
         raise AnimecolorError(f"prompt {phrase!r}: {words!r} is not a hex colour (#rrggbb or #rgb)")
     known = list(colours) + list(ALIASES)
@@ -128,6 +140,8 @@ def _split(phrase: str) -> tuple[str, str]:
     close = difflib.get_close_matches(tail, list(PARTS), n=3, cutoff=0.5) or \
         difflib.get_close_matches(head, list(PARTS), n=3, cutoff=0.5)
     if len(words) == 1:
+        if ALIASES.get(phrase, phrase) in COLOURS or _HEX.fullmatch(phrase):
+            raise AnimecolorError(f"prompt {phrase!r}: {phrase} what? say the part, e.g. '{phrase} hair'")
         hint = f"close: {', '.join(close)}" if close else "say which part, e.g. 'pink hair'"
         raise AnimecolorError(f"prompt {phrase!r}: a colour needs a part, or this is an unknown word ({hint})")
     hint = f"close: {', '.join(close)}" if close else f"known: {', '.join(dict.fromkeys(PARTS))}"
@@ -140,8 +154,8 @@ def parse_prompt(text: str, colours: dict[str, tuple[int, int, int]] | None = No
     slots: dict[str, Colour] = {}
     eyes: list[Colour] = []  # "X eyes" phrases, in order (two of them with heterochromia)
     hetero = False
-    for raw in re.split(r"[,;\n]", text or ""):
-        phrase = " ".join(raw.replace("_", " ").lower().split())
+    for raw in _phrases(text or ""):
+        phrase = " ".join(re.sub(r"[_:\-]", " ", raw).strip(" .!").lower().split())
         if not phrase:
             continue
         if phrase in FLAGS:
@@ -149,10 +163,10 @@ def parse_prompt(text: str, colours: dict[str, tuple[int, int, int]] | None = No
             continue
         if phrase in PARTS:
             raise AnimecolorError(f"prompt {phrase!r}: no colour given (e.g. 'pink {phrase}')")
-        if phrase in ALIASES and ALIASES[phrase] in SKIN_TONES or phrase in ("pale skin", "tan"):
-            phrase = f"{ALIASES.get(phrase, phrase.split()[0])} skin"
+        if ALIASES.get(phrase, phrase) == "tan":  # Danbooru's `tan` tag is the skin tone
+            phrase = "tan skin"
         words, part = _split(phrase)
-        colour = _colour(words, colours, phrase)
+        colour = _colour(words, colours, phrase, part)
         if PARTS[part] == ("iris_left", "iris_right"):
             eyes.append(colour)
             continue
@@ -172,6 +186,16 @@ def parse_prompt(text: str, colours: dict[str, tuple[int, int, int]] | None = No
         raise AnimecolorError("prompt: 'heterochromia' needs two different eye colours "
                               "(e.g. 'heterochromia, red eyes, blue eyes' or 'left eye red, right eye blue')")
     return Prompt({s: slots[s] for s in SLOTS if s in slots})
+
+
+def _phrases(text: str) -> list[str]:
+    """Phrases split at commas, semicolons, new lines and ' and '; a Danbooru tag string
+    ('pink_hair blue_eyes', every word joined by underscores) is split at spaces too."""
+    out = []
+    for chunk in re.split(r"[,;\n]|\band\b", text):
+        words = chunk.split()
+        out += words if len(words) > 1 and all("_" in w or w.lower() in FLAGS for w in words) else [chunk]
+    return out
 
 
 def nearest_name(rgb, colours: dict[str, tuple[int, int, int]] | None = None,
@@ -201,6 +225,15 @@ def named(prompt: Prompt, slots=None, colours: dict[str, tuple[int, int, int]] |
     return Prompt(out)
 
 
+def vocabulary_colours(names) -> dict[str, tuple[int, int, int]]:
+    """A model's word list (`UNetConfig.vocabulary`, in embedding order) -> word: colour, from this
+    vocabulary; a word this code does not know is one clear error."""
+    missing = [n for n in names if n not in COLOURS]
+    if missing:
+        raise AnimecolorError(f"model vocabulary has words this animecolor does not know: {', '.join(missing)}")
+    return {name: COLOURS[name] for name in names}
+
+
 def encode(prompt: Prompt, colours: dict[str, tuple[int, int, int]] | None = None) -> np.ndarray:
     """Prompt -> (len(SLOTS), 4) float32 [value id, L/100, a/128, b/128]; unspecified rows are zero."""
     names = list(COLOURS if colours is None else colours)
@@ -215,11 +248,6 @@ def encode(prompt: Prompt, colours: dict[str, tuple[int, int, int]] | None = Non
     return out
 
 
-def vocabulary_size(colours: dict | None = None) -> int:
-    """Value ids the network embeds: unspecified, hex, and one per named colour."""
-    return 2 + len(COLOURS if colours is None else colours)
-
-
 # -- captions: training prompts made from the data itself, without human labelling ----------------
 
 def synthetic_caption(colours: dict[str, str]) -> str:
@@ -227,28 +255,31 @@ def synthetic_caption(colours: dict[str, str]) -> str:
     return ", ".join(f"{SLOT_NAMES[s]} {colours[s]}" for s in SLOTS if colours.get(s))
 
 
+MIXED_HAIR_TAGS = ("multicolored_hair", "gradient_hair", "streaked_hair", "two-tone_hair", "split-color_hair",
+                   "colored_inner_hair", "rainbow_hair")
+
+
 def booru_caption(tags: str) -> str:
     """The colour tags of a booru post ('blonde_hair blue_eyes smile' -> 'blonde hair, blue eyes'),
-    in the prompt language; tags that name no colour, or a slot twice (multicoloured hair), are left out."""
-    phrases, per_slot = [], {}
-    for tag in tags.split():
-        phrase = tag.replace("_", " ")
-        if phrase in FLAGS:
-            phrases.append(phrase)
-            continue
+    in the prompt language. Left out, rather than said wrongly: tags that name no colour; a slot
+    named twice; hair tagged as multicoloured; the eyes of a heterochromatic character (Danbooru's
+    tag string is sorted alphabetically, so it cannot say which eye is which)."""
+    words = tags.split()
+    per_slot: dict[str, list[str]] = {}
+    for tag in words:
         try:
-            prompt = parse_prompt(phrase)
+            prompt = parse_prompt(tag.replace("_", " "))
         except AnimecolorError:
             continue
         for slot in prompt.slots:
-            per_slot.setdefault(slot, []).append(phrase)
-    eye_tags = list(dict.fromkeys(per_slot.pop("iris_left", []) + per_slot.pop("iris_right", [])))
+            per_slot.setdefault(slot, []).append(tag.replace("_", " "))
+    eyes = list(dict.fromkeys(per_slot.pop("iris_left", []) + per_slot.pop("iris_right", [])))
+    if any(t in MIXED_HAIR_TAGS for t in words):
+        per_slot.pop("hair", None)
     kept = [p[0] for p in per_slot.values() if len(p) == 1]
-    if (len(eye_tags) == 2 and phrases) or (len(eye_tags) == 1 and not phrases):
-        kept += eye_tags  # one eye colour, or heterochromia with its two
-    else:
-        phrases = []  # ambiguous eyes: say nothing of them
-    caption = ", ".join(phrases + kept)
+    if len(eyes) == 1 and "heterochromia" not in words:
+        kept.append(eyes[0])
+    caption = ", ".join(kept)
     try:
         parse_prompt(caption)
     except AnimecolorError:  # contradictory tags: say nothing rather than something wrong

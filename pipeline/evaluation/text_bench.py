@@ -28,7 +28,8 @@ from torch import nn
 from pipeline.data.benchmark import load_benchmark
 from pipeline.data.dataset import blank_region, to_uint8
 from pipeline.data.labels import COLOUR_REGIONS, REGION_IDS
-from pipeline.data.prompt import COLOURS, SKIN_TONES, Colour, Prompt, encode, lab_of, named, parse_prompt
+from pipeline.data.prompt import (COLOURS, SKIN_TONES, Colour, Prompt, encode, lab_of, named, parse_prompt,
+                                  vocabulary_colours)
 from pipeline.device import autocast
 from pipeline.evaluation import metrics as M
 from pipeline.model.diffusion import Diffusion
@@ -45,12 +46,12 @@ def _region_lab(images: torch.Tensor, labels: np.ndarray, region: str, erode: in
     return M.region_means(M.to_lab(((images.float() + 1) / 2).cpu()), labels, REGION_IDS[region], erode)
 
 
-def _de_to(colours: list[Colour | None]) -> np.ndarray:
+def _labs(colours: list[Colour | None]) -> np.ndarray:
+    """(N, 3) Lab of each colour (NaN rows for None)."""
     return np.array([lab_of(c.rgb) if c is not None else np.full(3, np.nan) for c in colours])
 
 
-def _texts(prompts: list[Prompt]) -> torch.Tensor:
-    return torch.from_numpy(np.stack([encode(p) for p in prompts]))
+SAMPLED_PER_FACE = 8  # pictures per test face that report progress (text only 1, masked 2 x 2, hetero 1, counterfactual 2)
 
 
 def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_dir, cfg, device: torch.device,
@@ -64,14 +65,18 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
     rng = np.random.default_rng([cfg.seed, 15])
     labels = data["target_label"].numpy()
     sketch, reference, target = data["sketch"].to(device), data["reference"].to(device), data["target"]
-    truth = [parse_prompt(c) for c in table.target_caption]
+    words = vocabulary_colours(model.config.vocabulary)  # the model's own words, in its embedding order
+    truth = [parse_prompt(c, words) for c in table.target_caption]
     erode = cfg.region_erode
+
+    def texts(prompts: list[Prompt]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([encode(p, words) for p in prompts]))
 
     def sample(ref: torch.Tensor, prompts: list[Prompt] | None) -> torch.Tensor:
         return colorize_batch(model, diffusion, sketch, ref.to(device), sample_steps=cfg.sample_steps,
                               guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed, batch_size=cfg.batch_size,
                               autocast=autocast(device, cfg.precision), progress=progress,
-                              text=None if prompts is None else _texts(prompts), text_guidance=cfg.text_guidance).cpu()
+                              text=None if prompts is None else texts(prompts), text_guidance=cfg.text_guidance).cpu()
 
     def de(out: torch.Tensor, region: str, colours: np.ndarray) -> np.ndarray:
         return M.delta_e(_region_lab(out, labels, region, erode), colours)
@@ -81,9 +86,9 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
     null_ref = torch.zeros_like(reference)
 
     # text only: every slot in words
-    said = [named(p) for p in truth]
+    said = [named(p, colours=words) for p in truth]
     out = sample(null_ref, said)
-    metrics["text_only"] = {f"de_{r}": M.summarise(de(out, r, _de_to([p.slots.get(r) for p in said])))
+    metrics["text_only"] = {f"de_{r}": M.summarise(de(out, r, _labs([p.slots.get(r) for p in said])))
                             for r in COLOUR_REGIONS}
     grids["text_only"] = [out]
 
@@ -115,10 +120,10 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
             if M.delta_e(lab_of(COLOURS[left])[None], lab_of(COLOURS[right])[None])[0] > 20:
                 break
         pairs.append((str(left), str(right)))
-    prompts = [parse_prompt(f"left eye {a}, right eye {b}") for a, b in pairs]
+    prompts = [parse_prompt(f"left eye {a}, right eye {b}", words) for a, b in pairs]
     out = sample(rnd["reference"], prompts)
-    err_l = de(out, "iris_left", _de_to([p.slots["iris_left"] for p in prompts]))
-    err_r = de(out, "iris_right", _de_to([p.slots["iris_right"] for p in prompts]))
+    err_l = de(out, "iris_left", _labs([p.slots["iris_left"] for p in prompts]))
+    err_r = de(out, "iris_right", _labs([p.slots["iris_right"] for p in prompts]))
     ok = (err_l < cfg.iris_threshold) & (err_r < cfg.iris_threshold)
     valid = np.isfinite(err_l) & np.isfinite(err_r)
     metrics["hetero_text"] = {"success": round(float(ok[valid].mean()), 4) if valid.any() else None,
@@ -128,15 +133,15 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
 
     # counterfactual hair: the reference says one colour, the prompt another
     ref_hair = _region_lab(reference, data["reference_label"].numpy(), "hair", erode)
-    words = []
+    hair_words = []
     for i in range(n):
         far = [w for w in HAIR_WORDS if not np.isfinite(ref_hair[i]).all()
                or M.delta_e(lab_of(COLOURS[w])[None], ref_hair[i][None])[0] > 30]
-        words.append(str(rng.choice(far)))
-    prompts = [parse_prompt(f"{w} hair") for w in words]
+        hair_words.append(str(rng.choice(far)))
+    prompts = [parse_prompt(f"{w} hair", words) for w in hair_words]
     base = sample(reference, None)
     out = sample(reference, prompts)
-    to_named = de(out, "hair", _de_to([p.slots["hair"] for p in prompts]))
+    to_named = de(out, "hair", _labs([p.slots["hair"] for p in prompts]))
     to_ref = de(out, "hair", ref_hair)
     valid = np.isfinite(to_named) & np.isfinite(to_ref)
     bleed = np.nanmean(np.stack([M.delta_e(_region_lab(out, labels, r, erode), _region_lab(base, labels, r, erode))
@@ -150,11 +155,11 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
     k = min(cfg.sheet_size, n)
     shown = [rnd["reference"][:k]]
     for text in GRID_PROMPTS:
-        prompt = parse_prompt(text)
+        prompt = parse_prompt(text, words)
         shown.append(colorize_batch(model, diffusion, sketch[:k], rnd["reference"][:k].to(device),
-                                    sample_steps=cfg.sample_steps, guidance=cfg.guidance, seed=cfg.seed,
+                                    sample_steps=cfg.sample_steps, guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed,
                                     batch_size=cfg.batch_size, autocast=autocast(device, cfg.precision),
-                                    text=_texts([prompt] * k), text_guidance=cfg.text_guidance).cpu())
+                                    text=texts([prompt] * k), text_guidance=cfg.text_guidance).cpu())
     grids["prompts"] = shown
     grids = {name: [sketch.cpu()] + rows for name, rows in grids.items()}
     return metrics, grids

@@ -69,7 +69,8 @@ def guided(model: nn.Module, sketch: torch.Tensor, reference: torch.Tensor, scal
     (InstructPix2Pix's two-scale guidance, with the prompt nested inside the reference.) The
     sketch is kept in every term, and the needed terms run as one batched forward. Exact special
     cases: text None or text_scale 0 is reference-only guidance; scale 1 and text_scale 1 is the
-    plain conditional model (one forward); scale 1 drops the u term; scale 0 ignores the reference.
+    plain conditional model (one forward); scale 1 drops the u term. Without a reference (the null
+    one) u = e_r, so the result does not depend on `scale`: pass 1 and save the u forward.
     """
     if text is None or text_scale == 0.0:
         if scale == 1.0:
