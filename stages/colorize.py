@@ -103,10 +103,9 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
     raises `AnimecolorError`; a batch goes on and reports each failure."""
     if mode not in ("auto", "lines", "xdog"):
         raise AnimecolorError(f"--mode {mode!r}: expected auto, lines or xdog")
-    if not math.isfinite(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
-        raise AnimecolorError(f"--guidance {guidance}: must be a number from 0 to {MAX_GUIDANCE}")
-    if not math.isfinite(text_guidance) or not 0 <= text_guidance <= MAX_GUIDANCE:
-        raise AnimecolorError(f"--text-guidance {text_guidance}: must be a number from 0 to {MAX_GUIDANCE}")
+    for option, scale in (("--guidance", guidance), ("--text-guidance", text_guidance)):
+        if not math.isfinite(scale) or not 0 <= scale <= MAX_GUIDANCE:
+            raise AnimecolorError(f"{option} {scale}: must be a number from 0 to {MAX_GUIDANCE}")
     if prompt.strip():  # a bad prompt fails before anything is loaded
         from pipeline.data.prompt import parse_prompt
 

@@ -19,7 +19,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     from pipeline.data.dataset import PairDataset
     from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
     from pipeline.training.distributed import close_distributed
-    from pipeline.training.finetune import reconstruction_objective
+    from pipeline.training.finetune import finetune_captions, reconstruction_objective
     from pipeline.training.loop import Trainer, fingerprint
     from stages.training import file_digest, run_training, source_digest, torchrun_distributed
 
@@ -32,9 +32,9 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
+        captions, vocabulary = finetune_captions(init, cfg.reconstruction.p_text)
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, limit=cfg.subset,
-                              captions=captions_of(init, cfg.reconstruction.p_text),
-                              vocabulary=init["unet"].get("vocabulary") or None)
+                              captions=captions, vocabulary=vocabulary)
         model, diffusion = model_from_checkpoint(init, "ema")
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(), file_digest(init_path),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
@@ -49,17 +49,6 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
         close_distributed()
 
 
-def captions_of(init: dict, p_empty: float):
-    """A text model is fine-tuned with the caption settings it was pretrained with, the empty prompt
-    at `p_empty` (None: a model without text)."""
-    from pipeline.data.dataset import CaptionConfig
-
-    if not init["unet"].get("text"):
-        return None
-    pretrained = CaptionConfig.model_validate(init.get("meta", {}).get("params", {}).get("captions", {}))
-    return pretrained.model_copy(update={"p_empty": p_empty})
-
-
 def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: Path, pairs_dir: Path,
                  model_path: Path, metrics_path: Path, sheet_path: Path, live_dir: Path) -> dict:
     """epochs = 0: the pretrained weights unchanged, with the same reports as a real run (the
@@ -68,7 +57,7 @@ def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: P
     from pipeline.data.imageio import write_json
     from pipeline.device import resolve_device
     from pipeline.model.checkpoint import model_from_checkpoint, save_checkpoint
-    from pipeline.training.finetune import reconstruction_loss
+    from pipeline.training.finetune import finetune_captions, reconstruction_loss
     from pipeline.training.samples import samples_grid
     from stages.training import live_logger
 
@@ -76,9 +65,9 @@ def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: P
     device = resolve_device(base.device)
     seed_everything(base.seed)
     model, diffusion = model_from_checkpoint(init, "ema")
+    captions, vocabulary = finetune_captions(init, cfg.reconstruction.p_text)
     dataset = PairDataset(faces_dir, pairs_dir, "train", tps=pairs_cfg.tps, limit=cfg.subset,
-                          captions=captions_of(init, cfg.reconstruction.p_text),
-                          vocabulary=init["unet"].get("vocabulary") or None)
+                          captions=captions, vocabulary=vocabulary)
     loss = reconstruction_loss(model, diffusion, dataset, cfg.reconstruction, cfg.loop.batch_size, base.seed, device)
     metrics = {"steps": 0, "passthrough": True, "final_loss": round(loss, 5)}
     with live_logger(live_dir, resume=False) as log:

@@ -53,6 +53,13 @@ def work(tmp_path, model_file, tiny_pretrained):
     (tmp_path / "header.csv").write_text("sketch,reference\n")
     (tmp_path / "quote.csv").write_text('sketch,reference\n"sketch.png,ref.jpg\n')
     (tmp_path / "twice.csv").write_text("sketch,reference\nsketch.png,ref.jpg\nsketch.png,ref.jpg\n")
+    from pipeline.colorize import export_model
+    from pipeline.model.diffusion import DiffusionConfig
+    from pipeline.model.unet import UNet, UNetConfig
+
+    plain = UNet(UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), heads=2))  # trained without text
+    export_model({"unet": plain.config.to_dict(), "diffusion": DiffusionConfig().to_dict(),
+                  "ema": plain.state_dict()}, tmp_path / "plain.safetensors")
     for name, header in (("size0", lambda h: {**h, "unet": {**h["unet"], "image_size": 0}}),
                          ("nounet", lambda h: {k: v for k, v in h.items() if k != "unet"})):
         _edit_header(model_file, tmp_path / f"{name}.safetensors", header)
@@ -117,6 +124,18 @@ CASES = {
                                           ["M.safetensors: not an animecolor checkpoint"], []),
     "extract-lines into a file": (["extract-lines", "sketch.png", "-o", "ref.jpg"], 2,
                                   ["ref.jpg: is a file (--out is a folder)"], []),
+    "unknown colour word": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-p", "pnk hair"], 2,
+                            ["unknown colour 'pnk' (close: pink)"], []),
+    "colour without a part": (["colorize", "sketch.png", *M, "-p", "blonde"], 2,
+                              ["blonde what? say the part, e.g. 'blonde hair'"], []),
+    "neither reference nor prompt": (["colorize", "sketch.png", *M], 2,
+                                     ["--reference is required (or --prompt"], []),
+    "text guidance inf": (["colorize", "sketch.png", *M, "-p", "pink hair", "--text-guidance", "inf"], 2,
+                          ["--text-guidance"], []),
+    "text guidance nan": (["colorize", "sketch.png", *M, "-p", "pink hair", "--text-guidance", "nan"], 2,
+                          ["Invalid value for '--text-guidance'"], []),
+    "prompt to a model without text": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "plain.safetensors",
+                                        "-p", "pink hair"], 2, ["this model was trained without text"], []),
     "header without unet": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "nounet.safetensors"], 2,
                             ["header unet: section is missing or empty"], []),
 }

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from pipeline.data.dataset import CaptionConfig, PairDataset, blank_region, caption_text, recolour_region
 from pipeline.data.labels import REGION_IDS
-from pipeline.data.prompt import (COLOURS, HEX, SLOTS, Prompt, animeface_caption, booru_caption, encode, named,
+from pipeline.data.prompt import (COLOURS, HEX, SLOTS, animeface_caption, booru_caption, encode, named,
                                   parse_prompt, synthetic_caption)
 from pipeline.errors import AnimecolorError
 from pipeline.model.conditioning import guided
@@ -334,24 +334,6 @@ def test_export_carries_the_vocabulary_and_colorize_follows_a_prompt(tiny_pretra
         assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["colorize", str(sketch), "-p", "aqua hat", "--model", str(model_file), "-o", str(out)])
     assert result.exit_code != 0 and "unknown part" in result.output
-
-
-def test_prompt_to_a_model_without_text_is_one_line(tmp_path):
-    from pipeline.colorize import export_model
-    from pipeline.data.imageio import write_png
-    from pipeline.model.diffusion import DiffusionConfig
-    from stages.cli import app
-
-    model = UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1, 2), heads=2))
-    path = tmp_path / "plain.safetensors"
-    export_model({"unet": model.config.to_dict(), "diffusion": DiffusionConfig().to_dict(),
-                  "ema": model.state_dict()}, path)
-    sketch = tmp_path / "s.png"
-    write_png(sketch, np.full((16, 16), 255, np.uint8))
-    result = CliRunner().invoke(app, ["colorize", str(sketch), "-p", "pink hair", "--model", str(path),
-                                      "-o", str(tmp_path / "o.png")])
-    assert result.exit_code != 0 and "trained without text" in result.output
-    assert Prompt() == Prompt({})
 
 
 def test_an_older_smaller_vocabulary_keeps_its_own_ids():

@@ -164,7 +164,6 @@ class PairDataset(Dataset):
         cfg, keep = self.captions, []
         draws, colour = rng.random(5), rng.uniform(-1, 1, 3)
         if draws[4] < cfg.p_empty:  # the empty prompt: nothing may contradict the (unaltered) reference
-            caption_text(caption, rng, cfg, colours=self.colours)  # same draws as otherwise
             return reference, torch.zeros(len(SLOTS), 4)
         if caption and reference_label is not None:
             present = [s for s in parse_prompt(caption).slots if (reference_label == REGION_IDS[s]).any()]

@@ -36,7 +36,7 @@ class TextEncoder(nn.Module):
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         if text.ndim != 3 or text.shape[1:] != (self.slots, 4):
             raise ValueError(f"text must be (B, {self.slots}, 4) (got {tuple(text.shape)})")
-        ids = text[..., 0].round().long().clamp(0, self.values - 1)
+        ids = text[..., 0].round().long()  # an id past the table is an IndexError, never a silent other word
         specified = (ids > 0).unsqueeze(-1).to(text.dtype)
         tokens = self.slot + self.value(ids) + self.lab(text[..., 1:]) * specified
         return self.norm(tokens)

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from pipeline.config import Config
+from pipeline.data.dataset import CaptionConfig
 from pipeline.model.conditioning import ConditionDropout, guided
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.perceptual import VGGLPIPS, ms_ssim
@@ -104,6 +105,16 @@ def reconstruction_objective(diffusion: Diffusion, cfg: ReconstructionConfig) ->
         return loss, {f"loss_{k}": v.detach() for k, v in terms.items()}  # converted at log points only
 
     return objective
+
+
+def finetune_captions(init: dict, p_empty: float) -> tuple[CaptionConfig | None, tuple[str, ...] | None]:
+    """(caption settings, colour words) for fine-tuning the checkpoint `init`: a text model keeps the
+    caption settings it was pretrained with, the empty prompt at `p_empty`, and its own vocabulary;
+    (None, None) for a model without text."""
+    if not init["unet"].get("text"):
+        return None, None
+    pretrained = CaptionConfig.model_validate(init.get("meta", {}).get("params", {}).get("captions", {}))
+    return pretrained.model_copy(update={"p_empty": p_empty}), tuple(init["unet"]["vocabulary"])
 
 
 @torch.no_grad()
