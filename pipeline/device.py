@@ -27,10 +27,26 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX tiles). There oneDNN's bf16
+    convolutions and matmuls make a training step of the CPU profile about 1.3x faster than fp32
+    (0.40 -> 0.31 s on this 2-core AMD EPYC, issue 14); without them bf16 is emulated, and slower."""
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and check() for check in checks)
+
+
+def resolve_precision(device: torch.device, precision: Precision) -> Literal["fp32", "bf16"]:
+    """"auto" -> bf16 on CUDA and on CPUs with native bf16 (`cpu_has_bf16`), fp32 elsewhere."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
+    return precision
+
+
 def autocast(device: torch.device, precision: Precision):
-    """bf16 autocast on CUDA when asked (or "auto"); full fp32 otherwise (CPU bf16 is slow here)."""
-    if device.type == "cuda" and precision in ("bf16", "auto"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast (weights, optimizer and EMA stay fp32) when `resolve_precision` says bf16;
+    plain fp32 otherwise."""
+    if resolve_precision(device, precision) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 

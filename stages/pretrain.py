@@ -28,7 +28,8 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     seed_everything(base.seed)
     try:
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, line_augment=cfg.lines,
-                              captions=cfg.captions if cfg.unet.text else None)
+                              captions=cfg.captions if cfg.unet.text else None,
+                              region_balance=cfg.diffusion.region_balance)
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())

@@ -26,7 +26,7 @@ from pipeline.data.benchmark import SETTINGS, load_benchmark
 from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_png
 from pipeline.data.labels import COLOUR_REGIONS
-from pipeline.device import Precision, autocast
+from pipeline.device import Precision, autocast, resolve_precision
 from pipeline.evaluation import metrics as M
 from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
                                           vgg_feature_extractor)
@@ -48,7 +48,7 @@ class EvalConfig(Config):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="starting noise of test image i depends only on (seed, i)")
     limit: int | None = Field(None, ge=1, description="test pairs per setting (null: all)")
     batch_size: int = Field(32, ge=1, description="images per sampling / feature batch")
-    precision: Precision = Field("auto", description="bf16 autocast on CUDA, fp32 on CPU (auto) | fp32 | bf16")
+    precision: Precision = Field("auto", description="bf16 autocast on CUDA and on CPUs with native bf16, else fp32 (auto) | fp32 | bf16")
     inception_path: str | None = Field(None, description="clean-fid's Inception TorchScript file; null: clean-fid's "
                                                          "own cache (FID is skipped, and says so, when absent)")
     kid_subsets: int = Field(100, ge=1, description="KID subsets")
@@ -98,7 +98,9 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
     inception, fid_reason = inception_extractor(inception_file, device)
     metrics: dict = {"_notes": {"fid": fid_reason or "standard clean-fid Inception features",
                                 "fd_vgg16": "Frechet distance on 512-d pooled VGG16 relu5_3 features "
-                                            "(LPIPS trunk), images at native size; not comparable to FID"}}
+                                            "(LPIPS trunk), images at native size; not comparable to FID",
+                                "precision": f"sampling in {resolve_precision(device, cfg.precision)} "
+                                             f"(evaluate.precision {cfg.precision})"}}
     rows, grids = [], {}
     for setting in SETTINGS:
         table, data = load_benchmark(faces_dir, pairs_dir, setting, cfg.limit, with_labels=True)

@@ -21,7 +21,7 @@ from pipeline.config import Config
 from pipeline.model.conditioning import REFERENCE_CHANNELS
 from pipeline.data.prompt import COLOURS, SLOTS
 from pipeline.errors import AnimecolorError
-from pipeline.model.reference import CrossAttention, ReferenceEncoder, group_norm
+from pipeline.model.reference import CrossAttention, ReferenceEncoder, attend, group_norm
 from pipeline.model.text import TextEncoder
 
 SIZE_LATER = "image_size_later"  # validation context: skip the checks that need the real image_size
@@ -152,7 +152,7 @@ class Attention(nn.Module):
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
         q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, C/heads)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attend(q, k, v)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.config import Config
-from pipeline.device import Compile, Precision, autocast, compiled, compiles, configure_numerics
+from pipeline.device import Compile, Precision, autocast, compiled, compiles, configure_numerics, resolve_precision
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
@@ -58,7 +58,7 @@ class LoopConfig(Config):
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights (used for sampling and evaluation)")
     ema_warmup: bool = Field(True, description="decay min(ema_decay, (1+n)/(10+n)): the EMA is usable from the "
                                                "first steps")
-    precision: Precision = Field("auto", description="bf16 autocast on CUDA, fp32 on CPU (auto) | fp32 | bf16")
+    precision: Precision = Field("auto", description="bf16 autocast on CUDA and on CPUs with native bf16, else fp32 (auto) | fp32 | bf16")
     channels_last: bool = Field(False, description="NHWC memory format")
     compile: Compile = Field("auto", description="torch.compile the network: on CUDA only (auto; the first step "
                                                  "then takes minutes, timed apart from images/s) | true | false")
@@ -155,7 +155,7 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout) -> Obje
         eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype, non_blocking=True)
         sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
         text = batch.get("text")  # an encoded prompt (text models), already dropped at p_empty by the dataset
-        return diffusion.loss(conditioned(model, sketch, reference, text), x0, t, eps), {}
+        return diffusion.loss(conditioned(model, sketch, reference, text), x0, t, eps, batch.get("weight")), {}
 
     return objective
 
@@ -332,7 +332,8 @@ class Trainer:
         rate = hist["timed_images"] / hist["timed_seconds"] if hist["timed_seconds"] else 0.0
         return {"steps": self.step, "losses": list(losses), "seconds": hist["seconds"], "images_per_s": rate,
                 "peak_memory_mb": hist.get("peak_memory_mb", peak_memory_mb(self.device)),
-                "warmup_seconds": hist.get("warmup_seconds", 0.0), "compiled": self.compiled}
+                "warmup_seconds": hist.get("warmup_seconds", 0.0), "compiled": self.compiled,
+                "precision": resolve_precision(self.device, self.cfg.precision)}
 
 
 def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
@@ -347,4 +348,5 @@ def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
         "peak_memory_mb": round(result["peak_memory_mb"], 1),
         "warmup_seconds": round(result["warmup_seconds"], 1),
         "compiled": result["compiled"],
+        "precision": result["precision"],
     }
