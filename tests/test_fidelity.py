@@ -1,0 +1,118 @@
+"""Issue 14's levers: region-balanced loss weights, the fused attention kernel, bf16 on CPU."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pipeline.device as device_mod
+from pipeline.data.dataset import PairDataset, region_weights
+from pipeline.device import autocast, resolve_precision
+from pipeline.model.diffusion import Diffusion, DiffusionConfig
+from pipeline.model.reference import attend
+from pipeline.model.unet import UNet, UNetConfig
+
+CPU = torch.device("cpu")
+
+
+def _drawing() -> np.ndarray:
+    """64 x 64, white, a frame splitting it in two big halves and one small closed circle."""
+    img = np.full((64, 64), 255, np.uint8)
+    cv2.line(img, (32, 0), (32, 63), 0, 1)
+    cv2.circle(img, (16, 16), 3, 0, 1)
+    return img
+
+
+# ------------------------------------------------------------------------------ region weights
+def test_small_closed_regions_weigh_more_and_the_mean_is_one():
+    sketch = _drawing()
+    w = region_weights(sketch, 1.0)
+    assert w.shape == sketch.shape and w.dtype == np.float32
+    assert w.mean() == pytest.approx(1.0, abs=1e-5)
+    inside, big, line = w[16, 16], w[40, 50], w[0, 32]
+    assert inside > 3 * big  # the circle's inside (~21 px) vs a 2,000 px half
+    assert big == pytest.approx(line)  # regions above 1/16 of the picture weigh what lines do
+    assert inside / big <= 8.0 + 1e-4  # the clip
+
+
+def test_power_zero_is_uniform_and_power_orders_the_weights():
+    sketch = _drawing()
+    assert np.allclose(region_weights(sketch, 0.0), 1.0)
+    half, full = region_weights(sketch, 0.5), region_weights(sketch, 1.0)
+    assert full[16, 16] / full[40, 50] > half[16, 16] / half[40, 50] > 1.0
+
+
+def test_weighted_loss_is_the_plain_loss_at_uniform_weight_and_follows_the_weights():
+    torch.manual_seed(0)
+    diffusion = Diffusion(DiffusionConfig())
+    x0, eps = torch.rand(2, 3, 8, 8) * 2 - 1, torch.randn(2, 3, 8, 8)
+    t = torch.tensor([10, 500])
+    bias = torch.zeros(1, 3, 8, 8)
+    bias[..., :2, :2] = 1.0  # the model is wrong only in a 2 x 2 corner
+
+    def model(x_t, t):
+        return diffusion.target(x0, t, eps) + bias
+
+    plain = diffusion.loss(model, x0, t, eps)
+    assert diffusion.loss(model, x0, t, eps, torch.ones(2, 1, 8, 8)) == pytest.approx(plain.item())
+    corner = torch.full((2, 1, 8, 8), 0.5)
+    corner[..., :2, :2] = 8.5  # mean 1, the error's pixels weigh 17x the rest
+    assert diffusion.loss(model, x0, t, eps, corner) == pytest.approx(8.5 * plain.item(), rel=1e-5)
+
+
+def test_dataset_carries_the_weights_only_when_asked(tiny_data):
+    faces, pairs = tiny_data
+    plain = PairDataset(faces, pairs, "train")[(0, 1)]
+    weighted = PairDataset(faces, pairs, "train", region_balance=1.0)[(0, 1)]
+    assert "weight" not in plain
+    assert weighted["weight"].shape == (1, *weighted["sketch"].shape[1:])
+    assert weighted["weight"].mean().item() == pytest.approx(1.0, abs=1e-4)
+    assert torch.equal(plain["reference"], weighted["reference"])  # same random stream either way
+
+
+# ------------------------------------------------------------------------------ attention kernel
+def test_attend_takes_the_fused_kernel_and_matches_the_math_path():
+    torch.manual_seed(0)
+    feats = torch.randn(2, 32, 8, 8, requires_grad=True)  # (B, C, H, W), read as in CrossAttention
+    q = feats.flatten(2).transpose(1, 2).reshape(2, 64, 4, 8).transpose(1, 2)  # stride != 1 in the last dim
+    k, v = torch.randn(2, 4, 10, 8), torch.randn(2, 4, 10, 8)
+    assert q.stride(-1) != 1
+    out = attend(q, k, v)
+    assert "Flash" in type(out.grad_fn).__name__
+    reference = torch.softmax(q @ k.transpose(-1, -2) / 8 ** 0.5, -1) @ v
+    assert torch.allclose(out, reference, atol=1e-5)
+    assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ CPU precision
+def test_auto_precision_follows_the_cpus_bf16_support(monkeypatch):
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: True)
+    assert resolve_precision(CPU, "auto") == "bf16"
+    with autocast(CPU, "auto"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: False)
+    assert resolve_precision(CPU, "auto") == "fp32"
+    with autocast(CPU, "auto"):
+        assert not torch.is_autocast_enabled("cpu")
+    assert resolve_precision(CPU, "bf16") == "bf16" and resolve_precision(CPU, "fp32") == "fp32"
+
+
+def test_bf16_autocast_runs_the_network_in_bf16_on_cpu():
+    model = UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1,), heads=2, reference_attention=(16,),
+                            reference_tokens=8))
+    x, t = torch.randn(2, 7, 16, 16), torch.tensor([3, 400])
+    with autocast(CPU, "bf16"):
+        low = model(x, t)
+    with autocast(CPU, "fp32"):
+        full = model(x, t)
+    assert low.dtype == torch.bfloat16 and full.dtype == torch.float32
+    assert torch.allclose(low.float(), full, atol=0.1)
+
+
+def test_training_reports_the_precision_it_ran_in():
+    from tests.test_speed_paths import _trainer
+
+    for precision in ("fp32", "bf16"):
+        result = _trainer(precision=precision).run()
+        assert result["precision"] == precision and len(result["losses"]) == 3
