@@ -42,7 +42,8 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     import pandas as pd
 
     from pipeline.device import resolve_device
-    from pipeline.evaluation.evaluate import run_benchmark
+    from pipeline.evaluation import metrics as M
+    from pipeline.evaluation.evaluate import HETEROCHROMIA_GRID, run_benchmark
     from pipeline.evaluation.text_bench import SAMPLED_PER_FACE, grid_tiles, run_text_benchmark
     from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -66,11 +67,20 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     write_json(metrics_path, metrics)
     table_path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(table_path, index=False, float_format="%.5g")
+    hetero_dir = sheet_prefix.with_name(f"{sheet_prefix.name}{HETEROCHROMIA_GRID}")  # a folder: there may be none
+    shutil.rmtree(hetero_dir, ignore_errors=True)
+    hetero_dir.mkdir(parents=True, exist_ok=True)
     for setting, images in grids.items():
         keys = ["sketch", "reference", *loaded, "target"]
         n = min(cfg.sheet_size, n_test, images["target"].shape[0])
         tiles = grid_tiles([images[k] for k in keys], n)
-        write_png(sheet_prefix.with_name(f"{sheet_prefix.name}_{setting}.png"), contact_sheet(tiles, ncol=n))
+        path = (hetero_dir / f"{setting.removesuffix(HETEROCHROMIA_GRID)}.png" if setting.endswith(HETEROCHROMIA_GRID)
+                else sheet_prefix.with_name(f"{sheet_prefix.name}_{setting}.png"))
+        write_png(path, contact_sheet(tiles, ncol=n))
+    if not any(setting.endswith(HETEROCHROMIA_GRID) for setting in grids):
+        (hetero_dir / "README.txt").write_text("No test reference has two irises more than "
+                                               f"{M.HETEROCHROMIA_GAP:g} CIEDE2000 apart (or the data has no label "
+                                               "maps), so there is no heterochromia grid.\n")
     text_models = [name for name, (model, _) in loaded.items() if model.config.text]
     text_dir = sheet_prefix.with_name(f"{sheet_prefix.name}_text")  # one folder: its contents follow the models
     shutil.rmtree(text_dir, ignore_errors=True)

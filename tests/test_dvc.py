@@ -59,6 +59,8 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     assert {"pretrain", "finetune", "reference_copy", "flat_fill"} <= set(evaluation)
     assert (repo / "reports/evaluate_random_ref.png").is_file()
+    hetero = sorted(p.name for p in (repo / "reports/evaluate_heterochromia").iterdir())  # grids, or why there are none
+    assert hetero == ["README.txt"] or set(hetero) <= {"self_ref.png", "random_ref.png"} and hetero
     assert (repo / "dvclive/pretrain/plots/metrics/train/loss.tsv").is_file()
     # the default model takes colour prompts: the text benchmark ran and drew its grids
     assert {"text_only", "masked_hair", "masked_eyes", "hetero_text", "counterfactual"} <= set(evaluation["finetune"]["text"])

@@ -13,7 +13,7 @@ from pipeline.data.dataset import to_tensor
 from pipeline.data.labels import COLOUR_REGIONS
 from pipeline.data.synthetic import REGION_IDS, generate_face
 from pipeline.evaluation import metrics as M
-from pipeline.evaluation.evaluate import EvalConfig, flat_fill, run_benchmark
+from pipeline.evaluation.evaluate import HETEROCHROMIA_GRID, EvalConfig, flat_fill, run_benchmark
 from pipeline.evaluation.features import INCEPTION_FILE, inception_extractor
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.perceptual import VGGLPIPS, _NumpyOnly, lpips_weights_path
@@ -127,6 +127,15 @@ def test_benchmark_with_and_without_inception(tiny_data, tmp_path):
     assert {"psnr", "ms_ssim", "lpips", "fd_vgg16", "kid_vgg16", "de_hair", "de_iris_left"} <= set(row)
     assert len(table) == 4 * (2 + 1 + 2) and (tmp_path / "out" / "m" / "random_ref").is_dir()
     assert metrics["_notes"]["fid"].startswith("standard")
+    # references with two different irises get their own grid: the rows heterochromia_success counts
+    for setting in ("self_ref", "random_ref"):
+        n = metrics["m"][setting]["heterochromia_n"]
+        hetero = grids.get(f"{setting}{HETEROCHROMIA_GRID}")
+        assert (hetero is None) == (n == 0)
+        if hetero is not None:
+            assert hetero["reference"].shape[0] == n and set(hetero) == set(grids[setting])
+            for ref in hetero["reference"]:
+                assert any(torch.equal(ref, other) for other in grids[setting]["reference"])
     # the same run without Inception weights: fid null with the reason, everything else identical
     # (deterministic given the seed). A 2048-d FID costs a matrix square root per candidate,
     # so only one run here uses the stand-in.

@@ -35,6 +35,7 @@ from pipeline.model.generate import colorize_batch
 from pipeline.model.perceptual import VGGLPIPS
 
 BASELINES = ("reference_copy", "flat_fill")
+HETEROCHROMIA_GRID = "_heterochromia"  # grids key suffix: the setting's heterochromatic references only
 
 
 class EvalConfig(Config):
@@ -125,6 +126,13 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         grids[setting] = {"sketch": sketch.cpu(), "reference": reference.cpu(), "target": target.cpu(),
                           **{k: v[0].cpu() for k, v in candidates.items()}}
         has_labels = "target_label" in data
+        if has_labels:  # the references with two different irises get a grid of their own
+            lab_ref = M.to_lab(((reference.float() + 1) / 2).cpu())
+            ref_l, ref_r = (M.region_means(lab_ref, data["reference_label"].numpy(), COLOUR_REGIONS[side],
+                                           cfg.region_erode) for side in ("iris_left", "iris_right"))
+            hetero = torch.from_numpy(np.flatnonzero(M.delta_e(ref_l, ref_r) > M.HETEROCHROMIA_GAP))
+            if len(hetero):
+                grids[f"{setting}{HETEROCHROMIA_GRID}"] = {k: v[hetero] for k, v in grids[setting].items()}
         use_animeface = cfg.animeface == "on" or (cfg.animeface == "auto" and not has_labels)
         if use_animeface:  # colours the output should have: the target's (self) or the reference's (random)
             expected = animeface_attributes(((target if setting == "self_ref" else reference).float().cpu() + 1) / 2)
@@ -140,11 +148,6 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
                 for region, err in errors.items():
                     per[f"de_{region}"] = err
                     summary[f"de_{region}"] = M.summarise(err)
-                lab_ref = M.to_lab(ref01)
-                ref_l = M.region_means(lab_ref, data["reference_label"].numpy(), COLOUR_REGIONS["iris_left"],
-                                       cfg.region_erode)
-                ref_r = M.region_means(lab_ref, data["reference_label"].numpy(), COLOUR_REGIONS["iris_right"],
-                                       cfg.region_erode)
                 rate, n = M.heterochromia_success(errors["iris_left"], errors["iris_right"], M.delta_e(ref_l, ref_r),
                                                   cfg.iris_threshold)
                 summary["heterochromia_success"] = None if np.isnan(rate) else round(rate, 4)

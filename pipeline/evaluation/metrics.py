@@ -79,8 +79,11 @@ def region_colour_errors(output: torch.Tensor, output_labels: np.ndarray, refere
             for name, rid in regions.items()}
 
 
+HETEROCHROMIA_GAP = 10.0  # CIEDE2000 between a reference's two irises above which it counts as heterochromatic
+
+
 def heterochromia_success(errors_left: np.ndarray, errors_right: np.ndarray, ref_left_right_gap: np.ndarray,
-                          threshold: float = 15.0, min_gap: float = 10.0) -> tuple[float, int]:
+                          threshold: float = 15.0, min_gap: float = HETEROCHROMIA_GAP) -> tuple[float, int]:
     """Share of references with two clearly different irises (gap > min_gap) where both output irises
     are within `threshold` CIEDE2000 of their own reference colour; returns (rate, count)."""
     hetero = ref_left_right_gap > min_gap
