@@ -116,3 +116,32 @@ def test_training_reports_the_precision_it_ran_in():
     for precision in ("fp32", "bf16"):
         result = _trainer(precision=precision).run()
         assert result["precision"] == precision and len(result["losses"]) == 3
+
+
+# ------------------------------------------------------------------------------ decoupled text attention
+@pytest.mark.parametrize("separate", [False, True])
+def test_separate_text_attention_reads_the_prompt_apart_from_the_reference(separate):
+    from pipeline.model.reference import CrossAttention
+
+    torch.manual_seed(0)
+    block = CrossAttention(16, 12, heads=2, groups=4, token_side=2, separate_extra=separate)
+    torch.nn.init.normal_(block.proj.weight)  # past the zero init
+    x, extra = torch.randn(1, 16, 4, 4), torch.randn(1, 3, 12)
+    grids = torch.randn(1, 4, 12), torch.randn(1, 4, 12)
+    with torch.no_grad():  # what the prompt adds, over two different references
+        added = [block(x, torch.cat([g, extra], 1)) - block(x, g) for g in grids]
+    # separate: the prompt's reading has its own softmax, so what it adds does not depend on the reference
+    assert torch.allclose(added[0], added[1], atol=1e-5) == separate
+    assert (block.extra_kv is not None) == separate
+
+
+def test_separate_text_attention_is_a_switch_with_its_own_weights():
+    shared = UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1,), heads=2, reference_attention=(16,),
+                             reference_tokens=8, text=True))
+    separate = UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1,), heads=2, reference_attention=(16,),
+                               reference_tokens=8, text=True, text_attention="separate"))
+    extra = set(separate.state_dict()) - set(shared.state_dict())
+    assert extra and all(".extra_kv." in k for k in extra) and set(shared.state_dict()) <= set(separate.state_dict())
+    no_text = UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1,), heads=2, reference_attention=(16,),
+                              reference_tokens=8, text_attention="separate"))
+    assert not any(".extra_kv." in k for k in no_text.state_dict())  # the switch only matters with text

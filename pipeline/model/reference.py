@@ -119,7 +119,8 @@ class ReferenceEncoder(nn.Module):
 class CrossAttention(nn.Module):
     """Denoiser features attend to context tokens (see the module notation); residual, zero-initialised."""
 
-    def __init__(self, channels: int, context_dim: int, heads: int, groups: int, token_side: int):
+    def __init__(self, channels: int, context_dim: int, heads: int, groups: int, token_side: int,
+                 separate_extra: bool = False):
         super().__init__()
         if channels % heads:
             raise ValueError(f"cross-attention: {channels} channels do not split into {heads} heads")
@@ -127,6 +128,10 @@ class CrossAttention(nn.Module):
         self.norm = group_norm(channels, groups)
         self.q = nn.Conv2d(channels, channels, 1)
         self.kv = nn.Linear(context_dim, 2 * channels)
+        # separate_extra: the tokens past the grid (text) get their own keys, values and softmax, and
+        # the two readings are added (decoupled cross-attention, as IP-Adapter): six prompt tokens then
+        # need not outbid 256 reference tokens for attention mass.
+        self.extra_kv = nn.Linear(context_dim, 2 * channels) if separate_extra else None
         self.proj = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
@@ -134,11 +139,15 @@ class CrossAttention(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q = self.q(self.norm(x)).flatten(2).transpose(1, 2)                       # (B, HW, C)
-        k, v = self.kv(context).chunk(2, dim=-1)                                  # (B, N, C) each
         q = q + fourier_positions(h, w, c, x.device, q.dtype)
         n_grid = self.token_side * self.token_side  # tokens past the grid (e.g. text) get no position
+        grid, extra = (context[:, :n_grid], context[:, n_grid:]) if self.extra_kv is not None else (context, None)
+        k, v = self.kv(grid).chunk(2, dim=-1)                                     # (B, N, C) each
         pos = fourier_positions(self.token_side, self.token_side, c, x.device, k.dtype)
         k = torch.cat([k[:, :n_grid] + pos, k[:, n_grid:]], 1)
         split = lambda t: t.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
         out = attend(split(q), split(k), split(v))                                # (B, heads, HW, C/heads)
+        if extra is not None and extra.shape[1]:
+            k_extra, v_extra = self.extra_kv(extra).chunk(2, dim=-1)
+            out = out + attend(split(q), split(k_extra), split(v_extra))
         return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))

@@ -11,6 +11,7 @@ H and W must be divisible by 2 ** (len(channel_mults) - 1).
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,11 @@ class UNetConfig(Config):
     reference_tokens: int = Field(16, ge=1, description="side of the reference token grid (image_size / 2^k)")
     text: bool = Field(False, description="colour-prompt slot tokens (model/text.py) join the reference tokens in "
                                           "the cross-attention (needs reference_attention); false: reference only")
+    text_attention: Literal["shared", "separate"] = Field("shared", description="shared: the prompt's tokens join "
+                                                                                "the reference tokens in one softmax; "
+                                                                                "separate: their own keys, values and "
+                                                                                "softmax, the readings added "
+                                                                                "(decoupled, as IP-Adapter)")
     vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words, in embedding order (filled in "
                                                         "from data/prompt.py when text is on; kept with the model)")
 
@@ -199,7 +205,8 @@ class UNet(nn.Module):
                 if res in cfg.attention_resolutions:
                     layers.append(Attention(cur, cfg.heads, groups))
                 if res in cfg.reference_attention:
-                    layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens))
+                    layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens,
+                                                  cfg.text and cfg.text_attention == "separate"))
                 self.down.append(_Step(layers))
                 skips.append(cur)
             if level < levels - 1:
@@ -216,7 +223,8 @@ class UNet(nn.Module):
                 if res in cfg.attention_resolutions:
                     layers.append(Attention(cur, cfg.heads, groups))
                 if res in cfg.reference_attention:
-                    layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens))
+                    layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens,
+                                                  cfg.text and cfg.text_attention == "separate"))
                 if level > 0 and i == cfg.res_blocks:
                     layers.append(Upsample(cur))
                     res *= 2
