@@ -1,0 +1,64 @@
+"""Benchmark: the CPU profile's training step and sampling, before and after issue 14's speed-ups.
+
+    python tests/benchmarks/bench_cpu.py [--iters N]
+
+Prints one markdown table per section, each variant next to its baseline in the same run:
+  * training step (batch 16, 64 px) of the default network with reference attention at 16 px and
+    at 32 + 16 px: PyTorch's unfused attention (what the strided feature maps used to get, forced
+    here with `sdpa_kernel(MATH)`) vs the fused flash kernel (`reference.attend`), in fp32 and bf16;
+  * sampling latency per image (batch 32, 10 DDIM steps, guidance 2 batched), fp32 vs bf16.
+bf16 pays only on CPUs with native bf16 (`device.cpu_has_bf16`; printed); elsewhere it is emulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_train import sample_latency, train_rate  # noqa: E402
+
+from pipeline.device import cpu_has_bf16  # noqa: E402
+from pipeline.model.unet import UNetConfig  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=4, help="timed training steps per variant")
+    args = ap.parse_args()
+    cpu = torch.device("cpu")
+    print(f"cpu, torch {torch.__version__}, threads {torch.get_num_threads()}, native bf16: {cpu_has_bf16()}")
+    base = dict(image_size=64, channels=32, channel_mults=(1, 2, 2), res_blocks=1, norm_groups=8, text=True)
+    nets = {"attention at 16 px (620-step default before)": UNetConfig(**base, reference_attention=(16,)),
+            "attention at 32 + 16 px (the new default)": UNetConfig(**base, reference_attention=(32, 16))}
+    variants = [("fp32, unfused attention (before)", "fp32", True), ("fp32, flash attention", "fp32", False),
+                ("bf16, flash attention", "bf16", False)]
+
+    print("\n## training step, batch 16, 64 px (seconds per step; lower is better)\n")
+    print("| network | " + " | ".join(v[0] for v in variants) + " |")
+    print("|---|" + "---|" * len(variants))
+    for name, cfg in nets.items():
+        cells = []
+        for _, precision, unfused in variants:
+            with sdpa_kernel(SDPBackend.MATH) if unfused else nullcontext():
+                timing = train_rate(cfg, 16, cpu, precision, iters=args.iters)
+            cells.append(f"{16 / timing.images_per_s:.3f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+    print("\n## sampling, batch 32, 10 DDIM steps, guidance 2 (seconds per image)\n")
+    print("| network | fp32 (before) | bf16 |")
+    print("|---|---|---|")
+    for name, cfg in nets.items():
+        cells = [f"{sample_latency(cfg, 32, 10, cpu, batched=True, precision=p).s_per_image:.3f}"
+                 for p in ("fp32", "bf16")]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
