@@ -61,7 +61,8 @@ def work(tmp_path, model_file, tiny_pretrained):
     export_model({"unet": plain.config.to_dict(), "diffusion": DiffusionConfig().to_dict(),
                   "ema": plain.state_dict()}, tmp_path / "plain.safetensors")
     for name, header in (("size0", lambda h: {**h, "unet": {**h["unet"], "image_size": 0}}),
-                         ("nounet", lambda h: {k: v for k, v in h.items() if k != "unet"})):
+                         ("nounet", lambda h: {k: v for k, v in h.items() if k != "unet"}),
+                         ("sideways", lambda h: {**h, "unet": {**h["unet"], "text_attention": "sideways"}})):
         _edit_header(model_file, tmp_path / f"{name}.safetensors", header)
     return tmp_path
 
@@ -136,6 +137,8 @@ CASES = {
                           ["Invalid value for '--text-guidance'"], []),
     "prompt to a model without text": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "plain.safetensors",
                                         "-p", "pink hair"], 2, ["this model was trained without text"], []),
+    "header text_attention sideways": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "sideways.safetensors"],
+                                       2, ["header unet.text_attention: Input should be 'shared' or 'separate'"], []),
     "header without unet": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "nounet.safetensors"], 2,
                             ["header unet: section is missing or empty"], []),
 }
