@@ -64,7 +64,7 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel]:
 
 def describe_error(error: dict, cls: type[BaseModel], where: str) -> str:
     """One pydantic error as one line: `<where>.<key>: <what> (got <value>)`."""
-    loc = tuple(str(p) for p in error["loc"])
+    loc = tuple(str(p) if str(p).isprintable() else repr(str(p)) for p in error["loc"])  # a key "\n" stays one line
     key = ".".join([where, *loc]) if where else ".".join(loc)
     kind = error["type"]
     if kind == "extra_forbidden":

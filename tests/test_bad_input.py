@@ -226,6 +226,12 @@ def test_params_loader_never_crashes(section, data):
         assert "\n" not in message and message.startswith(section), message
 
 
+def test_an_unprintable_key_is_named_on_one_line():
+    with pytest.raises(ParamsError) as err:  # found by the fuzz test above
+        validate_section("pretrain", {"unet": {"\n": None}})
+    assert str(err.value).startswith("pretrain.unet.'\\n': unknown key") and "\n" not in str(err.value)
+
+
 def _valid_images() -> list[bytes]:
     import io
 
