@@ -130,7 +130,8 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
             lab_ref = M.to_lab(((reference.float() + 1) / 2).cpu())
             ref_l, ref_r = (M.region_means(lab_ref, data["reference_label"].numpy(), COLOUR_REGIONS[side],
                                            cfg.region_erode) for side in ("iris_left", "iris_right"))
-            hetero = torch.from_numpy(np.flatnonzero(M.delta_e(ref_l, ref_r) > M.HETEROCHROMIA_GAP))
+            iris_gap = M.delta_e(ref_l, ref_r)
+            hetero = torch.from_numpy(np.flatnonzero(iris_gap > M.HETEROCHROMIA_GAP))
             if len(hetero):
                 grids[f"{setting}{HETEROCHROMIA_GRID}"] = {k: v[hetero] for k, v in grids[setting].items()}
         use_animeface = cfg.animeface == "on" or (cfg.animeface == "auto" and not has_labels)
@@ -148,8 +149,7 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
                 for region, err in errors.items():
                     per[f"de_{region}"] = err
                     summary[f"de_{region}"] = M.summarise(err)
-                rate, n = M.heterochromia_success(errors["iris_left"], errors["iris_right"], M.delta_e(ref_l, ref_r),
-                                                  cfg.iris_threshold)
+                rate, n = M.heterochromia_success(errors["iris_left"], errors["iris_right"], iris_gap, cfg.iris_threshold)
                 summary["heterochromia_success"] = None if np.isnan(rate) else round(rate, 4)
                 summary["heterochromia_n"] = n
             if use_animeface:

@@ -193,6 +193,7 @@ class UNet(nn.Module):
         ch, groups = cfg.channels, cfg.norm_groups
         emb_dim = 4 * ch
         context_dim = ch * cfg.channel_mults[-1]
+        separate_text = cfg.text and cfg.text_attention == "separate"  # the prompt's own keys and softmax
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.input = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
@@ -206,7 +207,7 @@ class UNet(nn.Module):
                     layers.append(Attention(cur, cfg.heads, groups))
                 if res in cfg.reference_attention:
                     layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens,
-                                                  cfg.text and cfg.text_attention == "separate"))
+                                                  separate_text))
                 self.down.append(_Step(layers))
                 skips.append(cur)
             if level < levels - 1:
@@ -224,7 +225,7 @@ class UNet(nn.Module):
                     layers.append(Attention(cur, cfg.heads, groups))
                 if res in cfg.reference_attention:
                     layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens,
-                                                  cfg.text and cfg.text_attention == "separate"))
+                                                  separate_text))
                 if level > 0 and i == cfg.res_blocks:
                     layers.append(Upsample(cur))
                     res *= 2
