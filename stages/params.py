@@ -23,6 +23,7 @@ from pipeline.errors import ParamsError
 from pipeline.evaluation.evaluate import EvalConfig
 from pipeline.model.conditioning import ConditionDropout
 from pipeline.model.diffusion import DiffusionConfig
+from pipeline.model.reference import CorrespondenceConfig
 from pipeline.model.unet import SIZE_LATER, UNetConfig
 from pipeline.training.finetune import FinetuneLoopConfig, ReconstructionConfig
 from pipeline.training.loop import LoopConfig
@@ -71,6 +72,8 @@ class PretrainParams(Config):
     condition_dropout: ConditionDropout = Field(default_factory=ConditionDropout,
                                                 description="classifier-free guidance training")
     lines: LineAugmentConfig = Field(default_factory=LineAugmentConfig, description="line-style augmentation")
+    correspondence: CorrespondenceConfig = Field(default_factory=CorrespondenceConfig,
+                                                 description="reference attention supervised by the warp")
     captions: CaptionConfig = Field(default_factory=CaptionConfig, description="training prompts from captions "
                                                                                "(text models: unet.text)")
     loop: LoopConfig = Field(default_factory=LoopConfig, description="optimisation loop")
@@ -94,6 +97,12 @@ class PretrainParams(Config):
                     key, "the model's inputs and outputs")
                 raise ValueError(f"unet.{key} is not a parameter (it follows {where})")
         return data
+
+    @model_validator(mode="after")
+    def _correspondence_needs_attention(self):
+        if self.correspondence.weight and not self.unet.reference_attention:
+            raise ValueError("correspondence.weight supervises the reference attention: set unet.reference_attention")
+        return self
 
     def unet_config(self, image_size: int) -> UNetConfig:
         """The network for `base.image_size` px images."""

@@ -29,13 +29,14 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     try:
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, line_augment=cfg.lines,
                               captions=cfg.captions if cfg.unet.text else None,
-                              region_balance=cfg.diffusion.region_balance)
+                              region_balance=cfg.diffusion.region_balance,
+                              correspondence=cfg.correspondence.weight > 0)
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
-        trainer = Trainer(model, diffusion, dataset, denoising_objective(diffusion, cfg.condition_dropout), cfg.loop,
-                          device, dist, state_path, run_id, meta={"stage": "pretrain", "params": cfg.to_dict()},
-                          seed=base.seed)
+        objective = denoising_objective(diffusion, cfg.condition_dropout, cfg.correspondence)
+        trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
+                          meta={"stage": "pretrain", "params": cfg.to_dict()}, seed=base.seed)
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
                             live_dir, cfg.samples, base.seed, stop_at)
     finally:

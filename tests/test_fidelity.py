@@ -145,3 +145,107 @@ def test_separate_text_attention_is_a_switch_with_its_own_weights():
     no_text = UNet(UNetConfig(image_size=16, channels=8, channel_mults=(1,), heads=2, reference_attention=(16,),
                               reference_tokens=8, text_attention="separate"))
     assert not any(".extra_kv." in k for k in no_text.state_dict())  # the switch only matters with text
+
+
+# ------------------------------------------------------------------------------ correspondence supervision
+def _corr_unet() -> UNet:
+    return UNet(UNetConfig(image_size=32, channels=16, channel_mults=(1, 2, 2), norm_groups=4,
+                           reference_attention=(16, 8), reference_tokens=8))
+
+
+def test_warp_source_is_the_identity_without_a_warp_and_follows_a_shift():
+    from pipeline.data.dataset import warp_source
+
+    ys, xs = np.mgrid[0:8, 0:8].astype(np.float32)
+    src = warp_source((xs, ys))
+    assert src.shape == (2, 8, 8) and src[0, 3, 5] == pytest.approx(5.5 / 8) and src[1, 3, 5] == pytest.approx(3.5 / 8)
+    shifted = warp_source((xs + 2, ys))  # the warped image shows the original 2 px to the right
+    assert shifted[0, 0, 0] == pytest.approx(2.5 / 8)
+    assert shifted[0, 0, 7] == pytest.approx(7.5 / 8)  # past the edge: the replicated border column
+
+
+def test_recorded_attention_is_a_distribution_over_the_grid_and_recording_ends():
+    from pipeline.model.reference import CrossAttention, recorded_attention
+
+    torch.manual_seed(0)
+    net = _corr_unet()
+    for m in net.modules():  # open the zero-initialised paths so the attention has something to say
+        if isinstance(m, CrossAttention):
+            torch.nn.init.normal_(m.kv.weight)
+    x = torch.randn(2, 7, 32, 32)
+    with recorded_attention(net) as records:
+        net(x, torch.tensor([3, 700]))
+    assert len(records) == 6  # at 16 and at 8 px: one block down, two up
+    for log_attention, (h, w), side in records:
+        assert side == 8 and log_attention.shape == (2, h * w, 64)
+        assert torch.allclose(log_attention.exp().sum(-1), torch.ones(2, h * w), atol=1e-4)
+    assert all(m.record is None for m in net.modules() if isinstance(m, CrossAttention))
+
+
+def test_correspondence_loss_is_low_for_the_true_match_and_skips_dropped_references():
+    from pipeline.model.reference import correspondence_loss, fourier_grid
+
+    side, b = 8, 2
+    source = fourier_grid(16, 16, CPU).T.reshape(1, 2, 16, 16).expand(b, -1, -1, -1)  # an unwarped reference
+    pos = fourier_grid(side, side, CPU)
+    d2 = ((pos[:, None] - pos[None]) ** 2).sum(-1)
+    right = torch.log_softmax(-d2 * 32.0, -1)[None].expand(b, -1, -1)  # its own place, at sigma = 1 token
+    wrong = torch.log_softmax(-d2.flip(1) * 32.0, -1)[None].expand(b, -1, -1)  # the mirrored place
+    uniform = torch.full((b, side * side, side * side), -np.log(side * side))
+    keep = torch.tensor([True, True])
+    loss = {k: correspondence_loss([(v, (side, side), side)], source, keep, 1.0).item()
+            for k, v in (("right", right), ("wrong", wrong), ("uniform", uniform))}
+    assert loss["right"] < 1e-3 and 0.5 < loss["uniform"] < loss["wrong"]
+    assert correspondence_loss([(wrong, (side, side), side)], source, torch.tensor([False, False]), 1.0).item() == 0
+
+
+def test_correspondence_training_lowers_its_loss_and_keeps_the_denoising_path(tmp_path):
+    """A few optimizer steps on the supervised term alone move the attention toward the warp's
+    correspondence (the term is differentiable through queries, keys and the reference encoder)."""
+    from pipeline.data.dataset import warp_source
+    from pipeline.data.tps import TPSConfig, random_warp
+    from pipeline.model.reference import correspondence_loss, recorded_attention
+
+    torch.manual_seed(0)
+    net = _corr_unet()
+    rng = np.random.default_rng(0)
+    source = torch.from_numpy(np.stack([warp_source(random_warp(TPSConfig(), rng, 32, 32)) for _ in range(4)]))
+    x = torch.randn(4, 7, 32, 32)
+    keep = torch.ones(4, dtype=torch.bool)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        with recorded_attention(net) as records:
+            net(x, torch.full((4,), 500))
+        loss = correspondence_loss(records, source, keep, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_pretrain_stage_with_correspondence_logs_the_term_and_needs_reference_attention(tiny_data, tmp_path):
+    import yaml
+
+    from pipeline.errors import ParamsError
+    from stages.pretrain import pretrain
+    from tests.conftest import ROOT, TINY_PRETRAIN, set_key, stage_paths
+
+    faces, pairs = tiny_data
+    item = PairDataset(faces, pairs, "train", correspondence=True)[(0, 1)]
+    assert item["reference_source"].shape == (2, 32, 32)
+    assert torch.equal(item["reference"], PairDataset(faces, pairs, "train")[(0, 1)]["reference"])
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in {**TINY_PRETRAIN, "pretrain.loop.train_steps": 2, "pretrain.correspondence.weight": 1.0}.items():
+        set_key(params, key, value)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    pretrain(tmp_path / "params.yaml", faces, pairs, **stage_paths(tmp_path, "pretrain"))
+    logged = tmp_path / "dvclive" / "pretrain" / "plots" / "metrics" / "train" / "loss_correspondence.tsv"
+    values = [float(line.split("\t")[-1]) for line in logged.read_text().splitlines()[1:]]
+    assert values and all(v > 0 for v in values)
+    set_key(params, "pretrain.unet.reference_attention", [])
+    set_key(params, "pretrain.unet.text", False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match="correspondence.weight supervises the reference attention"):
+        pretrain(tmp_path / "params.yaml", faces, pairs, **stage_paths(tmp_path, "pretrain"))

@@ -103,6 +103,15 @@ def region_weights(sketch: np.ndarray, power: float, max_weight: float = 8.0) ->
     return (weight / weight.mean()).astype(np.float32)
 
 
+def warp_source(maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(2, H, W) float32: for each pixel of the warped image, the (x, y) in [0, 1] (pixel centres) of
+    the original's point it shows (`apply_warp` replicates the border: coordinates are clamped)."""
+    map_x, map_y = maps
+    height, width = map_x.shape
+    return np.stack([(np.clip(map_x, 0, width - 1) + 0.5) / width,
+                     (np.clip(map_y, 0, height - 1) + 0.5) / height]).astype(np.float32)
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W) or (H, W, C) -> float32 (C, H, W) in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(image)).float().div_(127.5).sub_(1.0)
@@ -121,7 +130,8 @@ class PairDataset(Dataset):
     def __init__(self, faces_dir: str | Path, pairs_dir: str | Path, split: str = "train",
                  tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
                  limit: int | None = None, captions: CaptionConfig | None = None,
-                 vocabulary: tuple[str, ...] | None = None, region_balance: float = 0.0):
+                 vocabulary: tuple[str, ...] | None = None, region_balance: float = 0.0,
+                 correspondence: bool = False):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -133,6 +143,7 @@ class PairDataset(Dataset):
             self.items = self.items.head(limit).reset_index(drop=True)
         self.tps, self.line_augment, self.with_labels, self.captions = tps, line_augment, with_labels, captions
         self.region_balance = region_balance  # > 0: items carry `weight` (region_weights of the sketch)
+        self.correspondence = correspondence  # items carry `reference_source` (warp_source of the distortion)
         self.colours = vocabulary_colours(vocabulary) if vocabulary else None  # the model's words (text models)
         if captions is not None and "caption" not in self.items:
             raise AnimecolorError(f"{items_path}: no caption column (rerun `animecolor clean` and `pairs`)")
@@ -167,6 +178,8 @@ class PairDataset(Dataset):
             label = read_label(self.faces / row.label)
             reference_label = apply_warp(label, maps, label=True)
         out = {"sketch": to_tensor(sketch), "target": to_tensor(target)}
+        if self.correspondence:
+            out["reference_source"] = torch.from_numpy(warp_source(maps))
         if self.region_balance > 0:
             out["weight"] = torch.from_numpy(region_weights(sketch, self.region_balance))[None]
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream

@@ -18,6 +18,7 @@ import json
 import math
 import resource
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
@@ -33,6 +34,7 @@ from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
 from pipeline.model.diffusion import Diffusion
+from pipeline.model.reference import CorrespondenceConfig, correspondence_loss, recorded_attention
 from pipeline.model.unet import UNet, count_parameters
 from pipeline.rng import step_seed
 from pipeline.training.distributed import Dist
@@ -144,9 +146,12 @@ class RunBatches(Sampler):
             epoch, skip = epoch + 1, 0
 
 
-def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout) -> Objective:
+def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
+                        correspondence: CorrespondenceConfig = CorrespondenceConfig()) -> Objective:
     """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance (the
-    reference, the sketch and, when the batch has an encoded prompt, the prompt)."""
+    reference, the sketch and, when the batch has an encoded prompt, the prompt). With a
+    correspondence weight and batches that carry `reference_source`, the reference attention is
+    also supervised by the warp (`model.reference.correspondence_loss`)."""
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         x0 = batch["target"]
@@ -155,7 +160,14 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout) -> Obje
         eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype, non_blocking=True)
         sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
         text = batch.get("text")  # an encoded prompt (text models), already dropped at p_empty by the dataset
-        return diffusion.loss(conditioned(model, sketch, reference, text), x0, t, eps, batch.get("weight")), {}
+        source = batch.get("reference_source") if correspondence.weight else None
+        with recorded_attention(model) if source is not None else nullcontext() as records:
+            loss = diffusion.loss(conditioned(model, sketch, reference, text), x0, t, eps, batch.get("weight"))
+        if source is None:
+            return loss, {}
+        keep = reference.flatten(1).abs().amax(1) > 0  # a dropped reference is the null (all-zero) one
+        aux = correspondence_loss(records, source, keep, correspondence.sigma)
+        return loss + correspondence.weight * aux, {"loss_correspondence": aux.detach()}
 
     return objective
 
