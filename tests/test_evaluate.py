@@ -5,6 +5,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchvision.transforms.functional as TF
@@ -212,3 +213,21 @@ def test_animeface_attributes_skip_a_stalled_image_and_go_on():
         hurried = animeface_attributes(images, timeout=0.0)
     assert np.isnan(hurried[[1, 3]]).all()
     np.testing.assert_array_equal(hurried[[0, 2]], alone)
+
+
+def test_iris_gap_uses_the_captions_exact_colours_and_measures_without_them():
+    """A reference with one iris colour is not heterochromatic however the shading falls; without
+    a caption that codes both irises the gap is measured from the label map."""
+    from pipeline.evaluation.evaluate import reference_iris_gap
+
+    labels = torch.zeros(2, 8, 8, dtype=torch.int64)
+    labels[:, 2:6, 1:3], labels[:, 2:6, 5:7] = 4, 5  # iris_left, iris_right
+    reference = torch.zeros(2, 3, 8, 8)  # mid grey...
+    reference[:, 0, :, 5:7] = 0.8  # ...but the right iris reddish: a measured gap
+    table = pd.DataFrame({"reference_caption": ["hair #102030, left eye #3479d7, right eye #3479d7", ""]})
+    gap = reference_iris_gap(reference, labels, table, erode=0)
+    assert gap[0] == 0.0  # the spec says one colour
+    assert gap[1] > M.HETEROCHROMIA_GAP  # measured
+    table = pd.DataFrame({"reference_caption": ["left eye #ff0000, right eye #0000ff", "red eyes"]})
+    gap = reference_iris_gap(reference, labels, table, erode=0)
+    assert gap[0] > 50 and gap[1] > M.HETEROCHROMIA_GAP  # "red eyes" names no exact colours: measured
