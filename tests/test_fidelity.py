@@ -176,9 +176,10 @@ def test_recorded_attention_is_a_distribution_over_the_grid_and_recording_ends()
     with recorded_attention(net) as records:
         net(x, torch.tensor([3, 700]))
     assert len(records) == 6  # at 16 and at 8 px: one block down, two up
-    for log_attention, (h, w), side in records:
-        assert side == 8 and log_attention.shape == (2, h * w, 64)
-        assert torch.allclose(log_attention.exp().sum(-1), torch.ones(2, h * w), atol=1e-4)
+    for log_attention, pos, side in records:  # the 16 px maps are read at every second position
+        assert side == 8 and log_attention.shape == (2, 64, 64) and pos.shape == (64, 2)
+        assert torch.allclose(log_attention.exp().sum(-1), torch.ones(2, 64), atol=1e-4)
+    assert {round(float(p[0, 0]), 5) for _, p, _ in records} == {1 / 32, 1 / 16}  # pixel centres of 16 and 8 px maps
     assert all(m.record is None for m in net.modules() if isinstance(m, CrossAttention))
 
 
@@ -193,10 +194,10 @@ def test_correspondence_loss_is_low_for_the_true_match_and_skips_dropped_referen
     wrong = torch.log_softmax(-d2.flip(1) * 32.0, -1)[None].expand(b, -1, -1)  # the mirrored place
     uniform = torch.full((b, side * side, side * side), -np.log(side * side))
     keep = torch.tensor([True, True])
-    loss = {k: correspondence_loss([(v, (side, side), side)], source, keep, 1.0).item()
+    loss = {k: correspondence_loss([(v, pos, side)], source, keep, 1.0).item()
             for k, v in (("right", right), ("wrong", wrong), ("uniform", uniform))}
     assert loss["right"] < 1e-3 and 0.5 < loss["uniform"] < loss["wrong"]
-    assert correspondence_loss([(wrong, (side, side), side)], source, torch.tensor([False, False]), 1.0).item() == 0
+    assert correspondence_loss([(wrong, pos, side)], source, torch.tensor([False, False]), 1.0).item() == 0
 
 
 def test_correspondence_training_lowers_its_loss_and_keeps_the_denoising_path(tmp_path):

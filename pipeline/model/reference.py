@@ -165,15 +165,26 @@ class CrossAttention(nn.Module):
         pos = fourier_positions(self.token_side, self.token_side, c, x.device, k.dtype)
         k = torch.cat([k[:, :n_grid] + pos, k[:, n_grid:]], 1)
         split = lambda t: t.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
-        if self.record is not None:  # log of the head-mean attention over the grid tokens: (B, HW, N)
-            logits = split(q).float() @ split(k[:, :n_grid]).float().transpose(-1, -2) * (c // self.heads) ** -0.5
-            self.record.append((logits.log_softmax(-1).logsumexp(1) - math.log(self.heads), (h, w),
-                                self.token_side))
+        if self.record is not None:
+            self._record(q, k[:, :n_grid], h, w)
         out = attend(split(q), split(k), split(v))                                # (B, heads, HW, C/heads)
         if extra is not None and extra.shape[1]:
             k_extra, v_extra = self.extra_kv(extra).chunk(2, dim=-1)
             out = out + attend(split(q), split(k_extra), split(v_extra))
         return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))
+
+    def _record(self, q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> None:
+        """Append (log of the head-mean attention on the grid (B, M, N), the M queries' (x, y) in
+        [0, 1], the token side). Feature maps finer than the token grid are read at every
+        stride-th position (M = N): a 32 px map's 1,024 queries cost 4x the 16 px map's and say
+        little more about where to look."""
+        b, c = q.shape[0], q.shape[-1]
+        stride = max(1, min(h, w) // self.token_side)
+        pos = fourier_grid(h, w, q.device).reshape(h, w, 2)[::stride, ::stride].reshape(-1, 2)
+        q = q.reshape(b, h, w, c)[:, ::stride, ::stride].reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)
+        k = k.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)
+        logits = q.float() @ k.float().transpose(-1, -2) * (c // self.heads) ** -0.5  # (B, heads, M, N)
+        self.record.append((logits.log_softmax(-1).logsumexp(1) - math.log(self.heads), pos, self.token_side))
 
 
 class CorrespondenceConfig(Config):
@@ -188,8 +199,8 @@ class CorrespondenceConfig(Config):
 
 @contextmanager
 def recorded_attention(model: nn.Module) -> Iterator[list]:
-    """Within the block, every CrossAttention of `model` appends (log attention (B, HW, N), its
-    query grid (H, W), its token side) to the yielded list on each forward."""
+    """Within the block, every CrossAttention of `model` appends (log attention (B, M, N), its M
+    queries' positions, its token side) to the yielded list on each forward (`CrossAttention._record`)."""
     layers = [m for m in model.modules() if isinstance(m, CrossAttention)]
     records: list = []
     for layer in layers:
@@ -207,14 +218,18 @@ def correspondence_loss(records: list, source: torch.Tensor, keep: torch.Tensor,
     source (B, 2, H, W): for each reference pixel, the (x, y) in [0, 1] of the target point it
     shows; keep (B,) bool: samples that had a reference. Returns a scalar (0 if nothing to supervise)."""
     total = source.new_zeros((), dtype=torch.float32)
-    for log_attention, (h, w), token_side in records:
-        src = F.adaptive_avg_pool2d(source.float(), token_side).flatten(2).transpose(1, 2)  # (B, N, 2)
-        width = sigma / token_side
-        pos = fourier_grid(h, w, source.device)                                        # (HW, 2)
-        d2 = ((pos[None, :, None] - src[:, None]) ** 2).sum(-1)                        # (B, HW, N)
-        target = torch.softmax(-d2 / (2 * width ** 2), -1)
-        kl = (target * (target.clamp_min(1e-12).log() - log_attention)).sum(-1)        # (B, HW)
-        shown = (d2.amin(-1) < (2 * width) ** 2) & keep[:, None]
+    targets: dict = {}  # the layers at one feature-map side share their target
+    for log_attention, pos, token_side in records:
+        key = (pos.shape[0], token_side)
+        if key not in targets:
+            src = F.adaptive_avg_pool2d(source.float(), token_side).flatten(2).transpose(1, 2)  # (B, N, 2)
+            width = sigma / token_side
+            d2 = ((pos[None, :, None] - src[:, None]) ** 2).sum(-1)                          # (B, M, N)
+            target = torch.softmax(-d2 / (2 * width ** 2), -1)
+            shown = (d2.amin(-1) < (2 * width) ** 2) & keep[:, None]
+            targets[key] = (target, (target * target.clamp_min(1e-12).log()).sum(-1), shown)
+        target, neg_entropy, shown = targets[key]
+        kl = neg_entropy - (target * log_attention).sum(-1)                                  # (B, M)
         total = total + (kl * shown).sum() / shown.sum().clamp_min(1)
     return total / max(len(records), 1)
 
