@@ -154,7 +154,9 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
                 grids[f"{setting}{HETEROCHROMIA_GRID}"] = {k: v[hetero] for k, v in grids[setting].items()}
         use_animeface = cfg.animeface == "on" or (cfg.animeface == "auto" and not has_labels)
         if use_animeface:  # colours the output should have: the target's (self) or the reference's (random)
-            expected = animeface_attributes(((target if setting == "self_ref" else reference).float().cpu() + 1) / 2)
+            on_target = animeface_attributes((target.float().cpu() + 1) / 2)
+            expected = on_target if setting == "self_ref" else animeface_attributes((reference.float().cpu() + 1) / 2)
+            target_detected = round(float((~np.isnan(on_target[:, 0, 0])).mean()), 4)
         for cand, (out, seconds) in candidates.items():
             out01, tgt01 = (out.float() + 1) / 2, (target.float() + 1) / 2
             per = {"psnr": M.psnr(out01, tgt01).cpu().numpy(), "ms_ssim": M.ms_ssim(out01, tgt01).cpu().numpy(),
@@ -176,6 +178,7 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
                     per[f"af_de_{name}"] = err
                     summary[f"af_de_{name}"] = M.summarise(err)
                 summary["af_detected"] = round(float((~np.isnan(found[:, 0, 0])).mean()), 4)
+                summary["af_detected_target"] = target_detected  # the same detector on the true pictures
             folder = out_dir / cand / setting
             _write_folder(folder, names, out)
             feats = _features(folder, vgg_fx, cfg.batch_size, device)

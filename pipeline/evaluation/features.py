@@ -4,6 +4,10 @@ standard Inception (clean-fid's TorchScript file) when it is present. Nothing is
 
 from __future__ import annotations
 
+import json
+import select
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -58,54 +62,50 @@ def animeface_attributes(images: torch.Tensor, pad_fraction: float = 0.5, side: 
     (`pad_fraction` of their side) and are upscaled to `side` px first: on 64 px crops from
     ../shared/data this finds a face in 24 of 30 images, against 2 of 30 without.
 
-    The detector (a C++ library) runs in a child process: an image it takes more than `timeout`
-    seconds on (a stall once held up a whole benchmark for half an hour) counts as "no face"
-    with a warning, and the child is restarted for the rest."""
-    import multiprocessing as mp
-
+    The detector (a C++ library) runs in a child process (`python -m pipeline.evaluation.animeface_worker`,
+    so it works from any caller, notebooks and unguarded scripts included): an image it takes more
+    than `timeout` seconds on (a stall once held up a whole benchmark for half an hour) counts as
+    "no face" with a warning, and a new child goes on from the next image."""
     arr = (images.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().cpu().numpy()
     out = np.full((arr.shape[0], 3, 3), np.nan)
-    ctx, start, skipped = mp.get_context("spawn"), 0, []
-    while start < len(arr):
-        receive, send = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_animeface_worker, args=(arr[start:], pad_fraction, side, send), daemon=True)
-        child.start()
-        send.close()
-        try:
-            for i in range(start, len(arr)):
-                if not receive.poll(timeout + (60.0 if i == start else 0.0)):  # the first one also waits for imports
-                    skipped.append(i)
-                    break
-                out[i] = receive.recv()
-            else:
-                i = len(arr)
-        except EOFError:  # the child died (not a stall): count the image as not detected
-            skipped.append(i)
-        finally:
-            child.kill()
-            child.join()
-            receive.close()
-        start = i + 1
+    skipped: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="animecolor-animeface-") as tmp:
+        path = Path(tmp) / "images.npy"
+        np.save(path, arr)
+        start = 0
+        while start < len(arr):
+            child = subprocess.Popen([sys.executable, "-m", "pipeline.evaluation.animeface_worker", str(path),
+                                      str(start), str(pad_fraction), str(side)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                lines = _lines_within(child.stdout, timeout, first_extra=60.0)  # the first also waits for imports
+                i = start
+                for i in range(start, len(arr)):
+                    line = next(lines, None)
+                    if line is None:  # stalled or died
+                        skipped.append(i)
+                        break
+                    out[i] = np.asarray(json.loads(line), dtype=np.float64).reshape(3, 3)
+                else:
+                    i = len(arr)
+            finally:
+                child.kill()
+                child.wait()
+                child.stdout.close()
+            start = i + 1
     if skipped:
         warnings.warn(f"animeface: no answer within {timeout:g} s (or a crash) on images {skipped}; "
                       f"counted as no face found", stacklevel=2)
     return out
 
 
-def _animeface_worker(arr: np.ndarray, pad_fraction: float, side: int, send) -> None:
-    """Child process of `animeface_attributes`: one (3, 3) array (or NaNs) per image, in order."""
-    import animeface
-    import cv2
-    from PIL import Image
-
-    for rgb in arr:
-        pad = int(round(pad_fraction * max(rgb.shape[:2])))
-        framed = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-        faces = animeface.detect(Image.fromarray(cv2.resize(framed, (side, side), interpolation=cv2.INTER_CUBIC)))
-        colours = np.full((3, 3), np.nan)
-        if faces:
-            face = max(faces, key=lambda f: f.likelihood)
-            found = (face.hair.color, face.left_eye.color, face.right_eye.color)
-            colours = np.asarray([[c.r, c.g, c.b] if hasattr(c, "r") else list(c) for c in found]) / 255.0
-        send.send(colours)
-    send.close()
+def _lines_within(stream, timeout: float, first_extra: float = 0.0):
+    """Lines of a child's stdout; stops (StopIteration) when one takes longer than `timeout` s."""
+    wait = timeout + first_extra
+    while True:
+        ready, _, _ = select.select([stream], [], [], wait)
+        line = stream.readline() if ready else ""
+        if not line:
+            return
+        yield line
+        wait = timeout

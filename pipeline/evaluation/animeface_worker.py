@@ -1,0 +1,41 @@
+"""Child process of `features.animeface_attributes`: hair and eye colours of images[start:].
+
+    python -m pipeline.evaluation.animeface_worker IMAGES.npy START PAD_FRACTION SIDE
+
+IMAGES.npy: uint8 (B, H, W, 3). Prints one JSON line per image, in order: the 9 RGB values in
+[0, 1] of (hair, left eye, right eye), or nulls where no face is found. Kept free of torch so it
+starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def colours(rgb: np.ndarray, pad_fraction: float, side: int) -> list[float | None]:
+    import animeface
+    import cv2
+    from PIL import Image
+
+    pad = int(round(pad_fraction * max(rgb.shape[:2])))
+    framed = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    faces = animeface.detect(Image.fromarray(cv2.resize(framed, (side, side), interpolation=cv2.INTER_CUBIC)))
+    if not faces:
+        return [None] * 9
+    face = max(faces, key=lambda f: f.likelihood)
+    found = (face.hair.color, face.left_eye.color, face.right_eye.color)
+    return [v / 255.0 for c in found for v in ((c.r, c.g, c.b) if hasattr(c, "r") else c)]
+
+
+def main(argv: list[str]) -> None:
+    path, start, pad_fraction, side = argv[0], int(argv[1]), float(argv[2]), int(argv[3])
+    images = np.load(path, mmap_mode="r")
+    for rgb in images[start:]:
+        print(json.dumps(colours(np.ascontiguousarray(rgb), pad_fraction, side)), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
