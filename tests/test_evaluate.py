@@ -139,13 +139,17 @@ def test_benchmark_with_and_without_inception(tiny_data, tmp_path):
                 assert any(torch.equal(ref, other) for other in grids[setting]["reference"])
     # the same run without Inception weights: fid null with the reason, everything else identical
     # (deterministic given the seed). A 2048-d FID costs a matrix square root per candidate,
-    # so only one run here uses the stand-in.
+    # so only one run here uses the stand-in. animeface on: its colour errors and detection
+    # rates (on the outputs and on the true pictures) join every candidate's row.
     missing, _, _ = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out2",
-                                  EvalConfig(sample_steps=2, limit=4), torch.device("cpu"), tmp_path / "absent.pt")
+                                  EvalConfig(sample_steps=2, limit=4, animeface="on"), torch.device("cpu"),
+                                  tmp_path / "absent.pt")
     assert missing["m"]["self_ref"]["fid"] is None and "not found" in missing["_notes"]["fid"]
     for setting, row in missing["m"].items():
+        assert 0 <= row["af_detected"] <= 1 and 0 <= row["af_detected_target"] <= 1
+        assert row["af_detected_target"] == missing["flat_fill"][setting]["af_detected_target"]
         skip = {"seconds_per_image", "fid"}
-        assert {k: v for k, v in row.items() if k not in skip} == \
+        assert {k: v for k, v in row.items() if k not in skip and not k.startswith("af_")} == \
             {k: v for k, v in metrics["m"][setting].items() if k not in skip}
 
 
