@@ -89,6 +89,9 @@ def test_readme_params_table_is_generated_from_the_schema():
         ("pretrain", {"unet": {"channel_mults": [1, "2"]}}, "pretrain.unet.channel_mults.1: Input should be a valid"),
         ("pretrain", {"unet": {"image_size": 128}}, "unet.image_size is not a parameter (it follows base.image_size)"),
         ("pretrain", {"unet": {"channels": 30, "heads": 8}}, "attention: the bottleneck's 60 channels do not split"),
+        ("pretrain", {"correspondence": {"weight": -0.1}}, "pretrain.correspondence.weight: Input should be greater"),
+        ("pretrain", {"correspondence": {"weight": 0.1}, "unet": {"reference_attention": [], "text": False}},
+         "correspondence.weight supervises the reference attention: set unet.reference_attention"),
         ("nope", {}, "nope: unknown params section"),
     ],
 )
