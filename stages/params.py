@@ -139,8 +139,6 @@ SHIPPED: dict[str, tuple[object, str]] = {
     "pretrain.unet.reference_attention": ([32, 16], "reference attention at 32 and 16 px: at equal CPU time "
                                                     "+1.2 dB self-reference PSNR and -4.5 hair CIEDE2000 over "
                                                     "16 px alone (issue 14)"),
-    "pretrain.unet.text": (True, "colour prompts with the reference (the text + reference issue); false: the "
-                                 "reference-only network, for the ablation"),
     "pretrain.loop.train_steps": (1400, "about 12 minutes on 2 cores with attention at 32 + 16 px in bf16, so "
                                         "the whole DAG fits its 20"),
 }

@@ -74,6 +74,7 @@ TINY_PRETRAIN = {  # a model that trains in seconds on CPU
     "pretrain.loop.batch_size": 4, "pretrain.loop.checkpoint_every": 2, "pretrain.loop.log_every": 2,
     "pretrain.loop.num_workers": 0, "pretrain.samples.sample_steps": 2, "pretrain.samples.count": 2,
     "pretrain.loop.warmup_steps": 2,
+    "pretrain.unet.text": True,  # the fixtures exercise the prompt path (off in the shipped params)
 }
 TINY_FINETUNE = {
     "finetune.subset": 8, "finetune.loop.batch_size": 4, "finetune.reconstruction.unroll_steps": 2,

@@ -50,7 +50,9 @@ class UNetConfig(Config):
                                                                  "[]: concatenation only, as the paper")
     reference_tokens: int = Field(16, ge=1, description="side of the reference token grid (image_size / 2^k)")
     text: bool = Field(False, description="colour-prompt slot tokens (model/text.py) join the reference tokens in "
-                                          "the cross-attention (needs reference_attention); false: reference only")
+                                          "the cross-attention (needs reference_attention); false: reference only "
+                                          "(at 1,400 CPU steps the prompt path costs the empty-prompt model 0.6 dB and "
+                                          "5 CIEDE2000 on the irises: README, text + reference)")
     text_attention: Literal["shared", "separate"] = Field("shared", description="shared: the prompt's tokens join "
                                                                                 "the reference tokens in one softmax; "
                                                                                 "separate: their own keys, values and "
