@@ -62,7 +62,7 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     hetero = sorted(p.name for p in (repo / "reports/evaluate_heterochromia").iterdir())  # grids, or why there are none
     assert hetero == ["README.txt"] or set(hetero) <= {"self_ref.png", "random_ref.png"} and hetero
     assert (repo / "dvclive/pretrain/plots/metrics/train/loss.tsv").is_file()
-    # the default model takes colour prompts: the text benchmark ran and drew its grids
+    # the tiny model takes colour prompts (TINY_PRETRAIN turns text on): the text benchmark ran and drew its grids
     assert {"text_only", "masked_hair", "masked_eyes", "hetero_text", "counterfactual"} <= set(evaluation["finetune"]["text"])
     assert (repo / "reports/evaluate_text/finetune_prompts.png").is_file()
 
