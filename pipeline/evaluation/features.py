@@ -78,21 +78,16 @@ def animeface_attributes(images: torch.Tensor, pad_fraction: float = 0.5, side: 
                                       str(start), str(pad_fraction), str(side)],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             try:
-                lines = _lines_within(child.stdout, timeout, first_extra=60.0)  # the first also waits for imports
-                i = start
-                for i in range(start, len(arr)):
-                    line = next(lines, None)
-                    if line is None:  # stalled or died
-                        skipped.append(i)
-                        break
-                    out[i] = np.asarray(json.loads(line), dtype=np.float64).reshape(3, 3)
-                else:
-                    i = len(arr)
+                for line in _lines_within(child.stdout, timeout, first_extra=60.0):  # the first waits for imports
+                    out[start] = np.asarray(json.loads(line), dtype=np.float64).reshape(3, 3)
+                    start += 1
             finally:
                 child.kill()
                 child.wait()
                 child.stdout.close()
-            start = i + 1
+            if start < len(arr):  # the child stalled or died on this image
+                skipped.append(start)
+                start += 1
     if skipped:
         warnings.warn(f"animeface: no answer within {timeout:g} s (or a crash) on images {skipped}; "
                       f"counted as no face found", stacklevel=2)

@@ -18,18 +18,19 @@ plain sequence: more of them (text, the text + reference issue) can be appended 
 
 Correspondence supervision (`CorrespondenceConfig`, off by default). In training the reference
 is the target under a known distortion, so for every denoiser position the reference tokens that
-show the same point of the picture are known. Left to the denoising loss alone the attention
-never learns to find small parts: with the reference *equal* to the target, a model trained
-without it moved its predicted iris colour by only 3 CIEDE2000 over the null reference at
-t = 999 (hair: by 20). The supervised term is a KL divergence per query position
+show the same point of the picture are known. It was built to help the irises, which a model
+with the prompt path barely read from the reference: given the target itself as reference, its
+predicted iris colour at t = 999 moved by 3 CIEDE2000 over the null reference (hair: by 20;
+`scripts/iris_diagnostic.py`). The supervised term is a KL divergence per query position
 
     KL( softmax_k(-|pos(query) - src_k|^2 / 2 sigma^2)  ||  mean over heads of the attention on the grid )
 
 where src_k is the point of the target shown by reference token k (from the warp maps). Queries
 whose point is not shown in the reference (nearest token farther than 2 sigma) are skipped, and
 so are samples whose reference was dropped. It supervises where to look, not what to take: the
-values, and so the colours, are still learnt from the denoising loss alone; on another
-character's drawing the learnt matching is semantic (an iris finds an iris).
+values, and so the colours, are still learnt from the denoising loss alone. Measured at equal
+CPU time (README, "Colour fidelity, this version") it made everything worse, the irises
+included; what held them back was the prompt path's share of training, not where to look.
 
 The reference comes from the model input itself (channels 4..6 of concat(x_t, sketch,
 reference)), so training-time dropout, guidance and sampling need no change: the null
