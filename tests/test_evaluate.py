@@ -176,17 +176,22 @@ def test_inception_extractor_reports_bad_files(tmp_path):
     assert fn is None and "not a usable" in reason
 
 
+def _real_faces(n: int) -> torch.Tensor:
+    """The first n 256 px faces of ../shared/data as (n, 3, H, W) in [0, 1]; skips without them."""
+    from PIL import Image
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-256"
+    files = sorted(real.glob("*.jpg"))[:n] if real.is_dir() else []
+    if not files:
+        pytest.skip("../shared/data not present")
+    return torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255
+                        for f in files])
+
+
 def test_animeface_attribute_colours_on_real_faces():
     from pipeline.evaluation.features import animeface_attributes
 
-    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-256"
-    files = sorted(real.glob("*.jpg"))[:6] if real.is_dir() else []
-    if not files:
-        pytest.skip("../shared/data not present")
-    from PIL import Image
-
-    images = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255
-                          for f in files])
+    images = _real_faces(6)
     attrs = animeface_attributes(images)
     found = ~np.isnan(attrs[:, 0, 0])
     assert found.sum() >= 4 and np.all((attrs[found] >= 0) & (attrs[found] <= 1))
@@ -204,14 +209,7 @@ def test_animeface_attributes_skip_a_stalled_image_and_go_on():
     child is given up, the others are found as in a normal run."""
     from pipeline.evaluation.features import animeface_attributes
 
-    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "anime-faces-256"
-    files = sorted(real.glob("*.jpg"))[:4] if real.is_dir() else []
-    if not files:
-        pytest.skip("../shared/data not present")
-    from PIL import Image
-
-    images = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1).float() / 255
-                          for f in files])
+    images = _real_faces(4)
     alone = np.concatenate([animeface_attributes(images[[i]]) for i in (0, 2)])
     with pytest.warns(UserWarning, match=r"no answer within 0 s .* images \[1, 3\]"):
         hurried = animeface_attributes(images, timeout=0.0)
