@@ -16,6 +16,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
              stop_at: int | None = None) -> dict:
     """Run the stage; returns the metrics it writes. `stop_at` ends early (tests of resuming)."""
     from pipeline.data.dataset import PairDataset
+    from pipeline.errors import AnimecolorError
     from pipeline.model.diffusion import Diffusion
     from pipeline.model.unet import UNet
     from pipeline.training.distributed import close_distributed
@@ -30,7 +31,11 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, line_augment=cfg.lines,
                               captions=cfg.captions if cfg.unet.text else None,
                               region_balance=cfg.diffusion.region_balance,
-                              correspondence=cfg.correspondence.weight > 0)
+                              correspondence=cfg.correspondence.weight > 0 and cfg.correspondence.target == "point",
+                              with_labels=cfg.correspondence.weight > 0 and cfg.correspondence.target == "region")
+        if dataset.with_labels and not ("label" in dataset.items and dataset.items.label.astype(bool).all()):
+            raise AnimecolorError(f"pretrain.correspondence.target region needs label maps for every training image "
+                                  f"(synthetic data); {pairs_dir / 'train' / 'items.csv'} has none for some")
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())

@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +156,7 @@ class CrossAttention(nn.Module):
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
         self.record: list | None = None  # `recorded_attention` collects the attention on the grid here
+        self.record_heads = "all"  # ... of the head mean (all) or of the first head (one)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -175,17 +177,20 @@ class CrossAttention(nn.Module):
         return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))
 
     def _record(self, q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> None:
-        """Append (log of the head-mean attention on the grid (B, M, N), the M queries' (x, y) in
-        [0, 1], the token side). Feature maps finer than the token grid are read at every
-        stride-th position (M = N): a 32 px map's 1,024 queries cost 4x the 16 px map's and say
-        little more about where to look."""
+        """Append (log attention on the grid (B, M, N), the M queries' (x, y) in [0, 1], the token
+        side): of the head mean, or of the first head alone when `record_heads` is "one". Feature
+        maps finer than the token grid are read at every stride-th position (M = N): a 32 px map's
+        1,024 queries cost 4x the 16 px map's and say little more about where to look."""
         b, c = q.shape[0], q.shape[-1]
         stride = max(1, min(h, w) // self.token_side)
         pos = fourier_grid(h, w, q.device).reshape(h, w, 2)[::stride, ::stride].reshape(-1, 2)
         q = q.reshape(b, h, w, c)[:, ::stride, ::stride].reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)
         k = k.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)
+        if self.record_heads == "one":
+            q, k = q[:, :1], k[:, :1]
         logits = q.float() @ k.float().transpose(-1, -2) * (c // self.heads) ** -0.5  # (B, heads, M, N)
-        self.record.append((logits.log_softmax(-1).logsumexp(1) - math.log(self.heads), pos, self.token_side))
+        log_attention = logits.log_softmax(-1).logsumexp(1) - math.log(logits.shape[1])
+        self.record.append((log_attention, pos, self.token_side))
 
 
 class CorrespondenceConfig(Config):
@@ -196,16 +201,22 @@ class CorrespondenceConfig(Config):
                                                  "correspondence of the warp, beside the denoising loss; 0: off, "
                                                  "as the paper (needs unet.reference_attention)")
     sigma: float = Field(1.0, gt=0, description="width of the true correspondence, in reference tokens")
+    target: Literal["point", "region"] = Field(
+        "point", description="point: the tokens showing the same point of the picture (the warp); region: any token "
+                             "of the same labelled region (label maps: synthetic data), each region weighing alike")
+    heads: Literal["all", "one"] = Field("all", description="all: the head mean is supervised; one: the first head "
+                                                             "only, the others stay free")
 
 
 @contextmanager
-def recorded_attention(model: nn.Module) -> Iterator[list]:
-    """Within the block, every CrossAttention of `model` appends (log attention (B, M, N), its M
-    queries' positions, its token side) to the yielded list on each forward (`CrossAttention._record`)."""
+def recorded_attention(model: nn.Module, heads: str = "all") -> Iterator[list]:
+    """Within the block, every CrossAttention of `model` appends (log attention (B, M, N) of the
+    head mean, or of its first head with heads="one", its M queries' positions, its token side)
+    to the yielded list on each forward (`CrossAttention._record`)."""
     layers = [m for m in model.modules() if isinstance(m, CrossAttention)]
     records: list = []
     for layer in layers:
-        layer.record = records
+        layer.record, layer.record_heads = records, heads
     try:
         yield records
     finally:
@@ -233,6 +244,38 @@ def correspondence_loss(records: list, source: torch.Tensor, keep: torch.Tensor,
         kl = neg_entropy - (target * log_attention).sum(-1)                                  # (B, M)
         total = total + (kl * shown).sum() / shown.sum().clamp_min(1)
     return total / max(len(records), 1)
+
+
+def region_correspondence_loss(records: list, label: torch.Tensor, reference_label: torch.Tensor, keep: torch.Tensor,
+                               regions: tuple[int, ...]) -> torch.Tensor:
+    """Mean over `regions` of -log(attention mass on the tokens of the query's own region).
+
+    label, reference_label (B, H, W) int64: the target's label map and the (warped) reference's.
+    A token's share of a region is the fraction of its patch with that label, so the mass is
+    sum_k attention_k * share_k(region of the query); queries of other regions, of regions the
+    reference does not show, and of samples without a reference (keep False) are skipped. Every
+    region weighs alike (an iris's 26 pixels as much as the hair's 1,000), and per region the
+    queries of all samples are pooled. Returns a scalar (0 if nothing to supervise)."""
+    total, count = label.new_zeros((), dtype=torch.float32), 0
+    n_labels = int(max(label.max(), reference_label.max())) + 1
+    shares: dict = {}
+    for log_attention, pos, token_side in records:
+        if token_side not in shares:
+            one_hot = F.one_hot(reference_label, n_labels).permute(0, 3, 1, 2).float()     # (B, L, H, W)
+            shares[token_side] = F.adaptive_avg_pool2d(one_hot, token_side).flatten(2)      # (B, L, N)
+        share = shares[token_side]
+        h, w = label.shape[-2:]
+        qx = (pos[:, 0] * w).long().clamp(0, w - 1)
+        qy = (pos[:, 1] * h).long().clamp(0, h - 1)
+        query_label = label[:, qy, qx]                                                     # (B, M)
+        query_share = torch.gather(share, 1, query_label[..., None].expand(-1, -1, share.shape[-1]))  # (B, M, N)
+        log_mass = torch.logsumexp(log_attention + query_share.clamp_min(1e-12).log(), -1)  # (B, M)
+        shown = (query_share.amax(-1) > 0) & keep[:, None]
+        for region in regions:
+            mask = shown & (query_label == region)
+            if mask.any():
+                total, count = total - log_mass[mask].mean(), count + 1
+    return total / max(count, 1)
 
 
 def fourier_grid(height: int, width: int, device: torch.device) -> torch.Tensor:

@@ -29,12 +29,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.config import Config
+from pipeline.data.labels import COLOUR_REGIONS, REGION_IDS
 from pipeline.device import Compile, Precision, autocast, compiled, compiles, configure_numerics, resolve_precision
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
 from pipeline.model.diffusion import Diffusion
-from pipeline.model.reference import CorrespondenceConfig, correspondence_loss, recorded_attention
+from pipeline.model.reference import (CorrespondenceConfig, correspondence_loss, recorded_attention,
+                                      region_correspondence_loss)
 from pipeline.model.unet import UNet, count_parameters
 from pipeline.rng import step_seed
 from pipeline.training.distributed import Dist
@@ -146,12 +148,18 @@ class RunBatches(Sampler):
             epoch, skip = epoch + 1, 0
 
 
+# correspondence target "region": the regions whose colour the reference supplies (the benchmark's and the background)
+SUPERVISED_REGIONS = (REGION_IDS["background"], *COLOUR_REGIONS.values())
+
+
 def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
                         correspondence: CorrespondenceConfig = CorrespondenceConfig()) -> Objective:
     """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance (the
     reference, the sketch and, when the batch has an encoded prompt, the prompt). With a
-    correspondence weight and batches that carry `reference_source`, the reference attention is
-    also supervised by the warp (`model.reference.correspondence_loss`)."""
+    correspondence weight, the reference attention is also supervised: by the warp for batches
+    that carry `reference_source` (target "point", `model.reference.correspondence_loss`), by
+    the label maps for batches that carry `label` and `reference_label` (target "region",
+    `region_correspondence_loss`)."""
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         x0 = batch["target"]
@@ -160,13 +168,17 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
         eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype, non_blocking=True)
         sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
         text = batch.get("text")  # an encoded prompt (text models), already dropped at p_empty by the dataset
-        source = batch.get("reference_source") if correspondence.weight else None
-        with recorded_attention(model) if source is not None else nullcontext() as records:
+        needs = ("reference_source",) if correspondence.target == "point" else ("label", "reference_label")
+        supervise = correspondence.weight > 0 and all(key in batch for key in needs)
+        with recorded_attention(model, correspondence.heads) if supervise else nullcontext() as records:
             loss = diffusion.loss(conditioned(model, sketch, reference, text), x0, t, eps, batch.get("weight"))
-        if source is None:
+        if not supervise:
             return loss, {}
         keep = reference.flatten(1).abs().amax(1) > 0  # a dropped reference is the null (all-zero) one
-        aux = correspondence_loss(records, source, keep, correspondence.sigma)
+        if correspondence.target == "point":
+            aux = correspondence_loss(records, batch["reference_source"], keep, correspondence.sigma)
+        else:
+            aux = region_correspondence_loss(records, batch["label"], batch["reference_label"], keep, SUPERVISED_REGIONS)
         return loss + correspondence.weight * aux, {"loss_correspondence": aux.detach()}
 
     return objective
