@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from pipeline.config import Config, validate
 from pipeline.data.clean import CleanConfig
 from pipeline.data.crawl import CrawlConfig
-from pipeline.data.dataset import CaptionConfig
+from pipeline.data.dataset import CaptionConfig, RecolourConfig
 from pipeline.data.tps import TPSConfig
 from pipeline.data.xdog import LineAugmentConfig, XDoGConfig
 from pipeline.errors import ParamsError
@@ -73,9 +73,11 @@ class PretrainParams(Config):
                                                 description="classifier-free guidance training")
     lines: LineAugmentConfig = Field(default_factory=LineAugmentConfig, description="line-style augmentation")
     correspondence: CorrespondenceConfig = Field(default_factory=CorrespondenceConfig,
-                                                 description="reference attention supervised by the warp")
+                                                 description="reference attention supervised by the warp or the label maps")
     captions: CaptionConfig = Field(default_factory=CaptionConfig, description="training prompts from captions "
                                                                                "(text models: unet.text)")
+    recolour: RecolourConfig = Field(default_factory=RecolourConfig, description="region colour augmentation "
+                                                                                "(label maps: synthetic data)")
     loop: LoopConfig = Field(default_factory=LoopConfig, description="optimisation loop")
     samples: SampleGridConfig = Field(default_factory=SampleGridConfig, description="samples grid")
 
@@ -102,6 +104,8 @@ class PretrainParams(Config):
     def _correspondence_needs_attention(self):
         if self.correspondence.weight and not self.unet.reference_attention:
             raise ValueError("correspondence.weight supervises the reference attention: set unet.reference_attention")
+        if self.recolour.p and self.unet.text:
+            raise ValueError("recolour.p changes colours that the captions name: it needs unet.text false")
         return self
 
     def unet_config(self, image_size: int) -> UNetConfig:

@@ -32,10 +32,13 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                               captions=cfg.captions if cfg.unet.text else None,
                               region_balance=cfg.diffusion.region_balance,
                               correspondence=cfg.correspondence.weight > 0 and cfg.correspondence.target == "point",
-                              with_labels=cfg.correspondence.weight > 0 and cfg.correspondence.target == "region")
-        if dataset.with_labels and not ("label" in dataset.items and dataset.items.label.astype(bool).all()):
-            raise AnimecolorError(f"pretrain.correspondence.target region needs label maps for every training image "
-                                  f"(synthetic data); {pairs_dir / 'train' / 'items.csv'} has none for some")
+                              with_labels=cfg.correspondence.weight > 0 and cfg.correspondence.target == "region",
+                              recolour=cfg.recolour)
+        needs = [what for what, used in (("correspondence.target region", dataset.with_labels),
+                                         ("recolour.p", dataset.recolour is not None)) if used]
+        if needs and not ("label" in dataset.items and dataset.items.label.astype(bool).all()):
+            raise AnimecolorError(f"pretrain.{needs[0]} needs label maps for every training image (synthetic data); "
+                                  f"{pairs_dir / 'train' / 'items.csv'} has none for some")
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())

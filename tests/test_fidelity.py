@@ -1,7 +1,10 @@
 """Issue 14's levers: region-balanced loss weights, the fused attention kernel, bf16 on CPU."""
 
+import shutil
+
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -250,3 +253,78 @@ def test_pretrain_stage_with_correspondence_logs_the_term_and_needs_reference_at
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ParamsError, match="correspondence.weight supervises the reference attention"):
         pretrain(tmp_path / "params.yaml", faces, pairs, **stage_paths(tmp_path, "pretrain"))
+
+
+def test_region_correspondence_loss_rewards_the_querys_own_region_and_weighs_regions_alike():
+    from pipeline.model.reference import fourier_grid, region_correspondence_loss
+
+    side, b = 4, 2
+    label = torch.zeros(b, 8, 8, dtype=torch.int64)
+    label[:, :2, :2] = 4  # a small "iris" in the top-left token; the rest background
+    reference_label = label.flip(-1)  # the reference shows it in the top-right token
+    pos = fourier_grid(side, side, CPU)
+    iris_token, n = side - 1, side * side
+    on_iris = torch.full((b, n, n), -30.0)
+    on_iris[..., iris_token] = 0.0  # every query looks at the reference's iris token
+    uniform = torch.full((b, n, n), -np.log(n))
+    keep = torch.tensor([True, True])
+    loss = lambda att, regions=(0, 4), keep=keep: region_correspondence_loss(  # noqa: E731
+        [(att, pos, side)], label, reference_label, keep, regions).item()
+    assert loss(on_iris, (4,)) < 1e-3  # the iris query found the iris
+    assert loss(uniform, (4,)) == pytest.approx(np.log(n), rel=1e-4)  # one token of 16 is the iris
+    assert loss(uniform, (0,)) == pytest.approx(-np.log(15 / 16), rel=1e-3)  # 15 of 16 are background
+    # regions weigh alike: the one iris query of 16 counts as much as the 15 background queries
+    assert loss(on_iris) == pytest.approx((loss(on_iris, (0,)) + loss(on_iris, (4,))) / 2, rel=1e-5)
+    assert loss(on_iris, keep=torch.tensor([False, False])) == 0.0  # no reference: nothing to supervise
+    assert loss(uniform, (5,)) == 0.0  # a region the picture does not have
+
+
+def test_recolour_pair_gives_a_region_one_new_colour_in_both_pictures_and_keeps_its_shading():
+    from pipeline.data.dataset import RecolourConfig, recolour_pair
+
+    torch.manual_seed(0)
+    label = np.zeros((16, 16), np.uint8)
+    label[4:8, 4:8], label[10:14, 2:6] = 4, 1
+    reference_label = np.roll(label, 3, axis=1)
+    target, reference = torch.rand(3, 16, 16) * 0.4 - 0.2, torch.rand(3, 16, 16) * 0.4 - 0.2
+    cfg = RecolourConfig(p=1.0, regions=("iris_left",))
+    new_t, new_r = recolour_pair(target, reference, label, reference_label, np.random.default_rng(3), cfg)
+    iris_t, iris_r = torch.from_numpy(label == 4), torch.from_numpy(reference_label == 4)
+    mean_t, mean_r = new_t[:, iris_t].mean(1), new_r[:, iris_r].mean(1)
+    assert torch.allclose(mean_t, mean_r, atol=1e-5) and not torch.allclose(mean_t, target[:, iris_t].mean(1), atol=0.05)
+    shading = lambda img, m: img[:, m] - img[:, m].mean(1, keepdim=True)  # noqa: E731
+    assert torch.allclose(shading(new_t, iris_t), shading(target, iris_t), atol=1e-5)
+    assert torch.equal(new_t[:, ~iris_t], target[:, ~iris_t]) and torch.equal(new_r[:, ~iris_r], reference[:, ~iris_r])
+    same = recolour_pair(target, reference, label, reference_label, np.random.default_rng(3),
+                         RecolourConfig(p=0.0, regions=("iris_left",)))
+    assert torch.equal(same[0], target) and torch.equal(same[1], reference)
+
+
+def test_pretrain_with_region_supervision_and_recolouring_trains_and_needs_label_maps(tiny_data, tmp_path):
+    import yaml
+
+    from pipeline.data.dataset import RecolourConfig
+    from pipeline.errors import AnimecolorError
+    from stages.pretrain import pretrain
+    from tests.conftest import ROOT, TINY_PRETRAIN, set_key, stage_paths
+
+    faces, pairs = tiny_data
+    plain = PairDataset(faces, pairs, "train")[(0, 1)]
+    item = PairDataset(faces, pairs, "train", recolour=RecolourConfig(p=1.0))[(0, 1)]
+    assert torch.equal(item["sketch"], plain["sketch"]) and not torch.equal(item["target"], plain["target"])
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in {**TINY_PRETRAIN, "pretrain.unet.text": False, "pretrain.loop.train_steps": 2,
+                       "pretrain.correspondence.weight": 1.0, "pretrain.correspondence.target": "region",
+                       "pretrain.correspondence.heads": "one", "pretrain.recolour.p": 0.5}.items():
+        set_key(params, key, value)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    pretrain(tmp_path / "params.yaml", faces, pairs, **stage_paths(tmp_path, "pretrain"))
+    logged = tmp_path / "dvclive" / "pretrain" / "plots" / "metrics" / "train" / "loss_correspondence.tsv"
+    values = [float(line.split("\t")[-1]) for line in logged.read_text().splitlines()[1:]]
+    assert values and all(v > 0 for v in values)
+    shutil.copytree(pairs, tmp_path / "pairs")  # the shared fixture stays as it is
+    items = pd.read_csv(tmp_path / "pairs" / "train" / "items.csv", dtype=str, keep_default_na=False)
+    items.loc[0, "label"] = ""  # one image without its label map
+    items.to_csv(tmp_path / "pairs" / "train" / "items.csv", index=False)
+    with pytest.raises(AnimecolorError, match="correspondence.target region needs label maps for every training"):
+        pretrain(tmp_path / "params.yaml", faces, tmp_path / "pairs", **stage_paths(tmp_path, "again"))

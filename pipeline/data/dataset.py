@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 import cv2
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.config import Config
 from pipeline.data.imageio import read_label, read_rgb
@@ -48,6 +48,45 @@ class CaptionConfig(Config):
                                                            "region of the reference a random colour (shading kept) "
                                                            "and keep its true text, so the prompt learns to win over "
                                                            "the reference (counterfactual prompts, one iris of two)")
+
+
+class RecolourConfig(Config):
+    """Region colour augmentation (params `pretrain.recolour`; label maps only)."""
+
+    p: float = Field(0.0, ge=0, le=1, description="each listed region of a training face gets a random colour with "
+                                                  "this probability, in the target and its reference alike (shading "
+                                                  "kept): colours the data never pairs, and two irises that differ; "
+                                                  "0: off, as the paper")
+    regions: tuple[str, ...] = Field(("hair", "iris_left", "iris_right", "clothes"),
+                                     description="label-map regions recoloured (data/labels.py)")
+
+    @field_validator("regions")
+    @classmethod
+    def _known(cls, regions):
+        unknown = [r for r in regions if r not in REGION_IDS]
+        if unknown:
+            raise ValueError(f"unknown region {unknown[0]!r} (known: {', '.join(REGION_IDS)})")
+        return regions
+
+
+def recolour_pair(target: torch.Tensor, reference: torch.Tensor, label: np.ndarray, reference_label: np.ndarray,
+                  rng: np.random.Generator, cfg: RecolourConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target and reference (3, H, W) in [-1, 1] with each of `cfg.regions` moved, with probability
+    `cfg.p`, to one random mean colour in both (each pixel's offset from its region's mean kept;
+    exact label masks, so the lines around a region keep their colour). The same draws whatever
+    happens, so every item's stream is fixed."""
+    draws, colours = rng.random(len(cfg.regions)), rng.uniform(-1, 1, (len(cfg.regions), 3))
+    target, reference = target.clone(), reference.clone()
+    for region, draw, colour in zip(cfg.regions, draws, colours):
+        if draw >= cfg.p:
+            continue
+        new = torch.as_tensor(colour, dtype=target.dtype)[:, None]
+        for image, labels in ((target, label), (reference, reference_label)):
+            mask = torch.from_numpy(labels == REGION_IDS[region])
+            if mask.any():
+                pixels = image[:, mask]
+                image[:, mask] = (pixels - pixels.mean(1, keepdim=True) + new).clamp(-1, 1)
+    return target, reference
 
 
 def blank_region(reference: torch.Tensor, reference_label: np.ndarray, slot: str) -> torch.Tensor:
@@ -131,7 +170,7 @@ class PairDataset(Dataset):
                  tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
                  limit: int | None = None, captions: CaptionConfig | None = None,
                  vocabulary: tuple[str, ...] | None = None, region_balance: float = 0.0,
-                 correspondence: bool = False):
+                 correspondence: bool = False, recolour: RecolourConfig | None = None):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -144,6 +183,7 @@ class PairDataset(Dataset):
         self.tps, self.line_augment, self.with_labels, self.captions = tps, line_augment, with_labels, captions
         self.region_balance = region_balance  # > 0: items carry `weight` (region_weights of the sketch)
         self.correspondence = correspondence  # items carry `reference_source` (warp_source of the distortion)
+        self.recolour = recolour if recolour is not None and recolour.p > 0 else None  # region colour augmentation
         self.colours = vocabulary_colours(vocabulary) if vocabulary else None  # the model's words (text models)
         if captions is not None and "caption" not in self.items:
             raise AnimecolorError(f"{items_path}: no caption column (rerun `animecolor clean` and `pairs`)")
@@ -172,12 +212,14 @@ class PairDataset(Dataset):
         if self.line_augment is not None:  # draws from rng even when every probability is 0 (fixed stream)
             sketch = augment_lines(sketch, rng, self.line_augment)
         maps = random_warp(self.tps, rng, *target.shape[:2])
-        reference = to_tensor(apply_warp(target, maps))
+        reference, target = to_tensor(apply_warp(target, maps)), to_tensor(target)
         label = reference_label = None
-        if (self.with_labels or self.captions is not None) and row.label:
+        if (self.with_labels or self.captions is not None or self.recolour is not None) and row.label:
             label = read_label(self.faces / row.label)
             reference_label = apply_warp(label, maps, label=True)
-        out = {"sketch": to_tensor(sketch), "target": to_tensor(target)}
+        if self.recolour is not None and label is not None:
+            target, reference = recolour_pair(target, reference, label, reference_label, rng, self.recolour)
+        out = {"sketch": to_tensor(sketch), "target": target}
         if self.correspondence:
             out["reference_source"] = torch.from_numpy(warp_source(maps))
         if self.region_balance > 0:

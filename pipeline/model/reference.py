@@ -197,9 +197,9 @@ class CorrespondenceConfig(Config):
     """Supervision of the reference attention by the known distortion (params `pretrain.correspondence`;
     see the module notes)."""
 
-    weight: float = Field(0.0, ge=0, description="weight of the attention's KL divergence to the true "
-                                                 "correspondence of the warp, beside the denoising loss; 0: off, "
-                                                 "as the paper (needs unet.reference_attention)")
+    weight: float = Field(0.0, ge=0, description="weight of the attention's supervision (see target) beside the "
+                                                 "denoising loss; 0: off, as the paper (needs "
+                                                 "unet.reference_attention)")
     sigma: float = Field(1.0, gt=0, description="width of the true correspondence, in reference tokens")
     target: Literal["point", "region"] = Field(
         "point", description="point: the tokens showing the same point of the picture (the warp); region: any token "
