@@ -16,10 +16,9 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
              sheet_path: Path = Path("reports/finetune_samples.png"),
              live_dir: Path = Path("dvclive/finetune"), stop_at: int | None = None) -> dict:
     """Run the stage; returns the metrics it writes. epochs = 0 passes the pretrained model through."""
-    from pipeline.data.dataset import PairDataset
     from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
     from pipeline.training.distributed import close_distributed
-    from pipeline.training.finetune import finetune_captions, reconstruction_objective
+    from pipeline.training.finetune import reconstruction_objective
     from pipeline.training.loop import Trainer, fingerprint
     from stages.training import file_digest, run_training, source_digest, torchrun_distributed
 
@@ -32,9 +31,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
-        captions, vocabulary = finetune_captions(init, cfg.reconstruction.p_text)
-        dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, limit=cfg.subset,
-                              captions=captions, vocabulary=vocabulary)
+        dataset = _dataset(cfg, p["pairs"], init, faces_dir, pairs_dir)
         model, diffusion = model_from_checkpoint(init, "ema")
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(), file_digest(init_path),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
@@ -49,15 +46,29 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
         close_distributed()
 
 
+def _dataset(cfg, pairs_cfg, init: dict, faces_dir: Path, pairs_dir: Path):
+    """The fine-tuning images: with the checkpoint's captions (text models) and, for the colour
+    term, label maps (required then)."""
+    from pipeline.data.dataset import PairDataset
+    from pipeline.training.finetune import finetune_captions
+
+    captions, vocabulary = finetune_captions(init, cfg.reconstruction.p_text)
+    colour = cfg.reconstruction.colour_weight > 0
+    dataset = PairDataset(faces_dir, pairs_dir, "train", tps=pairs_cfg.tps, limit=cfg.subset,
+                          captions=captions, vocabulary=vocabulary, with_labels=colour)
+    if colour:
+        dataset.require_labels("finetune.reconstruction.colour_weight")
+    return dataset
+
+
 def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: Path, pairs_dir: Path,
                  model_path: Path, metrics_path: Path, sheet_path: Path, live_dir: Path) -> dict:
     """epochs = 0: the pretrained weights unchanged, with the same reports as a real run (the
     reconstruction loss of one batch, measured without training, and the samples grid)."""
-    from pipeline.data.dataset import PairDataset
     from pipeline.data.imageio import write_json
     from pipeline.device import resolve_device
     from pipeline.model.checkpoint import model_from_checkpoint, save_checkpoint
-    from pipeline.training.finetune import finetune_captions, reconstruction_loss
+    from pipeline.training.finetune import reconstruction_loss
     from pipeline.training.samples import samples_grid
     from stages.training import live_logger
 
@@ -65,9 +76,7 @@ def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: P
     device = resolve_device(base.device)
     seed_everything(base.seed)
     model, diffusion = model_from_checkpoint(init, "ema")
-    captions, vocabulary = finetune_captions(init, cfg.reconstruction.p_text)
-    dataset = PairDataset(faces_dir, pairs_dir, "train", tps=pairs_cfg.tps, limit=cfg.subset,
-                          captions=captions, vocabulary=vocabulary)
+    dataset = _dataset(cfg, pairs_cfg, init, faces_dir, pairs_dir)
     loss = reconstruction_loss(model, diffusion, dataset, cfg.reconstruction, cfg.loop.batch_size, base.seed, device)
     metrics = {"steps": 0, "passthrough": True, "final_loss": round(loss, 5)}
     with live_logger(live_dir, resume=False) as log:

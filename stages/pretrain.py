@@ -16,7 +16,6 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
              stop_at: int | None = None) -> dict:
     """Run the stage; returns the metrics it writes. `stop_at` ends early (tests of resuming)."""
     from pipeline.data.dataset import PairDataset
-    from pipeline.errors import AnimecolorError
     from pipeline.model.diffusion import Diffusion
     from pipeline.model.unet import UNet
     from pipeline.training.distributed import close_distributed
@@ -34,11 +33,10 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                               correspondence=cfg.correspondence.weight > 0 and cfg.correspondence.target == "point",
                               with_labels=cfg.correspondence.weight > 0 and cfg.correspondence.target == "region",
                               recolour=cfg.recolour)
-        needs = [what for what, used in (("correspondence.target region", dataset.with_labels),
-                                         ("recolour.p", dataset.recolour is not None)) if used]
-        if needs and not ("label" in dataset.items and dataset.items.label.astype(bool).all()):
-            raise AnimecolorError(f"pretrain.{needs[0]} needs label maps for every training image (synthetic data); "
-                                  f"{pairs_dir / 'train' / 'items.csv'} has none for some")
+        for what, used in (("correspondence.target region", dataset.with_labels),
+                           ("recolour.p", dataset.recolour is not None)):
+            if used:
+                dataset.require_labels(f"pretrain.{what}")
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())

@@ -105,3 +105,45 @@ def test_finetune_stage_trains_changes_weights_and_resumes(tiny_data, tiny_pretr
     a, b = load_checkpoint(tiny_pretrained / "pretrain.pt"), load_checkpoint(tmp_path / "ft.pt")
     assert any(not torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
     assert b["meta"]["stage"] == "finetune" and (tmp_path / "ft.png").is_file()
+
+
+def test_region_colour_loss_is_zero_for_the_reference_colours_and_weighs_regions_alike():
+    from pipeline.training.finetune import region_colour_loss
+
+    label = torch.zeros(1, 8, 8, dtype=torch.int64)
+    label[:, 2:4, 2:4] = 4  # a 4-pixel iris on a 60-pixel background
+    reference = torch.full((1, 3, 8, 8), -0.5)
+    reference[:, 0, 2:4, 2:4] = 0.8  # a red iris
+    reference_label = label.clone()
+    assert region_colour_loss(reference, label, reference, reference_label, (0, 4)).item() < 1e-4
+    wrong_iris = reference.clone()
+    wrong_iris[:, :, 2:4, 2:4] = -0.5  # the iris painted like the background
+    wrong_background = reference.clone()
+    wrong_background[:, :, label[0] == 0] = 0.8
+    iris_only = region_colour_loss(wrong_iris, label, reference, reference_label, (4,)).item()
+    assert iris_only > 0.3  # red vs dark grey: a CIELAB distance over 30
+    # regions weigh alike: 4 wrong pixels cost half of what they cost alone, like 60
+    assert region_colour_loss(wrong_iris, label, reference, reference_label, (0, 4)).item() == pytest.approx(iris_only / 2, rel=1e-3)
+    assert region_colour_loss(wrong_iris, label, reference, reference_label, (5,)).item() == 0.0  # no such region
+    out = wrong_iris.clone().requires_grad_()
+    region_colour_loss(out, label, reference, reference_label, (4,)).backward()
+    assert out.grad[:, :, 2:4, 2:4].abs().sum() > 0 and out.grad[:, :, 5:, 5:].abs().sum() == 0
+
+
+def test_random_references_are_scored_by_colour_alone_and_need_the_colour_term(tiny_data):
+    faces, pairs = tiny_data
+    ds = PairDataset(faces, pairs, "train", tps=TPSConfig(), with_labels=True)
+    items = [ds[(i, i)] for i in range(4)]
+    batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
+    cfg = dict(unroll_steps=2, grad_checkpoint=False, colour_weight=1.0)
+    _, own = reconstruction_objective(Diffusion(), ReconstructionConfig(**cfg))(_net(), batch, torch.Generator().manual_seed(0))
+    assert {"loss_mse", "loss_colour"} <= set(own)
+    net = _net()
+    loss, swapped = reconstruction_objective(Diffusion(), ReconstructionConfig(**cfg, p_random=1.0))(
+        net, batch, torch.Generator().manual_seed(0))
+    assert set(swapped) == {"loss_colour"}  # every sample had another face's reference: no pixel truth
+    assert swapped["loss_colour"] != own["loss_colour"]
+    loss.backward()
+    assert net.out[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="p_random: samples with another face's reference are scored by the colour"):
+        ReconstructionConfig(p_random=0.5)

@@ -98,6 +98,8 @@ def test_readme_params_table_is_generated_from_the_schema():
         ("pretrain", {"recolour": {"regions": ["hair", "hat"]}}, "unknown region 'hat' (known: background, hair"),
         ("pretrain", {"recolour": {"p": 0.5}, "unet": {"text": True, "reference_attention": [16]}},
          "recolour.p changes colours that the captions name: it needs unet.text false"),
+        ("finetune", {"reconstruction": {"p_random": 0.5}}, "p_random: samples with another face's reference are scored"),
+        ("finetune", {"reconstruction": {"colour_weight": -1}}, "finetune.reconstruction.colour_weight: Input should be"),
         ("nope", {}, "nope: unknown params section"),
     ],
 )

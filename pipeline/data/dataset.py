@@ -193,6 +193,12 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def require_labels(self, what: str) -> None:
+        """One clear error unless every item has a label map (synthetic data): `what` needs them."""
+        if not ("label" in self.items and self.items.label.astype(bool).all()):
+            raise AnimecolorError(f"{what} needs label maps for every training image (synthetic data); "
+                                  f"{self.pairs / 'train' / 'items.csv'} has none for some")
+
     def _generator(self) -> np.random.Generator:
         seed = torch.initial_seed()
         if self._rng is None or seed != self._rng_seed:  # new worker or new epoch's workers
