@@ -48,7 +48,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
 
 def _dataset(cfg, pairs_cfg, init: dict, faces_dir: Path, pairs_dir: Path):
     """The fine-tuning images: with the checkpoint's captions (text models) and, for the colour
-    term, label maps (required then)."""
+    term, label maps (where the data has them)."""
     from pipeline.data.dataset import PairDataset
     from pipeline.training.finetune import finetune_captions
 
@@ -56,8 +56,9 @@ def _dataset(cfg, pairs_cfg, init: dict, faces_dir: Path, pairs_dir: Path):
     colour = cfg.reconstruction.colour_weight > 0
     dataset = PairDataset(faces_dir, pairs_dir, "train", tps=pairs_cfg.tps, limit=cfg.subset,
                           captions=captions, vocabulary=vocabulary, with_labels=colour)
-    if colour:
-        dataset.require_labels("finetune.reconstruction.colour_weight")
+    if colour and dataset.drop_label_uses():
+        console.print("finetune: the training images have no label maps (real data): the colour term "
+                      "(finetune.reconstruction.colour_weight) is off")
     return dataset
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stages.common import load_params, seed_everything, user_errors
+from stages.common import console, load_params, seed_everything, user_errors
 
 
 def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/faces"),
@@ -33,10 +33,9 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                               correspondence=cfg.correspondence.weight > 0 and cfg.correspondence.target == "point",
                               with_labels=cfg.correspondence.weight > 0 and cfg.correspondence.target == "region",
                               recolour=cfg.recolour)
-        for what, used in (("correspondence.target region", dataset.with_labels),
-                           ("recolour.p", dataset.recolour is not None)):
-            if used:
-                dataset.require_labels(f"pretrain.{what}")
+        if dataset.drop_label_uses():
+            console.print("pretrain: the training images have no label maps (real data): pretrain.recolour and the "
+                          "region-supervised attention (pretrain.correspondence.target region) are off")
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())

@@ -193,11 +193,14 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def require_labels(self, what: str) -> None:
-        """One clear error unless every item has a label map (synthetic data): `what` needs them."""
-        if not ("label" in self.items and self.items.label.astype(bool).all()):
-            raise AnimecolorError(f"{what} needs label maps for every training image (synthetic data); "
-                                  f"{self.pairs / 'train' / 'items.csv'} has none for some")
+    def drop_label_uses(self) -> list[str]:
+        """Unless every item has a label map (synthetic data; real images have none), turn off what
+        needs them (label outputs, recolouring) and return its names, for the caller to say so."""
+        if "label" in self.items and self.items.label.astype(bool).all():
+            return []
+        dropped = [name for name, used in (("label maps", self.with_labels), ("recolour", self.recolour)) if used]
+        self.with_labels, self.recolour = False, None
+        return dropped
 
     def _generator(self) -> np.random.Generator:
         seed = torch.initial_seed()

@@ -32,6 +32,20 @@ values, and so the colours, are still learnt from the denoising loss alone. Meas
 CPU time (README, "Colour fidelity, this version") it made everything worse, the irises
 included; what held them back was the prompt path's share of training, not where to look.
 
+Region supervision (`target: region`): on synthetic data the label maps say which region every
+denoiser position and every reference token belongs to, so the attention can be told to look at
+the query's own region -- any token of it, not one point:
+
+    loss = mean over regions r of  mean over the queries q of r of  -log sum_k a_qk share_k(r)
+
+with share_k(r) the fraction of token k's patch labelled r (`region_correspondence_loss`). Each
+region weighs alike, so the two irises (26 pixels each at 64 px, one or two tokens) count as much
+as the hair; left and right irises are different regions, so heterochromia is in the signal.
+With `heads: one` only the first head of each layer is supervised, the others stay free. The
+diagnostic behind it (`scripts/iris_diagnostic.py`): without supervision, the attention of iris
+positions put 1-6 % of its mass on the reference's iris tokens, as much on the other eye's,
+while hair positions put 35-68 % on hair tokens: the irises were not found.
+
 The reference comes from the model input itself (channels 4..6 of concat(x_t, sketch,
 reference)), so training-time dropout, guidance and sampling need no change: the null
 reference is mid grey there and here alike.
