@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.data.dataset import CaptionConfig, PairDataset, blank_region, caption_text, recolour_region
+from pipeline.data.dataset import ALTERED, CaptionConfig, PairDataset, blank_region, caption_text, recolour_region
 from pipeline.data.labels import REGION_IDS
 from pipeline.data.prompt import (COLOURS, HEX, SLOTS, animeface_caption, booru_caption, encode, named,
                                   parse_prompt, synthetic_caption)
@@ -203,8 +203,9 @@ def test_dataset_masks_a_captioned_region_and_keeps_its_text(tiny_data):
         torch.testing.assert_close(a["target"], b["target"])
         said = [SLOTS[k] for k in np.flatnonzero(b["text"][:, 0].numpy())]
         assert len(said) == 1  # p_slot = 1: only the masked slot's text is kept
-        region = b["reference_label"] == REGION_IDS[said[0]]
+        region = a["reference_label"] == REGION_IDS[said[0]]
         assert (b["reference"][:, region] == 0).all()  # blanked to the null value
+        assert (b["reference_label"][region] == ALTERED).all()  # and no longer that region's (attention, colour term)
         changed += int(not torch.equal(a["reference"], b["reference"]))
     assert changed == 6
 
@@ -232,8 +233,9 @@ def test_dataset_recolours_a_region_keeps_its_true_text_and_empty_prompts_alter_
         a, b = plain[(i, 3)], recoloured[(i, 3)]
         said = [SLOTS[k] for k in np.flatnonzero(b["text"][:, 0].numpy())]
         assert len(said) == 1 and b["text"][SLOTS.index(said[0]), 0] == HEX  # the true colour, as its hex code
-        region = torch.from_numpy(b["reference_label"].numpy() == REGION_IDS[said[0]])
+        region = torch.from_numpy(a["reference_label"].numpy() == REGION_IDS[said[0]])
         assert not torch.allclose(a["reference"][:, region], b["reference"][:, region])
+        assert (b["reference_label"][region] == ALTERED).all()
     empty = PairDataset(faces, pairs, "train", with_labels=True,
                         captions=CaptionConfig(p_empty=1.0, p_mask=1.0, p_recolour=1.0))
     for i in range(4):

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 
 from pipeline.config import Config
 from pipeline.data.imageio import read_label, read_rgb
-from pipeline.data.labels import REGION_IDS
+from pipeline.data.labels import REGION_IDS, REGIONS
 from pipeline.data.prompt import SLOTS, Prompt, encode, named, parse_prompt, vocabulary_colours
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.data.xdog import LineAugmentConfig, augment_lines
@@ -87,6 +87,11 @@ def recolour_pair(target: torch.Tensor, reference: torch.Tensor, label: np.ndarr
                 pixels = image[:, mask]
                 image[:, mask] = (pixels - pixels.mean(1, keepdim=True) + new).clamp(-1, 1)
     return target, reference
+
+
+# reference_label of the regions that text-training blanked or recoloured in the reference: no region's
+# (the region-supervised attention and the fine-tuning colour term leave them out)
+ALTERED = len(REGIONS)
 
 
 def blank_region(reference: torch.Tensor, reference_label: np.ndarray, slot: str) -> torch.Tensor:
@@ -234,7 +239,11 @@ class PairDataset(Dataset):
         if self.region_balance > 0:
             out["weight"] = torch.from_numpy(region_weights(sketch, self.region_balance))[None]
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream
-            reference, out["text"] = self._text(row.caption, reference, reference_label, rng)
+            reference, out["text"], altered = self._text(row.caption, reference, reference_label, rng)
+            if altered and reference_label is not None:  # what the reference no longer shows has no region
+                reference_label = reference_label.copy()
+                for slot in altered:
+                    reference_label[region_mask(reference_label, slot)] = ALTERED
         out["reference"] = reference
         if self.with_labels and label is not None:
             out["label"] = torch.from_numpy(label.astype(np.int64))
@@ -242,13 +251,14 @@ class PairDataset(Dataset):
         return out
 
     def _text(self, caption: str, reference: torch.Tensor, reference_label: np.ndarray | None,
-              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reference-region masking and recolouring (the altered regions' text is kept) and the prompt.
-        The same number of draws whatever happens, so every item's stream is fixed."""
+              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Reference-region masking and recolouring (the altered regions' text is kept), the prompt,
+        and the altered slots. The same number of draws whatever happens, so every item's stream
+        is fixed."""
         cfg, keep = self.captions, []
         draws, colour = rng.random(5), rng.uniform(-1, 1, 3)
         if draws[4] < cfg.p_empty:  # the empty prompt: nothing may contradict the (unaltered) reference
-            return reference, torch.zeros(len(SLOTS), 4)
+            return reference, torch.zeros(len(SLOTS), 4), []
         if caption and reference_label is not None:
             present = [s for s in parse_prompt(caption).slots if (reference_label == REGION_IDS[s]).any()]
             if present and draws[0] < cfg.p_mask:
@@ -257,4 +267,4 @@ class PairDataset(Dataset):
             if present and draws[2] < cfg.p_recolour:
                 keep.append(present[int(draws[3] * len(present))])
                 reference = recolour_region(reference, reference_label, keep[-1], colour)
-        return reference, torch.from_numpy(caption_text(caption, rng, cfg, keep, self.colours))
+        return reference, torch.from_numpy(caption_text(caption, rng, cfg, keep, self.colours)), keep
