@@ -143,16 +143,16 @@ SHIPPED: dict[str, tuple[object, str]] = {
     "pretrain.unet.reference_attention": ([32, 16], "reference attention at 32 and 16 px: at equal CPU time "
                                                     "+1.2 dB self-reference PSNR and -4.5 hair CIEDE2000 over "
                                                     "16 px alone (issue 14)"),
-    "pretrain.loop.train_steps": (1250, "about 11 minutes on 2 cores with attention at 32 + 16 px in bf16 and "
-                                        "the region-supervised head (+12 % per step), so the whole DAG fits its 20"),
-    "pretrain.correspondence.weight": (0.02, "with target region and heads one: at equal CPU time the irises 15.9 / "
-                                             "16.3 -> 11.9 / 12.2 CIEDE2000 and heterochromia 0 -> 0.38 in the "
-                                             "random-reference setting (issue 14); off where the data has no label maps"),
+    "pretrain.loop.train_steps": (1250, "about 11.5 minutes on 2 cores with attention at 32 + 16 px in bf16 and "
+                                        "the region-supervised attention (+22 % per step), so the whole DAG fits "
+                                        "its 20"),
+    "pretrain.correspondence.weight": (0.02, "with target region: the random-reference irises 15.9 / 16.3 -> "
+                                             "about 12 CIEDE2000 and heterochromia 0 -> 0.33-0.38 (issue 14); off "
+                                             "where the data has no label maps"),
     "pretrain.correspondence.target": ("region", "the label maps' regions, not the warp's points (issue 14)"),
-    "pretrain.correspondence.heads": ("one", "the first head of each layer; the others stay free"),
-    "finetune.reconstruction.colour_weight": (0.3, "irises 11.9 / 12.2 -> 11.1 / 11.2, heterochromia 0.38 -> 0.57, "
-                                                   "for -0.4 dB self-reference PSNR and fd_vgg16 12.1 -> 15.3 "
-                                                   "(issue 14); off where the data has no label maps"),
+    "finetune.reconstruction.colour_weight": (0.3, "with the supervised attention: irises 10.7 / 10.7 and "
+                                                   "heterochromia 0.62, for -0.3 dB self-reference PSNR and a "
+                                                   "higher fd_vgg16 (issue 14); off where the data has no label maps"),
 }
 
 # A section is validated before it meets base.image_size: the U-Net's size checks run in `unet_config`.
