@@ -229,25 +229,36 @@ def test_correspondence_training_lowers_its_loss_and_keeps_the_denoising_path(tm
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_pretrain_stage_with_correspondence_logs_the_term_and_needs_reference_attention(tiny_data, tmp_path):
+def _pretrain_logs_correspondence(faces, pairs, tmp_path, overrides: dict) -> dict:
+    """A 2-step tiny pretrain with `overrides`: it logs a positive loss_correspondence; returns its params."""
     import yaml
 
-    from pipeline.errors import ParamsError
     from stages.pretrain import pretrain
     from tests.conftest import ROOT, TINY_PRETRAIN, set_key, stage_paths
 
-    faces, pairs = tiny_data
-    item = PairDataset(faces, pairs, "train", correspondence=True)[(0, 1)]
-    assert item["reference_source"].shape == (2, 32, 32)
-    assert torch.equal(item["reference"], PairDataset(faces, pairs, "train")[(0, 1)]["reference"])
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for key, value in {**TINY_PRETRAIN, "pretrain.loop.train_steps": 2, "pretrain.correspondence.weight": 1.0}.items():
+    for key, value in {**TINY_PRETRAIN, "pretrain.loop.train_steps": 2, **overrides}.items():
         set_key(params, key, value)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     pretrain(tmp_path / "params.yaml", faces, pairs, **stage_paths(tmp_path, "pretrain"))
     logged = tmp_path / "dvclive" / "pretrain" / "plots" / "metrics" / "train" / "loss_correspondence.tsv"
     values = [float(line.split("\t")[-1]) for line in logged.read_text().splitlines()[1:]]
     assert values and all(v > 0 for v in values)
+    return params
+
+
+def test_pretrain_stage_with_correspondence_logs_the_term_and_needs_reference_attention(tiny_data, tmp_path):
+    import yaml
+
+    from pipeline.errors import ParamsError
+    from stages.pretrain import pretrain
+    from tests.conftest import set_key, stage_paths
+
+    faces, pairs = tiny_data
+    item = PairDataset(faces, pairs, "train", correspondence=True)[(0, 1)]
+    assert item["reference_source"].shape == (2, 32, 32)
+    assert torch.equal(item["reference"], PairDataset(faces, pairs, "train")[(0, 1)]["reference"])
+    params = _pretrain_logs_correspondence(faces, pairs, tmp_path, {"pretrain.correspondence.weight": 1.0})
     set_key(params, "pretrain.unet.reference_attention", [])
     set_key(params, "pretrain.unet.text", False)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -302,26 +313,17 @@ def test_recolour_pair_gives_a_region_one_new_colour_in_both_pictures_and_keeps_
 
 def test_pretrain_with_region_supervision_and_recolouring_trains_and_says_when_labels_are_missing(tiny_data, tmp_path,
                                                                                              capsys):
-    import yaml
-
     from pipeline.data.dataset import RecolourConfig
     from stages.pretrain import pretrain
-    from tests.conftest import ROOT, TINY_PRETRAIN, set_key, stage_paths
+    from tests.conftest import stage_paths
 
     faces, pairs = tiny_data
     plain = PairDataset(faces, pairs, "train")[(0, 1)]
     item = PairDataset(faces, pairs, "train", recolour=RecolourConfig(p=1.0))[(0, 1)]
     assert torch.equal(item["sketch"], plain["sketch"]) and not torch.equal(item["target"], plain["target"])
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for key, value in {**TINY_PRETRAIN, "pretrain.unet.text": False, "pretrain.loop.train_steps": 2,
-                       "pretrain.correspondence.weight": 1.0, "pretrain.correspondence.target": "region",
-                       "pretrain.correspondence.heads": "one", "pretrain.recolour.p": 0.5}.items():
-        set_key(params, key, value)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    pretrain(tmp_path / "params.yaml", faces, pairs, **stage_paths(tmp_path, "pretrain"))
-    logged = tmp_path / "dvclive" / "pretrain" / "plots" / "metrics" / "train" / "loss_correspondence.tsv"
-    values = [float(line.split("\t")[-1]) for line in logged.read_text().splitlines()[1:]]
-    assert values and all(v > 0 for v in values)
+    _pretrain_logs_correspondence(faces, pairs, tmp_path, {
+        "pretrain.unet.text": False, "pretrain.correspondence.weight": 1.0, "pretrain.correspondence.target": "region",
+        "pretrain.correspondence.heads": "one", "pretrain.recolour.p": 0.5})
     shutil.copytree(pairs, tmp_path / "pairs")  # the shared fixture stays as it is
     items = pd.read_csv(tmp_path / "pairs" / "train" / "items.csv", dtype=str, keep_default_na=False)
     items.loc[0, "label"] = ""  # one image without its label map
