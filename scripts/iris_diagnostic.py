@@ -82,7 +82,7 @@ def attention_shares(records: list, label: torch.Tensor, reference_label: torch.
         qx, qy = (pos[:, 0] * w).long().clamp(0, w - 1), (pos[:, 1] * h).long().clamp(0, h - 1)
         queries = label[:, qy, qx] == region                                              # (B, M)
         tokens = lambda r: (F.adaptive_avg_pool2d((reference_label == r).float()[:, None], side).flatten(1) >= 0.25)  # noqa: E731
-        attention = log_attention.exp()
+        attention = log_attention[..., :side * side].exp()  # the grid's share (text tokens, if any, follow it)
         own.append((attention * tokens(region)[:, None].float()).sum(-1)[queries].mean().item())
         wrong.append((attention * tokens(other)[:, None].float()).sum(-1)[queries].mean().item() if other else np.nan)
         chance.append(tokens(region).float().mean().item())

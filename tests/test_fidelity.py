@@ -290,6 +290,36 @@ def test_region_correspondence_loss_rewards_the_querys_own_region_and_weighs_reg
     assert loss(uniform, (5,)) == 0.0  # a region the picture does not have
 
 
+def test_region_correspondence_loss_counts_a_said_slots_text_token_as_its_region():
+    from pipeline.model.reference import fourier_grid, region_correspondence_loss
+    from pipeline.training.loop import said_regions
+
+    side, n = 4, 16
+    label = torch.zeros(1, 8, 8, dtype=torch.int64)
+    label[:, :2, :2] = 4  # the "iris" of the top-left token
+    pos = fourier_grid(side, side, CPU)
+    text = torch.zeros(1, 6, 4)
+    text[0, 1, 0] = 3  # iris_left said; its token is the grid's n + 1-th
+    regions = said_regions(text)
+    assert regions.tolist() == [[-1, 4, -1, -1, -1, -1]]
+    on_text = torch.full((1, n, n + 6), -30.0)
+    on_text[..., n + 1] = 0.0  # every query reads the iris_left text token
+    on_hair_token = torch.full((1, n, n + 6), -30.0)
+    on_hair_token[..., n] = 0.0  # ... or the unspecified hair slot's
+    altered = torch.full_like(label, 15)  # the reference shows nothing of any region (all blanked)
+    loss = lambda att, keep, text_regions=regions: region_correspondence_loss(  # noqa: E731
+        [(att, pos, side)], label, altered, torch.tensor([keep]), (4,), text_regions).item()
+    assert loss(on_text, True) < 1e-3 and loss(on_text, False) < 1e-3  # the text is the iris's only source
+    assert loss(on_hair_token, True) > 20  # an unspecified slot's token is no region's
+    assert loss(on_text, True, None) == 0.0  # without the prompt: nothing of the iris to look at
+    # a dropped reference's grid counts for nothing, even where its labels show the region
+    on_grid = torch.full((1, n, n + 6), -30.0)
+    on_grid[..., 0] = 0.0
+    shown = region_correspondence_loss([(on_grid, pos, side)], label, label, torch.tensor([True]), (4,), regions)
+    dropped = region_correspondence_loss([(on_grid, pos, side)], label, label, torch.tensor([False]), (4,), regions)
+    assert shown.item() < 1e-3 and dropped.item() > 20
+
+
 def test_recolour_pair_gives_a_region_one_new_colour_in_both_pictures_and_keeps_its_shading():
     from pipeline.data.dataset import RecolourConfig, recolour_pair
 

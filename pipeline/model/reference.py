@@ -41,7 +41,14 @@ the query's own region -- any token of it, not one point:
 with share_k(r) the fraction of token k's patch labelled r (`region_correspondence_loss`). Each
 region weighs alike, so the two irises (26 pixels each at 64 px, one or two tokens) count as much
 as the hair; left and right irises are different regions, so heterochromia is in the signal.
-With `heads: one` only the first head of each layer is supervised, the others stay free. The
+With `heads: one` only the first head of each layer is supervised, the others stay free.
+
+The same supervision reads the prompt (text models, `text_attention: shared`): the slot tokens
+sit in the same softmax as the grid, and a slot the prompt says counts as its region's tokens.
+Where text training blanked or recoloured the reference's region (its tokens then belong to no
+region), or dropped the reference, the said slot is the only right place to look: so the
+attention learns that the text fills what the reference lacks, and wins where the two disagree.
+The
 diagnostic behind it (`scripts/iris_diagnostic.py`): without supervision, the attention of iris
 positions put 1-6 % of its mass on the reference's iris tokens, as much on the other eye's,
 while hair positions put 35-68 % on hair tokens: the irises were not found.
@@ -182,8 +189,8 @@ class CrossAttention(nn.Module):
         pos = fourier_positions(self.token_side, self.token_side, c, x.device, k.dtype)
         k = torch.cat([k[:, :n_grid] + pos, k[:, n_grid:]], 1)
         split = lambda t: t.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
-        if self.record is not None:
-            self._record(q, k[:, :n_grid], h, w)
+        if self.record is not None:  # the whole shared softmax: grid and, in one context with them, the text
+            self._record(q, k, h, w)
         out = attend(split(q), split(k), split(v))                                # (B, heads, HW, C/heads)
         if extra is not None and extra.shape[1]:
             k_extra, v_extra = self.extra_kv(extra).chunk(2, dim=-1)
@@ -191,10 +198,12 @@ class CrossAttention(nn.Module):
         return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))
 
     def _record(self, q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> None:
-        """Append (log attention on the grid (B, M, N), the M queries' (x, y) in [0, 1], the token
-        side): of the head mean, or of the first head alone when `record_heads` is "one". Feature
-        maps finer than the token grid are read at every stride-th position (M = N): a 32 px map's
-        1,024 queries cost 4x the 16 px map's and say little more about where to look."""
+        """Append (log attention (B, M, N) on the context of one softmax -- the token_side^2 grid
+        tokens first, then any text tokens that share it --, the M queries' (x, y) in [0, 1], the
+        token side): of the head mean, or of the first head alone when `record_heads` is "one".
+        Feature maps finer than the token grid are read at every stride-th position (M = grid
+        tokens): a 32 px map's 1,024 queries cost 4x the 16 px map's and say little more about
+        where to look."""
         b, c = q.shape[0], q.shape[-1]
         stride = max(1, min(h, w) // self.token_side)
         pos = fourier_grid(h, w, q.device).reshape(h, w, 2)[::stride, ::stride].reshape(-1, 2)
@@ -255,36 +264,50 @@ def correspondence_loss(records: list, source: torch.Tensor, keep: torch.Tensor,
             shown = (d2.amin(-1) < (2 * width) ** 2) & keep[:, None]
             targets[key] = (target, (target * target.clamp_min(1e-12).log()).sum(-1), shown)
         target, neg_entropy, shown = targets[key]
+        log_attention = log_attention[..., :token_side ** 2].log_softmax(-1)  # the grid's share, renormalised
         kl = neg_entropy - (target * log_attention).sum(-1)                                  # (B, M)
         total = total + (kl * shown).sum() / shown.sum().clamp_min(1)
     return total / max(len(records), 1)
 
 
 def region_correspondence_loss(records: list, label: torch.Tensor, reference_label: torch.Tensor, keep: torch.Tensor,
-                               regions: tuple[int, ...]) -> torch.Tensor:
+                               regions: tuple[int, ...], text_regions: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over `regions` of -log(attention mass on the tokens of the query's own region).
 
     label, reference_label (B, H, W) int64: the target's label map and the (warped) reference's.
-    A token's share of a region is the fraction of its patch with that label, so the mass is
-    sum_k attention_k * share_k(region of the query); queries of other regions, of regions the
-    reference does not show, and of samples without a reference (keep False) are skipped. Every
-    region weighs alike (an iris's 26 pixels as much as the hair's 1,000), and per region the
-    queries of all samples are pooled. Returns a scalar (0 if nothing to supervise)."""
+    A grid token's share of a region is the fraction of its patch with that label, so the mass is
+    sum_k attention_k * share_k(region of the query). Text tokens that share the softmax (the
+    record's tokens past the grid) speak for the region `text_regions` (B, T) int64 names, or for
+    none (-1: the slot is unspecified): a query's own slot, when the prompt says its colour, is
+    then its region too -- the only one where the reference's region was blanked or recoloured
+    (their label is no region's), or the reference dropped (keep False: its grid counts for
+    nothing). Queries of other regions and queries with nothing of their region to look at are
+    skipped. Every region weighs alike (an iris's 26 pixels as much as the hair's 1,000), and per
+    region the queries of all samples are pooled. Returns a scalar (0 if nothing to supervise)."""
     total, count = label.new_zeros((), dtype=torch.float32), 0
-    n_labels = int(max(label.max(), reference_label.max())) + 1
+    n_labels = int(max(label.max(), reference_label.max(), *regions)) + 1
     shares: dict = {}
     for log_attention, pos, token_side in records:
-        if token_side not in shares:
+        key = (token_side, log_attention.shape[-1])
+        if key not in shares:
             one_hot = F.one_hot(reference_label, n_labels).permute(0, 3, 1, 2).float()     # (B, L, H, W)
-            shares[token_side] = F.adaptive_avg_pool2d(one_hot, token_side).flatten(2)      # (B, L, N)
-        share = shares[token_side]
+            share = F.adaptive_avg_pool2d(one_hot, token_side).flatten(2) * keep[:, None, None]  # (B, L, N)
+            n_extra = log_attention.shape[-1] - share.shape[-1]
+            if n_extra:
+                said = share.new_zeros(share.shape[0], n_labels, n_extra)
+                if text_regions is not None:
+                    said = F.one_hot(text_regions.clamp_min(0), n_labels).transpose(1, 2).float()  # (B, L, T)
+                    said = said * (text_regions >= 0)[:, None].float()
+                share = torch.cat([share, said], -1)
+            shares[key] = share
+        share = shares[key]
         h, w = label.shape[-2:]
         qx = (pos[:, 0] * w).long().clamp(0, w - 1)
         qy = (pos[:, 1] * h).long().clamp(0, h - 1)
         query_label = label[:, qy, qx]                                                     # (B, M)
         query_share = torch.gather(share, 1, query_label[..., None].expand(-1, -1, share.shape[-1]))  # (B, M, N)
         log_mass = torch.logsumexp(log_attention + query_share.clamp_min(1e-12).log(), -1)  # (B, M)
-        shown = (query_share.amax(-1) > 0) & keep[:, None]
+        shown = query_share.amax(-1) > 0
         for region in regions:
             mask = shown & (query_label == region)
             if mask.any():

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pipeline.config import Config
 from pipeline.data.labels import COLOUR_REGIONS, REGION_IDS
+from pipeline.data.prompt import SLOTS
 from pipeline.device import Compile, Precision, autocast, compiled, compiles, configure_numerics, resolve_precision
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
@@ -152,6 +153,13 @@ class RunBatches(Sampler):
 SUPERVISED_REGIONS = (REGION_IDS["background"], *COLOUR_REGIONS.values())
 
 
+def said_regions(text: torch.Tensor) -> torch.Tensor:
+    """Encoded prompts (B, slots, 4) -> (B, slots) int64: the label-map region each slot's token
+    speaks for, -1 where the slot is unspecified (`region_correspondence_loss`'s text_regions)."""
+    regions = torch.tensor([REGION_IDS[slot] for slot in SLOTS], device=text.device)
+    return torch.where(text[..., 0] > 0, regions, -1)
+
+
 def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
                         correspondence: CorrespondenceConfig = CorrespondenceConfig()) -> Objective:
     """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance (the
@@ -159,7 +167,8 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
     correspondence weight, the reference attention is also supervised: by the warp for batches
     that carry `reference_source` (target "point", `model.reference.correspondence_loss`), by
     the label maps for batches that carry `label` and `reference_label` (target "region",
-    `region_correspondence_loss`)."""
+    `region_correspondence_loss`; a prompt's slot tokens, where they share the reference's
+    softmax, count as their slot's region)."""
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         x0 = batch["target"]
@@ -178,7 +187,8 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
         if correspondence.target == "point":
             aux = correspondence_loss(records, batch["reference_source"], keep, correspondence.sigma)
         else:
-            aux = region_correspondence_loss(records, batch["label"], batch["reference_label"], keep, SUPERVISED_REGIONS)
+            aux = region_correspondence_loss(records, batch["label"], batch["reference_label"], keep, SUPERVISED_REGIONS,
+                                             None if text is None else said_regions(text))
         return loss + correspondence.weight * aux, {"loss_correspondence": aux.detach()}
 
     return objective
