@@ -32,14 +32,21 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                               region_balance=cfg.diffusion.region_balance,
                               correspondence=cfg.correspondence.weight > 0 and cfg.correspondence.target == "point",
                               with_labels=cfg.correspondence.weight > 0 and cfg.correspondence.target == "region",
-                              recolour=cfg.recolour)
-        if dataset.drop_label_uses():
-            console.print("pretrain: the training images have no label maps (real data): pretrain.recolour and the "
-                          "region-supervised attention (pretrain.correspondence.target region) are off")
+                              recolour=cfg.recolour, colour_regions=cfg.correspondence.colour_regions)
+        dropped = dataset.drop_label_uses()
+        if dropped:
+            off = {"recolour": "pretrain.recolour", "label maps": "the region-supervised attention "
+                   "(pretrain.correspondence.target region; pretrain.correspondence.colour_regions > 0 supervises it "
+                   "with colour clusters instead)"}
+            console.print(f"pretrain: the training images have no label maps (real data): "
+                          f"{' and '.join(off[name] for name in dropped)} {'is' if len(dropped) == 1 else 'are'} off")
+        if dataset.clustered:
+            console.print(f"pretrain: no label maps: the region-supervised attention uses each target's "
+                          f"{cfg.correspondence.colour_regions} colour clusters")
         model, diffusion = UNet(cfg.unet_config(base.image_size)), Diffusion(cfg.diffusion)
         run_id = fingerprint(base.model_dump(), p["pairs"].model_dump(), cfg.model_dump(),
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
-        objective = denoising_objective(diffusion, cfg.condition_dropout, cfg.correspondence)
+        objective = denoising_objective(diffusion, cfg.condition_dropout, cfg.correspondence, dataset.clustered)
         trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
                           meta={"stage": "pretrain", "params": cfg.to_dict()}, seed=base.seed)
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,

@@ -361,6 +361,32 @@ def test_pretrain_with_region_supervision_and_recolouring_trains_and_says_when_l
     capsys.readouterr()
     metrics = pretrain(tmp_path / "params.yaml", faces, tmp_path / "pairs", **stage_paths(tmp_path, "again"))
     said = " ".join(capsys.readouterr().err.split())  # Rich wraps long lines
-    assert "have no label maps (real data): pretrain.recolour and the region-supervised attention" in said
+    assert "have no label maps (real data): the region-supervised attention" in said
+    assert "and pretrain.recolour are off" in said
     assert metrics["steps"] == 2
     assert not (tmp_path / "dvclive" / "again" / "plots" / "metrics" / "train" / "loss_correspondence.tsv").exists()
+    # colour clusters stand in for the missing label maps: the supervision is on again, recolouring stays off
+    import yaml
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["pretrain"]["correspondence"]["colour_regions"] = 6
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    pretrain(tmp_path / "params.yaml", faces, tmp_path / "pairs", **stage_paths(tmp_path, "clustered"))
+    said = " ".join(capsys.readouterr().err.split())
+    assert "pretrain.recolour is off" in said and "uses each target's 6 colour clusters" in said
+    assert (tmp_path / "dvclive" / "clustered" / "plots" / "metrics" / "train" / "loss_correspondence.tsv").exists()
+
+
+def test_colour_clusters_are_a_function_of_the_picture_and_follow_its_flat_colours():
+    from pipeline.data.dataset import colour_clusters
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[:, :8] = (200, 40, 60)  # a red half, a blue quarter, a white quarter
+    image[:8, 8:] = (30, 60, 200)
+    image[8:, 8:] = (250, 250, 250)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+    ids = colour_clusters(noisy, 3)
+    assert ids.shape == (16, 16) and ids.dtype == np.uint8
+    assert [len(np.unique(part)) for part in (ids[:, :8], ids[:8, 8:], ids[8:, 8:])] == [1, 1, 1]
+    assert len({ids[0, 0], ids[0, 15], ids[15, 15]}) == 3
+    assert np.array_equal(ids, colour_clusters(noisy, 3))  # the same picture, the same clusters

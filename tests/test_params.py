@@ -94,6 +94,7 @@ def test_readme_params_table_is_generated_from_the_schema():
          "correspondence.weight supervises the reference attention: set unet.reference_attention"),
         ("pretrain", {"correspondence": {"target": "pixel"}}, "pretrain.correspondence.target: Input should be 'point'"),
         ("pretrain", {"correspondence": {"heads": "two"}}, "pretrain.correspondence.heads: Input should be 'all'"),
+        ("pretrain", {"correspondence": {"colour_regions": -1}}, "pretrain.correspondence.colour_regions: Input should be greater"),
         ("pretrain", {"recolour": {"p": 1.5}}, "pretrain.recolour.p: Input should be less than or equal to 1"),
         ("pretrain", {"recolour": {"regions": ["hair", "hat"]}}, "unknown region 'hat' (known: background, hair"),
         ("pretrain", {"recolour": {"p": 0.5}, "unet": {"text": True, "reference_attention": [16]}},

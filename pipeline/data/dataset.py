@@ -94,6 +94,18 @@ def recolour_pair(target: torch.Tensor, reference: torch.Tensor, label: np.ndarr
 ALTERED = len(REGIONS)
 
 
+def colour_clusters(image: np.ndarray, k: int) -> np.ndarray:
+    """(H, W) uint8 ids 0..k-1: k-means of an RGB uint8 picture's pixels in CIELAB (k-means++ from a
+    fixed seed, so a function of the picture). Stand-in label maps for pictures without any: an
+    anime face is painted in a few flat colours, so a cluster is mostly one region (hair, skin,
+    the irises, the clothes), and the warp carries it to the reference like a label map."""
+    lab = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab).reshape(-1, 3)
+    cv2.setRNGSeed(0)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 0.5)
+    _, ids, _ = cv2.kmeans(lab, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    return ids.reshape(image.shape[:2]).astype(np.uint8)
+
+
 def blank_region(reference: torch.Tensor, reference_label: np.ndarray, slot: str) -> torch.Tensor:
     """The reference (3, H, W) in [-1, 1] with `slot`'s region (`region_mask`) set to the null value
     0 (mid grey, as a dropped reference)."""
@@ -175,7 +187,7 @@ class PairDataset(Dataset):
                  tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
                  limit: int | None = None, captions: CaptionConfig | None = None,
                  vocabulary: tuple[str, ...] | None = None, region_balance: float = 0.0,
-                 correspondence: bool = False, recolour: RecolourConfig | None = None):
+                 correspondence: bool = False, recolour: RecolourConfig | None = None, colour_regions: int = 0):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -189,6 +201,8 @@ class PairDataset(Dataset):
         self.region_balance = region_balance  # > 0: items carry `weight` (region_weights of the sketch)
         self.correspondence = correspondence  # items carry `reference_source` (warp_source of the distortion)
         self.recolour = recolour if recolour is not None and recolour.p > 0 else None  # region colour augmentation
+        self.colour_regions = colour_regions  # > 0: label maps for data without any (drop_label_uses, colour_clusters)
+        self.clustered = False  # the label outputs are colour clusters (ids 0..colour_regions-1)
         self.colours = vocabulary_colours(vocabulary) if vocabulary else None  # the model's words (text models)
         if captions is not None and "caption" not in self.items:
             raise AnimecolorError(f"{items_path}: no caption column (rerun `animecolor clean` and `pairs`)")
@@ -200,11 +214,14 @@ class PairDataset(Dataset):
 
     def drop_label_uses(self) -> list[str]:
         """Unless every item has a label map (synthetic data; real images have none), turn off what
-        needs them (label outputs, recolouring) and return its names, for the caller to say so."""
+        needs them and return its names, for the caller to say so: recolouring, and the label
+        outputs -- those are then the target's `colour_regions` colour clusters instead, if set."""
         if "label" in self.items and self.items.label.astype(bool).all():
             return []
-        dropped = [name for name, used in (("label maps", self.with_labels), ("recolour", self.recolour)) if used]
-        self.with_labels, self.recolour = False, None
+        self.clustered = self.with_labels and self.colour_regions > 0
+        dropped = [name for name, used in (("label maps", self.with_labels and not self.clustered),
+                                           ("recolour", self.recolour)) if used]
+        self.with_labels, self.recolour = self.with_labels and self.clustered, None
         return dropped
 
     def _generator(self) -> np.random.Generator:
@@ -226,11 +243,14 @@ class PairDataset(Dataset):
         if self.line_augment is not None:  # draws from rng even when every probability is 0 (fixed stream)
             sketch = augment_lines(sketch, rng, self.line_augment)
         maps = random_warp(self.tps, rng, *target.shape[:2])
-        reference, target = to_tensor(apply_warp(target, maps)), to_tensor(target)
         label = reference_label = None
-        if (self.with_labels or self.captions is not None or self.recolour is not None) and row.label:
+        if self.clustered:
+            label = colour_clusters(target, self.colour_regions)
+        elif (self.with_labels or self.captions is not None or self.recolour is not None) and row.label:
             label = read_label(self.faces / row.label)
+        if label is not None:
             reference_label = apply_warp(label, maps, label=True)
+        reference, target = to_tensor(apply_warp(target, maps)), to_tensor(target)
         if self.recolour is not None and label is not None:
             target, reference = recolour_pair(target, reference, label, reference_label, rng, self.recolour)
         out = {"sketch": to_tensor(sketch), "target": target}
@@ -239,7 +259,8 @@ class PairDataset(Dataset):
         if self.region_balance > 0:
             out["weight"] = torch.from_numpy(region_weights(sketch, self.region_balance))[None]
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream
-            reference, out["text"], altered = self._text(row.caption, reference, reference_label, rng)
+            regions = None if self.clustered else reference_label  # clusters name no slot: nothing to blank
+            reference, out["text"], altered = self._text(row.caption, reference, regions, rng)
             if altered and reference_label is not None:  # what the reference no longer shows has no region
                 reference_label = reference_label.copy()
                 for slot in altered:

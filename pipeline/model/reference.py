@@ -229,6 +229,10 @@ class CorrespondenceConfig(Config):
                              "of the same labelled region (label maps: synthetic data), each region weighing alike")
     heads: Literal["all", "one"] = Field("all", description="all: the head mean is supervised; one: the first head "
                                                              "only, the others stay free")
+    colour_regions: int = Field(0, ge=0, le=64, description="target region on data without label maps (real "
+                                                            "images): each target's k colour clusters (k-means in "
+                                                            "CIELAB), warped with its reference, stand in for the "
+                                                            "regions; 0: the supervision is off there")
 
 
 @contextmanager

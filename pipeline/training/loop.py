@@ -161,14 +161,17 @@ def said_regions(text: torch.Tensor) -> torch.Tensor:
 
 
 def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
-                        correspondence: CorrespondenceConfig = CorrespondenceConfig()) -> Objective:
+                        correspondence: CorrespondenceConfig = CorrespondenceConfig(),
+                        clustered: bool = False) -> Objective:
     """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance (the
     reference, the sketch and, when the batch has an encoded prompt, the prompt). With a
     correspondence weight, the reference attention is also supervised: by the warp for batches
     that carry `reference_source` (target "point", `model.reference.correspondence_loss`), by
     the label maps for batches that carry `label` and `reference_label` (target "region",
     `region_correspondence_loss`; a prompt's slot tokens, where they share the reference's
-    softmax, count as their slot's region)."""
+    softmax, count as their slot's region). `clustered`: the label maps are colour clusters
+    (`PairDataset.drop_label_uses`), every one of them supervised, and no slot names one."""
+    regions = tuple(range(correspondence.colour_regions)) if clustered else SUPERVISED_REGIONS
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         x0 = batch["target"]
@@ -187,8 +190,8 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
         if correspondence.target == "point":
             aux = correspondence_loss(records, batch["reference_source"], keep, correspondence.sigma)
         else:
-            aux = region_correspondence_loss(records, batch["label"], batch["reference_label"], keep, SUPERVISED_REGIONS,
-                                             None if text is None else said_regions(text))
+            aux = region_correspondence_loss(records, batch["label"], batch["reference_label"], keep, regions,
+                                             None if text is None or clustered else said_regions(text))
         return loss + correspondence.weight * aux, {"loss_correspondence": aux.detach()}
 
     return objective
