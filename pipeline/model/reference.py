@@ -297,12 +297,10 @@ def region_correspondence_loss(records: list, label: torch.Tensor, reference_lab
             one_hot = F.one_hot(reference_label, n_labels).permute(0, 3, 1, 2).float()     # (B, L, H, W)
             share = F.adaptive_avg_pool2d(one_hot, token_side).flatten(2) * keep[:, None, None]  # (B, L, N)
             n_extra = log_attention.shape[-1] - share.shape[-1]
-            if n_extra:
-                said = share.new_zeros(share.shape[0], n_labels, n_extra)
-                if text_regions is not None:
-                    said = F.one_hot(text_regions.clamp_min(0), n_labels).transpose(1, 2).float()  # (B, L, T)
-                    said = said * (text_regions >= 0)[:, None].float()
-                share = torch.cat([share, said], -1)
+            if n_extra:  # the text tokens: one-hot on the region each speaks for (none if unspecified or unknown)
+                said = (share.new_zeros(share.shape[0], n_labels, n_extra) if text_regions is None else
+                        F.one_hot(text_regions.clamp_min(0), n_labels).transpose(1, 2) * (text_regions >= 0)[:, None])
+                share = torch.cat([share, said.float()], -1)
             shares[key] = share
         share = shares[key]
         h, w = label.shape[-2:]
