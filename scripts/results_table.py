@@ -41,13 +41,21 @@ TEXT_COLUMNS = [("text_only", "de_hair"), ("text_only", "de_iris_left"), ("text_
                 ("hetero_text", "success"), ("counterfactual", "follow_rate"), ("counterfactual", "bleed_de")]
 
 
-def text_table(paths: list[str], model: str = "finetune") -> None:
-    print("| run | " + " | ".join(f"{s} {k}" for s, k in TEXT_COLUMNS) + " |")
+def text_header(first: str = "run") -> None:
+    print(f"| {first} | " + " | ".join(f"{s} {k}" for s, k in TEXT_COLUMNS) + " |")
     print("|---|" + "---|" * len(TEXT_COLUMNS))
+
+
+def text_row(label: str, text: dict) -> None:
+    """One row of the text benchmark's metrics ({setting: {metric: value}}, as in evaluate.json)."""
+    cells = [text.get(s, {}).get(k) for s, k in TEXT_COLUMNS]
+    print(f"| {label} | " + " | ".join("-" if v is None else f"{v:.3g}" for v in cells) + " |", flush=True)
+
+
+def text_table(paths: list[str], model: str = "finetune") -> None:
+    text_header()
     for path in paths:
-        text = json.load(open(path)).get(model, {}).get("text", {})
-        cells = [text.get(s, {}).get(k) for s, k in TEXT_COLUMNS]
-        print(f"| {path} | " + " | ".join("-" if v is None else f"{v:.3g}" for v in cells) + " |")
+        text_row(path, json.load(open(path)).get(model, {}).get("text", {}))
 
 
 if __name__ == "__main__":

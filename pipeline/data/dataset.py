@@ -221,7 +221,7 @@ class PairDataset(Dataset):
         self.clustered = self.with_labels and self.colour_regions > 0
         dropped = [name for name, used in (("label maps", self.with_labels and not self.clustered),
                                            ("recolour", self.recolour)) if used]
-        self.with_labels, self.recolour = self.with_labels and self.clustered, None
+        self.with_labels, self.recolour = self.clustered, None
         return dropped
 
     def _generator(self) -> np.random.Generator:
