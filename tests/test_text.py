@@ -350,3 +350,30 @@ def test_an_older_smaller_vocabulary_keeps_its_own_ids():
         parse_prompt("red hair", words)
     with pytest.raises(AnimecolorError, match="does not know: mauve"):
         vocabulary_colours(("blue", "mauve"))
+
+
+def test_painted_asks_the_named_colour_in_the_faces_own_shading():
+    """The text benchmark's expected colour of a named region (`painted`): a true synthetic face
+    repainted with its own caption gives back its own region means; the flat caption colour does
+    not (the irises' gradient and rim), and repainting with another colour moves the region to it."""
+    from pipeline.data.synthetic import render_face, sample_face
+    from pipeline.evaluation import metrics as M
+    from pipeline.evaluation.text_bench import _labs, _region_lab, painted
+
+    rng = np.random.default_rng(3)
+    specs = [sample_face(rng) for _ in range(6)]
+    faces = [render_face(spec, 64) for spec in specs]
+    images = torch.stack([torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1 for img, _ in faces])
+    labels = np.stack([label for _, label in faces])
+    captions = [parse_prompt(synthetic_caption({k[6:]: v for k, v in spec.attributes().items()
+                                                if k.startswith("color_")})) for spec in specs]
+    for region, own_floor in (("hair", 1.0), ("iris_left", 6.0), ("iris_right", 6.0)):
+        truth = _region_lab(images, labels, region, 1)
+        own = [c.slots[region] for c in captions]
+        assert np.nanmean(M.delta_e(painted(images, labels, region, own, own, 1), truth)) < own_floor
+        if region != "hair":
+            assert np.nanmean(M.delta_e(_labs(own), truth)) > 12  # the flat swatch misses the true iris
+        pink = [parse_prompt("pink hair").slots["hair"]] * len(own)
+        to_pink = np.nanmean(M.delta_e(painted(images, labels, region, own, pink, 1), _labs(pink)))
+        assert to_pink < np.nanmean(M.delta_e(truth, _labs(pink))) - 10
+        assert np.isnan(painted(images, labels, region, [None] * len(own), own, 1)).all()
