@@ -97,6 +97,7 @@ def test_readme_params_table_is_generated_from_the_schema():
         ("pretrain", {"correspondence": {"colour_regions": -1}}, "pretrain.correspondence.colour_regions: Input should be greater"),
         ("pretrain", {"recolour": {"p": 1.5}}, "pretrain.recolour.p: Input should be less than or equal to 1"),
         ("pretrain", {"recolour": {"regions": ["hair", "hat"]}}, "unknown region 'hat' (known: background, hair"),
+        ("pretrain", {"captions": {"recolour_slots": ["hair", "eyes"]}}, "unknown slot 'eyes' (known: hair, iris_left"),
         ("pretrain", {"recolour": {"p": 0.5}, "unet": {"text": True, "reference_attention": [16]}},
          "recolour.p changes colours that the captions name: it needs unet.text false"),
         ("finetune", {"reconstruction": {"p_random": 0.5}}, "p_random: samples with another face's reference are scored"),

@@ -236,6 +236,12 @@ def test_dataset_recolours_a_region_keeps_its_true_text_and_empty_prompts_alter_
         region = torch.from_numpy(a["reference_label"].numpy() == REGION_IDS[said[0]])
         assert not torch.allclose(a["reference"][:, region], b["reference"][:, region])
         assert (b["reference_label"][region] == ALTERED).all()
+    hair_only = PairDataset(faces, pairs, "train", with_labels=True,
+                            captions=CaptionConfig(p_empty=0.0, p_mask=0.0, p_recolour=1.0, p_slot=1.0,
+                                                   recolour_slots=("hair",)))
+    for i in range(4):
+        said = [SLOTS[k] for k in np.flatnonzero(hair_only[(i, 3)]["text"][:, 0].numpy())]
+        assert said == ["hair"]  # the only slot it may recolour
     empty = PairDataset(faces, pairs, "train", with_labels=True,
                         captions=CaptionConfig(p_empty=1.0, p_mask=1.0, p_recolour=1.0))
     for i in range(4):

@@ -48,6 +48,15 @@ class CaptionConfig(Config):
                                                            "region of the reference a random colour (shading kept) "
                                                            "and keep its true text, so the prompt learns to win over "
                                                            "the reference (counterfactual prompts, one iris of two)")
+    recolour_slots: tuple[str, ...] = Field(SLOTS, description="the slots p_recolour may recolour")
+
+    @field_validator("recolour_slots")
+    @classmethod
+    def _slots(cls, slots):
+        unknown = [s for s in slots if s not in SLOTS]
+        if unknown:
+            raise ValueError(f"unknown slot {unknown[0]!r} (known: {', '.join(SLOTS)})")
+        return slots
 
 
 class RecolourConfig(Config):
@@ -285,6 +294,7 @@ class PairDataset(Dataset):
             if present and draws[0] < cfg.p_mask:
                 keep.append(present.pop(int(draws[1] * len(present))))
                 reference = blank_region(reference, reference_label, keep[-1])
+            present = [s for s in present if s in cfg.recolour_slots]
             if present and draws[2] < cfg.p_recolour:
                 keep.append(present[int(draws[3] * len(present))])
                 reference = recolour_region(reference, reference_label, keep[-1], colour)
