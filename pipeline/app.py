@@ -41,6 +41,7 @@ import numpy as np
 
 from pipeline.colorize import LINES, ColorizeOptions, colorize_variations, flatten_alpha, load_model, png_text
 from pipeline.data.imageio import decode_image, write_png, write_png_text
+from pipeline.data.prompt import TEXT_GUIDANCE
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.device import resolve_device
@@ -188,7 +189,7 @@ class Result:
 
 def request(colorizer: Colorizer, n: int, source: str, drawing: str | None, pad, picture: str | None,
             reference: str | None, steps: float, guidance: float, eta: float, seed: float | None, keep_lines: bool,
-            progress: Callable[[int, int], None] | None = None, prompt: str = "", text_guidance: float = 1.0) -> Result:
+            progress: Callable[[int, int], None] | None = None, prompt: str = "", text_guidance: float = TEXT_GUIDANCE) -> Result:
     """One press of Colorize (n = 1) or of the variations button (n seeds: seed .. seed+n-1, one batch).
     `progress(done, total)` is called before the first DDIM step and after each one. Raises
     AnimecolorError for anything the visitor can fix."""
@@ -352,7 +353,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                     interactive=has_text, elem_id="prompt",
                                     placeholder="pink hair, left eye red, right eye #3060ff, white shirt"
                                     if has_text else "retrain with pretrain.unet.text: true to use prompts")
-                text_guidance = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="Text guidance (prompt strength)",
+                text_guidance = gr.Slider(0.0, 5.0, value=TEXT_GUIDANCE, step=0.1, label="Text guidance (prompt strength)",
                                           interactive=has_text, elem_id="text_guidance")
             with gr.Column():
                 output = gr.Image(label="Coloured drawing (drawing's own size)", type="filepath", format="png",

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
-from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
+from pipeline.data.prompt import TEXT_GUIDANCE, encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError
 from pipeline.files import atomic_path
@@ -187,7 +187,7 @@ class ColorizeOptions:
     binarize: bool = False
     keep_lines: bool = True   # multiply the drawing's own full-resolution lines over the result
     prompt: str = ""          # colour prompt (data/prompt.py) for a text model; "" = reference only
-    text_guidance: float = 1.0  # guidance scale on the prompt (conditioning.guided)
+    text_guidance: float = TEXT_GUIDANCE  # guidance scale on the prompt (conditioning.guided)
 
 
 def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,

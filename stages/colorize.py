@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
+from pipeline.data.prompt import TEXT_GUIDANCE
 from pipeline.errors import AnimecolorError
 from stages.common import console, progress_bar, user_errors
 
@@ -95,7 +96,7 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
                    model: Path = DEFAULT_MODEL, out: Path | None = None, steps: int = 20, guidance: float = 1.0,
                    seed: int = 0, eta: float = 0.0, mode: str = "auto", auto_levels: bool = False,
                    binarize: bool = False, keep_lines: bool = True, skip_existing: bool = False,
-                   device: str = "auto", prompt: str = "", text_guidance: float = 1.0) -> dict:
+                   device: str = "auto", prompt: str = "", text_guidance: float = TEXT_GUIDANCE) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
@@ -185,9 +186,9 @@ def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder 
              prompt: str = typer.Option("", "--prompt", "-p", help="Colours in words for what the reference lacks "
                                                                    "or to override it, e.g. \"pink hair, left eye red, "
                                                                    "right eye #3060ff\" (text models)."),
-             text_guidance: float = typer.Option(1.0, min=0.0, max=MAX_GUIDANCE,
+             text_guidance: float = typer.Option(TEXT_GUIDANCE, min=0.0, max=MAX_GUIDANCE,
                                                  help="Guidance scale on the prompt (1: plain; higher follows the "
-                                                      "words more).")) -> None:
+                                                      "words more, over the reference too).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,

@@ -35,6 +35,9 @@ from skimage.color import rgb2lab
 
 from pipeline.errors import AnimecolorError
 
+TEXT_GUIDANCE = 2.0  # default guidance scale on the prompt (s_text, conditioning.guided): at 1 a prompt that
+# contradicts the reference is followed 11-63 % of the time, at 2 45-91 % with bleeding <= 1.45 (README, text + reference)
+
 SLOTS = ("hair", "iris_left", "iris_right", "skin", "clothes", "background")
 SLOT_NAMES = {"hair": "hair", "iris_left": "left eye", "iris_right": "right eye", "skin": "skin",
               "clothes": "clothes", "background": "background"}

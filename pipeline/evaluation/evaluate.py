@@ -26,7 +26,7 @@ from pipeline.data.benchmark import SETTINGS, load_benchmark
 from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_png
 from pipeline.data.labels import COLOUR_REGIONS
-from pipeline.data.prompt import lab_of, parse_prompt
+from pipeline.data.prompt import TEXT_GUIDANCE, lab_of, parse_prompt
 from pipeline.device import Precision, autocast, resolve_precision
 from pipeline.evaluation import metrics as M
 from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
@@ -60,8 +60,9 @@ class EvalConfig(Config):
                                                          "colour")
     text_limit: int = Field(64, ge=1, description="text models: test faces per text-benchmark setting "
                                                   "(evaluation/text_bench.py)")
-    text_guidance: float = Field(1.0, ge=0, description="text models: guidance scale on the prompt (1 = "
-                                                        "conditional only; conditioning.guided)")
+    text_guidance: float = Field(TEXT_GUIDANCE, ge=0, description="text models: guidance scale on the prompt (1 = "
+                                                                  "conditional only; conditioning.guided), the "
+                                                                  "colorize default")
     animeface: Literal["auto", "on", "off"] = Field("auto", description="hair/eye colours by animeface on real data "
                                                                         "(auto: when there are no label maps)")
 
