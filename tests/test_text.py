@@ -1,6 +1,8 @@
 """Text + reference: the prompt language, captions from three sources, caption training, the text
 path of the network, two-scale guidance, export and `colorize --prompt`."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.data.dataset import ALTERED, CaptionConfig, PairDataset, blank_region, caption_text, recolour_region
 from pipeline.data.labels import REGION_IDS
-from pipeline.data.prompt import (COLOURS, HEX, SLOTS, animeface_caption, booru_caption, encode, named,
+from pipeline.data.prompt import (COLOURS, HEX, SLOTS, TEXT_GUIDANCE, animeface_caption, booru_caption, encode, named,
                                   parse_prompt, synthetic_caption)
 from pipeline.errors import AnimecolorError
 from pipeline.model.conditioning import guided
@@ -340,6 +342,9 @@ def test_export_carries_the_vocabulary_and_colorize_follows_a_prompt(tiny_pretra
         result = runner.invoke(app, ["colorize", str(sketch), *args, "--model", str(model_file), "-o", str(path),
                                      "--steps", "2"])
         assert result.exit_code == 0, result.output
+    from PIL import Image
+    used = json.loads(Image.open(out).text["animecolor"])  # the prompt's default guidance: s_text 2
+    assert used["prompt"] == "aqua hair" and used["text_guidance"] == TEXT_GUIDANCE == 2.0
     result = runner.invoke(app, ["colorize", str(sketch), "-p", "aqua hat", "--model", str(model_file), "-o", str(out)])
     assert result.exit_code != 0 and "unknown part" in result.output
 
