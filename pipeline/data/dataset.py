@@ -32,6 +32,14 @@ from pipeline.data.xdog import LineAugmentConfig, augment_lines
 from pipeline.errors import AnimecolorError
 
 
+def known_names(names: tuple[str, ...], known, kind: str) -> tuple[str, ...]:
+    """`names` if each is one of `known`, else a ValueError naming the first unknown one and the known ones."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown[0]!r} (known: {', '.join(known)})")
+    return names
+
+
 class CaptionConfig(Config):
     """How a face's caption becomes the training prompt (params `pretrain.captions`; text models only)."""
 
@@ -53,10 +61,7 @@ class CaptionConfig(Config):
     @field_validator("recolour_slots")
     @classmethod
     def _slots(cls, slots):
-        unknown = [s for s in slots if s not in SLOTS]
-        if unknown:
-            raise ValueError(f"unknown slot {unknown[0]!r} (known: {', '.join(SLOTS)})")
-        return slots
+        return known_names(slots, SLOTS, "slot")
 
 
 class RecolourConfig(Config):
@@ -72,10 +77,7 @@ class RecolourConfig(Config):
     @field_validator("regions")
     @classmethod
     def _known(cls, regions):
-        unknown = [r for r in regions if r not in REGION_IDS]
-        if unknown:
-            raise ValueError(f"unknown region {unknown[0]!r} (known: {', '.join(REGION_IDS)})")
-        return regions
+        return known_names(regions, REGION_IDS, "region")
 
 
 def recolour_pair(target: torch.Tensor, reference: torch.Tensor, label: np.ndarray, reference_label: np.ndarray,
