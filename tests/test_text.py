@@ -9,7 +9,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.data.dataset import ALTERED, CaptionConfig, PairDataset, blank_region, caption_text, recolour_region
+from pipeline.data.dataset import (ALTERED, CaptionConfig, PairDataset, blank_region, caption_text, recolour_region,
+                                   to_tensor)
 from pipeline.data.labels import REGION_IDS
 from pipeline.data.prompt import (COLOURS, HEX, SLOTS, TEXT_GUIDANCE, animeface_caption, booru_caption, encode, named,
                                   parse_prompt, synthetic_caption)
@@ -374,7 +375,7 @@ def test_painted_asks_the_named_colour_in_the_faces_own_shading():
     rng = np.random.default_rng(3)
     specs = [sample_face(rng) for _ in range(6)]
     faces = [render_face(spec, 64) for spec in specs]
-    images = torch.stack([torch.from_numpy(img).permute(2, 0, 1).float() / 127.5 - 1 for img, _ in faces])
+    images = torch.stack([to_tensor(img) for img, _ in faces])
     labels = np.stack([label for _, label in faces])
     captions = [parse_prompt(synthetic_caption({k[6:]: v for k, v in spec.attributes().items()
                                                 if k.startswith("color_")})) for spec in specs]

@@ -58,19 +58,16 @@ def painted(images: torch.Tensor, labels: np.ndarray, region: str, old: list[Col
     caption gives back its region means within 0.2 CIEDE2000 (hair, skin, clothes) and 4 (irises:
     their 1-px rim blends with the outline at 64 px), where the flat caption colour is 19-20
     away from the irises: this is the colour a word asks of a region, not its flat swatch."""
-    x = (images.float() + 1) / 2
-    rows = []
+    x = images.float().cpu().clone()
     for i in range(x.shape[0]):
-        if old[i] is None or new[i] is None:
-            rows.append(np.full(3, np.nan))
-            continue
-        mask = torch.from_numpy(labels[i] == REGION_IDS[region])
-        c, n = (torch.tensor(col.rgb, dtype=torch.float32) / 255 for col in (old[i], new[i]))
-        image = x[i].clone()
-        shade = (c @ image[:, mask]) / (c @ c).clamp_min(1e-6)
-        image[:, mask] = (n[:, None] * shade[None]).clamp(0, 1)
-        rows.append(M.region_means(M.to_lab(image[None]), labels[i:i + 1], REGION_IDS[region], erode)[0])
-    return np.stack(rows)
+        if old[i] is not None and new[i] is not None:
+            mask = torch.from_numpy(labels[i] == REGION_IDS[region])
+            c, n = (torch.tensor(col.rgb, dtype=torch.float32) / 255 for col in (old[i], new[i]))
+            shade = (c @ (x[i][:, mask] + 1) / 2) / (c @ c).clamp_min(1e-6)
+            x[i][:, mask] = (n[:, None] * shade[None]).clamp(0, 1) * 2 - 1
+    out = _region_lab(x, labels, region, erode)
+    out[[o is None or n is None for o, n in zip(old, new)]] = np.nan
+    return out
 
 
 def _labs(colours: list[Colour | None]) -> np.ndarray:
