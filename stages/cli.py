@@ -3,7 +3,7 @@
 import typer
 
 from stages import app as app_stage
-from stages import clean, colorize, crawl, evaluate, finetune, pairs, pretrain
+from stages import clean, colorize, crawl, evaluate, finetune, pairs, pretrain, text
 
 app = typer.Typer(name="animecolor", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
                   help="Reference-based colorization of anime line drawings with diffusion models.")
@@ -23,6 +23,7 @@ app.command("clean")(clean.main)
 app.command("pairs")(pairs.main)
 app.command("pretrain")(pretrain.main)
 app.command("finetune")(finetune.main)
+app.command("text")(text.main)
 app.command("evaluate")(evaluate.main)
 app.command("export")(colorize.export)
 app.command("colorize")(colorize.colorize)

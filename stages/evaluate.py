@@ -13,7 +13,8 @@ from pipeline.errors import AnimecolorError
 from pipeline.report import contact_sheet
 from stages.common import console, load_params, progress_bar, seed_everything, user_errors
 
-DEFAULT_MODELS = ("pretrain=models/pretrain.pt", "finetune=models/finetune.pt")
+# "finetune": the fine-tuned model with its prompt adapter (stage text; with the empty prompt exactly the fine-tuned model)
+DEFAULT_MODELS = ("pretrain=models/pretrain.pt", "finetune=models/text.pt")
 
 
 def parse_models(specs: list[str]) -> dict[str, Path]:

@@ -25,6 +25,7 @@ from pipeline.model.conditioning import ConditionDropout
 from pipeline.model.diffusion import DiffusionConfig
 from pipeline.model.reference import CorrespondenceConfig
 from pipeline.model.unet import SIZE_LATER, UNetConfig
+from pipeline.training.adapter import AdapterConfig
 from pipeline.training.finetune import FinetuneLoopConfig, ReconstructionConfig
 from pipeline.training.loop import LoopConfig
 from pipeline.training.samples import SampleGridConfig
@@ -129,6 +130,10 @@ class FinetuneParams(Config):
                                      "ms_ssim_weight", "lpips_weight", "eps_weight", "p_uncond"), "reconstruction")}
 
 
+class TextParams(AdapterConfig):
+    pass
+
+
 class EvaluateParams(EvalConfig):
     sheet_size: int = Field(8, ge=1, le=64, description="test images per grid")
 
@@ -165,6 +170,7 @@ SECTIONS: dict[str, type[Config]] = {
     "pairs": PairsParams,
     "pretrain": PretrainParams,
     "finetune": FinetuneParams,
+    "text": TextParams,
     "evaluate": EvaluateParams,
 }
 

@@ -82,6 +82,11 @@ TINY_FINETUNE = {
     "finetune.loop.checkpoint_every": 1, "finetune.loop.log_every": 1,
 }
 
+TINY_TEXT = {  # the prompt adapter's stage, as small
+    "text.loop.train_steps": 4, "text.loop.batch_size": 4, "text.loop.warmup_steps": 1, "text.loop.num_workers": 0,
+    "text.loop.checkpoint_every": 2, "text.loop.log_every": 2, "text.samples.sample_steps": 2, "text.samples.count": 2,
+}
+
 
 def stage_paths(folder: Path, name: str) -> dict:
     """Output paths for calling a training stage function into `folder`."""
@@ -97,7 +102,7 @@ def tiny_pretrained(tiny_data, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pretrained")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for key, value in {**TINY_PRETRAIN, **TINY_FINETUNE}.items():
+    for key, value in {**TINY_PRETRAIN, **TINY_FINETUNE, **TINY_TEXT}.items():
         set_key(params, key, value)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     faces, pairs = tiny_data

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import TINY_FINETUNE, TINY_PRETRAIN, set_key
+from tests.conftest import TINY_FINETUNE, TINY_PRETRAIN, TINY_TEXT, set_key
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,8 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["crawl"]["n_images"] = 16
     params["clean"]["test_fraction"] = 0.3
-    for key, value in {**TINY_PRETRAIN, **TINY_FINETUNE, "finetune.subset": 4, "finetune.loop.batch_size": 2}.items():
+    for key, value in {**TINY_PRETRAIN, **TINY_FINETUNE, **TINY_TEXT, "finetune.subset": 4, "finetune.loop.batch_size": 2,
+                       "pretrain.unet.text": False, "text.loop.batch_size": 2}.items():  # the shipped design: adapter
         set_key(params, key, value)
     params["evaluate"].update(sample_steps=2, sheet_size=2, kid_subsets=5)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -54,7 +55,7 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     assert "kept.train" in json.loads(diff)["metrics/clean.json"] or "kept.test" in json.loads(diff)["metrics/clean.json"]
 
     # the rest of the chain ran too: models, exported model, benchmark
-    for name in ("pretrain.pt", "finetune.pt", "animecolor.safetensors"):
+    for name in ("pretrain.pt", "finetune.pt", "text.pt", "animecolor.safetensors"):
         assert (repo / "models" / name).is_file()
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     assert {"pretrain", "finetune", "reference_copy", "flat_fill"} <= set(evaluation)
@@ -62,7 +63,8 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     hetero = sorted(p.name for p in (repo / "reports/evaluate_heterochromia").iterdir())  # grids, or why there are none
     assert hetero == ["README.txt"] or set(hetero) <= {"self_ref.png", "random_ref.png"} and hetero
     assert (repo / "dvclive/pretrain/plots/metrics/train/loss.tsv").is_file()
-    # the tiny model takes colour prompts (TINY_PRETRAIN turns text on): the text benchmark ran and drew its grids
+    # the prompt adapter trained on the reference-only model: the text benchmark ran and drew its grids
+    assert json.loads((repo / "metrics/text.json").read_text())["passthrough"] is False
     assert {"text_only", "masked_hair", "masked_eyes", "hetero_text", "counterfactual"} <= set(evaluation["finetune"]["text"])
     assert (repo / "reports/evaluate_text/finetune_prompts.png").is_file()
 
@@ -78,8 +80,8 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     plots = _dvc(repo, "plots", "diff", "ft0", "ft2", "--json")
     assert "evaluate_self_ref.png" in plots and "loss" in plots
 
-    # the text ablation is one switch: today's reference-only network, no text benchmark
-    _dvc(repo, "exp", "run", "-n", "notext", "-S", "pretrain.unet.text=false")
+    # the text ablation is one switch: the reference-only model, no text benchmark
+    _dvc(repo, "exp", "run", "-n", "notext", "-S", "text.adapter=false")
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     assert "text" not in evaluation["finetune"] and "text_only" not in json.dumps(evaluation)
     assert (repo / "reports/evaluate_text/README.txt").is_file()

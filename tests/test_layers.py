@@ -93,7 +93,8 @@ def test_the_checker_catches_a_wrong_way_import(tmp_path, source, bad):
 
 # ---------------------------------------------------------------- dvc.yaml deps
 STAGE_MODULES = {"crawl": "stages.crawl", "clean": "stages.clean", "pairs": "stages.pairs",
-                 "pretrain": "stages.pretrain", "finetune": "stages.finetune", "evaluate": "stages.evaluate",
+                 "pretrain": "stages.pretrain", "finetune": "stages.finetune", "text": "stages.text",
+                 "evaluate": "stages.evaluate",
                  "export": "stages.colorize"}
 
 

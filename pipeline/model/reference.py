@@ -83,15 +83,16 @@ def fourier_positions(height: int, width: int, dim: int, device: torch.device, d
     return torch.cat([args.sin(), args.cos()], 1).to(dtype)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """scaled_dot_product_attention on (B, heads, N, d) tensors, made contiguous in d first.
 
     The fused kernels (flash attention on CPU and CUDA) need a unit stride in the last dimension;
     features read off a conv map (flatten + transpose) have a stride of H*W there, which sends
     PyTorch to the unfused math path: on 2 CPU cores that path made a training step with
-    attention at 32 px twice as slow (issue 14's measurements)."""
+    attention at 32 px twice as slow (issue 14's measurements). `mask` (bool, broadcast to
+    (B, heads, N_q, N_k)): the keys each query may read."""
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    return F.scaled_dot_product_attention(q, k, v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class GroupNorm(nn.GroupNorm):
@@ -161,7 +162,7 @@ class CrossAttention(nn.Module):
     """Denoiser features attend to context tokens (see the module notation); residual, zero-initialised."""
 
     def __init__(self, channels: int, context_dim: int, heads: int, groups: int, token_side: int,
-                 separate_extra: bool = False):
+                 separate_extra: bool = False, adapter: bool = False):
         super().__init__()
         if channels % heads:
             raise ValueError(f"cross-attention: {channels} channels do not split into {heads} heads")
@@ -173,13 +174,23 @@ class CrossAttention(nn.Module):
         # the two readings are added (decoupled cross-attention, as IP-Adapter): six prompt tokens then
         # need not outbid 256 reference tokens for attention mass.
         self.extra_kv = nn.Linear(context_dim, 2 * channels) if separate_extra else None
+        # the prompt adapter: it starts as nothing (zero values), and where a query reads a said slot
+        # it may turn the reference's reading down by up to that share (the gate, sigmoid, learnt from 0.12)
+        self.extra_gate = nn.Parameter(torch.tensor(-2.0)) if adapter else None
+        if adapter:
+            nn.init.zeros_(self.extra_kv.weight[channels:])
+            nn.init.zeros_(self.extra_kv.bias[channels:])
         self.proj = nn.Conv2d(channels, channels, 1)
         nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
         self.record: list | None = None  # `recorded_attention` collects the attention on the grid here
         self.record_heads = "all"  # ... of the head mean (all) or of the first head (one)
+        self.record_text = False  # ... or, with separate text, the text's own softmax instead
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, said: torch.Tensor | None = None) -> torch.Tensor:
+        """said (B, T) bool, separate text only (the adapter): the slots the prompt says. Every slot's
+        token is a key (a query finds its own slot), but an unsaid slot's value is zero: a query of an
+        unsaid region reads nothing, and the empty prompt reads exactly zero everywhere."""
         b, c, h, w = x.shape
         q = self.q(self.norm(x)).flatten(2).transpose(1, 2)                       # (B, HW, C)
         q = q + fourier_positions(h, w, c, x.device, q.dtype)
@@ -189,12 +200,21 @@ class CrossAttention(nn.Module):
         pos = fourier_positions(self.token_side, self.token_side, c, x.device, k.dtype)
         k = torch.cat([k[:, :n_grid] + pos, k[:, n_grid:]], 1)
         split = lambda t: t.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
-        if self.record is not None:  # the whole shared softmax: grid and, in one context with them, the text
+        if self.record is not None and not self.record_text:  # the shared softmax: grid and, with them, the text
             self._record(q, k, h, w)
         out = attend(split(q), split(k), split(v))                                # (B, heads, HW, C/heads)
         if extra is not None and extra.shape[1]:
             k_extra, v_extra = self.extra_kv(extra).chunk(2, dim=-1)
-            out = out + attend(split(q), split(k_extra), split(v_extra))
+            if self.record is not None and self.record_text:
+                self._record(q, k_extra, h, w)
+            if said is None:
+                out = out + attend(split(q), split(k_extra), split(v_extra))
+            else:  # adapter: every slot is a key, only a said slot has a value (a colour) and a gate
+                said = said[:, None, None, :].to(q.dtype)                               # (B, 1, 1, T)
+                weights = (split(q) @ split(k_extra).transpose(-1, -2) * (c // self.heads) ** -0.5).softmax(-1)
+                weights = weights * said                                                # (B, heads, HW, T)
+                gate = self.extra_gate.sigmoid() * weights.sum(-1, keepdim=True)
+                out = out * (1 - gate) + weights @ split(v_extra)
         return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))
 
     def _record(self, q: torch.Tensor, k: torch.Tensor, h: int, w: int) -> None:
@@ -236,14 +256,15 @@ class CorrespondenceConfig(Config):
 
 
 @contextmanager
-def recorded_attention(model: nn.Module, heads: str = "all") -> Iterator[list]:
+def recorded_attention(model: nn.Module, heads: str = "all", text: bool = False) -> Iterator[list]:
     """Within the block, every CrossAttention of `model` appends (log attention (B, M, N) of the
     head mean, or of its first head with heads="one", its M queries' positions, its token side)
-    to the yielded list on each forward (`CrossAttention._record`)."""
+    to the yielded list on each forward (`CrossAttention._record`); text=True: of the separate
+    text softmax (N = the slots) instead of the reference's."""
     layers = [m for m in model.modules() if isinstance(m, CrossAttention)]
     records: list = []
     for layer in layers:
-        layer.record, layer.record_heads = records, heads
+        layer.record, layer.record_heads, layer.record_text = records, heads, text
     try:
         yield records
     finally:
@@ -314,6 +335,26 @@ def region_correspondence_loss(records: list, label: torch.Tensor, reference_lab
             mask = shown & (query_label == region)
             if mask.any():
                 total, count = total - log_mass[mask].mean(), count + 1
+    return total / max(count, 1)
+
+
+def slot_attention_loss(records: list, label: torch.Tensor, slot_regions: tuple[int, ...]) -> torch.Tensor:
+    """Mean over slots of -log(the text attention's mass on the query's own slot token).
+
+    records: `recorded_attention(text=True)`'s, over the slot tokens (B, M, slots); label (B, H, W)
+    int64, the target's label map; slot_regions: the label-map region of each slot, in token order.
+    Queries of other regions (lines, mouth) are free. Each slot weighs alike, said or not: the
+    prompt adapter learns where each slot is, and reads a colour only where one is said."""
+    total, count = label.new_zeros((), dtype=torch.float32), 0
+    h, w = label.shape[-2:]
+    for log_attention, pos, _ in records:
+        qx = (pos[:, 0] * w).long().clamp(0, w - 1)
+        qy = (pos[:, 1] * h).long().clamp(0, h - 1)
+        query_label = label[:, qy, qx]                                                     # (B, M)
+        for slot, region in enumerate(slot_regions):
+            mask = query_label == region
+            if mask.any():
+                total, count = total - log_attention[..., slot][mask].mean(), count + 1
     return total / max(count, 1)
 
 

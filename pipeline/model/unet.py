@@ -53,11 +53,12 @@ class UNetConfig(Config):
                                           "the cross-attention (needs reference_attention); false: reference only "
                                           "(at 1,400 CPU steps the prompt path costs the empty-prompt model 0.6 dB and "
                                           "5 CIEDE2000 on the irises: README, text + reference)")
-    text_attention: Literal["shared", "separate"] = Field("shared", description="shared: the prompt's tokens join "
-                                                                                "the reference tokens in one softmax; "
-                                                                                "separate: their own keys, values and "
-                                                                                "softmax, the readings added "
-                                                                                "(decoupled, as IP-Adapter)")
+    text_attention: Literal["shared", "separate", "adapter"] = Field(
+        "shared", description="shared: the prompt's tokens join the reference tokens in one softmax; separate: their "
+                              "own keys, values and softmax, the readings added (decoupled, as IP-Adapter); "
+                              "adapter: separate, a value only for the said slots and no pooled nudge, so the "
+                              "empty prompt adds exactly nothing (the `text` stage trains it on a frozen "
+                              "reference-only model)")
     vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words, in embedding order (filled in "
                                                         "from data/prompt.py when text is on; kept with the model)")
 
@@ -181,9 +182,10 @@ class Upsample(nn.Module):
 class _Step(nn.ModuleList):
     """A sequence of layers that take (x, emb), or (x, context) for cross-attention."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None,
+                said: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self:
-            x = layer(x, context) if isinstance(layer, CrossAttention) else layer(x, emb)
+            x = layer(x, context, said) if isinstance(layer, CrossAttention) else layer(x, emb)
         return x
 
 
@@ -195,7 +197,8 @@ class UNet(nn.Module):
         ch, groups = cfg.channels, cfg.norm_groups
         emb_dim = 4 * ch
         context_dim = ch * cfg.channel_mults[-1]
-        separate_text = cfg.text and cfg.text_attention == "separate"  # the prompt's own keys and softmax
+        separate_text = cfg.text and cfg.text_attention != "shared"  # the prompt's own keys and softmax
+        self.adapter = cfg.text and cfg.text_attention == "adapter"
         self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.input = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
@@ -209,7 +212,7 @@ class UNet(nn.Module):
                     layers.append(Attention(cur, cfg.heads, groups))
                 if res in cfg.reference_attention:
                     layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens,
-                                                  separate_text))
+                                                  separate_text, self.adapter))
                 self.down.append(_Step(layers))
                 skips.append(cur)
             if level < levels - 1:
@@ -227,7 +230,7 @@ class UNet(nn.Module):
                     layers.append(Attention(cur, cfg.heads, groups))
                 if res in cfg.reference_attention:
                     layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens,
-                                                  separate_text))
+                                                  separate_text, self.adapter))
                 if level > 0 and i == cfg.res_blocks:
                     layers.append(Upsample(cur))
                     res *= 2
@@ -237,7 +240,7 @@ class UNet(nn.Module):
         self.reference_encoder = (ReferenceEncoder(cfg.image_size, cfg.reference_tokens, context_dim, groups)
                                   if cfg.reference_attention else None)
         self.text_encoder = TextEncoder(len(SLOTS), 2 + len(cfg.vocabulary), context_dim) if cfg.text else None
-        self.text_pool = _zero(nn.Linear(context_dim, emb_dim)) if cfg.text else None
+        self.text_pool = _zero(nn.Linear(context_dim, emb_dim)) if cfg.text and not self.adapter else None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, in_channels, H, W), t (B,), text (B, slots, 4) or None -> (B, out_channels, H, W).
@@ -246,23 +249,27 @@ class UNet(nn.Module):
         (`conditioning.model_input`: x_t 0..2, sketch 3, reference 4..6) and encoded into tokens.
         A text model takes the encoded prompt (`data/prompt.encode`); None is the empty prompt."""
         emb = self.time_embed(timestep_embedding(t, self.config.channels).to(x.dtype))
+        said = None
         context = self.reference_encoder(x[:, REFERENCE_CHANNELS]) if self.reference_encoder is not None else None
         if self.text_encoder is not None:
             if text is None:
                 text = x.new_zeros(x.shape[0], len(SLOTS), 4)
             tokens = self.text_encoder(text.to(x.dtype))
             context = torch.cat([context, tokens], 1)
-            emb = emb + self.text_pool(tokens.mean(1))
+            if self.adapter:  # values of the said slots only, no pooled nudge: the empty prompt adds exactly 0
+                said = text[..., 0] > 0
+            else:
+                emb = emb + self.text_pool(tokens.mean(1))
         elif text is not None:
             raise AnimecolorError("this model was trained without text: it cannot follow a prompt")
         h = self.input(x)
         hs = [h]
         for step in self.down:
-            h = step(h, emb, context)
+            h = step(h, emb, context, said)
             hs.append(h)
         h = self.middle(h, emb)
         for step in self.up:
-            h = step(torch.cat([h, hs.pop()], dim=1), emb, context)
+            h = step(torch.cat([h, hs.pop()], dim=1), emb, context, said)
         return self.out(h)
 
 

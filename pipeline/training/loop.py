@@ -228,7 +228,9 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # a frozen part (requires_grad False: the prompt adapter's base) is neither optimised nor clipped
+        self.trained = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = opt_cls(self.trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step, self.resumed_from = 0, None
         # the whole run's loss curve and timing, carried through resumes (for honest summaries)
@@ -335,7 +337,7 @@ class Trainer:
                     loss, extras = self.objective(self.net, batch, generator)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.trained, cfg.grad_clip or float("inf"))
                 self.optimizer.step()
                 self.scheduler.step()
                 self.ema.update(self.model)

@@ -1,0 +1,137 @@
+"""The prompt adapter (stage `text`): the empty prompt is the reference-only model exactly, only
+the adapter trains, the stage resumes and passes through, the exported model takes prompts."""
+
+import json
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.data.dataset import PairDataset
+from pipeline.data.prompt import SLOTS
+from pipeline.data.tps import TPSConfig
+from pipeline.errors import AnimecolorError
+from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
+from pipeline.model.conditioning import model_input
+from pipeline.model.diffusion import DiffusionConfig
+from pipeline.model.unet import UNet, UNetConfig
+from pipeline.training.adapter import adapter_model, is_adapter_parameter
+from stages.pretrain import pretrain
+from stages.text import text
+from tests.conftest import stage_paths
+
+
+@pytest.fixture(scope="module")
+def plain_pretrained(tiny_pretrained, tiny_data, tmp_path_factory):
+    """The tiny pretrain run without the prompt path (the shipped default network's kind)."""
+    root = tmp_path_factory.mktemp("plain")
+    params = yaml.safe_load((tiny_pretrained / "params.yaml").read_text())
+    params["pretrain"]["unet"]["text"] = False
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    pretrain(root / "params.yaml", *tiny_data, **stage_paths(root, "pretrain"))
+    return root
+
+
+def _inputs(tiny_data, n=3):
+    faces, pairs = tiny_data
+    dataset = PairDataset(faces, pairs, "train", tps=TPSConfig())
+    items = [dataset[(i, i)] for i in range(n)]
+    batch = {k: torch.stack([s[k] for s in items]) for k in ("target", "sketch", "reference")}
+    x = model_input(torch.randn_like(batch["target"]), batch["sketch"], batch["reference"])
+    return x, torch.tensor([10, 400, 900])[:n]
+
+
+def test_the_empty_prompt_is_the_reference_only_model_exactly(plain_pretrained, tiny_data):
+    init = load_checkpoint(plain_pretrained / "pretrain.pt")
+    base, _ = model_from_checkpoint(init)
+    model, _ = adapter_model(init)
+    model.eval()
+    x, t = _inputs(tiny_data)
+    said = torch.zeros(3, len(SLOTS), 4)
+    said[1, 0] = torch.tensor([3.0, 0.6, 0.2, -0.1])  # sample 1 says its hair
+    with torch.no_grad():
+        plain = base(x, t)
+        assert torch.equal(model(x, t), plain)  # a fresh adapter
+        for name, p in model.named_parameters():  # a trained adapter: still nothing for the empty prompt
+            if is_adapter_parameter(name):
+                p.normal_(0, 0.5)
+        assert torch.equal(model(x, t), plain)
+        assert torch.equal(model(x, t, torch.zeros_like(said)), plain)
+        out = model(x, t, said)
+    assert torch.equal(out[[0, 2]], plain[[0, 2]])  # the samples that say nothing, in the same batch
+    assert (out[1] - plain[1]).abs().max() > 1e-5  # the one that says its hair: changed
+
+
+def test_only_the_adapter_requires_grad_and_it_needs_reference_attention():
+    config = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), heads=2, reference_attention=(16,))
+    init = {"unet": config.to_dict(), "ema": UNet(config).state_dict(), "diffusion": DiffusionConfig().model_dump()}
+    model, _ = adapter_model(init)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(is_adapter_parameter(n) for n in trained)
+    assert any(".extra_kv." in n for n in trained) and any(n.startswith("text_encoder.") for n in trained)
+    assert model.config.text and model.config.text_attention == "adapter"
+    plain = {"unet": {**config.to_dict(), "reference_attention": ()}, "diffusion": DiffusionConfig().model_dump()}
+    with pytest.raises(AnimecolorError, match="reference attention"):
+        adapter_model({**plain, "ema": UNet(UNetConfig.from_dict(plain["unet"])).state_dict()})
+    texted = UNetConfig.from_dict({**config.to_dict(), "text": True})
+    with pytest.raises(AnimecolorError, match="already has a prompt path"):
+        adapter_model({"unet": texted.to_dict(), "ema": UNet(texted).state_dict(),
+                       "diffusion": DiffusionConfig().model_dump()})
+
+
+def test_text_stage_trains_only_the_adapter_resumes_and_exports(plain_pretrained, tiny_data, tmp_path):
+    from pipeline.colorize import load_model
+
+    params, init_path = plain_pretrained / "params.yaml", plain_pretrained / "pretrain.pt"
+    partial = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "tx"), stop_at=2)
+    assert partial["steps"] == 2 and not (tmp_path / "tx.pt").exists()
+    metrics = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "tx"))
+    assert metrics["resumed_from"] == 2 and metrics["steps"] == 4 and metrics["passthrough"] is False
+    assert json.loads((tmp_path / "tx.json").read_text())["steps"] == 4 and (tmp_path / "tx.png").is_file()
+    before, after = load_checkpoint(init_path), load_checkpoint(tmp_path / "tx.pt")
+    assert after["unet"]["text_attention"] == "adapter" and after["meta"]["stage"] == "text"
+    for key in ("model", "ema"):
+        base = {k: v for k, v in after[key].items() if not is_adapter_parameter(k)}
+        assert base.keys() == before["ema"].keys()
+        assert all(torch.equal(v, before["ema"][k]) for k, v in base.items())  # the base never moved
+    assert any(after["ema"][k].abs().sum() > 0 for k in after["ema"] if ".extra_kv." in k)
+    out = tmp_path / "tx.safetensors"
+    from stages.cli import app
+
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "tx.pt"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    model, _, info = load_model(out)
+    assert model.config.text_attention == "adapter" and info["vocabulary"]
+
+
+def test_text_stage_passes_through_without_the_adapter_or_with_a_text_model(plain_pretrained, tiny_pretrained,
+                                                                            tiny_data, tmp_path):
+    data = yaml.safe_load((plain_pretrained / "params.yaml").read_text())
+    data["text"]["adapter"] = False
+    off = tmp_path / "off.yaml"
+    off.write_text(yaml.safe_dump(data))
+    for params, init_path in ((off, plain_pretrained / "pretrain.pt"),
+                              (tiny_pretrained / "params.yaml", tiny_pretrained / "pretrain.pt")):
+        metrics = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "pt"))
+        assert metrics == {"steps": 0, "passthrough": True}
+        a, b = load_checkpoint(init_path), load_checkpoint(tmp_path / "pt.pt")
+        assert a["unet"] == b["unet"] and all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
+
+
+def test_slot_attention_loss_is_low_on_the_own_slot_and_log_slots_when_uniform():
+    from pipeline.model.reference import fourier_grid, slot_attention_loss
+
+    label = torch.zeros(1, 4, 4, dtype=torch.long)
+    label[0, :2] = 5  # top half: region 5 (slot 1); bottom: region 0 (slot 0)
+    pos = fourier_grid(4, 4, torch.device("cpu"))
+    own = torch.where(pos[:, 1] < 0.5, 1, 0)
+    right = torch.full((1, 16, 3), -30.0)
+    right[0, torch.arange(16), own] = 0.0
+    regions = (0, 5, 7)  # slot 2's region is nowhere: not counted
+    assert slot_attention_loss([(right.log_softmax(-1), pos, 4)], label, regions) < 1e-6
+    uniform = torch.zeros(1, 16, 3).log_softmax(-1)
+    torch.testing.assert_close(slot_attention_loss([(uniform, pos, 4)], label, regions), torch.tensor(torch.log(torch.tensor(3.0)).item()))
+    wrong = torch.full((1, 16, 3), -30.0)
+    wrong[0, torch.arange(16), 1 - own] = 0.0
+    assert slot_attention_loss([(wrong.log_softmax(-1), pos, 4)], label, regions) > 20
