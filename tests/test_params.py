@@ -200,3 +200,4 @@ def test_paper_recipe_is_valid_and_is_the_paper():
         ("linear", 1e-6, 1e-2, "eps")
     assert pre.unet_config(256) == UNetConfig.paper(256)
     assert sections["finetune"].loop.batch_size == 4 and sections["finetune"].reconstruction.unroll_steps == 10
+    assert sections["text"].adapter is False  # no prompts in the paper: the fine-tuned model passes through

@@ -53,6 +53,17 @@ region), or dropped the reference, the said slot is the only right place to look
 attention learns that the text fills what the reference lacks, and wins where the two disagree
 (measured: README, text + reference, `txsup`).
 
+The prompt adapter (`text_attention: adapter`, trained by the `text` stage on a frozen
+reference-only network, `training/adapter.py`) reads the slot tokens with their own keys, values
+and softmax. Every slot is a key, but only a said slot has a value, and where a query's softmax
+falls on said slots the reference's reading is turned down by that share times a learnt gate:
+
+    h <- h + W_o [ (1 - g a_said) softmax(q k^T) v  +  softmax(q k_t^T) (v_t * said) ]
+
+with a_said the query's attention on said slots and g = sigmoid(extra_gate). With the empty
+prompt both extra terms are exactly zero: the network is the reference-only one, bit for bit.
+Its attention is supervised by `slot_attention_loss`.
+
 The reference comes from the model input itself (channels 4..6 of concat(x_t, sketch,
 reference)), so training-time dropout, guidance and sampling need no change: the null
 reference is mid grey there and here alike.
@@ -175,8 +186,8 @@ class CrossAttention(nn.Module):
         # need not outbid 256 reference tokens for attention mass.
         self.extra_kv = nn.Linear(context_dim, 2 * channels) if separate_extra else None
         # the prompt adapter: it starts as nothing (zero values), and where a query reads a said slot
-        # it may turn the reference's reading down by up to that share (the gate, sigmoid, learnt from 0.12)
-        self.extra_gate = nn.Parameter(torch.tensor(-2.0)) if adapter else None
+        # it may turn the reference's reading down by up to that share (the gate, sigmoid, learnt from 0.73)
+        self.extra_gate = nn.Parameter(torch.tensor(1.0)) if adapter else None
         if adapter:
             nn.init.zeros_(self.extra_kv.weight[channels:])
             nn.init.zeros_(self.extra_kv.bias[channels:])
