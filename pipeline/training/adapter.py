@@ -6,9 +6,10 @@ prompt is given (README, text + reference: irises 11-14 CIEDE2000 against 10.5, 
 and with recolouring the reference is sometimes wrong. The adapter keeps the two apart, as
 IP-Adapter does for image prompts. The reference-only model is trained and fine-tuned first;
 then its weights are frozen and only the text path learns: the slot tokens (`model/text.py`),
-their own keys and values in every reference cross-attention (`text_attention: adapter`), and
-the pooled prompt's nudge of the timestep embedding. The adapter reads only the slots the
-prompt says and starts at exactly zero, so
+and in every reference cross-attention their own keys and values and the gate that lets a said
+slot turn the reference's reading down (`text_attention: adapter`, `model/reference.py`); where
+each slot is, the label maps teach (`slot_attention_loss`). Only a said slot has a value (zero
+at the start), so
 
     adapter model (empty prompt) == the reference-only model, bit for bit
 
@@ -30,11 +31,11 @@ from pipeline.data.dataset import CaptionConfig
 from pipeline.data.labels import REGION_IDS
 from pipeline.data.prompt import SLOTS
 from pipeline.errors import AnimecolorError
-from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
+from pipeline.model.conditioning import ConditionDropout, conditioned
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.model.reference import recorded_attention, slot_attention_loss
-from pipeline.training.loop import Batch, LoopConfig, Objective
+from pipeline.training.loop import Batch, LoopConfig, Objective, noised_batch
 from pipeline.training.samples import SampleGridConfig
 
 
@@ -90,7 +91,7 @@ class AdapterConfig(Config):
 
 
 def adapter_model(init: dict) -> tuple[UNet, Diffusion]:
-    """The checkpoint's reference-only network (EMA weights) with a zero-initialised prompt adapter;
+    """The checkpoint's reference-only network (EMA weights) with a new prompt adapter (zero values);
     every weight but the adapter's frozen (requires_grad False)."""
     config = UNetConfig.from_dict(init["unet"])
     if config.text:
@@ -112,7 +113,7 @@ def adapter_model(init: dict) -> tuple[UNet, Diffusion]:
 
 def is_adapter_parameter(name: str) -> bool:
     """Whether a U-Net parameter belongs to the prompt path (the adapter)."""
-    return name.startswith(("text_encoder.", "text_pool.")) or ".extra_kv." in name or name.endswith(".extra_gate")
+    return name.startswith("text_encoder.") or ".extra_kv." in name or name.endswith(".extra_gate")
 
 
 def adapter_objective(diffusion: Diffusion, dropout: ConditionDropout, attention: AdapterAttentionConfig) -> Objective:
@@ -121,11 +122,7 @@ def adapter_objective(diffusion: Diffusion, dropout: ConditionDropout, attention
     slot_regions = tuple(REGION_IDS[slot] for slot in SLOTS)
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-        x0 = batch["target"]
-        b, device = x0.shape[0], x0.device
-        t = torch.randint(0, diffusion.T, (b,), generator=generator).to(device, non_blocking=True)
-        eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype, non_blocking=True)
-        sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
+        x0, t, eps, sketch, reference = noised_batch(diffusion, batch, dropout, generator)
         supervise = attention.weight > 0 and "label" in batch
         with recorded_attention(model, text=True) if supervise else nullcontext() as records:
             loss = diffusion.loss(conditioned(model, sketch, reference, batch["text"]), x0, t, eps)

@@ -160,6 +160,17 @@ def said_regions(text: torch.Tensor) -> torch.Tensor:
     return torch.where(text[..., 0] > 0, regions, -1)
 
 
+def noised_batch(diffusion: Diffusion, batch: Batch, dropout: ConditionDropout, generator: torch.Generator):
+    """(x0, t, eps, sketch, reference) of a denoising step: uniform t, Gaussian eps, the conditions
+    after classifier-free dropout, all drawn from `generator` (exact resume)."""
+    x0 = batch["target"]
+    b, device = x0.shape[0], x0.device
+    t = torch.randint(0, diffusion.T, (b,), generator=generator).to(device, non_blocking=True)
+    eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype, non_blocking=True)
+    sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
+    return x0, t, eps, sketch, reference
+
+
 def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
                         correspondence: CorrespondenceConfig = CorrespondenceConfig(),
                         clustered: bool = False) -> Objective:
@@ -174,11 +185,7 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
     regions = tuple(range(correspondence.colour_regions)) if clustered else SUPERVISED_REGIONS
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-        x0 = batch["target"]
-        b, device = x0.shape[0], x0.device
-        t = torch.randint(0, diffusion.T, (b,), generator=generator).to(device, non_blocking=True)
-        eps = torch.randn(x0.shape, generator=generator).to(device, x0.dtype, non_blocking=True)
-        sketch, reference = drop_conditions(batch["sketch"], batch["reference"], dropout, generator)
+        x0, t, eps, sketch, reference = noised_batch(diffusion, batch, dropout, generator)
         text = batch.get("text")  # an encoded prompt (text models), already dropped at p_empty by the dataset
         needs = ("reference_source",) if correspondence.target == "point" else ("label", "reference_label")
         supervise = correspondence.weight > 0 and all(key in batch for key in needs)
