@@ -155,8 +155,8 @@ SHIPPED: dict[str, tuple[object, str]] = {
                                              "about 12 CIEDE2000 and heterochromia 0 -> 0.33-0.38 (issue 14); off "
                                              "where the data has no label maps"),
     "pretrain.correspondence.target": ("region", "the label maps' regions, not the warp's points (issue 14)"),
-    "evaluate.text_limit": (32, "the text benchmark on 32 faces (about 2.3 instead of 4.5 minutes on 2 cores), so the "
-                                "DAG with the prompt adapter stays near its 20; the README's text tables use 64"),
+    "evaluate.text_limit": (32, "the text benchmark on 32 faces (1.3 min in the fresh-clone run on 2 slow cores), so "
+                                "the DAG with the prompt adapter stays near its 20; the README's text tables use 64"),
     "finetune.reconstruction.colour_weight": (0.3, "with the supervised attention: irises 10.7 / 10.7 and "
                                                    "heterochromia 0.62, for -0.3 dB self-reference PSNR and a "
                                                    "higher fd_vgg16 (issue 14); off where the data has no label maps"),

@@ -16,8 +16,7 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
          live_dir: Path = Path("dvclive/text"), stop_at: int | None = None) -> dict:
     """Run the stage; returns the metrics it writes. A model that needs no adapter passes through."""
     from pipeline.data.dataset import PairDataset
-    from pipeline.data.imageio import write_json
-    from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
+    from pipeline.model.checkpoint import load_checkpoint
     from pipeline.training.adapter import adapter_model, adapter_objective
     from pipeline.training.distributed import close_distributed
     from pipeline.training.loop import Trainer, fingerprint
@@ -28,13 +27,8 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
     init = load_checkpoint(init_path)
     if not cfg.adapter or init["unet"].get("text"):
         why = "text.adapter is false" if not cfg.adapter else "the model was pretrained with text"
-        save_checkpoint(model_path, {**init, "meta": {**init.get("meta", {}), "text": f"passthrough ({why})"}})
-        metrics = {"steps": 0, "passthrough": True}
-        write_json(metrics_path, metrics)
-        sheet_path.parent.mkdir(parents=True, exist_ok=True)
-        sheet_path.unlink(missing_ok=True)
-        console.print(f"text: {why}: {init_path} passed through unchanged -> {model_path}")
-        return metrics
+        return _passthrough(why, init, init_path, base, cfg, faces_dir, pairs_dir, model_path, metrics_path,
+                            sheet_path, live_dir)
     dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
@@ -53,6 +47,28 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
                             cfg.samples, base.seed, stop_at, extra_metrics={"passthrough": False})
     finally:
         close_distributed()
+
+
+def _passthrough(why: str, init: dict, init_path: Path, base, cfg, faces_dir: Path, pairs_dir: Path, model_path: Path,
+                 metrics_path: Path, sheet_path: Path, live_dir: Path) -> dict:
+    """No adapter: the model unchanged, with the reports of a real run (metrics, curve point, samples grid)."""
+    from pipeline.data.imageio import write_json
+    from pipeline.device import resolve_device
+    from pipeline.model.checkpoint import model_from_checkpoint, save_checkpoint
+    from pipeline.training.samples import samples_grid
+    from stages.training import live_logger
+
+    save_checkpoint(model_path, {**init, "meta": {**init.get("meta", {}), "text": f"passthrough ({why})"}})
+    metrics = {"steps": 0, "passthrough": True}
+    with live_logger(live_dir, resume=False) as log:
+        if log:
+            log(0, {"steps": 0})
+    write_json(metrics_path, metrics)
+    model, diffusion = model_from_checkpoint(init, "ema")
+    samples_grid(model, diffusion, faces_dir, pairs_dir, sheet_path, cfg.samples, base.seed, resolve_device(base.device),
+                 cfg.loop.precision)
+    console.print(f"text: {why}: {init_path} passed through unchanged -> {model_path}")
+    return metrics
 
 
 @user_errors

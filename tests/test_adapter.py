@@ -114,7 +114,7 @@ def test_text_stage_passes_through_without_the_adapter_or_with_a_text_model(plai
     for params, init_path in ((off, plain_pretrained / "pretrain.pt"),
                               (tiny_pretrained / "params.yaml", tiny_pretrained / "pretrain.pt")):
         metrics = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "pt"))
-        assert metrics == {"steps": 0, "passthrough": True}
+        assert metrics == {"steps": 0, "passthrough": True} and (tmp_path / "pt.png").is_file()
         a, b = load_checkpoint(init_path), load_checkpoint(tmp_path / "pt.pt")
         assert a["unet"] == b["unet"] and all(torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
 

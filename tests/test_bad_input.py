@@ -138,7 +138,7 @@ CASES = {
     "prompt to a model without text": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "plain.safetensors",
                                         "-p", "pink hair"], 2, ["this model was trained without text"], []),
     "header text_attention sideways": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "sideways.safetensors"],
-                                       2, ["header unet.text_attention: Input should be 'shared' or 'separate'"], []),
+                                       2, ["header unet.text_attention: Input should be 'shared', 'separate' or 'adapter'"], []),
     "header without unet": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "nounet.safetensors"], 2,
                             ["header unet: section is missing or empty"], []),
 }
