@@ -83,6 +83,8 @@ def _tree(root: Path) -> dict[str, tuple[int, int]]:
 
 M = ["--model", "M.safetensors", "--steps", "2"]
 # id: (args, exit code, fragments of the error lines (one per failure), outputs the command may create)
+_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"  # the shipped params, for the stage commands
+
 CASES = {
     "unreadable sketch": (["colorize", "text.png", "-r", "ref.jpg", *M], 2, ["text.png: not a readable image"], []),
     "missing sketch": (["colorize", "nope.png", "-r", "ref.jpg", *M], 2, ["nope.png: no such file"], []),
@@ -121,6 +123,10 @@ CASES = {
     "app on port 0": (["app", "--model", "M.safetensors", "--port", "0"], 2, ["Invalid value for '--port'"], []),
     "export a missing checkpoint": (["export", "nope.pt", "-o", "m.safetensors"], 2,
                                     ["nope.pt: checkpoint not found"], []),
+    "text stage on a missing model": (["text", "--params", str(_PARAMS), "--init", "nope.pt"], 2,
+                                      ["nope.pt: checkpoint not found"], []),
+    "text stage on a model file": (["text", "--params", str(_PARAMS), "--init", "M.safetensors"], 2,
+                                   ["M.safetensors: not an animecolor checkpoint"], []),
     "export a model file as checkpoint": (["export", "M.safetensors", "-o", "m.safetensors"], 2,
                                           ["M.safetensors: not an animecolor checkpoint"], []),
     "extract-lines into a file": (["extract-lines", "sketch.png", "-o", "ref.jpg"], 2,
