@@ -63,6 +63,40 @@ def test_the_empty_prompt_is_the_reference_only_model_exactly(plain_pretrained, 
     assert (out[1] - plain[1]).abs().max() > 1e-5  # the one that says its hair: changed
 
 
+def test_prompt_attention_at_full_resolution_is_adapter_only_exact_when_empty_and_recorded(plain_pretrained,
+                                                                                          tiny_data):
+    from pipeline.model.reference import PromptAttention, recorded_attention
+
+    init = load_checkpoint(plain_pretrained / "pretrain.pt")
+    base, _ = model_from_checkpoint(init)
+    side = base.config.image_size  # the full-resolution decoder: no reference attention there
+    model, _ = adapter_model(init, (side,))
+    model.eval()
+    layers = dict(model.prompt_attention.items())
+    assert layers and all(isinstance(m, PromptAttention) for m in layers.values())
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all(is_adapter_parameter(n) for n in trained) and any(n.startswith("prompt_attention.") for n in trained)
+    x, t = _inputs(tiny_data)
+    said = torch.zeros(3, len(SLOTS), 4)
+    said[1, 1] = torch.tensor([3.0, 0.6, 0.2, -0.1])  # sample 1 says its left eye
+    with torch.no_grad():
+        for p in model.prompt_attention.parameters():
+            p.normal_(0, 0.5)
+        plain = base(x, t)
+        assert torch.equal(model(x, t), plain)  # nothing said: exactly the base, whatever its weights
+        with recorded_attention(model, text=True) as records:
+            out = model(x, t, said)
+    assert torch.equal(out[[0, 2]], plain[[0, 2]]) and (out[1] - plain[1]).abs().max() > 1e-5
+    full = [r for r in records if r[0].shape[1] == side * side]  # every position of the full-resolution map
+    assert len(full) == len(layers) and all(r[0].shape == (3, side * side, len(SLOTS)) for r in full)
+    torch.testing.assert_close(full[0][0].exp().sum(-1), torch.ones(3, side * side))
+    config = UNetConfig.from_dict(init["unet"]).to_dict()
+    with pytest.raises(ValueError, match="prompt_attention is the prompt adapter's"):
+        UNetConfig.from_dict({**config, "prompt_attention": (side,)})
+    with pytest.raises(ValueError, match="prompt_attention \\[5\\]: feature-map sides"):
+        UNetConfig.from_dict({**config, "text": True, "text_attention": "adapter", "prompt_attention": (5,)})
+
+
 def test_only_the_adapter_requires_grad_and_it_needs_reference_attention():
     config = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), heads=2, reference_attention=(16,))
     init = {"unet": config.to_dict(), "ema": UNet(config).state_dict(), "diffusion": DiffusionConfig().model_dump()}
@@ -83,7 +117,10 @@ def test_only_the_adapter_requires_grad_and_it_needs_reference_attention():
 def test_text_stage_trains_only_the_adapter_resumes_and_exports(plain_pretrained, tiny_data, tmp_path):
     from pipeline.colorize import load_model
 
-    params, init_path = plain_pretrained / "params.yaml", plain_pretrained / "pretrain.pt"
+    data = yaml.safe_load((plain_pretrained / "params.yaml").read_text())
+    data["text"]["prompt_attention"] = [data["base"]["image_size"]]  # with its own full-resolution attention
+    params, init_path = tmp_path / "params.yaml", plain_pretrained / "pretrain.pt"
+    params.write_text(yaml.safe_dump(data))
     partial = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "tx"), stop_at=2)
     assert partial["steps"] == 2 and not (tmp_path / "tx.pt").exists()
     metrics = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "tx"))
@@ -102,7 +139,9 @@ def test_text_stage_trains_only_the_adapter_resumes_and_exports(plain_pretrained
     result = CliRunner().invoke(app, ["export", str(tmp_path / "tx.pt"), "-o", str(out)])
     assert result.exit_code == 0, result.output
     model, _, info = load_model(out)
-    assert model.config.text_attention == "adapter" and info["vocabulary"]
+    assert model.config.text_attention == "adapter" and info["vocabulary"] and model.prompt_attention
+    trained = load_checkpoint(tmp_path / "tx.pt")["ema"]
+    assert all(torch.equal(v.float(), trained[k].float()) for k, v in model.state_dict().items())
 
 
 def test_text_stage_passes_through_without_the_adapter_or_with_a_text_model(plain_pretrained, tiny_pretrained,

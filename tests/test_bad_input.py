@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loopback import png_header
 from PIL import Image
+import yaml
 from typer.testing import CliRunner
 
 from pipeline.data.imageio import decode_image
@@ -60,6 +61,15 @@ def work(tmp_path, model_file, tiny_pretrained):
     plain = UNet(UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), heads=2))  # trained without text
     export_model({"unet": plain.config.to_dict(), "diffusion": DiffusionConfig().to_dict(),
                   "ema": plain.state_dict()}, tmp_path / "plain.safetensors")
+    from pipeline.model.checkpoint import save_checkpoint
+
+    referenced = UNet(UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), heads=2, reference_attention=(16,)))
+    save_checkpoint(tmp_path / "ref_only.pt", {"unet": referenced.config.to_dict(), "ema": referenced.state_dict(),
+                                               "diffusion": DiffusionConfig().to_dict()})
+    params = yaml.safe_load(_PARAMS.read_text())
+    params["base"]["image_size"] = 32
+    params["text"]["prompt_attention"] = [5]
+    (tmp_path / "side5.yaml").write_text(yaml.safe_dump(params))
     for name, header in (("size0", lambda h: {**h, "unet": {**h["unet"], "image_size": 0}}),
                          ("nounet", lambda h: {k: v for k, v in h.items() if k != "unet"}),
                          ("sideways", lambda h: {**h, "unet": {**h["unet"], "text_attention": "sideways"}})):
@@ -127,6 +137,8 @@ CASES = {
                                       ["nope.pt: checkpoint not found"], []),
     "text stage on a model file": (["text", "--params", str(_PARAMS), "--init", "M.safetensors"], 2,
                                    ["M.safetensors: not an animecolor checkpoint"], []),
+    "text stage prompt attention at no side": (["text", "--params", "side5.yaml", "--init", "ref_only.pt"], 2,
+                                               ["text.prompt_attention [5]: feature-map sides are [32, 16]"], []),
     "export a model file as checkpoint": (["export", "M.safetensors", "-o", "m.safetensors"], 2,
                                           ["M.safetensors: not an animecolor checkpoint"], []),
     "extract-lines into a file": (["extract-lines", "sketch.png", "-o", "ref.jpg"], 2,

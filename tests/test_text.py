@@ -255,6 +255,43 @@ def test_dataset_recolours_a_region_keeps_its_true_text_and_empty_prompts_alter_
     assert 0.17 < rate < 0.33
 
 
+def test_dataset_recolours_both_eyes_each_its_own_way_and_keeps_their_text(tmp_path):
+    from pipeline.data.clean import CleanConfig, clean_dataset
+    from pipeline.data.crawl import crawl_synthetic
+    from pipeline.data.pairs import build_pairs
+    from pipeline.data.tps import TPSConfig
+    from pipeline.data.xdog import XDoGConfig
+
+    crawl_synthetic(tmp_path / "raw", 8, 64, seed=0, heterochromia_p=0.0)  # 64 px: both irises survive the warp
+    clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(test_fraction=0.2), 64)
+    build_pairs(tmp_path / "faces", tmp_path / "pairs", seed=0, xdog=XDoGConfig(), tps=TPSConfig())
+    faces, pairs = tmp_path / "faces", tmp_path / "pairs"
+    plain = PairDataset(faces, pairs, "train", with_labels=True)
+    eyes = PairDataset(faces, pairs, "train", with_labels=True,
+                       captions=CaptionConfig(p_empty=0.0, p_mask=0.0, p_recolour=0.0, p_recolour_eyes=1.0,
+                                              p_slot=1.0, p_named=0.0, recolour_slots=("hair",)))
+    seen = 0
+    for i in range(4):
+        a, b = plain[(i, 5)], eyes[(i, 5)]
+        label = a["reference_label"].numpy()
+        present = [s for s in ("iris_left", "iris_right") if (label == REGION_IDS[s]).any()]
+        said = [SLOTS[k] for k in np.flatnonzero(b["text"][:, 0].numpy())]
+        assert said == present  # p_slot 1: only the recoloured eyes are said (recolour_slots does not limit them)
+        means = []
+        for slot in present:
+            region = torch.from_numpy(label == REGION_IDS[slot])
+            assert not torch.allclose(a["reference"][:, region], b["reference"][:, region])
+            assert (b["reference_label"][region] == ALTERED).all()
+            means.append(b["reference"][:, region].mean(1))
+        if len(means) == 2:
+            assert (means[0] - means[1]).abs().max() > 0.05  # each eye its own colour
+            seen += 1
+        outside = torch.from_numpy(~np.isin(label, [REGION_IDS[s] for s in present]))
+        grown = torch.from_numpy(b["reference_label"].numpy() != ALTERED) & outside
+        assert torch.equal(a["reference"][:, grown], b["reference"][:, grown])
+    assert seen >= 2
+
+
 # -- the network and guidance ---------------------------------------------------------------------
 def _text_model(seed=0) -> UNet:
     torch.manual_seed(seed)

@@ -57,6 +57,10 @@ class CaptionConfig(Config):
                                                            "and keep its true text, so the prompt learns to win over "
                                                            "the reference (counterfactual prompts, one iris of two)")
     recolour_slots: tuple[str, ...] = Field(SLOTS, description="the slots p_recolour may recolour")
+    p_recolour_eyes: float = Field(0.0, ge=0, le=1, description="give both irises of the reference a random colour "
+                                                                "each (shading kept) and keep their true text: two "
+                                                                "eyes the prompt must win over at once, as when a "
+                                                                "prompt names heterochromia over another reference")
 
     @field_validator("recolour_slots")
     @classmethod
@@ -289,6 +293,7 @@ class PairDataset(Dataset):
         is fixed."""
         cfg, keep = self.captions, []
         draws, colour = rng.random(5), rng.uniform(-1, 1, 3)
+        eyes_draw, eye_colours = rng.random(), rng.uniform(-1, 1, (2, 3))
         if draws[4] < cfg.p_empty:  # the empty prompt: nothing may contradict the (unaltered) reference
             return reference, torch.zeros(len(SLOTS), 4), []
         if caption and reference_label is not None:
@@ -296,8 +301,13 @@ class PairDataset(Dataset):
             if present and draws[0] < cfg.p_mask:
                 keep.append(present.pop(int(draws[1] * len(present))))
                 reference = blank_region(reference, reference_label, keep[-1])
-            present = [s for s in present if s in cfg.recolour_slots]
-            if present and draws[2] < cfg.p_recolour:
-                keep.append(present[int(draws[3] * len(present))])
+            recolourable = [s for s in present if s in cfg.recolour_slots]
+            if recolourable and draws[2] < cfg.p_recolour:
+                keep.append(recolourable[int(draws[3] * len(recolourable))])
                 reference = recolour_region(reference, reference_label, keep[-1], colour)
+            eyes = [s for s in ("iris_left", "iris_right") if s in present and s not in keep]
+            if eyes and eyes_draw < cfg.p_recolour_eyes:
+                for slot, eye_colour in zip(eyes, eye_colours):
+                    reference = recolour_region(reference, reference_label, slot, eye_colour)
+                keep.extend(eyes)
         return reference, torch.from_numpy(caption_text(caption, rng, cfg, keep, self.colours)), keep

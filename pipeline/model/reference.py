@@ -235,16 +235,59 @@ class CrossAttention(nn.Module):
         Feature maps finer than the token grid are read at every stride-th position (M = grid
         tokens): a 32 px map's 1,024 queries cost 4x the 16 px map's and say little more about
         where to look."""
-        b, c = q.shape[0], q.shape[-1]
         stride = max(1, min(h, w) // self.token_side)
-        pos = fourier_grid(h, w, q.device).reshape(h, w, 2)[::stride, ::stride].reshape(-1, 2)
-        q = q.reshape(b, h, w, c)[:, ::stride, ::stride].reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)
-        k = k.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)
-        if self.record_heads == "one":
-            q, k = q[:, :1], k[:, :1]
-        logits = q.float() @ k.float().transpose(-1, -2) * (c // self.heads) ** -0.5  # (B, heads, M, N)
-        log_attention = logits.log_softmax(-1).logsumexp(1) - math.log(logits.shape[1])
-        self.record.append((log_attention, pos, self.token_side))
+        self.record.append((_log_attention(q, k, h, w, self.heads, stride, self.record_heads),
+                            fourier_grid(h, w, q.device).reshape(h, w, 2)[::stride, ::stride].reshape(-1, 2),
+                            self.token_side))
+
+
+def _log_attention(q: torch.Tensor, k: torch.Tensor, h: int, w: int, heads: int, stride: int,
+                   record_heads: str) -> torch.Tensor:
+    """(B, M, N) log attention of queries q (B, h*w, C) at every stride-th position on keys k
+    (B, N, C): of the head mean, or of the first head alone (record_heads "one")."""
+    b, c = q.shape[0], q.shape[-1]
+    q = q.reshape(b, h, w, c)[:, ::stride, ::stride].reshape(b, -1, heads, c // heads).transpose(1, 2)
+    k = k.reshape(b, -1, heads, c // heads).transpose(1, 2)
+    if record_heads == "one":
+        q, k = q[:, :1], k[:, :1]
+    logits = q.float() @ k.float().transpose(-1, -2) * (c // heads) ** -0.5  # (B, heads, M, N)
+    return logits.log_softmax(-1).logsumexp(1) - math.log(logits.shape[1])
+
+
+class PromptAttention(nn.Module):
+    """The prompt adapter's own cross-attention, at a feature-map side without reference attention
+    (`UNetConfig.prompt_attention`; the full-resolution decoder, where the concatenated reference's
+    colours come in through the skips and the reference attention's gate cannot reach them).
+    Queries of the features (with their positions), a key for every slot token, a value only for
+    a said slot, added through a bias-free, zero-initialised projection: the empty prompt adds
+    exactly zero, and a word can repaint its region at full resolution. Its softmax is recorded
+    at every position for `slot_attention_loss` (`recorded_attention(text=True)`)."""
+
+    def __init__(self, channels: int, context_dim: int, heads: int, groups: int):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"prompt attention: {channels} channels do not split into {heads} heads")
+        self.heads = heads
+        self.norm = group_norm(channels, groups)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.proj = nn.Conv2d(channels, channels, 1, bias=False)
+        nn.init.zeros_(self.proj.weight)
+        self.record: list | None = None
+        self.record_heads, self.record_text = "all", False
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor, said: torch.Tensor) -> torch.Tensor:
+        """tokens (B, T, context_dim): the prompt's slot tokens; said (B, T) bool."""
+        b, c, h, w = x.shape
+        q = self.q(self.norm(x)).flatten(2).transpose(1, 2) + fourier_positions(h, w, c, x.device, x.dtype)
+        k, v = self.kv(tokens).chunk(2, dim=-1)
+        if self.record is not None and self.record_text:
+            self.record.append((_log_attention(q, k, h, w, self.heads, 1, self.record_heads),
+                                fourier_grid(h, w, q.device), h))
+        split = lambda t: t.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+        weights = (split(q) @ split(k).transpose(-1, -2) * (c // self.heads) ** -0.5).softmax(-1)
+        out = (weights * said[:, None, None, :].to(q.dtype)) @ split(v)                 # (B, heads, HW, C/heads)
+        return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))
 
 
 class CorrespondenceConfig(Config):
@@ -271,8 +314,8 @@ def recorded_attention(model: nn.Module, heads: str = "all", text: bool = False)
     """Within the block, every CrossAttention of `model` appends (log attention (B, M, N) of the
     head mean, or of its first head with heads="one", its M queries' positions, its token side)
     to the yielded list on each forward (`CrossAttention._record`); text=True: of the separate
-    text softmax (N = the slots) instead of the reference's."""
-    layers = [m for m in model.modules() if isinstance(m, CrossAttention)]
+    text softmax (N = the slots) instead of the reference's, and of every PromptAttention's."""
+    layers = [m for m in model.modules() if isinstance(m, (CrossAttention, PromptAttention))]
     records: list = []
     for layer in layers:
         layer.record, layer.record_heads, layer.record_text = records, heads, text

@@ -22,7 +22,7 @@ from pipeline.config import Config
 from pipeline.model.conditioning import REFERENCE_CHANNELS
 from pipeline.data.prompt import COLOURS, SLOTS
 from pipeline.errors import AnimecolorError
-from pipeline.model.reference import CrossAttention, ReferenceEncoder, attend, group_norm
+from pipeline.model.reference import CrossAttention, PromptAttention, ReferenceEncoder, attend, group_norm
 from pipeline.model.text import TextEncoder
 
 SIZE_LATER = "image_size_later"  # validation context: skip the checks that need the real image_size
@@ -59,6 +59,13 @@ class UNetConfig(Config):
                               "adapter: separate, a value only for the said slots and no pooled nudge, so the "
                               "empty prompt adds exactly nothing (the `text` stage trains it on a frozen "
                               "reference-only model)")
+    prompt_attention: tuple[int, ...] = Field((), description="feature-map sides after whose decoder blocks the "
+                                                              "prompt adapter has its own cross-attention to the slot "
+                                                              "tokens (model/reference.py, PromptAttention; needs "
+                                                              "text_attention adapter): a word reaches the features "
+                                                              "there, e.g. full resolution, where the concatenated "
+                                                              "reference's colours come in; []: the adapter reads "
+                                                              "only inside the reference attention")
     vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words, in embedding order (filled in "
                                                         "from data/prompt.py when text is on; kept with the model)")
 
@@ -79,6 +86,8 @@ class UNetConfig(Config):
                              f"split into {self.heads} heads")
         if self.text and not self.reference_attention:
             raise ValueError("text needs reference_attention (the prompt's tokens join the reference tokens there)")
+        if self.prompt_attention and not (self.text and self.text_attention == "adapter"):
+            raise ValueError("prompt_attention is the prompt adapter's (text true, text_attention adapter)")
         if (info.context or {}).get(SIZE_LATER):  # a params section: image_size comes from base, checked then
             return self
         if self.image_size % 2 ** (levels - 1):
@@ -88,13 +97,14 @@ class UNetConfig(Config):
             self.channels * m for i, m in enumerate(self.channel_mults)
             if self.image_size // 2 ** i in self.attention_resolutions}
         widths |= {self.channels * m for i, m in enumerate(self.channel_mults)
-                   if self.image_size // 2 ** i in self.reference_attention}
+                   if self.image_size // 2 ** i in (*self.reference_attention, *self.prompt_attention)}
         if any(w % self.heads for w in widths):
             raise ValueError(f"attention: widths {sorted(widths)} do not split into {self.heads} heads")
         sides = {self.image_size // 2 ** i for i in range(levels)}
-        if set(self.reference_attention) - sides:
-            raise ValueError(f"reference_attention {list(self.reference_attention)}: feature-map sides are "
-                             f"{sorted(sides, reverse=True)}")
+        for name in ("reference_attention", "prompt_attention"):
+            if set(getattr(self, name)) - sides:
+                raise ValueError(f"{name} {list(getattr(self, name))}: feature-map sides are "
+                                 f"{sorted(sides, reverse=True)}")
         if self.reference_attention and self.reference_tokens not in sides | {self.image_size // 2 ** levels}:
             raise ValueError(f"reference_tokens {self.reference_tokens} must be one of {sorted(sides, reverse=True)}")
         return self
@@ -222,6 +232,7 @@ class UNet(nn.Module):
         self.middle = _Step([ResBlock(cur, cur, emb_dim, cfg.dropout, groups), Attention(cur, cfg.heads, groups),
                              ResBlock(cur, cur, emb_dim, cfg.dropout, groups)])
         self.up = nn.ModuleList()
+        up_outputs = []  # (side, width) of each decoder block's output
         for level, mult in reversed(list(enumerate(cfg.channel_mults))):
             for i in range(cfg.res_blocks + 1):
                 layers = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, cfg.dropout, groups)]
@@ -235,12 +246,17 @@ class UNet(nn.Module):
                     layers.append(Upsample(cur))
                     res *= 2
                 self.up.append(_Step(layers))
+                up_outputs.append((res, cur))
         self.out = nn.Sequential(_norm(cur, groups), nn.SiLU(), _zero(nn.Conv2d(cur, cfg.out_channels, 3, padding=1)))
         # created last, so a network without it draws the same initial weights as before it existed
         self.reference_encoder = (ReferenceEncoder(cfg.image_size, cfg.reference_tokens, context_dim, groups)
                                   if cfg.reference_attention else None)
         self.text_encoder = TextEncoder(len(SLOTS), 2 + len(cfg.vocabulary), context_dim) if cfg.text else None
         self.text_pool = _zero(nn.Linear(context_dim, emb_dim)) if cfg.text and not self.adapter else None
+        # the adapter's own prompt attention after the decoder blocks of those sides (keyed by block index)
+        self.prompt_attention = nn.ModuleDict({
+            str(i): PromptAttention(width, context_dim, cfg.heads, groups)
+            for i, (side, width) in enumerate(up_outputs) if side in cfg.prompt_attention})
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, in_channels, H, W), t (B,), text (B, slots, 4) or None -> (B, out_channels, H, W).
@@ -249,7 +265,7 @@ class UNet(nn.Module):
         (`conditioning.model_input`: x_t 0..2, sketch 3, reference 4..6) and encoded into tokens.
         A text model takes the encoded prompt (`data/prompt.encode`); None is the empty prompt."""
         emb = self.time_embed(timestep_embedding(t, self.config.channels).to(x.dtype))
-        said = None
+        said = tokens = None
         context = self.reference_encoder(x[:, REFERENCE_CHANNELS]) if self.reference_encoder is not None else None
         if self.text_encoder is not None:
             if text is None:
@@ -268,8 +284,10 @@ class UNet(nn.Module):
             h = step(h, emb, context, said)
             hs.append(h)
         h = self.middle(h, emb)
-        for step in self.up:
+        for i, step in enumerate(self.up):
             h = step(torch.cat([h, hs.pop()], dim=1), emb, context, said)
+            if str(i) in self.prompt_attention:
+                h = self.prompt_attention[str(i)](h, tokens, said)
         return self.out(h)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationError
 from torch import nn
 
 from pipeline.config import Config
@@ -81,6 +81,12 @@ class AdapterConfig(Config):
     adapter: bool = Field(True, description="train the prompt adapter; false: the fine-tuned model passes through "
                                             "unchanged (reference only), as does a model pretrained with text "
                                             "(pretrain.unet.text)")
+    prompt_attention: tuple[int, ...] = Field((), description="feature-map sides after whose decoder blocks the "
+                                                              "adapter adds its own attention to the slot tokens "
+                                                              "(PromptAttention: no reference there, e.g. 64, the "
+                                                              "full-resolution decoder, where the concatenated "
+                                                              "reference's colours come in); []: it reads only "
+                                                              "inside the reference attention")
     captions: AdapterCaptionConfig = Field(default_factory=AdapterCaptionConfig, description="training prompts from "
                                                                                              "captions")
     condition_dropout: AdapterDropout = Field(default_factory=AdapterDropout, description="reference dropout")
@@ -90,17 +96,22 @@ class AdapterConfig(Config):
     samples: SampleGridConfig = Field(default_factory=SampleGridConfig, description="samples grid")
 
 
-def adapter_model(init: dict) -> tuple[UNet, Diffusion]:
-    """The checkpoint's reference-only network (EMA weights) with a new prompt adapter (zero values);
-    every weight but the adapter's frozen (requires_grad False)."""
+def adapter_model(init: dict, prompt_attention: tuple[int, ...] = ()) -> tuple[UNet, Diffusion]:
+    """The checkpoint's reference-only network (EMA weights) with a new prompt adapter (zero values;
+    its own prompt attention after the decoder blocks of the `prompt_attention` sides); every weight
+    but the adapter's frozen (requires_grad False)."""
     config = UNetConfig.from_dict(init["unet"])
     if config.text:
         raise AnimecolorError("the model already has a prompt path (pretrain.unet.text): no adapter to train")
     if not config.reference_attention:
         raise AnimecolorError("the prompt adapter reads through the reference attention: the model has none "
                               "(pretrain.unet.reference_attention [])")
-    model = UNet(UNetConfig.from_dict({**config.to_dict(), "text": True, "text_attention": "adapter",
-                                       "vocabulary": ()}))
+    try:
+        config = UNetConfig.from_dict({**config.to_dict(), "text": True, "text_attention": "adapter",
+                                       "prompt_attention": tuple(prompt_attention), "vocabulary": ()})
+    except ValidationError as error:
+        raise AnimecolorError(f"text.{error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    model = UNet(config)
     missing, unexpected = model.load_state_dict(init["ema"], strict=False)
     new = {name for name, _ in model.named_parameters() if is_adapter_parameter(name)}
     if unexpected or set(missing) != new:
@@ -113,7 +124,8 @@ def adapter_model(init: dict) -> tuple[UNet, Diffusion]:
 
 def is_adapter_parameter(name: str) -> bool:
     """Whether a U-Net parameter belongs to the prompt path (the adapter)."""
-    return name.startswith("text_encoder.") or ".extra_kv." in name or name.endswith(".extra_gate")
+    return (name.startswith(("text_encoder.", "prompt_attention.")) or ".extra_kv." in name
+            or name.endswith(".extra_gate"))
 
 
 def adapter_objective(diffusion: Diffusion, dropout: ConditionDropout, attention: AdapterAttentionConfig) -> Objective:
