@@ -293,7 +293,9 @@ class PairDataset(Dataset):
         is fixed."""
         cfg, keep = self.captions, []
         draws, colour = rng.random(5), rng.uniform(-1, 1, 3)
-        eyes_draw, eye_colours = rng.random(), rng.uniform(-1, 1, (2, 3))
+        # drawn only when on (the draws depend on the settings, never on what happens): the streams of
+        # settings without it are those of before it existed
+        eyes_draw, eye_colours = (rng.random(), rng.uniform(-1, 1, (2, 3))) if cfg.p_recolour_eyes > 0 else (1.0, None)
         if draws[4] < cfg.p_empty:  # the empty prompt: nothing may contradict the (unaltered) reference
             return reference, torch.zeros(len(SLOTS), 4), []
         if caption and reference_label is not None:
