@@ -221,9 +221,7 @@ class CrossAttention(nn.Module):
             if said is None:
                 out = out + attend(split(q), split(k_extra), split(v_extra))
             else:  # adapter: every slot is a key, only a said slot has a value (a colour) and a gate
-                said = said[:, None, None, :].to(q.dtype)                               # (B, 1, 1, T)
-                weights = (split(q) @ split(k_extra).transpose(-1, -2) * (c // self.heads) ** -0.5).softmax(-1)
-                weights = weights * said                                                # (B, heads, HW, T)
+                weights = said_weights(split(q), split(k_extra), said)                  # (B, heads, HW, T)
                 gate = self.extra_gate.sigmoid() * weights.sum(-1, keepdim=True)
                 out = out * (1 - gate) + weights @ split(v_extra)
         return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))
@@ -239,6 +237,14 @@ class CrossAttention(nn.Module):
         self.record.append((_log_attention(q, k, h, w, self.heads, stride, self.record_heads),
                             fourier_grid(h, w, q.device).reshape(h, w, 2)[::stride, ::stride].reshape(-1, 2),
                             self.token_side))
+
+
+def said_weights(q: torch.Tensor, k: torch.Tensor, said: torch.Tensor) -> torch.Tensor:
+    """The prompt adapter's attention (B, heads, M, T) of queries q (B, heads, M, d) on the slot
+    keys k (B, heads, T, d): every slot is a key of the softmax, an unsaid one (said (B, T) False)
+    weighs zero after it."""
+    weights = (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1)
+    return weights * said[:, None, None, :].to(q.dtype)
 
 
 def _log_attention(q: torch.Tensor, k: torch.Tensor, h: int, w: int, heads: int, stride: int,
@@ -285,8 +291,7 @@ class PromptAttention(nn.Module):
             self.record.append((_log_attention(q, k, h, w, self.heads, 1, self.record_heads),
                                 fourier_grid(h, w, q.device), h))
         split = lambda t: t.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
-        weights = (split(q) @ split(k).transpose(-1, -2) * (c // self.heads) ** -0.5).softmax(-1)
-        out = (weights * said[:, None, None, :].to(q.dtype)) @ split(v)                 # (B, heads, HW, C/heads)
+        out = said_weights(split(q), split(k), said) @ split(v)                         # (B, heads, HW, C/heads)
         return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))
 
 
