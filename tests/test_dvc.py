@@ -6,6 +6,7 @@ import subprocess
 import pytest
 import yaml
 
+from pipeline.data.prompt import EYE_WORDS
 from tests.conftest import TINY_FINETUNE, TINY_PRETRAIN, TINY_TEXT, set_key
 
 pytestmark = pytest.mark.slow
@@ -66,6 +67,9 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     # the prompt adapter trained on the reference-only model: the text benchmark ran and drew its grids
     assert json.loads((repo / "metrics/text.json").read_text())["passthrough"] is False
     assert {"text_only", "masked_hair", "masked_eyes", "hetero_text", "counterfactual"} <= set(evaluation["finetune"]["text"])
+    hetero_text = evaluation["finetune"]["text"]["hetero_text"]
+    assert hetero_text["eye_success_by_word"] and set(hetero_text["eye_success_by_word"]) <= set(EYE_WORDS)
+    assert all(0 <= r <= 1 for r in hetero_text["eye_success_by_word"].values())
     assert (repo / "reports/evaluate_text/finetune_prompts.png").is_file()
 
     # ablations as experiments: both listed, with different metrics

@@ -292,6 +292,51 @@ def test_dataset_recolours_both_eyes_each_its_own_way_and_keeps_their_text(tmp_p
     assert seen >= 2
 
 
+
+def test_dataset_repaints_the_targets_eyes_in_eye_words_and_says_them(tmp_path):
+    from pipeline.data.clean import CleanConfig, clean_dataset
+    from pipeline.data.crawl import crawl_synthetic
+    from pipeline.data.pairs import build_pairs
+    from pipeline.data.prompt import EYE_WORDS, slot_words
+    from pipeline.data.tps import TPSConfig
+    from pipeline.data.xdog import XDoGConfig
+
+    assert slot_words("iris_left") == EYE_WORDS and "pale" in slot_words("skin")
+    assert slot_words("iris_right", {"white": COLOURS["white"], "pink": COLOURS["pink"]}) == ("pink", "white")
+    crawl_synthetic(tmp_path / "raw", 8, 64, seed=0, heterochromia_p=0.0)
+    clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(test_fraction=0.2), 64)
+    build_pairs(tmp_path / "faces", tmp_path / "pairs", seed=0, xdog=XDoGConfig(), tps=TPSConfig())
+    faces, pairs = tmp_path / "faces", tmp_path / "pairs"
+    plain = PairDataset(faces, pairs, "train", with_labels=True)
+    off = PairDataset(faces, pairs, "train", with_labels=True,
+                      captions=CaptionConfig(p_empty=0.0, p_mask=0.0, p_slot=1.0, p_named=1.0))
+    repaint = PairDataset(faces, pairs, "train", with_labels=True,
+                          captions=CaptionConfig(p_empty=0.0, p_mask=0.0, p_slot=1.0, p_named=1.0, p_repaint=1.0))
+    words = list(COLOURS)
+    pairs_seen = set()
+    for i in range(6):
+        a, b = plain[(i, 3)], repaint[(i, 3)]
+        assert torch.equal(off[(i, 3)]["target"], a["target"])  # off: the target is untouched
+        label, ref_label = a["label"].numpy(), a["reference_label"].numpy()
+        said = {SLOTS[k]: words[int(b["text"][k, 0]) - 2] for k in np.flatnonzero(b["text"][:, 0].numpy())}
+        present = [s for s in ("iris_left", "iris_right") if (label == REGION_IDS[s]).any()]
+        assert list(said) == present  # p_slot 1: only the repainted eyes are said, as words (p_named 1)
+        for slot in present:
+            region = torch.from_numpy(label == REGION_IDS[slot])
+            assert said[slot] in EYE_WORDS
+            colour = torch.tensor(COLOURS[said[slot]], dtype=torch.float32) / 127.5 - 1
+            pixels = b["target"][:, region]
+            # shading kept: every pixel is the word's colour scaled by one factor per pixel
+            cos = torch.nn.functional.cosine_similarity((pixels + 1).T, (colour + 1)[None], dim=1)
+            assert cos.min() > 0.99
+            assert (b["reference_label"][torch.from_numpy(ref_label == REGION_IDS[slot])] == ALTERED).all()
+        outside = torch.from_numpy(~np.isin(label, [REGION_IDS[s] for s in present]))
+        assert torch.equal(a["target"][:, outside], b["target"][:, outside])
+        assert torch.equal(a["reference"], b["reference"])  # the reference keeps its own eyes
+        if len(present) == 2:
+            pairs_seen.add((said["iris_left"], said["iris_right"]))
+    assert any(left != right for left, right in pairs_seen)  # two words: heterochromia in words
+
 # -- the network and guidance ---------------------------------------------------------------------
 def _text_model(seed=0) -> UNet:
     torch.manual_seed(seed)

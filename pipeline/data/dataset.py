@@ -26,7 +26,8 @@ from pydantic import Field, field_validator
 from pipeline.config import Config
 from pipeline.data.imageio import read_label, read_rgb
 from pipeline.data.labels import REGION_IDS, REGIONS
-from pipeline.data.prompt import SLOTS, Prompt, encode, named, parse_prompt, vocabulary_colours
+from pipeline.data.prompt import (COLOURS, SLOTS, Colour, Prompt, encode, named, parse_prompt, slot_words,
+                                  vocabulary_colours)
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.data.xdog import LineAugmentConfig, augment_lines
 from pipeline.errors import AnimecolorError
@@ -61,8 +62,16 @@ class CaptionConfig(Config):
                                                                 "each (shading kept) and keep their true text: two "
                                                                 "eyes the prompt must win over at once, as when a "
                                                                 "prompt names heterochromia over another reference")
+    p_repaint: float = Field(0.0, ge=0, le=1, description="target-region repainting: paint each listed region of "
+                                                          "the target (label maps) in a random word of its part "
+                                                          "(eyes: Danbooru's eye colours; shading kept) and say it, "
+                                                          "the reference keeping its own: every word is painted, "
+                                                          "white and black eyes included, which the data never has, "
+                                                          "and two eye words over a one-colour reference are "
+                                                          "heterochromia in words")
+    repaint_slots: tuple[str, ...] = Field(("iris_left", "iris_right"), description="the slots p_repaint repaints")
 
-    @field_validator("recolour_slots")
+    @field_validator("recolour_slots", "repaint_slots")
     @classmethod
     def _slots(cls, slots):
         return known_names(slots, SLOTS, "slot")
@@ -132,6 +141,19 @@ def blank_region(reference: torch.Tensor, reference_label: np.ndarray, slot: str
 def region_mask(reference_label: np.ndarray, slot: str) -> np.ndarray:
     """`slot`'s region in a label map, grown by 1 px so no outline colour is left at its edge."""
     return cv2.dilate((reference_label == REGION_IDS[slot]).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+
+
+def repaint_region(image: torch.Tensor, label: np.ndarray, slot: str, old, new) -> torch.Tensor:
+    """The image (3, H, W) in [-1, 1] with `slot`'s region (exact label mask) repainted from RGB
+    colour `old` to `new` (0-255), each pixel keeping its shading: the synthetic faces are palette x
+    shade (`data/synthetic.py`), so a pixel p of a region painted c has shade s = <p, c> / <c, c>,
+    and the same pixel painted n is s n."""
+    out = image.clone()
+    mask = torch.from_numpy(label == REGION_IDS[slot])
+    c, n = (torch.tensor(col, dtype=torch.float32) / 255 for col in (old, new))
+    shade = (c @ (out[:, mask].float() + 1) / 2) / (c @ c).clamp_min(1e-6)
+    out[:, mask] = ((n[:, None] * shade[None]).clamp(0, 1) * 2 - 1).to(out.dtype)
+    return out
 
 
 def recolour_region(reference: torch.Tensor, reference_label: np.ndarray, slot: str, colour: np.ndarray) -> torch.Tensor:
@@ -275,7 +297,10 @@ class PairDataset(Dataset):
             out["weight"] = torch.from_numpy(region_weights(sketch, self.region_balance))[None]
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream
             regions = None if self.clustered else reference_label  # clusters name no slot: nothing to blank
-            reference, out["text"], altered = self._text(row.caption, reference, regions, rng)
+            target_label = None if self.clustered else label
+            reference, target, out["text"], altered = self._text(row.caption, reference, regions, target,
+                                                                 target_label, rng)
+            out["target"] = target
             if altered and reference_label is not None:  # what the reference no longer shows has no region
                 reference_label = reference_label.copy()
                 for slot in altered:
@@ -287,17 +312,21 @@ class PairDataset(Dataset):
         return out
 
     def _text(self, caption: str, reference: torch.Tensor, reference_label: np.ndarray | None,
-              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Reference-region masking and recolouring (the altered regions' text is kept), the prompt,
-        and the altered slots. The same number of draws whatever happens, so every item's stream
-        is fixed."""
+              target: torch.Tensor, label: np.ndarray | None,
+              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """Reference-region masking and recolouring (the altered regions' text is kept), target-region
+        repainting (the new colour said), the prompt, and the altered slots (the reference no longer
+        shows their colour). The same number of draws whatever happens, so every item's stream is
+        fixed."""
         cfg, keep = self.captions, []
         draws, colour = rng.random(5), rng.uniform(-1, 1, 3)
         # drawn only when on (the draws depend on the settings, never on what happens): the streams of
-        # settings without it are those of before it existed
+        # settings without them are those of before they existed
         eyes_draw, eye_colours = (rng.random(), rng.uniform(-1, 1, (2, 3))) if cfg.p_recolour_eyes > 0 else (1.0, None)
+        repaint_draw, word_draws = ((rng.random(), rng.random(len(cfg.repaint_slots))) if cfg.p_repaint > 0
+                                    else (1.0, None))
         if draws[4] < cfg.p_empty:  # the empty prompt: nothing may contradict the (unaltered) reference
-            return reference, torch.zeros(len(SLOTS), 4), []
+            return reference, target, torch.zeros(len(SLOTS), 4), []
         if caption and reference_label is not None:
             present = [s for s in parse_prompt(caption).slots if (reference_label == REGION_IDS[s]).any()]
             if present and draws[0] < cfg.p_mask:
@@ -312,4 +341,23 @@ class PairDataset(Dataset):
                 for slot, eye_colour in zip(eyes, eye_colours):
                     reference = recolour_region(reference, reference_label, slot, eye_colour)
                 keep.extend(eyes)
-        return reference, torch.from_numpy(caption_text(caption, rng, cfg, keep, self.colours)), keep
+        if caption and label is not None and repaint_draw < cfg.p_repaint:
+            target, caption, repainted = self._repaint(caption, target, label, word_draws)
+            keep.extend(s for s in repainted if s not in keep)
+        return reference, target, torch.from_numpy(caption_text(caption, rng, cfg, keep, self.colours)), keep
+
+    def _repaint(self, caption: str, target: torch.Tensor, label: np.ndarray,
+                 word_draws: np.ndarray) -> tuple[torch.Tensor, str, list[str]]:
+        """The target with each of `repaint_slots` that it shows and its caption says painted in the
+        word of that part `word_draws` picks (its exact colour, shading kept), the caption saying it."""
+        colours = self.colours if self.colours is not None else COLOURS
+        said = parse_prompt(caption).slots
+        repainted = []
+        for slot, u in zip(self.captions.repaint_slots, word_draws):
+            words = slot_words(slot, colours)
+            if slot in said and words and (label == REGION_IDS[slot]).any():
+                rgb = tuple(colours[words[int(u * len(words))]])
+                target = repaint_region(target, label, slot, said[slot].rgb, rgb)
+                said[slot] = Colour(rgb)
+                repainted.append(slot)
+        return target, str(Prompt(said)), repainted

@@ -57,6 +57,18 @@ ALIASES = {"gray": "grey", "blond": "blonde", "cyan": "aqua", "teal": "aqua", "v
            "golden": "yellow", "gold": "yellow", "light grey": "silver", "light gray": "silver",
            "tanned": "tan", "lavender": "light purple"}
 SKIN_TONES = ("pale", "fair", "tan", "dark")
+# The words a part of a face is said in: Danbooru's eye colours, its hair colours, the skin tones;
+# any non-skin word for the rest (`slot_words`).
+EYE_WORDS = ("blue", "red", "brown", "green", "purple", "yellow", "pink", "black", "aqua", "orange", "grey", "white")
+HAIR_WORDS = tuple(n for n in COLOURS if n not in SKIN_TONES and n != "yellow")
+
+
+def slot_words(slot: str, colours: dict[str, tuple[int, int, int]] | None = None) -> tuple[str, ...]:
+    """The words of `colours` (default: the vocabulary) that `slot` is said in."""
+    colours = COLOURS if colours is None else colours
+    words = {"iris_left": EYE_WORDS, "iris_right": EYE_WORDS, "hair": HAIR_WORDS, "skin": SKIN_TONES}.get(
+        slot, tuple(n for n in COLOURS if n not in SKIN_TONES))
+    return tuple(w for w in words if w in colours)
 
 PARTS = {"hair": ("hair",), "eyes": ("iris_left", "iris_right"), "eye": ("iris_left", "iris_right"),
          "iris": ("iris_left", "iris_right"), "irises": ("iris_left", "iris_right"),

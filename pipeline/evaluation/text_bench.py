@@ -12,7 +12,8 @@ text model (`UNetConfig.text`). Settings, each on the first `text_limit` test fa
                   dE of that region vs the target. Also with both irises blanked, one code per eye.
   hetero_text     the random reference; the prompt names two different eye colours ("left eye X,
                   right eye Y"): success = both output irises within `iris_threshold` of their word
-                  (painted, as in text_only).
+                  (painted, as in text_only); also over the pairs of two hued words (no black,
+                  grey or white: `success_chromatic`) and, per word, the share of eyes it landed on.
   counterfactual  the self-reference says one hair colour, the prompt another (> 30 dE away):
                   follow rate = output hair nearer the named colour (painted) than the reference's; bleeding =
                   mean dE, outside the hair, between the output with and without the prompt.
@@ -29,17 +30,16 @@ import torch
 from torch import nn
 
 from pipeline.data.benchmark import load_benchmark
-from pipeline.data.dataset import blank_region, to_uint8
+from pipeline.data.dataset import blank_region, repaint_region, to_uint8
 from pipeline.data.labels import COLOUR_REGIONS, REGION_IDS
-from pipeline.data.prompt import (COLOURS, SKIN_TONES, Colour, Prompt, encode, lab_of, named, parse_prompt,
-                                  vocabulary_colours)
+from pipeline.data.prompt import (COLOURS, EYE_WORDS, HAIR_WORDS, Colour, Prompt, encode, lab_of, named,
+                                  parse_prompt, vocabulary_colours)
 from pipeline.device import autocast
 from pipeline.evaluation import metrics as M
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
 
-EYE_WORDS = ("blue", "red", "brown", "green", "purple", "yellow", "pink", "black", "aqua", "orange", "grey", "white")
-HAIR_WORDS = tuple(n for n in COLOURS if n not in SKIN_TONES and n != "yellow")
+ACHROMATIC = ("black", "grey", "white")  # eye words without a hue: hetero_text also reports the pairs without them
 BLEED_REGIONS = ("skin", "iris_left", "iris_right", "clothes", "background")
 GRID_PROMPTS = ("", "pink hair", "aqua hair, left eye red, right eye yellow", "white hair, green eyes, black clothes")
 
@@ -58,13 +58,9 @@ def painted(images: torch.Tensor, labels: np.ndarray, region: str, old: list[Col
     caption gives back its region means within 0.2 CIEDE2000 (hair, skin, clothes) and 4 (irises:
     their 1-px rim blends with the outline at 64 px), where the flat caption colour is 19-20
     away from the irises: this is the colour a word asks of a region, not its flat swatch."""
-    x = images.float().cpu().clone()
-    for i in range(x.shape[0]):
-        if old[i] is not None and new[i] is not None:
-            mask = torch.from_numpy(labels[i] == REGION_IDS[region])
-            c, n = (torch.tensor(col.rgb, dtype=torch.float32) / 255 for col in (old[i], new[i]))
-            shade = (c @ (x[i][:, mask] + 1) / 2) / (c @ c).clamp_min(1e-6)
-            x[i][:, mask] = (n[:, None] * shade[None]).clamp(0, 1) * 2 - 1
+    x = images.float().cpu()
+    x = torch.stack([repaint_region(x[i], labels[i], region, old[i].rgb, new[i].rgb)
+                     if old[i] is not None and new[i] is not None else x[i] for i in range(x.shape[0])])
     out = _region_lab(x, labels, region, erode)
     out[[o is None or n is None for o, n in zip(old, new)]] = np.nan
     return out
@@ -156,7 +152,13 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
     err_r = de(out, "iris_right", asked("iris_right", prompts))
     ok = (err_l < cfg.iris_threshold) & (err_r < cfg.iris_threshold)
     valid = np.isfinite(err_l) & np.isfinite(err_r)
-    metrics["hetero_text"] = {"success": round(float(ok[valid].mean()), 4) if valid.any() else None,
+    rate = lambda hit, where: round(float(hit[where].mean()), 4) if where.any() else None  # noqa: E731
+    chromatic = valid & np.array([not {a, b} & set(ACHROMATIC) for a, b in pairs])
+    eye_words = np.array(pairs).T                                                          # (2, n): left, right
+    eye_hit, eye_valid = np.stack([err_l, err_r]) < cfg.iris_threshold, np.stack([valid, valid])
+    metrics["hetero_text"] = {"success": rate(ok, valid), "success_chromatic": rate(ok, chromatic),
+                              "eye_success_by_word": {w: rate(eye_hit, eye_valid & (eye_words == w))
+                                                      for w in EYE_WORDS if ((eye_words == w) & eye_valid).any()},
                               "de_iris_left": M.summarise(err_l), "de_iris_right": M.summarise(err_r),
                               "n": int(valid.sum())}
     grids["hetero_text"] = [rnd["reference"], out]
