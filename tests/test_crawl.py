@@ -108,3 +108,27 @@ def test_folder_source_needs_a_folder_param():
 
     with pytest.raises(ParamsError, match="needs crawl.folder"):
         validate_section("crawl", {"source": "folder"})
+
+
+def test_synthetic_achromatic_eyes_are_drawn_only_when_asked():
+    from pipeline.data.crawl import face_seed
+    from pipeline.data.synthetic import ACHROMATIC_EYES, sample_face
+
+    def spec(i, p):
+        return sample_face(np.random.default_rng(face_seed(0, i)), 0.3, seed=i, achromatic_eyes_p=p)
+
+    for i in range(20):  # off: the face is the one drawn before the option existed
+        a, b = spec(i, 0.0), sample_face(np.random.default_rng(face_seed(0, i)), 0.3, seed=i)
+        assert a == b
+    grey = lambda rgb: max(rgb) - min(rgb) <= 30  # noqa: E731
+    on = [spec(i, 1.0) for i in range(30)]
+    assert all(grey(s.colors["iris_left"]) for s in on)
+    assert all(s.colors["iris_right"] == s.colors["iris_left"] for s in on if not s.heterochromia)
+    assert any(s.heterochromia and s.colors["iris_right"] != s.colors["iris_left"] for s in on)
+    lights = {min(range(3), key=lambda k: sum(abs(x - y) for x, y in zip(s.colors["iris_left"], ACHROMATIC_EYES[k])))
+              for s in on}
+    assert lights == {0, 1, 2}  # black, grey and white all drawn
+    for i, s in enumerate(on):  # everything but the eyes is the default face's
+        base = spec(i, 0.0)
+        assert {k: v for k, v in s.colors.items() if k not in ("iris_left", "iris_right", "pupil")} == \
+               {k: v for k, v in base.colors.items() if k not in ("iris_left", "iris_right", "pupil")}

@@ -56,6 +56,9 @@ class CrawlConfig(Config):
                                                                  "many images)")
     heterochromia_p: float = Field(0.1, ge=0.0, le=1.0, description="synthetic: share of faces whose two irises "
                                                                     "differ (the paper's hard case)")
+    achromatic_eyes_p: float = Field(0.0, ge=0.0, le=1.0, description="synthetic: share of faces with black, grey "
+                                                                      "or white irises, which the palette lacks (the "
+                                                                      "prompt's black/grey/white eyes); 0: none")
     download: DownloadConfig = Field(default_factory=DownloadConfig, description="the downloader of the urls and "
                                                                                  "booru sources")
 
@@ -87,7 +90,7 @@ def _prepare_out_dir(out: Path, state: dict, folders: tuple[str, ...] = ("images
 
 
 def crawl_synthetic(out_dir: str | Path, n_images: int, size: int, seed: int,
-                    heterochromia_p: float,
+                    heterochromia_p: float, achromatic_eyes_p: float = 0.0,
                     progress: Callable[[int], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Generate `n_images` procedural faces into `out_dir`.
 
@@ -100,6 +103,8 @@ def crawl_synthetic(out_dir: str | Path, n_images: int, size: int, seed: int,
     out = Path(out_dir)
     state = {"source": "synthetic", "seed": seed, "image_size": size, "heterochromia_p": heterochromia_p,
              "version": 1}
+    if achromatic_eyes_p > 0:  # absent at 0, so earlier crawls still resume
+        state["achromatic_eyes_p"] = achromatic_eyes_p
     _prepare_out_dir(out, state, ("images", "labels"))
     write_json(out / "regions.json", {str(k): v for k, v in REGIONS.items()})
 
@@ -107,7 +112,7 @@ def crawl_synthetic(out_dir: str | Path, n_images: int, size: int, seed: int,
     start = time.perf_counter()
     for index in range(n_images):
         s = face_seed(seed, index)
-        spec = sample_face(np.random.default_rng(s), heterochromia_p, seed=s)
+        spec = sample_face(np.random.default_rng(s), heterochromia_p, seed=s, achromatic_eyes_p=achromatic_eyes_p)
         name = f"{index:06d}.png"
         image_path, label_path = out / "images" / name, out / "labels" / name
         if image_path.exists() and label_path.exists():
@@ -388,4 +393,5 @@ def run_crawl(out_dir: str | Path, cfg: CrawlConfig, image_size: int, seed: int,
     if cfg.source == "booru":
         return crawl_booru(out_dir, cfg.booru_url, cfg.tags, cfg.pages, cfg.page_limit, cfg.download, cfg.n_images,
                            progress=progress, total=total, auth=auth)
-    return crawl_synthetic(out_dir, cfg.n_images, image_size, seed, cfg.heterochromia_p, progress=progress)
+    return crawl_synthetic(out_dir, cfg.n_images, image_size, seed, cfg.heterochromia_p, cfg.achromatic_eyes_p,
+                           progress=progress)

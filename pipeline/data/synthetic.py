@@ -45,6 +45,9 @@ EYE_PALETTE = [
     (50, 110, 220), (60, 170, 90), (200, 40, 50), (220, 150, 40), (140, 70, 200),
     (120, 75, 45), (235, 110, 170), (40, 170, 180), (235, 200, 60), (120, 130, 150),
 ]
+# Eye colours the palette lacks and anime has (Danbooru's black_eyes, grey_eyes, white_eyes): drawn
+# only with `achromatic_eyes_p` > 0, so the default data and its rng stream are those of before.
+ACHROMATIC_EYES = [(35, 32, 42), (135, 135, 148), (242, 240, 246)]
 SKIN_PALETTE = [(255, 232, 216), (252, 220, 196), (242, 204, 176), (226, 182, 148), (190, 140, 108)]
 
 
@@ -109,8 +112,11 @@ def _mix(a, b, t) -> tuple[int, int, int]:
     return tuple(int(round((1 - t) * x + t * y)) for x, y in zip(a, b))
 
 
-def sample_face(rng: np.random.Generator, heterochromia_p: float = 0.1, seed: int = 0) -> FaceSpec:
-    """Draw every random choice of one face from `rng` (nothing is rendered here)."""
+def sample_face(rng: np.random.Generator, heterochromia_p: float = 0.1, seed: int = 0,
+                achromatic_eyes_p: float = 0.0) -> FaceSpec:
+    """Draw every random choice of one face from `rng` (nothing is rendered here). With
+    `achromatic_eyes_p` > 0, that share of faces has its left iris (and the right one too, unless
+    heterochromatic) in black, grey or white instead, drawn after everything else."""
     hair = _jitter(HAIR_PALETTE[rng.integers(len(HAIR_PALETTE))], rng)
     eye_idx = int(rng.integers(len(EYE_PALETTE)))
     iris_l = _jitter(EYE_PALETTE[eye_idx], rng)
@@ -146,6 +152,14 @@ def sample_face(rng: np.random.Generator, heterochromia_p: float = 0.1, seed: in
     blush = bool(rng.random() < 0.4)
     if blush:
         colors["blush"] = _mix(skin, (255, 130, 150), rng.uniform(0.35, 0.55))
+    if achromatic_eyes_p > 0:
+        draw, pick = rng.random(), int(rng.integers(len(ACHROMATIC_EYES)))
+        if draw < achromatic_eyes_p:
+            iris = _jitter(ACHROMATIC_EYES[pick], rng)
+            colors["iris_left"] = iris
+            colors["pupil"] = _scale(_mix(iris, (20, 10, 20), 0.5), 0.5)
+            if not heterochromia:
+                colors["iris_right"] = iris
     return FaceSpec(
         seed=int(seed),
         hair_style=HAIR_STYLES[rng.integers(len(HAIR_STYLES))],
@@ -380,9 +394,9 @@ def face_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def generate_face(seed: int, index: int, size: int, heterochromia_p: float):
+def generate_face(seed: int, index: int, size: int, heterochromia_p: float, achromatic_eyes_p: float = 0.0):
     """Sample and render face `index` of the stream defined by `seed`."""
     s = face_seed(seed, index)
-    spec = sample_face(np.random.default_rng(s), heterochromia_p, seed=s)
+    spec = sample_face(np.random.default_rng(s), heterochromia_p, seed=s, achromatic_eyes_p=achromatic_eyes_p)
     rgb, label = render_face(spec, size)
     return spec, rgb, label
