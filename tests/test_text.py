@@ -255,17 +255,24 @@ def test_dataset_recolours_a_region_keeps_its_true_text_and_empty_prompts_alter_
     assert 0.17 < rate < 0.33
 
 
-def test_dataset_recolours_both_eyes_each_its_own_way_and_keeps_their_text(tmp_path):
+@pytest.fixture(scope="module")
+def eye_pairs(tmp_path_factory):
+    """(faces, pairs) folders of 8 one-colour-eyed synthetic faces at 64 px (both irises survive the warp)."""
     from pipeline.data.clean import CleanConfig, clean_dataset
     from pipeline.data.crawl import crawl_synthetic
     from pipeline.data.pairs import build_pairs
     from pipeline.data.tps import TPSConfig
     from pipeline.data.xdog import XDoGConfig
 
-    crawl_synthetic(tmp_path / "raw", 8, 64, seed=0, heterochromia_p=0.0)  # 64 px: both irises survive the warp
-    clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(test_fraction=0.2), 64)
-    build_pairs(tmp_path / "faces", tmp_path / "pairs", seed=0, xdog=XDoGConfig(), tps=TPSConfig())
-    faces, pairs = tmp_path / "faces", tmp_path / "pairs"
+    root = tmp_path_factory.mktemp("eye_pairs")
+    crawl_synthetic(root / "raw", 8, 64, seed=0, heterochromia_p=0.0)
+    clean_dataset(root / "raw", root / "faces", CleanConfig(test_fraction=0.2), 64)
+    build_pairs(root / "faces", root / "pairs", seed=0, xdog=XDoGConfig(), tps=TPSConfig())
+    return root / "faces", root / "pairs"
+
+
+def test_dataset_recolours_both_eyes_each_its_own_way_and_keeps_their_text(eye_pairs):
+    faces, pairs = eye_pairs
     plain = PairDataset(faces, pairs, "train", with_labels=True)
     eyes = PairDataset(faces, pairs, "train", with_labels=True,
                        captions=CaptionConfig(p_empty=0.0, p_mask=0.0, p_recolour=0.0, p_recolour_eyes=1.0,
@@ -293,20 +300,12 @@ def test_dataset_recolours_both_eyes_each_its_own_way_and_keeps_their_text(tmp_p
 
 
 
-def test_dataset_repaints_the_targets_eyes_in_eye_words_and_says_them(tmp_path):
-    from pipeline.data.clean import CleanConfig, clean_dataset
-    from pipeline.data.crawl import crawl_synthetic
-    from pipeline.data.pairs import build_pairs
+def test_dataset_repaints_the_targets_eyes_in_eye_words_and_says_them(eye_pairs):
     from pipeline.data.prompt import EYE_WORDS, slot_words
-    from pipeline.data.tps import TPSConfig
-    from pipeline.data.xdog import XDoGConfig
 
     assert slot_words("iris_left") == EYE_WORDS and "pale" in slot_words("skin")
     assert slot_words("iris_right", {"white": COLOURS["white"], "pink": COLOURS["pink"]}) == ("pink", "white")
-    crawl_synthetic(tmp_path / "raw", 8, 64, seed=0, heterochromia_p=0.0)
-    clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(test_fraction=0.2), 64)
-    build_pairs(tmp_path / "faces", tmp_path / "pairs", seed=0, xdog=XDoGConfig(), tps=TPSConfig())
-    faces, pairs = tmp_path / "faces", tmp_path / "pairs"
+    faces, pairs = eye_pairs
     plain = PairDataset(faces, pairs, "train", with_labels=True)
     off = PairDataset(faces, pairs, "train", with_labels=True,
                       captions=CaptionConfig(p_empty=0.0, p_mask=0.0, p_slot=1.0, p_named=1.0))

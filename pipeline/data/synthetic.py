@@ -112,6 +112,11 @@ def _mix(a, b, t) -> tuple[int, int, int]:
     return tuple(int(round((1 - t) * x + t * y)) for x, y in zip(a, b))
 
 
+def _pupil(iris) -> tuple[int, int, int]:
+    """A pupil's colour: its iris's, darkened."""
+    return _scale(_mix(iris, (20, 10, 20), 0.5), 0.5)
+
+
 def sample_face(rng: np.random.Generator, heterochromia_p: float = 0.1, seed: int = 0,
                 achromatic_eyes_p: float = 0.0) -> FaceSpec:
     """Draw every random choice of one face from `rng` (nothing is rendered here). With
@@ -137,7 +142,7 @@ def sample_face(rng: np.random.Generator, heterochromia_p: float = 0.1, seed: in
         "sclera": _jitter((250, 250, 252), rng, 0.0, 0.0, 0.02),
         "iris_left": iris_l,
         "iris_right": iris_r,
-        "pupil": _scale(_mix(iris_l, (20, 10, 20), 0.5), 0.5),
+        "pupil": _pupil(iris_l),
         "highlight": (255, 255, 255),
         "eyebrow": _scale(hair, 0.6),
         "clothes": clothes,
@@ -157,7 +162,7 @@ def sample_face(rng: np.random.Generator, heterochromia_p: float = 0.1, seed: in
         if draw < achromatic_eyes_p:
             iris = _jitter(ACHROMATIC_EYES[pick], rng)
             colors["iris_left"] = iris
-            colors["pupil"] = _scale(_mix(iris, (20, 10, 20), 0.5), 0.5)
+            colors["pupil"] = _pupil(iris)
             if not heterochromia:
                 colors["iris_right"] = iris
     return FaceSpec(
