@@ -190,3 +190,38 @@ def test_hamming_distances_do_not_need_numpy_2(monkeypatch):
     monkeypatch.delattr(np, "bitwise_count", raising=False)
     got = hamming_distances(hashes, h)
     assert got.tolist() == [(v ^ h).bit_count() for v in hashes]
+
+
+def test_eye_labels_mark_the_two_irises_of_real_training_faces(tmp_path):
+    """clean.eye_labels: real 64 px faces get label maps of their irises from animeface's eye
+    boxes (training split only), image-left iris first, everything else no region."""
+    from pipeline.data.labels import NO_REGION, REGION_IDS
+
+    files = sorted((SHARED / "anime-faces-64").glob("*.jpg"))[::500][:24]  # named by hash: spread over both splits
+    if not files:
+        pytest.skip("../shared/data is not available")
+    raw = _raw_folder(tmp_path, {f.name: f.read_bytes() for f in files})
+    manifest, _ = clean_dataset(raw, tmp_path / "faces", CleanConfig(eye_labels=True, test_fraction=0.2), 64)
+    kept = manifest[manifest.status == "kept"]
+    train, test = kept[kept.split == "train"], kept[kept.split == "test"]
+    assert len(test) and test.label.isna().all()  # the benchmark's faces keep none
+    assert train.label.notna().all()  # every training face has a map (all no region where nothing is found)
+    found = train[train.eye_labels.astype(bool)]
+    assert len(found) >= 0.6 * len(train), (len(found), len(train))
+    left_id, right_id = REGION_IDS["iris_left"], REGION_IDS["iris_right"]
+    for _, row in train.iterrows():
+        label = read_label(tmp_path / "faces" / row.label)
+        assert label.shape == (64, 64) and set(np.unique(label)) <= {left_id, right_id, NO_REGION}
+        if not row.eye_labels:
+            assert (label == NO_REGION).all()
+            continue
+        left, right = np.argwhere(label == left_id), np.argwhere(label == right_id)
+        assert 8 <= len(left) <= 400 and 8 <= len(right) <= 400, (len(left), len(right))
+        assert left[:, 1].mean() < right[:, 1].mean()  # image-left first
+        assert abs(left[:, 0].mean() - right[:, 0].mean()) < 16  # the two eyes of one face, side by side
+        assert 12 <= left[:, 0].mean() <= 52  # in the upper-middle of an aligned face crop, not at its edge
+    # off (the default): no label maps for real faces, and the resume state is the old one
+    off, _ = clean_dataset(raw, tmp_path / "off", CleanConfig(test_fraction=0.2), 64)
+    assert "label" not in off or off.label.isna().all()
+    import json
+    assert "eye_labels" not in json.loads((tmp_path / "off" / "state.json").read_text())["config"]

@@ -128,6 +128,14 @@ def test_region_colour_loss_is_zero_for_the_reference_colours_and_weighs_regions
     out = wrong_iris.clone().requires_grad_()
     region_colour_loss(out, label, reference, reference_label, (4,)).backward()
     assert out.grad[:, :, 2:4, 2:4].abs().sum() > 0 and out.grad[:, :, 5:, 5:].abs().sum() == 0
+    # nothing to score (no region on both sides: detected eye labels, a random reference without
+    # eyes): zero, and it still backpropagates, with zero gradients (a step need not crash)
+    empty = torch.full_like(reference_label, 15)
+    out = wrong_iris.clone().requires_grad_()
+    nothing = region_colour_loss(out, label, reference, empty, (4, 5))
+    assert nothing.item() == 0.0 and nothing.requires_grad
+    nothing.backward()
+    assert out.grad.abs().sum() == 0
 
 
 def test_random_references_are_scored_by_colour_alone_and_need_the_colour_term(tiny_data):

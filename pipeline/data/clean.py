@@ -36,6 +36,7 @@ from pydantic import Field
 
 from pipeline.config import Config
 from pipeline.data.imageio import WHITE, colour_fraction, decode_image, flatten_alpha, read_label, write_json, write_png
+from pipeline.data.labels import NO_REGION, REGION_IDS
 from pipeline.data.prompt import SLOTS, animeface_caption, booru_caption, synthetic_caption
 from pipeline.errors import AnimecolorError
 
@@ -59,6 +60,16 @@ class CleanConfig(Config):
                                                                        "this mean |diff| (0-255)")
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of images in the test split (by content "
                                                                   "hash: stable)")
+    eye_labels: bool = Field(False, description="training images without label maps (real faces): a label map of "
+                                                "the two irises from animeface's eye boxes on each face crop (upscaled "
+                                                "as the benchmark detects), every other pixel no region, so the "
+                                                "region-supervised attention and the fine-tuning colour term work on "
+                                                "the eyes (about 50 ms a face; the test split keeps none, so the "
+                                                "benchmark still scores real faces with animeface); false: none")
+
+    def state(self) -> dict:
+        """The config as the resume state records it (eye_labels only when on: earlier runs still resume)."""
+        return {k: v for k, v in self.to_dict().items() if k != "eye_labels" or v}
 
 
 def decode(data: bytes) -> np.ndarray | None:
@@ -103,6 +114,28 @@ def detect_faces(rgb: np.ndarray, min_likelihood: float) -> list[tuple[int, int,
                                     _rgb(f.skin.color))
         faces.append((f.face.pos.x, f.face.pos.y, f.face.pos.width, f.face.pos.height, float(f.likelihood), caption))
     return sorted(faces, key=lambda f: -f[2] * f[3])
+
+
+def eye_label_map(face: np.ndarray, min_likelihood: float, pad_fraction: float = 0.5,
+                  side: int = 384) -> np.ndarray:
+    """uint8 label map (H, W) of a face crop: the image-left and image-right irises (`labels.py`)
+    as ellipses inside animeface's two eye boxes (70 % of the box's width, 90 % of its height:
+    the iris, not the lashes' corners), every other pixel `NO_REGION`. The crop is framed and
+    upscaled as the benchmark's detection does it (`animeface_worker.detect_framed`). No face at
+    `min_likelihood`: all `NO_REGION`."""
+    from pipeline.evaluation.animeface_worker import detect_framed
+
+    label = np.full(face.shape[:2], NO_REGION, np.uint8)
+    found, scale, pad = detect_framed(np.ascontiguousarray(face), pad_fraction, side)
+    if found is None or found.likelihood < min_likelihood:
+        return label
+    eyes = sorted((e.pos for e in (found.left_eye, found.right_eye)), key=lambda p: p.x)  # image-left first
+    for region, box in zip(("iris_left", "iris_right"), eyes):
+        centre = ((box.x + box.width / 2) / scale - pad, (box.y + box.height / 2) / scale - pad)
+        axes = (max(0.35 * box.width / scale, 0.5), max(0.45 * box.height / scale, 0.5))
+        cv2.ellipse(label, (round(centre[0] * 16), round(centre[1] * 16)), (round(axes[0] * 16), round(axes[1] * 16)),
+                    0, 0, 360, REGION_IDS[region], -1, shift=4)
+    return label
 
 
 def _rgb(colour) -> tuple[int, int, int]:
@@ -162,7 +195,7 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig, im
         raise AnimecolorError(f"{raw_manifest}: not found (run `animecolor crawl` first)")
     source = raw_images(raw_manifest)
     # The raw manifest's hash too: a resumed run must be deciding about the very same images.
-    state = {"config": cfg.to_dict(), "image_size": image_size, "raw_manifest": hashlib.sha256(raw_manifest.read_bytes()).hexdigest(),
+    state = {"config": cfg.state(), "image_size": image_size, "raw_manifest": hashlib.sha256(raw_manifest.read_bytes()).hexdigest(),
              "version": 1}
     log_path = out / "progress.jsonl"
     done: list[dict] = []
@@ -285,8 +318,11 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, se
                "file": f"{split}/images/{name}.png", "box": f"{x0},{y0},{side}",
                "likelihood": likelihood, "phash": f"{h:016x}", "thumb": thumb.round(1).ravel().tolist(),
                "animeface_caption": caption}
-        if label is not None:
-            lab = resize(crop_square(label, x0, y0, side, 0), image_size, label=True)
+        lab = resize(crop_square(label, x0, y0, side, 0), image_size, label=True) if label is not None else None
+        if lab is None and cfg.eye_labels and split == "train":
+            lab = eye_label_map(face, cfg.min_likelihood)
+            row["eye_labels"] = bool((lab != NO_REGION).any())
+        if lab is not None:
             write_png(out / split / "labels" / f"{name}.png", lab)
             row["label"] = f"{split}/labels/{name}.png"
         write_png(out / split / "images" / f"{name}.png", face)

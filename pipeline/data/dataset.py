@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 
 from pipeline.config import Config
 from pipeline.data.imageio import read_label, read_rgb
-from pipeline.data.labels import REGION_IDS, REGIONS
+from pipeline.data.labels import NO_REGION, REGION_IDS
 from pipeline.data.prompt import (COLOURS, SLOTS, Colour, Prompt, encode, named, parse_prompt, slot_words,
                                   vocabulary_colours)
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
@@ -115,7 +115,7 @@ def recolour_pair(target: torch.Tensor, reference: torch.Tensor, label: np.ndarr
 
 # reference_label of the regions that text-training blanked or recoloured in the reference: no region's
 # (the region-supervised attention and the fine-tuning colour term leave them out)
-ALTERED = len(REGIONS)
+ALTERED = NO_REGION
 
 
 def colour_clusters(image: np.ndarray, k: int) -> np.ndarray:

@@ -22,6 +22,9 @@ REGIONS: dict[int, str] = {
     14: "collar",
 }
 REGION_IDS = {name: idx for idx, name in REGIONS.items()}
+# A pixel of no known region: one whose region a text-training sample blanked or recoloured in the
+# reference, or, in the label maps that `clean.eye_labels` detects on real faces, anything but the irises.
+NO_REGION = len(REGIONS)
 
 # The regions whose colour the benchmark scores (evaluation: region CIEDE2000, heterochromia).
 COLOUR_REGIONS = {name: REGION_IDS[name] for name in ("hair", "skin", "iris_left", "iris_right", "clothes")}

@@ -92,10 +92,13 @@ def region_colour_loss(output: torch.Tensor, label: torch.Tensor, reference: tor
     """Mean over (sample, region) of the CIELAB distance / 100 between the output's mean colour in
     its drawing's region (label) and the reference's in its own (reference_label); images (B, 3,
     H, W) in [-1, 1], labels (B, H, W). Pairs where either side lacks the region are skipped; an
-    iris weighs as much as the hair. 0 if nothing to score. Differentiable in `output`."""
+    iris weighs as much as the hair. 0 if nothing to score. Differentiable in `output` (zero gradients
+    when nothing is scored)."""
     lab_out = rgb_to_lab(((output.float() + 1) / 2).clamp(0, 1))
     lab_ref = rgb_to_lab(((reference.float() + 1) / 2).clamp(0, 1))
-    total, count = lab_out.new_zeros(()), 0
+    # zero, but on the output's graph: a batch with nothing to score (every sample unrolled with another
+    # face's reference, none sharing a region with it: detected eye labels) still backpropagates (zeros)
+    total, count = lab_out.sum() * 0.0, 0
     for region in regions:
         m_out, m_ref = (label == region).float()[:, None], (reference_label == region).float()[:, None]
         n_out, n_ref = m_out.sum((1, 2, 3)), m_ref.sum((1, 2, 3))
