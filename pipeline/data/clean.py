@@ -123,7 +123,7 @@ def eye_label_map(face: np.ndarray, min_likelihood: float, pad_fraction: float =
     the iris, not the lashes' corners), every other pixel `NO_REGION`. The crop is framed and
     upscaled as the benchmark's detection does it (`animeface_worker.detect_framed`). No face at
     `min_likelihood`: all `NO_REGION`."""
-    from pipeline.evaluation.animeface_worker import detect_framed
+    from pipeline.data.detect import detect_framed
 
     label = np.full(face.shape[:2], NO_REGION, np.uint8)
     found, scale, pad = detect_framed(np.ascontiguousarray(face), pad_fraction, side)
