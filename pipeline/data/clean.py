@@ -121,7 +121,7 @@ def eye_label_map(face: np.ndarray, min_likelihood: float, pad_fraction: float =
     """uint8 label map (H, W) of a face crop: the image-left and image-right irises (`labels.py`)
     as ellipses inside animeface's two eye boxes (70 % of the box's width, 90 % of its height:
     the iris, not the lashes' corners), every other pixel `NO_REGION`. The crop is framed and
-    upscaled as the benchmark's detection does it (`animeface_worker.detect_framed`). No face at
+    upscaled as the benchmark's detection does it (`detect.detect_framed`). No face at
     `min_likelihood`: all `NO_REGION`."""
     from pipeline.data.detect import detect_framed
 
