@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import cv2
@@ -223,5 +224,4 @@ def test_eye_labels_mark_the_two_irises_of_real_training_faces(tmp_path):
     # off (the default): no label maps for real faces, and the resume state is the old one
     off, _ = clean_dataset(raw, tmp_path / "off", CleanConfig(test_fraction=0.2), 64)
     assert "label" not in off or off.label.isna().all()
-    import json
     assert "eye_labels" not in json.loads((tmp_path / "off" / "state.json").read_text())["config"]

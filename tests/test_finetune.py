@@ -108,6 +108,7 @@ def test_finetune_stage_trains_changes_weights_and_resumes(tiny_data, tiny_pretr
 
 
 def test_region_colour_loss_is_zero_for_the_reference_colours_and_weighs_regions_alike():
+    from pipeline.data.labels import NO_REGION
     from pipeline.training.finetune import region_colour_loss
 
     label = torch.zeros(1, 8, 8, dtype=torch.int64)
@@ -130,7 +131,7 @@ def test_region_colour_loss_is_zero_for_the_reference_colours_and_weighs_regions
     assert out.grad[:, :, 2:4, 2:4].abs().sum() > 0 and out.grad[:, :, 5:, 5:].abs().sum() == 0
     # nothing to score (no region on both sides: detected eye labels, a random reference without
     # eyes): zero, and it still backpropagates, with zero gradients (a step need not crash)
-    empty = torch.full_like(reference_label, 15)
+    empty = torch.full_like(reference_label, NO_REGION)
     out = wrong_iris.clone().requires_grad_()
     nothing = region_colour_loss(out, label, reference, empty, (4, 5))
     assert nothing.item() == 0.0 and nothing.requires_grad

@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.data.dataset import (ALTERED, CaptionConfig, PairDataset, blank_region, caption_text, recolour_region,
+from pipeline.data.dataset import (CaptionConfig, PairDataset, blank_region, caption_text, recolour_region,
                                    to_tensor)
-from pipeline.data.labels import REGION_IDS
+from pipeline.data.labels import NO_REGION, REGION_IDS
 from pipeline.data.prompt import (COLOURS, HEX, SLOTS, TEXT_GUIDANCE, animeface_caption, booru_caption, encode, named,
                                   parse_prompt, synthetic_caption)
 from pipeline.errors import AnimecolorError
@@ -208,7 +208,7 @@ def test_dataset_masks_a_captioned_region_and_keeps_its_text(tiny_data):
         assert len(said) == 1  # p_slot = 1: only the masked slot's text is kept
         region = a["reference_label"] == REGION_IDS[said[0]]
         assert (b["reference"][:, region] == 0).all()  # blanked to the null value
-        assert (b["reference_label"][region] == ALTERED).all()  # and no longer that region's (attention, colour term)
+        assert (b["reference_label"][region] == NO_REGION).all()  # and no longer that region's (attention, colour term)
         changed += int(not torch.equal(a["reference"], b["reference"]))
     assert changed == 6
 
@@ -238,7 +238,7 @@ def test_dataset_recolours_a_region_keeps_its_true_text_and_empty_prompts_alter_
         assert len(said) == 1 and b["text"][SLOTS.index(said[0]), 0] == HEX  # the true colour, as its hex code
         region = torch.from_numpy(a["reference_label"].numpy() == REGION_IDS[said[0]])
         assert not torch.allclose(a["reference"][:, region], b["reference"][:, region])
-        assert (b["reference_label"][region] == ALTERED).all()
+        assert (b["reference_label"][region] == NO_REGION).all()
     hair_only = PairDataset(faces, pairs, "train", with_labels=True,
                             captions=CaptionConfig(p_empty=0.0, p_mask=0.0, p_recolour=1.0, p_slot=1.0,
                                                    recolour_slots=("hair",)))
@@ -288,13 +288,13 @@ def test_dataset_recolours_both_eyes_each_its_own_way_and_keeps_their_text(eye_p
         for slot in present:
             region = torch.from_numpy(label == REGION_IDS[slot])
             assert not torch.allclose(a["reference"][:, region], b["reference"][:, region])
-            assert (b["reference_label"][region] == ALTERED).all()
+            assert (b["reference_label"][region] == NO_REGION).all()
             means.append(b["reference"][:, region].mean(1))
         if len(means) == 2:
             assert (means[0] - means[1]).abs().max() > 0.05  # each eye its own colour
             seen += 1
         outside = torch.from_numpy(~np.isin(label, [REGION_IDS[s] for s in present]))
-        grown = torch.from_numpy(b["reference_label"].numpy() != ALTERED) & outside
+        grown = torch.from_numpy(b["reference_label"].numpy() != NO_REGION) & outside
         assert torch.equal(a["reference"][:, grown], b["reference"][:, grown])
     assert seen >= 2
 
@@ -328,7 +328,7 @@ def test_dataset_repaints_the_targets_eyes_in_eye_words_and_says_them(eye_pairs)
             # shading kept: every pixel is the word's colour scaled by one factor per pixel
             cos = torch.nn.functional.cosine_similarity((pixels + 1).T, (colour + 1)[None], dim=1)
             assert cos.min() > 0.99
-            assert (b["reference_label"][torch.from_numpy(ref_label == REGION_IDS[slot])] == ALTERED).all()
+            assert (b["reference_label"][torch.from_numpy(ref_label == REGION_IDS[slot])] == NO_REGION).all()
         outside = torch.from_numpy(~np.isin(label, [REGION_IDS[s] for s in present]))
         assert torch.equal(a["target"][:, outside], b["target"][:, outside])
         assert torch.equal(a["reference"], b["reference"])  # the reference keeps its own eyes

@@ -116,8 +116,7 @@ def detect_faces(rgb: np.ndarray, min_likelihood: float) -> list[tuple[int, int,
     return sorted(faces, key=lambda f: -f[2] * f[3])
 
 
-def eye_label_map(face: np.ndarray, min_likelihood: float, pad_fraction: float = 0.5,
-                  side: int = 384) -> np.ndarray:
+def eye_label_map(face: np.ndarray, min_likelihood: float) -> np.ndarray:
     """uint8 label map (H, W) of a face crop: the image-left and image-right irises (`labels.py`)
     as ellipses inside animeface's two eye boxes (70 % of the box's width, 90 % of its height:
     the iris, not the lashes' corners), every other pixel `NO_REGION`. The crop is framed and
@@ -126,7 +125,7 @@ def eye_label_map(face: np.ndarray, min_likelihood: float, pad_fraction: float =
     from pipeline.data.detect import detect_framed
 
     label = np.full(face.shape[:2], NO_REGION, np.uint8)
-    found, scale, pad = detect_framed(np.ascontiguousarray(face), pad_fraction, side)
+    found, scale, pad = detect_framed(np.ascontiguousarray(face))
     if found is None or found.likelihood < min_likelihood:
         return label
     eyes = sorted((e.pos for e in (found.left_eye, found.right_eye)), key=lambda p: p.x)  # image-left first

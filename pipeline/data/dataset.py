@@ -113,11 +113,6 @@ def recolour_pair(target: torch.Tensor, reference: torch.Tensor, label: np.ndarr
     return target, reference
 
 
-# reference_label of the regions that text-training blanked or recoloured in the reference: no region's
-# (the region-supervised attention and the fine-tuning colour term leave them out)
-ALTERED = NO_REGION
-
-
 def colour_clusters(image: np.ndarray, k: int) -> np.ndarray:
     """(H, W) uint8 ids 0..k-1: k-means of an RGB uint8 picture's pixels in CIELAB (k-means++ from a
     fixed seed, so a function of the picture). Stand-in label maps for pictures without any: an
@@ -304,7 +299,7 @@ class PairDataset(Dataset):
             if altered and reference_label is not None:  # what the reference no longer shows has no region
                 reference_label = reference_label.copy()
                 for slot in altered:
-                    reference_label[region_mask(reference_label, slot)] = ALTERED
+                    reference_label[region_mask(reference_label, slot)] = NO_REGION
         out["reference"] = reference
         if self.with_labels and label is not None:
             out["label"] = torch.from_numpy(label.astype(np.int64))

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# The benchmark's framing of tight face crops (`features.animeface_attributes`): a white margin of
+# half the crop's side, then upscaled to 384 px.
+PAD_FRACTION, SIDE = 0.5, 384
 
-def detect_framed(rgb: np.ndarray, pad_fraction: float, side: int):
+
+def detect_framed(rgb: np.ndarray, pad_fraction: float = PAD_FRACTION, side: int = SIDE):
     """animeface's most likely face on `rgb` framed in white (`pad_fraction` of its side) and
     upscaled to `side` px (small crops need both to be found); (face, scale, pad) with which a
     position p of the face maps back to p / scale - pad on `rgb`, or (None, scale, pad)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.data.detect import PAD_FRACTION, SIDE
 from pipeline.model.perceptual import VGGLPIPS
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's TorchScript Inception file name
@@ -55,7 +56,7 @@ def inception_extractor(path: str | Path, device: torch.device):
 ANIMEFACE_ATTRIBUTES = ("hair", "eye_left", "eye_right")
 
 
-def animeface_attributes(images: torch.Tensor, pad_fraction: float = 0.5, side: int = 384,
+def animeface_attributes(images: torch.Tensor, pad_fraction: float = PAD_FRACTION, side: int = SIDE,
                          timeout: float = 30.0) -> np.ndarray:
     """Hair and eye colours found by `animeface` on each image: (B, 3, 3) RGB in [0, 1], NaN where
     no face is found. Images (B, 3, H, W) in [0, 1]. Tight face crops get a white margin
