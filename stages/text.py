@@ -17,7 +17,7 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
     """Run the stage; returns the metrics it writes. A model that needs no adapter passes through."""
     from pipeline.data.dataset import PairDataset
     from pipeline.model.checkpoint import load_checkpoint
-    from pipeline.training.adapter import adapter_model, adapter_objective
+    from pipeline.training.adapter import DECODER_COPY, adapter_model, adapter_objective
     from pipeline.training.distributed import close_distributed
     from pipeline.training.loop import Trainer, fingerprint
     from stages.training import file_digest, run_training, source_digest, torchrun_distributed
@@ -32,7 +32,7 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
     dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
-        model, diffusion = adapter_model(init, cfg.prompt_attention)
+        model, diffusion = adapter_model(init, cfg.prompt_attention, cfg.prompt_decoder)
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, captions=cfg.captions,
                               vocabulary=model.config.vocabulary, with_labels=cfg.attention.weight > 0)
         if dataset.drop_label_uses() or "label" not in dataset.items:
@@ -42,7 +42,8 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
         objective = adapter_objective(diffusion, cfg.condition_dropout, cfg.attention)
         trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
-                          meta={"stage": "text", "params": cfg.to_dict(), "init_from": str(init_path)}, seed=base.seed)
+                          meta={"stage": "text", "params": cfg.to_dict(), "init_from": str(init_path)}, seed=base.seed,
+                          group_lr=dict.fromkeys(DECODER_COPY, cfg.decoder_lr) if cfg.prompt_decoder else None)
         return run_training("text", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path, live_dir,
                             cfg.samples, base.seed, stop_at, extra_metrics={"passthrough": False})
     finally:

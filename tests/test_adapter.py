@@ -97,6 +97,45 @@ def test_prompt_attention_at_full_resolution_is_adapter_only_exact_when_empty_an
         UNetConfig.from_dict({**config, "text": True, "text_attention": "adapter", "prompt_attention": (5,)})
 
 
+def test_decoder_copy_starts_as_the_frozen_decoder_and_the_empty_prompt_never_runs_it(plain_pretrained, tiny_data):
+    init = load_checkpoint(plain_pretrained / "pretrain.pt")
+    base, _ = model_from_checkpoint(init)
+    plain_adapter, _ = adapter_model(init)
+    model, _ = adapter_model(init, prompt_decoder=True)
+    assert model.config.prompt_decoder and not plain_adapter.config.prompt_decoder
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all(is_adapter_parameter(n) for n in trained)
+    assert any(n.startswith("prompt_up.") for n in trained) and any(n.startswith("prompt_out.") for n in trained)
+    assert {n for n in trained if not n.startswith(("prompt_up.", "prompt_out."))} == {
+        n for n, p in plain_adapter.named_parameters() if p.requires_grad}
+    model.eval(), plain_adapter.eval()
+    x, t = _inputs(tiny_data)
+    said = torch.zeros(3, len(SLOTS), 4)
+    said[1, 1] = torch.tensor([3.0, 0.6, 0.2, -0.1])  # sample 1 says its left eye
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # a trained adapter (the copy keeps the frozen decoder's weights)
+            if is_adapter_parameter(name) and not name.startswith(("prompt_up.", "prompt_out.")):
+                p.normal_(0, 0.5)
+        for name, p in model.prompt_up.named_parameters():
+            if ".extra_kv." in name or name.endswith("extra_gate"):
+                p.copy_(model.get_parameter(f"up.{name}"))
+        plain_adapter.load_state_dict({k: v for k, v in model.state_dict().items()
+                                       if not k.startswith(("prompt_up.", "prompt_out."))})
+        # the copy is the frozen decoder: the blend out + share * (copy - out) changes nothing
+        assert torch.equal(model(x, t, said), plain_adapter(x, t, said))
+        for p in [*model.prompt_up.parameters(), *model.prompt_out.parameters()]:  # the copy trained away
+            p.add_(torch.randn_like(p) * 0.5)
+        plain = base(x, t)
+        assert torch.equal(model(x, t), plain)
+        assert torch.equal(model(x, t, torch.zeros_like(said)), plain)
+        out = model(x, t, said)
+    assert torch.equal(out[[0, 2]], plain[[0, 2]])  # the samples that say nothing, in the same batch
+    assert (out[1] - plain_adapter(x, t, said)[1]).abs().max() > 1e-5  # the copy paints where a word is said
+    config = UNetConfig.from_dict(init["unet"]).to_dict()
+    with pytest.raises(ValueError, match="prompt_decoder is the prompt adapter's"):
+        UNetConfig.from_dict({**config, "prompt_decoder": True})
+
+
 def test_only_the_adapter_requires_grad_and_it_needs_reference_attention():
     config = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), heads=2, reference_attention=(16,))
     init = {"unet": config.to_dict(), "ema": UNet(config).state_dict(), "diffusion": DiffusionConfig().model_dump()}
@@ -119,6 +158,7 @@ def test_text_stage_trains_only_the_adapter_resumes_and_exports(plain_pretrained
 
     data = yaml.safe_load((plain_pretrained / "params.yaml").read_text())
     data["text"]["prompt_attention"] = [data["base"]["image_size"]]  # with its own full-resolution attention
+    data["text"]["prompt_decoder"], data["text"]["decoder_lr"] = True, 2e-4  # ... and its own decoder
     params, init_path = tmp_path / "params.yaml", plain_pretrained / "pretrain.pt"
     params.write_text(yaml.safe_dump(data))
     partial = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "tx"), stop_at=2)
@@ -133,6 +173,8 @@ def test_text_stage_trains_only_the_adapter_resumes_and_exports(plain_pretrained
         assert base.keys() == before["ema"].keys()
         assert all(torch.equal(v, before["ema"][k]) for k, v in base.items())  # the base never moved
     assert any(after["ema"][k].abs().sum() > 0 for k in after["ema"] if ".extra_kv." in k)
+    assert any(not torch.equal(after["model"][k], after["model"][k.replace("prompt_", "", 1)])
+               for k in after["model"] if k.startswith("prompt_out."))  # the decoder copy trained
     out = tmp_path / "tx.safetensors"
     from stages.cli import app
 
@@ -140,6 +182,7 @@ def test_text_stage_trains_only_the_adapter_resumes_and_exports(plain_pretrained
     assert result.exit_code == 0, result.output
     model, _, info = load_model(out)
     assert model.config.text_attention == "adapter" and info["vocabulary"] and model.prompt_attention
+    assert model.config.prompt_decoder and model.prompt_up is not None
     trained = load_checkpoint(tmp_path / "tx.pt")["ema"]
     assert all(torch.equal(v.float(), trained[k].float()) for k, v in model.state_dict().items())
 

@@ -59,6 +59,23 @@ def test_overfits_a_fixed_batch(tiny_data):
     assert last < 0.5 * first, (first, last)
 
 
+def test_parameter_groups_get_their_own_learning_rate(tiny_data):
+    faces, pairs = tiny_data
+    ds = PairDataset(faces, pairs, "train", tps=TPSConfig())
+    cfg = LoopConfig(train_steps=2, batch_size=4, lr=1e-3, warmup_steps=0, num_workers=0)
+    model = UNet(CFG)
+    objective = denoising_objective(Diffusion(), ConditionDropout())
+    trainer = Trainer(model, Diffusion(), ds, objective, cfg, torch.device("cpu"), group_lr={"out.": 2e-5})
+    groups = trainer.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [1e-3, 2e-5]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in trainer.model.out.parameters()}
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    before = [p.detach().clone() for p in trainer.model.out.parameters()]
+    trainer.run()
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [1e-3, 2e-5]  # constant schedule, no warm-up
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.model.out.parameters()))
+
+
 def test_epoch_batches_shard_without_overlap_and_skip():
     full = list(EpochBatches(20, 3, seed=1, epoch=0, dist=Dist()))
     assert len(full) == 6 and len({i for b in full for i, _ in b}) == 18

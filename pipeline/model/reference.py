@@ -198,10 +198,13 @@ class CrossAttention(nn.Module):
         self.record_heads = "all"  # ... of the head mean (all) or of the first head (one)
         self.record_text = False  # ... or, with separate text, the text's own softmax instead
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, said: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, said: torch.Tensor | None = None,
+                shares: list | None = None) -> torch.Tensor:
         """said (B, T) bool, separate text only (the adapter): the slots the prompt says. Every slot's
         token is a key (a query finds its own slot), but an unsaid slot's value is zero: a query of an
-        unsaid region reads nothing, and the empty prompt reads exactly zero everywhere."""
+        unsaid region reads nothing, and the empty prompt reads exactly zero everywhere. `shares`: a
+        list the adapter appends each query's attention share on the said slots to, (B, 1, H, W),
+        head mean (0 where nothing is said)."""
         b, c, h, w = x.shape
         q = self.q(self.norm(x)).flatten(2).transpose(1, 2)                       # (B, HW, C)
         q = q + fourier_positions(h, w, c, x.device, q.dtype)
@@ -223,6 +226,8 @@ class CrossAttention(nn.Module):
             else:  # adapter: every slot is a key, only a said slot has a value (a colour) and a gate
                 weights = said_weights(split(q), split(k_extra), said)                  # (B, heads, HW, T)
                 gate = self.extra_gate.sigmoid() * weights.sum(-1, keepdim=True)
+                if shares is not None:
+                    shares.append(weights.sum(-1).mean(1).reshape(b, 1, h, w))
                 out = out * (1 - gate) + weights @ split(v_extra)
         return x + self.proj(out.transpose(1, 2).reshape(b, h * w, c).transpose(1, 2).reshape(b, c, h, w))
 

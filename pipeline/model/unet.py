@@ -66,6 +66,11 @@ class UNetConfig(Config):
                                                               "there, e.g. full resolution, where the concatenated "
                                                               "reference's colours come in; []: the adapter reads "
                                                               "only inside the reference attention")
+    prompt_decoder: bool = Field(False, description="the prompt adapter's own trainable copy of the decoder "
+                                                    "(needs text_attention adapter): where the prompt says a slot, "
+                                                    "the copy's output replaces the frozen decoder's by the share of "
+                                                    "attention its finest reference-attention layers put on the said "
+                                                    "slots; the empty prompt never runs it (exact)")
     vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words, in embedding order (filled in "
                                                         "from data/prompt.py when text is on; kept with the model)")
 
@@ -88,6 +93,8 @@ class UNetConfig(Config):
             raise ValueError("text needs reference_attention (the prompt's tokens join the reference tokens there)")
         if self.prompt_attention and not (self.text and self.text_attention == "adapter"):
             raise ValueError("prompt_attention is the prompt adapter's (text true, text_attention adapter)")
+        if self.prompt_decoder and not (self.text and self.text_attention == "adapter"):
+            raise ValueError("prompt_decoder is the prompt adapter's (text true, text_attention adapter)")
         if (info.context or {}).get(SIZE_LATER):  # a params section: image_size comes from base, checked then
             return self
         if self.image_size % 2 ** (levels - 1):
@@ -193,9 +200,10 @@ class _Step(nn.ModuleList):
     """A sequence of layers that take (x, emb), or (x, context) for cross-attention."""
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None,
-                said: torch.Tensor | None = None) -> torch.Tensor:
+                said: torch.Tensor | None = None, shares: list | None = None) -> torch.Tensor:
+        """shares: a list that each cross-attention of the prompt adapter appends its said share to."""
         for layer in self:
-            x = layer(x, context, said) if isinstance(layer, CrossAttention) else layer(x, emb)
+            x = layer(x, context, said, shares) if isinstance(layer, CrossAttention) else layer(x, emb)
         return x
 
 
@@ -231,8 +239,27 @@ class UNet(nn.Module):
                 res //= 2
         self.middle = _Step([ResBlock(cur, cur, emb_dim, cfg.dropout, groups), Attention(cur, cfg.heads, groups),
                              ResBlock(cur, cur, emb_dim, cfg.dropout, groups)])
-        self.up = nn.ModuleList()
-        up_outputs = []  # (side, width) of each decoder block's output
+        self.up, self.out, up_outputs = self._decoder(cur, skips, res, emb_dim, context_dim, separate_text)
+        # created last, so a network without it draws the same initial weights as before it existed
+        self.reference_encoder = (ReferenceEncoder(cfg.image_size, cfg.reference_tokens, context_dim, groups)
+                                  if cfg.reference_attention else None)
+        self.text_encoder = TextEncoder(len(SLOTS), 2 + len(cfg.vocabulary), context_dim) if cfg.text else None
+        self.text_pool = _zero(nn.Linear(context_dim, emb_dim)) if cfg.text and not self.adapter else None
+        # the adapter's own prompt attention after the decoder blocks of those sides (keyed by block index)
+        self.prompt_attention = nn.ModuleDict({
+            str(i): PromptAttention(width, context_dim, cfg.heads, groups)
+            for i, (side, width) in enumerate(up_outputs) if side in cfg.prompt_attention})
+        # the adapter's own decoder (a copy of the frozen one, `adapter_model` copies its weights)
+        self.prompt_up, self.prompt_out = (self._decoder(cur, skips, res, emb_dim, context_dim, separate_text)[:2]
+                                           if cfg.prompt_decoder else (None, None))
+        self._share_side = max((side for side, _ in up_outputs if side in cfg.reference_attention), default=0)
+
+    def _decoder(self, cur: int, skips: list[int], res: int, emb_dim: int, context_dim: int,
+                 separate_text: bool) -> tuple[nn.ModuleList, nn.Sequential, list[tuple[int, int]]]:
+        """The decoder's blocks, its output head, and each block's output (side, width); `skips`
+        are the encoder's widths, consumed from the end (a copy of the list is used)."""
+        cfg, ch, groups, skips = self.config, self.config.channels, self.config.norm_groups, list(skips)
+        up, up_outputs = nn.ModuleList(), []
         for level, mult in reversed(list(enumerate(cfg.channel_mults))):
             for i in range(cfg.res_blocks + 1):
                 layers = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, cfg.dropout, groups)]
@@ -245,18 +272,10 @@ class UNet(nn.Module):
                 if level > 0 and i == cfg.res_blocks:
                     layers.append(Upsample(cur))
                     res *= 2
-                self.up.append(_Step(layers))
+                up.append(_Step(layers))
                 up_outputs.append((res, cur))
-        self.out = nn.Sequential(_norm(cur, groups), nn.SiLU(), _zero(nn.Conv2d(cur, cfg.out_channels, 3, padding=1)))
-        # created last, so a network without it draws the same initial weights as before it existed
-        self.reference_encoder = (ReferenceEncoder(cfg.image_size, cfg.reference_tokens, context_dim, groups)
-                                  if cfg.reference_attention else None)
-        self.text_encoder = TextEncoder(len(SLOTS), 2 + len(cfg.vocabulary), context_dim) if cfg.text else None
-        self.text_pool = _zero(nn.Linear(context_dim, emb_dim)) if cfg.text and not self.adapter else None
-        # the adapter's own prompt attention after the decoder blocks of those sides (keyed by block index)
-        self.prompt_attention = nn.ModuleDict({
-            str(i): PromptAttention(width, context_dim, cfg.heads, groups)
-            for i, (side, width) in enumerate(up_outputs) if side in cfg.prompt_attention})
+        out = nn.Sequential(_norm(cur, groups), nn.SiLU(), _zero(nn.Conv2d(cur, cfg.out_channels, 3, padding=1)))
+        return up, out, up_outputs
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, in_channels, H, W), t (B,), text (B, slots, 4) or None -> (B, out_channels, H, W).
@@ -284,11 +303,23 @@ class UNet(nn.Module):
             h = step(h, emb, context, said)
             hs.append(h)
         h = self.middle(h, emb)
+        copy = self.prompt_up is not None and said is not None and bool(said.any())
+        skips, middle = list(hs), h
         for i, step in enumerate(self.up):
             h = step(torch.cat([h, hs.pop()], dim=1), emb, context, said)
             if str(i) in self.prompt_attention:
                 h = self.prompt_attention[str(i)](h, tokens, said)
-        return self.out(h)
+        out = self.out(h)
+        if not copy:
+            return out
+        # the adapter's decoder, where the prompt says a slot: out + share * (copy - out), the share
+        # being the attention on said slots at the finest reference-attention side (0 where nothing is said)
+        h, shares = middle, []
+        for step in self.prompt_up:
+            h = step(torch.cat([h, skips.pop()], dim=1), emb, context, said, shares)
+        finest = [s for s in shares if s.shape[-1] == self._share_side]
+        share = F.interpolate(torch.stack(finest).mean(0), size=out.shape[-2:], mode="bilinear", align_corners=False)
+        return out + share.to(out.dtype) * (self.prompt_out(h) - out)
 
 
 def count_parameters(model: nn.Module) -> int:

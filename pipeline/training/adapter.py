@@ -87,6 +87,15 @@ class AdapterConfig(Config):
                                                               "full-resolution decoder, where the concatenated "
                                                               "reference's colours come in); []: it reads only "
                                                               "inside the reference attention")
+    prompt_decoder: bool = Field(False, description="the adapter's own trainable copy of the decoder, started "
+                                                    "from the frozen one (UNetConfig.prompt_decoder): where the "
+                                                    "prompt says a slot, the copy's output replaces the frozen "
+                                                    "decoder's by the attention share on the said slots, so a word "
+                                                    "can paint what the frozen network never learnt (black, grey and "
+                                                    "white eyes); the empty prompt never runs it, and stays the "
+                                                    "reference-only model exactly")
+    decoder_lr: float = Field(3e-4, gt=0, le=1.0, description="peak learning rate of the decoder copy "
+                                                              "(prompt_decoder; the rest of the adapter: loop.lr)")
     captions: AdapterCaptionConfig = Field(default_factory=AdapterCaptionConfig, description="training prompts from "
                                                                                              "captions")
     condition_dropout: AdapterDropout = Field(default_factory=AdapterDropout, description="reference dropout")
@@ -96,10 +105,12 @@ class AdapterConfig(Config):
     samples: SampleGridConfig = Field(default_factory=SampleGridConfig, description="samples grid")
 
 
-def adapter_model(init: dict, prompt_attention: tuple[int, ...] = ()) -> tuple[UNet, Diffusion]:
+def adapter_model(init: dict, prompt_attention: tuple[int, ...] = (), prompt_decoder: bool = False
+                  ) -> tuple[UNet, Diffusion]:
     """The checkpoint's reference-only network (EMA weights) with a new prompt adapter (zero values;
-    its own prompt attention after the decoder blocks of the `prompt_attention` sides); every weight
-    but the adapter's frozen (requires_grad False)."""
+    its own prompt attention after the decoder blocks of the `prompt_attention` sides; with
+    `prompt_decoder`, its own decoder, a copy of the checkpoint's); every weight but the adapter's
+    frozen (requires_grad False)."""
     config = UNetConfig.from_dict(init["unet"])
     if config.text:
         raise AnimecolorError("the model already has a prompt path (pretrain.unet.text): no adapter to train")
@@ -108,7 +119,8 @@ def adapter_model(init: dict, prompt_attention: tuple[int, ...] = ()) -> tuple[U
                               "(pretrain.unet.reference_attention [])")
     try:
         config = UNetConfig.from_dict({**config.to_dict(), "text": True, "text_attention": "adapter",
-                                       "prompt_attention": tuple(prompt_attention), "vocabulary": ()})
+                                       "prompt_attention": tuple(prompt_attention), "prompt_decoder": prompt_decoder,
+                                       "vocabulary": ()})
     except ValidationError as error:
         raise AnimecolorError(f"text.{error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     model = UNet(config)
@@ -117,6 +129,9 @@ def adapter_model(init: dict, prompt_attention: tuple[int, ...] = ()) -> tuple[U
     if unexpected or set(missing) != new:
         raise AnimecolorError(f"the checkpoint does not fit the adapter network (missing {sorted(set(missing) - new)}, "
                               f"unexpected {sorted(unexpected)})")
+    if prompt_decoder:  # the copy starts as the frozen decoder (its adapter layers too: zero values)
+        model.prompt_up.load_state_dict(model.up.state_dict())
+        model.prompt_out.load_state_dict(model.out.state_dict())
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name in new)
     return model, Diffusion(DiffusionConfig.model_validate(init["diffusion"]))
@@ -124,8 +139,11 @@ def adapter_model(init: dict, prompt_attention: tuple[int, ...] = ()) -> tuple[U
 
 def is_adapter_parameter(name: str) -> bool:
     """Whether a U-Net parameter belongs to the prompt path (the adapter)."""
-    return (name.startswith(("text_encoder.", "prompt_attention.")) or ".extra_kv." in name
+    return (name.startswith(("text_encoder.", "prompt_attention.") + DECODER_COPY) or ".extra_kv." in name
             or name.endswith(".extra_gate"))
+
+
+DECODER_COPY = ("prompt_up.", "prompt_out.")  # the adapter's decoder (prompt_decoder): its own learning rate
 
 
 def adapter_objective(diffusion: Diffusion, dropout: ConditionDropout, attention: AdapterAttentionConfig) -> Objective:

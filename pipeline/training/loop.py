@@ -220,7 +220,8 @@ class Trainer:
 
     def __init__(self, model: UNet, diffusion: Diffusion, dataset: Dataset, objective: Objective, cfg: LoopConfig,
                  device: torch.device, dist: Dist = Dist(), state_path: str | Path | None = None,
-                 run_id: str = "", meta: dict | None = None, seed: int = 0):
+                 run_id: str = "", meta: dict | None = None, seed: int = 0, group_lr: dict[str, float] | None = None):
+        """group_lr: parameter-name prefix -> peak learning rate of those parameters (the rest: cfg.lr)."""
         if len(dataset) < cfg.batch_size * dist.world_size:
             raise AnimecolorError(f"dataset has {len(dataset)} images, fewer than one batch "
                                   f"({cfg.batch_size} x {dist.world_size} processes)")
@@ -236,8 +237,12 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         # a frozen part (requires_grad False: the prompt adapter's base) is neither optimised nor clipped
-        self.trained = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = opt_cls(self.trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.trained = [p for _, p in named]
+        groups = [{"params": [p for n, p in named if not n.startswith(tuple(group_lr or ()))], "lr": cfg.lr}]
+        groups += [{"params": [p for n, p in named if n.startswith(prefix)], "lr": lr}
+                   for prefix, lr in (group_lr or {}).items()]
+        self.optimizer = opt_cls([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step, self.resumed_from = 0, None
         # the whole run's loss curve and timing, carried through resumes (for honest summaries)
