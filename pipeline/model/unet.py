@@ -304,7 +304,7 @@ class UNet(nn.Module):
             hs.append(h)
         h = self.middle(h, emb)
         copy = self.prompt_up is not None and said is not None and bool(said.any())
-        skips, middle = list(hs), h
+        skips, middle = (list(hs), h) if copy else (None, None)
         for i, step in enumerate(self.up):
             h = step(torch.cat([h, hs.pop()], dim=1), emb, context, said)
             if str(i) in self.prompt_attention:

@@ -16,6 +16,12 @@ at the start), so
 and the empty-prompt benchmark is the reference-only model's by construction. With the base
 frozen, recolouring the reference (`captions.p_recolour`) can no longer teach the network to
 distrust it: it only teaches the words to win.
+
+A frozen network cannot paint what it never learnt (black, grey and white eyes). The option
+`prompt_decoder` gives the adapter its own trainable copy of the decoder, started from the
+frozen one (`UNetConfig.prompt_decoder`): where the prompt says a slot, the output moves to the
+copy's by the attention share on the said slots, and where nothing is said the copy never runs,
+so the equation above still holds (README, text + reference: measured, off by default).
 """
 
 from __future__ import annotations
