@@ -136,6 +136,63 @@ def test_decoder_copy_starts_as_the_frozen_decoder_and_the_empty_prompt_never_ru
         UNetConfig.from_dict({**config, "prompt_decoder": True})
 
 
+def test_a_copy_of_the_full_resolution_blocks_only_reads_the_frozen_decoder_and_its_share(plain_pretrained,
+                                                                                         tiny_data):
+    init = load_checkpoint(plain_pretrained / "pretrain.pt")
+    base, _ = model_from_checkpoint(init)
+    side = base.config.image_size
+    model, _ = adapter_model(init, prompt_decoder=True, prompt_decoder_sides=(side,))
+    whole, _ = adapter_model(init, prompt_decoder=True)
+    assert 0 < len(model.prompt_up) < len(whole.prompt_up) == len(model.up)
+    assert model.copy_start == len(model.up) - len(model.prompt_up)
+    for i, step in enumerate(model.prompt_up):  # the last blocks, copied
+        frozen = model.up[model.copy_start + i].state_dict()
+        assert all(torch.equal(v, frozen[k]) for k, v in step.state_dict().items())
+    model.eval()
+    x, t = _inputs(tiny_data)
+    said = torch.zeros(3, len(SLOTS), 4)
+    said[1, 0] = torch.tensor([3.0, 0.6, 0.2, -0.1])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if is_adapter_parameter(name):
+                p.add_(torch.randn_like(p) * 0.5)
+        plain = base(x, t)
+        assert torch.equal(model(x, t), plain)
+        out = model(x, t, said)
+    assert torch.equal(out[[0, 2]], plain[[0, 2]]) and (out[1] - plain[1]).abs().max() > 1e-5
+    config = UNetConfig.from_dict(model.config.to_dict()).to_dict()
+    with pytest.raises(ValueError, match="prompt_decoder_sides needs prompt_decoder"):
+        UNetConfig.from_dict({**config, "prompt_decoder": False})
+    with pytest.raises(ValueError, match="the copy covers the finest sides"):
+        UNetConfig.from_dict({**config, "prompt_decoder_sides": (side // 2,)})
+
+
+def test_a_copy_without_attention_blends_by_the_frozen_decoders_share():
+    config = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), heads=2, reference_attention=(16,))
+    torch.manual_seed(0)
+    plain = UNet(config)
+    with torch.no_grad():
+        for p in plain.parameters():  # a trained-looking base (zero-initialised heads included)
+            p.add_(torch.randn_like(p) * 0.1)
+    init = {"unet": config.to_dict(), "ema": plain.state_dict(), "diffusion": DiffusionConfig().model_dump()}
+    model, _ = adapter_model(init, prompt_decoder=True, prompt_decoder_sides=(32,))
+    assert not any(".extra_kv." in n for n, _ in model.prompt_up.named_parameters())  # no attention at 32 px
+    model.eval()
+    x, t = torch.randn(2, 7, 32, 32), torch.tensor([100, 700])
+    said = torch.zeros(2, len(SLOTS), 4)
+    said[1, 0] = torch.tensor([3.0, 0.6, 0.2, -0.1])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if is_adapter_parameter(name):
+                p.add_(torch.randn_like(p) * 0.5)
+        reference_only = plain(x, t)
+        assert torch.equal(model(x, t), reference_only)
+        out = model(x, t, said)
+        model.prompt_up = None  # the same adapter without its copy
+        without = model(x, t, said)
+    assert torch.equal(out[0], reference_only[0]) and (out[1] - without[1]).abs().max() > 1e-5
+
+
 def test_only_the_adapter_requires_grad_and_it_needs_reference_attention():
     config = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), heads=2, reference_attention=(16,))
     init = {"unet": config.to_dict(), "ema": UNet(config).state_dict(), "diffusion": DiffusionConfig().model_dump()}

@@ -425,8 +425,8 @@ def test_export_carries_the_vocabulary_and_colorize_follows_a_prompt(tiny_pretra
                                      "--steps", "2"])
         assert result.exit_code == 0, result.output
     from PIL import Image
-    used = json.loads(Image.open(out).text["animecolor"])  # the prompt's default guidance: s_text 2
-    assert used["prompt"] == "aqua hair" and used["text_guidance"] == TEXT_GUIDANCE == 2.0
+    used = json.loads(Image.open(out).text["animecolor"])  # the prompt's default guidance: s_text 1.5
+    assert used["prompt"] == "aqua hair" and used["text_guidance"] == TEXT_GUIDANCE == 1.5
     result = runner.invoke(app, ["colorize", str(sketch), "-p", "aqua hat", "--model", str(model_file), "-o", str(out)])
     assert result.exit_code != 0 and "unknown part" in result.output
 

@@ -71,6 +71,11 @@ class UNetConfig(Config):
                                                     "the copy's output replaces the frozen decoder's by the share of "
                                                     "attention its finest reference-attention layers put on the said "
                                                     "slots; the empty prompt never runs it (exact)")
+    prompt_decoder_sides: tuple[int, ...] = Field((), description="the feature-map sides whose decoder blocks the "
+                                                                  "copy covers (prompt_decoder), the finest ones, e.g. "
+                                                                  "[64]: only the full-resolution blocks, which read "
+                                                                  "the frozen decoder's features and attention share "
+                                                                  "from 32 px; []: the whole decoder")
     vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words, in embedding order (filled in "
                                                         "from data/prompt.py when text is on; kept with the model)")
 
@@ -95,6 +100,8 @@ class UNetConfig(Config):
             raise ValueError("prompt_attention is the prompt adapter's (text true, text_attention adapter)")
         if self.prompt_decoder and not (self.text and self.text_attention == "adapter"):
             raise ValueError("prompt_decoder is the prompt adapter's (text true, text_attention adapter)")
+        if self.prompt_decoder_sides and not self.prompt_decoder:
+            raise ValueError("prompt_decoder_sides needs prompt_decoder")
         if (info.context or {}).get(SIZE_LATER):  # a params section: image_size comes from base, checked then
             return self
         if self.image_size % 2 ** (levels - 1):
@@ -112,6 +119,10 @@ class UNetConfig(Config):
             if set(getattr(self, name)) - sides:
                 raise ValueError(f"{name} {list(getattr(self, name))}: feature-map sides are "
                                  f"{sorted(sides, reverse=True)}")
+        finest = [self.image_size // 2 ** i for i in range(len(self.prompt_decoder_sides))]
+        if sorted(self.prompt_decoder_sides, reverse=True) != finest:
+            raise ValueError(f"prompt_decoder_sides {list(self.prompt_decoder_sides)}: the copy covers the finest "
+                             f"sides, from {self.image_size} down (e.g. {finest[:1] or [self.image_size]})")
         if self.reference_attention and self.reference_tokens not in sides | {self.image_size // 2 ** levels}:
             raise ValueError(f"reference_tokens {self.reference_tokens} must be one of {sorted(sides, reverse=True)}")
         return self
@@ -250,8 +261,13 @@ class UNet(nn.Module):
             str(i): PromptAttention(width, context_dim, cfg.heads, groups)
             for i, (side, width) in enumerate(up_outputs) if side in cfg.prompt_attention})
         # the adapter's own decoder (a copy of the frozen one, `adapter_model` copies its weights)
-        self.prompt_up, self.prompt_out = (self._decoder(cur, skips, res, emb_dim, context_dim, separate_text)[:2]
-                                           if cfg.prompt_decoder else (None, None))
+        # (of its blocks from `copy_start` on: those at the prompt_decoder_sides, or all)
+        sides_in = [res, *(side for side, _ in up_outputs[:-1])]  # the side each decoder block works at
+        self.copy_start = next((i for i, side in enumerate(sides_in) if side in cfg.prompt_decoder_sides), 0)
+        self.prompt_up = self.prompt_out = None
+        if cfg.prompt_decoder:
+            up, self.prompt_out, _ = self._decoder(cur, skips, res, emb_dim, context_dim, separate_text)
+            self.prompt_up = nn.ModuleList(list(up)[self.copy_start:])
         self._share_side = max((side for side, _ in up_outputs if side in cfg.reference_attention), default=0)
 
     def _decoder(self, cur: int, skips: list[int], res: int, emb_dim: int, context_dim: int,
@@ -304,20 +320,25 @@ class UNet(nn.Module):
             hs.append(h)
         h = self.middle(h, emb)
         copy = self.prompt_up is not None and said is not None and bool(said.any())
-        skips, middle = (list(hs), h) if copy else (None, None)
+        skips = middle = None
+        base_shares = [] if copy else None
         for i, step in enumerate(self.up):
-            h = step(torch.cat([h, hs.pop()], dim=1), emb, context, said)
+            if copy and i == self.copy_start:
+                skips, middle = list(hs), h
+            h = step(torch.cat([h, hs.pop()], dim=1), emb, context, said, base_shares)
             if str(i) in self.prompt_attention:
                 h = self.prompt_attention[str(i)](h, tokens, said)
         out = self.out(h)
         if not copy:
             return out
         # the adapter's decoder, where the prompt says a slot: out + share * (copy - out), the share
-        # being the attention on said slots at the finest reference-attention side (0 where nothing is said)
+        # being the attention on said slots at the finest reference-attention side (0 where nothing is
+        # said): of the copy's own layers there, or the frozen decoder's when the copy has none
         h, shares = middle, []
         for step in self.prompt_up:
             h = step(torch.cat([h, skips.pop()], dim=1), emb, context, said, shares)
-        finest = [s for s in shares if s.shape[-1] == self._share_side]
+        finest = ([s for s in shares if s.shape[-1] == self._share_side]
+                  or [s for s in base_shares if s.shape[-1] == self._share_side])
         share = F.interpolate(torch.stack(finest).mean(0), size=out.shape[-2:], mode="bilinear", align_corners=False)
         return out + share.to(out.dtype) * (self.prompt_out(h) - out)
 

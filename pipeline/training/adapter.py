@@ -100,6 +100,11 @@ class AdapterConfig(Config):
                                                     "can paint what the frozen network never learnt (black, grey and "
                                                     "white eyes); the empty prompt never runs it, and stays the "
                                                     "reference-only model exactly")
+    prompt_decoder_sides: tuple[int, ...] = Field((), description="feature-map sides whose decoder blocks the "
+                                                                  "copy covers, the finest ones (UNetConfig."
+                                                                  "prompt_decoder_sides): e.g. [64], only the "
+                                                                  "full-resolution blocks, a third of the copy's "
+                                                                  "cost; []: the whole decoder")
     decoder_lr: float = Field(3e-4, gt=0, le=1.0, description="peak learning rate of the decoder copy "
                                                               "(prompt_decoder; the rest of the adapter: loop.lr)")
     captions: AdapterCaptionConfig = Field(default_factory=AdapterCaptionConfig, description="training prompts from "
@@ -111,8 +116,8 @@ class AdapterConfig(Config):
     samples: SampleGridConfig = Field(default_factory=SampleGridConfig, description="samples grid")
 
 
-def adapter_model(init: dict, prompt_attention: tuple[int, ...] = (), prompt_decoder: bool = False
-                  ) -> tuple[UNet, Diffusion]:
+def adapter_model(init: dict, prompt_attention: tuple[int, ...] = (), prompt_decoder: bool = False,
+                  prompt_decoder_sides: tuple[int, ...] = ()) -> tuple[UNet, Diffusion]:
     """The checkpoint's reference-only network (EMA weights) with a new prompt adapter (zero values;
     its own prompt attention after the decoder blocks of the `prompt_attention` sides; with
     `prompt_decoder`, its own decoder, a copy of the checkpoint's); every weight but the adapter's
@@ -126,7 +131,7 @@ def adapter_model(init: dict, prompt_attention: tuple[int, ...] = (), prompt_dec
     try:
         config = UNetConfig.from_dict({**config.to_dict(), "text": True, "text_attention": "adapter",
                                        "prompt_attention": tuple(prompt_attention), "prompt_decoder": prompt_decoder,
-                                       "vocabulary": ()})
+                                       "prompt_decoder_sides": tuple(prompt_decoder_sides), "vocabulary": ()})
     except ValidationError as error:
         raise AnimecolorError(f"text.{error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     model = UNet(config)
@@ -136,7 +141,8 @@ def adapter_model(init: dict, prompt_attention: tuple[int, ...] = (), prompt_dec
         raise AnimecolorError(f"the checkpoint does not fit the adapter network (missing {sorted(set(missing) - new)}, "
                               f"unexpected {sorted(unexpected)})")
     if prompt_decoder:  # the copy starts as the frozen decoder (its adapter layers too: zero values)
-        model.prompt_up.load_state_dict(model.up.state_dict())
+        for i, step in enumerate(model.prompt_up):
+            step.load_state_dict(model.up[model.copy_start + i].state_dict())
         model.prompt_out.load_state_dict(model.out.state_dict())
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name in new)
