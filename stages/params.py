@@ -157,10 +157,10 @@ SHIPPED: dict[str, tuple[object, str]] = {
     "pretrain.correspondence.target": ("region", "the label maps' regions, not the warp's points (issue 14)"),
     "evaluate.text_limit": (32, "the text benchmark on 32 faces (1.3 min in the fresh-clone run on 2 slow cores), so "
                                 "the DAG with the prompt adapter stays near its 20; the README's text tables use 64"),
-    "text.prompt_decoder": (True, "with prompt_decoder_sides [64] and p_repaint 0.6 (64 faces, s_text 1.5): "
+    "text.prompt_decoder": (True, "with prompt_decoder_levels 1 and p_repaint 0.6 (64 faces, s_text 1.5): "
                                   "heterochromia in words 0.45 -> 0.55, masked hair 4.5x -> 6.2x, bleeding 1.54 -> "
                                   "1.22, the empty prompt exact; +13 % adapter time (issue 15)"),
-    "text.prompt_decoder_sides": ([64], "only the full-resolution blocks: as good as the whole decoder's copy at "
+    "text.prompt_decoder_levels": (1, "only the full-resolution blocks: as good as the whole decoder's copy at "
                                         "s_text 1.5 and 11 % of its parameters, so the DAG keeps its 20 minutes"),
     "text.captions.p_repaint": (0.6, "the copy learns the eye words the data never shows (black, grey, white)"),
     "finetune.reconstruction.colour_weight": (0.3, "with the supervised attention: irises 10.7 / 10.7 and "

@@ -32,7 +32,7 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
     dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
-        model, diffusion = adapter_model(init, cfg.prompt_attention, cfg.prompt_decoder, cfg.prompt_decoder_sides)
+        model, diffusion = adapter_model(init, cfg.prompt_attention, cfg.prompt_decoder, cfg.prompt_decoder_levels)
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, captions=cfg.captions,
                               vocabulary=model.config.vocabulary, with_labels=cfg.attention.weight > 0)
         if dataset.drop_label_uses() or "label" not in dataset.items:

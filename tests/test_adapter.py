@@ -97,6 +97,21 @@ def test_prompt_attention_at_full_resolution_is_adapter_only_exact_when_empty_an
         UNetConfig.from_dict({**config, "text": True, "text_attention": "adapter", "prompt_attention": (5,)})
 
 
+def _saying(n: int, slot: int) -> torch.Tensor:
+    """Encoded prompts of n samples where only sample 1 says a colour, for the slot with index `slot`."""
+    said = torch.zeros(n, len(SLOTS), 4)
+    said[1, slot] = torch.tensor([3.0, 0.6, 0.2, -0.1])
+    return said
+
+
+def _train_at_random(model, skip: tuple[str, ...] = ()) -> None:
+    """Move every adapter weight (but those under `skip`) as training might: nothing said must still add nothing."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if is_adapter_parameter(name) and not name.startswith(skip):
+                p.add_(torch.randn_like(p) * 0.5)
+
+
 def test_decoder_copy_starts_as_the_frozen_decoder_and_the_empty_prompt_never_runs_it(plain_pretrained, tiny_data):
     init = load_checkpoint(plain_pretrained / "pretrain.pt")
     base, _ = model_from_checkpoint(init)
@@ -110,12 +125,9 @@ def test_decoder_copy_starts_as_the_frozen_decoder_and_the_empty_prompt_never_ru
         n for n, p in plain_adapter.named_parameters() if p.requires_grad}
     model.eval(), plain_adapter.eval()
     x, t = _inputs(tiny_data)
-    said = torch.zeros(3, len(SLOTS), 4)
-    said[1, 1] = torch.tensor([3.0, 0.6, 0.2, -0.1])  # sample 1 says its left eye
+    said = _saying(3, 1)  # sample 1 says its left eye
+    _train_at_random(model, skip=("prompt_up.", "prompt_out."))  # the copy keeps the frozen decoder's weights
     with torch.no_grad():
-        for name, p in model.named_parameters():  # a trained adapter (the copy keeps the frozen decoder's weights)
-            if is_adapter_parameter(name) and not name.startswith(("prompt_up.", "prompt_out.")):
-                p.normal_(0, 0.5)
         for name, p in model.prompt_up.named_parameters():
             if ".extra_kv." in name or name.endswith("extra_gate"):
                 p.copy_(model.get_parameter(f"up.{name}"))
@@ -140,8 +152,7 @@ def test_a_copy_of_the_full_resolution_blocks_only_reads_the_frozen_decoder_and_
                                                                                          tiny_data):
     init = load_checkpoint(plain_pretrained / "pretrain.pt")
     base, _ = model_from_checkpoint(init)
-    side = base.config.image_size
-    model, _ = adapter_model(init, prompt_decoder=True, prompt_decoder_sides=(side,))
+    model, _ = adapter_model(init, prompt_decoder=True, prompt_decoder_levels=1)  # the full-size blocks
     whole, _ = adapter_model(init, prompt_decoder=True)
     assert 0 < len(model.prompt_up) < len(whole.prompt_up) == len(model.up)
     assert model.copy_start == len(model.up) - len(model.prompt_up)
@@ -150,21 +161,19 @@ def test_a_copy_of_the_full_resolution_blocks_only_reads_the_frozen_decoder_and_
         assert all(torch.equal(v, frozen[k]) for k, v in step.state_dict().items())
     model.eval()
     x, t = _inputs(tiny_data)
-    said = torch.zeros(3, len(SLOTS), 4)
-    said[1, 0] = torch.tensor([3.0, 0.6, 0.2, -0.1])
+    said = _saying(3, 0)
+    _train_at_random(model)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if is_adapter_parameter(name):
-                p.add_(torch.randn_like(p) * 0.5)
         plain = base(x, t)
         assert torch.equal(model(x, t), plain)
         out = model(x, t, said)
     assert torch.equal(out[[0, 2]], plain[[0, 2]]) and (out[1] - plain[1]).abs().max() > 1e-5
     config = UNetConfig.from_dict(model.config.to_dict()).to_dict()
-    with pytest.raises(ValueError, match="prompt_decoder_sides needs prompt_decoder"):
+    with pytest.raises(ValueError, match="prompt_decoder_levels needs prompt_decoder"):
         UNetConfig.from_dict({**config, "prompt_decoder": False})
-    with pytest.raises(ValueError, match="the copy covers the finest sides"):
-        UNetConfig.from_dict({**config, "prompt_decoder_sides": (side // 2,)})
+    too_many = len(config["channel_mults"]) + 1
+    with pytest.raises(ValueError, match=f"prompt_decoder_levels {too_many}: the decoder has {too_many - 1} levels"):
+        UNetConfig.from_dict({**config, "prompt_decoder_levels": too_many})
 
 
 def test_a_copy_without_attention_blends_by_the_frozen_decoders_share():
@@ -175,16 +184,13 @@ def test_a_copy_without_attention_blends_by_the_frozen_decoders_share():
         for p in plain.parameters():  # a trained-looking base (zero-initialised heads included)
             p.add_(torch.randn_like(p) * 0.1)
     init = {"unet": config.to_dict(), "ema": plain.state_dict(), "diffusion": DiffusionConfig().model_dump()}
-    model, _ = adapter_model(init, prompt_decoder=True, prompt_decoder_sides=(32,))
+    model, _ = adapter_model(init, prompt_decoder=True, prompt_decoder_levels=1)
     assert not any(".extra_kv." in n for n, _ in model.prompt_up.named_parameters())  # no attention at 32 px
     model.eval()
     x, t = torch.randn(2, 7, 32, 32), torch.tensor([100, 700])
-    said = torch.zeros(2, len(SLOTS), 4)
-    said[1, 0] = torch.tensor([3.0, 0.6, 0.2, -0.1])
+    said = _saying(2, 0)
+    _train_at_random(model)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if is_adapter_parameter(name):
-                p.add_(torch.randn_like(p) * 0.5)
         reference_only = plain(x, t)
         assert torch.equal(model(x, t), reference_only)
         out = model(x, t, said)

@@ -114,7 +114,7 @@ def test_readme_params_table_is_generated_from_the_schema():
         ("text", {"adapter": "maybe"}, "text.adapter: Input should be a valid boolean"),
         ("text", {"prompt_decoder": "copy"}, "text.prompt_decoder: Input should be a valid boolean"),
         ("text", {"decoder_lr": 0}, "text.decoder_lr: Input should be greater than 0"),
-        ("text", {"prompt_decoder_sides": "full"}, "text.prompt_decoder_sides: Input should be a valid tuple"),
+        ("text", {"prompt_decoder_levels": -1}, "text.prompt_decoder_levels: Input should be greater than or equal to 0"),
         ("text", {"condition_dropout": {"p_uncond": -0.1}}, "text.condition_dropout.p_uncond: Input should be"),
         ("nope", {}, "nope: unknown params section"),
     ],

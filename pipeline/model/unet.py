@@ -71,11 +71,10 @@ class UNetConfig(Config):
                                                     "the copy's output replaces the frozen decoder's by the share of "
                                                     "attention its finest reference-attention layers put on the said "
                                                     "slots; the empty prompt never runs it (exact)")
-    prompt_decoder_sides: tuple[int, ...] = Field((), description="the feature-map sides whose decoder blocks the "
-                                                                  "copy covers (prompt_decoder), the finest ones, e.g. "
-                                                                  "[64]: only the full-resolution blocks, which read "
-                                                                  "the frozen decoder's features and attention share "
-                                                                  "from 32 px; []: the whole decoder")
+    prompt_decoder_levels: int = Field(0, ge=0, le=6, description="the finest decoder levels the copy covers "
+                                                                  "(prompt_decoder), e.g. 1: only the full-resolution "
+                                                                  "blocks, which read the frozen decoder's features and "
+                                                                  "attention share; 0: the whole decoder")
     vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words, in embedding order (filled in "
                                                         "from data/prompt.py when text is on; kept with the model)")
 
@@ -100,8 +99,10 @@ class UNetConfig(Config):
             raise ValueError("prompt_attention is the prompt adapter's (text true, text_attention adapter)")
         if self.prompt_decoder and not (self.text and self.text_attention == "adapter"):
             raise ValueError("prompt_decoder is the prompt adapter's (text true, text_attention adapter)")
-        if self.prompt_decoder_sides and not self.prompt_decoder:
-            raise ValueError("prompt_decoder_sides needs prompt_decoder")
+        if self.prompt_decoder_levels and not self.prompt_decoder:
+            raise ValueError("prompt_decoder_levels needs prompt_decoder")
+        if self.prompt_decoder_levels > levels:
+            raise ValueError(f"prompt_decoder_levels {self.prompt_decoder_levels}: the decoder has {levels} levels")
         if (info.context or {}).get(SIZE_LATER):  # a params section: image_size comes from base, checked then
             return self
         if self.image_size % 2 ** (levels - 1):
@@ -119,10 +120,6 @@ class UNetConfig(Config):
             if set(getattr(self, name)) - sides:
                 raise ValueError(f"{name} {list(getattr(self, name))}: feature-map sides are "
                                  f"{sorted(sides, reverse=True)}")
-        finest = [self.image_size // 2 ** i for i in range(len(self.prompt_decoder_sides))]
-        if sorted(self.prompt_decoder_sides, reverse=True) != finest:
-            raise ValueError(f"prompt_decoder_sides {list(self.prompt_decoder_sides)}: the copy covers the finest "
-                             f"sides, from {self.image_size} down (e.g. {finest[:1] or [self.image_size]})")
         if self.reference_attention and self.reference_tokens not in sides | {self.image_size // 2 ** levels}:
             raise ValueError(f"reference_tokens {self.reference_tokens} must be one of {sorted(sides, reverse=True)}")
         return self
@@ -261,9 +258,9 @@ class UNet(nn.Module):
             str(i): PromptAttention(width, context_dim, cfg.heads, groups)
             for i, (side, width) in enumerate(up_outputs) if side in cfg.prompt_attention})
         # the adapter's own decoder (a copy of the frozen one, `adapter_model` copies its weights)
-        # (of its blocks from `copy_start` on: those at the prompt_decoder_sides, or all)
-        sides_in = [res, *(side for side, _ in up_outputs[:-1])]  # the side each decoder block works at
-        self.copy_start = next((i for i, side in enumerate(sides_in) if side in cfg.prompt_decoder_sides), 0)
+        # (of its blocks from `copy_start` on: those of the prompt_decoder_levels finest levels, or all)
+        self.copy_start = len(self.up) - cfg.prompt_decoder_levels * (cfg.res_blocks + 1)
+        self.copy_start = self.copy_start if cfg.prompt_decoder_levels else 0
         self.prompt_up = self.prompt_out = None
         if cfg.prompt_decoder:
             up, self.prompt_out, _ = self._decoder(cur, skips, res, emb_dim, context_dim, separate_text)

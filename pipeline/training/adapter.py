@@ -100,11 +100,10 @@ class AdapterConfig(Config):
                                                     "can paint what the frozen network never learnt (black, grey and "
                                                     "white eyes); the empty prompt never runs it, and stays the "
                                                     "reference-only model exactly")
-    prompt_decoder_sides: tuple[int, ...] = Field((), description="feature-map sides whose decoder blocks the "
-                                                                  "copy covers, the finest ones (UNetConfig."
-                                                                  "prompt_decoder_sides): e.g. [64], only the "
-                                                                  "full-resolution blocks, a third of the copy's "
-                                                                  "cost; []: the whole decoder")
+    prompt_decoder_levels: int = Field(0, ge=0, le=6, description="the finest decoder levels the copy covers "
+                                                                  "(UNetConfig.prompt_decoder_levels): e.g. 1, only "
+                                                                  "the full-resolution blocks, a third of the copy's "
+                                                                  "cost; 0: the whole decoder")
     decoder_lr: float = Field(3e-4, gt=0, le=1.0, description="peak learning rate of the decoder copy "
                                                               "(prompt_decoder; the rest of the adapter: loop.lr)")
     captions: AdapterCaptionConfig = Field(default_factory=AdapterCaptionConfig, description="training prompts from "
@@ -117,7 +116,7 @@ class AdapterConfig(Config):
 
 
 def adapter_model(init: dict, prompt_attention: tuple[int, ...] = (), prompt_decoder: bool = False,
-                  prompt_decoder_sides: tuple[int, ...] = ()) -> tuple[UNet, Diffusion]:
+                  prompt_decoder_levels: int = 0) -> tuple[UNet, Diffusion]:
     """The checkpoint's reference-only network (EMA weights) with a new prompt adapter (zero values;
     its own prompt attention after the decoder blocks of the `prompt_attention` sides; with
     `prompt_decoder`, its own decoder, a copy of the checkpoint's); every weight but the adapter's
@@ -131,7 +130,7 @@ def adapter_model(init: dict, prompt_attention: tuple[int, ...] = (), prompt_dec
     try:
         config = UNetConfig.from_dict({**config.to_dict(), "text": True, "text_attention": "adapter",
                                        "prompt_attention": tuple(prompt_attention), "prompt_decoder": prompt_decoder,
-                                       "prompt_decoder_sides": tuple(prompt_decoder_sides), "vocabulary": ()})
+                                       "prompt_decoder_levels": prompt_decoder_levels, "vocabulary": ()})
     except ValidationError as error:
         raise AnimecolorError(f"text.{error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     model = UNet(config)
