@@ -163,6 +163,9 @@ SHIPPED: dict[str, tuple[object, str]] = {
     "text.prompt_decoder_levels": (1, "only the full-resolution blocks: as good as the whole decoder's copy at "
                                         "s_text 1.5 and 11 % of its parameters, so the DAG keeps its 20 minutes"),
     "text.captions.p_repaint": (0.6, "the copy learns the eye words the data never shows (black, grey, white)"),
+    "text.captions.altered_weight": (40, "the prompt's regions (a repainted iris: ~25 px of 4,096) count in the loss "
+                                          "(64 faces, s_text 1): heterochromia in words 0.31 -> 0.77, black eyes "
+                                          "L 29 -> 17, white L 48 -> 62 (issue 15); 10 / 20: 0.59 / 0.70"),
     "finetune.reconstruction.colour_weight": (0.3, "with the supervised attention: irises 10.7 / 10.7 and "
                                                    "heterochromia 0.62, for -0.3 dB self-reference PSNR and a "
                                                    "higher fd_vgg16 (issue 14); off where the data has no label maps"),

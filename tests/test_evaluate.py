@@ -53,6 +53,9 @@ def test_metrics_order_degradations(faces, lpips):
     p = [M.psnr((b + 1) / 2, (x + 1) / 2).mean().item() for b in blurs]
     s = [M.ms_ssim((b + 1) / 2, (x + 1) / 2).mean().item() for b in blurs]
     assert d[0] < d[1] < d[2] and p[0] > p[1] > p[2] and s[0] > s[1] > s[2]
+    with torch.no_grad():  # the targets' trunk run once, reused per candidate: the same distances
+        taps = lpips.taps(x)
+        assert all(torch.equal(lpips.distance_to(b, taps), lpips(b, x)) for b in blurs)
 
 
 def test_ms_ssim_scales_fit_small_images():

@@ -107,6 +107,7 @@ def test_readme_params_table_is_generated_from_the_schema():
         ("text", {"captions": {"recolour_slots": ["hat"]}}, "unknown slot 'hat'"),
         ("text", {"captions": {"p_recolour_eyes": 1.5}}, "text.captions.p_recolour_eyes: Input should be less than"),
         ("text", {"captions": {"p_repaint": -1}}, "text.captions.p_repaint: Input should be greater than or equal to 0"),
+        ("text", {"captions": {"altered_weight": 0}}, "text.captions.altered_weight: Input should be greater than or equal to 1"),
         ("crawl", {"achromatic_eyes_p": 2}, "crawl.achromatic_eyes_p: Input should be less than or equal to 1"),
         ("clean", {"eye_labels": "sometimes"}, "clean.eye_labels: Input should be a valid boolean"),
         ("text", {"captions": {"repaint_slots": ["eyes"]}}, "unknown slot 'eyes'"),

@@ -336,6 +336,24 @@ def test_dataset_repaints_the_targets_eyes_in_eye_words_and_says_them(eye_pairs)
             pairs_seen.add((said["iris_left"], said["iris_right"]))
     assert any(left != right for left, right in pairs_seen)  # two words: heterochromia in words
 
+
+def test_dataset_weights_the_regions_only_the_prompt_gives(eye_pairs):
+    faces, pairs = eye_pairs
+    kwargs = dict(p_empty=0.0, p_mask=0.0, p_slot=1.0, p_named=1.0, p_repaint=1.0)
+    plain = PairDataset(faces, pairs, "train", with_labels=True, captions=CaptionConfig(**kwargs))
+    weighted = PairDataset(faces, pairs, "train", with_labels=True, captions=CaptionConfig(altered_weight=20, **kwargs))
+    assert "weight" not in plain[(0, 3)]  # 1: uniform, no weights carried
+    for i in range(4):
+        a, b = plain[(i, 3)], weighted[(i, 3)]
+        assert torch.equal(a["target"], b["target"]) and torch.equal(a["text"], b["text"])  # same stream
+        label = a["label"].numpy()
+        said = [SLOTS[k] for k in np.flatnonzero(a["text"][:, 0].numpy())]  # the repainted eyes
+        region = torch.from_numpy(np.isin(label, [REGION_IDS[s] for s in said]))
+        assert b["weight"].shape == (1, *label.shape) and region.any() == bool(said)
+        assert (b["weight"][0][region] == 20).all() and (b["weight"][0][~region] == 1).all()
+    with pytest.raises(ValueError):
+        CaptionConfig(altered_weight=0.5)
+
 # -- the network and guidance ---------------------------------------------------------------------
 def _text_model(seed=0) -> UNet:
     torch.manual_seed(seed)
@@ -425,8 +443,8 @@ def test_export_carries_the_vocabulary_and_colorize_follows_a_prompt(tiny_pretra
                                      "--steps", "2"])
         assert result.exit_code == 0, result.output
     from PIL import Image
-    used = json.loads(Image.open(out).text["animecolor"])  # the prompt's default guidance: s_text 1.5
-    assert used["prompt"] == "aqua hair" and used["text_guidance"] == TEXT_GUIDANCE == 1.5
+    used = json.loads(Image.open(out).text["animecolor"])  # the prompt's default guidance: s_text 1
+    assert used["prompt"] == "aqua hair" and used["text_guidance"] == TEXT_GUIDANCE == 1.0
     result = runner.invoke(app, ["colorize", str(sketch), "-p", "aqua hat", "--model", str(model_file), "-o", str(out)])
     assert result.exit_code != 0 and "unknown part" in result.output
 

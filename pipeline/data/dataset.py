@@ -70,6 +70,11 @@ class CaptionConfig(Config):
                                                           "and two eye words over a one-colour reference are "
                                                           "heterochromia in words")
     repaint_slots: tuple[str, ...] = Field(("iris_left", "iris_right"), description="the slots p_repaint repaints")
+    altered_weight: float = Field(1.0, ge=1, le=100, description="per-pixel loss weight of the target regions whose "
+                                                                 "colour only the prompt gives (masked, recoloured "
+                                                                 "or repainted: the reference shows none or another; "
+                                                                 "label maps): an iris is ~25 px of 4,096, so its "
+                                                                 "word barely counts in the plain MSE; 1: uniform")
 
     @field_validator("recolour_slots", "repaint_slots")
     @classmethod
@@ -191,6 +196,13 @@ def region_weights(sketch: np.ndarray, power: float, max_weight: float = 8.0) ->
     return (weight / weight.mean()).astype(np.float32)
 
 
+def altered_weights(label: np.ndarray, slots, weight: float) -> np.ndarray:
+    """Loss weights (H, W) float32: `weight` on the regions of `slots` (exact label masks), 1 elsewhere
+    (not renormalised: the rest of the picture keeps its plain weight)."""
+    ids = [REGION_IDS[slot] for slot in slots]
+    return np.where(np.isin(label, ids), np.float32(weight), np.float32(1.0)).astype(np.float32)
+
+
 def warp_source(maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """(2, H, W) float32: for each pixel of the warped image, the (x, y) in [0, 1] (pixel centres) of
     the original's point it shows (`apply_warp` replicates the border: coordinates are clamped)."""
@@ -296,6 +308,9 @@ class PairDataset(Dataset):
             reference, target, out["text"], altered = self._text(row.caption, reference, regions, target,
                                                                  target_label, rng)
             out["target"] = target
+            if self.captions.altered_weight != 1 and target_label is not None:
+                out["weight"] = out.get("weight", torch.ones(1, *target_label.shape)) * torch.from_numpy(
+                    altered_weights(target_label, altered, self.captions.altered_weight))[None]
             if altered and reference_label is not None:  # what the reference no longer shows has no region
                 reference_label = reference_label.copy()
                 for slot in altered:

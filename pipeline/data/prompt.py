@@ -35,9 +35,10 @@ from skimage.color import rgb2lab
 
 from pipeline.errors import AnimecolorError
 
-TEXT_GUIDANCE = 1.5  # default guidance scale on the prompt (s_text, conditioning.guided): with the prompt adapter
-# and its decoder copy, 1.5 beats 2 on every text score but the text-only irises (heterochromia in words 0.55 vs 0.53,
-# masked hair 6.2x vs 3.7x, bleeding 1.22 vs 1.60), and 1 follows a contradicting prompt only 72 % of the time (README)
+TEXT_GUIDANCE = 1.0  # default guidance scale on the prompt (s_text, conditioning.guided): 1 is the conditional
+# model (one forward per step, no guidance pass). With the adapter trained on loss-weighted prompt regions
+# (text.captions.altered_weight 40) it beats 1.5 (64 faces: heterochromia in words 0.77; at 1.5 an unweighted
+# adapter's best, 0.55), with masked eyes 2.4x / 2.9x and bleeding 1.2 (README, "Text + reference")
 
 SLOTS = ("hair", "iris_left", "iris_right", "skin", "clothes", "background")
 SLOT_NAMES = {"hair": "hair", "iris_left": "left eye", "iris_right": "right eye", "skin": "skin",

@@ -109,6 +109,11 @@ def _inception_features(folder: Path, extractor, batch_size: int, device: torch.
                                mode="clean", verbose=False)  # clean-fid's own 299 px PIL-bicubic resize
 
 
+@torch.no_grad()
+def _lpips(net: VGGLPIPS, out: torch.Tensor, target_taps: list[torch.Tensor]) -> np.ndarray:
+    return net.distance_to(out.float(), target_taps).cpu().numpy()
+
+
 def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Path, pairs_dir: Path, out_dir: Path,
                   cfg: EvalConfig, device: torch.device, inception_file: str | Path,
                   progress: Callable[[int], None] | None = None) -> tuple[dict, pd.DataFrame, dict]:
@@ -133,6 +138,8 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         _write_folder(real_dir, names, target)
         real_vgg = _features(real_dir, vgg_fx, cfg.batch_size, device)
         real_inc = _inception_features(real_dir, inception, cfg.batch_size, device) if inception else None
+        with torch.no_grad():
+            target_taps = lpips.taps(target.float())  # every candidate is scored against the same targets
         candidates: dict[str, tuple[torch.Tensor, float | None]] = {}
         sketch, reference = data["sketch"].to(device), data["reference"].to(device)
         for name, (model, diffusion) in models.items():
@@ -161,7 +168,7 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         for cand, (out, seconds) in candidates.items():
             out01, tgt01 = (out.float() + 1) / 2, (target.float() + 1) / 2
             per = {"psnr": M.psnr(out01, tgt01).cpu().numpy(), "ms_ssim": M.ms_ssim(out01, tgt01).cpu().numpy(),
-                   "lpips": lpips(out.float(), target.float()).cpu().numpy()}
+                   "lpips": _lpips(lpips, out, target_taps)}
             summary = {k: M.summarise(v) for k, v in per.items()}
             if has_labels:
                 ref01 = ((reference.float() + 1) / 2).cpu()

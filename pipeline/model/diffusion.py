@@ -115,7 +115,8 @@ class Diffusion:
         """Simple MSE objective (Ho et al. eq. 14, or its v form); scalar. With `min_snr_gamma` each
         sample is weighted so that the implied x0 loss is weighted by min(SNR, gamma) (Hang et al.
         2023): w = min(SNR, gamma) / SNR for eps, min(SNR, gamma) / (SNR + 1) for v. `pixel_weight`
-        (B, 1, H, W), mean 1 per image (`data.dataset.region_weights`), weights each pixel's error."""
+        (B, 1, H, W) weights each pixel's error (`data.dataset.region_weights`, mean 1 per image;
+        `altered_weights`)."""
         x_t = self.q_sample(x0, t, eps)
         prediction = model(x_t, t)
         squared = (prediction.float() - self.target(x0, t, eps).float()) ** 2

@@ -92,8 +92,13 @@ class VGGLPIPS(nn.Module):
 
     def distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """LPIPS distance per image, (B,), differentiable in x and y (fine-tuning loss)."""
+        return self.distance_to(x, self.taps(y))
+
+    def distance_to(self, x: torch.Tensor, y_taps: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS distance per image, (B,), from x to the images whose `taps` are given: one target
+        set scored against many candidates runs the trunk on it once."""
         total = 0
-        for fx, fy, w in zip(self.taps(x), self.taps(y), self.heads):
+        for fx, fy, w in zip(self.taps(x), y_taps, self.heads):
             nx = fx / (fx.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             ny = fy / (fy.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + ((nx - ny) ** 2 * w).sum(1).mean((1, 2))

@@ -166,7 +166,7 @@ def adapter_objective(diffusion: Diffusion, dropout: ConditionDropout, attention
         x0, t, eps, sketch, reference = noised_batch(diffusion, batch, dropout, generator)
         supervise = attention.weight > 0 and "label" in batch
         with recorded_attention(model, text=True) if supervise else nullcontext() as records:
-            loss = diffusion.loss(conditioned(model, sketch, reference, batch["text"]), x0, t, eps)
+            loss = diffusion.loss(conditioned(model, sketch, reference, batch["text"]), x0, t, eps, batch.get("weight"))
         if not supervise:
             return loss, {}
         aux = slot_attention_loss(records, batch["label"], slot_regions)
