@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.colorize import LINES, ColorizeOptions, colorize_image, load_model
 from pipeline.data.clean import crop_square, detect_faces, square_box
 from pipeline.data.imageio import WHITE, flatten_alpha, read_user_image, write_png
+from pipeline.data.prompt import TEXT_GUIDANCE
 from pipeline.errors import AnimecolorError
 from pipeline.report import contact_sheet
 
@@ -44,7 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/animecolor.safetensors")
     ap.add_argument("--out", default="docs/text_prompts_real.png")
-    ap.add_argument("--text-guidance", type=float, default=2.0)
+    ap.add_argument("--text-guidance", type=float, default=TEXT_GUIDANCE)  # colorize's default
     args = ap.parse_args()
     if not SPRITES.is_dir():
         raise SystemExit("apt-get install renpy-thequestion first (the sprites come from it)")
