@@ -259,33 +259,33 @@ class UNet(nn.Module):
             for i, (side, width) in enumerate(up_outputs) if side in cfg.prompt_attention})
         # the adapter's own decoder (a copy of the frozen one, `adapter_model` copies its weights)
         # (of its blocks from `copy_start` on: those of the prompt_decoder_levels finest levels, or all)
-        self.copy_start = len(self.up) - cfg.prompt_decoder_levels * (cfg.res_blocks + 1)
-        self.copy_start = self.copy_start if cfg.prompt_decoder_levels else 0
+        self.copy_start = len(self.up) - cfg.prompt_decoder_levels * (cfg.res_blocks + 1) if cfg.prompt_decoder_levels else 0
         self.prompt_up = self.prompt_out = None
         if cfg.prompt_decoder:
-            up, self.prompt_out, _ = self._decoder(cur, skips, res, emb_dim, context_dim, separate_text)
-            self.prompt_up = nn.ModuleList(list(up)[self.copy_start:])
+            up, self.prompt_out, _ = self._decoder(cur, skips, res, emb_dim, context_dim, separate_text, self.copy_start)
+            self.prompt_up = up
         self._share_side = max((side for side, _ in up_outputs if side in cfg.reference_attention), default=0)
 
     def _decoder(self, cur: int, skips: list[int], res: int, emb_dim: int, context_dim: int,
-                 separate_text: bool) -> tuple[nn.ModuleList, nn.Sequential, list[tuple[int, int]]]:
-        """The decoder's blocks, its output head, and each block's output (side, width); `skips`
-        are the encoder's widths, consumed from the end (a copy of the list is used)."""
+                 separate_text: bool, first: int = 0) -> tuple[nn.ModuleList, nn.Sequential, list[tuple[int, int]]]:
+        """The decoder's blocks from block `first` on, its output head, and each block's output
+        (side, width), every block's; `skips` are the encoder's widths, consumed from the end (a
+        copy of the list is used)."""
         cfg, ch, groups, skips = self.config, self.config.channels, self.config.norm_groups, list(skips)
         up, up_outputs = nn.ModuleList(), []
         for level, mult in reversed(list(enumerate(cfg.channel_mults))):
             for i in range(cfg.res_blocks + 1):
-                layers = [ResBlock(cur + skips.pop(), ch * mult, emb_dim, cfg.dropout, groups)]
-                cur = ch * mult
-                if res in cfg.attention_resolutions:
-                    layers.append(Attention(cur, cfg.heads, groups))
-                if res in cfg.reference_attention:
-                    layers.append(CrossAttention(cur, context_dim, cfg.heads, groups, cfg.reference_tokens,
-                                                  separate_text, self.adapter))
-                if level > 0 and i == cfg.res_blocks:
-                    layers.append(Upsample(cur))
-                    res *= 2
-                up.append(_Step(layers))
+                width, upsample = ch * mult, level > 0 and i == cfg.res_blocks
+                if len(up_outputs) >= first:
+                    layers = [ResBlock(cur + skips[-1], width, emb_dim, cfg.dropout, groups)]
+                    if res in cfg.attention_resolutions:
+                        layers.append(Attention(width, cfg.heads, groups))
+                    if res in cfg.reference_attention:
+                        layers.append(CrossAttention(width, context_dim, cfg.heads, groups, cfg.reference_tokens,
+                                                      separate_text, self.adapter))
+                    up.append(_Step(layers + [Upsample(width)] if upsample else layers))
+                skips.pop()
+                cur, res = width, res * 2 if upsample else res
                 up_outputs.append((res, cur))
         out = nn.Sequential(_norm(cur, groups), nn.SiLU(), _zero(nn.Conv2d(cur, cfg.out_channels, 3, padding=1)))
         return up, out, up_outputs
