@@ -11,7 +11,7 @@ from pipeline.data.tps import TPSConfig
 from pipeline.model.checkpoint import load_checkpoint
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.training.finetune import ReconstructionConfig, reconstruction_objective
+from pipeline.training.finetune import ReconstructionConfig, colour_distribution_loss, reconstruction_objective
 from stages.finetune import finetune
 from tests.conftest import stage_paths as _paths
 
@@ -77,6 +77,18 @@ def test_lpips_and_ms_ssim_terms_are_differentiable(tiny_data):
     loss.backward()
     assert {"loss_lpips", "loss_ms_ssim"} <= set(extras)
     assert net.out[-1].weight.grad.abs().sum() > 0
+
+
+def test_colour_distribution_term_sees_colours_not_places(tiny_data):
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    shuffled = x.flatten(2)[:, :, torch.randperm(256, generator=torch.Generator().manual_seed(1))].reshape(x.shape)
+    assert colour_distribution_loss(x, x) == 0 and colour_distribution_loss(x, shuffled) < 1e-6  # any arrangement
+    assert colour_distribution_loss(x, x * 0.5) > 0.05  # other colours
+    net = _net()  # and it trains the network alone (no label maps needed)
+    cfg = ReconstructionConfig(unroll_steps=2, mse_weight=0.0, swd_weight=1.0)
+    loss, extras = reconstruction_objective(Diffusion(), cfg)(net, _batch(tiny_data), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert "loss_swd" in extras and loss > 0 and net.out[-1].weight.grad.abs().sum() > 0
 
 
 def test_epochs_zero_is_an_exact_passthrough(tiny_data, tiny_pretrained, tmp_path):
@@ -156,3 +168,13 @@ def test_random_references_are_scored_by_colour_alone_and_need_the_colour_term(t
     assert net.out[-1].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="p_random: samples with another face's reference are scored by the colour"):
         ReconstructionConfig(p_random=0.5)
+    # without label maps: the colour-distribution term scores them against their (other) reference
+    no_labels = {k: v for k, v in batch.items() if k not in ("label", "reference_label")}
+    cfg = dict(unroll_steps=2, grad_checkpoint=False, swd_weight=1.0)
+    _, own = reconstruction_objective(Diffusion(), ReconstructionConfig(**cfg))(_net(), no_labels, torch.Generator().manual_seed(0))
+    net = _net()
+    loss, swapped = reconstruction_objective(Diffusion(), ReconstructionConfig(**cfg, p_random=1.0))(
+        net, no_labels, torch.Generator().manual_seed(0))
+    assert set(swapped) == {"loss_swd"} and swapped["loss_swd"] != own["loss_swd"]
+    loss.backward()
+    assert net.out[-1].weight.grad.abs().sum() > 0

@@ -102,6 +102,7 @@ def test_readme_params_table_is_generated_from_the_schema():
          "recolour.p changes colours that the captions name: it needs unet.text false"),
         ("finetune", {"reconstruction": {"p_random": 0.5}}, "p_random: samples with another face's reference are scored"),
         ("finetune", {"reconstruction": {"colour_weight": -1}}, "finetune.reconstruction.colour_weight: Input should be"),
+        ("finetune", {"reconstruction": {"swd_weight": -1}}, "finetune.reconstruction.swd_weight: Input should be"),
         ("text", {"loop": {"train_steps": 0}}, "text.loop.train_steps: Input should be greater than or equal to 1"),
         ("text", {"captions": {"p_recolour": 2}}, "text.captions.p_recolour: Input should be less than or equal to 1"),
         ("text", {"captions": {"recolour_slots": ["hat"]}}, "unknown slot 'hat'"),

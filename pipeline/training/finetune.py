@@ -72,19 +72,43 @@ class ReconstructionConfig(Config):
                                                         "colour of each labelled region of the output and of the "
                                                         "same region of its reference, regions weighing alike (label "
                                                         "maps: synthetic data); 0: off, as the paper")
+    swd_weight: float = Field(0.0, ge=0, description="colour-distribution term without label maps: sliced "
+                                                     "Wasserstein distance / 100 between the CIELAB colours of the "
+                                                     "output's pixels and the truth's (colour_distribution_loss), "
+                                                     "blind to where each colour sits; a sample unrolled with "
+                                                     "another face's reference (p_random) is scored against that "
+                                                     "reference's colours; 0: off, as the paper")
     p_random: float = Field(0.0, ge=0, le=1, description="share of samples unrolled with another training face's "
                                                          "reference (the random-reference setting, which has no ground "
-                                                         "truth): scored by the colour term alone")
+                                                         "truth): scored by the colour terms alone (colour_weight: "
+                                                         "per region, label maps; swd_weight: the whole picture's "
+                                                         "colours, any data)")
 
     @model_validator(mode="after")
     def _some_loss(self):
         if not any([self.mse_weight, self.l1_weight, self.ms_ssim_weight, self.lpips_weight, self.eps_weight,
-                    self.colour_weight]):
+                    self.colour_weight, self.swd_weight]):
             raise ValueError("at least one loss weight must be > 0")
-        if self.p_random and not self.colour_weight:
-            raise ValueError("p_random: samples with another face's reference are scored by the colour term alone: "
-                             "set colour_weight")
+        if self.p_random and not (self.colour_weight or self.swd_weight):
+            raise ValueError("p_random: samples with another face's reference are scored by the colour terms alone: "
+                             "set colour_weight or swd_weight")
         return self
+
+
+SWD_PROJECTIONS = 32  # directions of colour_distribution_loss: a fixed set, so the loss is a function of its inputs
+
+
+def colour_distribution_loss(output: torch.Tensor, target: torch.Tensor, projections: int = SWD_PROJECTIONS) -> torch.Tensor:
+    """Mean over images of the sliced Wasserstein-1 distance / 100 between the CIELAB colours of the
+    pixels of `output` and of `target` (B, 3, H, W in [-1, 1]): both pixel sets projected on fixed
+    random unit directions of Lab, sorted, and compared rank by rank. Zero exactly when the two
+    images hold the same colours in any arrangement; needs no label map (real faces)."""
+    lab_out, lab_target = (rgb_to_lab(((x.float() + 1) / 2).clamp(0, 1)).flatten(2) for x in (output, target))
+    directions = F.normalize(torch.randn(3, projections, generator=torch.Generator().manual_seed(0)), dim=0)
+    directions = directions.to(lab_out.device)
+    a = torch.einsum("bcn,ck->bkn", lab_out, directions).sort(-1).values
+    b = torch.einsum("bcn,ck->bkn", lab_target, directions).sort(-1).values
+    return (a - b).abs().mean() / 100.0
 
 
 def region_colour_loss(output: torch.Tensor, label: torch.Tensor, reference: torch.Tensor,
@@ -121,11 +145,12 @@ def reconstruction_objective(diffusion: Diffusion, cfg: ReconstructionConfig) ->
         scored = cfg.colour_weight > 0 and "reference_label" in batch
         reference_label = batch.get("reference_label")
         swap = torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
-        if scored and cfg.p_random and x0.shape[0] > 1:  # the next sample's reference (and label map), no truth
+        if (scored or cfg.swd_weight) and cfg.p_random and x0.shape[0] > 1:  # the next sample's reference, no truth
             swap = (torch.rand(x0.shape[0], generator=generator) < cfg.p_random).to(x0.device)
             other = torch.roll(torch.arange(x0.shape[0], device=x0.device), 1)
             reference = torch.where(swap[:, None, None, None], reference[other], reference)
-            reference_label = torch.where(swap[:, None, None], reference_label[other], reference_label)
+            if reference_label is not None:
+                reference_label = torch.where(swap[:, None, None], reference_label[other], reference_label)
             if text is not None:  # its caption describes the target, not this reference: the empty prompt
                 text = torch.where(swap[:, None, None], torch.zeros_like(text), text)
         t_start = diffusion.T - 1 if cfg.start == "noise" else cfg.t_start
@@ -149,12 +174,15 @@ def reconstruction_objective(diffusion: Diffusion, cfg: ReconstructionConfig) ->
             if lpips is not None:
                 lpips.to(out.device)
                 terms["lpips"] = lpips.distance(own, target).mean()
+        if cfg.swd_weight:  # own samples against their truth, swapped ones against their (other) reference
+            terms["swd"] = colour_distribution_loss(out, torch.where(swap[:, None, None, None], reference, x0))
         if scored:
             terms["colour"] = region_colour_loss(out, batch["label"], reference, reference_label, COLOUR_REGION_IDS)
         if denoise is not None:
             terms["eps"] = denoise(model, batch, generator)[0]
         weights = {"mse": cfg.mse_weight, "l1": cfg.l1_weight, "ms_ssim": cfg.ms_ssim_weight,
-                   "lpips": cfg.lpips_weight, "eps": cfg.eps_weight, "colour": cfg.colour_weight}
+                   "lpips": cfg.lpips_weight, "eps": cfg.eps_weight, "colour": cfg.colour_weight,
+                   "swd": cfg.swd_weight}
         loss = sum(weights[k] * v for k, v in terms.items())
         return loss, {f"loss_{k}": v.detach() for k, v in terms.items()}  # converted at log points only
 
