@@ -112,6 +112,17 @@ def _train_at_random(model, skip: tuple[str, ...] = ()) -> None:
                 p.add_(torch.randn_like(p) * 0.5)
 
 
+def _trained_and_exact(model, base, x, t) -> torch.Tensor:
+    """The adapter, its weights moved at random (`_train_at_random`), in eval mode: asserts that the
+    empty prompt gives `base`'s output exactly, and returns that output."""
+    model.eval()
+    _train_at_random(model)
+    with torch.no_grad():
+        plain = base(x, t)
+        assert torch.equal(model(x, t), plain)
+    return plain
+
+
 def test_decoder_copy_starts_as_the_frozen_decoder_and_the_empty_prompt_never_runs_it(plain_pretrained, tiny_data):
     init = load_checkpoint(plain_pretrained / "pretrain.pt")
     base, _ = model_from_checkpoint(init)
@@ -159,13 +170,10 @@ def test_a_copy_of_the_full_resolution_blocks_only_reads_the_frozen_decoder_and_
     for i, step in enumerate(model.prompt_up):  # the last blocks, copied
         frozen = model.up[model.copy_start + i].state_dict()
         assert all(torch.equal(v, frozen[k]) for k, v in step.state_dict().items())
-    model.eval()
     x, t = _inputs(tiny_data)
     said = _saying(3, 0)
-    _train_at_random(model)
+    plain = _trained_and_exact(model, base, x, t)
     with torch.no_grad():
-        plain = base(x, t)
-        assert torch.equal(model(x, t), plain)
         out = model(x, t, said)
     assert torch.equal(out[[0, 2]], plain[[0, 2]]) and (out[1] - plain[1]).abs().max() > 1e-5
     config = UNetConfig.from_dict(model.config.to_dict()).to_dict()
@@ -186,13 +194,10 @@ def test_a_copy_without_attention_blends_by_the_frozen_decoders_share():
     init = {"unet": config.to_dict(), "ema": plain.state_dict(), "diffusion": DiffusionConfig().model_dump()}
     model, _ = adapter_model(init, prompt_decoder=True, prompt_decoder_levels=1)
     assert not any(".extra_kv." in n for n, _ in model.prompt_up.named_parameters())  # no attention at 32 px
-    model.eval()
     x, t = torch.randn(2, 7, 32, 32), torch.tensor([100, 700])
     said = _saying(2, 0)
-    _train_at_random(model)
+    reference_only = _trained_and_exact(model, plain, x, t)
     with torch.no_grad():
-        reference_only = plain(x, t)
-        assert torch.equal(model(x, t), reference_only)
         out = model(x, t, said)
         model.prompt_up = None  # the same adapter without its copy
         without = model(x, t, said)
