@@ -13,7 +13,7 @@ import pipeline.device as device_mod
 from pipeline.data.dataset import PairDataset, region_weights
 from pipeline.device import autocast, resolve_precision
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
-from pipeline.model.reference import attend
+from pipeline.model.reference import attend, attend_unfused
 from pipeline.model.unet import UNet, UNetConfig
 
 CPU = torch.device("cpu")
@@ -86,6 +86,26 @@ def test_attend_takes_the_fused_kernel_and_matches_the_math_path():
     reference = torch.softmax(q @ k.transpose(-1, -2) / 8 ** 0.5, -1) @ v
     assert torch.allclose(out, reference, atol=1e-5)
     assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v), atol=1e-5)
+
+
+def test_attend_trains_bf16_on_cpu_unfused_in_slices_and_samples_with_the_fused_kernel():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(5, 4, n, 16).mul(2 if i < 2 else 1).bfloat16().requires_grad_()
+               for i, n in enumerate((64, 32, 32)))
+    exact = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    truth = F.scaled_dot_product_attention(*exact)
+    grad_out = torch.randn_like(truth)
+    truth.backward(grad_out)
+    out = attend(q, k, v)
+    assert "Flash" not in type(out.grad_fn).__name__  # the unfused path: its backward is the fast one on CPU
+    grads = torch.autograd.grad(out, (q, k, v), grad_out.bfloat16())
+    rel = lambda a, b: ((a.double() - b).norm() / b.norm()).item()  # noqa: E731
+    assert rel(out, truth) < 2e-2
+    assert all(rel(g, t.grad) < 4e-2 for g, t in zip(grads, exact))
+    sliced = attend_unfused(q, k, v, chunk=4 * 64 * 32 * 2)  # two samples a slice: 3 slices, same numbers
+    assert torch.equal(sliced, attend_unfused(q, k, v, chunk=1 << 30))
+    with torch.no_grad():  # sampling keeps the fused kernel
+        assert torch.equal(attend(q, k, v), F.scaled_dot_product_attention(q, k, v))
 
 
 # ------------------------------------------------------------------------------ CPU precision
