@@ -94,6 +94,9 @@ def fourier_positions(height: int, width: int, dim: int, device: torch.device, d
     return torch.cat([args.sin(), args.cos()], 1).to(dtype)
 
 
+UNFUSED_CPU_TRAINING = True  # `attend`'s CPU bf16 training path; False: the flash kernel (benchmarks compare)
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """scaled_dot_product_attention on (B, heads, N, d) tensors, made contiguous in d first.
 
@@ -108,7 +111,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     0.55 on 2 cores (README, "Where a CPU training step goes"). Sampling (no gradient) keeps the
     flash kernel: as fast there, and more precise."""
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    if (mask is None and q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled()
+    if (UNFUSED_CPU_TRAINING and mask is None and q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled()
             and (q.requires_grad or k.requires_grad or v.requires_grad)):
         return attend_unfused(q, k, v)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
