@@ -107,12 +107,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     (B, heads, N_q, N_k)): the keys each query may read.
 
     Training in bf16 on a CPU takes `attend_unfused` instead: the CPU flash kernel's backward is
-    slow for this network's 16-wide heads: the default pretraining step takes 0.47 s instead of
-    0.55 on 2 cores (README, "Where a CPU training step goes"). Sampling (no gradient) keeps the
-    flash kernel: as fast there, and more precise."""
+    slow for this network's 16-wide heads: the default training step takes 0.43 s instead of 0.52
+    on 2 cores (`tests/benchmarks/bench_cpu.py`; README, "Speed and memory"). Sampling (no
+    gradient) keeps the flash kernel: as fast there, and more precise."""
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
-    if (UNFUSED_CPU_TRAINING and mask is None and q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled()
-            and (q.requires_grad or k.requires_grad or v.requires_grad)):
+    training = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+    if UNFUSED_CPU_TRAINING and training and mask is None and q.device.type == "cpu" and q.dtype == torch.bfloat16:
         return attend_unfused(q, k, v)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
