@@ -7,6 +7,10 @@ Notation (Ho et al. 2020; Salimans & Ho 2022 for v):
     x0, x_t, eps      clean image, noisy image, unit Gaussian noise, all (B, 3, H, W) in about [-1, 1]
     v                 sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0  (v-prediction target)
 
+`objective: regression` is the baseline that shows what diffusion buys (issue 14): the same
+network and conditions, but its noisy-image input is all zeros at t = T - 1, its output is the
+picture itself, trained by L1, and sampling is that one forward pass (`sampler.ddim_sample`).
+
 The model is an argument (a callable (x_t, t) -> prediction); this module never sees a network.
 Schedules are built in float64 and stored as float32 tensors; the device follows the inputs.
 """
@@ -36,6 +40,13 @@ class DiffusionConfig(Config):
     prediction: Literal["eps", "v"] = Field("v", description="what the network predicts")
     min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-gamma loss weighting (Hang et al. 2023; "
                                                                 "5 is theirs); null: uniform, as the paper")
+    objective: Literal["diffusion", "regression"] = Field("diffusion", description="diffusion: denoising, "
+                                                          "sampled by DDIM; regression: the baseline that shows what "
+                                                          "diffusion buys: the same network and conditions with a zero "
+                                                          "noisy-image input at t = T - 1, its output the picture, "
+                                                          "trained by L1 and sampled in one forward pass (the DDIM "
+                                                          "steps, eta and the unrolled fine-tuning then collapse to "
+                                                          "that pass)")
     region_balance: float = Field(0.0, ge=0, le=2, description="per-pixel loss weight (A / area of the pixel's "
                                                                "region of the line drawing)^x, A = 1/16 of the "
                                                                "picture, in [1, 8]: small closed regions (irises) "
@@ -45,6 +56,8 @@ class DiffusionConfig(Config):
     def _betas(self):
         if self.schedule == "linear" and self.beta_start >= self.beta_end:
             raise ValueError(f"beta_start must be < beta_end ({self.beta_start} >= {self.beta_end})")
+        if self.objective == "regression" and self.min_snr_gamma is not None:
+            raise ValueError("min_snr_gamma weights noise levels; the regression objective has one (set it to null)")
         return self
 
 
@@ -72,6 +85,16 @@ class Diffusion:
         self._sqrt_ab = torch.tensor(np.sqrt(alpha_bar), dtype=torch.float32)
         self._sqrt_1mab = torch.tensor(np.sqrt(1.0 - alpha_bar), dtype=torch.float32)
         self._copies: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    @property
+    def regression(self) -> bool:
+        return self.config.objective == "regression"
+
+    def regress(self, model: ModelFn, like: torch.Tensor) -> torch.Tensor:
+        """The regression objective's one forward pass: the model's output at a zero noisy image and
+        t = T - 1 (shape and device of `like`); the picture itself."""
+        t = torch.full((like.shape[0],), self.T - 1, device=like.device, dtype=torch.long)
+        return model(torch.zeros_like(like), t)
 
     def _on(self, table: torch.Tensor, device: torch.device) -> torch.Tensor:
         """`table` on `device`, copied there once (a copy per call would be a blocking transfer per step)."""
@@ -116,7 +139,11 @@ class Diffusion:
         sample is weighted so that the implied x0 loss is weighted by min(SNR, gamma) (Hang et al.
         2023): w = min(SNR, gamma) / SNR for eps, min(SNR, gamma) / (SNR + 1) for v. `pixel_weight`
         (B, 1, H, W) weights each pixel's error (`data.dataset.region_weights`, mean 1 per image;
-        `altered_weights`)."""
+        `altered_weights`). The regression objective: the pixel-weighted L1 between `regress` and
+        x0 (t and eps unused)."""
+        if self.regression:
+            error = (self.regress(model, x0).float() - x0.float()).abs()
+            return torch.mean(error if pixel_weight is None else error * pixel_weight.float())
         x_t = self.q_sample(x0, t, eps)
         prediction = model(x_t, t)
         squared = (prediction.float() - self.target(x0, t, eps).float()) ** 2

@@ -63,8 +63,14 @@ def ddim_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, step
 
     Differentiable: with gradients enabled, every model call is in the graph (fine-tuning);
     `checkpoint=True` recomputes each step's activations in backward, so memory stays that of
-    one step instead of `steps`.
+    one step instead of `steps`. The regression objective (`Diffusion.regress`): one forward pass,
+    x_T, `steps`, eta and t_start unused.
     """
+    if diffusion.regression:
+        x0 = diffusion.regress(model_fn, x_T).float()
+        if progress:
+            progress(steps)  # progress bars count `steps` per call
+        return x0.clamp(-1, 1) if clip_x0 else x0
     x = x_T
     ts = ddim_timesteps(diffusion.T, steps, t_start)
     for i, t_now in enumerate(ts):
@@ -101,7 +107,11 @@ def ddim_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, step
 def ddpm_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, generator: Generators = None,
                 clip_x0: bool = True) -> torch.Tensor:
     """Full ancestral sampling over all T steps (Ho et al. 2020, Algorithm 2 with the posterior mean
-    written through x0_hat, eq. 7); the slow reference against which DDIM is judged."""
+    written through x0_hat, eq. 7); the slow reference against which DDIM is judged. The regression
+    objective: its one forward pass."""
+    if diffusion.regression:
+        x0 = diffusion.regress(model_fn, x_T).float()
+        return x0.clamp(-1, 1) if clip_x0 else x0
     x = x_T
     betas, alpha_bar = diffusion.betas.to(x.device), diffusion.alpha_bar.to(x.device)
     for t_now in range(diffusion.T - 1, -1, -1):
