@@ -12,33 +12,17 @@ reference at all: the prompt alone.
 import argparse
 from pathlib import Path
 
-import cv2
 import numpy as np
+from sprites import QUESTION as SPRITES
+from sprites import face, rgba
 
 from pipeline.colorize import LINES, ColorizeOptions, colorize_image, load_model
-from pipeline.data.clean import crop_square, detect_faces, square_box
-from pipeline.data.imageio import WHITE, flatten_alpha, read_user_image, write_png
+from pipeline.data.imageio import write_png
 from pipeline.data.prompt import TEXT_GUIDANCE
-from pipeline.errors import AnimecolorError
 from pipeline.report import contact_sheet
 
-SPRITES = Path("/usr/share/games/renpy/the_question/game/images")
 PAIRS = [("sylvie green normal.png", "sylvie blue smile.png"), ("sylvie blue giggle.png", "sylvie green smile.png")]
 PROMPTS = ("", "pink hair", "left eye red, right eye blue", "aqua hair, yellow eyes, black clothes")
-
-
-def face(path: Path, size: int) -> np.ndarray:
-    rgb = flatten_alpha(read_user_image(path))
-    found = detect_faces(rgb, 0.3)
-    if not found:
-        raise AnimecolorError(f"{path}: animeface found no face (Pillow >= 12?)")
-    x0, y0, side = square_box(found[0][:4], 0.5, rgb.shape)
-    return cv2.resize(crop_square(rgb, x0, y0, side, WHITE), (size, size), interpolation=cv2.INTER_AREA)
-
-
-def rgba(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.dstack([rgb] * 3) if rgb.ndim == 2 else rgb
-    return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
 
 
 def main() -> None:
