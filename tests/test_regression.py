@@ -116,3 +116,25 @@ def test_the_stages_train_save_export_and_colorize_a_regression_model(tiny_data,
                                       "--model", str(tmp_path / "reg.safetensors"), "-o", str(tmp_path / "out.png")])
     assert result.exit_code == 0, result.output
     assert np.asarray(Image.open(tmp_path / "out.png").convert("RGB")).shape == (40, 36, 3)
+
+
+def test_evaluate_scores_a_regression_model_beside_a_diffusion_one(tiny_data, tmp_path):
+    """One benchmark run, both objectives (the same weights): each is scored, and the regression
+    candidate's scores do not move with the number of DDIM steps."""
+    from pipeline.evaluation.evaluate import EvalConfig, run_benchmark
+    from pipeline.model.unet import UNet, UNetConfig
+
+    faces, pairs = tiny_data
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2))
+    for p in net.out.parameters():  # the zero-initialised output layer would make every candidate grey
+        torch.nn.init.normal_(p, std=0.05)
+    runs = {steps: run_benchmark({"diffusion": (net, Diffusion()), "regression": (net, REGRESSION)}, faces, pairs,
+                                 tmp_path / f"out{steps}", EvalConfig(sample_steps=steps, limit=4),
+                                 torch.device("cpu"), tmp_path / "absent.pt")[0]
+            for steps in (2, 5)}
+    for setting in ("self_ref", "random_ref"):
+        two, five = runs[2]["regression"][setting], runs[5]["regression"][setting]
+        assert two["psnr"] == five["psnr"] and two["lpips"] == five["lpips"]
+        assert runs[2]["diffusion"][setting]["psnr"] != runs[5]["diffusion"][setting]["psnr"]
+        assert runs[2]["diffusion"][setting]["psnr"] != two["psnr"]
