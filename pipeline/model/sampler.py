@@ -56,6 +56,12 @@ def noise(shape: tuple[int, ...], generator: Generators, device: torch.device | 
     return out.to(device=device, dtype=dtype)
 
 
+def _one_pass(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, clip_x0: bool) -> torch.Tensor:
+    """Both samplers under the regression objective: `Diffusion.regress`, clipped like their x0."""
+    x0 = diffusion.regress(model_fn, x_T).float()
+    return x0.clamp(-1, 1) if clip_x0 else x0
+
+
 def ddim_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, steps: int, eta: float = 0.0,
                 generator: Generators = None, t_start: int | None = None, clip_x0: bool = True,
                 checkpoint: bool = False, progress: Callable[[int], None] | None = None) -> torch.Tensor:
@@ -67,10 +73,9 @@ def ddim_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, step
     x_T, `steps`, eta and t_start unused.
     """
     if diffusion.regression:
-        x0 = diffusion.regress(model_fn, x_T).float()
         if progress:
             progress(steps)  # progress bars count `steps` per call
-        return x0.clamp(-1, 1) if clip_x0 else x0
+        return _one_pass(model_fn, diffusion, x_T, clip_x0)
     x = x_T
     ts = ddim_timesteps(diffusion.T, steps, t_start)
     for i, t_now in enumerate(ts):
@@ -110,8 +115,7 @@ def ddpm_sample(model_fn: ModelFn, diffusion: Diffusion, x_T: torch.Tensor, gene
     written through x0_hat, eq. 7); the slow reference against which DDIM is judged. The regression
     objective: its one forward pass."""
     if diffusion.regression:
-        x0 = diffusion.regress(model_fn, x_T).float()
-        return x0.clamp(-1, 1) if clip_x0 else x0
+        return _one_pass(model_fn, diffusion, x_T, clip_x0)
     x = x_T
     betas, alpha_bar = diffusion.betas.to(x.device), diffusion.alpha_bar.to(x.device)
     for t_now in range(diffusion.T - 1, -1, -1):
