@@ -21,6 +21,7 @@ from sprites import DEMO, QUESTION, face, rgba
 
 from pipeline.colorize import LINES, ColorizeOptions, colorize_image, load_model
 from pipeline.data.imageio import write_png
+from pipeline.errors import AnimecolorError
 from pipeline.evaluation.features import ANIMEFACE_ATTRIBUTES, animeface_attributes
 from pipeline.evaluation.metrics import attribute_errors
 from pipeline.report import contact_sheet
@@ -41,8 +42,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
     ap.add_argument("--out", default="docs/sprites_compare.png")
     args = ap.parse_args()
+    bad = [spec for spec in args.model if "=" not in spec.strip("=")]
+    if bad:
+        ap.error(f"--model {bad[0]!r}: expected NAME=PATH")
     models = dict(spec.split("=", 1) for spec in args.model)
-    loaded = {name: load_model(path) for name, path in models.items()}
+    try:
+        loaded = {name: load_model(path) for name, path in models.items()}
+    except AnimecolorError as e:
+        raise SystemExit(f"error: {e}") from None
     size = next(iter(loaded.values()))[2]["image_size"]
     crops = [(face(d, 2 * size), face(r, 2 * size)) for d, r in PAIRS]
     tiles, outputs = [], {name: [] for name in loaded}
