@@ -3,7 +3,7 @@ request logic without a browser, and the command's one-line errors.
 
 The model is a tiny randomly initialised network exported in the test (no training: latency
 and plumbing do not depend on the weights). The browser steps are the ones
-scripts/app_screenshot.py uses for docs/app.png.
+scripts/figures/app_screenshot.py uses for docs/img/app.png.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _load(name: str, path: Path):
     return module
 
 
-steps = _load("app_screenshot", ROOT / "scripts" / "app_screenshot.py")
+steps = _load("app_screenshot", ROOT / "scripts" / "figures" / "app_screenshot.py")
 bench = _load("bench_app", ROOT / "tests" / "benchmarks" / "bench_app.py")
 
 

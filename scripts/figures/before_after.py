@@ -1,7 +1,7 @@
 """Before / after grid of two benchmark runs on the same test pairs (README figures).
 
-    python scripts/before_after.py --before OLD_DIR --after data/evaluate/finetune/random_ref \
-        --setting random_ref [--heterochromia] [--count 8] [-o docs/before_after.png]
+    python scripts/figures/before_after.py --before OLD_DIR --after data/evaluate/finetune/random_ref \
+        --setting random_ref [--heterochromia] [--count 8] [-o docs/img/before_after.png]
 
 OLD_DIR / the --after folder: an `evaluate` output folder (data/evaluate/<candidate>/<setting>,
 one PNG per test pair, named after the target), e.g. a copy kept before changing the default.
@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--eyes", action="store_true", help="crop to the eyes")
     ap.add_argument("--faces", default="data/faces")
     ap.add_argument("--pairs", default="data/pairs")
-    ap.add_argument("-o", "--out", type=Path, default=Path("docs/before_after_heterochromia.png"))
+    ap.add_argument("-o", "--out", type=Path, default=Path("docs/img/before_after_heterochromia.png"))
     args = ap.parse_args()
     rows, data = load_benchmark(args.faces, args.pairs, args.setting, with_labels=args.heterochromia or args.eyes)
     chosen = np.arange(len(rows))

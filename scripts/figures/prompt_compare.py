@@ -1,8 +1,8 @@
 """Grid of prompted models on the same random-reference test pairs (README figures).
 
-    python scripts/prompt_compare.py --model old=OLD.pt@1.5 --model new=models/text.pt@1 \
+    python scripts/figures/prompt_compare.py --model old=OLD.pt@1.5 --model new=models/text.pt@1 \
         --prompt "left eye white, right eye red" --prompt "left eye black, right eye yellow" \
-        [--count 8] [-o docs/text_prompt_weight.png]
+        [--count 8] [-o docs/img/text_prompt_weight.png]
 
 Columns: the first `count` random-reference test pairs of the synthetic benchmark; rows: line
 drawing, reference, then for each prompt each model (NAME=PATH@S_TEXT, in the order given) at
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--pairs", default="data/pairs")
     ap.add_argument("--count", type=int, default=8)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("-o", "--out", default="docs/text_prompt_weight.png")
+    ap.add_argument("-o", "--out", default="docs/img/text_prompt_weight.png")
     args = ap.parse_args()
     device = resolve_device("auto")
     _, data = load_benchmark(args.faces, args.pairs, "random_ref", args.count, with_labels=False)

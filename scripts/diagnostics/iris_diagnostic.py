@@ -1,6 +1,6 @@
 """Does the model read the irises from the reference at all? (issue 14's diagnostic)
 
-    python scripts/iris_diagnostic.py [--model models/finetune.pt] [--limit 64]
+    python scripts/diagnostics/iris_diagnostic.py [--model models/finetune.pt] [--limit 64]
 
 Gives the model the *aligned* reference (the target itself, no warp: the easiest possible
 case) and prints, per timestep t, the colour error (CIEDE2000 of region means) of its one-step

@@ -1,9 +1,9 @@
-"""Make docs/text_prompts_real.png: colour prompts on real anime art the pipeline never saw.
+"""Make docs/img/text_prompts_real.png: colour prompts on real anime art the pipeline never saw.
 
-    python scripts/text_example.py [--model models/animecolor.safetensors]
+    python scripts/figures/text_example.py [--model models/animecolor.safetensors]
 
 The drawings are the face crops (animeface, as `clean` crops them) of the openly licensed Ren'Py
-sprites in Debian's `renpy-thequestion` (not in ../shared/data, not in training), turned into
+sprites in Debian's `renpy-thequestion` (never in the training data), turned into
 lines by the training XDoG. Each row: line drawing | reference (the same character in another
 outfit) | no prompt | three prompts (columns labelled in the README). The last row has no
 reference at all: the prompt alone.
@@ -28,7 +28,7 @@ PROMPTS = ("", "pink hair", "left eye red, right eye blue", "aqua hair, yellow e
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/animecolor.safetensors")
-    ap.add_argument("--out", default="docs/text_prompts_real.png")
+    ap.add_argument("--out", default="docs/img/text_prompts_real.png")
     ap.add_argument("--text-guidance", type=float, default=TEXT_GUIDANCE)  # colorize's default
     args = ap.parse_args()
     if not SPRITES.is_dir():

@@ -1,6 +1,6 @@
-"""Make docs/app.png: the `animecolor app` page after colouring its first example, in headless Chromium.
+"""Make docs/img/app.png: the `animecolor app` page after colouring its first example, in headless Chromium.
 
-    python scripts/app_screenshot.py [--model models/animecolor.safetensors] [--out docs/app.png]
+    python scripts/figures/app_screenshot.py [--model models/animecolor.safetensors] [--out docs/img/app.png]
 
 The browser test (tests/test_app.py) drives the page with the same functions (`find_chromium`,
 `open_page`, `colorize`), so the README screenshot and the test take the same path: start the
@@ -116,7 +116,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="exported model (default: models/animecolor.safetensors "
                                                   "if present, else an untrained default-size model)")
-    ap.add_argument("--out", default="docs/app.png")
+    ap.add_argument("--out", default="docs/img/app.png")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright

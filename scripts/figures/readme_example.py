@@ -1,6 +1,6 @@
-"""Make docs/colorize_example.png: the pipeline's own model on held-out synthetic drawings.
+"""Make docs/img/colorize_example.png: the pipeline's own model on held-out synthetic drawings.
 
-    python scripts/readme_example.py [--model models/animecolor.safetensors]
+    python scripts/figures/readme_example.py [--model models/animecolor.safetensors]
 
 The faces come from a crawl seed the pipeline never trains on (base.seed is 0; these use
 seed 777), at an odd portrait size, so the example also shows the letterboxing. Each row:
@@ -29,7 +29,7 @@ def rgba(rgb: np.ndarray) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/animecolor.safetensors")
-    ap.add_argument("--out", default="docs/colorize_example.png")
+    ap.add_argument("--out", default="docs/img/colorize_example.png")
     args = ap.parse_args()
     model, diffusion, info = load_model(args.model)
     size = info["image_size"]

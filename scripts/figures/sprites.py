@@ -1,5 +1,5 @@
 """Face crops of the openly licensed Ren'Py sprites in Debian's `renpy-thequestion` and `renpy-demo`:
-real anime art that is not in ../shared/data and never in training (README figures)."""
+real anime art that was never in any training data (README figures)."""
 
 from pathlib import Path
 

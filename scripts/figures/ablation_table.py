@@ -1,6 +1,6 @@
 """Print the README's ablation table from `dvc exp show --json` (the finetune model unless --model).
 
-    python scripts/ablation_table.py [--model finetune] [--names base64,ft0,...] [--rev COMMIT] [--colour]
+    python scripts/figures/ablation_table.py [--model finetune] [--names base64,ft0,...] [--rev COMMIT] [--colour]
 """
 
 import argparse

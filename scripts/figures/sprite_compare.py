@@ -1,8 +1,8 @@
 """Models side by side on real anime art they never saw (README figures; issue 14's check on faces
-that are not in ../shared/data).
+that were never in the training data).
 
-    python scripts/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
-        [--steps 10] [--out docs/sprites_compare.png]
+    python scripts/figures/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
+        [--steps 10] [--out docs/img/sprites_compare.png]
 
 The drawings and references are face crops of the Ren'Py sprites of Debian's `renpy-thequestion`
 and `renpy-demo` (`sprites.py`), the drawing turned into lines by the training XDoG. The first
@@ -40,7 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append", required=True, help="NAME=PATH of an exported model (repeatable)")
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
-    ap.add_argument("--out", default="docs/sprites_compare.png")
+    ap.add_argument("--out", default="docs/img/sprites_compare.png")
     args = ap.parse_args()
     bad = [spec for spec in args.model if "=" not in spec.strip("=")]
     if bad:
