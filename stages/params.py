@@ -23,9 +23,9 @@ from pipeline.errors import ParamsError
 from pipeline.evaluation.evaluate import EvalConfig
 from pipeline.model.conditioning import ConditionDropout
 from pipeline.model.diffusion import DiffusionConfig
-from pipeline.model.reference import CorrespondenceConfig
 from pipeline.model.unet import SIZE_LATER, UNetConfig
 from pipeline.training.adapter import AdapterConfig
+from pipeline.training.correspondence import CorrespondenceConfig
 from pipeline.training.finetune import FinetuneLoopConfig, ReconstructionConfig
 from pipeline.training.loop import LoopConfig
 from pipeline.training.samples import SampleGridConfig

@@ -270,7 +270,8 @@ def test_text_stage_passes_through_without_the_adapter_or_with_a_text_model(plai
 
 
 def test_slot_attention_loss_is_low_on_the_own_slot_and_log_slots_when_uniform():
-    from pipeline.model.reference import fourier_grid, slot_attention_loss
+    from pipeline.model.attention import fourier_grid
+    from pipeline.training.correspondence import slot_attention_loss
 
     label = torch.zeros(1, 4, 4, dtype=torch.long)
     label[0, :2] = 5  # top half: region 5 (slot 1); bottom: region 0 (slot 0)

@@ -13,7 +13,7 @@ import pipeline.device as device_mod
 from pipeline.data.dataset import PairDataset, region_weights
 from pipeline.device import autocast, resolve_precision
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
-from pipeline.model.reference import attend, attend_unfused
+from pipeline.model.attention import attend, attend_unfused
 from pipeline.model.unet import UNet, UNetConfig
 
 CPU = torch.device("cpu")
@@ -207,7 +207,8 @@ def test_recorded_attention_is_a_distribution_over_the_grid_and_recording_ends()
 
 
 def test_correspondence_loss_is_low_for_the_true_match_and_skips_dropped_references():
-    from pipeline.model.reference import correspondence_loss, fourier_grid
+    from pipeline.model.attention import fourier_grid
+    from pipeline.training.correspondence import correspondence_loss
 
     side, b = 8, 2
     source = fourier_grid(16, 16, CPU).T.reshape(1, 2, 16, 16).expand(b, -1, -1, -1)  # an unwarped reference
@@ -228,7 +229,8 @@ def test_correspondence_training_lowers_its_loss_and_keeps_the_denoising_path(tm
     correspondence (the term is differentiable through queries, keys and the reference encoder)."""
     from pipeline.data.dataset import warp_source
     from pipeline.data.tps import TPSConfig, random_warp
-    from pipeline.model.reference import correspondence_loss, recorded_attention
+    from pipeline.model.reference import recorded_attention
+    from pipeline.training.correspondence import correspondence_loss
 
     torch.manual_seed(0)
     net = _corr_unet()
@@ -287,7 +289,8 @@ def test_pretrain_stage_with_correspondence_logs_the_term_and_needs_reference_at
 
 
 def test_region_correspondence_loss_rewards_the_querys_own_region_and_weighs_regions_alike():
-    from pipeline.model.reference import fourier_grid, region_correspondence_loss
+    from pipeline.model.attention import fourier_grid
+    from pipeline.training.correspondence import region_correspondence_loss
 
     side, b = 4, 2
     label = torch.zeros(b, 8, 8, dtype=torch.int64)
@@ -311,7 +314,8 @@ def test_region_correspondence_loss_rewards_the_querys_own_region_and_weighs_reg
 
 
 def test_region_correspondence_loss_counts_a_said_slots_text_token_as_its_region():
-    from pipeline.model.reference import fourier_grid, region_correspondence_loss
+    from pipeline.model.attention import fourier_grid
+    from pipeline.training.correspondence import region_correspondence_loss
     from pipeline.training.loop import said_regions
 
     side, n = 4, 16

@@ -13,7 +13,7 @@ from pipeline.device import compiles
 from pipeline.errors import ParamsError
 from pipeline.model.conditioning import ConditionDropout
 from pipeline.model.diffusion import Diffusion
-from pipeline.model.reference import GroupNorm, group_norm
+from pipeline.model.attention import GroupNorm, group_norm
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.training.distributed import Dist
 from pipeline.training.loop import EpochBatches, LoopConfig, RunBatches, Trainer, denoising_objective

@@ -22,7 +22,8 @@ from pipeline.config import Config
 from pipeline.model.conditioning import REFERENCE_CHANNELS
 from pipeline.data.prompt import COLOURS, SLOTS
 from pipeline.errors import AnimecolorError
-from pipeline.model.reference import CrossAttention, PromptAttention, ReferenceEncoder, attend, group_norm
+from pipeline.model.attention import attend, group_norm
+from pipeline.model.reference import CrossAttention, PromptAttention, ReferenceEncoder
 from pipeline.model.text import TextEncoder
 
 SIZE_LATER = "image_size_later"  # validation context: skip the checks that need the real image_size
@@ -144,7 +145,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, 1)) if dim % 2 else emb
 
 
-_norm = group_norm  # GroupNorm with a group count that divides the channels (model/reference.py)
+_norm = group_norm  # GroupNorm with a group count that divides the channels (model/attention.py)
 
 
 def _zero(module: nn.Module) -> nn.Module:

@@ -40,7 +40,8 @@ from pipeline.errors import AnimecolorError
 from pipeline.model.conditioning import ConditionDropout, conditioned
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.model.reference import recorded_attention, slot_attention_loss
+from pipeline.model.reference import recorded_attention
+from pipeline.training.correspondence import slot_attention_loss
 from pipeline.training.loop import Batch, LoopConfig, Objective, noised_batch
 from pipeline.training.samples import SampleGridConfig
 

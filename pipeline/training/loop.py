@@ -36,10 +36,10 @@ from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
 from pipeline.model.diffusion import Diffusion
-from pipeline.model.reference import (CorrespondenceConfig, correspondence_loss, recorded_attention,
-                                      region_correspondence_loss)
+from pipeline.model.reference import recorded_attention
 from pipeline.model.unet import UNet, count_parameters
 from pipeline.rng import step_seed
+from pipeline.training.correspondence import CorrespondenceConfig, correspondence_loss, region_correspondence_loss
 from pipeline.training.distributed import Dist
 
 Batch = dict[str, torch.Tensor]
@@ -177,7 +177,7 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
     """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance (the
     reference, the sketch and, when the batch has an encoded prompt, the prompt). With a
     correspondence weight, the reference attention is also supervised: by the warp for batches
-    that carry `reference_source` (target "point", `model.reference.correspondence_loss`), by
+    that carry `reference_source` (target "point", `training.correspondence.correspondence_loss`), by
     the label maps for batches that carry `label` and `reference_label` (target "region",
     `region_correspondence_loss`; a prompt's slot tokens, where they share the reference's
     softmax, count as their slot's region). `clustered`: the label maps are colour clusters

@@ -5,7 +5,7 @@
 Prints one markdown table per section, each variant next to its baseline in the same run:
   * training step (batch 16, 64 px) of the default network with reference attention at 16 px and
     at 32 + 16 px: PyTorch's unfused attention (what the strided feature maps used to get, forced
-    here with `sdpa_kernel(MATH)`) vs the fused flash kernel (`reference.attend`), in fp32 and bf16;
+    here with `sdpa_kernel(MATH)`) vs the fused flash kernel (`attention.attend`), in fp32 and bf16;
   * sampling latency per image (batch 32, 10 DDIM steps, guidance 2 batched), fp32 vs bf16.
 bf16 pays only on CPUs with native bf16 (`device.cpu_has_bf16`; printed); elsewhere it is emulated.
 """
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import sample_latency, train_rate  # noqa: E402
 
 from pipeline.device import cpu_has_bf16  # noqa: E402
-from pipeline.model import reference  # noqa: E402
+from pipeline.model import attention  # noqa: E402
 from pipeline.model.unet import UNetConfig  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     for name, cfg in nets.items():
         cells = []
         for _, precision, kernel in variants:
-            reference.UNFUSED_CPU_TRAINING = kernel == "slices"
+            attention.UNFUSED_CPU_TRAINING = kernel == "slices"
             with sdpa_kernel(SDPBackend.MATH) if kernel == "math" else nullcontext():
                 timing = train_rate(cfg, 16, cpu, precision, iters=args.iters)
             cells.append(f"{16 / timing.images_per_s:.3f}")

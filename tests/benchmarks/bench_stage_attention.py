@@ -5,7 +5,7 @@
 `bench_cpu.py` times the bare step; this runs the whole stage (DataLoader worker, EMA, logging)
 on the pipeline's own data (`dvc repro` first: data/faces, data/pairs) with the default
 params.yaml shortened to `--steps`, once with the flash kernel and once with the unfused slices
-(`reference.UNFUSED_CPU_TRAINING`) per round, each in its own process so that neither warms the
+(`attention.UNFUSED_CPU_TRAINING`) per round, each in its own process so that neither warms the
 other's caches. Everything is written under a temporary folder. Prints one images/s row per round:
 these machines' speed drifts by about 10 % within minutes, so only rows of the same run compare.
 """
@@ -27,9 +27,9 @@ RUN = r"""
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from pipeline.model import reference
+from pipeline.model import attention
 from stages.pretrain import pretrain
-reference.UNFUSED_CPU_TRAINING = sys.argv[3] == "slices"
+attention.UNFUSED_CPU_TRAINING = sys.argv[3] == "slices"
 out = Path(sys.argv[4])
 m = pretrain(Path(sys.argv[2]), faces_dir=Path(sys.argv[1]) / "data/faces", pairs_dir=Path(sys.argv[1]) / "data/pairs",
              model_path=out / "model.pt", state_path=out / "state.pt", metrics_path=out / "metrics.json",

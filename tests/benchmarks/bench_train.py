@@ -26,7 +26,7 @@ import torch
 from pipeline.device import CompileMode, autocast, compiled
 from pipeline.model.conditioning import ConditionDropout, conditioned, guided
 from pipeline.model.diffusion import Diffusion
-from pipeline.model.reference import GroupNorm
+from pipeline.model.attention import GroupNorm
 from pipeline.model.sampler import ddim_sample, noise
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.training.finetune import ReconstructionConfig, reconstruction_objective
