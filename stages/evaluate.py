@@ -38,13 +38,15 @@ def clean_fid_inception_file() -> Path:
 def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | None = None,
              faces_dir: Path = Path("data/faces"), pairs_dir: Path = Path("data/pairs"),
              out_dir: Path = Path("data/evaluate"), metrics_path: Path = Path("metrics/evaluate.json"),
-             table_path: Path = Path("reports/evaluate_images.csv"), sheet_prefix: Path = Path("reports/evaluate")) -> dict:
-    """Run the stage; returns the metrics it writes."""
+             table_path: Path = Path("reports/evaluate_images.csv"), sheet_prefix: Path = Path("reports/evaluate"),
+             headline_path: Path = Path("metrics/headline.json")) -> dict:
+    """Run the stage; returns the metrics it writes (all of them; the last model's headline goes to `headline_path`)."""
     import pandas as pd
 
     from pipeline.device import resolve_device
     from pipeline.evaluation import metrics as M
     from pipeline.evaluation.evaluate import HETEROCHROMIA_GRID, run_benchmark
+    from pipeline.evaluation.headline import headline_metrics
     from pipeline.evaluation.text_bench import SAMPLED_PER_FACE, grid_tiles, run_text_benchmark
     from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -98,6 +100,7 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
                 write_png(text_dir / f"{name}_{setting}.png",
                           contact_sheet(grid_tiles(rows, cfg.sheet_size), ncol=min(cfg.sheet_size, n_faces)))
     write_json(metrics_path, metrics)
+    write_json(headline_path, headline_metrics(metrics))
     for name in loaded:
         s, r = metrics[name]["self_ref"], metrics[name]["random_ref"]
         console.print(f"evaluate {name}: PSNR {s['psnr']} / {r['psnr']}, LPIPS {s['lpips']} / {r['lpips']} "
@@ -113,6 +116,8 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="Parameters file.
          out: Path = typer.Option(Path("data/evaluate"), help="Folder for every candidate's output images."),
          metrics: Path = typer.Option(Path("metrics/evaluate.json"), help="Metrics JSON to write."),
          table: Path = typer.Option(Path("reports/evaluate_images.csv"), help="Per-image metrics CSV."),
-         sheet: Path = typer.Option(Path("reports/evaluate"), help="Grid PNG prefix (_<setting>.png is added).")) -> None:
+         sheet: Path = typer.Option(Path("reports/evaluate"), help="Grid PNG prefix (_<setting>.png is added)."),
+         headline: Path = typer.Option(Path("metrics/headline.json"),
+                                       help="The last model's headline numbers (what `dvc metrics show` prints).")) -> None:
     """Score models and baselines on the self- and random-reference benchmark."""
-    evaluate(params, parse_models(model), faces, pairs, out, metrics, table, sheet)
+    evaluate(params, parse_models(model), faces, pairs, out, metrics, table, sheet, headline)

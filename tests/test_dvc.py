@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pipeline.data.prompt import EYE_WORDS
+from pipeline.evaluation.headline import headline_metrics
 from tests.conftest import TINY_FINETUNE, TINY_PRETRAIN, TINY_TEXT, set_key
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "baseline")
     _dvc(repo, "exp", "run", "-S", "crawl.n_images=12")
-    diff = _dvc(repo, "metrics", "diff", "--json")
+    diff = _dvc(repo, "metrics", "diff", "--json", "--targets", "metrics/crawl.json", "metrics/clean.json")
     changes = json.loads(diff)["metrics/crawl.json"]
     assert changes["n_images"] == {"old": 16, "new": 12, "diff": -4}
     assert "kept.train" in json.loads(diff)["metrics/clean.json"] or "kept.test" in json.loads(diff)["metrics/clean.json"]
@@ -60,6 +61,11 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
         assert (repo / "models" / name).is_file()
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     assert {"pretrain", "finetune", "reference_copy", "flat_fill"} <= set(evaluation)
+    # the headline is the shipped model's ten numbers, and all `dvc metrics show` prints
+    headline = json.loads((repo / "metrics/headline.json").read_text())
+    assert headline == headline_metrics(evaluation) and headline["self_psnr"] == evaluation["finetune"]["self_ref"]["psnr"]
+    shown = _dvc(repo, "metrics", "show").splitlines()
+    assert len(shown) == 2 and shown[1].startswith("metrics/headline.json") and "self_psnr" in shown[0]
     assert (repo / "reports/evaluate_random_ref.png").is_file()
     hetero = sorted(p.name for p in (repo / "reports/evaluate_heterochromia").iterdir())  # grids, or why there are none
     assert hetero == ["README.txt"] or set(hetero) <= {"self_ref.png", "random_ref.png"} and hetero
@@ -80,7 +86,8 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     table = _dvc(repo, "exp", "show", "--csv", "--only-changed")
     rows = {line.split(",")[0]: line for line in table.splitlines()[1:]}
     assert rows["ft0"] != rows["ft2"]
-    assert "finetune" in _dvc(repo, "metrics", "diff", "ft0", "ft2")
+    assert "self_psnr" in _dvc(repo, "metrics", "diff", "ft0", "ft2")
+    assert "finetune.self_ref.psnr" in _dvc(repo, "metrics", "diff", "ft0", "ft2", "--targets", "metrics/evaluate.json")
     plots = _dvc(repo, "plots", "diff", "ft0", "ft2", "--json")
     assert "evaluate_self_ref.png" in plots and "loss" in plots
 
