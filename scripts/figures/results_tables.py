@@ -1,0 +1,164 @@
+"""Regenerate every results table that comes from a metrics file, in the README and docs/results/.
+
+    python scripts/figures/results_tables.py            # rewrite the tables in place
+    python scripts/figures/results_tables.py --check    # exit 1 and name each stale table
+    python scripts/figures/results_tables.py --print metrics/evaluate.json   # any evaluate JSON as a table
+
+A generated table sits between two marker comments in a markdown file:
+
+    <!-- generated: NAME -->
+    ...
+    <!-- /generated -->
+
+NAME is a key of TABLES. Sources: metrics/*.json (the default `dvc repro`) and
+docs/results/<run>/evaluate.json (real-face runs, committed copies of their metrics).
+`tests/test_docs.py` calls `stale()` and fails when a table no longer matches its file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ["README.md", "docs/results/synthetic.md", "docs/results/real-faces.md", "docs/results/text.md",
+        "docs/results/speed.md"]
+MARKER = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
+
+EVAL_KEYS = ["psnr", "ms_ssim", "lpips", "fd_vgg16", "kid_vgg16", "de_hair", "de_skin", "de_iris_left",
+             "de_iris_right", "de_clothes", "heterochromia_success", "af_de_hair", "af_de_eye_left",
+             "af_de_eye_right", "af_detected", "af_detected_target", "seconds_per_image"]
+HEADLINE_KEYS = ["psnr", "lpips", "fd_vgg16", "de_hair", "de_iris_left", "de_iris_right", "de_clothes",
+                 "heterochromia_success", "seconds_per_image"]
+TEXT_COLUMNS = [("text only: hair", "text_only", "de_hair"), ("iris L", "text_only", "de_iris_left"),
+                ("iris R", "text_only", "de_iris_right"), ("clothes", "text_only", "de_clothes"),
+                ("masked hair: dE without", "masked_hair", "de_hair_no_text"),
+                ("with", "masked_hair", "de_hair_text"), ("ratio", "masked_hair", "ratio_hair"),
+                ("masked eyes ratio L", "masked_eyes", "ratio_iris_left"),
+                ("R", "masked_eyes", "ratio_iris_right"), ("heterochromia in words", "hetero_text", "success"),
+                ("of which two hued words", "hetero_text", "success_chromatic"),
+                ("counterfactual follow", "counterfactual", "follow_rate"),
+                ("bleeding", "counterfactual", "bleed_de")]
+STAGES = ["pretrain", "finetune", "text"]
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_table(metrics: dict, keys: list[str] | None = None) -> str:
+    """One row per candidate x setting of an evaluate JSON; columns: `keys` present in any row."""
+    rows = [(c, s, r) for c, v in metrics.items() if not c.startswith("_") for s, r in v.items() if s != "text"]
+    keys = [k for k in (keys or EVAL_KEYS) if any(k in r for _, _, r in rows)]
+    return _table(["candidate", "setting", *keys], [[c, s, *(r.get(k) for k in keys)] for c, s, r in rows])
+
+
+def text_table(metrics: dict, model: str = "finetune") -> str:
+    text = metrics.get(model, {}).get("text", {})
+    return _table(["model", *(h for h, _, _ in TEXT_COLUMNS)],
+                  [[model, *(text.get(s, {}).get(k) for _, s, k in TEXT_COLUMNS)]])
+
+
+def text_by_word(metrics: dict, model: str = "finetune") -> str:
+    words = metrics.get(model, {}).get("text", {}).get("hetero_text", {}).get("eye_success_by_word", {})
+    return _table(["eye word", "share of irises within 15 of the word"], [[w, v] for w, v in words.items()])
+
+
+def stage_table(root: Path) -> str:
+    rows = []
+    for stage in STAGES:
+        m = _load(root / "metrics" / f"{stage}.json")
+        rows.append([stage, m.get("steps"), m.get("seconds"), m.get("images_per_s"), m.get("peak_memory_mb"),
+                     m.get("precision"), m.get("parameters")])
+    return _table(["stage", "steps", "seconds", "images/s", "peak memory MB", "precision", "parameters"], rows)
+
+
+def _default(root: Path) -> dict:
+    return _load(root / "metrics" / "evaluate.json")
+
+
+def _real(run: str) -> Callable[[Path], str]:
+    return lambda root: evaluate_table(_load(root / "docs" / "results" / run / "evaluate.json"))
+
+
+TABLES: dict[str, Callable[[Path], str]] = {
+    "headline": lambda root: evaluate_table(_default(root), HEADLINE_KEYS),
+    "synthetic-default": lambda root: evaluate_table(_default(root)),
+    "text-default": lambda root: text_table(_default(root)),
+    "text-by-word": lambda root: text_by_word(_default(root)),
+    "stages-default": stage_table,
+    "real64-notext": _real("real64-notext"),
+    "real64-ra32": _real("real64-ra32"),
+    "real64": _real("real64"),
+}
+
+
+def render(text: str, root: Path = ROOT) -> str:
+    """`text` with every generated block rewritten from its source; an unknown NAME is a KeyError."""
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in TABLES:
+            raise KeyError(f"unknown generated table {name!r} (known: {', '.join(TABLES)})")
+        return match.group(1) + TABLES[name](root) + match.group(4)
+    return MARKER.sub(replace, text)
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """'FILE: NAME' for every generated table that differs from what its metrics give."""
+    out = []
+    for rel in DOCS:
+        path = root / rel
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        fresh = render(text, root)
+        if fresh != text:
+            new = {m["name"]: m["body"] for m in MARKER.finditer(fresh)}
+            out += [f"{rel}: {m['name']}" for m in MARKER.finditer(text) if new.get(m["name"]) != m["body"]]
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if a table is stale; write nothing")
+    ap.add_argument("--print", dest="print_path", type=Path, help="print this evaluate JSON as a table")
+    args = ap.parse_args()
+    if args.print_path:
+        print(evaluate_table(_load(args.print_path)), end="")
+        return 0
+    if args.check:
+        old = stale()
+        for item in old:
+            print(f"stale table: {item} (run: python scripts/figures/results_tables.py)", file=sys.stderr)
+        return 1 if old else 0
+    for rel in DOCS:
+        path = ROOT / rel
+        if path.is_file():
+            text = path.read_text()
+            fresh = render(text)
+            if fresh != text:
+                path.write_text(fresh)
+                print(f"rewrote {rel}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
