@@ -30,3 +30,24 @@ def contact_sheet(images: Sequence[np.ndarray], ncol: int = 8, tile: int | None 
         y, x = pad + r * (tile + pad), pad + c * (tile + pad)
         sheet[y : y + tile, x : x + tile] = im
     return sheet
+
+
+def vega_png(spec: dict, scale: float = 1.0) -> bytes:
+    """Render a Vega-Lite spec (what `dvc plots show --json` gives for a curve) to PNG bytes, offline.
+
+    vl-convert bundles the Vega engine, so nothing is fetched from a CDN."""
+    import vl_convert
+
+    return vl_convert.vegalite_to_png(spec, scale=scale)
+
+
+def plots_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
+    """A self-contained HTML page of (caption, image path relative to the page) pairs: no scripts."""
+    from html import escape
+
+    rows = "\n".join(f'<figure><img src="{escape(src)}" alt="{escape(caption)}">'
+                     f"<figcaption>{escape(caption)}</figcaption></figure>" for caption, src in sections)
+    return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{escape(title)}</title>\n"
+            "<style>body{font-family:sans-serif} figure{display:inline-block;margin:8px;vertical-align:top}"
+            " img{max-width:640px}</style></head>\n"
+            f"<body><h1>{escape(title)}</h1>\n{rows}\n</body></html>\n")
