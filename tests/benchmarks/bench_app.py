@@ -6,7 +6,7 @@ The page loads the model once and keeps it; the CLI pays Python start-up, the im
 model load on every call. Both colour the same drawing (the app's first example, 205x256) with
 the same reference, DDIM steps and seed. App: headless system Chromium (Playwright) uploads the
 two images once, then each run is one click on Colorize until the new output image is decoded
-in the page (`scripts/app_screenshot.py:colorize`). CLI: wall time of the whole subprocess.
+in the page (`scripts/figures/app_screenshot.py:colorize`). CLI: wall time of the whole subprocess.
 Also printed: the bare `colorize_image` call in this process (the floor both pay). The three
 are interleaved run by run, so other load on the machine hits them alike; min and median shown.
 
