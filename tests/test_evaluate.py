@@ -116,8 +116,24 @@ def _tiny_model():
     return UNet(UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2)), Diffusion()
 
 
-def test_benchmark_with_and_without_inception(tiny_data, tmp_path):
-    faces_dir, pairs_dir = tiny_data
+@pytest.fixture(scope="module")
+def hetero_data(tmp_path_factory):
+    """12 synthetic faces at 32 px, every one with two different irises: (faces_dir, pairs_dir)."""
+    from pipeline.data.clean import CleanConfig, clean_dataset
+    from pipeline.data.crawl import crawl_synthetic
+    from pipeline.data.pairs import build_pairs
+    from pipeline.data.tps import TPSConfig
+    from pipeline.data.xdog import XDoGConfig
+
+    root = tmp_path_factory.mktemp("hetero")
+    crawl_synthetic(root / "raw", 12, 32, seed=0, heterochromia_p=1.0)
+    clean_dataset(root / "raw", root / "faces", CleanConfig(test_fraction=0.5), 32)
+    build_pairs(root / "faces", root / "pairs", seed=0, xdog=XDoGConfig(sigma=(0.4,)), tps=TPSConfig())
+    return root / "faces", root / "pairs"
+
+
+def test_benchmark_with_and_without_inception(hetero_data, tmp_path):
+    faces_dir, pairs_dir = hetero_data
     stand_in = tmp_path / "weights" / "my-inception.pt"
     stand_in.parent.mkdir()
     torch.jit.script(_StandIn()).save(str(stand_in))
@@ -132,6 +148,7 @@ def test_benchmark_with_and_without_inception(tiny_data, tmp_path):
     assert len(table) == 4 * (2 + 1 + 2) and (tmp_path / "out" / "m" / "random_ref").is_dir()
     assert metrics["_notes"]["fid"].startswith("standard")
     # references with two different irises get their own grid: the rows heterochromia_success counts
+    assert any(metrics["m"][s]["heterochromia_n"] for s in ("self_ref", "random_ref"))  # the check below runs
     for setting in ("self_ref", "random_ref"):
         n = metrics["m"][setting]["heterochromia_n"]
         hetero = grids.get(f"{setting}{HETEROCHROMIA_GRID}")
