@@ -41,15 +41,14 @@ import numpy as np
 
 from pipeline.colorize import LINES, ColorizeOptions, colorize_variations, flatten_alpha, load_model, png_text
 from pipeline.data.imageio import decode_image, write_png, write_png_text
-from pipeline.data.prompt import TEXT_GUIDANCE
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.device import resolve_device
 from pipeline.errors import AnimecolorError
+from pipeline.model.defaults import DEFAULT_MODEL, SAMPLING
 
 log = logging.getLogger("animecolor.app")
 
-DEFAULT_MODEL = Path("models/animecolor.safetensors")
 MAX_FILE_SIZE = "20mb"       # Gradio refuses bigger uploads before they reach us
 MAX_PIXELS = 16_000_000      # per image; the CLI's guard is imageio.MAX_PIXELS (64 MP)
 N_VARIATIONS = 4
@@ -187,24 +186,42 @@ class Result:
     status: str         # the line for the page's status box
 
 
-def request(colorizer: Colorizer, n: int, source: str, drawing: str | None, pad, picture: str | None,
-            reference: str | None, steps: float, guidance: float, eta: float, seed: float | None, keep_lines: bool,
-            progress: Callable[[int, int], None] | None = None, prompt: str = "", text_guidance: float = TEXT_GUIDANCE) -> Result:
+@dataclass(frozen=True)
+class PageInputs:
+    """The page's widget values for one request, as Gradio hands them over (numbers may be floats,
+    the seed None when the box is empty)."""
+    source: str = "upload"          # the drawing's input tab: upload | draw | picture (`drawing_input`)
+    drawing: str | None = None      # uploaded line drawing (a file path)
+    pad: dict | None = None         # the sketch pad's value
+    picture: str | None = None      # colour picture whose lines are extracted (a file path)
+    reference: str | None = None    # colour reference (a file path)
+    steps: float = SAMPLING.sample_steps
+    guidance: float = SAMPLING.guidance
+    eta: float = SAMPLING.eta
+    seed: float | None = SAMPLING.seed
+    keep_lines: bool = True
+    prompt: str = ""
+    text_guidance: float = SAMPLING.text_guidance
+
+
+def request(colorizer: Colorizer, n: int, inputs: PageInputs,
+            progress: Callable[[int, int], None] | None = None) -> Result:
     """One press of Colorize (n = 1) or of the variations button (n seeds: seed .. seed+n-1, one batch).
     `progress(done, total)` is called before the first DDIM step and after each one. Raises
     AnimecolorError for anything the visitor can fix."""
     t0 = time.perf_counter()
-    sketch, mode, name = drawing_input(source, drawing, pad, picture)
-    if not reference and not (prompt or "").strip():
+    sketch, mode, name = drawing_input(inputs.source, inputs.drawing, inputs.pad, inputs.picture)
+    reference, prompt = inputs.reference, (inputs.prompt or "").strip()
+    if not reference and not prompt:
         raise AnimecolorError("no reference: upload a colour picture of the character, or describe its colours "
                               "in the prompt")
     ref = read_upload(reference, "reference") if reference else None
-    seed = int(seed or 0)
+    seed = int(inputs.seed or 0)
     if not 0 <= seed <= MAX_SEED:
         raise AnimecolorError(f"seed must be between 0 and {MAX_SEED}")
-    opts = ColorizeOptions(sample_steps=int(steps), guidance=float(guidance), eta=float(eta), seed=seed, mode=mode,
-                           keep_lines=bool(keep_lines), prompt=(prompt or "").strip(),
-                           text_guidance=float(text_guidance))
+    opts = ColorizeOptions(sample_steps=int(inputs.steps), guidance=float(inputs.guidance), eta=float(inputs.eta),
+                           seed=seed, mode=mode, keep_lines=bool(inputs.keep_lines), prompt=prompt,
+                           text_guidance=float(inputs.text_guidance))
     seeds = [min(seed + k, MAX_SEED) for k in range(n)]
     done = 0
 
@@ -285,28 +302,26 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
     model_line = (f"Model `{_escape(colorizer.model_path.name)}`: {info['image_size']} px, "
                   f"training step {info.get('step')}, running on {colorizer.device.type}.")
 
-    def run(n, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-            text_guidance, history, progress):
+    def run(n: int, inputs: PageInputs, history, progress):
         try:
-            result = request(colorizer, n, source, drawing, pad, picture, reference, steps, guidance, eta, seed,
-                             keep_lines, lambda done, total: progress((done, total), desc="DDIM", unit="steps"),
-                             prompt, text_guidance)
+            result = request(colorizer, n, inputs,
+                             lambda done, total: progress((done, total), desc="DDIM", unit="steps"))
         except Exception as exc:  # noqa: BLE001 - every failure is one line in the page
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc)
         items = [(str(p), f"seed {s}") for p, s in zip(result.paths, result.seeds)]
         history = (items + list(history or []))[:GALLERY_SIZE]
         return str(result.paths[0]), [str(p) for p in result.paths], history, history, result.status
 
-    # Gradio finds the progress tracker by a gr.Progress default argument, so one wrapper each.
-    def colorize_one(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
+    def button(n: int):
+        """The callback of a button making n pictures. Gradio finds the progress tracker by a positional
+        parameter with a gr.Progress default, so the widget values are named one by one, in the order
+        of `inputs` below, and unpacked into PageInputs here."""
+        def colorize(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
                      text_guidance, history, progress=gr.Progress()):
-        return run(1, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                   text_guidance, history, progress)
-
-    def colorize_many(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                      text_guidance, history, progress=gr.Progress()):
-        return run(N_VARIATIONS, source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                   prompt, text_guidance, history, progress)
+            inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
+                                prompt, text_guidance)
+            return run(n, inputs, history, progress)
+        return colorize
 
     def preview_lines(picture):
         if not picture:
@@ -353,7 +368,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                     interactive=has_text, elem_id="prompt",
                                     placeholder="pink hair, left eye red, right eye #3060ff, white shirt"
                                     if has_text else "retrain with pretrain.unet.text: true to use prompts")
-                text_guidance = gr.Slider(0.0, 5.0, value=TEXT_GUIDANCE, step=0.1, label="Text guidance (prompt strength)",
+                text_guidance = gr.Slider(0.0, 5.0, value=SAMPLING.text_guidance, step=0.1, label="Text guidance (prompt strength)",
                                           interactive=has_text, elem_id="text_guidance")
             with gr.Column():
                 output = gr.Image(label="Coloured drawing (drawing's own size)", type="filepath", format="png",
@@ -366,12 +381,12 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             run_button = gr.Button("Colorize", variant="primary", elem_id="run")
             variations_button = gr.Button(f"{N_VARIATIONS} variations", elem_id="variations")
         with gr.Row():
-            steps = gr.Slider(1, 100, value=20, step=1, label="DDIM steps", elem_id="steps")
-            guidance = gr.Slider(0.0, 5.0, value=1.0, step=0.1, label="Guidance (reference strength)",
+            steps = gr.Slider(1, 100, value=SAMPLING.sample_steps, step=1, label="DDIM steps", elem_id="steps")
+            guidance = gr.Slider(0.0, 5.0, value=SAMPLING.guidance, step=0.1, label="Guidance (reference strength)",
                                  elem_id="guidance")
-            eta = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="eta (0: deterministic)", elem_id="eta")
+            eta = gr.Slider(0.0, 1.0, value=SAMPLING.eta, step=0.05, label="eta (0: deterministic)", elem_id="eta")
             with gr.Column(min_width=160):
-                seed = gr.Number(value=0, minimum=0, maximum=MAX_SEED, precision=0, label="Seed", elem_id="seed")
+                seed = gr.Number(value=SAMPLING.seed, minimum=0, maximum=MAX_SEED, precision=0, label="Seed", elem_id="seed")
                 dice = gr.Button("Random seed", size="sm", elem_id="random_seed")
             keep_lines = gr.Checkbox(value=True, label="Keep the drawing's lines", elem_id="keep_lines")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
@@ -384,9 +399,9 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
                   text_guidance, history]
         outputs = [output, download, gallery, history, status]
-        run_button.click(colorize_one, inputs, outputs, api_name="colorize", concurrency_id="model",
+        run_button.click(button(1), inputs, outputs, api_name="colorize", concurrency_id="model",
                          concurrency_limit=concurrency)
-        variations_button.click(colorize_many, inputs, outputs, api_name="variations", concurrency_id="model",
+        variations_button.click(button(N_VARIATIONS), inputs, outputs, api_name="variations", concurrency_id="model",
                                 concurrency_limit=concurrency)
         dice.click(lambda: random.randint(0, MAX_SEED), None, seed, queue=False, api_visibility="private")
         picture.change(preview_lines, picture, [picture_lines, status], concurrency_limit=4,

@@ -25,10 +25,11 @@ from safetensors.torch import save_file
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
-from pipeline.data.prompt import TEXT_GUIDANCE, encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
+from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError
 from pipeline.files import atomic_path
+from pipeline.model.defaults import SAMPLING
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
@@ -178,16 +179,16 @@ def prepare_reference(rgba: np.ndarray, size: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ColorizeOptions:
-    sample_steps: int = 20    # DDIM steps
-    guidance: float = 1.0
-    eta: float = 0.0
-    seed: int = 0
+    sample_steps: int = SAMPLING.sample_steps  # DDIM steps
+    guidance: float = SAMPLING.guidance
+    eta: float = SAMPLING.eta
+    seed: int = SAMPLING.seed
     mode: str = "auto"        # auto | lines | xdog
     auto_levels: bool = False
     binarize: bool = False
     keep_lines: bool = True   # multiply the drawing's own full-resolution lines over the result
     prompt: str = ""          # colour prompt (data/prompt.py) for a text model; "" = reference only
-    text_guidance: float = TEXT_GUIDANCE  # guidance scale on the prompt (conditioning.guided)
+    text_guidance: float = SAMPLING.text_guidance  # guidance scale on the prompt (conditioning.guided)
 
 
 def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,

@@ -12,9 +12,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from pipeline.model.defaults import DEFAULT_MODEL
 from stages.common import console, user_errors
-
-DEFAULT_MODEL = Path("models/animecolor.safetensors")
 
 
 def _fail(message: str) -> None:

@@ -24,7 +24,7 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the app needs the `app` extra: pip install -e '.[app]'")
 
 from pipeline.app import (Colorizer, build_app, drawing_input, extracted_lines, make_examples,  # noqa: E402
-                          pad_drawing, read_upload, request)
+                          PageInputs, pad_drawing, read_upload, request)
 from loopback import png_header  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 
@@ -96,12 +96,13 @@ def test_bad_files_are_one_clean_line(files, name, message):
 
 def test_request_progress_variations_and_png_metadata(colorizer, files):
     calls = []
-    result = request(colorizer, 4, "upload", str(files["drawing"]), None, None, str(files["reference"]),
-                     steps=3, guidance=1.5, eta=0.0, seed=7, keep_lines=True, progress=lambda d, t: calls.append((d, t)))
+    inputs = PageInputs("upload", str(files["drawing"]), reference=str(files["reference"]), steps=3, guidance=1.5,
+                        seed=7)
+    result = request(colorizer, 4, inputs, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]  # one batch: the bar moves once per DDIM step
     assert result.seeds == [7, 8, 9, 10] and "4 variations" in result.status
-    single = request(colorizer, 1, "upload", str(files["drawing"]), None, None, str(files["reference"]),
-                     steps=3, guidance=1.5, eta=0.0, seed=9, keep_lines=True)
+    single = request(colorizer, 1, PageInputs("upload", str(files["drawing"]), reference=str(files["reference"]),
+                                              steps=3, guidance=1.5, seed=9))
     for path, seed in zip(result.paths, result.seeds):
         with Image.open(path) as im:
             assert im.size == (77, 101)  # the drawing's own size
@@ -118,29 +119,29 @@ def test_request_inputs_pad_and_colour_picture(colorizer, files):
     rgba, mode, _ = drawing_input("draw", None, {"composite": pad}, None)
     assert mode == "lines" and pad_drawing({"composite": pad}) is not None
     with pytest.raises(AnimecolorError, match="no reference"):
-        request(colorizer, 1, "draw", None, {"composite": pad}, None, None, 2, 1.0, 0.0, 0, True)
+        request(colorizer, 1, PageInputs("draw", pad={"composite": pad}, steps=2))
     picture = str(files["reference"])  # a colour picture: lines by XDoG, previewed as extracted_lines
     preview = extracted_lines(read_upload(picture, "colour picture"))
-    result = request(colorizer, 1, "picture", None, None, picture, picture, 2, 1.0, 0.0, 0, True)
+    result = request(colorizer, 1, PageInputs("picture", picture=picture, reference=picture, steps=2))
     with Image.open(result.paths[0]) as im:
         assert im.size == preview.shape[::-1]
         assert json.loads(im.text["animecolor"])["mode"] == "xdog"
     with pytest.raises(AnimecolorError, match="no line drawing"):
-        request(colorizer, 1, "upload", None, None, None, picture, 2, 1.0, 0.0, 0, True)
+        request(colorizer, 1, PageInputs("upload", reference=picture, steps=2))
 
 
 def test_request_with_a_prompt_and_no_reference(colorizer, files):
     """The tiny test model is a text model: a prompt alone is enough,
     a bad prompt is one line, and the prompt is stored with the picture."""
-    result = request(colorizer, 1, "upload", str(files["drawing"]), None, None, None, 2, 1.0, 0.0, 0, True,
-                     prompt="pink hair, heterochromia, red eyes, blue eyes", text_guidance=2.0)
+    result = request(colorizer, 1, PageInputs("upload", str(files["drawing"]), steps=2,
+                                              prompt="pink hair, heterochromia, red eyes, blue eyes",
+                                              text_guidance=2.0))
     assert 'prompt "pink hair' in result.status
     with Image.open(result.paths[0]) as im:
         params = json.loads(im.text["animecolor"])
     assert params["prompt"].startswith("pink hair") and params["text_guidance"] == 2.0 and params["reference"] == ""
     with pytest.raises(AnimecolorError, match="unknown colour 'pinkk'"):
-        request(colorizer, 1, "upload", str(files["drawing"]), None, None, None, 2, 1.0, 0.0, 0, True,
-                prompt="pinkk hair")
+        request(colorizer, 1, PageInputs("upload", str(files["drawing"]), steps=2, prompt="pinkk hair"))
 
 
 def test_command_errors_are_one_line(tmp_path, monkeypatch):

@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 from pipeline.data.dataset import (CaptionConfig, PairDataset, blank_region, caption_text, recolour_region,
                                    to_tensor)
 from pipeline.data.labels import NO_REGION, REGION_IDS
-from pipeline.data.prompt import (COLOURS, HEX, SLOTS, TEXT_GUIDANCE, animeface_caption, booru_caption, encode, named,
+from pipeline.data.prompt import (COLOURS, HEX, SLOTS, animeface_caption, booru_caption, encode, named,
                                   parse_prompt, synthetic_caption)
 from pipeline.errors import AnimecolorError
 from pipeline.model.conditioning import guided
+from pipeline.model.defaults import SAMPLING
 from pipeline.model.unet import UNet, UNetConfig
 
 DANBOORU_HAIR = ("aqua", "black", "blonde", "blue", "light blue", "dark blue", "brown", "light brown", "green",
@@ -444,7 +445,7 @@ def test_export_carries_the_vocabulary_and_colorize_follows_a_prompt(tiny_pretra
         assert result.exit_code == 0, result.output
     from PIL import Image
     used = json.loads(Image.open(out).text["animecolor"])  # the prompt's default guidance: s_text 1
-    assert used["prompt"] == "aqua hair" and used["text_guidance"] == TEXT_GUIDANCE == 1.0
+    assert used["prompt"] == "aqua hair" and used["text_guidance"] == SAMPLING.text_guidance == 1.0
     result = runner.invoke(app, ["colorize", str(sketch), "-p", "aqua hat", "--model", str(model_file), "-o", str(out)])
     assert result.exit_code != 0 and "unknown part" in result.output
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from pipeline.model.conditioning import guided
+from pipeline.model.defaults import SAMPLING
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.sampler import ddim_sample, noise
 from pipeline.rng import step_seed
@@ -26,11 +27,12 @@ def image_generators(seed: int, index: int) -> tuple[torch.Generator, torch.Gene
 
 @torch.no_grad()
 def colorize_batch(model: nn.Module, diffusion: Diffusion, sketch: torch.Tensor, reference: torch.Tensor,
-                   sample_steps: int = 20, guidance: float = 1.0, eta: float = 0.0, seed: int = 0,
+                   sample_steps: int = SAMPLING.sample_steps, guidance: float = SAMPLING.guidance,
+                   eta: float = SAMPLING.eta, seed: int = SAMPLING.seed,
                    batch_size: int = 32, autocast=None, progress: Callable[[int], None] | None = None,
                    seeds: Sequence[int] | None = None,
                    step_progress: Callable[[int], None] | None = None, text: torch.Tensor | None = None,
-                   text_guidance: float = 1.0) -> torch.Tensor:
+                   text_guidance: float = SAMPLING.text_guidance) -> torch.Tensor:
     """sketch (N, 1, H, W), reference (N, 3, H, W) in [-1, 1] on the model's device -> (N, 3, H, W) in [-1, 1].
 
     Image i's random draws (its starting noise x_T and, for eta > 0, each step's noise) depend

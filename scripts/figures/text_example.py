@@ -18,7 +18,7 @@ from sprites import face, rgba
 
 from pipeline.colorize import LINES, ColorizeOptions, colorize_image, load_model
 from pipeline.data.imageio import write_png
-from pipeline.data.prompt import TEXT_GUIDANCE
+from pipeline.model.defaults import SAMPLING
 from pipeline.report import contact_sheet
 
 PAIRS = [("sylvie green normal.png", "sylvie blue smile.png"), ("sylvie blue giggle.png", "sylvie green smile.png")]
@@ -29,7 +29,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/animecolor.safetensors")
     ap.add_argument("--out", default="docs/img/text_prompts_real.png")
-    ap.add_argument("--text-guidance", type=float, default=TEXT_GUIDANCE)  # colorize's default
+    ap.add_argument("--text-guidance", type=float, default=SAMPLING.text_guidance)  # colorize's default
     args = ap.parse_args()
     if not SPRITES.is_dir():
         raise SystemExit("apt-get install renpy-thequestion first (the sprites come from it)")
