@@ -66,27 +66,20 @@ def _passthrough(cfg, base, pairs_cfg, init: dict, init_path: Path, faces_dir: P
                  model_path: Path, metrics_path: Path, sheet_path: Path, live_dir: Path) -> dict:
     """epochs = 0: the pretrained weights unchanged, with the same reports as a real run (the
     reconstruction loss of one batch, measured without training, and the samples grid)."""
-    from pipeline.data.imageio import write_json
     from pipeline.device import resolve_device
-    from pipeline.model.checkpoint import model_from_checkpoint, save_checkpoint
+    from pipeline.model.checkpoint import model_from_checkpoint
     from pipeline.training.finetune import reconstruction_loss
-    from pipeline.training.samples import samples_grid
-    from stages.training import live_logger
+    from stages.training import pass_through
 
-    save_checkpoint(model_path, {**init, "meta": {**init.get("meta", {}), "finetune": "passthrough (epochs 0)"}})
     device = resolve_device(base.device)
     seed_everything(base.seed)
     model, diffusion = model_from_checkpoint(init, "ema")
     dataset = _dataset(cfg, pairs_cfg, init, faces_dir, pairs_dir)
     loss = reconstruction_loss(model, diffusion, dataset, cfg.reconstruction, cfg.loop.batch_size, base.seed, device)
-    metrics = {"steps": 0, "passthrough": True, "final_loss": round(loss, 5)}
-    with live_logger(live_dir, resume=False) as log:
-        if log:
-            log(0, {"loss": loss})
-    write_json(metrics_path, metrics)
-    samples_grid(model, diffusion, faces_dir, pairs_dir, sheet_path, cfg.samples, base.seed, device, cfg.loop.precision)
-    console.print(f"finetune: epochs 0, {init_path} passed through unchanged -> {model_path}")
-    return metrics
+    return pass_through("finetune", "epochs 0", init, init_path, model, diffusion, faces_dir, pairs_dir, model_path,
+                        metrics_path, sheet_path, live_dir, cfg.samples, base.seed, device, cfg.loop.precision,
+                        metrics={"steps": 0, "passthrough": True, "final_loss": round(loss, 5)},
+                        curve={"loss": loss})
 
 
 @user_errors

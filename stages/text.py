@@ -53,23 +53,14 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
 def _passthrough(why: str, init: dict, init_path: Path, base, cfg, faces_dir: Path, pairs_dir: Path, model_path: Path,
                  metrics_path: Path, sheet_path: Path, live_dir: Path) -> dict:
     """No adapter: the model unchanged, with the reports of a real run (metrics, curve point, samples grid)."""
-    from pipeline.data.imageio import write_json
     from pipeline.device import resolve_device
-    from pipeline.model.checkpoint import model_from_checkpoint, save_checkpoint
-    from pipeline.training.samples import samples_grid
-    from stages.training import live_logger
+    from pipeline.model.checkpoint import model_from_checkpoint
+    from stages.training import pass_through
 
-    save_checkpoint(model_path, {**init, "meta": {**init.get("meta", {}), "text": f"passthrough ({why})"}})
-    metrics = {"steps": 0, "passthrough": True}
-    with live_logger(live_dir, resume=False) as log:
-        if log:
-            log(0, {"steps": 0})
-    write_json(metrics_path, metrics)
     model, diffusion = model_from_checkpoint(init, "ema")
-    samples_grid(model, diffusion, faces_dir, pairs_dir, sheet_path, cfg.samples, base.seed, resolve_device(base.device),
-                 cfg.loop.precision)
-    console.print(f"text: {why}: {init_path} passed through unchanged -> {model_path}")
-    return metrics
+    return pass_through("text", why, init, init_path, model, diffusion, faces_dir, pairs_dir, model_path, metrics_path,
+                        sheet_path, live_dir, cfg.samples, base.seed, resolve_device(base.device), cfg.loop.precision,
+                        metrics={"steps": 0, "passthrough": True}, curve={"steps": 0})
 
 
 @user_errors

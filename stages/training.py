@@ -1,4 +1,4 @@
-"""What the `pretrain` and `finetune` stages share: torchrun's environment, dvclive logging, the run.
+"""What the training stages share: torchrun's environment, dvclive logging, the run, the pass-through.
 
 Imported by those stages only when they run (it imports torch and dvclive)."""
 
@@ -91,4 +91,20 @@ def run_training(stage: str, trainer: Trainer, faces_dir: Path, pairs_dir: Path,
         grid(trainer.ema.model, sheet_path)
         console.print(f"{stage}: {metrics['steps']} steps, loss {metrics['final_loss']}, "
                       f"{metrics['images_per_s']} images/s -> {model_path}")
+    return metrics
+
+
+def pass_through(stage: str, why: str, init: dict, init_path: Path, model, diffusion, faces_dir: Path,
+                 pairs_dir: Path, model_path: Path, metrics_path: Path, sheet_path: Path, live_dir: Path,
+                 samples: SampleGridConfig, seed: int, device, precision, metrics: dict, curve: dict) -> dict:
+    """A stage that leaves its model unchanged (`why`): `init` is written to `model_path` with the
+    reason in its meta, with the reports of a real run: `metrics`, one curve point at step 0
+    (`curve`) and the samples grid of `model` (init's EMA weights). Returns `metrics`."""
+    save_checkpoint(model_path, {**init, "meta": {**init.get("meta", {}), stage: f"passthrough ({why})"}})
+    with live_logger(live_dir, resume=False) as log:
+        if log:
+            log(0, curve)
+    write_json(metrics_path, metrics)
+    samples_grid(model, diffusion, faces_dir, pairs_dir, sheet_path, samples, seed, device, precision)
+    console.print(f"{stage}: {why}: {init_path} passed through unchanged -> {model_path}")
     return metrics
