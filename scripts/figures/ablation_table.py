@@ -1,4 +1,5 @@
-"""Print the README's ablation table from `dvc exp show --json` (the finetune model unless --model).
+"""Print an ablation table for docs/experiments.md: the experiments `dvc exp show --json` lists, their
+metrics files read from each experiment's commit (the finetune model unless --model).
 
     python scripts/figures/ablation_table.py [--model finetune] [--names base64,ft0,...] [--rev COMMIT] [--colour]
 """
@@ -6,6 +7,7 @@
 import argparse
 import json
 import subprocess
+from pathlib import Path
 
 COLOUR_KEYS = [("self_ref", "psnr"), ("self_ref", "lpips"), ("self_ref", "fd_vgg16"), ("random_ref", "de_hair"),
                ("random_ref", "de_iris_left"), ("random_ref", "de_iris_right"), ("random_ref", "de_clothes"),
@@ -15,16 +17,25 @@ KEYS = [("self_ref", "psnr"), ("self_ref", "lpips"), ("self_ref", "fd_vgg16"), (
 
 
 def experiments(node, out):
-    """Collect {name: data} from dvc's nested exp-show JSON."""
+    """Collect {name: commit} from dvc's nested exp-show JSON."""
     if isinstance(node, dict):
-        if "data" in node and isinstance(node["data"], dict) and "metrics" in node["data"]:
-            out[node.get("name") or node.get("rev")] = node["data"]
+        if "data" in node and isinstance(node["data"], dict) and "rev" in node:
+            out[node.get("name") or node["rev"]] = node["rev"]
         for value in node.values():
             experiments(value, out)
     elif isinstance(node, list):
         for value in node:
             experiments(value, out)
     return out
+
+
+def metrics_file(rev: str, path: str) -> dict:
+    """A metrics file as committed in `rev` (an experiment is a commit; only the headline is a declared
+    DVC metric, the full files are plain git-tracked outputs), or the working copy's for "workspace"."""
+    if rev == "workspace":
+        return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+    shown = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.returncode == 0 else {}
 
 
 def main() -> None:
@@ -45,10 +56,9 @@ def main() -> None:
     for name in names:
         if name not in found:
             continue
-        metrics = found[name]["metrics"].get("metrics/evaluate.json", {}).get("data", {})
-        row = metrics.get(args.model, {})
+        row = metrics_file(found[name], "metrics/evaluate.json").get(args.model, {})
         cells = [row.get(s, {}).get(k) for s, k in keys]
-        seconds = found[name]["metrics"].get("metrics/pretrain.json", {}).get("data", {}).get("seconds")
+        seconds = metrics_file(found[name], "metrics/pretrain.json").get("seconds")
         print(f"| {name} | " + " | ".join("-" if c is None else f"{c:.4g}" for c in [*cells, seconds]) + " |")
 
 
