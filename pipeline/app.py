@@ -368,8 +368,9 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                     interactive=has_text, elem_id="prompt",
                                     placeholder="pink hair, left eye red, right eye #3060ff, white shirt"
                                     if has_text else "retrain with pretrain.unet.text: true to use prompts")
-                text_guidance = gr.Slider(0.0, 5.0, value=SAMPLING.text_guidance, step=0.1, label="Text guidance (prompt strength)",
-                                          interactive=has_text, elem_id="text_guidance")
+                text_guidance = gr.Slider(0.0, 5.0, value=SAMPLING.text_guidance, step=0.1,
+                                          label="Text guidance (prompt strength)", interactive=has_text,
+                                          elem_id="text_guidance")
             with gr.Column():
                 output = gr.Image(label="Coloured drawing (drawing's own size)", type="filepath", format="png",
                                   interactive=False, height=340, buttons=["download", "fullscreen"],
@@ -386,7 +387,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                  elem_id="guidance")
             eta = gr.Slider(0.0, 1.0, value=SAMPLING.eta, step=0.05, label="eta (0: deterministic)", elem_id="eta")
             with gr.Column(min_width=160):
-                seed = gr.Number(value=SAMPLING.seed, minimum=0, maximum=MAX_SEED, precision=0, label="Seed", elem_id="seed")
+                seed = gr.Number(value=SAMPLING.seed, minimum=0, maximum=MAX_SEED, precision=0, label="Seed",
+                                 elem_id="seed")
                 dice = gr.Button("Random seed", size="sm", elem_id="random_seed")
             keep_lines = gr.Checkbox(value=True, label="Keep the drawing's lines", elem_id="keep_lines")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",

@@ -23,7 +23,8 @@ All use the same seeds as the empty-prompt run, so differences come from the pro
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -74,6 +75,53 @@ def _labs(colours: list[Colour | None]) -> np.ndarray:
 SAMPLED_PER_FACE = 8  # pictures per test face that report progress (text only 1, masked 2 x 2, hetero 1, counterfactual 2)
 
 
+@dataclass
+class _Run:
+    """What every setting of one benchmark run shares: the model and its sampling settings (`cfg`,
+    an EvalConfig), and the test faces: sketch (N, 1, H, W) in [-1, 1] on `device`, target (N, 3,
+    H, W) in [-1, 1] on the CPU, labels (N, H, W) their label maps, truth their captions parsed
+    with the model's own colour words `words`."""
+
+    model: nn.Module
+    diffusion: Diffusion
+    cfg: Any
+    device: torch.device
+    progress: Callable[[int], None] | None
+    words: dict[str, tuple[int, int, int]]
+    sketch: torch.Tensor
+    target: torch.Tensor
+    labels: np.ndarray
+    truth: list[Prompt]
+
+    def texts(self, prompts: list[Prompt]) -> torch.Tensor:
+        """(N, slots, 4) encoded prompts."""
+        return torch.from_numpy(np.stack([encode(p, self.words) for p in prompts]))
+
+    def colorize(self, sketch: torch.Tensor, ref: torch.Tensor, text: torch.Tensor | None,
+                 progress: Callable[[int], None] | None) -> torch.Tensor:
+        cfg = self.cfg
+        return colorize_batch(self.model, self.diffusion, sketch, ref.to(self.device), sample_steps=cfg.sample_steps,
+                              guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed, batch_size=cfg.batch_size,
+                              autocast=autocast(self.device, cfg.precision), progress=progress, text=text,
+                              text_guidance=cfg.text_guidance).cpu()
+
+    def sample(self, ref: torch.Tensor, prompts: list[Prompt] | None) -> torch.Tensor:
+        """Every test sketch coloured with references `ref` and `prompts` (None: the empty prompt), on the CPU."""
+        return self.colorize(self.sketch, ref, None if prompts is None else self.texts(prompts), self.progress)
+
+    def region_lab(self, images: torch.Tensor, region: str) -> np.ndarray:
+        return _region_lab(images, self.labels, region, self.cfg.region_erode)
+
+    def de(self, out: torch.Tensor, region: str, colours: np.ndarray) -> np.ndarray:
+        """(N,) CIEDE2000 of `region` of `out` from `colours` (N, 3) Lab."""
+        return M.delta_e(self.region_lab(out, region), colours)
+
+    def asked(self, region: str, prompts: list[Prompt]) -> np.ndarray:
+        """(N, 3) Lab the prompts ask of `region`, painted on the true face (NaN where unnamed)."""
+        return painted(self.target, self.labels, region, [p.slots.get(region) for p in self.truth],
+                       [p.slots.get(region) for p in prompts], self.cfg.region_erode)
+
+
 def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_dir, cfg, device: torch.device,
                        progress: Callable[[int], None] | None = None) -> tuple[dict, dict]:
     """Returns (metrics {setting: {metric: value}}, grids {name: tiles (rows of images)})."""
@@ -81,64 +129,57 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
     if "target_label" not in data or "target_caption" not in table or not all(table.target_caption):
         return {"_skipped": "needs label maps and captions (the synthetic source)"}, {}
     _, rnd = load_benchmark(faces_dir, pairs_dir, "random_ref", cfg.text_limit, with_labels=True)
-    n = len(table)
     rng = np.random.default_rng([cfg.seed, 15])
-    labels = data["target_label"].numpy()
-    sketch, reference, target = data["sketch"].to(device), data["reference"].to(device), data["target"]
     words = vocabulary_colours(model.config.vocabulary)  # the model's own words, in its embedding order
-    truth = [parse_prompt(c, words) for c in table.target_caption]
-    erode = cfg.region_erode
-
-    def texts(prompts: list[Prompt]) -> torch.Tensor:
-        return torch.from_numpy(np.stack([encode(p, words) for p in prompts]))
-
-    def sample(ref: torch.Tensor, prompts: list[Prompt] | None) -> torch.Tensor:
-        return colorize_batch(model, diffusion, sketch, ref.to(device), sample_steps=cfg.sample_steps,
-                              guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed, batch_size=cfg.batch_size,
-                              autocast=autocast(device, cfg.precision), progress=progress,
-                              text=None if prompts is None else texts(prompts), text_guidance=cfg.text_guidance).cpu()
-
-    def de(out: torch.Tensor, region: str, colours: np.ndarray) -> np.ndarray:
-        return M.delta_e(_region_lab(out, labels, region, erode), colours)
+    run = _Run(model, diffusion, cfg, device, progress, words, data["sketch"].to(device), data["target"],
+               data["target_label"].numpy(), [parse_prompt(c, words) for c in table.target_caption])
+    reference, reference_label = data["reference"].to(device), data["reference_label"]
 
     metrics: dict = {}
     grids: dict[str, list[torch.Tensor]] = {}
-    null_ref = torch.zeros_like(reference)
-
-    def asked(region: str, prompts: list[Prompt]) -> np.ndarray:
-        """(N, 3) Lab the prompts ask of `region`, painted on the true face (NaN where unnamed)."""
-        return painted(target, labels, region, [p.slots.get(region) for p in truth],
-                       [p.slots.get(region) for p in prompts], erode)
-
-    # text only: every slot in words
-    said = [named(p, colours=words) for p in truth]
-    out = sample(null_ref, said)
-    metrics["text_only"] = {f"de_{r}": M.summarise(de(out, r, asked(r, said))) for r in COLOUR_REGIONS}
-    metrics["text_only"].update({f"de_{r}_flat": M.summarise(de(out, r, _labs([p.slots.get(r) for p in said])))
-                                 for r in COLOUR_REGIONS})
-    grids["text_only"] = [out]
-
-    # masked reference, with and without the hidden region's colour
+    metrics["text_only"], grids["text_only"] = _text_only(run, torch.zeros_like(reference))
     for setting, slots in (("masked_hair", ("hair",)), ("masked_eyes", ("iris_left", "iris_right"))):
-        refs = []
-        for i in range(n):
-            ref = reference[i].cpu()
-            for slot in slots:
-                ref = blank_region(ref, data["reference_label"][i].numpy(), slot)
-            refs.append(ref)
-        masked = torch.stack(refs)
-        plain = sample(masked, None)
-        told = sample(masked, [Prompt({s: truth[i].slots[s] for s in slots if s in truth[i].slots}) for i in range(n)])
-        row: dict = {}
-        for slot in slots:
-            want = _region_lab(target, labels, slot, erode)
-            a, b = M.summarise(de(plain, slot, want)), M.summarise(de(told, slot, want))
-            row[f"de_{slot}_no_text"], row[f"de_{slot}_text"] = a, b
-            row[f"ratio_{slot}"] = round(a / b, 3) if a and b else None
-        metrics[setting] = row
-        grids[setting] = [masked, plain, told]
+        metrics[setting], grids[setting] = _masked(run, reference, reference_label, slots)
+    metrics["hetero_text"], grids["hetero_text"] = _hetero_text(run, rnd["reference"], rng)
+    metrics["counterfactual"], grids["counterfactual"] = _counterfactual(run, reference, reference_label, rng)
+    grids["prompts"] = _prompt_rows(run, rnd["reference"])
+    grids = {name: [run.sketch.cpu()] + rows for name, rows in grids.items()}
+    return metrics, grids
 
-    # heterochromia named in text, over the random reference
+
+def _text_only(run: _Run, null_ref: torch.Tensor) -> tuple[dict, list[torch.Tensor]]:
+    """No reference, every slot in words: dE of each region vs the word painted, and vs its flat colour."""
+    said = [named(p, colours=run.words) for p in run.truth]
+    out = run.sample(null_ref, said)
+    row = {f"de_{r}": M.summarise(run.de(out, r, run.asked(r, said))) for r in COLOUR_REGIONS}
+    row.update({f"de_{r}_flat": M.summarise(run.de(out, r, _labs([p.slots.get(r) for p in said])))
+                for r in COLOUR_REGIONS})
+    return row, [out]
+
+
+def _masked(run: _Run, reference: torch.Tensor, reference_label: torch.Tensor,
+            slots: tuple[str, ...]) -> tuple[dict, list[torch.Tensor]]:
+    """The self-reference with `slots` blanked, without and with their true colours in the prompt."""
+    refs = []
+    for i in range(reference.shape[0]):
+        ref = reference[i].cpu()
+        for slot in slots:
+            ref = blank_region(ref, reference_label[i].numpy(), slot)
+        refs.append(ref)
+    masked = torch.stack(refs)
+    plain = run.sample(masked, None)
+    told = run.sample(masked, [Prompt({s: truth.slots[s] for s in slots if s in truth.slots}) for truth in run.truth])
+    row: dict = {}
+    for slot in slots:
+        want = run.region_lab(run.target, slot)
+        a, b = M.summarise(run.de(plain, slot, want)), M.summarise(run.de(told, slot, want))
+        row[f"de_{slot}_no_text"], row[f"de_{slot}_text"] = a, b
+        row[f"ratio_{slot}"] = round(a / b, 3) if a and b else None
+    return row, [masked, plain, told]
+
+
+def _eye_word_pairs(n: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """n (left, right) eye words, each pair more than 20 dE apart."""
     pairs = []
     for _ in range(n):
         while True:
@@ -146,55 +187,64 @@ def run_text_benchmark(model: nn.Module, diffusion: Diffusion, faces_dir, pairs_
             if M.delta_e(lab_of(COLOURS[left])[None], lab_of(COLOURS[right])[None])[0] > 20:
                 break
         pairs.append((str(left), str(right)))
-    prompts = [parse_prompt(f"left eye {a}, right eye {b}", words) for a, b in pairs]
-    out = sample(rnd["reference"], prompts)
-    err_l = de(out, "iris_left", asked("iris_left", prompts))
-    err_r = de(out, "iris_right", asked("iris_right", prompts))
-    ok = (err_l < cfg.iris_threshold) & (err_r < cfg.iris_threshold)
+    return pairs
+
+
+def _rate(hit: np.ndarray, where: np.ndarray) -> float | None:
+    return round(float(hit[where].mean()), 4) if where.any() else None
+
+
+def _hetero_text(run: _Run, random_reference: torch.Tensor,
+                 rng: np.random.Generator) -> tuple[dict, list[torch.Tensor]]:
+    """Heterochromia named in text over the random reference: both irises within `iris_threshold`."""
+    pairs = _eye_word_pairs(len(run.truth), rng)
+    prompts = [parse_prompt(f"left eye {a}, right eye {b}", run.words) for a, b in pairs]
+    out = run.sample(random_reference, prompts)
+    err_l = run.de(out, "iris_left", run.asked("iris_left", prompts))
+    err_r = run.de(out, "iris_right", run.asked("iris_right", prompts))
+    threshold = run.cfg.iris_threshold
+    ok = (err_l < threshold) & (err_r < threshold)
     valid = np.isfinite(err_l) & np.isfinite(err_r)
-    rate = lambda hit, where: round(float(hit[where].mean()), 4) if where.any() else None  # noqa: E731
     chromatic = valid & np.array([not {a, b} & set(ACHROMATIC) for a, b in pairs])
     eye_words = np.array(pairs).T                                                          # (2, n): left, right
-    eye_hit, eye_valid = np.stack([err_l, err_r]) < cfg.iris_threshold, np.stack([valid, valid])
-    metrics["hetero_text"] = {"success": rate(ok, valid), "success_chromatic": rate(ok, chromatic),
-                              "eye_success_by_word": {w: rate(eye_hit, eye_valid & (eye_words == w))
-                                                      for w in EYE_WORDS if ((eye_words == w) & eye_valid).any()},
-                              "de_iris_left": M.summarise(err_l), "de_iris_right": M.summarise(err_r),
-                              "n": int(valid.sum())}
-    grids["hetero_text"] = [rnd["reference"], out]
+    eye_hit, eye_valid = np.stack([err_l, err_r]) < threshold, np.stack([valid, valid])
+    row = {"success": _rate(ok, valid), "success_chromatic": _rate(ok, chromatic),
+           "eye_success_by_word": {w: _rate(eye_hit, eye_valid & (eye_words == w))
+                                   for w in EYE_WORDS if ((eye_words == w) & eye_valid).any()},
+           "de_iris_left": M.summarise(err_l), "de_iris_right": M.summarise(err_r), "n": int(valid.sum())}
+    return row, [random_reference, out]
 
-    # counterfactual hair: the reference says one colour, the prompt another
-    ref_hair = _region_lab(reference, data["reference_label"].numpy(), "hair", erode)
+
+def _counterfactual(run: _Run, reference: torch.Tensor, reference_label: torch.Tensor,
+                    rng: np.random.Generator) -> tuple[dict, list[torch.Tensor]]:
+    """The self-reference says one hair colour, the prompt another (> 30 dE away): follow rate and bleeding."""
+    ref_hair = _region_lab(reference, reference_label.numpy(), "hair", run.cfg.region_erode)
     hair_words = []
-    for i in range(n):
-        far = [w for w in HAIR_WORDS if not np.isfinite(ref_hair[i]).all()
-               or M.delta_e(lab_of(COLOURS[w])[None], ref_hair[i][None])[0] > 30]
+    for hair in ref_hair:
+        far = [w for w in HAIR_WORDS if not np.isfinite(hair).all()
+               or M.delta_e(lab_of(COLOURS[w])[None], hair[None])[0] > 30]
         hair_words.append(str(rng.choice(far)))
-    prompts = [parse_prompt(f"{w} hair", words) for w in hair_words]
-    base = sample(reference, None)
-    out = sample(reference, prompts)
-    to_named = de(out, "hair", asked("hair", prompts))
-    to_ref = de(out, "hair", ref_hair)
+    prompts = [parse_prompt(f"{w} hair", run.words) for w in hair_words]
+    base = run.sample(reference, None)
+    out = run.sample(reference, prompts)
+    to_named = run.de(out, "hair", run.asked("hair", prompts))
+    to_ref = run.de(out, "hair", ref_hair)
     valid = np.isfinite(to_named) & np.isfinite(to_ref)
-    bleed = np.nanmean(np.stack([M.delta_e(_region_lab(out, labels, r, erode), _region_lab(base, labels, r, erode))
+    bleed = np.nanmean(np.stack([M.delta_e(run.region_lab(out, r), run.region_lab(base, r))
                                  for r in BLEED_REGIONS]), 0)
-    metrics["counterfactual"] = {"follow_rate": round(float((to_named < to_ref)[valid].mean()), 4) if valid.any()
-                                 else None, "de_hair_named": M.summarise(to_named),
-                                 "bleed_de": M.summarise(bleed), "n": int(valid.sum())}
-    grids["counterfactual"] = [reference.cpu(), base, out]
+    row = {"follow_rate": round(float((to_named < to_ref)[valid].mean()), 4) if valid.any() else None,
+           "de_hair_named": M.summarise(to_named), "bleed_de": M.summarise(bleed), "n": int(valid.sum())}
+    return row, [reference.cpu(), base, out]
 
-    # the README's picture: one drawing and reference (random), several prompts
-    k = min(cfg.sheet_size, n)
-    shown = [rnd["reference"][:k]]
+
+def _prompt_rows(run: _Run, random_reference: torch.Tensor) -> list[torch.Tensor]:
+    """The README's picture: the first `sheet_size` drawings with their random references, under several prompts."""
+    k = min(run.cfg.sheet_size, len(run.truth))
+    rows = [random_reference[:k]]
     for text in GRID_PROMPTS:
-        prompt = parse_prompt(text, words)
-        shown.append(colorize_batch(model, diffusion, sketch[:k], rnd["reference"][:k].to(device),
-                                    sample_steps=cfg.sample_steps, guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed,
-                                    batch_size=cfg.batch_size, autocast=autocast(device, cfg.precision),
-                                    text=texts([prompt] * k), text_guidance=cfg.text_guidance).cpu())
-    grids["prompts"] = shown
-    grids = {name: [sketch.cpu()] + rows for name, rows in grids.items()}
-    return metrics, grids
+        prompt = parse_prompt(text, run.words)
+        rows.append(run.colorize(run.sketch[:k], random_reference[:k], run.texts([prompt] * k), None))
+    return rows
 
 
 def grid_tiles(rows: list[torch.Tensor], count: int) -> list[np.ndarray]:
