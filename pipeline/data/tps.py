@@ -4,9 +4,8 @@ A warp is a pair of remap maps (map_x, map_y): output pixel (x, y) samples the i
 (map_x[y, x], map_y[y, x]). Control points live in normalised [0, 1] coordinates. The spline
 is solved here with the standard kernel U(r) = r^2 log r^2: albumentations 2.0.8's
 `compute_tps_weights` / `tps_transform` use different kernels in the solve and the
-evaluation, so its warp misses its own control points (by 0.01-0.04 of the image side,
-measured on the diagonal scheme). It is evaluated on a coarse grid and bilinearly upsampled (TPS is
-smooth, and this keeps 256 px warps cheap). Schemes:
+evaluation, so its warp misses its own control points (docs/design.md). It is evaluated on a
+coarse grid and bilinearly upsampled (TPS is smooth, and this keeps 256 px warps cheap). Schemes:
     diagonal  the official AnimeDiffusion scheme: the 4 corners fixed, plus 2 points on the
               main diagonal at U(0.3, 0.7), each moved along the diagonal by U(-s, s), s=0.25
     random    a grid of n x n control points, each moved by N(0, s / 4) (albumentations-like)
