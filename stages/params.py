@@ -3,17 +3,18 @@
 A section is either a library config extended by the stage's report settings (`crawl`,
 `clean`, `evaluate`) or a mapping of library configs under their own names (`pairs`,
 `pretrain`, `finetune`). Every knob's type, range, default and description is declared once,
-in the library module that uses it; `scripts/params_table.py` renders them for the README.
-Key names from before this layout give a one-line error naming the new key.
+in the library module that uses it; `params_yaml` and `params_markdown` render them as
+params.yaml and docs/params.md (`scripts/figures/params_table.py`). Key names from before this
+layout give a one-line error naming the new key.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config import Config, validate
+from pipeline.config import Config, render_params_markdown, render_params_yaml, validate
 from pipeline.data.clean import CleanConfig
 from pipeline.data.crawl import CrawlConfig
 from pipeline.data.dataset import CaptionConfig, RecolourConfig
@@ -23,7 +24,7 @@ from pipeline.errors import ParamsError
 from pipeline.evaluation.evaluate import EvalConfig
 from pipeline.model.conditioning import ConditionDropout
 from pipeline.model.diffusion import DiffusionConfig
-from pipeline.model.unet import SIZE_LATER, UNetConfig
+from pipeline.model.unet import SIZE_LATER, PromptAdapterConfig, UNetConfig
 from pipeline.training.adapter import AdapterConfig
 from pipeline.training.correspondence import CorrespondenceConfig
 from pipeline.training.finetune import FinetuneLoopConfig, ReconstructionConfig
@@ -74,11 +75,9 @@ class PretrainParams(Config):
                                                 description="classifier-free guidance training")
     lines: LineAugmentConfig = Field(default_factory=LineAugmentConfig, description="line-style augmentation")
     correspondence: CorrespondenceConfig = Field(default_factory=CorrespondenceConfig,
-                                                 description="reference attention supervised by the warp or the label maps")
-    captions: CaptionConfig = Field(default_factory=CaptionConfig, description="training prompts from captions "
-                                                                               "(text models: unet.text)")
-    recolour: RecolourConfig = Field(default_factory=RecolourConfig, description="region colour augmentation "
-                                                                                "(label maps: synthetic data)")
+                                                 description="reference attention supervised by the label maps")
+    captions: CaptionConfig = Field(default_factory=CaptionConfig, description="training prompts (unet.text)")
+    recolour: RecolourConfig = Field(default_factory=RecolourConfig, description="region colour augmentation")
     loop: LoopConfig = Field(default_factory=LoopConfig, description="optimisation loop")
     samples: SampleGridConfig = Field(default_factory=SampleGridConfig, description="samples grid")
 
@@ -90,15 +89,19 @@ class PretrainParams(Config):
                "steps": "pretrain.loop.train_steps", **_moved("pretrain", _LOOP_KEYS, "loop"),
                **{k: f"pretrain.{v}" for k, v in _SAMPLE_KEYS.items()}}
 
+    # UNetConfig fields that are not `pretrain.unet` params: where each comes from instead
+    NOT_PARAMS: ClassVar[dict[str, str]] = {
+        "image_size": "it follows base.image_size", "in_channels": "it follows the model's inputs",
+        "out_channels": "it follows the model's outputs", "vocabulary": "it follows data/prompt.py's colour words",
+        **{key: f"the text stage sets it: use text.{key}" for key in PromptAdapterConfig.model_fields}}
+
     @model_validator(mode="before")
     @classmethod
-    def _size_from_base(cls, data):
+    def _not_params(cls, data):
         unet = data.get("unet") if isinstance(data, dict) else None
-        for key in ("image_size", "in_channels", "out_channels", "vocabulary"):
+        for key, where in cls.NOT_PARAMS.items():
             if isinstance(unet, dict) and key in unet:
-                where = {"image_size": "base.image_size", "vocabulary": "data/prompt.py's colour words"}.get(
-                    key, "the model's inputs and outputs")
-                raise ValueError(f"unet.{key} is not a parameter (it follows {where})")
+                raise ValueError(f"unet.{key} is not a parameter ({where})")
         return data
 
     @model_validator(mode="after")
@@ -115,8 +118,7 @@ class PretrainParams(Config):
 
 
 class FinetuneParams(Config):
-    subset: int | None = Field(128, ge=1, description="training images fine-tuned on (null: all); an epoch is this "
-                                                      "many (3 s per step of 4 on 2 CPU cores)")
+    subset: int | None = Field(128, ge=1, description="training images fine-tuned on; null: all")
     loop: FinetuneLoopConfig = Field(default_factory=FinetuneLoopConfig, description="optimisation loop")
     reconstruction: ReconstructionConfig = Field(default_factory=ReconstructionConfig,
                                                  description="the unrolled sampler and its loss")
@@ -140,35 +142,20 @@ class EvaluateParams(EvalConfig):
     renamed = {"steps": "evaluate.sample_steps"}
 
 
-# Where the shipped params.yaml deliberately differs from the library's default, and why. The library
-# keeps the paper's network as its default, so a checkpoint written before a switch existed loads
-# as the network it is; the CPU profile turns on what measured better at equal CPU time (README,
-# "Colour fidelity"). tests/test_params.py holds params.yaml to the schema except for these.
+# Where the shipped params.yaml deliberately differs from the library's default, and why (one line;
+# the measurements are in docs/). The library keeps the paper's network as its default, so an old
+# checkpoint loads as the network it is; the CPU profile turns on what measured better at equal CPU
+# time. tests/test_params.py holds params.yaml to the schema except for these.
 SHIPPED: dict[str, tuple[object, str]] = {
-    "pretrain.unet.reference_attention": ([32, 16], "reference attention at 32 and 16 px: at equal CPU time "
-                                                    "+1.2 dB self-reference PSNR and -4.5 hair CIEDE2000 over "
-                                                    "16 px alone (issue 14)"),
-    "pretrain.loop.train_steps": (1250, "about 11.5 minutes on 2 cores with attention at 32 + 16 px in bf16 and "
-                                        "the region-supervised attention (+22 % per step), so the whole DAG fits "
-                                        "its 20"),
-    "pretrain.correspondence.weight": (0.02, "with target region: the random-reference irises 15.9 / 16.3 -> "
-                                             "about 12 CIEDE2000 and heterochromia 0 -> 0.33-0.38 (issue 14); off "
-                                             "where the data has no label maps"),
-    "pretrain.correspondence.target": ("region", "the label maps' regions, not the warp's points (issue 14)"),
-    "evaluate.text_limit": (32, "the text benchmark on 32 faces (1.3 min in the fresh-clone run on 2 slow cores), so "
-                                "the DAG with the prompt adapter stays near its 20; the README's text tables use 64"),
-    "text.prompt_decoder": (True, "with prompt_decoder_levels 1 and p_repaint 0.6 (64 faces, s_text 1.5): "
-                                  "heterochromia in words 0.45 -> 0.55, masked hair 4.5x -> 6.2x, bleeding 1.54 -> "
-                                  "1.22, the empty prompt exact; +13 % adapter time (issue 15)"),
-    "text.prompt_decoder_levels": (1, "only the full-resolution blocks: as good as the whole decoder's copy at "
-                                        "s_text 1.5 and 11 % of its parameters, so the DAG keeps its 20 minutes"),
+    "pretrain.unet.reference_attention": ([32, 16], "better colours than 16 px alone at equal CPU time"),
+    "pretrain.loop.train_steps": (1250, "the whole DAG runs in about 20 minutes on 2 CPU cores"),
+    "pretrain.correspondence.weight": (0.02, "truer irises and heterochromia; off where there are no label maps"),
+    "evaluate.text_limit": (32, "keeps the DAG near 20 minutes; the docs' text tables use 64"),
+    "text.prompt_decoder": (True, "paints the eye words the frozen network never learnt; the empty prompt is exact"),
+    "text.prompt_decoder_levels": (1, "as good as the whole decoder's copy at a tenth of its parameters"),
     "text.captions.p_repaint": (0.6, "the copy learns the eye words the data never shows (black, grey, white)"),
-    "text.captions.altered_weight": (40, "the prompt's regions (a repainted iris: ~25 px of 4,096) count in the loss "
-                                          "(64 faces, s_text 1): heterochromia in words 0.31 -> 0.77, black eyes "
-                                          "L 29 -> 17, white L 48 -> 62 (issue 15); 10 / 20: 0.59 / 0.70"),
-    "finetune.reconstruction.colour_weight": (0.3, "with the supervised attention: irises 10.7 / 10.7 and "
-                                                   "heterochromia 0.62, for -0.3 dB self-reference PSNR and a "
-                                                   "higher fd_vgg16 (issue 14); off where the data has no label maps"),
+    "text.captions.altered_weight": (40, "a repainted iris (~25 px of 4,096) counts in the loss"),
+    "finetune.reconstruction.colour_weight": (0.3, "truer irises for a little PSNR; off where there are no label maps"),
 }
 
 # A section is validated before it meets base.image_size: the U-Net's size checks run in `unet_config`.
@@ -191,3 +178,29 @@ def validate_section(section: str, data) -> Config:
     if section not in SECTIONS:
         raise ParamsError(f"{section}: unknown params section (known: {', '.join(SECTIONS)})")
     return validate(SECTIONS[section], data, section, context=SECTION_CONTEXT)
+
+
+HEADER = """\
+# animecolor parameters: each stage reads its own section (dvc.yaml); a bad key or value stops it
+# with a one-line error. Generated from the library's configs: every key and comment is declared
+# once there (docs/params.md; python scripts/figures/params_table.py --yaml prints this file).
+# Defaults: the small CPU profile (the whole DAG in about 20 minutes on 2 cores)."""
+
+INTRO = """\
+# Parameters
+
+Every key of `params.yaml`, its shipped value and what it does, one table per section.
+Generated from the config classes by `python scripts/figures/params_table.py` (tests/test_params.py
+fails when this page or params.yaml is stale); each stage reads the sections dvc.yaml lists."""
+
+NOT_PARAMS = frozenset(f"pretrain.unet.{key}" for key in PretrainParams.NOT_PARAMS)
+
+
+def params_yaml() -> str:
+    """The shipped params.yaml: every key, its default (or SHIPPED value) and its description."""
+    return render_params_yaml(SECTIONS, HEADER, SHIPPED, NOT_PARAMS)
+
+
+def params_markdown() -> str:
+    """docs/params.md: one table per section."""
+    return render_params_markdown(SECTIONS, INTRO, SHIPPED, NOT_PARAMS)

@@ -30,14 +30,13 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=p["pairs"].tps, line_augment=cfg.lines,
                               captions=cfg.captions if cfg.unet.text else None,
                               region_balance=cfg.diffusion.region_balance,
-                              correspondence=cfg.correspondence.weight > 0 and cfg.correspondence.target == "point",
-                              with_labels=cfg.correspondence.weight > 0 and cfg.correspondence.target == "region",
+                              with_labels=cfg.correspondence.weight > 0,
                               recolour=cfg.recolour, colour_regions=cfg.correspondence.colour_regions)
         dropped = dataset.drop_label_uses()
         if dropped:
             off = {"recolour": "pretrain.recolour", "label maps": "the region-supervised attention "
-                   "(pretrain.correspondence.target region; pretrain.correspondence.colour_regions > 0 supervises it "
-                   "with colour clusters instead)"}
+                   "(pretrain.correspondence.colour_regions > 0 supervises it with colour "
+                   "clusters instead)"}
             console.print(f"pretrain: the training images have no label maps (real data): "
                           f"{' and '.join(off[name] for name in dropped)} {'is' if len(dropped) == 1 else 'are'} off")
         if dataset.clustered:

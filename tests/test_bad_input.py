@@ -138,7 +138,7 @@ CASES = {
     "text stage on a model file": (["text", "--params", str(_PARAMS), "--init", "M.safetensors"], 2,
                                    ["M.safetensors: not an animecolor checkpoint"], []),
     "text stage prompt attention at no side": (["text", "--params", "side5.yaml", "--init", "ref_only.pt"], 2,
-                                               ["text.prompt_attention [5]: feature-map sides are [32, 16]"], []),
+                                               ["text: prompt_attention [5]: feature-map sides are [32, 16]"], []),
     "export a model file as checkpoint": (["export", "M.safetensors", "-o", "m.safetensors"], 2,
                                           ["M.safetensors: not an animecolor checkpoint"], []),
     "extract-lines into a file": (["extract-lines", "sketch.png", "-o", "ref.jpg"], 2,

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from pipeline.errors import ParamsError
 from stages.cli import app
 from stages.common import load_params
-from stages.params import SECTIONS, SHIPPED, validate_section
+from pipeline.config import config_rows
+from stages.params import NOT_PARAMS, SECTIONS, SHIPPED, params_markdown, params_yaml, validate_section
 from tests.conftest import ROOT
 
 
@@ -26,11 +27,9 @@ def _leaves(data: dict, prefix: str = ""):
 
 
 def _schema_leaves(model: BaseModel, prefix: str = ""):
-    skip = {"pretrain.unet.image_size", "pretrain.unet.in_channels", "pretrain.unet.out_channels",
-            "pretrain.unet.vocabulary"}
     for name in type(model).model_fields:
         value, key = getattr(model, name), f"{prefix}{name}"
-        if key in skip:
+        if key in NOT_PARAMS:
             continue
         if isinstance(value, BaseModel):
             yield from _schema_leaves(value, f"{key}.")
@@ -59,16 +58,76 @@ def test_params_yaml_lists_every_key_with_the_schema_default():
             assert same, f"{key}: params.yaml {value!r} != schema default {default!r}"
 
 
-def test_readme_params_table_is_generated_from_the_schema():
+def test_params_yaml_and_docs_params_md_are_generated_from_the_schema():
+    hint = "run: python scripts/figures/params_table.py; python scripts/figures/params_table.py --yaml > params.yaml"
+    assert (ROOT / "params.yaml").read_text() == params_yaml(), hint
+    assert (ROOT / "docs" / "params.md").read_text() == params_markdown(), hint
+
+
+def test_params_yaml_comments_are_one_short_line():
+    long = [line for line in (ROOT / "params.yaml").read_text().splitlines() if len(line) > 100]
+    assert not long, long
+
+
+def test_the_script_checks_both_files_without_importing_scripts():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("params_table", ROOT / "scripts" / "params_table.py")
+    spec = importlib.util.spec_from_file_location("params_table", ROOT / "scripts" / "figures" / "params_table.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    readme = (ROOT / "README.md").read_text()
-    start, end = readme.index(module.START) + len(module.START), readme.index(module.END)
-    assert readme[start:end].strip() == module.table().strip(), "run: python scripts/params_table.py --readme"
-    assert module.default_yaml() in (ROOT / "params.yaml").read_text()
+    assert module.main(["--check"]) == 0
+
+
+# Leaf names that several config classes declare, each its own knob (the meaning differs, or each
+# stage has its own): anything else declared twice is the same knob in two places.
+OWN_KNOB_PER_CLASS = {
+    "seed": "base: everything random; evaluate: the sampling noise",
+    "sheet_size": "each stage's own report grid",
+    "p": "XDoG's sharpening; recolour's probability",
+    "heads": "the network's attention heads; the correspondence's supervised heads",
+    "weight": "each supervision's own loss weight",
+    "p_uncond": "each objective's own reference dropout",
+    "batch_size": "training steps; evaluation batches",
+    "precision": "training; evaluation",
+    "sample_steps": "samples grid; evaluation",
+    "guidance": "samples grid; unrolled fine-tuning; evaluation",
+    "eta": "unrolled fine-tuning; evaluation",
+}
+
+
+def _owner(cls: type[BaseModel], name: str) -> type[BaseModel]:
+    """The first class in the MRO that declares `name` (a subclass overriding a default is the same knob)."""
+    return next(c for c in reversed(cls.__mro__) if name in getattr(c, "__annotations__", {}))
+
+
+def _knobs():
+    """(dotted key, declaring class, the config class that holds it) of every leaf of every section."""
+    for section, cls in SECTIONS.items():
+        holders = {section: cls}
+        for key, _, _, nested in config_rows(cls, section, NOT_PARAMS):
+            parent, name = key.rsplit(".", 1)
+            holder = holders[parent]
+            if nested:
+                holders[key] = holder.model_fields[name].annotation
+            else:
+                yield key, _owner(holder, name), holder
+
+
+def test_each_knob_is_declared_once():
+    """A knob grep: a leaf name is declared by one config class, which may be composed into several
+    sections only under the same name (`loop.lr`, `samples.count`): the same knob in two places,
+    like the prompt adapter's once in pretrain.unet and in text, fails here."""
+    owners, places = {}, {}
+    for key, owner, _ in _knobs():
+        name = key.rsplit(".", 1)[1]
+        owners.setdefault(name, set()).add(owner.__qualname__)
+        places.setdefault((owner, name), set()).add(".".join(key.split(".")[1:]))
+    twice = {name: sorted(classes) for name, classes in owners.items() if len(classes) > 1}
+    assert set(twice) == set(OWN_KNOB_PER_CLASS), {k: v for k, v in twice.items() if k not in OWN_KNOB_PER_CLASS}
+    for (owner, name), keys in places.items():
+        assert len(keys) == 1, f"{owner.__qualname__}.{name} is a params key in several places: {sorted(keys)}"
+    adapter = [key for key, _, _ in _knobs() if key.rsplit(".", 1)[1].startswith("prompt_")]
+    assert adapter == ["text.prompt_attention", "text.prompt_decoder", "text.prompt_decoder_levels"]
 
 
 @pytest.mark.parametrize(
@@ -92,7 +151,9 @@ def test_readme_params_table_is_generated_from_the_schema():
         ("pretrain", {"correspondence": {"weight": -0.1}}, "pretrain.correspondence.weight: Input should be greater"),
         ("pretrain", {"correspondence": {"weight": 0.1}, "unet": {"reference_attention": [], "text": False}},
          "correspondence.weight supervises the reference attention: set unet.reference_attention"),
-        ("pretrain", {"correspondence": {"target": "pixel"}}, "pretrain.correspondence.target: Input should be 'point'"),
+        ("pretrain", {"correspondence": {"target": "region"}}, "pretrain.correspondence: target was removed"),
+        ("pretrain", {"unet": {"prompt_decoder": True}}, "unet.prompt_decoder is not a parameter (the text stage "
+                                                         "sets it: use text.prompt_decoder)"),
         ("pretrain", {"correspondence": {"heads": "two"}}, "pretrain.correspondence.heads: Input should be 'all'"),
         ("pretrain", {"correspondence": {"colour_regions": -1}}, "pretrain.correspondence.colour_regions: Input should be greater"),
         ("pretrain", {"diffusion": {"objective": "gan"}}, "pretrain.diffusion.objective: Input should be 'diffusion'"),
@@ -120,6 +181,7 @@ def test_readme_params_table_is_generated_from_the_schema():
         ("text", {"prompt_decoder": "copy"}, "text.prompt_decoder: Input should be a valid boolean"),
         ("text", {"decoder_lr": 0}, "text.decoder_lr: Input should be greater than 0"),
         ("text", {"prompt_decoder_levels": -1}, "text.prompt_decoder_levels: Input should be greater than or equal to 0"),
+        ("text", {"prompt_decoder_levels": 1, "prompt_decoder": False}, "text: prompt_decoder_levels needs prompt_decoder"),
         ("text", {"condition_dropout": {"p_uncond": -0.1}}, "text.condition_dropout.p_uncond: Input should be"),
         ("nope", {}, "nope: unknown params section"),
     ],

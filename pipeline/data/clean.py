@@ -60,12 +60,8 @@ class CleanConfig(Config):
                                                                        "this mean |diff| (0-255)")
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="share of images in the test split (by content "
                                                                   "hash: stable)")
-    eye_labels: bool = Field(False, description="training images without label maps (real faces): a label map of "
-                                                "the two irises from animeface's eye boxes on each face crop (upscaled "
-                                                "as the benchmark detects), every other pixel no region, so the "
-                                                "region-supervised attention and the fine-tuning colour term work on "
-                                                "the eyes (about 50 ms a face; the test split keeps none, so the "
-                                                "benchmark still scores real faces with animeface); false: none")
+    eye_labels: bool = Field(False, description="iris label maps from animeface's eye "
+                                                "boxes for unlabelled training faces")
 
     def state(self) -> dict:
         """The config as the resume state records it (eye_labels only when on: earlier runs still resume)."""

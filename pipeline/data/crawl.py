@@ -45,20 +45,18 @@ class CrawlConfig(Config):
     source: Literal["synthetic", "folder", "urls", "booru"] = Field(
         "synthetic", description="synthetic: procedural faces, no download | folder | urls | booru (see README)")
     folder: str | None = Field(None, description="source folder: your images, searched recursively")
-    urls: str | None = Field(None, description="source urls: a .txt (one URL per line) or .csv (a `url` column; "
-                                               "other columns kept)")
-    booru_url: str | None = Field(None, description="source booru: a Danbooru-compatible site; login/key from "
-                                                    "ANIMECOLOR_BOORU_LOGIN/_API_KEY")
+    urls: str | None = Field(None, description="source urls: a .txt (one URL a line) or .csv (a `url` column)")
+    booru_url: str | None = Field(None, description="source booru: a Danbooru-compatible "
+                                                    "site (ANIMECOLOR_BOORU_LOGIN/_API_KEY)")
     tags: str = Field("", description='booru tag query, e.g. "1girl solo"')
     pages: int = Field(10, ge=1, le=100_000, description="booru: at most this many API pages ...")
     page_limit: int = Field(100, ge=1, le=1000, description="... of this many posts each")
     n_images: int = Field(2000, ge=1, le=10_000_000, description="faces to generate (other sources: at most this "
                                                                  "many images)")
-    heterochromia_p: float = Field(0.1, ge=0.0, le=1.0, description="synthetic: share of faces whose two irises "
-                                                                    "differ (the paper's hard case)")
-    achromatic_eyes_p: float = Field(0.0, ge=0.0, le=1.0, description="synthetic: share of faces with black, grey "
-                                                                      "or white irises, which the palette lacks (the "
-                                                                      "prompt's black/grey/white eyes); 0: none")
+    heterochromia_p: float = Field(0.1, ge=0.0, le=1.0, description="synthetic: share of faces "
+                                                                    "whose two irises differ")
+    achromatic_eyes_p: float = Field(0.0, ge=0.0, le=1.0, description="synthetic: share of faces with black, "
+                                                                      "grey or white irises; 0: none")
     download: DownloadConfig = Field(default_factory=DownloadConfig, description="the downloader of the urls and "
                                                                                  "booru sources")
 

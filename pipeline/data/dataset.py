@@ -44,37 +44,21 @@ def known_names(names: tuple[str, ...], known, kind: str) -> tuple[str, ...]:
 class CaptionConfig(Config):
     """How a face's caption becomes the training prompt (params `pretrain.captions`; text models only)."""
 
-    p_empty: float = Field(0.1, ge=0, le=1, description="probability of the empty prompt (classifier-free "
-                                                        "guidance on text); the reference is then left unaltered")
-    p_slot: float = Field(0.3, ge=0, le=1, description="each captioned slot is left unspecified with this "
-                                                       "probability (so any subset of slots can be said)")
-    p_named: float = Field(0.5, ge=0, le=1, description="an exact (hex) caption colour is given as its nearest "
-                                                        "colour word with this probability: words and codes both learnt")
-    p_mask: float = Field(0.3, ge=0, le=1, description="reference-region masking: blank one captioned region of "
-                                                       "the reference (label maps) and keep its text, so text "
-                                                       "learns to fill what the reference lacks")
-    p_recolour: float = Field(0.0, ge=0, le=1, description="reference-region recolouring: give another captioned "
-                                                           "region of the reference a random colour (shading kept) "
-                                                           "and keep its true text, so the prompt learns to win over "
-                                                           "the reference (counterfactual prompts, one iris of two)")
-    recolour_slots: tuple[str, ...] = Field(SLOTS, description="the slots p_recolour may recolour")
-    p_recolour_eyes: float = Field(0.0, ge=0, le=1, description="give both irises of the reference a random colour "
-                                                                "each (shading kept) and keep their true text: two "
-                                                                "eyes the prompt must win over at once, as when a "
-                                                                "prompt names heterochromia over another reference")
-    p_repaint: float = Field(0.0, ge=0, le=1, description="target-region repainting: paint each listed region of "
-                                                          "the target (label maps) in a random word of its part "
-                                                          "(eyes: Danbooru's eye colours; shading kept) and say it, "
-                                                          "the reference keeping its own: every word is painted, "
-                                                          "white and black eyes included, which the data never has, "
-                                                          "and two eye words over a one-colour reference are "
-                                                          "heterochromia in words")
-    repaint_slots: tuple[str, ...] = Field(("iris_left", "iris_right"), description="the slots p_repaint repaints")
-    altered_weight: float = Field(1.0, ge=1, le=100, description="per-pixel loss weight of the target regions whose "
-                                                                 "colour only the prompt gives (masked, recoloured "
-                                                                 "or repainted: the reference shows none or another; "
-                                                                 "label maps): an iris is ~25 px of 4,096, so its "
-                                                                 "word barely counts in the plain MSE; 1: uniform")
+    p_empty: float = Field(0.1, ge=0, le=1, description="probability of the empty prompt (guidance on text)")
+    p_slot: float = Field(0.3, ge=0, le=1, description="probability that a captioned slot is left unsaid")
+    p_named: float = Field(0.5, ge=0, le=1, description="probability that a hex caption "
+                                                        "colour is said as its nearest word")
+    p_mask: float = Field(0.3, ge=0, le=1, description="probability of blanking a captioned region of the reference")
+    p_recolour: float = Field(0.0, ge=0, le=1, description="probability of recolouring a "
+                                                           "captioned region of the reference")
+    recolour_slots: tuple[str, ...] = Field(SLOTS, description="slots to recolour")
+    p_recolour_eyes: float = Field(0.0, ge=0, le=1, description="probability of recolouring "
+                                                                "both irises of the reference")
+    p_repaint: float = Field(0.0, ge=0, le=1, description="probability of repainting the "
+                                                          "target's slots in a said random word")
+    repaint_slots: tuple[str, ...] = Field(("iris_left", "iris_right"), description="slots p_repaint repaints")
+    altered_weight: float = Field(1.0, ge=1, le=100, description="loss weight of regions whose colour "
+                                                                 "only the prompt gives; 1: uniform")
 
     @field_validator("recolour_slots", "repaint_slots")
     @classmethod
@@ -85,10 +69,8 @@ class CaptionConfig(Config):
 class RecolourConfig(Config):
     """Region colour augmentation (params `pretrain.recolour`; label maps only)."""
 
-    p: float = Field(0.0, ge=0, le=1, description="each listed region of a training face gets a random colour with "
-                                                  "this probability, in the target and its reference alike (shading "
-                                                  "kept): colours the data never pairs, and two irises that differ; "
-                                                  "0: off, as the paper")
+    p: float = Field(0.0, ge=0, le=1, description="probability a listed region gets a random "
+                                                  "colour in target and reference; 0: off")
     regions: tuple[str, ...] = Field(("hair", "iris_left", "iris_right", "clothes"),
                                      description="label-map regions recoloured (data/labels.py)")
 
@@ -203,15 +185,6 @@ def altered_weights(label: np.ndarray, slots, weight: float) -> np.ndarray:
     return np.where(np.isin(label, ids), np.float32(weight), np.float32(1.0)).astype(np.float32)
 
 
-def warp_source(maps: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """(2, H, W) float32: for each pixel of the warped image, the (x, y) in [0, 1] (pixel centres) of
-    the original's point it shows (`apply_warp` replicates the border: coordinates are clamped)."""
-    map_x, map_y = maps
-    height, width = map_x.shape
-    return np.stack([(np.clip(map_x, 0, width - 1) + 0.5) / width,
-                     (np.clip(map_y, 0, height - 1) + 0.5) / height]).astype(np.float32)
-
-
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W) or (H, W, C) -> float32 (C, H, W) in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(image)).float().div_(127.5).sub_(1.0)
@@ -231,7 +204,7 @@ class PairDataset(Dataset):
                  tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
                  limit: int | None = None, captions: CaptionConfig | None = None,
                  vocabulary: tuple[str, ...] | None = None, region_balance: float = 0.0,
-                 correspondence: bool = False, recolour: RecolourConfig | None = None, colour_regions: int = 0):
+                 recolour: RecolourConfig | None = None, colour_regions: int = 0):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -243,7 +216,6 @@ class PairDataset(Dataset):
             self.items = self.items.head(limit).reset_index(drop=True)
         self.tps, self.line_augment, self.with_labels, self.captions = tps, line_augment, with_labels, captions
         self.region_balance = region_balance  # > 0: items carry `weight` (region_weights of the sketch)
-        self.correspondence = correspondence  # items carry `reference_source` (warp_source of the distortion)
         self.recolour = recolour if recolour is not None and recolour.p > 0 else None  # region colour augmentation
         self.colour_regions = colour_regions  # > 0: label maps for data without any (drop_label_uses, colour_clusters)
         self.clustered = False  # the label outputs are colour clusters (ids 0..colour_regions-1)
@@ -298,8 +270,6 @@ class PairDataset(Dataset):
         if self.recolour is not None and label is not None:
             target, reference = recolour_pair(target, reference, label, reference_label, rng, self.recolour)
         out = {"sketch": to_tensor(sketch), "target": target}
-        if self.correspondence:
-            out["reference_source"] = torch.from_numpy(warp_source(maps))
         if self.region_balance > 0:
             out["weight"] = torch.from_numpy(region_weights(sketch, self.region_balance))[None]
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream

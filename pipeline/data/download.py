@@ -54,8 +54,8 @@ class DownloadConfig(Config):
     """The downloader of the `urls` and `booru` crawl sources (params `crawl.download`)."""
 
     workers: int = Field(4, ge=1, le=64, description="concurrent downloads")
-    rate_limit: float = Field(2.0, ge=0.0, description="requests per second per host (robots.txt Crawl-delay "
-                                                       "can lower it); 0: unlimited")
+    rate_limit: float = Field(2.0, ge=0.0, description="requests per second per host (robots.txt "
+                                                       "may lower it); 0: unlimited")
     timeout: float = Field(20.0, gt=0.0, description="seconds to connect, and between received bytes")
     deadline: float = Field(120.0, gt=0.0, description="seconds for one whole response (slow-drip servers)")
     retries: int = Field(3, ge=0, le=20, description="extra tries after a timeout, dropped connection, 429 or 5xx")

@@ -25,7 +25,7 @@ class XDoGConfig(Config):
     k: float = Field(3.5, gt=1.0, description="ratio of the two Gaussian sigmas")
     p: float = Field(10.0, ge=0.0, description="sharpening strength")
     eps: float = Field(0.01, description="threshold on the sharpened DoG")
-    phi: float = Field(1e9, gt=0.0, description="1e9 = hard threshold (official); ~50-200 gives soft lines")
+    phi: float = Field(1e9, gt=0.0, description="1e9: hard threshold (official); ~50-200: soft lines")
 
     def sample_sigma(self, rng: np.random.Generator) -> float:
         """One sigma from the list (the one place sigma is drawn)."""
@@ -40,7 +40,7 @@ class LineAugmentConfig(Config):
     """Training-time line-style augmentation of the sketches (params `pretrain.lines`); all off by default
     because the benchmark sketches are XDoG too."""
 
-    thicken_p: float = Field(0.0, ge=0, le=1, description="probability of thicker lines (erosion of the paper)")
+    thicken_p: float = Field(0.0, ge=0, le=1, description="probability of thicker lines (erosion)")
     thin_p: float = Field(0.0, ge=0, le=1, description="probability of thinner lines (dilation)")
     noise_std: float = Field(0.0, ge=0, le=64, description="Gaussian scan noise, as a fraction of 255")
     blur_p: float = Field(0.0, ge=0, le=1, description="probability of a soft (blurred) line edge")

@@ -42,29 +42,27 @@ HETEROCHROMIA_GRID = "_heterochromia"  # grids key suffix: the setting's heteroc
 class EvalConfig(Config):
     """The benchmark run (params `evaluate`)."""
 
-    sample_steps: int = Field(10, ge=1, le=1000, description="DDIM steps (trailing spacing from t = 999); 10 = the "
-                                                             "official count, half the CPU time of 20")
-    eta: float = Field(0.0, ge=0, le=1, description="0 = deterministic DDIM; 1 = official (ancestral-like)")
-    guidance: float = Field(1.0, ge=0, description="classifier-free guidance scale on the reference "
-                                                   "(1 = conditional only)")
+    sample_steps: int = Field(10, ge=1, le=1000, description="DDIM steps, trailing spacing "
+                                                             "from t = 999 (official: 10)")
+    eta: float = Field(0.0, ge=0, le=1, description="0: deterministic DDIM; 1: official (ancestral-like)")
+    guidance: float = Field(1.0, ge=0, description="classifier-free guidance scale on "
+                                                   "the reference (1: conditional only)")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="starting noise of test image i depends only on (seed, i)")
     limit: int | None = Field(None, ge=1, description="test pairs per setting (null: all)")
     batch_size: int = Field(32, ge=1, description="images per sampling / feature batch")
-    precision: Precision = Field("auto", description="bf16 autocast on CUDA and on CPUs with native bf16, else fp32 (auto) | fp32 | bf16")
-    inception_path: str | None = Field(None, description="clean-fid's Inception TorchScript file; null: clean-fid's "
-                                                         "own cache (FID is skipped, and says so, when absent)")
+    precision: Precision = Field("auto", description="auto (bf16 where native, else fp32) | fp32 | bf16")
+    inception_path: str | None = Field(None, description="clean-fid's Inception file; null: "
+                                                         "its cache (no FID when absent)")
     kid_subsets: int = Field(100, ge=1, description="KID subsets")
     iris_threshold: float = Field(15.0, gt=0, description="CIEDE2000 within which an output iris counts as the "
                                                           "reference's colour")
     region_erode: int = Field(1, ge=0, le=8, description="px removed from each region's edge before averaging its "
                                                          "colour")
-    text_limit: int = Field(64, ge=1, description="text models: test faces per text-benchmark setting "
-                                                  "(evaluation/text_bench.py)")
-    text_guidance: float = Field(TEXT_GUIDANCE, ge=0, description="text models: guidance scale on the prompt (1 = "
-                                                                  "conditional only; conditioning.guided), the "
-                                                                  "colorize default")
-    animeface: Literal["auto", "on", "off"] = Field("auto", description="hair/eye colours by animeface on real data "
-                                                                        "(auto: when there are no label maps)")
+    text_limit: int = Field(64, ge=1, description="text models: test faces per text-benchmark setting")
+    text_guidance: float = Field(TEXT_GUIDANCE, ge=0, description="text models: guidance scale on "
+                                                                  "the prompt (1: conditional only)")
+    animeface: Literal["auto", "on", "off"] = Field("auto", description="hair/eye colours by animeface (auto: "
+                                                                        "when there are no label maps)")
 
 
 def flat_fill(sketch: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -38,19 +38,12 @@ class DiffusionConfig(Config):
     beta_start: float = Field(1e-4, gt=0, lt=1, description="linear schedule only (paper: 1e-6)")
     beta_end: float = Field(0.02, gt=0, lt=1, description="linear schedule only (paper: 1e-2)")
     prediction: Literal["eps", "v"] = Field("v", description="what the network predicts")
-    min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-gamma loss weighting (Hang et al. 2023; "
-                                                                "5 is theirs); null: uniform, as the paper")
-    objective: Literal["diffusion", "regression"] = Field("diffusion", description="diffusion: denoising, "
-                                                          "sampled by DDIM; regression: the baseline that shows what "
-                                                          "diffusion buys: the same network and conditions with a zero "
-                                                          "noisy-image input at t = T - 1, its output the picture, "
-                                                          "trained by L1 and sampled in one forward pass (the DDIM "
-                                                          "steps, eta and the unrolled fine-tuning then collapse to "
-                                                          "that pass)")
-    region_balance: float = Field(0.0, ge=0, le=2, description="per-pixel loss weight (A / area of the pixel's "
-                                                               "region of the line drawing)^x, A = 1/16 of the "
-                                                               "picture, in [1, 8]: small closed regions (irises) "
-                                                               "count more; 0: uniform, as the paper")
+    min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-gamma loss weighting (Hang "
+                                                                "et al. 2023: 5); null: uniform")
+    objective: Literal["diffusion", "regression"] = Field(
+        "diffusion", description="diffusion (sampled by DDIM) | regression: a one-pass L1 baseline")
+    region_balance: float = Field(0.0, ge=0, le=2, description="loss weight (1/16 image / region "
+                                                               "area)^x, in [1, 8]; 0: uniform")
 
     @model_validator(mode="after")
     def _betas(self):

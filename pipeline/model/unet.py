@@ -29,10 +29,27 @@ from pipeline.model.text import TextEncoder
 SIZE_LATER = "image_size_later"  # validation context: skip the checks that need the real image_size
 
 
-class UNetConfig(Config):
-    """Constructor config (params `pretrain.unet`); stored in every checkpoint and model file so a
-    file alone rebuilds the network. Defaults: the small CPU profile (~1 M parameters, 0.8 s per
-    batch of 16 at 64 px on 2 cores); `paper()` is the official network."""
+class PromptAdapterConfig(Config):
+    """The prompt adapter's own layers (`text_attention: adapter`). Params `text`, where the `text`
+    stage sets them on the frozen model; part of `UNetConfig`, so a model file rebuilds them, but
+    not of `pretrain.unet`."""
+
+    prompt_attention: tuple[int, ...] = Field((), description="decoder sides with their own prompt attention "
+                                                              "(e.g. 64); []: none")
+    prompt_decoder: bool = Field(False, description="a trainable decoder copy that paints the said slots; false: none")
+    prompt_decoder_levels: int = Field(0, ge=0, le=6, description="finest decoder levels the copy covers; 0: all")
+
+    @model_validator(mode="after")
+    def _levels_need_the_copy(self):
+        if self.prompt_decoder_levels and not self.prompt_decoder:
+            raise ValueError("prompt_decoder_levels needs prompt_decoder")
+        return self
+
+
+class UNetConfig(PromptAdapterConfig):
+    """Constructor config (params `pretrain.unet`, less the adapter's layers: `PromptAdapterConfig`);
+    stored in every checkpoint and model file so a file alone rebuilds the network. Defaults: the
+    small CPU profile (~1 M parameters); `paper()` is the official network."""
 
     image_size: int = Field(64, ge=4, le=4096, description="square side in pixels (from base.image_size)")
     in_channels: int = Field(7, ge=1, description="x_t (3) + sketch (1) + reference (3)")
@@ -41,43 +58,18 @@ class UNetConfig(Config):
     channel_mults: tuple[int, ...] = Field((1, 2, 2), min_length=1, max_length=6,
                                            description="width multiplier per resolution level")
     res_blocks: int = Field(1, ge=1, le=4, description="residual blocks per level (the decoder has one more)")
-    attention_resolutions: tuple[int, ...] = Field((), description="extra self-attention at these feature-map "
-                                                                   "sides (the bottleneck always has it)")
+    attention_resolutions: tuple[int, ...] = Field((), description="extra self-attention at these feature-map sides")
     heads: int = Field(4, ge=1, description="attention heads")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout in the residual blocks")
     norm_groups: int = Field(8, ge=1, description="GroupNorm groups (paper: 32)")
-    reference_attention: tuple[int, ...] = Field((), description="feature-map sides whose blocks cross-attend to "
-                                                                 "reference tokens (model/reference.py); "
-                                                                 "[]: concatenation only, as the paper")
+    reference_attention: tuple[int, ...] = Field((), description="sides that cross-attend to the "
+                                                                 "reference; []: none (paper)")
     reference_tokens: int = Field(16, ge=1, description="side of the reference token grid (image_size / 2^k)")
-    text: bool = Field(False, description="colour-prompt slot tokens (model/text.py) join the reference tokens in "
-                                          "the cross-attention (needs reference_attention); false: reference only "
-                                          "(at 1,400 CPU steps the prompt path costs the empty-prompt model 0.6 dB and "
-                                          "5 CIEDE2000 on the irises: README, text + reference)")
+    text: bool = Field(False, description="colour-prompt tokens join the reference attention; false: none")
     text_attention: Literal["shared", "separate", "adapter"] = Field(
-        "shared", description="shared: the prompt's tokens join the reference tokens in one softmax; separate: their "
-                              "own keys, values and softmax, the readings added (decoupled, as IP-Adapter); "
-                              "adapter: separate, a value only for the said slots and no pooled nudge, so the "
-                              "empty prompt adds exactly nothing (the `text` stage trains it on a frozen "
-                              "reference-only model)")
-    prompt_attention: tuple[int, ...] = Field((), description="feature-map sides after whose decoder blocks the "
-                                                              "prompt adapter has its own cross-attention to the slot "
-                                                              "tokens (model/reference.py, PromptAttention; needs "
-                                                              "text_attention adapter): a word reaches the features "
-                                                              "there, e.g. full resolution, where the concatenated "
-                                                              "reference's colours come in; []: the adapter reads "
-                                                              "only inside the reference attention")
-    prompt_decoder: bool = Field(False, description="the prompt adapter's own trainable copy of the decoder "
-                                                    "(needs text_attention adapter): where the prompt says a slot, "
-                                                    "the copy's output replaces the frozen decoder's by the share of "
-                                                    "attention its finest reference-attention layers put on the said "
-                                                    "slots; the empty prompt never runs it (exact)")
-    prompt_decoder_levels: int = Field(0, ge=0, le=6, description="the finest decoder levels the copy covers "
-                                                                  "(prompt_decoder), e.g. 1: only the full-resolution "
-                                                                  "blocks, which read the frozen decoder's features and "
-                                                                  "attention share; 0: the whole decoder")
-    vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words, in embedding order (filled in "
-                                                        "from data/prompt.py when text is on; kept with the model)")
+        "shared", description="shared: one softmax with the reference | separate | adapter")
+    vocabulary: tuple[str, ...] = Field((), description="the prompt's colour words in embedding "
+                                                        "order (from data/prompt.py)")
 
     @model_validator(mode="before")
     @classmethod
@@ -100,8 +92,6 @@ class UNetConfig(Config):
             raise ValueError("prompt_attention is the prompt adapter's (text true, text_attention adapter)")
         if self.prompt_decoder and not (self.text and self.text_attention == "adapter"):
             raise ValueError("prompt_decoder is the prompt adapter's (text true, text_attention adapter)")
-        if self.prompt_decoder_levels and not self.prompt_decoder:
-            raise ValueError("prompt_decoder_levels needs prompt_decoder")
         if self.prompt_decoder_levels > levels:
             raise ValueError(f"prompt_decoder_levels {self.prompt_decoder_levels}: the decoder has {levels} levels")
         if (info.context or {}).get(SIZE_LATER):  # a params section: image_size comes from base, checked then

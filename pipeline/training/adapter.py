@@ -19,7 +19,7 @@ distrust it: it only teaches the words to win.
 
 A frozen network cannot paint what it never learnt (black, grey and white eyes). The option
 `prompt_decoder` gives the adapter its own trainable copy of the decoder, started from the
-frozen one (`UNetConfig.prompt_decoder`): where the prompt says a slot, the output moves to the
+frozen one (`PromptAdapterConfig.prompt_decoder`): where the prompt says a slot, the output moves to the
 copy's by the attention share on the said slots, and where nothing is said the copy never runs,
 so the equation above still holds (README, text + reference: measured, off by default).
 """
@@ -29,17 +29,17 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import nn
 
-from pipeline.config import Config
+from pipeline.config import Config, validate
 from pipeline.data.dataset import CaptionConfig
 from pipeline.data.labels import REGION_IDS
 from pipeline.data.prompt import SLOTS
 from pipeline.errors import AnimecolorError
 from pipeline.model.conditioning import ConditionDropout, conditioned
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
-from pipeline.model.unet import UNet, UNetConfig
+from pipeline.model.unet import PromptAdapterConfig, UNet, UNetConfig
 from pipeline.model.reference import recorded_attention
 from pipeline.training.correspondence import slot_attention_loss
 from pipeline.training.loop import Batch, LoopConfig, Objective, noised_batch
@@ -50,19 +50,16 @@ class AdapterCaptionConfig(CaptionConfig):
     """Training prompts of the adapter: no empty prompts (they train nothing: the adapter reads no
     unsaid slot), and recolouring on (the frozen base cannot learn to distrust the reference)."""
 
-    p_empty: float = Field(0.0, ge=0, le=1, description="probability of the empty prompt; 0: every sample trains "
-                                                        "the adapter (an empty prompt reads nothing)")
-    p_recolour: float = Field(0.3, ge=0, le=1, description="reference-region recolouring: give another captioned "
-                                                           "region of the reference a random colour (shading kept) "
-                                                           "and keep its true text, so the prompt learns to win over "
-                                                           "the reference (counterfactual prompts)")
+    p_empty: float = Field(0.0, ge=0, le=1, description="probability of the empty prompt; 0: every sample trains")
+    p_recolour: float = Field(0.3, ge=0, le=1, description="probability of recolouring a "
+                                                           "captioned region of the reference")
 
 
 class AdapterDropout(ConditionDropout):
     """Reference dropout while the adapter learns: prompts without any reference (text only)."""
 
-    p_uncond: float = Field(0.2, ge=0, le=1, description="probability of dropping the reference (the prompt then "
-                                                         "paints alone)")
+    p_uncond: float = Field(0.2, ge=0, le=1, description="probability of dropping the "
+                                                         "reference (the prompt paints alone)")
 
 
 class AdapterLoopConfig(LoopConfig):
@@ -77,36 +74,16 @@ class AdapterLoopConfig(LoopConfig):
 class AdapterAttentionConfig(Config):
     """Supervision of the adapter's attention by the label maps (synthetic data)."""
 
-    weight: float = Field(0.05, ge=0, description="weight of -log(attention on the query's own slot token) beside "
-                                                  "the denoising loss (model/reference.py, slot_attention_loss): "
-                                                  "each region finds its slot, said or not; 0: off")
+    weight: float = Field(0.05, ge=0, description="weight of -log(attention on the region's own slot); 0: off")
 
 
-class AdapterConfig(Config):
-    """Params `text`: the prompt adapter on the fine-tuned reference-only model."""
+class AdapterConfig(PromptAdapterConfig):
+    """Params `text`: the prompt adapter on the fine-tuned reference-only model (its layers:
+    `PromptAdapterConfig`, the network's own knobs)."""
 
-    adapter: bool = Field(True, description="train the prompt adapter; false: the fine-tuned model passes through "
-                                            "unchanged (reference only), as does a model pretrained with text "
-                                            "(pretrain.unet.text)")
-    prompt_attention: tuple[int, ...] = Field((), description="feature-map sides after whose decoder blocks the "
-                                                              "adapter adds its own attention to the slot tokens "
-                                                              "(PromptAttention: no reference there, e.g. 64, the "
-                                                              "full-resolution decoder, where the concatenated "
-                                                              "reference's colours come in); []: it reads only "
-                                                              "inside the reference attention")
-    prompt_decoder: bool = Field(False, description="the adapter's own trainable copy of the decoder, started "
-                                                    "from the frozen one (UNetConfig.prompt_decoder): where the "
-                                                    "prompt says a slot, the copy's output replaces the frozen "
-                                                    "decoder's by the attention share on the said slots, so a word "
-                                                    "can paint what the frozen network never learnt (black, grey and "
-                                                    "white eyes); the empty prompt never runs it, and stays the "
-                                                    "reference-only model exactly")
-    prompt_decoder_levels: int = Field(0, ge=0, le=6, description="the finest decoder levels the copy covers "
-                                                                  "(UNetConfig.prompt_decoder_levels): e.g. 1, only "
-                                                                  "the full-resolution blocks, a third of the copy's "
-                                                                  "cost; 0: the whole decoder")
-    decoder_lr: float = Field(3e-4, gt=0, le=1.0, description="peak learning rate of the decoder copy "
-                                                              "(prompt_decoder; the rest of the adapter: loop.lr)")
+    adapter: bool = Field(True, description="train the prompt adapter; false: pass the fine-tuned model through")
+    decoder_lr: float = Field(3e-4, gt=0, le=1.0, description="peak learning rate of the decoder "
+                                                              "copy (the rest: loop.lr)")
     captions: AdapterCaptionConfig = Field(default_factory=AdapterCaptionConfig, description="training prompts from "
                                                                                              "captions")
     condition_dropout: AdapterDropout = Field(default_factory=AdapterDropout, description="reference dropout")
@@ -128,12 +105,9 @@ def adapter_model(init: dict, prompt_attention: tuple[int, ...] = (), prompt_dec
     if not config.reference_attention:
         raise AnimecolorError("the prompt adapter reads through the reference attention: the model has none "
                               "(pretrain.unet.reference_attention [])")
-    try:
-        config = UNetConfig.from_dict({**config.to_dict(), "text": True, "text_attention": "adapter",
-                                       "prompt_attention": tuple(prompt_attention), "prompt_decoder": prompt_decoder,
-                                       "prompt_decoder_levels": prompt_decoder_levels, "vocabulary": ()})
-    except ValidationError as error:
-        raise AnimecolorError(f"text.{error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    config = validate(UNetConfig, {**config.to_dict(), "text": True, "text_attention": "adapter", "vocabulary": (),
+                                   "prompt_attention": tuple(prompt_attention), "prompt_decoder": prompt_decoder,
+                                   "prompt_decoder_levels": prompt_decoder_levels}, "text")
     model = UNet(config)
     missing, unexpected = model.load_state_dict(init["ema"], strict=False)
     new = {name for name, _ in model.named_parameters() if is_adapter_parameter(name)}

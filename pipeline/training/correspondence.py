@@ -1,16 +1,12 @@
 """Supervision of the reference attention: losses on the attention recorded by `recorded_attention`.
 
-In training the reference is the target under a known distortion, so for every denoiser position
-it is known which reference tokens show the same point of the picture (`correspondence_loss`,
-target "point"), or, on labelled data, which tokens belong to the query's own region
-(`region_correspondence_loss`, target "region"):
+In training the reference is the target under a known distortion, so on labelled data it is known
+which reference tokens belong to each denoiser position's own region (`region_correspondence_loss`):
 
-    point:  KL( softmax_k(-|pos(query) - src_k|^2 / 2 sigma^2)  ||  mean over heads of the attention on the grid )
-    region: mean over regions r of  mean over the queries q of r of  -log sum_k a_qk share_k(r)
+    mean over regions r of  mean over the queries q of r of  -log sum_k a_qk share_k(r)
 
-src_k is the point of the target shown by reference token k (from the warp maps); share_k(r) the
-fraction of token k's patch labelled r. Both supervise where to look, not what to take: the
-colours are still learnt from the denoising loss alone. `slot_attention_loss` supervises the
+share_k(r) is the fraction of token k's patch labelled r. It supervises where to look, not what to
+take: the colours are still learnt from the denoising loss alone. `slot_attention_loss` supervises the
 prompt adapter's softmax over the slot tokens the same way. Off by default
 (`CorrespondenceConfig.weight` 0); design notes and measurements: docs/design.md.
 """
@@ -27,46 +23,15 @@ from pipeline.config import Config
 
 
 class CorrespondenceConfig(Config):
-    """Supervision of the reference attention by the known distortion (params `pretrain.correspondence`;
+    """Supervision of the reference attention by the label maps (params `pretrain.correspondence`;
     see the module notes)."""
 
-    weight: float = Field(0.0, ge=0, description="weight of the attention's supervision (see target) beside the "
-                                                 "denoising loss; 0: off, as the paper (needs "
-                                                 "unet.reference_attention)")
-    sigma: float = Field(1.0, gt=0, description="width of the true correspondence, in reference tokens")
-    target: Literal["point", "region"] = Field(
-        "point", description="point: the tokens showing the same point of the picture (the warp); region: any token "
-                             "of the same labelled region (label maps: synthetic data), each region weighing alike")
-    heads: Literal["all", "one"] = Field("all", description="all: the head mean is supervised; one: the first head "
-                                                             "only, the others stay free")
-    colour_regions: int = Field(0, ge=0, le=64, description="target region on data without label maps (real "
-                                                            "images): each target's k colour clusters (k-means in "
-                                                            "CIELAB), warped with its reference, stand in for the "
-                                                            "regions; 0: the supervision is off there")
+    weight: float = Field(0.0, ge=0, description="weight of the attention supervision; 0: off (paper)")
+    heads: Literal["all", "one"] = Field("all", description="all: the head mean is supervised; one: the first head")
+    colour_regions: int = Field(0, ge=0, le=64, description="no label maps: k colour clusters stand in for the "
+                                                            "regions; 0: off")
 
-
-
-def correspondence_loss(records: list, source: torch.Tensor, keep: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Mean KL divergence of the recorded attention from the warp's correspondence (module notes).
-
-    source (B, 2, H, W): for each reference pixel, the (x, y) in [0, 1] of the target point it
-    shows; keep (B,) bool: samples that had a reference. Returns a scalar (0 if nothing to supervise)."""
-    total = source.new_zeros((), dtype=torch.float32)
-    targets: dict = {}  # the layers at one feature-map side share their target
-    for log_attention, pos, token_side in records:
-        key = (pos.shape[0], token_side)
-        if key not in targets:
-            src = F.adaptive_avg_pool2d(source.float(), token_side).flatten(2).transpose(1, 2)  # (B, N, 2)
-            width = sigma / token_side
-            d2 = ((pos[None, :, None] - src[:, None]) ** 2).sum(-1)                          # (B, M, N)
-            target = torch.softmax(-d2 / (2 * width ** 2), -1)
-            shown = (d2.amin(-1) < (2 * width) ** 2) & keep[:, None]
-            targets[key] = (target, (target * target.clamp_min(1e-12).log()).sum(-1), shown)
-        target, neg_entropy, shown = targets[key]
-        log_attention = log_attention[..., :token_side ** 2].log_softmax(-1)  # the grid's share, renormalised
-        kl = neg_entropy - (target * log_attention).sum(-1)                                  # (B, M)
-        total = total + (kl * shown).sum() / shown.sum().clamp_min(1)
-    return total / max(len(records), 1)
+    removed = {"target": "the supervision is by the label maps' regions", "sigma": "it was the removed target point's"}
 
 
 def region_correspondence_loss(records: list, label: torch.Tensor, reference_label: torch.Tensor, keep: torch.Tensor,

@@ -39,9 +39,8 @@ class FinetuneLoopConfig(LoopConfig):
     """The loop of the fine-tuning phase (params `finetune.loop`): the paper's batch 4 and a small lr."""
 
     train_steps: int = Field(64, ge=1, description="optimizer steps (when epochs is null)")
-    epochs: float | None = Field(1.0, ge=0, description="epochs over finetune.subset images; 0: pass the "
-                                                        "pretrained model through (the ablation's control; "
-                                                        "official code: 10)")
+    epochs: float | None = Field(1.0, ge=0, description="epochs over the subset; 0: pass "
+                                                        "the pretrained model through")
     batch_size: int = Field(4, ge=1, description="images per step and process (paper: 4)")
     lr: float = Field(2e-5, gt=0, le=1.0, description="learning rate")
     warmup_steps: int = Field(0, ge=0, description="linear LR warm-up")
@@ -54,8 +53,8 @@ class ReconstructionConfig(Config):
 
     unroll_steps: int = Field(10, ge=1, le=100, description="DDIM steps run with gradients (paper: 10)")
     start: Literal["reference", "target", "noise"] = Field("reference", description="what is forward-noised to "
-                                                                                    "t_start (paper era: reference)")
-    t_start: int = Field(999, ge=1, description="timestep the unrolled sampler starts from (paper era: ~900-999)")
+                                                                                    "t_start (paper: reference)")
+    t_start: int = Field(999, ge=1, description="timestep the unrolled sampler starts from (paper: ~900-999)")
     guidance: float = Field(1.0, ge=0, description="guidance scale used while unrolling")
     eta: float = Field(0.0, ge=0, le=1, description="DDIM eta while unrolling")
     grad_checkpoint: bool = Field(True, description="recompute each step in backward: memory of one step, not all")
@@ -63,26 +62,15 @@ class ReconstructionConfig(Config):
     l1_weight: float = Field(0.0, ge=0, description="L1 term")
     ms_ssim_weight: float = Field(0.0, ge=0, description="1 - MS-SSIM term")
     lpips_weight: float = Field(0.0, ge=0, description="LPIPS-VGG term")
-    eps_weight: float = Field(0.0, ge=0, description="ordinary denoising loss on a fresh (t, eps): a regulariser "
-                                                     "against the FID damage")
+    eps_weight: float = Field(0.0, ge=0, description="plain denoising loss on a fresh "
+                                                     "(t, eps), a regulariser; 0: off")
     p_uncond: float = Field(0.1, ge=0, le=1, description="condition dropout inside the eps term")
-    p_text: float = Field(0.5, ge=0, le=1, description="text models: share of samples unrolled with the empty "
-                                                       "prompt (the rest with their caption), so both modes are tuned")
-    colour_weight: float = Field(0.0, ge=0, description="region colour term: CIELAB distance / 100 between the mean "
-                                                        "colour of each labelled region of the output and of the "
-                                                        "same region of its reference, regions weighing alike (label "
-                                                        "maps: synthetic data); 0: off, as the paper")
-    swd_weight: float = Field(0.0, ge=0, description="colour-distribution term without label maps: sliced "
-                                                     "Wasserstein distance / 100 between the CIELAB colours of the "
-                                                     "output's pixels and the truth's (colour_distribution_loss), "
-                                                     "blind to where each colour sits; a sample unrolled with "
-                                                     "another face's reference (p_random) is scored against that "
-                                                     "reference's colours; 0: off, as the paper")
-    p_random: float = Field(0.0, ge=0, le=1, description="share of samples unrolled with another training face's "
-                                                         "reference (the random-reference setting, which has no ground "
-                                                         "truth): scored by the colour terms alone (colour_weight: "
-                                                         "per region, label maps; swd_weight: the whole picture's "
-                                                         "colours, any data)")
+    p_text: float = Field(0.5, ge=0, le=1, description="text models: share of samples unrolled with the empty prompt")
+    colour_weight: float = Field(0.0, ge=0, description="CIELAB distance / 100 of region mean "
+                                                        "colours to the reference's; 0: off")
+    swd_weight: float = Field(0.0, ge=0, description="sliced Wasserstein distance / 100 of CIELAB colours; 0: off")
+    p_random: float = Field(0.0, ge=0, le=1, description="share unrolled with another face's "
+                                                         "reference (colour terms only)")
 
     @model_validator(mode="after")
     def _some_loss(self):

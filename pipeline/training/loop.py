@@ -39,7 +39,7 @@ from pipeline.model.diffusion import Diffusion
 from pipeline.model.reference import recorded_attention
 from pipeline.model.unet import UNet, count_parameters
 from pipeline.rng import step_seed
-from pipeline.training.correspondence import CorrespondenceConfig, correspondence_loss, region_correspondence_loss
+from pipeline.training.correspondence import CorrespondenceConfig, region_correspondence_loss
 from pipeline.training.distributed import Dist
 
 Batch = dict[str, torch.Tensor]
@@ -50,26 +50,22 @@ class LoopConfig(Config):
     """The optimisation loop (params `pretrain.loop`; `finetune.loop` has its own defaults)."""
 
     train_steps: int = Field(700, ge=1, description="optimizer steps (when epochs is null)")
-    epochs: float | None = Field(None, gt=0, description="when set, train ceil(epochs * images / batch_size) steps "
-                                                         "instead (the paper: 300)")
+    epochs: float | None = Field(None, gt=0, description="when set: ceil(epochs * images / "
+                                                         "batch_size) steps (paper: 300)")
     batch_size: int = Field(16, ge=1, description="images per step and process")
-    lr: float = Field(5e-4, gt=0, le=1.0, description="peak learning rate (5e-4 beat 2e-4 and 1e-3 at 700 steps "
-                                                      "in the H100 sweep)")
+    lr: float = Field(5e-4, gt=0, le=1.0, description="peak learning rate")
     optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam | adamw")
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (adamw)")
     warmup_steps: int = Field(50, ge=0, description="linear LR warm-up")
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="after warm-up")
     grad_clip: float = Field(1.0, ge=0, description="max global gradient norm; 0: off")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights (used for sampling and evaluation)")
-    ema_warmup: bool = Field(True, description="decay min(ema_decay, (1+n)/(10+n)): the EMA is usable from the "
-                                               "first steps")
-    precision: Precision = Field("auto", description="bf16 autocast on CUDA and on CPUs with native bf16, else fp32 (auto) | fp32 | bf16")
+    ema_warmup: bool = Field(True, description="EMA decay min(ema_decay, (1+n)/(10+n)): usable from the first steps")
+    precision: Precision = Field("auto", description="auto (bf16 where native, else fp32) | fp32 | bf16")
     channels_last: bool = Field(False, description="NHWC memory format")
-    compile: Compile = Field("auto", description="torch.compile the network: on CUDA only (auto; the first step "
-                                                 "then takes minutes, timed apart from images/s) | true | false")
+    compile: Compile = Field("auto", description="torch.compile the network: auto (CUDA only) | true | false")
     compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = Field(
-        "default", description="torch.compile mode: default | max-autotune-no-cudagraphs (longer build, "
-                               "autotuned convolutions)")
+        "default", description="torch.compile mode: default | max-autotune-no-cudagraphs")
     checkpoint_every: int = Field(100, ge=1, description="optimizer steps between resume checkpoints")
     log_every: int = Field(10, ge=1, description="optimizer steps between dvclive log points")
     num_workers: int = Field(1, ge=0, le=64, description="DataLoader worker processes")
@@ -149,7 +145,7 @@ class RunBatches(Sampler):
             epoch, skip = epoch + 1, 0
 
 
-# correspondence target "region": the regions whose colour the reference supplies (the benchmark's and the background)
+# the supervised correspondence: the regions whose colour the reference supplies (the benchmark's and the background)
 SUPERVISED_REGIONS = (REGION_IDS["background"], *COLOUR_REGIONS.values())
 
 
@@ -176,29 +172,24 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
                         clustered: bool = False) -> Objective:
     """Pretraining: uniform t, Gaussian eps, condition dropout for classifier-free guidance (the
     reference, the sketch and, when the batch has an encoded prompt, the prompt). With a
-    correspondence weight, the reference attention is also supervised: by the warp for batches
-    that carry `reference_source` (target "point", `training.correspondence.correspondence_loss`), by
-    the label maps for batches that carry `label` and `reference_label` (target "region",
-    `region_correspondence_loss`; a prompt's slot tokens, where they share the reference's
-    softmax, count as their slot's region). `clustered`: the label maps are colour clusters
-    (`PairDataset.drop_label_uses`), every one of them supervised, and no slot names one."""
+    correspondence weight, the reference attention is also supervised by the label maps of
+    batches that carry `label` and `reference_label` (`region_correspondence_loss`; a prompt's slot
+    tokens, where they share the reference's softmax, count as their slot's region). `clustered`:
+    the label maps are colour clusters (`PairDataset.drop_label_uses`), every one of them
+    supervised, and no slot names one."""
     regions = tuple(range(correspondence.colour_regions)) if clustered else SUPERVISED_REGIONS
 
     def objective(model: nn.Module, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         x0, t, eps, sketch, reference = noised_batch(diffusion, batch, dropout, generator)
         text = batch.get("text")  # an encoded prompt (text models), already dropped at p_empty by the dataset
-        needs = ("reference_source",) if correspondence.target == "point" else ("label", "reference_label")
-        supervise = correspondence.weight > 0 and all(key in batch for key in needs)
+        supervise = correspondence.weight > 0 and "label" in batch and "reference_label" in batch
         with recorded_attention(model, correspondence.heads) if supervise else nullcontext() as records:
             loss = diffusion.loss(conditioned(model, sketch, reference, text), x0, t, eps, batch.get("weight"))
         if not supervise:
             return loss, {}
         keep = reference.flatten(1).abs().amax(1) > 0  # a dropped reference is the null (all-zero) one
-        if correspondence.target == "point":
-            aux = correspondence_loss(records, batch["reference_source"], keep, correspondence.sigma)
-        else:
-            aux = region_correspondence_loss(records, batch["label"], batch["reference_label"], keep, regions,
-                                             None if text is None or clustered else said_regions(text))
+        aux = region_correspondence_loss(records, batch["label"], batch["reference_label"], keep, regions,
+                                         None if text is None or clustered else said_regions(text))
         return loss + correspondence.weight * aux, {"loss_correspondence": aux.detach()}
 
     return objective
