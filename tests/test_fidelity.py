@@ -136,8 +136,14 @@ def test_bf16_autocast_runs_the_network_in_bf16_on_cpu():
 def test_training_reports_the_precision_it_ran_in():
     from tests.test_speed_paths import _trainer
 
-    for precision in ("fp32", "bf16"):
-        result = _trainer(precision=precision).run()
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        trainer = _trainer(precision=precision)
+        ran = set()  # the dtype the network's first convolution computed in, at every training forward
+        first_conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+        hook = first_conv.register_forward_hook(lambda module, args, out: ran.add(out.dtype))
+        result = trainer.run()
+        hook.remove()
+        assert ran == {dtype}, f"{precision}: the network ran in {ran}"
         assert result["precision"] == precision and len(result["losses"]) == 3
 
 
