@@ -26,11 +26,12 @@ from pipeline.data.benchmark import SETTINGS, load_benchmark
 from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_png
 from pipeline.data.labels import COLOUR_REGIONS
-from pipeline.data.prompt import TEXT_GUIDANCE, lab_of, parse_prompt
+from pipeline.data.prompt import lab_of, parse_prompt
 from pipeline.device import Precision, autocast, resolve_precision
 from pipeline.evaluation import metrics as M
 from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
                                           vgg_feature_extractor)
+from pipeline.model.defaults import SAMPLING
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
 from pipeline.model.perceptual import VGGLPIPS
@@ -59,7 +60,7 @@ class EvalConfig(Config):
     region_erode: int = Field(1, ge=0, le=8, description="px removed from each region's edge before averaging its "
                                                          "colour")
     text_limit: int = Field(64, ge=1, description="text models: test faces per text-benchmark setting")
-    text_guidance: float = Field(TEXT_GUIDANCE, ge=0, description="text models: guidance scale on "
+    text_guidance: float = Field(SAMPLING.text_guidance, ge=0, description="text models: guidance scale on "
                                                                   "the prompt (1: conditional only)")
     animeface: Literal["auto", "on", "off"] = Field("auto", description="hair/eye colours by animeface (auto: "
                                                                         "when there are no label maps)")

@@ -7,7 +7,7 @@ Notation (Ho et al. 2020; Salimans & Ho 2022 for v):
     x0, x_t, eps      clean image, noisy image, unit Gaussian noise, all (B, 3, H, W) in about [-1, 1]
     v                 sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0  (v-prediction target)
 
-`objective: regression` is the baseline that shows what diffusion buys (issue 14): the same
+`objective: regression` is the baseline that shows what diffusion buys: the same
 network and conditions, but its noisy-image input is all zeros at t = T - 1, its output is the
 picture itself, trained by L1, and sampling is that one forward pass (`sampler.ddim_sample`).
 

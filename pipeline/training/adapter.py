@@ -1,10 +1,8 @@
 """The prompt adapter: the text path trained on a frozen reference-only model (stage `text`).
 
 A network trained on prompts and references together reads the reference less well when no
-prompt is given (README, text + reference: irises 11-14 CIEDE2000 against 10.5, heterochromia
-0.14-0.52 against 0.67): most of its training samples carry a prompt that states the colours,
-and with recolouring the reference is sometimes wrong. The adapter keeps the two apart, as
-IP-Adapter does for image prompts. The reference-only model is trained and fine-tuned first;
+prompt is given (docs/design.md); the adapter keeps the two apart, as IP-Adapter does for image
+prompts. The reference-only model is trained and fine-tuned first;
 then its weights are frozen and only the text path learns: the slot tokens (`model/text.py`),
 and in every reference cross-attention their own keys and values and the gate that lets a said
 slot turn the reference's reading down (`text_attention: adapter`, `model/reference.py`); where
@@ -21,7 +19,7 @@ A frozen network cannot paint what it never learnt (black, grey and white eyes).
 `prompt_decoder` gives the adapter its own trainable copy of the decoder, started from the
 frozen one (`PromptAdapterConfig.prompt_decoder`): where the prompt says a slot, the output moves to the
 copy's by the attention share on the said slots, and where nothing is said the copy never runs,
-so the equation above still holds (README, text + reference: measured, off by default).
+so the equation above still holds (off by default).
 """
 
 from __future__ import annotations
