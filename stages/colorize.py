@@ -11,11 +11,10 @@ import typer
 from rich.markup import escape
 
 from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
-from pipeline.data.prompt import TEXT_GUIDANCE
 from pipeline.errors import AnimecolorError
+from pipeline.model.defaults import DEFAULT_MODEL, SAMPLING
 from stages.common import console, progress_bar, user_errors
 
-DEFAULT_MODEL = Path("models/animecolor.safetensors")
 MAX_GUIDANCE = 50.0  # far past any useful scale; inf or nan would only paint garbage
 
 
@@ -93,10 +92,11 @@ def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Pat
 
 
 def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | None = None,
-                   model: Path = DEFAULT_MODEL, out: Path | None = None, steps: int = 20, guidance: float = 1.0,
-                   seed: int = 0, eta: float = 0.0, mode: str = "auto", auto_levels: bool = False,
-                   binarize: bool = False, keep_lines: bool = True, skip_existing: bool = False,
-                   device: str = "auto", prompt: str = "", text_guidance: float = TEXT_GUIDANCE) -> dict:
+                   model: Path = DEFAULT_MODEL, out: Path | None = None, steps: int = SAMPLING.sample_steps,
+                   guidance: float = SAMPLING.guidance, seed: int = SAMPLING.seed, eta: float = SAMPLING.eta,
+                   mode: str = "auto", auto_levels: bool = False, binarize: bool = False, keep_lines: bool = True,
+                   skip_existing: bool = False, device: str = "auto", prompt: str = "",
+                   text_guidance: float = SAMPLING.text_guidance) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
@@ -172,11 +172,12 @@ def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder 
              model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safetensors, see `export`)."),
              out: Path = typer.Option(None, "--out", "-o", help="Output PNG (a folder in batch mode). An existing "
                                                                 "file is overwritten."),
-             steps: int = typer.Option(20, min=1, max=1000, help="DDIM steps."),
-             guidance: float = typer.Option(1.0, min=0.0, max=MAX_GUIDANCE,
+             steps: int = typer.Option(SAMPLING.sample_steps, min=1, max=1000, help="DDIM steps."),
+             guidance: float = typer.Option(SAMPLING.guidance, min=0.0, max=MAX_GUIDANCE,
                                             help="Classifier-free guidance scale on the reference."),
-             seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Random seed (same seed, same picture)."),
-             eta: float = typer.Option(0.0, min=0.0, max=1.0, help="DDIM eta (0 = deterministic)."),
+             seed: int = typer.Option(SAMPLING.seed, min=0, max=2**32 - 1,
+                                      help="Random seed (same seed, same picture)."),
+             eta: float = typer.Option(SAMPLING.eta, min=0.0, max=1.0, help="DDIM eta (0 = deterministic)."),
              mode: str = typer.Option("auto", help="auto | lines | xdog: how to read the drawing."),
              auto_levels: bool = typer.Option(False, help="Stretch a scan's levels to black and white."),
              binarize: bool = typer.Option(False, help="Threshold the drawing to pure lines (Otsu)."),
@@ -186,7 +187,7 @@ def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder 
              prompt: str = typer.Option("", "--prompt", "-p", help="Colours in words for what the reference lacks "
                                                                    "or to override it, e.g. \"pink hair, left eye red, "
                                                                    "right eye #3060ff\" (text models)."),
-             text_guidance: float = typer.Option(TEXT_GUIDANCE, min=0.0, max=MAX_GUIDANCE,
+             text_guidance: float = typer.Option(SAMPLING.text_guidance, min=0.0, max=MAX_GUIDANCE,
                                                  help="Guidance scale on the prompt (1: plain; higher follows the "
                                                       "words more, over the reference too).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs

@@ -35,11 +35,6 @@ from skimage.color import rgb2lab
 
 from pipeline.errors import AnimecolorError
 
-TEXT_GUIDANCE = 1.0  # default guidance scale on the prompt (s_text, conditioning.guided): 1 is the conditional
-# model (one forward per step, no guidance pass). With the adapter trained on loss-weighted prompt regions
-# (text.captions.altered_weight 40) it beats 1.5 (64 faces: heterochromia in words 0.77; at 1.5 an unweighted
-# adapter's best, 0.55), with masked eyes 2.4x / 2.9x and bleeding 1.2 (README, "Text + reference")
-
 SLOTS = ("hair", "iris_left", "iris_right", "skin", "clothes", "background")
 SLOT_NAMES = {"hair": "hair", "iris_left": "left eye", "iris_right": "right eye", "skin": "skin",
               "clothes": "clothes", "background": "background"}
