@@ -66,13 +66,17 @@ def _distinct_names(jobs: list[tuple[Path, Path, str, str]]) -> list[tuple[Path,
     return out
 
 
-def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Path | None,
+def _jobs(sketch: Path | None, reference: Path | None, pairs_csv: Path | None, out: Path | None,
           prompt: str = "") -> list[tuple[Path, Path | None, Path]]:
     """(sketch, reference, output) for one file, a folder with one reference, or a CSV sketch,reference.
     The reference may be None when a prompt is given.
 
     In batch mode every output gets its own name: `a.png` and `a.jpg` in one folder become
     `a_png.png` and `a_jpg.png`; a drawing listed twice in a CSV is named after each reference."""
+    if pairs_csv is not None and sketch is not None:
+        raise AnimecolorError(f"{sketch}: --pairs lists the drawings; give no drawing argument with it")
+    if pairs_csv is None and sketch is None:
+        raise AnimecolorError("give a line drawing (or a folder of them), or --pairs CSV with sketch,reference columns")
     if pairs_csv is not None:
         table = _read_pairs_csv(pairs_csv)
         base, out_dir = pairs_csv.parent, out or Path("colored")
@@ -91,7 +95,7 @@ def _jobs(sketch: Path, reference: Path | None, pairs_csv: Path | None, out: Pat
     return [(sketch, reference, out or sketch.with_name(f"{sketch.stem}_colored.png"))]
 
 
-def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | None = None,
+def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Path | None = None,
                    model: Path = DEFAULT_MODEL, out: Path | None = None, steps: int = SAMPLING.sample_steps,
                    guidance: float = SAMPLING.guidance, seed: int = SAMPLING.seed, eta: float = SAMPLING.eta,
                    mode: str = "auto", auto_levels: bool = False, binarize: bool = False, keep_lines: bool = True,
@@ -165,7 +169,7 @@ def colorize_files(sketch: Path, reference: Path | None = None, pairs: Path | No
 
 
 @user_errors
-def colorize(sketch: Path = typer.Argument(..., help="Line drawing, or a folder of them."),
+def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder of them (none with --pairs)."),
              reference: Path = typer.Option(None, "--reference", "-r", help="Colour reference of the character "
                                                                             "(optional with --prompt)."),
              pairs: Path = typer.Option(None, help="CSV with columns sketch,reference (batch mode)."),

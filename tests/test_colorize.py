@@ -103,9 +103,14 @@ def test_batch_mode_continues_past_a_corrupt_file(model_file, drawing, tmp_path)
     assert (out / "old.png").read_bytes() == b"kept"
     csv = tmp_path / "pairs.csv"
     csv.write_text(f"sketch,reference\nsketches/a.png,{drawing / 'reference.png'}\n")
-    result = runner.invoke(app, ["colorize", str(folder), "--pairs", str(csv), "--model", str(model_file),
+    result = runner.invoke(app, ["colorize", "--pairs", str(csv), "--model", str(model_file),
                                  "-o", str(tmp_path / "from-csv"), "--steps", "1"])
     assert result.exit_code == 0 and (tmp_path / "from-csv" / "a.png").is_file()
+    # a drawing argument beside --pairs would be ignored: refused instead, nothing written
+    result = runner.invoke(app, ["colorize", str(folder), "--pairs", str(csv), "--model", str(model_file),
+                                 "-o", str(tmp_path / "both"), "--steps", "1"])
+    assert result.exit_code == 2 and "give no drawing argument" in result.output
+    assert not (tmp_path / "both").exists()
 
 
 def test_errors_are_one_clear_line(model_file, drawing, tmp_path, tiny_pretrained, monkeypatch):
