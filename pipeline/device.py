@@ -35,6 +35,30 @@ def cpu_has_bf16() -> bool:
     return any(check is not None and check() for check in checks)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else the platform's), e.g. "AMD EPYC 7B13"."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_description(device: torch.device | None = None) -> str:
+    """One line naming what a timing ran on: the GPU, or the CPU model, its vector capability as
+    PyTorch sees it, native bf16 and the compute threads. Every reported speed carries it."""
+    if device is not None and device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    capability = torch.backends.cpu.get_cpu_capability()
+    bf16 = "native bf16" if cpu_has_bf16() else "no native bf16"
+    return f"{cpu_model()}, {capability}, {bf16}, {torch.get_num_threads()} threads"
+
+
 def resolve_precision(device: torch.device, precision: Precision) -> Literal["fp32", "bf16"]:
     """"auto" -> bf16 on CUDA and on CPUs with native bf16 (`cpu_has_bf16`), fp32 elsewhere."""
     if precision == "auto":

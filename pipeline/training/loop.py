@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from pipeline.config import Config
 from pipeline.data.labels import COLOUR_REGIONS, REGION_IDS
 from pipeline.data.prompt import SLOTS
-from pipeline.device import Compile, Precision, autocast, compiled, compiles, configure_numerics, resolve_precision
+from pipeline.device import (Compile, Precision, autocast, compiled, compiles, configure_numerics,
+                             machine_description, resolve_precision)
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
@@ -375,7 +376,8 @@ class Trainer:
         return {"steps": self.step, "losses": list(losses), "seconds": hist["seconds"], "images_per_s": rate,
                 "peak_memory_mb": hist.get("peak_memory_mb", peak_memory_mb(self.device)),
                 "warmup_seconds": hist.get("warmup_seconds", 0.0), "compiled": self.compiled,
-                "precision": resolve_precision(self.device, self.cfg.precision)}
+                "precision": resolve_precision(self.device, self.cfg.precision),
+                "machine": machine_description(self.device)}
 
 
 def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
@@ -391,4 +393,5 @@ def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
         "warmup_seconds": round(result["warmup_seconds"], 1),
         "compiled": result["compiled"],
         "precision": result["precision"],
+        "machine": result["machine"],
     }

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train import sample_latency, train_rate  # noqa: E402
 
-from pipeline.device import cpu_has_bf16  # noqa: E402
+from pipeline.device import machine_description  # noqa: E402
 from pipeline.model import attention  # noqa: E402
 from pipeline.model.unet import UNetConfig  # noqa: E402
 
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=4, help="timed training steps per variant")
     args = ap.parse_args()
     cpu = torch.device("cpu")
-    print(f"cpu, torch {torch.__version__}, threads {torch.get_num_threads()}, native bf16: {cpu_has_bf16()}")
+    print(f"{machine_description()}; torch {torch.__version__}")
     base = dict(image_size=64, channels=32, channel_mults=(1, 2, 2), res_blocks=1, norm_groups=8, text=True)
     nets = {"attention at 16 px (620-step default before)": UNetConfig(**base, reference_attention=(16,)),
             "attention at 32 + 16 px (the new default)": UNetConfig(**base, reference_attention=(32, 16))}
