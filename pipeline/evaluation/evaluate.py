@@ -27,7 +27,7 @@ from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_png
 from pipeline.data.labels import COLOUR_REGIONS
 from pipeline.data.prompt import lab_of, parse_prompt
-from pipeline.device import Precision, autocast, resolve_precision
+from pipeline.device import Precision, autocast, machine_description, resolve_precision
 from pipeline.evaluation import metrics as M
 from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
                                           vgg_feature_extractor)
@@ -127,7 +127,8 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
                                 "fd_vgg16": "Frechet distance on 512-d pooled VGG16 relu5_3 features "
                                             "(LPIPS trunk), images at native size; not comparable to FID",
                                 "precision": f"sampling in {resolve_precision(device, cfg.precision)} "
-                                             f"(evaluate.precision {cfg.precision})"}}
+                                             f"(evaluate.precision {cfg.precision})",
+                                "machine": f"seconds_per_image on {machine_description(device)}"}}
     rows, grids = [], {}
     for setting in SETTINGS:
         table, data = load_benchmark(faces_dir, pairs_dir, setting, cfg.limit, with_labels=True)
