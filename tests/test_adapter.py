@@ -17,20 +17,14 @@ from pipeline.model.conditioning import model_input
 from pipeline.model.diffusion import DiffusionConfig
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.training.adapter import adapter_model, is_adapter_parameter
-from stages.pretrain import pretrain
 from stages.text import text
-from tests.conftest import stage_paths
+from tests.helpers import JOINT_TEXT, stage_paths, tiny_pretrain
 
 
 @pytest.fixture(scope="module")
-def plain_pretrained(tiny_pretrained, tiny_data, tmp_path_factory):
-    """The tiny pretrain run without the prompt path (the shipped default network's kind)."""
-    root = tmp_path_factory.mktemp("plain")
-    params = yaml.safe_load((tiny_pretrained / "params.yaml").read_text())
-    params["pretrain"]["unet"]["text"] = False
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    pretrain(root / "params.yaml", *tiny_data, **stage_paths(root, "pretrain"))
-    return root
+def joint_pretrained(tiny_data, tmp_path_factory):
+    """The tiny pretrain run of the joint-text network (`pretrain.unet.text: true`), which needs no adapter."""
+    return tiny_pretrain(tmp_path_factory.mktemp("joint"), tiny_data, JOINT_TEXT)
 
 
 def _inputs(tiny_data, n=3):
@@ -42,8 +36,8 @@ def _inputs(tiny_data, n=3):
     return x, torch.tensor([10, 400, 900])[:n]
 
 
-def test_the_empty_prompt_is_the_reference_only_model_exactly(plain_pretrained, tiny_data):
-    init = load_checkpoint(plain_pretrained / "pretrain.pt")
+def test_the_empty_prompt_is_the_reference_only_model_exactly(tiny_pretrained, tiny_data):
+    init = load_checkpoint(tiny_pretrained / "pretrain.pt")
     base, _ = model_from_checkpoint(init)
     model, _ = adapter_model(init)
     model.eval()
@@ -63,11 +57,11 @@ def test_the_empty_prompt_is_the_reference_only_model_exactly(plain_pretrained, 
     assert (out[1] - plain[1]).abs().max() > 1e-5  # the one that says its hair: changed
 
 
-def test_prompt_attention_at_full_resolution_is_adapter_only_exact_when_empty_and_recorded(plain_pretrained,
+def test_prompt_attention_at_full_resolution_is_adapter_only_exact_when_empty_and_recorded(tiny_pretrained,
                                                                                           tiny_data):
     from pipeline.model.reference import PromptAttention, recorded_attention
 
-    init = load_checkpoint(plain_pretrained / "pretrain.pt")
+    init = load_checkpoint(tiny_pretrained / "pretrain.pt")
     base, _ = model_from_checkpoint(init)
     side = base.config.image_size  # the full-resolution decoder: no reference attention there
     model, _ = adapter_model(init, (side,))
@@ -123,8 +117,8 @@ def _trained_and_exact(model, base, x, t) -> torch.Tensor:
     return plain
 
 
-def test_decoder_copy_starts_as_the_frozen_decoder_and_the_empty_prompt_never_runs_it(plain_pretrained, tiny_data):
-    init = load_checkpoint(plain_pretrained / "pretrain.pt")
+def test_decoder_copy_starts_as_the_frozen_decoder_and_the_empty_prompt_never_runs_it(tiny_pretrained, tiny_data):
+    init = load_checkpoint(tiny_pretrained / "pretrain.pt")
     base, _ = model_from_checkpoint(init)
     plain_adapter, _ = adapter_model(init)
     model, _ = adapter_model(init, prompt_decoder=True)
@@ -159,9 +153,9 @@ def test_decoder_copy_starts_as_the_frozen_decoder_and_the_empty_prompt_never_ru
         UNetConfig.from_dict({**config, "prompt_decoder": True})
 
 
-def test_a_copy_of_the_full_resolution_blocks_only_reads_the_frozen_decoder_and_its_share(plain_pretrained,
+def test_a_copy_of_the_full_resolution_blocks_only_reads_the_frozen_decoder_and_its_share(tiny_pretrained,
                                                                                          tiny_data):
-    init = load_checkpoint(plain_pretrained / "pretrain.pt")
+    init = load_checkpoint(tiny_pretrained / "pretrain.pt")
     base, _ = model_from_checkpoint(init)
     model, _ = adapter_model(init, prompt_decoder=True, prompt_decoder_levels=1)  # the full-size blocks
     whole, _ = adapter_model(init, prompt_decoder=True)
@@ -221,13 +215,13 @@ def test_only_the_adapter_requires_grad_and_it_needs_reference_attention():
                        "diffusion": DiffusionConfig().model_dump()})
 
 
-def test_text_stage_trains_only_the_adapter_resumes_and_exports(plain_pretrained, tiny_data, tmp_path):
+def test_text_stage_trains_only_the_adapter_resumes_and_exports(tiny_pretrained, tiny_data, tmp_path):
     from pipeline.colorize import load_model
 
-    data = yaml.safe_load((plain_pretrained / "params.yaml").read_text())
+    data = yaml.safe_load((tiny_pretrained / "params.yaml").read_text())
     data["text"]["prompt_attention"] = [data["base"]["image_size"]]  # with its own full-resolution attention
     data["text"]["prompt_decoder"], data["text"]["decoder_lr"] = True, 2e-4  # ... and its own decoder
-    params, init_path = tmp_path / "params.yaml", plain_pretrained / "pretrain.pt"
+    params, init_path = tmp_path / "params.yaml", tiny_pretrained / "pretrain.pt"
     params.write_text(yaml.safe_dump(data))
     partial = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "tx"), stop_at=2)
     assert partial["steps"] == 2 and not (tmp_path / "tx.pt").exists()
@@ -255,14 +249,14 @@ def test_text_stage_trains_only_the_adapter_resumes_and_exports(plain_pretrained
     assert all(torch.equal(v.float(), trained[k].float()) for k, v in model.state_dict().items())
 
 
-def test_text_stage_passes_through_without_the_adapter_or_with_a_text_model(plain_pretrained, tiny_pretrained,
+def test_text_stage_passes_through_without_the_adapter_or_with_a_text_model(tiny_pretrained, joint_pretrained,
                                                                             tiny_data, tmp_path):
-    data = yaml.safe_load((plain_pretrained / "params.yaml").read_text())
+    data = yaml.safe_load((tiny_pretrained / "params.yaml").read_text())
     data["text"]["adapter"] = False
     off = tmp_path / "off.yaml"
     off.write_text(yaml.safe_dump(data))
-    for params, init_path in ((off, plain_pretrained / "pretrain.pt"),
-                              (tiny_pretrained / "params.yaml", tiny_pretrained / "pretrain.pt")):
+    for params, init_path in ((off, tiny_pretrained / "pretrain.pt"),
+                              (joint_pretrained / "params.yaml", joint_pretrained / "pretrain.pt")):
         metrics = text(params, init_path, *tiny_data, **stage_paths(tmp_path, "pt"))
         assert metrics == {"steps": 0, "passthrough": True} and (tmp_path / "pt.png").is_file()
         a, b = load_checkpoint(init_path), load_checkpoint(tmp_path / "pt.pt")

@@ -29,7 +29,7 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def work(tmp_path, model_file, tiny_pretrained):
+def work(tmp_path, model_file, tiny_text):
     """A folder as a new user has it: sketch.png, ref.png, a model, a checkpoint, bad files of each kind."""
     rng = np.random.default_rng(0)
     sketch = np.full((40, 40), 255, np.uint8)
@@ -37,7 +37,7 @@ def work(tmp_path, model_file, tiny_pretrained):
     Image.fromarray(sketch).save(tmp_path / "sketch.png")
     Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "ref.jpg")
     (tmp_path / "M.safetensors").write_bytes(model_file.read_bytes())
-    (tmp_path / "ckpt.pt").write_bytes((tiny_pretrained / "pretrain.pt").read_bytes())
+    (tmp_path / "ckpt.pt").write_bytes((tiny_text / "text.pt").read_bytes())
     (tmp_path / "text.png").write_text("not an image")
     (tmp_path / "bomb.png").write_bytes(png_header(100_000, 100_000))
     (tmp_path / "big150.png").write_bytes(png_header(12_300, 12_300))  # 151 MP: PIL warns, we refuse
@@ -309,6 +309,7 @@ def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
 
 @pytest.mark.parametrize("spec, fragment", [("nope", "--model 'nope': expected NAME=PATH"),
                                             ("a=/nonexistent/m.safetensors", "model file not found")])
+@pytest.mark.slow  # a Python start-up and the torch import per case
 def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, fragment):
     """scripts/figures/sprite_compare.py (a README helper): a bad --model is one line on stderr, no traceback."""
     import subprocess

@@ -31,9 +31,9 @@ def drawing(tmp_path_factory):
     return root
 
 
-def test_export_round_trip_gives_identical_outputs(tiny_pretrained, model_file, drawing):
+def test_export_round_trip_gives_identical_outputs(tiny_text, model_file, drawing):
     model, diffusion, info = load_model(model_file)
-    ckpt_model, ckpt_diffusion = model_from_checkpoint(load_checkpoint(tiny_pretrained / "pretrain.pt"))
+    ckpt_model, ckpt_diffusion = model_from_checkpoint(load_checkpoint(tiny_text / "text.pt"))
     assert info["image_size"] == 32 and info["unet"]["channels"] == 8
     sketch = np.array(Image.open(drawing / "sketch.png").convert("RGBA"))
     ref = np.array(Image.open(drawing / "reference.png").convert("RGBA"))

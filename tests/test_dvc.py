@@ -8,7 +8,7 @@ import yaml
 
 from pipeline.data.prompt import EYE_WORDS
 from pipeline.evaluation.headline import headline_metrics
-from tests.conftest import TINY_FINETUNE, TINY_PRETRAIN, TINY_TEXT, set_key
+from tests.helpers import TINY_FINETUNE, TINY_PRETRAIN, TINY_TEXT, set_key
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
     params["crawl"]["heterochromia_p"] = 1.0  # every test reference has two irises: both settings draw that grid
     params["clean"]["test_fraction"] = 0.3
     for key, value in {**TINY_PRETRAIN, **TINY_FINETUNE, **TINY_TEXT, "finetune.subset": 4, "finetune.loop.batch_size": 2,
-                       "pretrain.unet.text": False, "text.loop.batch_size": 2}.items():  # the shipped design: adapter
+                       "text.loop.batch_size": 2}.items():
         set_key(params, key, value)
     params["evaluate"].update(sample_steps=2, sheet_size=2, kid_subsets=5)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

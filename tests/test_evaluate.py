@@ -19,6 +19,7 @@ from pipeline.evaluation.features import INCEPTION_FILE, inception_extractor
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.perceptual import VGGLPIPS, _NumpyOnly, lpips_weights_path
 from pipeline.model.unet import UNet, UNetConfig
+from tests.helpers import make_faces
 
 
 @pytest.fixture(scope="module")
@@ -119,19 +120,10 @@ def _tiny_model():
 @pytest.fixture(scope="module")
 def hetero_data(tmp_path_factory):
     """12 synthetic faces at 32 px, every one with two different irises: (faces_dir, pairs_dir)."""
-    from pipeline.data.clean import CleanConfig, clean_dataset
-    from pipeline.data.crawl import crawl_synthetic
-    from pipeline.data.pairs import build_pairs
-    from pipeline.data.tps import TPSConfig
-    from pipeline.data.xdog import XDoGConfig
-
-    root = tmp_path_factory.mktemp("hetero")
-    crawl_synthetic(root / "raw", 12, 32, seed=0, heterochromia_p=1.0)
-    clean_dataset(root / "raw", root / "faces", CleanConfig(test_fraction=0.5), 32)
-    build_pairs(root / "faces", root / "pairs", seed=0, xdog=XDoGConfig(sigma=(0.4,)), tps=TPSConfig())
-    return root / "faces", root / "pairs"
+    return make_faces(tmp_path_factory.mktemp("hetero"), 12, 32, heterochromia_p=1.0, test_fraction=0.5)
 
 
+@pytest.mark.slow
 def test_benchmark_with_and_without_inception(hetero_data, tmp_path):
     faces_dir, pairs_dir = hetero_data
     stand_in = tmp_path / "weights" / "my-inception.pt"
@@ -147,6 +139,7 @@ def test_benchmark_with_and_without_inception(hetero_data, tmp_path):
     assert {"psnr", "ms_ssim", "lpips", "fd_vgg16", "kid_vgg16", "de_hair", "de_iris_left"} <= set(row)
     assert len(table) == 4 * (2 + 1 + 2) and (tmp_path / "out" / "m" / "random_ref").is_dir()
     assert metrics["_notes"]["fid"].startswith("standard")
+    assert metrics["_notes"]["machine"].endswith("threads")  # the timings name the CPU they ran on
     # references with two different irises get their own grid: the rows heterochromia_success counts
     assert any(metrics["m"][s]["heterochromia_n"] for s in ("self_ref", "random_ref"))  # the check below runs
     for setting in ("self_ref", "random_ref"):

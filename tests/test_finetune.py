@@ -13,7 +13,7 @@ from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.training.finetune import ReconstructionConfig, colour_distribution_loss, reconstruction_objective
 from stages.finetune import finetune
-from tests.conftest import stage_paths as _paths
+from tests.helpers import stage_paths as _paths
 
 
 class _Recording(torch.nn.Module):

@@ -18,8 +18,9 @@ from pipeline.model.conditioning import ConditionDropout
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.unet import UNet, UNetConfig
 from pipeline.training.distributed import Dist
-from pipeline.training.loop import EMA, EpochBatches, LoopConfig, Trainer, denoising_objective, run_summary
-from tests.conftest import TINY_PRETRAIN
+from pipeline.device import machine_description
+from pipeline.training.loop import EMA, EpochBatches, LoopConfig, RunBatches, Trainer, denoising_objective, run_summary
+from tests.helpers import TINY_PRETRAIN
 
 CFG = UNetConfig(image_size=32, channels=8, channel_mults=(1, 2), res_blocks=1, heads=2)
 
@@ -165,6 +166,8 @@ def test_losses_stay_one_float_per_step_between_log_points(tiny_data, tmp_path):
     summary = run_summary(result, trainer.model, tail=5)
     assert summary["final_loss"] == round(sum(losses[-5:]) / 5, 5) and summary["steps"] == 7
     assert summary["compiled"] is False and summary["warmup_seconds"] == round(result["warmup_seconds"], 1)
+    # every reported speed names what it ran on
+    assert summary["machine"] == machine_description(torch.device("cpu")) and "threads" in summary["machine"]
     assert 0 < result["warmup_seconds"] <= result["seconds"]
 
 
@@ -181,6 +184,14 @@ def test_interrupt_saves_the_last_step(tiny_data, tmp_path):
     assert load_checkpoint(tmp_path / "state.pt")["step"] == 3
 
 
+def test_run_batches_chain_the_epochs():
+    run = iter(RunBatches(20, 3, seed=1, epoch=2, dist=Dist(), skip=4))
+    expected = list(EpochBatches(20, 3, 1, 2, Dist(), skip=4)) + list(EpochBatches(20, 3, 1, 3, Dist()))
+    assert [next(run) for _ in expected] == expected
+    with pytest.raises(ValueError, match="no batch"):
+        RunBatches(5, 3, 1, 0, Dist(0, 2))
+
+
 # ---------------------------------------------------------------- the stage
 def _stage_args(tmp_path, tiny_data, params):
     faces, pairs = tiny_data
@@ -189,6 +200,7 @@ def _stage_args(tmp_path, tiny_data, params):
             "--sheet", str(tmp_path / "sheet.png")]
 
 
+@pytest.mark.slow
 def test_pretrain_stage_kill_9_resumes_to_the_same_model(tiny_data, tmp_path, write_params):
     params = write_params({**TINY_PRETRAIN, "pretrain.loop.train_steps": 40, "pretrain.loop.checkpoint_every": 5})
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
@@ -216,6 +228,7 @@ def test_pretrain_stage_kill_9_resumes_to_the_same_model(tiny_data, tmp_path, wr
     assert (run_dir / "sheet.png").is_file() and (run_dir / "dvclive" / "pretrain" / "plots").is_dir()
 
 
+@pytest.mark.slow
 def test_pretrain_under_torchrun_with_gloo(tiny_data, tmp_path, write_params):
     params = write_params({**TINY_PRETRAIN, "pretrain.loop.train_steps": 3, "base.device": "cpu"})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -1,10 +1,10 @@
-"""The regression baseline (`pretrain.diffusion.objective: regression`, issue 14): one forward pass at a
-zero noisy image, trained by L1, through every stage that trains, samples or exports a model."""
+"""pipeline/model/diffusion.py: the region-weighted loss, the cached schedule tables, and the regression
+objective (`pretrain.diffusion.objective: regression`): one forward pass at a zero noisy image, trained
+by L1, through every stage that trains, samples or exports a model."""
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -14,7 +14,7 @@ from pipeline.model.conditioning import guided, null_condition
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.sampler import ddim_sample, ddpm_sample, noise
 from stages.cli import app
-from tests.conftest import ROOT, TINY_FINETUNE, TINY_PRETRAIN, set_key, stage_paths
+from tests.helpers import TINY_FINETUNE, TINY_PRETRAIN, params_file, stage_paths
 
 REGRESSION = Diffusion(DiffusionConfig(objective="regression"))
 
@@ -31,6 +31,33 @@ class _Calls(torch.nn.Module):
         return torch.tanh(x + 0.3) * (1 + t.float().view(-1, 1, 1, 1) / 1000) - 0.5
 
 
+def test_weighted_loss_is_the_plain_loss_at_uniform_weight_and_follows_the_weights():
+    torch.manual_seed(0)
+    diffusion = Diffusion(DiffusionConfig())
+    x0, eps = torch.rand(2, 3, 8, 8) * 2 - 1, torch.randn(2, 3, 8, 8)
+    t = torch.tensor([10, 500])
+    bias = torch.zeros(1, 3, 8, 8)
+    bias[..., :2, :2] = 1.0  # the model is wrong only in a 2 x 2 corner
+
+    def model(x_t, t):
+        return diffusion.target(x0, t, eps) + bias
+
+    plain = diffusion.loss(model, x0, t, eps)
+    assert diffusion.loss(model, x0, t, eps, torch.ones(2, 1, 8, 8)) == pytest.approx(plain.item())
+    corner = torch.full((2, 1, 8, 8), 0.5)
+    corner[..., :2, :2] = 8.5  # mean 1, the error's pixels weigh 17x the rest
+    assert diffusion.loss(model, x0, t, eps, corner) == pytest.approx(8.5 * plain.item(), rel=1e-5)
+
+
+def test_schedule_tables_are_copied_to_a_device_once():
+    d = Diffusion()
+    assert d._on(d.alpha_bar, torch.device("cpu")) is d.alpha_bar
+    meta = torch.device("meta")
+    assert d._on(d.alpha_bar, meta) is d._on(d.alpha_bar, meta)
+    assert d._on(d._sqrt_ab, meta) is not d._on(d.alpha_bar, meta)
+
+
+# ------------------------------------------------------------------------------- the regression objective
 def test_loss_is_the_l1_of_one_pass_at_a_zero_image_and_t_max():
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1, torch.randn(3, 3, 8, 8, generator=g)
@@ -80,16 +107,14 @@ def test_min_snr_weighting_is_refused():
         DiffusionConfig(objective="regression", min_snr_gamma=5.0)
 
 
+@pytest.mark.slow
 def test_the_stages_train_save_export_and_colorize_a_regression_model(tiny_data, tmp_path):
     """pretrain -> finetune -> export -> colorize: the objective travels in the checkpoint and the
     model file, and the output no longer depends on the seed or the number of steps."""
     from stages.finetune import finetune
     from stages.pretrain import pretrain
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for key, value in {**TINY_PRETRAIN, **TINY_FINETUNE, "pretrain.diffusion.objective": "regression"}.items():
-        set_key(params, key, value)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    params_file(tmp_path / "params.yaml", {**TINY_PRETRAIN, **TINY_FINETUNE, "pretrain.diffusion.objective": "regression"})
     faces, pairs = tiny_data
     first = pretrain(tmp_path / "params.yaml", faces, pairs, **stage_paths(tmp_path, "pretrain"))
     assert first["steps"] == 6 and np.isfinite(first["final_loss"])
@@ -118,6 +143,7 @@ def test_the_stages_train_save_export_and_colorize_a_regression_model(tiny_data,
     assert np.asarray(Image.open(tmp_path / "out.png").convert("RGB")).shape == (40, 36, 3)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_regression_model_beside_a_diffusion_one(tiny_data, tmp_path):
     """One benchmark run, both objectives (the same weights): each is scored, and the regression
     candidate's scores do not move with the number of DDIM steps."""

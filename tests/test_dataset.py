@@ -1,0 +1,80 @@
+"""pipeline/data/dataset.py: region-balanced loss weights, recolouring a region in both pictures,
+colour clusters standing in for label maps."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from pipeline.data.dataset import PairDataset, RecolourConfig, colour_clusters, recolour_pair, region_weights
+
+
+def _drawing() -> np.ndarray:
+    """64 x 64, white, a frame splitting it in two big halves and one small closed circle."""
+    img = np.full((64, 64), 255, np.uint8)
+    cv2.line(img, (32, 0), (32, 63), 0, 1)
+    cv2.circle(img, (16, 16), 3, 0, 1)
+    return img
+
+
+# ----------------------------------------------------------------------------------- region weights
+def test_small_closed_regions_weigh_more_and_the_mean_is_one():
+    sketch = _drawing()
+    w = region_weights(sketch, 1.0)
+    assert w.shape == sketch.shape and w.dtype == np.float32
+    assert w.mean() == pytest.approx(1.0, abs=1e-5)
+    inside, big, line = w[16, 16], w[40, 50], w[0, 32]
+    assert inside > 3 * big  # the circle's inside (~21 px) vs a 2,000 px half
+    assert big == pytest.approx(line)  # regions above 1/16 of the picture weigh what lines do
+    assert inside / big <= 8.0 + 1e-4  # the clip
+
+
+def test_power_zero_is_uniform_and_power_orders_the_weights():
+    sketch = _drawing()
+    assert np.allclose(region_weights(sketch, 0.0), 1.0)
+    half, full = region_weights(sketch, 0.5), region_weights(sketch, 1.0)
+    assert full[16, 16] / full[40, 50] > half[16, 16] / half[40, 50] > 1.0
+
+
+def test_dataset_carries_the_weights_only_when_asked(tiny_data):
+    faces, pairs = tiny_data
+    plain = PairDataset(faces, pairs, "train")[(0, 1)]
+    weighted = PairDataset(faces, pairs, "train", region_balance=1.0)[(0, 1)]
+    assert "weight" not in plain
+    assert weighted["weight"].shape == (1, *weighted["sketch"].shape[1:])
+    assert weighted["weight"].mean().item() == pytest.approx(1.0, abs=1e-4)
+    assert torch.equal(plain["reference"], weighted["reference"])  # same random stream either way
+
+
+# -------------------------------------------------------------------------------------- recolouring
+def test_recolour_pair_gives_a_region_one_new_colour_in_both_pictures_and_keeps_its_shading():
+    torch.manual_seed(0)
+    label = np.zeros((16, 16), np.uint8)
+    label[4:8, 4:8], label[10:14, 2:6] = 4, 1
+    reference_label = np.roll(label, 3, axis=1)
+    target, reference = torch.rand(3, 16, 16) * 0.4 - 0.2, torch.rand(3, 16, 16) * 0.4 - 0.2
+    cfg = RecolourConfig(p=1.0, regions=("iris_left",))
+    new_t, new_r = recolour_pair(target, reference, label, reference_label, np.random.default_rng(3), cfg)
+    iris_t, iris_r = torch.from_numpy(label == 4), torch.from_numpy(reference_label == 4)
+    mean_t, mean_r = new_t[:, iris_t].mean(1), new_r[:, iris_r].mean(1)
+    assert torch.allclose(mean_t, mean_r, atol=1e-5) and not torch.allclose(mean_t, target[:, iris_t].mean(1), atol=0.05)
+    shading = lambda img, m: img[:, m] - img[:, m].mean(1, keepdim=True)  # noqa: E731
+    assert torch.allclose(shading(new_t, iris_t), shading(target, iris_t), atol=1e-5)
+    assert torch.equal(new_t[:, ~iris_t], target[:, ~iris_t]) and torch.equal(new_r[:, ~iris_r], reference[:, ~iris_r])
+    same = recolour_pair(target, reference, label, reference_label, np.random.default_rng(3),
+                         RecolourConfig(p=0.0, regions=("iris_left",)))
+    assert torch.equal(same[0], target) and torch.equal(same[1], reference)
+
+
+def test_colour_clusters_are_a_function_of_the_picture_and_follow_its_flat_colours():
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[:, :8] = (200, 40, 60)  # a red half, a blue quarter, a white quarter
+    image[:8, 8:] = (30, 60, 200)
+    image[8:, 8:] = (250, 250, 250)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+    ids = colour_clusters(noisy, 3)
+    assert ids.shape == (16, 16) and ids.dtype == np.uint8
+    assert [len(np.unique(part)) for part in (ids[:, :8], ids[:8, 8:], ids[8:, 8:])] == [1, 1, 1]
+    assert len({ids[0, 0], ids[0, 15], ids[15, 15]}) == 3
+    assert np.array_equal(ids, colour_clusters(noisy, 3))  # the same picture, the same clusters
