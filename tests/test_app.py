@@ -2,13 +2,12 @@
 request logic without a browser, and the command's one-line errors.
 
 The model is a tiny randomly initialised network exported in the test (no training: latency
-and plumbing do not depend on the weights). The browser steps are the ones
+and plumbing do not depend on the weights). The browser steps (tests/browser.py) are the ones
 scripts/figures/app_screenshot.py uses for docs/img/app.png.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import sys
@@ -27,19 +26,8 @@ from pipeline.app import (Colorizer, build_app, drawing_input, extracted_lines, 
                           PageInputs, pad_drawing, read_upload, request)
 from loopback import png_header  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-steps = _load("app_screenshot", ROOT / "scripts" / "figures" / "app_screenshot.py")
-bench = _load("bench_app", ROOT / "tests" / "benchmarks" / "bench_app.py")
+from tests import browser as steps  # noqa: E402
+from tests.benchmarks.bench_app import untrained_model  # noqa: E402
 
 
 def png_header_only(path: Path, width: int, height: int) -> Path:
@@ -51,8 +39,8 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("app-model") / "tiny.safetensors"
-    return bench.untrained_model(path, image_size=32, channels=8, channel_mults=(1, 2), heads=2,
-                                 reference_attention=(16,), text=True)
+    return untrained_model(path, image_size=32, channels=8, channel_mults=(1, 2), heads=2,
+                           reference_attention=(16,), text=True)
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +194,7 @@ def fetch_png(page, src: str) -> Image.Image:
     return Image.open(io.BytesIO(response.body()))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
 def test_page_colours_a_drawing_and_survives_bad_input(server, browser, files, tmp_path):
     t0 = time.perf_counter()

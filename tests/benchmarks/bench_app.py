@@ -6,7 +6,7 @@ The page loads the model once and keeps it; the CLI pays Python start-up, the im
 model load on every call. Both colour the same drawing (the app's first example, 205x256) with
 the same reference, DDIM steps and seed. App: headless system Chromium (Playwright) uploads the
 two images once, then each run is one click on Colorize until the new output image is decoded
-in the page (`scripts/figures/app_screenshot.py:colorize`). CLI: wall time of the whole subprocess.
+in the page (`tests/browser.py:colorize`). CLI: wall time of the whole subprocess.
 Also printed: the bare `colorize_image` call in this process (the floor both pay). The three
 are interleaved run by run, so other load on the machine hits them alike; min and median shown.
 
@@ -65,8 +65,8 @@ def main() -> None:
     import torch
     from playwright.sync_api import sync_playwright
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from app_screenshot import colorize, find_chromium, free_port, open_page
+    sys.path.insert(0, str(ROOT))
+    from tests.browser import colorize, find_chromium, free_port, open_page
 
     from pipeline.app import launch
     from pipeline.colorize import ColorizeOptions, colorize_image, load_model
