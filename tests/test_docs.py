@@ -3,7 +3,6 @@ and `-S` keys name things that exist. Fast: no training, no sampling, `--help` o
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import subprocess
@@ -18,13 +17,13 @@ README = ROOT / "README.md"
 DOC_PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 
 
-def _results_tables():
-    """scripts/figures/results_tables.py, loaded by path (scripts/ is not a package)."""
-    path = ROOT / "scripts" / "figures" / "results_tables.py"
-    spec = importlib.util.spec_from_file_location("results_tables", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+MARKER = re.compile(r"<!-- generated: (?P<name>[\w-]+) -->\n")
+
+
+def _results_tables(*args: str) -> subprocess.CompletedProcess:
+    """python scripts/figures/results_tables.py ARGS (scripts are run, never imported by the tests)."""
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "figures" / "results_tables.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 def _bash_lines(text: str) -> list[str]:
@@ -60,29 +59,35 @@ def _params_keys() -> set[str]:
 
 
 def test_generated_tables_are_fresh():
-    module = _results_tables()
-    stale = module.stale(ROOT)
-    assert not stale, f"stale tables {stale}: run python scripts/figures/results_tables.py"
+    done = _results_tables("--check")
+    assert done.returncode == 0, f"{done.stderr[-2000:]}run python scripts/figures/results_tables.py"
+    assert done.stderr == ""
 
 
 def test_generated_tables_exist_where_promised():
     """Every table name is used somewhere, and the README has its headline table."""
-    module = _results_tables()
-    used = {m["name"] for page in DOC_PAGES for m in module.MARKER.finditer(page.read_text())}
-    assert used == set(module.TABLES), f"unused: {set(module.TABLES) - used}, unknown: {used - set(module.TABLES)}"
+    done = _results_tables("--list")
+    assert done.returncode == 0, done.stderr
+    tables = set(done.stdout.split())
+    used = {m["name"] for page in DOC_PAGES for m in MARKER.finditer(page.read_text())}
+    assert tables and used == tables, f"unused: {tables - used}, unknown: {used - tables}"
     assert "<!-- generated: headline -->" in README.read_text()
 
 
 def test_stale_table_is_reported(tmp_path):
     """The check names the file and the table when a number no longer matches."""
-    module = _results_tables()
     text = README.read_text()
     body = re.search(r"<!-- generated: headline -->\n(.*?)<!-- /generated -->", text, re.S)[1]
     (tmp_path / "metrics").mkdir()
     for path in (ROOT / "metrics").glob("*.json"):
         (tmp_path / "metrics" / path.name).write_text(path.read_text())
+    (tmp_path / "README.md").write_text(text)
+    fresh = _results_tables("--check", "--root", str(tmp_path))
+    assert fresh.returncode == 0, fresh.stderr
     (tmp_path / "README.md").write_text(text.replace(body, body.replace("|", "| 0 |", 1)))
-    assert module.stale(tmp_path) == ["README.md: headline"]
+    done = _results_tables("--check", "--root", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["stale table: README.md: headline (run: python scripts/figures/results_tables.py)"]
 
 
 def test_readme_keeps_the_setup_commands():

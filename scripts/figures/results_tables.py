@@ -3,6 +3,7 @@
     python scripts/figures/results_tables.py            # rewrite the tables in place
     python scripts/figures/results_tables.py --check    # exit 1 and name each stale table
     python scripts/figures/results_tables.py --print metrics/evaluate.json   # any evaluate JSON as a table
+    python scripts/figures/results_tables.py --list     # the table names, one a line
 
 A generated table sits between two marker comments in a markdown file:
 
@@ -12,7 +13,8 @@ A generated table sits between two marker comments in a markdown file:
 
 NAME is a key of TABLES. Sources: metrics/*.json (the default `dvc repro`) and
 docs/results/<run>/evaluate.json (real-face runs, committed copies of their metrics).
-`tests/test_docs.py` calls `stale()` and fails when a table no longer matches its file.
+`tests/test_docs.py` runs `--check` and fails when a table no longer matches its file
+(`--root DIR` reads and writes DIR's markdown and metrics instead of this repository's).
 """
 
 from __future__ import annotations
@@ -140,20 +142,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if a table is stale; write nothing")
     ap.add_argument("--print", dest="print_path", type=Path, help="print this evaluate JSON as a table")
+    ap.add_argument("--list", action="store_true", help="print the table names, one a line")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the repository whose docs and metrics to use")
     args = ap.parse_args()
     if args.print_path:
         print(evaluate_table(_load(args.print_path)), end="")
         return 0
+    if args.list:
+        print("\n".join(TABLES))
+        return 0
     if args.check:
-        old = stale()
+        old = stale(args.root)
         for item in old:
             print(f"stale table: {item} (run: python scripts/figures/results_tables.py)", file=sys.stderr)
         return 1 if old else 0
     for rel in DOCS:
-        path = ROOT / rel
+        path = args.root / rel
         if path.is_file():
             text = path.read_text()
-            fresh = render(text)
+            fresh = render(text, args.root)
             if fresh != text:
                 path.write_text(fresh)
                 print(f"rewrote {rel}")
