@@ -20,7 +20,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     from pipeline.training.distributed import close_distributed
     from pipeline.training.finetune import reconstruction_objective
     from pipeline.training.loop import Trainer, fingerprint
-    from stages.training import file_digest, run_training, source_digest, torchrun_distributed
+    from stages.training import file_digest, run_training, source_digest, torchrun_distributed, training_data
 
     p = load_params(params_path, "base", "pairs", "finetune")
     base, cfg = p["base"], p["finetune"]
@@ -37,7 +37,8 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
         trainer = Trainer(model, diffusion, dataset, reconstruction_objective(diffusion, cfg.reconstruction),
                           cfg.loop, device, dist, state_path, run_id,
-                          meta={"stage": "finetune", "params": cfg.to_dict(), "init_from": str(init_path)},
+                          meta={"stage": "finetune", "params": cfg.to_dict(), "init_from": str(init_path),
+                                "data": training_data("finetune", dataset, init)},
                           seed=base.seed)
         trainer.init_from(init)  # a resume below overwrites this with the run's own state
         return run_training("finetune", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,

@@ -20,7 +20,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     from pipeline.model.unet import UNet
     from pipeline.training.distributed import close_distributed
     from pipeline.training.loop import Trainer, denoising_objective, fingerprint
-    from stages.training import file_digest, run_training, source_digest, torchrun_distributed
+    from stages.training import file_digest, run_training, source_digest, torchrun_distributed, training_data
 
     p = load_params(params_path, "base", "pairs", "pretrain")
     base, cfg = p["base"], p["pretrain"]
@@ -47,7 +47,8 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
         objective = denoising_objective(diffusion, cfg.condition_dropout, cfg.correspondence, dataset.clustered)
         trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
-                          meta={"stage": "pretrain", "params": cfg.to_dict()}, seed=base.seed)
+                          meta={"stage": "pretrain", "params": cfg.to_dict(),
+                                "data": training_data("pretrain", dataset)}, seed=base.seed)
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
                             live_dir, cfg.samples, base.seed, stop_at)
     finally:

@@ -20,7 +20,7 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
     from pipeline.training.adapter import DECODER_COPY, adapter_model, adapter_objective
     from pipeline.training.distributed import close_distributed
     from pipeline.training.loop import Trainer, fingerprint
-    from stages.training import file_digest, run_training, source_digest, torchrun_distributed
+    from stages.training import file_digest, run_training, source_digest, torchrun_distributed, training_data
 
     p = load_params(params_path, "base", "pairs", "text")
     base, cfg = p["base"], p["text"]
@@ -42,7 +42,8 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
                              file_digest(pairs_dir / "train" / "items.csv"), source_digest())
         objective = adapter_objective(diffusion, cfg.condition_dropout, cfg.attention)
         trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
-                          meta={"stage": "text", "params": cfg.to_dict(), "init_from": str(init_path)}, seed=base.seed,
+                          meta={"stage": "text", "params": cfg.to_dict(), "init_from": str(init_path),
+                                "data": training_data("text", dataset, init)}, seed=base.seed,
                           group_lr=dict.fromkeys(DECODER_COPY, cfg.decoder_lr) if cfg.prompt_decoder else None)
         return run_training("text", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path, live_dir,
                             cfg.samples, base.seed, stop_at, extra_metrics={"passthrough": False})

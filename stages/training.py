@@ -35,6 +35,13 @@ def source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def training_data(stage: str, dataset, init: dict | None = None) -> list[dict]:
+    """The checkpoint's record of what the model was trained on: the init model's records, then
+    this stage's (the faces it sees, counted by crawl source). `animecolor colorize` says it."""
+    earlier = (init or {}).get("meta", {}).get("data") or []
+    return [*earlier, {"stage": stage, "faces": len(dataset), "sources": dataset.sources()}]
+
+
 def torchrun_distributed(device_name: str):
     """Join torchrun's process group from its environment (WORLD_SIZE, LOCAL_RANK); one process otherwise."""
     return init_distributed(device_name, int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0")))

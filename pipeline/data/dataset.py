@@ -228,6 +228,18 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def sources(self) -> dict[str, int]:
+        """How many of the images come from each crawl source (synthetic, folder, urls, booru), from
+        the `source` column of the faces' manifest; "unknown" where it does not say."""
+        manifest = self.faces / "manifest.csv"
+        known: dict[str, str] = {}
+        if manifest.is_file():
+            table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+            if {"file", "source"} <= set(table.columns):
+                known = dict(zip(table.file, table.source))
+        counts = pd.Series([known.get(image) or "unknown" for image in self.items.image]).value_counts()
+        return {str(source): int(n) for source, n in counts.items()}
+
     def drop_label_uses(self) -> list[str]:
         """Unless every item has a label map (synthetic data; real images have none), turn off what
         needs them and return its names, for the caller to say so: recolouring, and the label

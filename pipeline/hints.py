@@ -1,0 +1,189 @@
+"""Colour hints: "this area is that colour", applied exactly after the model.
+
+A hint is a point of the drawing (x from the left, y from the top, in the drawing's own pixels)
+and a colour (`#rrggbb`, `#rgb`, or a colour word of the prompt language, `data/prompt.py`).
+Its region is the connected component (4-neighbours, so a diagonal line still closes an area)
+of the drawing's non-line pixels under the point, at the drawing's own size; line pixels are the
+dark side of the Otsu threshold of the drawing's line layer -- the binarisation `colorize
+--binarize` applies.
+
+The region is recoloured in CIELAB: every pixel gets the hint's a*, b*, and its own L* shifted so
+that the region's median L* is the hint's (the model's shading kept), clamped to the lightness
+range where the hint's a*, b* exist in sRGB. Clamping is monotone, so the region's median colour
+(per-channel median in CIELAB) is the hint up to 8-bit rounding; pixels outside the region are
+not touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from skimage.color import deltaE_cie76, lab2rgb, rgb2lab
+
+from pipeline.data.prompt import ALIASES, COLOURS, hex_code, hex_rgb, lab_of
+from pipeline.errors import AnimecolorError
+
+_HEX_CODE = re.compile(r"#([0-9a-f]{6}|[0-9a-f]{3})")
+_SYNTAX = "expected X,Y,COLOUR, e.g. 120,80,#ff66aa or 120,80,pink"
+
+
+@dataclass(frozen=True)
+class Hint:
+    x: int                     # column in the drawing, 0 = left
+    y: int                     # row in the drawing, 0 = top
+    rgb: tuple[int, int, int]  # the colour the region gets
+    text: str                  # as the user wrote it (for messages and the PNG metadata)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def hint_colour(word: str, what: str = "hint") -> tuple[int, int, int]:
+    """'#ff66aa', '#f6a', 'pink', 'light blue', 'light_blue' -> (r, g, b); an unknown word is one line."""
+    word = " ".join(word.strip().lower().replace("_", " ").split())
+    if _HEX_CODE.fullmatch(word):
+        return hex_rgb(word)
+    name = ALIASES.get(word, word)
+    if name in COLOURS:
+        return tuple(COLOURS[name])
+    if word.startswith("#"):
+        raise AnimecolorError(f"{what}: {word!r} is not a hex colour (#rrggbb or #rgb)")
+    close = difflib.get_close_matches(word, list(COLOURS) + list(ALIASES), n=4, cutoff=0.6)
+    known = f"close: {', '.join(close)}" if close else f"known: {', '.join(COLOURS)}, or #rrggbb"
+    raise AnimecolorError(f"{what}: unknown colour {word!r} ({known})")
+
+
+def parse_hint(text: str) -> Hint:
+    """'X,Y,COLOUR' -> Hint; a malformed hint or an unknown colour is one AnimecolorError line."""
+    parts = [p.strip() for p in str(text).split(",", 2)]
+    what = f"hint {str(text).strip()!r}"
+    if len(parts) != 3 or not all(parts):
+        raise AnimecolorError(f"{what}: {_SYNTAX}")
+    try:
+        x, y = int(parts[0]), int(parts[1])
+    except ValueError:
+        raise AnimecolorError(f"{what}: X and Y are whole pixel numbers ({_SYNTAX})") from None
+    return Hint(x, y, hint_colour(parts[2], what), f"{x},{y},{parts[2]}")
+
+
+def click_hint(x: int, y: int, rgb: tuple[int, int, int]) -> Hint:
+    """A hint from a click on the picture (the app): the colour as its hex code."""
+    return Hint(int(x), int(y), tuple(int(c) for c in rgb), f"{int(x)},{int(y)},{hex_code(rgb)}")
+
+
+# ---------------------------------------------------------------- regions
+def binarize_lines(gray: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) -> uint8 (H, W) of 0 (line) and 255 (paper), Otsu's threshold."""
+    return cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]
+
+
+def line_regions(lines: np.ndarray) -> tuple[int, np.ndarray]:
+    """The line layer (uint8 (H, W), 255 = paper) -> (number of regions, int32 labels (H, W): 0 on
+    line pixels, 1..n for the 4-connected areas of paper between them)."""
+    count, labels = cv2.connectedComponents((binarize_lines(lines) == 255).astype(np.uint8), connectivity=4)
+    return count - 1, labels
+
+
+def hint_masks(hints: list[Hint] | tuple[Hint, ...], lines: np.ndarray,
+               alpha: np.ndarray | None = None) -> list[np.ndarray]:
+    """One bool mask (H, W) per hint: the region under its point. A point outside the picture, on a
+    line or on transparent paper, or a drawing whose lines enclose no area, is one AnimecolorError
+    line naming the hint."""
+    if not hints:
+        return []
+    h, w = lines.shape
+    count, labels = line_regions(lines)
+    masks = []
+    for hint in hints:
+        what = f"hint {hint}"
+        if not (0 <= hint.x < w and 0 <= hint.y < h):
+            raise AnimecolorError(f"{what}: ({hint.x}, {hint.y}) is outside the drawing ({w}x{h} px: "
+                                  f"x 0-{w - 1}, y 0-{h - 1})")
+        if count < 2:
+            raise AnimecolorError(f"{what}: the drawing has no closed regions (its lines enclose no area "
+                                  "to fill)")
+        label = labels[hint.y, hint.x]
+        if label == 0:
+            raise AnimecolorError(f"{what}: ({hint.x}, {hint.y}) is on a line (point inside an area the "
+                                  "lines enclose)")
+        if alpha is not None and alpha[hint.y, hint.x] == 0:
+            raise AnimecolorError(f"{what}: ({hint.x}, {hint.y}) is on the drawing's transparent background")
+        masks.append(labels == label)
+    return masks
+
+
+# ---------------------------------------------------------------- recolouring
+def lightness_range(rgb: tuple[int, int, int], step: float = 0.1) -> tuple[float, float]:
+    """The L* interval, around the colour's own, over which its a*, b* stay inside sRGB."""
+    lab = lab_of(rgb)
+    grid = np.arange(0.0, 100.0 + step / 2, step)
+    wanted = np.stack([grid, np.full_like(grid, lab[1]), np.full_like(grid, lab[2])], axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lab2rgb warns when it clips, which is what is measured here
+        back = rgb2lab(lab2rgb(wanted))
+    inside = deltaE_cie76(back, wanted) < 0.5
+    k = int(round(lab[0] / step))
+    inside[k] = True  # the colour itself is in sRGB (8-bit rounding aside)
+    lo, hi = k, k
+    while lo > 0 and inside[lo - 1]:
+        lo -= 1
+    while hi < len(grid) - 1 and inside[hi + 1]:
+        hi += 1
+    return float(grid[lo]), float(grid[hi])
+
+
+def _median_lightness(rgb: np.ndarray) -> float:
+    return float(np.median(rgb2lab(rgb[:, None].astype(np.float64) / 255.0)[:, 0, 0]))
+
+
+def fill_region(colour: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int],
+                lines: np.ndarray | None = None) -> np.ndarray:
+    """uint8 RGB (H, W, 3) with the pixels of `mask` recoloured to `rgb`, shading kept (module
+    docstring); a new array, equal to `colour` outside the mask.
+
+    `lines` (uint8 (H, W), 255 = paper): the line layer that will be multiplied over the result;
+    the lightness shift is then chosen so that the median holds in the composite too (the faint
+    edges of lines inside the region darken a few of its pixels), when it can."""
+    out = colour.copy()
+    if not mask.any():
+        return out
+    target = lab_of(rgb)
+    lightness = rgb2lab(colour[mask].astype(np.float64)[:, None] / 255.0)[:, 0, 0]
+    shading = lightness - np.median(lightness)
+    lo, hi = lightness_range(rgb)
+
+    def pixels(shift: float) -> np.ndarray:
+        shaded = np.clip(shading + target[0] + shift, lo, hi)
+        lab = np.stack([shaded, np.full_like(shaded, target[1]), np.full_like(shaded, target[2])], axis=-1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.clip(np.round(lab2rgb(lab[:, None])[:, 0] * 255.0), 0, 255).astype(np.uint8)
+
+    shift = 0.0
+    if lines is not None and (lines[mask] < 255).any():
+        shade = lines[mask].astype(np.float32)[:, None] / 255.0  # as `Colored.image` multiplies them
+
+        def shown(shift: float) -> float:
+            return _median_lightness(np.round(pixels(shift).astype(np.float32) * shade).astype(np.uint8))
+
+        low, high = 0.0, 100.0
+        if shown(low) < target[0] <= shown(high):  # else: out of reach (grey paper), the layer's median it is
+            for _ in range(20):
+                mid = (low + high) / 2
+                low, high = (mid, high) if shown(mid) < target[0] else (low, mid)
+            shift = min((low, high), key=lambda s: abs(shown(s) - target[0]))
+    out[mask] = pixels(shift)
+    return out
+
+
+def apply_hints(colour: np.ndarray, hints, masks: list[np.ndarray], lines: np.ndarray | None = None) -> np.ndarray:
+    """Each hint's region of the colour layer recoloured (`fill_region`), in order (a later hint in
+    the same region wins)."""
+    for hint, mask in zip(hints, masks):
+        colour = fill_region(colour, mask, hint.rgb, lines)
+    return colour
