@@ -12,6 +12,7 @@ multiplied over the result at full resolution so they stay exactly where they we
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,9 +28,9 @@ from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
-from pipeline.errors import AnimecolorError
+from pipeline.errors import AnimecolorError, shown
 from pipeline.files import atomic_path
-from pipeline.model.defaults import SAMPLING
+from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
@@ -37,6 +38,7 @@ from pipeline.model.unet import UNet, UNetConfig
 EXPORT_FORMAT = "animecolor-model"
 EXPORT_VERSION = 1
 LINES = XDoGConfig()  # the training line extractor (official XDoG values)
+MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
 
 
 # ---------------------------------------------------------------- model files
@@ -98,15 +100,18 @@ def model_vocabulary(model: UNet, info: dict | None = None) -> dict[str, tuple[i
 
 
 def encode_prompt(model: UNet, prompt: str, info: dict | None = None) -> torch.Tensor | None:
-    """A user's prompt as the model's text input (1, slots, 4); None for an empty prompt. A prompt
-    for a model trained without text is one clear error."""
+    """A user's prompt as the model's text input (1, slots, 4); None for an empty prompt, or one
+    that names no colour (",,,", " and "). A prompt for a model trained without text is one clear error."""
     if not prompt.strip():
         return None
     if not model.config.text:
         raise AnimecolorError("this model was trained without text, so it cannot follow --prompt "
                               "(train with pretrain.unet.text: true)")
     vocabulary = model_vocabulary(model, info)
-    return torch.from_numpy(encode(parse_prompt(prompt, vocabulary), vocabulary))[None]
+    parsed = parse_prompt(prompt, vocabulary)
+    if not parsed:
+        return None
+    return torch.from_numpy(encode(parsed, vocabulary))[None]
 
 
 # ---------------------------------------------------------------- images
@@ -191,6 +196,24 @@ class ColorizeOptions:
     text_guidance: float = SAMPLING.text_guidance  # guidance scale on the prompt (conditioning.guided)
 
 
+def check_options(opts: ColorizeOptions) -> None:
+    """Every sampling knob in range, whoever calls (the CLI, the app, a notebook): a NaN or inf
+    scale would only paint a black picture. One AnimecolorError line naming the knob."""
+    for name, value, low, high, integer in (("steps", opts.sample_steps, 1, MAX_STEPS, True),
+                                            ("guidance", opts.guidance, 0, MAX_GUIDANCE, False),
+                                            ("eta", opts.eta, 0, 1, False),
+                                            ("text guidance", opts.text_guidance, 0, MAX_GUIDANCE, False),
+                                            ("seed", opts.seed, 0, MAX_SEED, True)):
+        number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or not low <= value <= high:
+            kind = "a whole number" if integer else "a number"
+            raise AnimecolorError(f"{name} {shown(value)}: must be {kind} from {low} to {high}")
+    if opts.mode not in MODES:
+        raise AnimecolorError(f"mode {shown(opts.mode)}: expected {', '.join(MODES)}")
+    if not isinstance(opts.prompt, str):
+        raise AnimecolorError(f"prompt {shown(opts.prompt)}: must be text")
+
+
 def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,
                    opts: ColorizeOptions, device: torch.device | str = "cpu",
                    step_progress: Callable[[int], None] | None = None,
@@ -209,6 +232,7 @@ def colorize_variations(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarr
     """The same drawing and reference coloured once per seed, in one batch; variation k is exactly
     what `colorize_image` gives with seed seeds[k]. Returns uint8 RGB images at the drawing's size.
     Without a reference the prompt alone gives the colours (the null reference, as in training)."""
+    check_options(opts)
     size = model.config.image_size
     text = encode_prompt(model, opts.prompt, info)
     if reference_rgba is None and text is None:

@@ -11,11 +11,9 @@ import typer
 from rich.markup import escape
 
 from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
-from pipeline.errors import AnimecolorError
-from pipeline.model.defaults import DEFAULT_MODEL, SAMPLING
+from pipeline.errors import AnimecolorError, shown
+from pipeline.model.defaults import DEFAULT_MODEL, MAX_GUIDANCE, SAMPLING
 from stages.common import console, progress_bar, user_errors
-
-MAX_GUIDANCE = 50.0  # far past any useful scale; inf or nan would only paint garbage
 
 
 def check_output(path: Path, what: str = "output") -> None:
@@ -23,6 +21,9 @@ def check_output(path: Path, what: str = "output") -> None:
     file, or the nearest existing folder is not writable (read-only file system, permissions)."""
     if path.is_dir():
         raise AnimecolorError(f"{path}: is a folder (give a file name for the {what})")
+    if path.exists() and not path.is_file():  # the atomic rename would replace a device node or FIFO
+        raise AnimecolorError(f"{path}: exists and is not a regular file (a device, FIFO or socket); "
+                              f"give another name for the {what}")
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
@@ -30,6 +31,28 @@ def check_output(path: Path, what: str = "output") -> None:
         raise AnimecolorError(f"{path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise AnimecolorError(f"{path}: cannot write in {parent} (read-only or no permission)")
+
+
+def _identities(path: Path) -> list:
+    """What makes two paths one file: the resolved path, and (device, inode) when it exists (hard links)."""
+    ids: list = []
+    try:
+        ids.append(path.resolve())
+        st = path.stat()
+        ids.append((st.st_dev, st.st_ino))
+    except (OSError, RuntimeError):  # missing, or a link loop
+        pass
+    return ids
+
+
+def check_not_input(outputs: list[Path], inputs: dict[Path, str]) -> None:
+    """Refuse before any work when an output would be written over an input (inputs: path -> what it is)."""
+    known = {key: what for path, what in inputs.items() for key in _identities(path)}
+    for out_path in outputs:
+        for key in _identities(out_path):
+            if key in known:
+                raise AnimecolorError(f"{out_path}: is the {known[key]} (an input); the result would overwrite it, "
+                                      "give another --out")
 
 
 def _read_pairs_csv(path: Path):
@@ -107,19 +130,31 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
     raises `AnimecolorError`; a batch goes on and reports each failure."""
     if mode not in ("auto", "lines", "xdog"):
-        raise AnimecolorError(f"--mode {mode!r}: expected auto, lines or xdog")
-    for option, scale in (("--guidance", guidance), ("--text-guidance", text_guidance)):
-        if not math.isfinite(scale) or not 0 <= scale <= MAX_GUIDANCE:
-            raise AnimecolorError(f"{option} {scale}: must be a number from 0 to {MAX_GUIDANCE}")
+        raise AnimecolorError(f"--mode {shown(mode)}: expected auto, lines or xdog")
+    # checked here, not by Typer's min/max: those let nan through and answer in a box, not one line
+    for option, value, high in (("--guidance", guidance, MAX_GUIDANCE), ("--text-guidance", text_guidance, MAX_GUIDANCE),
+                                ("--eta", eta, 1)):
+        if not math.isfinite(value) or not 0 <= value <= high:
+            raise AnimecolorError(f"Invalid value for '{option}': {value} (must be a number from 0 to {high:g})")
     if prompt.strip():  # a bad prompt fails before anything is loaded
         from pipeline.data.prompt import parse_prompt
 
-        parse_prompt(prompt)
+        if not parse_prompt(prompt):  # ",,," or " and " names no colour: it is no prompt
+            if reference is None and pairs is None:
+                raise AnimecolorError(f"--prompt {shown(prompt)} names no colour: give a colour reference, "
+                                      "a prompt, or both")
+            prompt = ""
     jobs = _jobs(sketch, reference, pairs, out, prompt)
     if len(jobs) > 1 and out is not None and out.exists() and not out.is_dir():
         raise AnimecolorError(f"{out}: is a file (in batch mode --out is a folder)")
     for _, _, out_path in jobs:
         check_output(out_path)
+    inputs = {model: "model", **({pairs: "pairs CSV"} if pairs is not None else {})}
+    for sketch_path, ref_path, _ in jobs:
+        inputs.setdefault(sketch_path, "drawing")
+        if ref_path is not None:
+            inputs.setdefault(ref_path, "reference")
+    check_not_input([out_path for _, _, out_path in jobs], inputs)
 
     from pipeline.colorize import ColorizeOptions, colorize_image, load_model, png_text
     from pipeline.data.imageio import write_png_text
@@ -177,11 +212,11 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              out: Path = typer.Option(None, "--out", "-o", help="Output PNG (a folder in batch mode). An existing "
                                                                 "file is overwritten."),
              steps: int = typer.Option(SAMPLING.sample_steps, min=1, max=1000, help="DDIM steps."),
-             guidance: float = typer.Option(SAMPLING.guidance, min=0.0, max=MAX_GUIDANCE,
-                                            help="Classifier-free guidance scale on the reference."),
+             guidance: float = typer.Option(SAMPLING.guidance, help="Classifier-free guidance scale on the "
+                                                                    f"reference (0 to {MAX_GUIDANCE:g})."),
              seed: int = typer.Option(SAMPLING.seed, min=0, max=2**32 - 1,
                                       help="Random seed (same seed, same picture)."),
-             eta: float = typer.Option(SAMPLING.eta, min=0.0, max=1.0, help="DDIM eta (0 = deterministic)."),
+             eta: float = typer.Option(SAMPLING.eta, help="DDIM eta, 0 to 1 (0 = deterministic)."),
              mode: str = typer.Option("auto", help="auto | lines | xdog: how to read the drawing."),
              auto_levels: bool = typer.Option(False, help="Stretch a scan's levels to black and white."),
              binarize: bool = typer.Option(False, help="Threshold the drawing to pure lines (Otsu)."),
@@ -191,9 +226,9 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              prompt: str = typer.Option("", "--prompt", "-p", help="Colours in words for what the reference lacks "
                                                                    "or to override it, e.g. \"pink hair, left eye red, "
                                                                    "right eye #3060ff\" (text models)."),
-             text_guidance: float = typer.Option(SAMPLING.text_guidance, min=0.0, max=MAX_GUIDANCE,
-                                                 help="Guidance scale on the prompt (1: plain; higher follows the "
-                                                      "words more, over the reference too).")) -> None:
+             text_guidance: float = typer.Option(SAMPLING.text_guidance,
+                                                 help=f"Guidance scale on the prompt, 0 to {MAX_GUIDANCE:g} (1: plain; "
+                                                      "higher follows the words more, over the reference too).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
@@ -216,6 +251,7 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
     named = _distinct_names([(path, path, path.stem, path.suffix.lower().lstrip(".")) for path in images])
     for _, _, name in named:
         check_output(out / f"{name}.png")
+    check_not_input([out / f"{name}.png" for _, _, name in named], {path: "image" for path in images})
     failures = 0
     with progress_bar("extract-lines", len(images)) as advance:
         for path, _, name in named:
@@ -241,5 +277,6 @@ def export(checkpoint: Path = typer.Argument(Path("models/finetune.pt"), help="T
     from pipeline.model.checkpoint import load_checkpoint
 
     check_output(out, "model file")
+    check_not_input([out], {checkpoint: "checkpoint"})
     info = export_model(load_checkpoint(checkpoint), out)
     console.print(f"export: {checkpoint} (step {info['step']}, {info['image_size']} px) -> {out}")

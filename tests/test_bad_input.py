@@ -42,6 +42,12 @@ def work(tmp_path, model_file, tiny_text):
     (tmp_path / "bomb.png").write_bytes(png_header(100_000, 100_000))
     (tmp_path / "big150.png").write_bytes(png_header(12_300, 12_300))  # 151 MP: PIL warns, we refuse
     (tmp_path / "existing_dir").mkdir()
+    os.mkfifo(tmp_path / "fifo.png")  # not a regular file: an output may not replace it, an input is not read
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    os.link(tmp_path / "sketch.png", tmp_path / "hardlink.png")  # the drawing under another name
+    (tmp_path / "fifodir").mkdir()
+    os.mkfifo(tmp_path / "fifodir" / "sketch.png")
+    (tmp_path / "one.csv").write_text("sketch,reference\nsketch.png,ref.jpg\n")
     batch = tmp_path / "batch"
     batch.mkdir()
     for name in ("a.png", "b.png"):
@@ -160,6 +166,34 @@ CASES = {
                                        2, ["header unet.text_attention: Input should be 'shared', 'separate' or 'adapter'"], []),
     "header without unet": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "nounet.safetensors"], 2,
                             ["header unet: section is missing or empty"], []),
+    # issue 37: outputs that are not regular files, outputs over inputs, prompts that name nothing
+    "output is a FIFO": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "fifo.png"], 2,
+                         ["fifo.png: exists and is not a regular file"], []),
+    "output is a link to /dev/zero": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "zero.png"], 2,
+                                      ["zero.png: exists and is not a regular file"], []),
+    "export over a FIFO": (["export", "ckpt.pt", "-o", "fifo.png"], 2, ["fifo.png: exists and is not a regular"], []),
+    "extract-lines over a FIFO": (["extract-lines", "sketch.png", "-o", "fifodir"], 2,
+                                  ["fifodir/sketch.png: exists and is not a regular file"], []),
+    "output is the drawing": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "sketch.png"], 2,
+                              ["sketch.png: is the drawing (an input)"], []),
+    "output is the reference": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "./ref.jpg"], 2,
+                                ["ref.jpg: is the reference (an input)"], []),
+    "output is the model": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "M.safetensors"], 2,
+                            ["M.safetensors: is the model (an input)"], []),
+    "output is a hard link to the drawing": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "hardlink.png"], 2,
+                                             ["hardlink.png: is the drawing (an input)"], []),
+    "batch written into its own folder": (["colorize", "batch", "-r", "ref.jpg", *M, "-o", "batch"], 2,
+                                          ["batch/a.png: is the drawing (an input)"], []),
+    "pairs output over a drawing": (["colorize", "--pairs", "one.csv", *M, "-o", "."], 2,
+                                    ["is the drawing (an input)"], []),
+    "extract-lines over its image": (["extract-lines", "sketch.png", "-o", "."], 2,
+                                     ["sketch.png: is the image (an input)"], []),
+    "export over its checkpoint": (["export", "ckpt.pt", "-o", "ckpt.pt"], 2, ["ckpt.pt: is the checkpoint"], []),
+    "prompt of commas": (["colorize", "sketch.png", *M, "-p", ",,,"], 2,
+                         ["names no colour: give a colour reference, a prompt, or both"], []),
+    "prompt of a dot": (["colorize", "sketch.png", *M, "-p", " . "], 2, ["give a colour reference, a prompt"], []),
+    "prompt of an and": (["colorize", "sketch.png", *M, "-p", " and "], 2, ["give a colour reference, a prompt"], []),
+    "eta nan": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "--eta", "nan"], 2, ["Invalid value for '--eta'"], []),
 }
 
 
@@ -194,6 +228,24 @@ def test_plain_function_refuses_non_finite_guidance(work, monkeypatch):
     for bad in (float("inf"), float("nan"), -1.0):
         with pytest.raises(AnimecolorError, match="must be a number from 0 to 50"):
             colorize_files(Path("sketch.png"), Path("ref.jpg"), model=Path("M.safetensors"), guidance=bad)
+
+
+@pytest.mark.parametrize("option, value", [("--text-guidance", "nan"), ("--guidance", "60"), ("--eta", "nan")])
+def test_out_of_range_numbers_are_the_projects_one_line(work, monkeypatch, option, value):
+    """Not Typer's six-line box (which also said nan "should be less than or equal to 50")."""
+    monkeypatch.chdir(work)
+    result = runner.invoke(app, ["colorize", "sketch.png", *M, "-p", "pink hair", option, value])
+    assert result.exit_code == 2 and result.output.strip().startswith("error:"), result.output
+    assert len(result.output.strip().splitlines()) == 1 and "must be a number from 0 to" in result.output
+
+
+def test_long_inputs_are_named_not_pasted(work, monkeypatch):
+    """A 100k-character prompt phrase: one short line (it was 200 KB)."""
+    monkeypatch.chdir(work)
+    for prompt in ("x" * 100_000 + " hair", "pink hair, " + "y" * 900):
+        result = runner.invoke(app, ["colorize", "sketch.png", *M, "-p", prompt])
+        assert result.exit_code == 2 and len(result.output) < 400, result.output[:400]
+        assert len(result.output.strip().splitlines()) == 1
 
 
 def test_skip_existing_says_what_it_did(work, monkeypatch):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from skimage.color import rgb2lab
 
-from pipeline.errors import AnimecolorError
+from pipeline.errors import AnimecolorError, shown
 
 SLOTS = ("hair", "iris_left", "iris_right", "skin", "clothes", "background")
 SLOT_NAMES = {"hair": "hair", "iris_left": "left eye", "iris_right": "right eye", "skin": "skin",
@@ -125,19 +125,19 @@ def _colour(words: str, colours: dict[str, tuple[int, int, int]], phrase: str, p
         return Colour(hex_rgb(words))
     name = ALIASES.get(words, words)
     if name in SKIN_TONES and PARTS[part] != ("skin",):
-        raise AnimecolorError(f"prompt {phrase!r}: {name!r} is a skin tone (for {part} say e.g. 'black' or "
+        raise AnimecolorError(f"prompt {shown(phrase)}: {shown(name)} is a skin tone (for {part} say e.g. 'black' or "
                               "'dark blue')")
     if name in colours:
         return Colour(tuple(colours[name]), name)
     if any(p in words.split() for p in PARTS):
-        raise AnimecolorError(f"prompt {phrase!r}: two parts in one phrase (separate phrases with commas, "
+        raise AnimecolorError(f"prompt {shown(phrase)}: two parts in one phrase (separate phrases with commas, "
                               "e.g. 'pink hair, blue eyes')")
     if words.startswith("#"):
-        raise AnimecolorError(f"prompt {phrase!r}: {words!r} is not a hex colour (#rrggbb or #rgb)")
+        raise AnimecolorError(f"prompt {shown(phrase)}: {shown(words)} is not a hex colour (#rrggbb or #rgb)")
     known = list(colours) + list(ALIASES)
     close = difflib.get_close_matches(words, known, n=4, cutoff=0.6)
     hint = f"close: {', '.join(close)}" if close else f"known: {', '.join(colours)}, or #rrggbb"
-    raise AnimecolorError(f"prompt {phrase!r}: unknown colour {words!r} ({hint})")
+    raise AnimecolorError(f"prompt {shown(phrase)}: unknown colour {shown(words)} ({hint})")
 
 
 def _split(phrase: str) -> tuple[str, str]:
@@ -153,16 +153,22 @@ def _split(phrase: str) -> tuple[str, str]:
         difflib.get_close_matches(head, list(PARTS), n=3, cutoff=0.5)
     if len(words) == 1:
         if ALIASES.get(phrase, phrase) in COLOURS or _HEX.fullmatch(phrase):
-            raise AnimecolorError(f"prompt {phrase!r}: {phrase} what? say the part, e.g. '{phrase} hair'")
+            raise AnimecolorError(f"prompt {shown(phrase)}: {phrase} what? say the part, e.g. '{phrase} hair'")
         hint = f"close: {', '.join(close)}" if close else "say which part, e.g. 'pink hair'"
-        raise AnimecolorError(f"prompt {phrase!r}: a colour needs a part, or this is an unknown word ({hint})")
+        raise AnimecolorError(f"prompt {shown(phrase)}: a colour needs a part, or this is an unknown word ({hint})")
     hint = f"close: {', '.join(close)}" if close else f"known: {', '.join(dict.fromkeys(PARTS))}"
-    raise AnimecolorError(f"prompt {phrase!r}: unknown part ({hint})")
+    raise AnimecolorError(f"prompt {shown(phrase)}: unknown part ({hint})")
+
+
+MAX_PROMPT_CHARS = 1000  # a dozen parts with long names fit in a few hundred
 
 
 def parse_prompt(text: str, colours: dict[str, tuple[int, int, int]] | None = None) -> Prompt:
     """The prompt language (module docstring) -> Prompt; one clear error for anything it cannot read."""
     colours = COLOURS if colours is None else colours
+    if len(text or "") > MAX_PROMPT_CHARS:
+        raise AnimecolorError(f"prompt {shown(text)}: longer than {MAX_PROMPT_CHARS} characters "
+                              "(one colour per part is all a prompt can say)")
     slots: dict[str, Colour] = {}
     eyes: list[Colour] = []  # "X eyes" phrases, in order (two of them with heterochromia)
     hetero = False
@@ -174,7 +180,7 @@ def parse_prompt(text: str, colours: dict[str, tuple[int, int, int]] | None = No
             hetero = True
             continue
         if phrase in PARTS:
-            raise AnimecolorError(f"prompt {phrase!r}: no colour given (e.g. 'pink {phrase}')")
+            raise AnimecolorError(f"prompt {shown(phrase)}: no colour given (e.g. 'pink {phrase}')")
         if ALIASES.get(phrase, phrase) == "tan":  # Danbooru's `tan` tag is the skin tone
             phrase = "tan skin"
         words, part = _split(phrase)

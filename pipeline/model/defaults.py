@@ -25,3 +25,8 @@ class SamplingDefaults:
 
 
 SAMPLING = SamplingDefaults()
+
+# the ranges every caller is held to (`colorize.check_options`: the CLI, the app, notebooks)
+MAX_GUIDANCE = 50.0   # far past any useful scale; inf or nan would only paint garbage
+MAX_STEPS = 1000      # DDIM steps; the usual training schedule has T = 1000
+MAX_SEED = 2**32 - 1  # numpy's seed range
