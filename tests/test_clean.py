@@ -208,7 +208,7 @@ def test_eye_labels_mark_the_two_irises_of_real_training_faces(tmp_path):
     assert len(test) and test.label.isna().all()  # the benchmark's faces keep none
     assert train.label.notna().all()  # every training face has a map (all no region where nothing is found)
     found = train[train.eye_labels.astype(bool)]
-    assert len(found) >= 0.6 * len(train), (len(found), len(train))
+    assert len(train) and len(found) >= 0.6 * len(train), (len(found), len(train))
     left_id, right_id = REGION_IDS["iris_left"], REGION_IDS["iris_right"]
     for _, row in train.iterrows():
         label = read_label(tmp_path / "faces" / row.label)

@@ -50,9 +50,10 @@ def test_rerun_after_interruption_equals_uninterrupted_run(tmp_path):
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*"))
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*"))
     assert files_a == files_b
-    for rel in files_a:
-        if rel.suffix == ".png":
-            assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    pngs = [rel for rel in files_a if rel.suffix == ".png"]
+    assert len(pngs) == 2 * 10, pngs  # every image and its label map
+    for rel in pngs:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
 def test_changed_settings_regenerate_and_fewer_images_drop_the_rest(tmp_path):

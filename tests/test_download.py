@@ -110,7 +110,7 @@ def test_every_valid_image_arrives_once_and_every_fault_has_its_reason(tmp_path,
     # Nothing half-written; the CSV's extra columns are carried; the User-Agent is ours.
     assert not list((tmp_path / "raw").rglob("*.tmp"))
     assert by_path["/img/2.png"]["licence"] == "cc-by /img/2.png"
-    assert all(h.get("User-Agent", "").startswith("animecolor/") for _, h in headers)
+    assert headers and all(h.get("User-Agent", "").startswith("animecolor/") for _, h in headers)
     assert stats["ok"] == 12 and stats["unique_files"] == 11 and stats["failures"]["too_large"] == 2
 
     assert stats2["generated"] == 0 and stats2["skipped"] == 12 + len(FAULTS) + 3 - 3
@@ -245,6 +245,7 @@ def _crawl_cmd(params: Path, out: Path) -> list[str]:
             "--sheet", str(out.parent / f"{out.name}.png")]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_crawl_then_rerun_equals_an_uninterrupted_crawl(tmp_path, images, write_params):
     with LoopbackServer(images, slow_image_delay=0.1) as srv:
         urls = [srv.url(f"/slowimg/{i % 12}.png?copy={i}") for i in range(36)]  # 36 URLs, 12 distinct images
