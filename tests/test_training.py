@@ -37,6 +37,7 @@ def _trainer(tiny_data, state_path=None, steps=8, **loop):
                    state_path=state_path, run_id="test")
 
 
+@pytest.mark.slow  # 150 training steps of a 32 px U-Net: ~5 s on 2 cores
 def test_overfits_a_fixed_batch(tiny_data):
     faces, pairs = tiny_data
     base = PairDataset(faces, pairs, "train", tps=TPSConfig(scheme="none"))
