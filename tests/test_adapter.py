@@ -215,6 +215,7 @@ def test_only_the_adapter_requires_grad_and_it_needs_reference_attention():
                        "diffusion": DiffusionConfig().model_dump()})
 
 
+@pytest.mark.slow
 def test_text_stage_trains_only_the_adapter_resumes_and_exports(tiny_pretrained, tiny_data, tmp_path):
     from pipeline.colorize import load_model
 
@@ -249,6 +250,7 @@ def test_text_stage_trains_only_the_adapter_resumes_and_exports(tiny_pretrained,
     assert all(torch.equal(v.float(), trained[k].float()) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_text_stage_passes_through_without_the_adapter_or_with_a_text_model(tiny_pretrained, joint_pretrained,
                                                                             tiny_data, tmp_path):
     data = yaml.safe_load((tiny_pretrained / "params.yaml").read_text())

@@ -166,7 +166,7 @@ CASES = {
                                        2, ["header unet.text_attention: Input should be 'shared', 'separate' or 'adapter'"], []),
     "header without unet": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "nounet.safetensors"], 2,
                             ["header unet: section is missing or empty"], []),
-    # issue 37: outputs that are not regular files, outputs over inputs, prompts that name nothing
+    # outputs that are not regular files, outputs over inputs, prompts that name nothing
     "output is a FIFO": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "fifo.png"], 2,
                          ["fifo.png: exists and is not a regular file"], []),
     "output is a link to /dev/zero": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "-o", "zero.png"], 2,

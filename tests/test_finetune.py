@@ -105,6 +105,7 @@ def test_epochs_zero_is_an_exact_passthrough(tiny_data, tiny_pretrained, tmp_pat
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
 
 
+@pytest.mark.slow
 def test_finetune_stage_trains_changes_weights_and_resumes(tiny_data, tiny_pretrained, tmp_path):
     faces, pairs = tiny_data
     params = tiny_pretrained / "params.yaml"
