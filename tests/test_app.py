@@ -18,12 +18,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 pytest.importorskip("gradio", reason="the app needs the `app` extra: pip install -e '.[app]'")
 
 from pipeline.app import (Colorizer, build_app, drawing_input, extracted_lines, make_examples,  # noqa: E402
-                          PageInputs, pad_drawing, read_upload, request)
+                          PageInputs, add_hint, pad_drawing, read_upload, request)
+from pipeline.colorize import layer_paths  # noqa: E402
 from loopback import png_header  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from tests import browser as steps  # noqa: E402
@@ -130,6 +133,139 @@ def test_request_with_a_prompt_and_no_reference(colorizer, files):
     assert params["prompt"].startswith("pink hair") and params["text_guidance"] == 2.0 and params["reference"] == ""
     with pytest.raises(AnimecolorError, match="unknown colour 'pinkk'"):
         request(colorizer, 1, PageInputs("upload", str(files["drawing"]), steps=2, prompt="pinkk hair"))
+
+
+@pytest.mark.parametrize("field", ["guidance", "eta", "text_guidance", "steps", "seed"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e9, "abc"])
+def test_request_refuses_what_the_cli_refuses(colorizer, files, field, value):
+    """NaN guidance once made an all-black picture reported as "Done" (issue 37): every number is
+    checked in the request function, whatever the page's sliders let through."""
+    inputs = PageInputs("upload", str(files["drawing"]), reference=str(files["reference"]), prompt="pink hair",
+                        **{"steps": 2, field: value})
+    with pytest.raises(AnimecolorError, match=field.replace("_", " ")) as info:
+        request(colorizer, 1, inputs)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize("prompt", [",,,", " . ", " and "])
+def test_a_prompt_naming_no_colour_is_no_prompt(colorizer, files, prompt):
+    with pytest.raises(AnimecolorError, match="give a colour reference, a prompt, or both"):
+        request(colorizer, 1, PageInputs("upload", str(files["drawing"]), steps=2, prompt=prompt))
+
+
+def test_a_long_prompt_is_named_not_pasted(colorizer, files):
+    with pytest.raises(AnimecolorError) as info:
+        request(colorizer, 1, PageInputs("upload", str(files["drawing"]), steps=2, prompt="pink " * 200_000))
+    assert len(str(info.value)) < 200
+
+
+def test_uploads_that_are_not_regular_files(colorizer, files, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.png")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    for path in (tmp_path / "fifo.png", tmp_path / "zero.png", tmp_path):
+        with pytest.raises(AnimecolorError, match="not a regular file"):
+            request(colorizer, 1, PageInputs("upload", str(files["drawing"]), reference=str(path), steps=2))
+
+
+class _Checked:
+    """A stand-in for Colorizer that samples nothing: it asserts every value reached it checked, and
+    parses the prompt as the real one does (the real model and vocabulary)."""
+
+    def __init__(self, colorizer):
+        self.real = colorizer
+
+    def __call__(self, sketch, reference, opts, seeds, names, step):
+        from pipeline.colorize import check_options, encode_prompt
+
+        try:
+            check_options(opts)
+        except AnimecolorError as exc:
+            raise AssertionError(f"the request let a bad value through: {exc}") from None
+        assert all(0 <= s <= 2**31 - 1 for s in seeds)
+        encode_prompt(self.real.model, opts.prompt, self.real.info)
+        if reference is None and not opts.prompt.strip():
+            raise AssertionError("no reference and no prompt reached the model")
+        return [], None
+
+
+_anything = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**30, 10**30), st.booleans(),
+                      st.none(), st.text(max_size=12))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_anything, guidance=_anything, eta=_anything, seed=_anything, text_guidance=_anything,
+       prompt=st.one_of(st.text(max_size=60), st.none(), st.sampled_from(["pink hair", ",,,", "blue eyes and red hair"])),
+       source=st.one_of(st.sampled_from(["upload", "draw", "picture"]), st.text(max_size=8)),
+       reference=st.one_of(st.none(), st.just("REF"), st.text(max_size=12)), n=st.sampled_from([1, 4]))
+def test_request_property_a_picture_or_one_line(colorizer, files, steps, guidance, eta, seed, text_guidance, prompt,
+                                                source, reference, n):
+    """Any number (NaN and inf included), any string, in any field: the request reaches the model
+    with checked values, or is one AnimecolorError line; never another exception."""
+    reference = str(files["reference"]) if reference == "REF" else reference
+    inputs = PageInputs(source, str(files["drawing"]), None, str(files["reference"]), reference, steps, guidance, eta,
+                        seed, True, prompt, text_guidance)
+    try:
+        result = request(_Checked(colorizer), n, inputs)
+    except AnimecolorError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 400, str(exc)
+        return
+    assert len(result.seeds) == n and "Done" in result.status
+
+
+def test_request_hints_and_layers(colorizer, tmp_path):
+    """Hints from the page's box: only their regions change (same seed), each to its colour; every
+    picture has its layers beside it; a hint that cannot apply is one line."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    from pipeline.hints import line_regions
+
+    shapes = np.full((90, 120), 255, np.uint8)
+    cv2.circle(shapes, (40, 45), 25, 0, 2, cv2.LINE_AA)
+    cv2.rectangle(shapes, (75, 20), (110, 70), 0, 2, cv2.LINE_AA)
+    cv2.imwrite(str(tmp_path / "shapes.png"), shapes)
+    page = dict(source="upload", drawing=str(tmp_path / "shapes.png"), prompt="pink hair", steps=2, seed=5)
+    plain = request(colorizer, 1, PageInputs(**page))
+    hints = add_hint("40,45,#3060ff", 92, 45, "rgba(255, 102, 170, 1)")  # a click, as some browsers send colours
+    assert hints == "40,45,#3060ff; 92,45,#ff66aa"
+    hinted = request(colorizer, 1, PageInputs(**page, hints=hints))
+    assert "2 colour hints" in hinted.status
+    a, b = (np.asarray(Image.open(r.paths[0])) for r in (plain, hinted))
+    _, labels = line_regions(shapes)
+    for (x, y), rgb in (((40, 45), (0x30, 0x60, 0xFF)), ((92, 45), (255, 102, 170))):
+        region = labels == labels[y, x]
+        median = np.median(rgb2lab(b[region][:, None] / 255.0)[:, 0], axis=0)
+        assert deltaE_ciede2000(median, rgb2lab(np.array([[rgb]]) / 255.0)[0, 0]) < 1.0
+    changed = (labels == labels[45, 40]) | (labels == labels[45, 92])
+    assert np.array_equal(a[~changed], b[~changed])
+    for path in hinted.paths:
+        colour, lines = layer_paths(path)
+        assert Image.open(colour).size == Image.open(lines).size == (120, 90) and Image.open(lines).mode == "RGBA"
+    cv2.imwrite(str(tmp_path / "clear.png"), np.zeros((20, 20, 4), np.uint8))
+    for bad, message in (("40,20,red", "is on a line"), ("500,3,red", "is outside the drawing"),
+                         ("40,45,pnk", "unknown colour 'pnk'"), ("40", "expected X,Y,COLOUR")):
+        with pytest.raises(AnimecolorError, match=message) as info:
+            request(colorizer, 1, PageInputs(**page, hints=bad))
+        assert "\n" not in str(info.value)
+    with pytest.raises(AnimecolorError, match="fully transparent"):
+        request(colorizer, 1, PageInputs(**{**page, "drawing": str(tmp_path / "clear.png")}))
+
+
+def test_page_says_what_the_model_was_trained_on(tmp_path):
+    """Under the title: the training data from the model file, and the procedural-faces warning."""
+    from pipeline.colorize import export_model, load_model
+
+    model, diffusion, info = load_model(untrained_model(tmp_path / "plain.safetensors", image_size=32,
+                                                        channels=8, channel_mults=(1, 2), heads=2))
+    data = [{"stage": "pretrain", "faces": 32, "sources": {"synthetic": 32}}]
+    export_model({"unet": info["unet"], "diffusion": info["diffusion"], "step": 6, "meta": {"data": data},
+                  "ema": {k: v.detach() for k, v in model.state_dict().items()}}, tmp_path / "synthetic.safetensors")
+    for name, said, warned in (("plain", "trained on unknown data", False),
+                               ("synthetic", "trained on 32 procedural (synthetic) faces (pretrain)", True)):
+        demo = build_app(tmp_path / f"{name}.safetensors", "cpu", work_dir=tmp_path / name)
+        text = " ".join(str(c.get("props", {}).get("value", "")) for c in demo.config["components"])
+        assert said in text and ("trained on procedural faces: expect pale colours" in text) == warned
 
 
 def test_command_errors_are_one_line(tmp_path, monkeypatch):
