@@ -25,8 +25,7 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the app needs the `app` extra: pip install -e '.[app]'")
 
 from pipeline.app import (Colorizer, build_app, drawing_input, extracted_lines, make_examples,  # noqa: E402
-                          PageInputs, add_hint, pad_drawing, read_upload, request)
-from pipeline.colorize import layer_paths  # noqa: E402
+                          PageInputs, pad_drawing, read_upload, request)
 from loopback import png_header  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from tests import browser as steps  # noqa: E402
