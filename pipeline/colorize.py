@@ -7,6 +7,10 @@ metrics. Loading it never unpickles anything.
 Any input size and aspect works: the sketch is letterboxed (white padding) to the model's square
 resolution, coloured, cropped and resized back; with `keep_lines` the drawing's own lines are
 multiplied over the result at full resolution so they stay exactly where they were drawn.
+
+A result is layers (`Colored`): the colour layer (the model's colours, colour hints applied:
+`hints.py`), the drawing's line layer, and the drawing's alpha when it is a sprite on a
+transparent background (the model sees it composited on white; the picture keeps its alpha).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabu
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
 from pipeline.files import atomic_path
+from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
@@ -88,6 +93,39 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UN
     except RuntimeError:
         raise AnimecolorError(f"{path}: weights do not match the architecture in its header") from None
     return model.to(device).eval(), Diffusion(diffusion), info
+
+
+REAL_FACE_RECIPE = "docs/usage.md#training-data-sources"
+
+
+def _faces(count: int, source: str) -> str:
+    return {"synthetic": f"{count} procedural (synthetic) faces", "folder": f"a folder of {count} faces",
+            "urls": f"{count} faces from a URL list", "booru": f"{count} faces from a booru"}.get(
+        source, f"{count} faces ({source})")
+
+
+def training_data(info: dict) -> tuple[str, str | None]:
+    """What a model file says it was trained on: (one line, one warning line or None).
+
+    From the header's `training.data` (per training stage: the faces it saw, counted by the
+    crawl source in the faces' manifest); a model exported before that was recorded says
+    "unknown". The warning is for models trained on procedural faces."""
+    records = (info.get("training") or {}).get("data") if isinstance(info.get("training"), dict) else None
+    if not records or not isinstance(records, list):
+        return "trained on unknown data (this model file does not record it)", None
+    said: dict[str, list[str]] = {}
+    synthetic = False
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        sources = record.get("sources") or {}
+        synthetic |= "synthetic" in sources
+        what = " + ".join(_faces(n, source) for source, n in sources.items()) or f"{record.get('faces')} faces"
+        said.setdefault(what, []).append(str(record.get("stage", "?")))
+    line = "trained on " + "; ".join(f"{what} ({', '.join(stages)})" for what, stages in said.items())
+    warning = (f"this model was trained on procedural faces: expect pale colours on real art; see "
+               f"{REAL_FACE_RECIPE} for the real-face recipe") if synthetic else None
+    return line, warning
 
 
 def model_vocabulary(model: UNet, info: dict | None = None) -> dict[str, tuple[int, int, int]]:
@@ -172,7 +210,7 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
         if hi > lo:
             gray = np.clip((gray.astype(np.float32) - lo) * 255.0 / (hi - lo), 0, 255).astype(np.uint8)
     if binarize:
-        _, gray = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        gray = binarize_lines(gray)
     sketch, box = letterbox(gray, size)
     return sketch, gray, box, notice
 
@@ -194,6 +232,7 @@ class ColorizeOptions:
     keep_lines: bool = True   # multiply the drawing's own full-resolution lines over the result
     prompt: str = ""          # colour prompt (data/prompt.py) for a text model; "" = reference only
     text_guidance: float = SAMPLING.text_guidance  # guidance scale on the prompt (conditioning.guided)
+    hints: tuple[Hint, ...] = ()  # colour hints: regions recoloured exactly after the model (hints.py)
 
 
 def check_options(opts: ColorizeOptions) -> None:
@@ -214,12 +253,62 @@ def check_options(opts: ColorizeOptions) -> None:
         raise AnimecolorError(f"prompt {shown(opts.prompt)}: must be text")
 
 
+def sprite_alpha(rgba: np.ndarray, lines: np.ndarray) -> np.ndarray | None:
+    """The drawing's alpha channel (uint8 (H, W)) when the picture keeps it, else None.
+
+    None for an opaque drawing, and for lines on transparent paper (its opaque pixels are mostly
+    line pixels: the paper is paper, coloured as on white). A sprite -- its opaque part is more
+    than its lines -- keeps its alpha exactly. A fully transparent drawing is one error."""
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return None
+    if alpha.max() == 0:
+        raise AnimecolorError("the drawing is fully transparent: nothing is drawn on it")
+    opaque = alpha >= 128
+    paper = binarize_lines(lines) == 255
+    if np.count_nonzero(opaque & paper) <= 0.5 * np.count_nonzero(opaque):
+        return None
+    return alpha.copy()
+
+
+def with_alpha(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    return rgb if alpha is None else np.dstack([rgb, alpha])
+
+
+@dataclass(frozen=True)
+class Colored:
+    """One coloured drawing as layers, at the drawing's size (uint8)."""
+
+    colour: np.ndarray        # (H, W, 3) RGB: the model's colours, hints applied, without lines
+    lines: np.ndarray         # (H, W): the drawing's line layer as the model read it, 255 = paper
+    alpha: np.ndarray | None  # (H, W): the drawing's alpha for a sprite (`sprite_alpha`), else None
+    keep_lines: bool = True
+
+    def image(self) -> np.ndarray:
+        """The picture: RGB, or RGBA with the drawing's alpha; the lines multiplied over the colours
+        with keep_lines (= `lines_layer` stacked over `colour_layer`)."""
+        rgb = self.colour
+        if self.keep_lines:
+            rgb = np.round(rgb.astype(np.float32) * (self.lines.astype(np.float32)[..., None] / 255.0)).astype(np.uint8)
+        return with_alpha(rgb, self.alpha)
+
+    def colour_layer(self) -> np.ndarray:
+        """The colours without lines: RGB, or RGBA with the drawing's alpha."""
+        return with_alpha(self.colour, self.alpha)
+
+    def lines_layer(self) -> np.ndarray:
+        """The lines on transparency: RGBA, black, alpha 255 - line layer (a line's darkness)."""
+        out = np.zeros((*self.lines.shape, 4), np.uint8)
+        out[..., 3] = 255 - self.lines
+        return out
+
+
 def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,
                    opts: ColorizeOptions, device: torch.device | str = "cpu",
                    step_progress: Callable[[int], None] | None = None,
                    info: dict | None = None) -> tuple[np.ndarray, str | None]:
-    """One drawing and one reference (uint8 RGBA, any sizes; None with a prompt) -> uint8 RGB at the
-    drawing's size, notice."""
+    """One drawing and one reference (uint8 RGBA, any sizes; None with a prompt) -> uint8 RGB (RGBA
+    for a sprite) at the drawing's size, notice."""
     images, notice = colorize_variations(model, diffusion, sketch_rgba, reference_rgba, opts, [opts.seed], device,
                                          step_progress, info)
     return images[0], notice
@@ -230,14 +319,28 @@ def colorize_variations(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarr
                         step_progress: Callable[[int], None] | None = None,
                         info: dict | None = None) -> tuple[list[np.ndarray], str | None]:
     """The same drawing and reference coloured once per seed, in one batch; variation k is exactly
-    what `colorize_image` gives with seed seeds[k]. Returns uint8 RGB images at the drawing's size.
-    Without a reference the prompt alone gives the colours (the null reference, as in training)."""
+    what `colorize_image` gives with seed seeds[k]. Returns uint8 RGB (RGBA for a sprite) images at
+    the drawing's size. Without a reference the prompt alone gives the colours (the null reference,
+    as in training)."""
+    layers, notice = colorize_layers(model, diffusion, sketch_rgba, reference_rgba, opts, seeds, device,
+                                     step_progress, info)
+    return [colored.image() for colored in layers], notice
+
+
+def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,
+                    opts: ColorizeOptions, seeds: list[int], device: torch.device | str = "cpu",
+                    step_progress: Callable[[int], None] | None = None,
+                    info: dict | None = None) -> tuple[list[Colored], str | None]:
+    """`colorize_variations` as layers (`Colored`), one per seed. A hint that cannot apply (outside
+    the picture, on a line, no closed regions) and a fully transparent drawing fail before sampling."""
     check_options(opts)
     size = model.config.image_size
     text = encode_prompt(model, opts.prompt, info)
     if reference_rgba is None and text is None:
         raise AnimecolorError("give a colour reference, a prompt, or both")
     sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
+    alpha = sprite_alpha(sketch_rgba, lines)
+    masks = hint_masks(opts.hints, lines, alpha)
     n = len(seeds)
     s = to_tensor(sketch)[None].expand(n, -1, -1, -1).to(device)
     if reference_rgba is None:
@@ -248,17 +351,23 @@ def colorize_variations(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarr
     out = colorize_batch(model, diffusion, s, r, sample_steps=opts.sample_steps, guidance=guidance,
                          eta=opts.eta, seeds=seeds, batch_size=n, step_progress=step_progress,
                          text=None if text is None else text.expand(n, -1, -1), text_guidance=opts.text_guidance)
-    images = []
-    for image in out:
-        rgb = unletterbox(to_uint8(image), box)
-        if opts.keep_lines:
-            rgb = np.round(rgb.astype(np.float32) * (lines.astype(np.float32)[..., None] / 255.0)).astype(np.uint8)
-        images.append(rgb)
-    return images, notice
+    shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
+    layers = [Colored(apply_hints(unletterbox(to_uint8(image), box), opts.hints, masks, shown_lines), lines, alpha,
+                      opts.keep_lines) for image in out]
+    return layers, notice
+
+
+def layer_paths(path: Path) -> tuple[Path, Path]:
+    """Where a picture's layers go beside it: `<stem>_colour.png` (`Colored.colour_layer`) and
+    `<stem>_lines.png` (`Colored.lines_layer`)."""
+    return path.with_name(f"{path.stem}_colour.png"), path.with_name(f"{path.stem}_lines.png")
 
 
 def png_text(opts: ColorizeOptions, sketch: Path, reference: Path | None, model_path: Path,
              info: dict) -> dict[str, str]:
     params = {**asdict(opts), "sketch": str(sketch), "reference": str(reference or ""), "model": str(model_path),
               "model_step": info.get("step"), "image_size": info.get("image_size")}
+    params.pop("hints")
+    if opts.hints:
+        params["hints"] = [str(hint) for hint in opts.hints]
     return {"Software": "animecolor", "animecolor": json.dumps(params)}

@@ -61,7 +61,7 @@ def hint_colour(word: str, what: str = "hint") -> tuple[int, int, int]:
 def parse_hint(text: str) -> Hint:
     """'X,Y,COLOUR' -> Hint; a malformed hint or an unknown colour is one AnimecolorError line."""
     parts = [p.strip() for p in str(text).split(",", 2)]
-    what = f"hint {str(text).strip()!r}"
+    what = f"hint {str(text).strip()[:80]}"
     if len(parts) != 3 or not all(parts):
         raise AnimecolorError(f"{what}: {_SYNTAX}")
     try:
@@ -69,6 +69,11 @@ def parse_hint(text: str) -> Hint:
     except ValueError:
         raise AnimecolorError(f"{what}: X and Y are whole pixel numbers ({_SYNTAX})") from None
     return Hint(x, y, hint_colour(parts[2], what), f"{x},{y},{parts[2]}")
+
+
+def parse_hints(text: str) -> tuple[Hint, ...]:
+    """Hints separated by ";" or new lines (the app's box) -> Hints; empty parts are skipped."""
+    return tuple(parse_hint(part) for part in re.split(r"[;\n]", text or "") if part.strip())
 
 
 def click_hint(x: int, y: int, rgb: tuple[int, int, int]) -> Hint:

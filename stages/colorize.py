@@ -123,8 +123,12 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    guidance: float = SAMPLING.guidance, seed: int = SAMPLING.seed, eta: float = SAMPLING.eta,
                    mode: str = "auto", auto_levels: bool = False, binarize: bool = False, keep_lines: bool = True,
                    skip_existing: bool = False, device: str = "auto", prompt: str = "",
-                   text_guidance: float = SAMPLING.text_guidance) -> dict:
+                   text_guidance: float = SAMPLING.text_guidance, layers: bool = False,
+                   hints: tuple[str, ...] = ()) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
+
+    `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
+    the line-enclosed regions under their points (`pipeline/hints.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
@@ -144,27 +148,39 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                 raise AnimecolorError(f"--prompt {shown(prompt)} names no colour: give a colour reference, "
                                       "a prompt, or both")
             prompt = ""
+    from pipeline.colorize import layer_paths
+    from pipeline.hints import parse_hint
+
+    parsed_hints = tuple(parse_hint(text) for text in hints or ())  # a bad hint fails before anything is loaded
     jobs = _jobs(sketch, reference, pairs, out, prompt)
     if len(jobs) > 1 and out is not None and out.exists() and not out.is_dir():
         raise AnimecolorError(f"{out}: is a file (in batch mode --out is a folder)")
-    for _, _, out_path in jobs:
+    outputs = [path for _, _, out_path in jobs for path in (out_path, *(layer_paths(out_path) if layers else ()))]
+    if len(set(outputs)) < len(outputs):
+        raise AnimecolorError(f"{out or jobs[0][2]}: two outputs would get one name (a drawing named *_colour "
+                              "or *_lines beside --layers); rename it")
+    for out_path in outputs:
         check_output(out_path)
     inputs = {model: "model", **({pairs: "pairs CSV"} if pairs is not None else {})}
     for sketch_path, ref_path, _ in jobs:
         inputs.setdefault(sketch_path, "drawing")
         if ref_path is not None:
             inputs.setdefault(ref_path, "reference")
-    check_not_input([out_path for _, _, out_path in jobs], inputs)
+    check_not_input(outputs, inputs)
 
-    from pipeline.colorize import ColorizeOptions, colorize_image, load_model, png_text
+    from pipeline.colorize import ColorizeOptions, colorize_layers, load_model, png_text, training_data
     from pipeline.data.imageio import write_png_text
     from pipeline.device import resolve_device
 
     dev = resolve_device(device)
     net, diffusion, info = load_model(model, dev)
+    said, warning = training_data(info)
+    console.print(f"model {escape(str(model))}: {said}", highlight=False, soft_wrap=True)
+    if warning:
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
-                           text_guidance=text_guidance)
+                           text_guidance=text_guidance, hints=parsed_hints)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -179,13 +195,17 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                     continue
                 if ref_path is not None and ref_path not in references:
                     references[ref_path] = read_user_image(ref_path)
-                rgb, notice = colorize_image(net, diffusion, read_user_image(sketch_path),
-                                             references[ref_path] if ref_path is not None else None, opts, dev,
-                                             info=info)
+                (colored,), notice = colorize_layers(net, diffusion, read_user_image(sketch_path),
+                                                     references[ref_path] if ref_path is not None else None, opts,
+                                                     [opts.seed], dev, info=info)
                 if notice:
                     console.print(f"[yellow]note[/]: {sketch_path}: {notice}", highlight=False)
                 try:
-                    write_png_text(out_path, rgb, png_text(opts, sketch_path, ref_path, model, info))
+                    metadata = png_text(opts, sketch_path, ref_path, model, info)
+                    write_png_text(out_path, colored.image(), metadata)
+                    if layers:
+                        for path, image in zip(layer_paths(out_path), (colored.colour_layer(), colored.lines_layer())):
+                            write_png_text(path, image, metadata)
                 except OSError as exc:
                     raise AnimecolorError(f"{out_path}: cannot write ({exc.strerror or exc})") from None
                 written += 1
@@ -228,11 +248,18 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                                    "right eye #3060ff\" (text models)."),
              text_guidance: float = typer.Option(SAMPLING.text_guidance,
                                                  help=f"Guidance scale on the prompt, 0 to {MAX_GUIDANCE:g} (1: plain; "
-                                                      "higher follows the words more, over the reference too).")) -> None:
+                                                      "higher follows the words more, over the reference too)."),
+             layers: bool = typer.Option(False, "--layers", help="Also write <out>_colour.png (the colours without "
+                                                                  "lines) and <out>_lines.png (the lines on "
+                                                                  "transparency)."),
+             hint: list[str] = typer.Option(None, "--hint", help="X,Y,COLOUR (repeatable): the area the lines enclose "
+                                                                 "around pixel X,Y gets COLOUR (#rrggbb or a colour "
+                                                                 "word), e.g. 120,80,#ff66aa.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
-                            binarize, keep_lines, skip_existing, device, prompt, text_guidance)
+                            binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
+                            tuple(hint or ()))
     if result["failed"]:
         raise typer.Exit(1)
 

@@ -35,6 +35,10 @@ def work(tmp_path, model_file, tiny_text):
     sketch = np.full((40, 40), 255, np.uint8)
     sketch[10:30, 20] = 0
     Image.fromarray(sketch).save(tmp_path / "sketch.png")
+    boxes = np.full((40, 40), 255, np.uint8)
+    boxes[8:31, [8, 30]] = boxes[[8, 30], 8:31] = 0  # a closed square: inside, outside and its line
+    Image.fromarray(boxes).save(tmp_path / "boxes.png")
+    Image.fromarray(np.zeros((40, 40, 4), np.uint8)).save(tmp_path / "clear.png")  # fully transparent
     Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "ref.jpg")
     (tmp_path / "M.safetensors").write_bytes(model_file.read_bytes())
     (tmp_path / "ckpt.pt").write_bytes((tiny_text / "text.pt").read_bytes())
@@ -194,6 +198,19 @@ CASES = {
     "prompt of a dot": (["colorize", "sketch.png", *M, "-p", " . "], 2, ["give a colour reference, a prompt"], []),
     "prompt of an and": (["colorize", "sketch.png", *M, "-p", " and "], 2, ["give a colour reference, a prompt"], []),
     "eta nan": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "--eta", "nan"], 2, ["Invalid value for '--eta'"], []),
+    # colour hints and transparency
+    "hint outside the picture": (["colorize", "boxes.png", "-r", "ref.jpg", *M, "--hint", "40,5,red"], 2,
+                                 ["hint 40,5,red: (40, 5) is outside the drawing (40x40 px"], []),
+    "hint on a line": (["colorize", "boxes.png", "-r", "ref.jpg", *M, "--hint", "8,15,red"], 2,
+                       ["hint 8,15,red: (8, 15) is on a line"], []),
+    "hint in an unknown colour": (["colorize", "boxes.png", "-r", "ref.jpg", *M, "--hint", "15,15,pnk"], 2,
+                                  ["hint 15,15,pnk: unknown colour 'pnk' (close: pink)"], []),
+    "hint without a colour": (["colorize", "boxes.png", "-r", "ref.jpg", *M, "--hint", "15,15"], 2,
+                              ["hint 15,15: expected X,Y,COLOUR"], []),
+    "hint on a drawing with no closed regions": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "--hint", "5,5,red"],
+                                                 2, ["hint 5,5,red: the drawing has no closed regions"], []),
+    "fully transparent drawing": (["colorize", "clear.png", "-r", "ref.jpg", *M], 2,
+                                  ["the drawing is fully transparent"], []),
 }
 
 

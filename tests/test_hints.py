@@ -1,0 +1,204 @@
+"""Output an artist can use: colour hints, transparency in and out, `--layers`, and the model
+saying what it was trained on. End to end with the tiny trained model (`model_file`)."""
+
+import json
+import re
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage.color import deltaE_ciede2000, rgb2lab
+from typer.testing import CliRunner
+
+from pipeline.colorize import training_data
+from pipeline.data.prompt import COLOURS
+from pipeline.errors import AnimecolorError
+from pipeline.hints import binarize_lines, fill_region, line_regions, parse_hint, parse_hints
+from stages.cli import app
+
+runner = CliRunner()
+PINK, BLUE = (255, 0x66, 0xAA), COLOURS["light blue"]
+
+
+def _lab(rgb) -> np.ndarray:
+    return rgb2lab(np.asarray(rgb, np.float64).reshape(-1, 1, 3) / 255.0)[:, 0]
+
+
+def median_delta_e(image: np.ndarray, mask: np.ndarray, rgb) -> float:
+    """CIEDE2000 between the region's median colour (per-channel median in CIELAB) and `rgb`."""
+    median = np.median(_lab(image[..., :3][mask]), axis=0)
+    return float(deltaE_ciede2000(median, _lab(rgb)[0]))
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """A drawing of a circle and a box with anti-aliased lines (90 x 120), and a reference."""
+    root = tmp_path_factory.mktemp("shapes")
+    drawing = np.full((90, 120), 255, np.uint8)
+    cv2.circle(drawing, (40, 45), 25, 0, 2, cv2.LINE_AA)
+    cv2.rectangle(drawing, (75, 20), (110, 70), 0, 2, cv2.LINE_AA)
+    Image.fromarray(drawing).save(root / "shapes.png")
+    reference = np.zeros((64, 64, 3), np.uint8)
+    reference[:32], reference[32:] = (230, 120, 60), (60, 90, 200)
+    Image.fromarray(reference).save(root / "ref.png")
+    return root
+
+
+def colorize(model_file, drawing, out, *extra):
+    result = runner.invoke(app, ["colorize", str(drawing), "-r", str(drawing.parent / "ref.png"), "--model",
+                                 str(model_file), "-o", str(out), "--steps", "2", "--seed", "3", *extra])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+# ---------------------------------------------------------------- hints
+def test_hint_syntax():
+    assert parse_hint("120,80,#ff66aa").rgb == PINK
+    assert parse_hint(" 3, 4, light_blue ").rgb == BLUE and parse_hint("3,4,Light Blue").rgb == BLUE
+    assert parse_hint("3,4,#f6a").rgb == PINK and parse_hint("3,4,gray").rgb == COLOURS["grey"]
+    assert [str(h) for h in parse_hints("1,2,red; 3,4,#00ff00\n")] == ["1,2,red", "3,4,#00ff00"]
+    for bad, message in (("1,2", "expected X,Y,COLOUR"), ("a,2,red", "whole pixel numbers"),
+                         ("1,2,pnk", "unknown colour 'pnk' (close: pink)"), ("1,2,#12", "not a hex colour")):
+        with pytest.raises(AnimecolorError, match=re.escape(message)):
+            parse_hint(bad)
+
+
+def test_regions_are_the_areas_the_lines_enclose(shapes):
+    lines = np.asarray(Image.open(shapes / "shapes.png"))
+    count, labels = line_regions(lines)
+    assert count == 3  # outside, inside the circle, inside the box
+    inside_circle, inside_box, outside = labels[45, 40], labels[45, 92], labels[2, 2]
+    assert len({inside_circle, inside_box, outside}) == 3 and 0 not in (inside_circle, inside_box, outside)
+    assert labels[45, 15] == 0  # on the circle's line
+    assert np.array_equal(labels == 0, binarize_lines(lines) == 0)  # line pixels: the Otsu binarisation
+
+
+@pytest.mark.parametrize("rgb, shaded", [(PINK, True), (BLUE, True), ((20, 20, 30), True), ((250, 250, 250), True),
+                                         ((255, 0, 0), False)])  # pure red exists at one lightness only
+def test_fill_keeps_shading_and_hits_the_median(rgb, shaded):
+    """A shaded random colour layer: the region's median colour is the hint (also with anti-aliased
+    lines multiplied over it), the shading is kept where the colour's gamut allows, nothing else moves."""
+    rng = np.random.default_rng(0)
+    yy = np.linspace(0, 1, 60)[:, None]
+    colour = np.clip(rng.normal(0, 6, (60, 80, 3)) + (60 + 120 * yy)[..., None] * [1.0, 0.8, 0.6], 0, 255)
+    colour = colour.astype(np.uint8)
+    lines = np.full((60, 80), 255, np.uint8)
+    cv2.ellipse(lines, (40, 30), (30, 22), 0, 0, 360, 0, 2, cv2.LINE_AA)
+    count, labels = line_regions(lines)
+    mask = labels == labels[30, 40]
+    for shade in (None, lines):
+        out = fill_region(colour, mask, rgb, shade)
+        assert np.array_equal(out[~mask], colour[~mask])
+        shown = out if shade is None else np.round(out * (lines[..., None] / 255.0)).astype(np.uint8)
+        assert median_delta_e(shown, mask, rgb) < 1.0
+    spread = np.ptp(_lab(out[mask])[:, 0])
+    assert (spread > 3) == shaded  # the model's shading, where the colour's gamut leaves room
+
+
+def test_cli_hints_recolour_only_their_regions(model_file, shapes, tmp_path):
+    drawing = shapes / "shapes.png"
+    colorize(model_file, drawing, tmp_path / "plain.png")
+    colorize(model_file, drawing, tmp_path / "hinted.png", "--hint", "40,45,#ff66aa", "--hint", "92,45,light blue")
+    plain, hinted = np.asarray(Image.open(tmp_path / "plain.png")), np.asarray(Image.open(tmp_path / "hinted.png"))
+    _, labels = line_regions(np.asarray(Image.open(drawing)))
+    circle, box = labels == labels[45, 40], labels == labels[45, 92]
+    assert np.array_equal(plain[~(circle | box)], hinted[~(circle | box)])  # byte-identical outside
+    assert median_delta_e(hinted, circle, PINK) < 1.0 and median_delta_e(hinted, box, BLUE) < 1.0
+    assert median_delta_e(plain, circle, PINK) > 5  # the model alone did not paint it so
+    params = json.loads(Image.open(tmp_path / "hinted.png").text["animecolor"])
+    assert params["hints"] == ["40,45,#ff66aa", "92,45,light blue"] and params["seed"] == 3
+    assert "hints" not in json.loads(Image.open(tmp_path / "plain.png").text["animecolor"])
+
+
+# ---------------------------------------------------------------- transparency and layers
+def test_rgba_sprite_keeps_its_alpha(model_file, shapes, tmp_path):
+    """A sprite (a filled, outlined shape on a transparent background, soft edges) comes out RGBA
+    with exactly its alpha; the model sees it on white, so the colours are those of the white-composited drawing."""
+    sprite = np.zeros((90, 120, 4), np.uint8)
+    cv2.circle(sprite, (60, 45), 30, (255, 255, 255, 255), -1, cv2.LINE_AA)
+    cv2.circle(sprite, (60, 45), 30, (0, 0, 0, 255), 2, cv2.LINE_AA)
+    sprite[..., 3] = cv2.GaussianBlur(sprite[..., 3], (5, 5), 0)
+    Image.fromarray(sprite).save(shapes / "sprite.png")
+    white = sprite.copy()
+    white[..., 3] = 255
+    white[..., :3] = np.round(sprite[..., :3] * (sprite[..., 3:] / 255.0) + 255 * (1 - sprite[..., 3:] / 255.0))
+    Image.fromarray(white[..., :3]).save(shapes / "on_white.png")
+    colorize(model_file, shapes / "sprite.png", tmp_path / "sprite.png", "--layers", "--hint", "60,45,red")
+    colorize(model_file, shapes / "on_white.png", tmp_path / "on_white.png", "--hint", "60,45,red")
+    out = Image.open(tmp_path / "sprite.png")
+    assert out.mode == "RGBA" and np.asarray(out)[..., 3].tobytes() == sprite[..., 3].tobytes()
+    assert np.array_equal(np.asarray(out)[..., :3], np.asarray(Image.open(tmp_path / "on_white.png")))
+    colour = Image.open(tmp_path / "sprite_colour.png")
+    assert colour.mode == "RGBA" and np.array_equal(np.asarray(colour)[..., 3], sprite[..., 3])
+
+
+def test_lines_on_transparent_paper_are_coloured_as_on_white(model_file, shapes, tmp_path):
+    """A line layer exported on transparency (only the lines opaque) is not a sprite: the paper is paper."""
+    lines = np.asarray(Image.open(shapes / "shapes.png"))
+    layer = np.zeros((*lines.shape, 4), np.uint8)
+    layer[..., 3] = 255 - lines
+    Image.fromarray(layer).save(shapes / "layer.png")
+    colorize(model_file, shapes / "layer.png", tmp_path / "layer.png")
+    colorize(model_file, shapes / "shapes.png", tmp_path / "shapes.png")
+    out = Image.open(tmp_path / "layer.png")
+    assert out.mode == "RGB" and np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "shapes.png")))
+
+
+def test_layers_stack_to_the_picture(model_file, shapes, tmp_path):
+    result = colorize(model_file, shapes / "shapes.png", tmp_path / "o.png", "--layers")
+    assert "1 of 1 written" in result.output
+    picture = np.asarray(Image.open(tmp_path / "o.png")).astype(np.float32)
+    colour, lines = Image.open(tmp_path / "o_colour.png"), Image.open(tmp_path / "o_lines.png")
+    assert colour.mode == "RGB" and lines.mode == "RGBA" and colour.size == lines.size == (120, 90)
+    lines = np.asarray(lines).astype(np.float32)
+    assert not lines[..., :3].any()  # black lines
+    drawing = np.asarray(Image.open(shapes / "shapes.png")).astype(np.float32)
+    assert np.array_equal(lines[..., 3], 255 - drawing)  # alpha = the line's darkness
+    stacked = np.asarray(colour).astype(np.float32) * (1 - lines[..., 3:] / 255.0)  # lines over colours
+    assert np.abs(stacked - picture).max() <= 1.0
+    plain = tmp_path / "plain.png"
+    colorize(model_file, shapes / "shapes.png", plain)
+    assert np.array_equal(np.asarray(Image.open(plain)), picture.astype(np.uint8))  # --layers changes nothing
+
+
+# ---------------------------------------------------------------- provenance
+def train_faces(tiny_data) -> int:
+    return len((tiny_data[1] / "train" / "items.csv").read_text().splitlines()) - 1
+
+
+def test_colorize_says_what_the_model_was_trained_on(model_file, tiny_data, shapes, tmp_path):
+    result = colorize(model_file, shapes / "shapes.png", tmp_path / "o.png")
+    n = train_faces(tiny_data)  # the tiny model: pretrain and the text stage on the train split
+    assert f"trained on {n} procedural (synthetic) faces (pretrain, text)" in result.output
+    warnings = [line for line in result.output.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "trained on procedural faces: expect pale colours on real art" in warnings[0]
+    assert "docs/usage.md#training-data-sources" in warnings[0]
+
+
+def test_an_old_model_file_says_unknown(model_file, tiny_data, shapes, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(model_file), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    info = json.loads(meta["animecolor"])
+    assert [(r["stage"], r["sources"]) for r in info["training"]["data"]] == \
+        [(stage, {"synthetic": train_faces(tiny_data)}) for stage in ("pretrain", "text")]
+    info["training"].pop("data")
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"animecolor": json.dumps(info)})
+    result = colorize(tmp_path / "old.safetensors", shapes / "shapes.png", tmp_path / "o.png")
+    assert "trained on unknown data" in result.output and "warning" not in result.output
+
+
+@pytest.mark.parametrize("data, line, warned", [
+    ([{"stage": "pretrain", "faces": 500, "sources": {"folder": 500}}], "a folder of 500 faces (pretrain)", False),
+    ([{"stage": "pretrain", "faces": 90, "sources": {"booru": 80, "urls": 10}}],
+     "80 faces from a booru + 10 faces from a URL list (pretrain)", False),
+    ([{"stage": "pretrain", "faces": 9, "sources": {"synthetic": 9}}, {"stage": "finetune", "faces": 4,
+                                                                         "sources": {"folder": 4}}],
+     "9 procedural (synthetic) faces (pretrain); a folder of 4 faces (finetune)", True),
+    (None, "unknown data", False)])
+def test_training_data_lines(data, line, warned):
+    said, warning = training_data({"training": {"stage": "text"} if data is None else {"data": data}})
+    assert line in said and (warning is not None) == warned
