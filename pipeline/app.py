@@ -12,8 +12,11 @@ Inputs: a line drawing (upload, the sketch pad, or a colour picture whose lines 
 the pipeline's XDoG, with a preview), the reference and/or a colour prompt (text models:
 `data/prompt.py`) with its guidance scale, DDIM steps, guidance, eta, seed, keep-lines.
 Output: the coloured drawing at the drawing's own size as a PNG with the parameters in its tEXt
-chunks (as `animecolor colorize` writes them), a gallery of recent results, and "4 variations"
-(seeds seed .. seed+3 in one batch; variation k is exactly `colorize --seed <seed+k>`).
+chunks (as `animecolor colorize` writes them) and its two layers as downloads (`colorize
+--layers`), a gallery of recent results, and "4 variations" (seeds seed .. seed+3 in one batch;
+variation k is exactly `colorize --seed <seed+k>`). A click on the picture with the colour
+picker's colour adds a colour hint (`colorize --hint`) and makes the picture again with it. Under
+the title: what the model was trained on, from its file.
 
 Every problem with a visitor's file (unreadable, too many pixels, missing) or any other failure
 in a request ends as one line in the page's status box: never a traceback, and the server keeps
@@ -40,13 +43,14 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_variations, flatten_alpha, load_model,
-                               png_text)
+from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_layers, flatten_alpha, layer_paths,
+                               load_model, png_text, training_data)
 from pipeline.data.imageio import decode_image, write_png, write_png_text
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.device import resolve_device
 from pipeline.errors import AnimecolorError, shown
+from pipeline.hints import click_hint, hint_colour, parse_hints
 from pipeline.model.defaults import DEFAULT_MODEL, MAX_GUIDANCE, MAX_STEPS, SAMPLING
 
 log = logging.getLogger("animecolor.app")
@@ -142,18 +146,23 @@ class Colorizer:
     def __call__(self, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, opts: ColorizeOptions,
                  seeds: list[int], names: tuple[str, str] = ("drawing", "reference"),
                  step_progress=None) -> tuple[list[Path], str | None]:
-        """Colour the drawing once per seed (one batch); returns the PNG paths and the pipeline's notice."""
-        images, notice = colorize_variations(self.model, self.diffusion, sketch_rgba, reference_rgba, opts, seeds,
-                                             self.device, step_progress, self.info)
+        """Colour the drawing once per seed (one batch); returns the PNG paths and the pipeline's notice.
+        Each picture's layers (colours without lines, lines on transparency) are written beside it
+        (`colorize.layer_paths`)."""
+        layers, notice = colorize_layers(self.model, self.diffusion, sketch_rgba, reference_rgba, opts, seeds,
+                                         self.device, step_progress, self.info)
         self.prune()
         folder = self.out_dir / uuid.uuid4().hex[:12]
         stem = re.sub(r"[^\w.-]+", "_", Path(names[0]).stem)[:60] or "drawing"
         paths = []
-        for seed, rgb in zip(seeds, images):
+        for seed, colored in zip(seeds, layers):
             seed_opts = ColorizeOptions(**{**opts.__dict__, "seed": seed})
             path = folder / f"{stem}_colored_seed{seed}.png"
-            write_png_text(path, rgb, png_text(seed_opts, Path(names[0]), Path(names[1]) if names[1] else None,
-                                               self.model_path, self.info))
+            metadata = png_text(seed_opts, Path(names[0]), Path(names[1]) if names[1] else None, self.model_path,
+                                self.info)
+            write_png_text(path, colored.image(), metadata)
+            for layer_path, image in zip(layer_paths(path), (colored.colour_layer(), colored.lines_layer())):
+                write_png_text(layer_path, image, metadata)
             paths.append(path)
         return paths, notice
 
@@ -209,6 +218,20 @@ class PageInputs:
     keep_lines: bool = True
     prompt: str = ""
     text_guidance: float = SAMPLING.text_guidance
+    hints: str = ""                 # colour hints "X,Y,COLOUR", separated by ";" or new lines (`hints.parse_hints`)
+
+
+def add_hint(hints: str | None, x: int, y: int, colour: str | None) -> str:
+    """The hints box after a click at (x, y) on the picture with the colour picker's value (a hex code,
+    or the "rgb(a)(r, g, b, ...)" some browsers send)."""
+    value = (colour or "").strip()
+    numbers = re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(?:,\s*[\d.]+\s*)?\)", value)
+    if numbers:
+        rgb = tuple(min(255, round(float(c))) for c in numbers.groups())
+    else:
+        rgb = hint_colour(value or "#000000", "colour picker")
+    new = str(click_hint(x, y, rgb))
+    return f"{hints.strip()}; {new}" if hints and hints.strip() else new
 
 
 def request(colorizer: Colorizer, n: int, inputs: PageInputs,
@@ -238,7 +261,8 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
                               "in the prompt")
     ref = read_upload(reference, "reference") if reference else None
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
-                           keep_lines=bool(inputs.keep_lines), prompt=prompt, text_guidance=text_guidance)
+                           keep_lines=bool(inputs.keep_lines), prompt=prompt, text_guidance=text_guidance,
+                           hints=parse_hints(_text(inputs.hints, "hints")))
     check_options(opts)
     seeds = [min(seed + k, MAX_SEED) for k in range(n)]
     done = 0
@@ -255,6 +279,7 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
     h, w = sketch.shape[:2]
     what = f"{n} variations (seeds {seeds[0]}-{seeds[-1]})" if n > 1 else f"seed {seed}"
     said = f", prompt \"{_escape(opts.prompt)}\" (text guidance {opts.text_guidance:g})" if opts.prompt else ""
+    said += f", {len(opts.hints)} colour hint{'s' if len(opts.hints) > 1 else ''}" if opts.hints else ""
     status = (f"Done: {w}×{h} px, {what}, {opts.sample_steps} DDIM steps, guidance {opts.guidance:g}, "
               f"eta {opts.eta:g}{said}: {time.perf_counter() - t0:.1f} s")
     if notice:
@@ -273,6 +298,13 @@ def _number(value, name: str, low: float, high: float, whole: bool = False) -> i
     if not math.isfinite(number) or not low <= number <= high or (whole and number != int(number)):
         raise AnimecolorError(f"{name} {shown(value)}: must be {kind} from {low:g} to {high:g}")
     return int(number) if whole else number
+
+
+def _text(value, name: str) -> str:
+    """A text box's value ("" for None); anything else (an API call may send any JSON) is one line."""
+    if not isinstance(value, (str, type(None))):
+        raise AnimecolorError(f"{name}: must be text")
+    return value or ""
 
 
 def _escape(text: str) -> str:
@@ -332,6 +364,10 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
     info = colorizer.info
     model_line = (f"Model `{_escape(colorizer.model_path.name)}`: {info['image_size']} px, "
                   f"training step {info.get('step')}, running on {colorizer.device.type}.")
+    data_line, data_warning = training_data(info)
+    model_line += f" It was {_escape(data_line)}."
+    if data_warning:
+        model_line += f"  \n**Warning:** {_escape(data_warning)}."
 
     def run(n: int, inputs: PageInputs, history, progress):
         try:
@@ -341,18 +377,35 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc)
         items = [(str(p), f"seed {s}") for p, s in zip(result.paths, result.seeds)]
         history = (items + list(history or []))[:GALLERY_SIZE]
-        return str(result.paths[0]), [str(p) for p in result.paths], history, history, result.status
+        downloads = [str(f) for p in result.paths for f in (p, *layer_paths(p))]  # the picture, then its layers
+        return str(result.paths[0]), downloads, history, history, result.status
 
     def button(n: int):
         """The callback of a button making n pictures. Gradio finds the progress tracker by a positional
         parameter with a gr.Progress default, so the widget values are named one by one, in the order
         of `inputs` below, and unpacked into PageInputs here."""
         def colorize(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                     text_guidance, history, progress=gr.Progress()):
+                     text_guidance, hints, history, progress=gr.Progress()):
             inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                                prompt, text_guidance)
+                                prompt, text_guidance, hints)
             return run(n, inputs, history, progress)
         return colorize
+
+    def clicked(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
+                text_guidance, hints, history, colour, evt: gr.SelectData, progress=gr.Progress()):
+        """A click on the picture: its region gets the picker's colour (a hint), and the picture is made
+        again with it (same seed: only that region changes). A hint that cannot apply is the status
+        line, and the hints box stays as it was."""
+        try:
+            x, y = (int(v) for v in evt.index)
+            new = add_hint(hints, x, y, colour)
+        except Exception as exc:  # noqa: BLE001
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc), gr.skip()
+        inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
+                            prompt, text_guidance, new)
+        values = run(1, inputs, history, progress)
+        failed = isinstance(values[4], str) and values[4].startswith("**Error")
+        return (*values, gr.skip() if failed else new)
 
     def preview_lines(picture):
         if not picture:
@@ -407,8 +460,15 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                   interactive=False, height=340, buttons=["download", "fullscreen"],
                                   elem_id="output")
                 status = gr.Markdown(elem_id="status")
-                download = gr.File(label="PNG download (parameters in its metadata)", file_count="multiple",
-                                   interactive=False, elem_id="download")
+                with gr.Row():
+                    picker = gr.ColorPicker(value="#ff66aa", label="Hint colour: click the picture to fill an area",
+                                            elem_id="hint_colour")
+                    clear_hints = gr.Button("Clear hints", size="sm", elem_id="clear_hints")
+                hints = gr.Textbox(label="Colour hints (X,Y,COLOUR; ...)", elem_id="hints",
+                                   placeholder="120,80,#ff66aa; 40,60,light blue")
+                download = gr.File(label="PNG downloads: the picture, its colours without lines (_colour) and its "
+                                         "lines on transparency (_lines); parameters in the metadata",
+                                   file_count="multiple", interactive=False, elem_id="download")
         with gr.Row():
             run_button = gr.Button("Colorize", variant="primary", elem_id="run")
             variations_button = gr.Button(f"{N_VARIATIONS} variations", elem_id="variations")
@@ -430,13 +490,16 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                     elem_id="examples")
 
         inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                  text_guidance, history]
+                  text_guidance, hints, history]
         outputs = [output, download, gallery, history, status]
         run_button.click(button(1), inputs, outputs, api_name="colorize", concurrency_id="model",
                          concurrency_limit=concurrency)
         variations_button.click(button(N_VARIATIONS), inputs, outputs, api_name="variations", concurrency_id="model",
                                 concurrency_limit=concurrency)
         dice.click(lambda: random.randint(0, MAX_SEED), None, seed, queue=False, api_visibility="private")
+        output.select(clicked, [*inputs, picker], [*outputs, hints], concurrency_id="model",
+                      concurrency_limit=concurrency, api_visibility="private")
+        clear_hints.click(lambda: "", None, hints, queue=False, api_visibility="private")
         picture.change(preview_lines, picture, [picture_lines, status], concurrency_limit=4,
                        api_visibility="private")
         drawing.change(drawing_uploaded, drawing, [source, tabs], queue=False, api_visibility="private")

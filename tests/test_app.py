@@ -25,7 +25,8 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the app needs the `app` extra: pip install -e '.[app]'")
 
 from pipeline.app import (Colorizer, build_app, drawing_input, extracted_lines, make_examples,  # noqa: E402
-                          PageInputs, pad_drawing, read_upload, request)
+                          PageInputs, add_hint, pad_drawing, read_upload, request)
+from pipeline.colorize import layer_paths  # noqa: E402
 from loopback import png_header  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from tests import browser as steps  # noqa: E402
@@ -249,6 +250,28 @@ def test_request_hints_and_layers(colorizer, tmp_path):
         assert "\n" not in str(info.value)
     with pytest.raises(AnimecolorError, match="fully transparent"):
         request(colorizer, 1, PageInputs(**{**page, "drawing": str(tmp_path / "clear.png")}))
+
+
+def test_a_click_on_the_picture_adds_a_hint(model_file, tmp_path):
+    """The output image's select event (a click at x, y with the picker's colour): the hint joins the
+    box and the picture is made again with it; a click on a line is the status line, the box unchanged."""
+    import gradio as gr
+
+    demo = build_app(model_file, "cpu", work_dir=tmp_path / "app")
+    clicked = next(f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "clicked")
+    shapes = np.full((90, 120), 255, np.uint8)
+    cv2.circle(shapes, (40, 45), 25, 0, 2, cv2.LINE_AA)
+    cv2.imwrite(str(tmp_path / "shapes.png"), shapes)
+    widgets = ["upload", str(tmp_path / "shapes.png"), None, None, None, 2, 1.0, 0.0, 5, True, "pink hair", 1.0]
+
+    def click(x, y, hints):
+        return clicked(*widgets, hints, [], "#3060ff", gr.SelectData(None, {"index": [x, y], "value": None}))
+
+    picture, downloads, _, _, status, hints = click(40, 45, "")
+    assert hints == "40,45,#3060ff" and "1 colour hint" in status
+    assert [Path(d).name for d in downloads] == [Path(picture).name, *(p.name for p in layer_paths(Path(picture)))]
+    *_, status, hints = click(15, 45, "40,45,#3060ff")  # on the circle's line
+    assert "is on a line" in status and isinstance(hints, type(gr.skip()))
 
 
 def test_page_says_what_the_model_was_trained_on(tmp_path):
