@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from pipeline.errors import ParamsError
+from pipeline.errors import ParamsError, shown
 
 
 class Config(BaseModel):
@@ -71,7 +71,8 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel]:
 
 def describe_error(error: dict, cls: type[BaseModel], where: str) -> str:
     """One pydantic error as one line: `<where>.<key>: <what> (got <value>)`."""
-    loc = tuple(str(p) if str(p).isprintable() else repr(str(p)) for p in error["loc"])  # a key "\n" stays one line
+    # a key "\n" stays one line, a 1 MB key is cut short
+    loc = tuple(str(p) if str(p).isprintable() and len(str(p)) <= 80 else shown(str(p)) for p in error["loc"])
     key = ".".join([where, *loc]) if where else ".".join(loc)
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -85,7 +86,7 @@ def describe_error(error: dict, cls: type[BaseModel], where: str) -> str:
         return f"{key}: required key is missing"
     if kind == "value_error" or not loc:  # a check across keys (model validator) or a renamed key
         return f"{key or where}: {message}"
-    return f"{key}: {message} (got {error.get('input')!r})"
+    return f"{key}: {message} (got {shown(error.get('input'))})"  # never the whole of a huge value
 
 
 def validate(cls: type[Config], data: Any, where: str = "", context: dict | None = None):

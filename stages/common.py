@@ -19,9 +19,54 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TimeRemainingColumn)
 from rich.text import Text
 
-from pipeline.errors import AnimecolorError, ParamsError
+from pipeline.errors import AnimecolorError, ParamsError, shown
 
 console = Console(stderr=True)  # progress, notes and errors go to stderr; stdout stays clean
+
+
+MAX_PARAMS_BYTES = 1_000_000  # params.yaml is ~10 KB; a 50 MB file is a mistake or an attack
+MAX_YAML_DEPTH = 32           # params nest 3 deep; 900 nested "[" would overflow the YAML composer's recursion
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed: same results, faster
+
+
+def check_yaml_shape(text: str, path: str | Path) -> None:
+    """Refuse, from the YAML event stream (no recursion, nothing expanded), what params.yaml never
+    needs and what would make loading it wrong or explosive: anchors and aliases (a "billion
+    laughs" alias bomb expands to gigabytes), a key given twice in one mapping (YAML keeps the last
+    one silently), and nesting deeper than MAX_YAML_DEPTH. One ParamsError line each."""
+    stack: list[dict] = []  # open collections: {"map": bool, "keys": {key: line}, "want_key": bool, "at": path}
+    for event in yaml.parse(text, Loader=_Loader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ParamsError(f"{path}: line {line}: YAML anchors and aliases (&name, *name) are not allowed in "
+                              "params: write each value out")
+        if not isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            if isinstance(event, yaml.CollectionEndEvent):
+                stack.pop()
+            continue
+        where = ""
+        if stack:
+            parent = stack[-1]
+            where = parent["at"]
+            if parent["map"] and parent["want_key"]:
+                key = event.value if isinstance(event, yaml.ScalarEvent) else None
+                if key is not None:
+                    dotted = f"{where}.{key}" if where else key
+                    dotted = dotted if len(dotted) <= 80 and dotted.isprintable() else shown(dotted)
+                    if key in parent["keys"]:
+                        raise ParamsError(f"{path}: {dotted}: given twice (lines {parent['keys'][key]} and {line}); "
+                                          "YAML would keep the last silently: delete one")
+                    parent["keys"][key] = line
+                    parent["key"] = key
+                parent["want_key"] = False
+            elif parent["map"]:
+                parent["want_key"] = True
+                where = f"{where}.{parent.get('key')}" if where else str(parent.get("key"))
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) >= MAX_YAML_DEPTH:
+                raise ParamsError(f"{path}: line {line}: nested more than {MAX_YAML_DEPTH} deep (params nest 3 deep)")
+            stack.append({"map": isinstance(event, yaml.MappingStartEvent), "keys": {}, "want_key": True,
+                          "at": where})
 
 
 def load_params(path: str | Path, *sections: str) -> dict:
@@ -35,7 +80,12 @@ def load_params(path: str | Path, *sections: str) -> dict:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_PARAMS_BYTES:
+            raise ParamsError(f"{path}: {path.stat().st_size:,} bytes; a params file is a few KB "
+                              f"(over {MAX_PARAMS_BYTES:,} is refused)")
+        text = path.read_text()
+        check_yaml_shape(text, path)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -48,9 +98,10 @@ def load_params(path: str | Path, *sections: str) -> dict:
         raise ParamsError(f"{path}: must be a mapping of sections")
     for name in data:
         if name not in SECTIONS:
-            close = difflib.get_close_matches(str(name), SECTIONS, n=1)
+            close = difflib.get_close_matches(str(name)[:100], SECTIONS, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
-            raise ParamsError(f"{path}: {name}: unknown params section ({hint}known: {', '.join(SECTIONS)})")
+            shown_name = name if str(name).isprintable() and len(str(name)) <= 80 else shown(name)
+            raise ParamsError(f"{path}: {shown_name}: unknown params section ({hint}known: {', '.join(SECTIONS)})")
     out = {}
     for section in sections:
         if section not in data:

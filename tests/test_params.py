@@ -231,6 +231,11 @@ def test_float_param_accepts_an_int():
     assert validate_section("crawl", {"heterochromia_p": 1}).heterochromia_p == 1.0
 
 
+_BILLION_LAUGHS = ('a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+                   + "".join(f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi"))
+                   + "base: {seed: *i}\ncrawl: {}\n")  # 9**9 strings once expanded
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [
@@ -241,6 +246,13 @@ def test_float_param_accepts_an_int():
         ("base: {seed: 0}\n", "crawl: section is missing"),
         ("base: {seed: 0}\ncrawl: null\n", "crawl: section is missing or empty"),
         ("", "empty"),
+        ("base:\n  seed: 0\n  seed: 7\ncrawl: {}\n", "base.seed: given twice (lines 2 and 3)"),
+        ("base: {seed: 0}\ncrawl: {}\nbase: {seed: 7}\n", "base: given twice (lines 1 and 3)"),
+        ("crawl: {n_images: 3, n_images: 4}\nbase: {}\n", "crawl.n_images: given twice (lines 1 and 1)"),
+        (_BILLION_LAUGHS, "YAML anchors and aliases (&name, *name) are not allowed in params"),
+        ("base: {seed: &s 3}\ncrawl: {seed: *s}\n", "line 1: YAML anchors and aliases"),
+        ("base: " + "[" * 900 + "]" * 900 + "\ncrawl: {}\n", "nested more than 32 deep"),
+        ("base: " + "[" * 900 + "\n", "nested more than 32 deep"),
     ],
 )
 def test_cli_bad_params_one_line_no_traceback(tmp_path, text, fragment):
@@ -252,6 +264,18 @@ def test_cli_bad_params_one_line_no_traceback(tmp_path, text, fragment):
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "raw").exists()
+
+
+@pytest.mark.parametrize("text", ["base: {seed: '" + "x" * 100_000 + "'}\ncrawl: {}\n",
+                                  "base: {" + "k" * 100_000 + ": 1}\ncrawl: {}\n",
+                                  "x" * 100_000 + ": {}\nbase: {}\n",
+                                  "base: {}\ncrawl: {}\n# " + "x" * 1_100_000 + "\n"])
+def test_cli_bad_params_name_a_huge_value_without_pasting_it(tmp_path, text):
+    params = tmp_path / "params.yaml"
+    params.write_text(text)
+    result = CliRunner().invoke(app, ["crawl", "--params", str(params), "--out", str(tmp_path / "raw")])
+    assert result.exit_code == 2 and len(result.output) < 400, result.output[:400]
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_cli_missing_params_file(tmp_path):
