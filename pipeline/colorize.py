@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,6 +44,7 @@ from pipeline.model.unet import UNet, UNetConfig
 EXPORT_FORMAT = "animecolor-model"
 EXPORT_VERSION = 1
 LINES = XDoGConfig()  # the training line extractor (official XDoG values)
+_HEX_CODE = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")  # what `prompt.hex_rgb` reads
 MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
 
 
@@ -66,8 +68,10 @@ def export_model(checkpoint: dict, path: str | Path) -> dict:
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UNet, Diffusion, dict]:
     """Load an exported model file; wrong kinds and versions are one clear error."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise AnimecolorError(f"{path}: model file not found (train with `dvc repro`, or `animecolor export`)")
+    if not path.is_file():  # a folder, a FIFO, a link to /dev/zero
+        raise AnimecolorError(f"{path}: not a regular file (a model is one .safetensors file)")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
@@ -79,10 +83,17 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UN
         info = json.loads(meta["animecolor"])
     except (KeyError, json.JSONDecodeError):
         raise AnimecolorError(f"{path}: a safetensors file, but not an animecolor model") from None
+    except RecursionError:
+        raise AnimecolorError(f"{path}: its animecolor header is nested too deeply (not an animecolor model)") from None
+    if not isinstance(info, dict):
+        raise AnimecolorError(f"{path}: its animecolor header is not a JSON object (got {type(info).__name__})")
     if info.get("format") != EXPORT_FORMAT:
-        raise AnimecolorError(f"{path}: not an animecolor model (format {info.get('format')!r})")
-    if info.get("version") != EXPORT_VERSION:
-        raise AnimecolorError(f"{path}: model format version {info.get('version')} "
+        raise AnimecolorError(f"{path}: not an animecolor model (format {shown(info.get('format'))})")
+    version = info.get("version")
+    if type(version) is not int:  # noqa: E721 - true is not 1, "1" is not 1
+        raise AnimecolorError(f"{path}: the header's model format version must be an integer (got {shown(version)})")
+    if version != EXPORT_VERSION:
+        raise AnimecolorError(f"{path}: model format version {version} "
                               f"(this animecolor reads {EXPORT_VERSION}); re-export it")
     # the header is user-editable text: validate it with the same schemas as params.yaml
     unet = validate(UNetConfig, info.get("unet"), f"{path}: header unet")
@@ -92,7 +103,28 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[UN
         model.load_state_dict(tensors)
     except RuntimeError:
         raise AnimecolorError(f"{path}: weights do not match the architecture in its header") from None
+    _check_vocabulary(info.get("vocabulary"), model, path)
+    step = info.get("step")
+    info = {**info, "image_size": unet.image_size,  # what the network is, whatever else the header said
+            "step": step if type(step) is int else None}  # noqa: E721
     return model.to(device).eval(), Diffusion(diffusion), info
+
+
+def _check_vocabulary(stored, model: UNet, path: Path) -> None:
+    """The header's prompt words ({word: "#rrggbb"}, in embedding order) must be colours, and no more
+    than the network's embedding table has rows for (a word past it would fail mid-sampling)."""
+    if stored is None or stored == {}:
+        return
+    if not isinstance(stored, dict):
+        raise AnimecolorError(f"{path}: header vocabulary must be an object of word: \"#rrggbb\" "
+                              f"(got {type(stored).__name__})")
+    for word, code in stored.items():
+        if not word.strip() or not isinstance(code, str) or not _HEX_CODE.fullmatch(code):
+            raise AnimecolorError(f"{path}: header vocabulary {shown(word)}: {shown(code)} is not a colour (#rrggbb)")
+    rows = model.text_encoder.value.num_embeddings - 2 if model.text_encoder is not None else 0
+    if len(stored) > rows:
+        raise AnimecolorError(f"{path}: header vocabulary has {len(stored):,} words, but the network's embedding "
+                              f"table has {rows}")
 
 
 REAL_FACE_RECIPE = "docs/usage.md#training-data-sources"
@@ -301,6 +333,24 @@ class Colored:
         out = np.zeros((*self.lines.shape, 4), np.uint8)
         out[..., 3] = 255 - self.lines
         return out
+
+
+def check_options(opts: ColorizeOptions) -> None:
+    """Every sampling knob in range, whoever calls (the CLI, the app, a notebook): a NaN or inf
+    scale would only paint a black picture. One AnimecolorError line naming the knob."""
+    for name, value, low, high, integer in (("steps", opts.sample_steps, 1, MAX_STEPS, True),
+                                            ("guidance", opts.guidance, 0, MAX_GUIDANCE, False),
+                                            ("eta", opts.eta, 0, 1, False),
+                                            ("text guidance", opts.text_guidance, 0, MAX_GUIDANCE, False),
+                                            ("seed", opts.seed, 0, MAX_SEED, True)):
+        number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or not low <= value <= high:
+            kind = "a whole number" if integer else "a number"
+            raise AnimecolorError(f"{name} {shown(value)}: must be {kind} from {low} to {high}")
+    if opts.mode not in MODES:
+        raise AnimecolorError(f"mode {shown(opts.mode)}: expected {', '.join(MODES)}")
+    if not isinstance(opts.prompt, str):
+        raise AnimecolorError(f"prompt {shown(opts.prompt)}: must be text")
 
 
 def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,

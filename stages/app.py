@@ -33,8 +33,10 @@ def main(model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safete
         import gradio  # noqa: F401
     except ImportError:
         _fail("the app needs Gradio: pip install -e '.[app]'")
-    if not model.is_file():
+    if not model.exists():
         _fail(f"{model}: model file not found: run `dvc repro` or pass --model")
+    if not model.is_file():
+        _fail(f"{model}: not a regular file (a model is one .safetensors file)")
     from pipeline.app import launch
 
     demo, url = launch(model, host, port, device, block=False, quiet=True)

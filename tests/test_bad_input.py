@@ -28,8 +28,21 @@ from stages.params import SECTIONS, validate_section
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module")
+def bad_headers(tmp_path_factory, model_file):
+    """Model files whose JSON header is not an object, is nested 100,000 deep, or has a bad version or vocabulary."""
+    folder = tmp_path_factory.mktemp("bad-headers")
+    for name, header in (("hnull", "null"), ("hlist", "[]"), ("hone", "1"), ("hdeep", "[" * 100_000 + "]" * 100_000)):
+        _edit_header(model_file, folder / f"{name}.safetensors", lambda h, text=header: _Raw(text))
+    for name, edit in (("vtrue", {"version": True}), ("vtext", {"version": "1"}), ("vlist", {"vocabulary": ["pink"]}),
+                       ("vbad", {"vocabulary": {"pink": "#12"}}),
+                       ("vbig", {"vocabulary": {f"w{i}": "#ffffff" for i in range(1_000_000)}})):
+        _edit_header(model_file, folder / f"{name}.safetensors", lambda h, edit=edit: {**h, **edit})
+    return folder
+
+
 @pytest.fixture
-def work(tmp_path, model_file, tiny_text):
+def work(tmp_path, model_file, tiny_text, bad_headers):
     """A folder as a new user has it: sketch.png, ref.png, a model, a checkpoint, bad files of each kind."""
     rng = np.random.default_rng(0)
     sketch = np.full((40, 40), 255, np.uint8)
@@ -52,6 +65,8 @@ def work(tmp_path, model_file, tiny_text):
     (tmp_path / "fifodir").mkdir()
     os.mkfifo(tmp_path / "fifodir" / "sketch.png")
     (tmp_path / "one.csv").write_text("sketch,reference\nsketch.png,ref.jpg\n")
+    for model in bad_headers.iterdir():  # links: the million-word header is made once per module
+        (tmp_path / model.name).symlink_to(model)
     batch = tmp_path / "batch"
     batch.mkdir()
     for name in ("a.png", "b.png"):
@@ -87,13 +102,18 @@ def work(tmp_path, model_file, tiny_text):
     return tmp_path
 
 
+class _Raw(str):
+    """A header text written as it is (not JSON-encoded again)."""
+
+
 def _edit_header(src: Path, dst: Path, edit) -> None:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     with safe_open(str(src), "pt") as f:
         meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
-    save_file(tensors, str(dst), metadata={"animecolor": json.dumps(edit(json.loads(meta["animecolor"])))})
+    header = edit(json.loads(meta["animecolor"]))
+    save_file(tensors, str(dst), metadata={"animecolor": header if isinstance(header, _Raw) else json.dumps(header)})
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int]]:
@@ -198,6 +218,37 @@ CASES = {
     "prompt of a dot": (["colorize", "sketch.png", *M, "-p", " . "], 2, ["give a colour reference, a prompt"], []),
     "prompt of an and": (["colorize", "sketch.png", *M, "-p", " and "], 2, ["give a colour reference, a prompt"], []),
     "eta nan": (["colorize", "sketch.png", "-r", "ref.jpg", *M, "--eta", "nan"], 2, ["Invalid value for '--eta'"], []),
+    "model is a FIFO": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "fifo.png"], 2,
+                        ["fifo.png: not a regular file"], []),
+    "model is a folder": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "existing_dir"], 2,
+                          ["existing_dir: not a regular file"], []),
+    "model is a link to /dev/zero": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "zero.png"], 2,
+                                     ["zero.png: not a regular file"], []),
+    "reference is a FIFO": (["colorize", "sketch.png", "-r", "fifo.png", *M], 2, ["fifo.png: not a regular file"], []),
+    "reference is a link to /dev/zero": (["colorize", "sketch.png", "-r", "zero.png", *M], 2,
+                                         ["zero.png: not a regular file"], []),
+    "app on a FIFO model": (["app", "--model", "fifo.png"], 2, ["fifo.png: not a regular file"], []),
+    "export a FIFO checkpoint": (["export", "fifo.png", "-o", "m.safetensors"], 2, ["fifo.png: not a regular file"], []),
+    "header null": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "hnull.safetensors"], 2,
+                    ["header is not a JSON object (got NoneType)"], []),
+    "header a list": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "hlist.safetensors"], 2,
+                      ["header is not a JSON object (got list)"], []),
+    "header a number": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "hone.safetensors"], 2,
+                        ["header is not a JSON object (got int)"], []),
+    "header nested 100000 deep": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "hdeep.safetensors"], 2,
+                                  ["header is nested too deeply"], []),
+    "header version true": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "vtrue.safetensors"], 2,
+                            ["version must be an integer (got True)"], []),
+    "header version text": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "vtext.safetensors"], 2,
+                            ["version must be an integer (got '1')"], []),
+    "header vocabulary a list": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "vlist.safetensors"], 2,
+                                 ["header vocabulary must be an object"], []),
+    "header vocabulary bad colour": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "vbad.safetensors"], 2,
+                                     ["header vocabulary 'pink': '#12' is not a colour"], []),
+    "header vocabulary of a million words": (["colorize", "sketch.png", "-p", "pink hair", "--model",
+                                              "vbig.safetensors"], 2,
+                                             ["header vocabulary has 1,000,000 words, but the network's embedding"], []),
+    "app on a header that is null": (["app", "--model", "hnull.safetensors"], 2, ["header is not a JSON object"], []),
     # colour hints and transparency
     "hint outside the picture": (["colorize", "boxes.png", "-r", "ref.jpg", *M, "--hint", "40,5,red"], 2,
                                  ["hint 40,5,red: (40, 5) is outside the drawing (40x40 px"], []),
@@ -394,3 +445,39 @@ def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, fragment):
                           capture_output=True, text=True, cwd=root)
     assert done.returncode != 0 and fragment in done.stderr and "Traceback" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1
+
+
+_json = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
+                               st.text(max_size=8)),
+                     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner,
+                                                                                          max_size=3)),
+                     max_leaves=8)
+_fields = st.sampled_from(["format", "version", "unet", "diffusion", "image_size", "step", "training", "metrics",
+                           "vocabulary", "unet.image_size", "unet.channels", "unet.text", "unet.vocabulary",
+                           "unet.channel_mults", "diffusion.timesteps", "diffusion.schedule", "vocabulary.pink", None])
+
+
+@settings(max_examples=150, deadline=None)
+@given(field=_fields, value=_json)
+def test_model_header_property_one_line_or_a_model(model_file, tmp_path_factory, field, value):
+    """Any JSON value in any header field (or as the whole header): one AnimecolorError line, or a
+    model that loads and takes a prompt; never a traceback."""
+    from pipeline.colorize import encode_prompt, load_model, model_vocabulary
+
+    def edit(header):
+        if field is None:
+            return _Raw(json.dumps(value))
+        if "." in field:
+            section, key = field.split(".")
+            inner = header.get(section)
+            return {**header, section: {**inner, key: value} if isinstance(inner, dict) else {key: value}}
+        return {**header, field: value}
+
+    path = tmp_path_factory.mktemp("header") / "m.safetensors"
+    _edit_header(model_file, path, edit)
+    try:
+        model, _, info = load_model(path)
+        model_vocabulary(model, info)
+        encode_prompt(model, "pink hair, blue eyes", info)
+    except AnimecolorError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 600, str(exc)

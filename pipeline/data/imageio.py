@@ -68,8 +68,10 @@ def flatten_alpha(rgba: np.ndarray, background: tuple[int, int, int] = WHITE) ->
 
 
 def _read_bytes(path: Path) -> bytes:
-    if not path.is_file():
+    if not path.exists():
         raise AnimecolorError(f"{path}: no such file")
+    if not path.is_file():  # a folder, a FIFO (reading it would wait forever), a link to /dev/zero
+        raise AnimecolorError(f"{path}: not a regular file")
     try:
         return path.read_bytes()
     except OSError as exc:

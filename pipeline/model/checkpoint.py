@@ -32,8 +32,10 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load with weights_only=True; a missing, truncated or foreign file is one clear error."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise AnimecolorError(f"{path}: checkpoint not found")
+    if not path.is_file():  # a folder, a FIFO, a link to /dev/zero
+        raise AnimecolorError(f"{path}: not a regular file (a checkpoint is one .pt file)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
