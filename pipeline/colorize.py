@@ -335,24 +335,6 @@ class Colored:
         return out
 
 
-def check_options(opts: ColorizeOptions) -> None:
-    """Every sampling knob in range, whoever calls (the CLI, the app, a notebook): a NaN or inf
-    scale would only paint a black picture. One AnimecolorError line naming the knob."""
-    for name, value, low, high, integer in (("steps", opts.sample_steps, 1, MAX_STEPS, True),
-                                            ("guidance", opts.guidance, 0, MAX_GUIDANCE, False),
-                                            ("eta", opts.eta, 0, 1, False),
-                                            ("text guidance", opts.text_guidance, 0, MAX_GUIDANCE, False),
-                                            ("seed", opts.seed, 0, MAX_SEED, True)):
-        number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-        if not number or not math.isfinite(value) or not low <= value <= high:
-            kind = "a whole number" if integer else "a number"
-            raise AnimecolorError(f"{name} {shown(value)}: must be {kind} from {low} to {high}")
-    if opts.mode not in MODES:
-        raise AnimecolorError(f"mode {shown(opts.mode)}: expected {', '.join(MODES)}")
-    if not isinstance(opts.prompt, str):
-        raise AnimecolorError(f"prompt {shown(opts.prompt)}: must be text")
-
-
 def colorize_image(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None,
                    opts: ColorizeOptions, device: torch.device | str = "cpu",
                    step_progress: Callable[[int], None] | None = None,
