@@ -510,11 +510,56 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
     return demo
 
 
+def check_address(host: str, port: int) -> None:
+    """Fail before the model loads when the page cannot be served at host:port, naming the culprit:
+    a host that is no address ("999.1.1.1"), one that is not this machine's, or a port in use."""
+    import errno
+    import ipaddress
+    import socket
+
+    looks_numeric = host.replace(".", "").isdigit() or ":" in host
+    try:
+        if looks_numeric:
+            ipaddress.ip_address(host)
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (ValueError, UnicodeError, OSError):  # OSError: socket.gaierror
+        raise AnimecolorError(f"--host {shown(host)}: not a valid host name or IP address") from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AnimecolorError(f"port {port} is in use on {host}: pass another --port") from None
+            raise AnimecolorError(f"--host {host}: cannot listen there ({exc.strerror}); give an address of this "
+                                  "machine, e.g. 127.0.0.1") from None
+
+
+def bind_url(host: str, port: int) -> str:
+    """The address the server really listens on (Gradio reports 0.0.0.0 as localhost)."""
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
+def exposure_warning(host: str) -> str | None:
+    """A line for a page served beyond this machine (there is no login), None for a loopback address."""
+    import ipaddress
+
+    if host in ("0.0.0.0", "::", ""):
+        return (f"the page is open to every network interface ({host or 'all'}) without a login: anyone who "
+                "can reach this machine can use it and its model")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return None if loopback else f"the page is open to the network at {host} without a login"
+
+
 def launch(model_path: str | Path = DEFAULT_MODEL, host: str = "127.0.0.1", port: int = 7860, device: str = "auto",
            *, block: bool = True, quiet: bool = False, concurrency: int = 1,
            work_dir: str | Path | None = None) -> tuple[gr.Blocks, str]:
     """Build and serve the page; returns (blocks, local URL). `block=False` serves from a thread
     (stop it with `blocks.close()`). Never a public share link."""
+    check_address(host, port)
     demo = build_app(model_path, device, concurrency=concurrency, work_dir=work_dir)
     try:
         _, url, _ = demo.launch(server_name=host, server_port=port, share=False, inbrowser=False,

@@ -37,8 +37,12 @@ def main(model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safete
         _fail(f"{model}: model file not found: run `dvc repro` or pass --model")
     if not model.is_file():
         _fail(f"{model}: not a regular file (a model is one .safetensors file)")
-    from pipeline.app import launch
+    from pipeline.app import bind_url, exposure_warning, launch
 
-    demo, url = launch(model, host, port, device, block=False, quiet=True)
-    console.print(f"animecolor app: {model} on {url} (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+    demo, _ = launch(model, host, port, device, block=False, quiet=True)
+    console.print(f"animecolor app: {model} on {bind_url(host, port)} (Ctrl-C to stop)", highlight=False,
+                  soft_wrap=True)
+    warning = exposure_warning(host)
+    if warning:
+        console.print(f"[bold yellow]warning[/]: {escape(warning)}", highlight=False, soft_wrap=True)
     demo.block_thread()

@@ -307,6 +307,38 @@ def test_command_errors_are_one_line(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "pip install -e '.[app]'" in result.output
 
 
+def test_app_on_every_interface_says_so_with_the_real_address(model_file, monkeypatch):
+    """--host 0.0.0.0 printed a localhost address and no warning (issue 37)."""
+    import typer
+    from typer.testing import CliRunner
+
+    import pipeline.app
+    from stages import app as stage
+
+    class Served:
+        def block_thread(self):
+            pass
+
+    monkeypatch.setattr(pipeline.app, "launch", lambda *a, **k: (Served(), "http://localhost:7860/"))
+    cli = typer.Typer()
+    cli.command()(stage.main)
+    result = CliRunner().invoke(cli, ["--model", str(model_file), "--host", "0.0.0.0", "--port", "7860"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0 and "http://0.0.0.0:7860/" in text and "localhost" not in text, text
+    assert "warning: the page is open to every network interface (0.0.0.0) without a login" in text
+    local = CliRunner().invoke(cli, ["--model", str(model_file), "--port", "7860"])
+    assert "http://127.0.0.1:7860/" in local.output and "warning" not in local.output
+
+
+@pytest.mark.parametrize("host, message", [("999.1.1.1", "--host '999.1.1.1': not a valid host name or IP address"),
+                                           ("10.255.255.254", "cannot listen there")])
+def test_a_bad_host_is_blamed_on_the_host(model_file, tmp_path, host, message):
+    from pipeline.app import launch
+
+    with pytest.raises(AnimecolorError, match=message):
+        launch(model_file, host, steps.free_port(), "cpu", block=False, quiet=True, work_dir=tmp_path)
+
+
 def test_build_app_refuses_a_missing_model(tmp_path):
     with pytest.raises(AnimecolorError, match="not found"):
         build_app(tmp_path / "nope.safetensors", "cpu", work_dir=tmp_path)

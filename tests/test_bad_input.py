@@ -249,6 +249,8 @@ CASES = {
                                               "vbig.safetensors"], 2,
                                              ["header vocabulary has 1,000,000 words, but the network's embedding"], []),
     "app on a header that is null": (["app", "--model", "hnull.safetensors"], 2, ["header is not a JSON object"], []),
+    "app on a host that is no address": (["app", "--model", "M.safetensors", "--host", "999.1.1.1"], 2,
+                                         ["--host '999.1.1.1': not a valid host name or IP address"], []),
     # colour hints and transparency
     "hint outside the picture": (["colorize", "boxes.png", "-r", "ref.jpg", *M, "--hint", "40,5,red"], 2,
                                  ["hint 40,5,red: (40, 5) is outside the drawing (40x40 px"], []),
