@@ -286,7 +286,10 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
                 rgb = flatten_alpha(read_user_image(path))
                 if size:
                     rgb = letterbox(rgb, size)[0]
-                write_png(out / f"{name}.png", LINES.sketch(rgb, sigma))
+                try:
+                    write_png(out / f"{name}.png", LINES.sketch(rgb, sigma))
+                except OSError as exc:  # a full disk, a folder made read-only meanwhile
+                    raise AnimecolorError(f"{out / f'{name}.png'}: cannot write ({exc.strerror or exc})") from None
             except AnimecolorError as exc:
                 failures += 1
                 console.print(f"[bold red]failed[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)

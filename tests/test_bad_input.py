@@ -318,6 +318,22 @@ def test_long_inputs_are_named_not_pasted(work, monkeypatch):
         assert len(result.output.strip().splitlines()) == 1
 
 
+def test_extract_lines_on_a_full_disk_is_one_line_per_image(work, monkeypatch):
+    import errno
+
+    import stages.colorize
+
+    def full(path, image):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(stages.colorize, "write_png", full)
+    monkeypatch.chdir(work)
+    result = runner.invoke(app, ["extract-lines", "sketch.png", "ref.jpg", "-o", "lines"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    failed = [line for line in result.output.splitlines() if "failed:" in line]
+    assert len(failed) == 2 and all("cannot write (No space left on device)" in line for line in failed)
+
+
 def test_skip_existing_says_what_it_did(work, monkeypatch):
     monkeypatch.chdir(work)
     first = runner.invoke(app, ["colorize", "batch", "-r", "ref.jpg", *M, "-o", "out"])
