@@ -7,6 +7,9 @@ runs, so `animecolor --help` stays fast and works without it.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import tempfile
 from pathlib import Path
 
 import typer
@@ -39,10 +42,32 @@ def main(model: Path = typer.Option(DEFAULT_MODEL, help="Exported model (.safete
         _fail(f"{model}: not a regular file (a model is one .safetensors file)")
     from pipeline.app import bind_url, exposure_warning, launch
 
-    demo, _ = launch(model, host, port, device, block=False, quiet=True)
-    console.print(f"animecolor app: {model} on {bind_url(host, port)} (Ctrl-C to stop)", highlight=False,
-                  soft_wrap=True)
-    warning = exposure_warning(host)
-    if warning:
-        console.print(f"[bold yellow]warning[/]: {escape(warning)}", highlight=False, soft_wrap=True)
-    demo.block_thread()
+    # results, uploads and Gradio's cache in one private folder (0700, files 0600), removed on exit,
+    # Ctrl-C and SIGTERM alike
+    work = Path(tempfile.mkdtemp(prefix="animecolor-app-"))
+    gradio_temp = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")
+    umask = os.umask(0o077)
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        demo, _ = launch(model, host, port, device, block=False, quiet=True, work_dir=work / "page")
+        console.print(f"animecolor app: {model} on {bind_url(host, port)} (Ctrl-C to stop)", highlight=False,
+                      soft_wrap=True)
+        warning = exposure_warning(host)
+        if warning:
+            console.print(f"[bold yellow]warning[/]: {escape(warning)}", highlight=False, soft_wrap=True)
+        demo.block_thread()
+    except KeyboardInterrupt:  # a server has nothing to resume: just say it stopped
+        console.print("animecolor app: stopped")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        os.umask(umask)
+        if gradio_temp is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = gradio_temp
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does, so the work folder is removed

@@ -330,6 +330,41 @@ def test_app_on_every_interface_says_so_with_the_real_address(model_file, monkey
     assert "http://127.0.0.1:7860/" in local.output and "warning" not in local.output
 
 
+def test_app_keeps_its_files_private_and_removes_them_on_stop(model_file, monkeypatch):
+    """Results were 0644 in 0755 folders and stayed after exit; SIGTERM left the work folders; Ctrl-C
+    said "rerun the same command to resume" (issue 37)."""
+    import os
+    import signal
+    import stat
+
+    import typer
+    from typer.testing import CliRunner
+
+    import pipeline.app
+    from stages import app as stage
+
+    seen = {}
+
+    class Served:
+        def block_thread(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill <pid>` would
+
+    def fake_launch(model, host, port, device, block, quiet, work_dir):
+        work = Path(os.environ["GRADIO_TEMP_DIR"]).parent
+        work_dir.mkdir(parents=True)
+        (work_dir / "result.png").write_bytes(b"x")
+        seen.update(work=work, folder=stat.S_IMODE(work.stat().st_mode),
+                    file=stat.S_IMODE((work_dir / "result.png").stat().st_mode))
+        return Served(), "http://localhost:7860/"
+
+    monkeypatch.setattr(pipeline.app, "launch", fake_launch)
+    cli = typer.Typer()
+    cli.command()(stage.main)
+    result = CliRunner().invoke(cli, ["--model", str(model_file)])
+    assert result.exit_code == 0 and "stopped" in result.output and "resume" not in result.output, result.output
+    assert seen["folder"] == 0o700 and seen["file"] == 0o600 and not seen["work"].exists()
+
+
 @pytest.mark.parametrize("host, message", [("999.1.1.1", "--host '999.1.1.1': not a valid host name or IP address"),
                                            ("10.255.255.254", "cannot listen there")])
 def test_a_bad_host_is_blamed_on_the_host(model_file, tmp_path, host, message):
