@@ -58,8 +58,10 @@ def check_not_input(outputs: list[Path], inputs: dict[Path, str]) -> None:
 def _read_pairs_csv(path: Path):
     import pandas as pd
 
-    if not path.is_file():
+    if not path.exists():
         raise AnimecolorError(f"{path}: no such file")
+    if not path.is_file():  # a folder, a FIFO, a link to /dev/zero
+        raise AnimecolorError(f"{path}: not a regular file")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:

@@ -227,6 +227,7 @@ CASES = {
     "reference is a FIFO": (["colorize", "sketch.png", "-r", "fifo.png", *M], 2, ["fifo.png: not a regular file"], []),
     "reference is a link to /dev/zero": (["colorize", "sketch.png", "-r", "zero.png", *M], 2,
                                          ["zero.png: not a regular file"], []),
+    "pairs CSV is a FIFO": (["colorize", "--pairs", "fifo.png", *M], 2, ["fifo.png: not a regular file"], []),
     "app on a FIFO model": (["app", "--model", "fifo.png"], 2, ["fifo.png: not a regular file"], []),
     "export a FIFO checkpoint": (["export", "fifo.png", "-o", "m.safetensors"], 2, ["fifo.png: not a regular file"], []),
     "header null": (["colorize", "sketch.png", "-r", "ref.jpg", "--model", "hnull.safetensors"], 2,
