@@ -51,7 +51,7 @@ from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.device import resolve_device
 from pipeline.errors import AnimecolorError, shown
 from pipeline.hints import click_hint, hint_colour, parse_hints
-from pipeline.model.defaults import DEFAULT_MODEL, MAX_GUIDANCE, MAX_STEPS, SAMPLING
+from pipeline.model.defaults import DEFAULT_MODEL, SAMPLING
 
 log = logging.getLogger("animecolor.app")
 
@@ -242,11 +242,12 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
     t0 = time.perf_counter()
     # every value as the CLI checks it, before any file is read: the page's sliders are no guard (an API
     # call may send NaN, a string, anything JSON)
-    steps = _number(inputs.steps, "steps", 1, MAX_STEPS, whole=True)
-    seed = _number(SAMPLING.seed if inputs.seed is None else inputs.seed, "seed", 0, MAX_SEED, whole=True)
-    guidance = _number(inputs.guidance, "guidance", 0, MAX_GUIDANCE)
-    eta = _number(inputs.eta, "eta", 0, 1)
-    text_guidance = _number(inputs.text_guidance, "text guidance", 0, MAX_GUIDANCE)
+    numbers = dict(sample_steps=_number(inputs.steps, whole=True), guidance=_number(inputs.guidance),
+                   eta=_number(inputs.eta), text_guidance=_number(inputs.text_guidance),
+                   seed=_number(SAMPLING.seed if inputs.seed is None else inputs.seed, whole=True))
+    check_options(ColorizeOptions(**numbers))  # the library's own ranges, before any file is read
+    if numbers["seed"] > MAX_SEED:  # the page's seed box holds 31 bits
+        raise AnimecolorError(f"seed {shown(inputs.seed)}: must be a whole number from 0 to {MAX_SEED}")
     if not isinstance(inputs.prompt, (str, type(None))):
         raise AnimecolorError("prompt: must be text")
     if inputs.source not in ("upload", "draw", "picture"):
@@ -260,10 +261,9 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
         raise AnimecolorError("no reference: upload a colour picture of the character, or describe its colours "
                               "in the prompt")
     ref = read_upload(reference, "reference") if reference else None
-    opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
-                           keep_lines=bool(inputs.keep_lines), prompt=prompt, text_guidance=text_guidance,
+    opts = ColorizeOptions(**numbers, mode=mode, keep_lines=bool(inputs.keep_lines), prompt=prompt,
                            hints=parse_hints(_text(inputs.hints, "hints")))
-    check_options(opts)
+    seed = opts.seed
     seeds = [min(seed + k, MAX_SEED) for k in range(n)]
     done = 0
 
@@ -287,17 +287,14 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
     return Result(paths, seeds, status)
 
 
-def _number(value, name: str, low: float, high: float, whole: bool = False) -> int | float:
-    """A widget's number (Gradio hands over int, float or numeric text) checked as the CLI checks it:
-    finite, in [low, high], whole where it counts something; else one AnimecolorError line."""
-    kind = "a whole number" if whole else "a number"
+def _number(value, whole: bool = False) -> int | float:
+    """A widget's number as Python's int (`whole`, when it is one) or float: Gradio hands over int, float
+    or numeric text, an API call any JSON. Anything else is NaN, which `check_options` refuses in one line."""
     try:
         number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
     except (ValueError, OverflowError):
         number = math.nan
-    if not math.isfinite(number) or not low <= number <= high or (whole and number != int(number)):
-        raise AnimecolorError(f"{name} {shown(value)}: must be {kind} from {low:g} to {high:g}")
-    return int(number) if whole else number
+    return int(number) if whole and math.isfinite(number) and number == int(number) else number
 
 
 def _text(value, name: str) -> str:
