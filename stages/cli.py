@@ -3,7 +3,7 @@
 import typer
 
 from stages import app as app_stage
-from stages import clean, colorize, crawl, evaluate, finetune, pairs, plots, pretrain, text
+from stages import clean, colorize, crawl, evaluate, finetune, pairs, plots, pretrain, recipe, text
 
 app = typer.Typer(name="animecolor", no_args_is_help=True, rich_markup_mode="rich", add_completion=False,
                   help="Reference-based colorization of anime line drawings with diffusion models.")
@@ -30,6 +30,7 @@ app.command("colorize")(colorize.colorize)
 app.command("extract-lines")(colorize.extract_lines)
 app.command("app")(app_stage.main)
 app.command("plots")(plots.main)
+app.command("recipe")(recipe.main)
 
 
 if __name__ == "__main__":

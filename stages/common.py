@@ -69,14 +69,11 @@ def check_yaml_shape(text: str, path: str | Path) -> None:
                           "at": where})
 
 
-def load_params(path: str | Path, *sections: str) -> dict:
-    """Read `path` and validate the named sections (`stages/params.py`); returns {section: typed params}.
+def read_params_file(path: Path) -> dict | None:
+    """A params-shaped YAML file (params.yaml, a recipe) as a dict of known sections, unvalidated;
+    None when empty. Refuses what `check_yaml_shape` refuses and unknown section names."""
+    from stages.params import SECTIONS
 
-    Every section a stage reads must be present; an unknown section name is an error too (a typo
-    such as `crawll:` would otherwise leave `crawl` silently on its defaults)."""
-    from stages.params import SECTIONS, validate_section  # the library configs (and torch): only when a stage runs
-
-    path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
@@ -93,7 +90,7 @@ def load_params(path: str | Path, *sections: str) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: cannot read ({exc})") from None
     if data is None:
-        raise ParamsError(f"{path}: empty (it needs the sections {', '.join(sections)})")
+        return None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: must be a mapping of sections")
     for name in data:
@@ -102,6 +99,20 @@ def load_params(path: str | Path, *sections: str) -> dict:
             hint = f"did you mean {close[0]}? " if close else ""
             shown_name = name if str(name).isprintable() and len(str(name)) <= 80 else shown(name)
             raise ParamsError(f"{path}: {shown_name}: unknown params section ({hint}known: {', '.join(SECTIONS)})")
+    return data
+
+
+def load_params(path: str | Path, *sections: str) -> dict:
+    """Read `path` and validate the named sections (`stages/params.py`); returns {section: typed params}.
+
+    Every section a stage reads must be present; an unknown section name is an error too (a typo
+    such as `crawll:` would otherwise leave `crawl` silently on its defaults)."""
+    from stages.params import validate_section  # the library configs (and torch): only when a stage runs
+
+    path = Path(path)
+    data = read_params_file(path)
+    if data is None:
+        raise ParamsError(f"{path}: empty (it needs the sections {', '.join(sections)})")
     out = {}
     for section in sections:
         if section not in data:

@@ -6,6 +6,7 @@ import platform
 import shutil
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from pipeline.data.imageio import write_json, write_png
@@ -37,7 +38,7 @@ def clean_fid_inception_file() -> Path:
 
 def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | None = None,
              faces_dir: Path = Path("data/faces"), pairs_dir: Path = Path("data/pairs"),
-             out_dir: Path = Path("data/evaluate"), metrics_path: Path = Path("metrics/evaluate.json"),
+             out_dir: Path = Path("data/evaluate"), raw_dir: Path = Path("data/raw"), metrics_path: Path = Path("metrics/evaluate.json"),
              table_path: Path = Path("reports/evaluate_images.csv"), sheet_prefix: Path = Path("reports/evaluate"),
              headline_path: Path = Path("metrics/headline.json")) -> dict:
     """Run the stage; returns the metrics it writes (all of them; the last model's headline goes to `headline_path`)."""
@@ -50,7 +51,7 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     from pipeline.evaluation.text_bench import SAMPLED_PER_FACE, grid_tiles, run_text_benchmark
     from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
 
-    p = load_params(params_path, "base", "evaluate")
+    p = load_params(params_path, "base", "pairs", "evaluate")
     base, cfg = p["base"], p["evaluate"]
     seed_everything(base.seed)
     device = resolve_device(base.device)
@@ -67,6 +68,15 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     with progress_bar("evaluate", 2 * n_test * len(loaded)) as advance:
         metrics, table, grids = run_benchmark(loaded, faces_dir, pairs_dir, out_dir, cfg, device, inception,
                                               progress=advance)
+    n_full = min(cfg.full_size.faces, n_pairs // 2)
+    full_dir = sheet_prefix.with_name(f"{sheet_prefix.name}_full")  # one folder: its contents follow the settings
+    shutil.rmtree(full_dir, ignore_errors=True)
+    full_dir.mkdir(parents=True, exist_ok=True)
+    if n_full:
+        metrics, table = _full_size(loaded, faces_dir, pairs_dir, raw_dir, p["pairs"].tps, base.seed, cfg, device,
+                                    metrics, table, full_dir, n_full)
+    else:
+        (full_dir / "README.txt").write_text("evaluate.full_size.faces is 0, so the full-size benchmark did not run.\n")
     write_json(metrics_path, metrics)
     table_path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(table_path, index=False, float_format="%.5g")
@@ -108,16 +118,42 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     return metrics
 
 
+def _full_size(loaded, faces_dir, pairs_dir, raw_dir, tps, seed, cfg, device, metrics, table, full_dir, n_full):
+    """The full-size benchmark (`pipeline/evaluation/fullsize.py`) merged into the stage's metrics and
+    per-image table; its grids go to `full_dir` (one PNG per setting, faces at `full_size.size` px)."""
+    import pandas as pd
+
+    from pipeline.colorize import ColorizeOptions
+    from pipeline.evaluation.fullsize import UPSCALED_TRUTH, run_full_size
+    from pipeline.model.perceptual import VGGLPIPS
+
+    opts = ColorizeOptions(sample_steps=cfg.sample_steps, guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed)
+    use_animeface = {"auto": None, "on": True, "off": False}[cfg.animeface]
+    with progress_bar("evaluate full size", 2 * n_full * len(loaded)) as advance:
+        full, full_table, grids = run_full_size(loaded, faces_dir, pairs_dir, raw_dir, cfg.full_size, tps, seed, opts,
+                                                VGGLPIPS().to(device), device, use_animeface, progress=advance)
+    for candidate, settings in full.items():
+        metrics.setdefault(candidate, {}).update(settings)
+    for setting, images in grids.items():
+        keys = ["sketch", "reference", *loaded, UPSCALED_TRUTH, "target"]
+        n = min(cfg.sheet_size, n_full)
+        tiles = [images[k][i] if images[k][i].ndim == 3 else np.repeat(images[k][i][..., None], 3, -1)
+                 for k in keys for i in range(n)]
+        write_png(full_dir / f"{setting.removeprefix('full_')}.png", contact_sheet(tiles, ncol=n, tile=min(256, cfg.full_size.size)))
+    return metrics, pd.concat([table, full_table], ignore_index=True)
+
+
 @user_errors
 def main(params: Path = typer.Option(Path("params.yaml"), help="Parameters file."),
          model: list[str] = typer.Option(list(DEFAULT_MODELS), help="NAME=PATH of a model to score (repeatable)."),
          faces: Path = typer.Option(Path("data/faces"), help="Face dataset from `clean`."),
          pairs: Path = typer.Option(Path("data/pairs"), help="Benchmark pairs from `pairs`."),
          out: Path = typer.Option(Path("data/evaluate"), help="Folder for every candidate's output images."),
+         raw: Path = typer.Option(Path("data/raw"), help="The crawl's images (the full-size benchmark re-crops them)."),
          metrics: Path = typer.Option(Path("metrics/evaluate.json"), help="Metrics JSON to write."),
          table: Path = typer.Option(Path("reports/evaluate_images.csv"), help="Per-image metrics CSV."),
          sheet: Path = typer.Option(Path("reports/evaluate"), help="Grid PNG prefix (_<setting>.png is added)."),
          headline: Path = typer.Option(Path("metrics/headline.json"),
                                        help="The last model's headline numbers (what `dvc metrics show` prints).")) -> None:
     """Score models and baselines on the self- and random-reference benchmark."""
-    evaluate(params, parse_models(model), faces, pairs, out, metrics, table, sheet, headline)
+    evaluate(params, parse_models(model), faces, pairs, out, raw, metrics, table, sheet, headline)

@@ -65,7 +65,7 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
         assert (repo / "models" / name).is_file()
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     assert {"pretrain", "finetune", "reference_copy", "flat_fill"} <= set(evaluation)
-    # the headline is the shipped model's ten numbers, and all `dvc metrics show` prints
+    # the headline is the shipped model's numbers, and all `dvc metrics show` prints
     headline = json.loads((repo / "metrics/headline.json").read_text())
     assert headline == headline_metrics(evaluation) and headline["self_psnr"] == evaluation["finetune"]["self_ref"]["psnr"]
     shown = _dvc(repo, "metrics", "show").splitlines()

@@ -29,6 +29,7 @@ from pipeline.data.labels import COLOUR_REGIONS
 from pipeline.data.prompt import lab_of, parse_prompt
 from pipeline.device import Precision, autocast, machine_description, resolve_precision
 from pipeline.evaluation import metrics as M
+from pipeline.evaluation.fullsize import FullSizeConfig
 from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
                                           vgg_feature_extractor)
 from pipeline.model.defaults import SAMPLING
@@ -36,7 +37,7 @@ from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
 from pipeline.model.perceptual import VGGLPIPS
 
-BASELINES = ("reference_copy", "flat_fill")
+BASELINES = ("reference_copy", "flat_fill", "upscaled_truth")  # the last: the full-size benchmark's (fullsize.py)
 HETEROCHROMIA_GRID = "_heterochromia"  # grids key suffix: the setting's heterochromatic references only
 
 
@@ -64,6 +65,8 @@ class EvalConfig(Config):
                                                                   "the prompt (1: conditional only)")
     animeface: Literal["auto", "on", "off"] = Field("auto", description="hair/eye colours by animeface (auto: "
                                                                         "when there are no label maps)")
+    full_size: FullSizeConfig = Field(default_factory=FullSizeConfig, description="test faces at full size, coloured "
+                                                                                     "by colorize's path")
 
 
 def flat_fill(sketch: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

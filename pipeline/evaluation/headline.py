@@ -1,4 +1,4 @@
-"""The headline: ten numbers of one model (the shipped one), picked from the full benchmark metrics.
+"""The headline: thirteen numbers of one model (the shipped one), picked from the full benchmark metrics.
 
 `metrics/evaluate.json` nests every candidate, setting and region (about 150 numbers); the
 headline is what `dvc metrics show` and `dvc exp show` print by default, so a run or an ablation
@@ -22,6 +22,9 @@ HEADLINE: dict[str, tuple[tuple[str, ...], ...]] = {
     "hetero": (("random_ref", "heterochromia_success"),),
     "text_hetero": (("text", "hetero_text", "success"),),
     "text_follow": (("text", "counterfactual", "follow_rate"),),
+    "full_psnr": (("full_self_ref", "psnr"),),  # the full-size benchmark (fullsize.py): colorize's path at 256 px
+    "full_lpips": (("full_self_ref", "lpips"),),
+    "full_chroma": (("full_self_ref", "chroma_ratio"),),
 }
 
 

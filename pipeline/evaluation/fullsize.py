@@ -1,0 +1,205 @@
+"""The full-size benchmark: the test faces at their own resolution, coloured the way a user colours a drawing.
+
+The 64 px benchmark (`evaluate.py`) scores the model's own square output. A user instead brings a
+300-1,000 px drawing: `colorize` letterboxes it to the model's size, colours it and scales the colours
+back under the drawing's own full-resolution lines. This benchmark follows that path exactly:
+
+- the test faces at `size` px: a folder source's face crop taken again from the raw image (the
+  crop `clean` made, before it was shrunk); procedural faces rendered again at `size` px with
+  their label maps (same seed and index as the crawl);
+- their lines drawn by `animecolor extract-lines` (the training XDoG at full resolution);
+- the self reference warped by the pairs stage's own TPS draw (same seed and index, at `size` px),
+  the random reference the 64 px benchmark's partner face at `size` px;
+- coloured by `colorize_layers` (the CLI's and the app's function) with the drawing read as lines;
+- scored at full size: PSNR, LPIPS, the chroma ratio (mean CIELAB C* of the output over the truth's:
+  below 1 is a paler picture), region CIEDE2000 with label maps, `animeface` colours without.
+
+The baseline `upscaled_truth` is the truth shrunk to the model's size and put through the same
+compositor: what a perfect model-size colour layer gives at full size.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import Field
+from torch import nn
+
+from pipeline.colorize import LINES, ColorizeOptions, Colored, colorize_layers, letterbox, upscale_colours
+from pipeline.config import Config
+from pipeline.data.clean import crop_square, resize
+from pipeline.data.imageio import WHITE, decode_image, flatten_alpha
+from pipeline.data.labels import COLOUR_REGIONS
+from pipeline.data.synthetic import generate_face
+from pipeline.data.tps import TPSConfig, apply_warp, random_warp
+from pipeline.errors import AnimecolorError
+from pipeline.evaluation import metrics as M
+from pipeline.evaluation.features import ANIMEFACE_ATTRIBUTES, animeface_attributes
+from pipeline.model.diffusion import Diffusion
+from pipeline.model.perceptual import VGGLPIPS
+
+UPSCALED_TRUTH = "upscaled_truth"  # the baseline candidate
+SETTINGS = ("full_self_ref", "full_random_ref")
+
+
+class FullSizeConfig(Config):
+    """The full-size benchmark (params `evaluate.full_size`)."""
+
+    faces: int = Field(32, ge=0, description="test faces per setting; 0: off")
+    size: int = Field(256, ge=32, le=2048, description="side in px (procedural faces rendered at it, "
+                                                       "real ones re-cropped)")
+    line_sigma: float = Field(0.5, ge=0.1, le=5.0, description="XDoG sigma of the drawings "
+                                                               "(extract-lines' default)")
+
+
+def chroma_ratio(out: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Mean CIELAB chroma C* of each output over its truth's, (B,); images (B, H, W, 3) uint8 RGB."""
+    def mean_chroma(images: np.ndarray) -> np.ndarray:
+        lab = M.to_lab(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+        return np.hypot(lab[..., 1], lab[..., 2]).reshape(len(images), -1).mean(1)
+
+    return mean_chroma(out) / np.maximum(mean_chroma(truth), 1e-6)
+
+
+class FullSizeFaces:
+    """The test faces at full size, from the crawl's raw data and `clean`'s manifest."""
+
+    def __init__(self, raw_dir: str | Path, faces_dir: str | Path, size: int):
+        self.raw, self.size = Path(raw_dir), size
+        manifest = Path(faces_dir) / "manifest.csv"
+        state = self.raw / "state.json"
+        for path in (manifest, state):
+            if not path.is_file():
+                raise AnimecolorError(f"{path}: not found (the full-size benchmark re-reads the crawl and "
+                                      f"clean outputs; run `dvc repro clean`)")
+        self.state = json.loads(state.read_text())
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        self.kept = table[table.status == "kept"].reset_index(drop=True)
+        self.by_file = {row.file: i for i, row in self.kept.iterrows()}
+
+    def index(self, faces_file: str) -> int:
+        """Row of a face (its path under the faces folder) among the kept faces: the pairs stage's
+        per-image rng index."""
+        if faces_file not in self.by_file:
+            raise AnimecolorError(f"{faces_file}: not in the faces manifest (rerun `dvc repro pairs`)")
+        return self.by_file[faces_file]
+
+    def face(self, faces_file: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 RGB (size, size, 3) and the label map (size, size) or None."""
+        row = self.kept.iloc[self.index(faces_file)]
+        if self.state.get("source") == "synthetic":
+            index = int(Path(row.raw_file).stem)
+            _, rgb, label = generate_face(self.state["seed"], index, self.size, self.state["heterochromia_p"],
+                                          self.state.get("achromatic_eyes_p", 0.0))
+            return rgb, label
+        rgb = flatten_alpha(decode_image((self.raw / row.raw_file).read_bytes(), row.raw_file))
+        x0, y0, side = (int(v) for v in row.box.split(","))
+        return resize(crop_square(rgb, x0, y0, side, WHITE), self.size), None
+
+
+    def self_reference(self, faces_file: str, rgb: np.ndarray, label: np.ndarray | None, tps: TPSConfig,
+                       seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The face's self reference at full size: the pairs stage's own TPS draw for it (`build_pairs`:
+        rng [seed, 2, index]), applied at this size; with its label map warped alike."""
+        maps = random_warp(tps, np.random.default_rng([seed, 2, self.index(faces_file)]), *rgb.shape[:2])
+        return apply_warp(rgb, maps), None if label is None else apply_warp(label, maps, label=True)
+
+
+def _rgba(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        image = np.dstack([image] * 3)
+    return np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+
+
+def upscaled_truth(truth: np.ndarray, lines: np.ndarray, model_size: int) -> np.ndarray:
+    """The baseline: the truth at the model's size, scaled back under the full-size lines by `colorize`'s compositor."""
+    small, box = letterbox(truth, model_size)
+    sketch_small, _ = letterbox(lines, model_size)
+    return Colored(upscale_colours(small, box, sketch_small), lines, None).image()
+
+
+def run_full_size(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Path, pairs_dir: Path, raw_dir: Path,
+                  cfg: FullSizeConfig, tps: TPSConfig, seed: int, opts: ColorizeOptions, lpips: VGGLPIPS,
+                  device: torch.device, use_animeface: bool | None = None,
+                  progress: Callable[[int], None] | None = None) -> tuple[dict, pd.DataFrame, dict]:
+    """Returns (metrics {candidate: {setting: summary}}, per-image rows, grids {setting: {row: uint8 images}}).
+
+    `seed`: the pairs stage's seed (its TPS draw per face). `use_animeface`: None = when there are no label maps."""
+    path = pairs_dir / "test" / "pairs.csv"
+    if not path.is_file():
+        raise AnimecolorError(f"{path}: not found (run `animecolor pairs` first)")
+    pairs = pd.read_csv(path, dtype=str, keep_default_na=False)
+    faces = FullSizeFaces(raw_dir, faces_dir, cfg.size)
+    metrics: dict = {}
+    rows, grids = [], {}
+    model_size = next(iter(models.values()))[0].config.image_size if models else 64
+    for setting in SETTINGS:
+        table = pairs[pairs.setting == setting.removeprefix("full_")].head(cfg.faces).reset_index(drop=True)
+        name_to_file = dict(zip(pairs.name, pairs.target))
+        truths, labels, refs, ref_labels, drawings = [], [], [], [], []
+        for row in table.itertuples():
+            truth, label = faces.face(row.target)
+            lines = LINES.sketch(truth, cfg.line_sigma)  # `animecolor extract-lines`
+            if setting == "full_self_ref":
+                ref, ref_label = faces.self_reference(row.target, truth, label, tps, seed)
+            else:
+                ref, ref_label = faces.face(name_to_file[row.reference_name])
+            truths.append(truth), labels.append(label), refs.append(ref), ref_labels.append(ref_label)
+            drawings.append(lines)
+        outputs: dict[str, tuple[list[np.ndarray], float | None]] = {}
+        for name, (model, diffusion) in models.items():
+            model.eval().to(device)
+            start, images = time.perf_counter(), []
+            for i, (lines, ref) in enumerate(zip(drawings, refs)):
+                layers, _ = colorize_layers(model, diffusion, _rgba(lines), _rgba(ref),
+                                            ColorizeOptions(**{**opts.__dict__, "mode": "lines", "seed": opts.seed + i}),
+                                            [opts.seed + i], device)
+                images.append(layers[0].image())
+                if progress:
+                    progress(1)
+            outputs[name] = (images, (time.perf_counter() - start) / len(images))
+        outputs[UPSCALED_TRUTH] = ([upscaled_truth(t, d, model_size) for t, d in zip(truths, drawings)], None)
+        truth_arr = np.stack(truths)
+        truth01 = torch.from_numpy(truth_arr).permute(0, 3, 1, 2).float() / 255
+        has_labels = all(lab is not None for lab in labels) and all(lab is not None for lab in ref_labels)
+        animeface = (not has_labels) if use_animeface is None else use_animeface
+        with torch.no_grad():
+            target_taps = lpips.taps((truth01 * 2 - 1).to(device))
+        if animeface:
+            expected = animeface_attributes(truth01 if setting == "full_self_ref" else
+                                            torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float() / 255)
+        grids[setting] = {"sketch": np.stack(drawings), "reference": np.stack(refs), "target": truth_arr}
+        for cand, (images, seconds) in outputs.items():
+            out_arr = np.stack(images)
+            out01 = torch.from_numpy(out_arr).permute(0, 3, 1, 2).float() / 255
+            with torch.no_grad():
+                lp = lpips.distance_to((out01 * 2 - 1).to(device), target_taps).cpu().numpy()
+            per = {"psnr": M.psnr(out01, truth01).numpy(), "lpips": lp, "chroma_ratio": chroma_ratio(out_arr, truth_arr)}
+            if has_labels:
+                errors = M.region_colour_errors(out01, np.stack(labels),
+                                                torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float() / 255,
+                                                np.stack(ref_labels), COLOUR_REGIONS, 1)
+                per.update({f"de_{region}": err for region, err in errors.items()})
+            summary = {k: M.summarise(v) for k, v in per.items()}
+            if animeface:
+                found = animeface_attributes(out01)
+                for attr, err in M.attribute_errors(found, expected, ANIMEFACE_ATTRIBUTES).items():
+                    per[f"af_de_{attr}"] = err
+                    summary[f"af_de_{attr}"] = M.summarise(err)
+                summary["af_detected"] = round(float((~np.isnan(found[:, 0, 0])).mean()), 4)
+            summary["seconds_per_image"] = None if seconds is None else round(seconds, 4)
+            summary["images"] = len(images)
+            summary["size"] = cfg.size
+            metrics.setdefault(cand, {})[setting] = summary
+            grids[setting][cand] = out_arr
+            for i, row in enumerate(table.itertuples()):
+                rows.append({"candidate": cand, "setting": setting, "name": row.name,
+                             **{k: float(v[i]) for k, v in per.items()}})
+    return metrics, pd.DataFrame(rows), grids

@@ -1,0 +1,113 @@
+"""The full-size benchmark: the test faces again at full size, coloured by colorize's path, scored."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.colorize import ColorizeOptions, load_model
+from pipeline.data.clean import CleanConfig, clean_dataset
+from pipeline.data.crawl import crawl_folder
+from pipeline.data.imageio import read_label, read_rgb
+from pipeline.data.tps import TPSConfig
+from pipeline.evaluation.fullsize import (SETTINGS, UPSCALED_TRUTH, FullSizeConfig, FullSizeFaces, chroma_ratio,
+                                          run_full_size, upscaled_truth)
+from pipeline.model.perceptual import VGGLPIPS
+from tests.helpers import ROOT
+
+REAL_256 = ROOT.parent / "shared" / "data" / "anime-faces-256"
+
+
+def _test_rows(pairs_dir, setting="self_ref"):
+    table = pd.read_csv(pairs_dir / "test" / "pairs.csv", dtype=str, keep_default_na=False)
+    return table[table.setting == setting]
+
+
+def test_procedural_faces_render_again_exactly_at_the_crawl_size(tiny_data):
+    faces_dir, pairs_dir = tiny_data
+    faces = FullSizeFaces(faces_dir.parent / "raw", faces_dir, 32)  # the tiny crawl's own size
+    for row in _test_rows(pairs_dir).itertuples():
+        rgb, label = faces.face(row.target)
+        assert np.array_equal(rgb, read_rgb(faces_dir / row.target))
+        assert np.array_equal(label, read_label(faces_dir / row.target_label))
+
+
+def test_the_self_reference_is_the_pairs_stages_own_warp(tiny_data):
+    """At the crawl's size the full-size self reference is, pixel for pixel, the benchmark's."""
+    faces_dir, pairs_dir = tiny_data
+    faces = FullSizeFaces(faces_dir.parent / "raw", faces_dir, 32)
+    for row in _test_rows(pairs_dir).itertuples():
+        rgb, label = faces.face(row.target)
+        ref, ref_label = faces.self_reference(row.target, rgb, label, TPSConfig(), seed=0)
+        assert np.array_equal(ref, read_rgb(pairs_dir / row.reference))
+        assert np.array_equal(ref_label, read_label(pairs_dir / row.reference_label))
+
+
+def test_procedural_faces_at_full_size_are_the_same_faces(tiny_data):
+    faces_dir, pairs_dir = tiny_data
+    faces = FullSizeFaces(faces_dir.parent / "raw", faces_dir, 128)
+    row = next(_test_rows(pairs_dir).itertuples())
+    rgb, label = faces.face(row.target)
+    assert rgb.shape == (128, 128, 3) and label.shape == (128, 128)
+    small = read_rgb(faces_dir / row.target).astype(float)
+    import cv2
+    assert np.abs(cv2.resize(rgb, (32, 32), interpolation=cv2.INTER_AREA).astype(float) - small).mean() < 12
+
+
+@pytest.mark.skipif(not REAL_256.is_dir(), reason="needs ../shared/data")
+def test_real_faces_are_recropped_from_the_raw_image(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in sorted(REAL_256.glob("*.jpg"))[:6]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    crawl_folder(tmp_path / "raw", folder)
+    clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(test_fraction=0.5), 64)
+    manifest = pd.read_csv(tmp_path / "faces" / "manifest.csv", dtype=str, keep_default_na=False)
+    kept = manifest[manifest.status == "kept"]
+    full, small = FullSizeFaces(tmp_path / "raw", tmp_path / "faces", 256), FullSizeFaces(tmp_path / "raw", tmp_path / "faces", 64)
+    for row in kept.itertuples():
+        rgb, label = full.face(row.file)
+        assert rgb.shape == (256, 256, 3) and label is None
+        assert np.array_equal(small.face(row.file)[0], read_rgb(tmp_path / "faces" / row.file))  # clean's own crop
+
+
+def test_chroma_ratio():
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    grey = np.repeat(colour.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+    np.testing.assert_allclose(chroma_ratio(colour, colour), 1.0, rtol=1e-6)
+    assert (chroma_ratio(grey, colour) < 0.02).all()
+    washed = (colour * 0.5 + 127.5).astype(np.uint8)  # halfway to white: paler
+    assert (chroma_ratio(washed, colour) < 0.7).all()
+
+
+def test_upscaled_truth_at_the_models_size_is_the_truth_under_its_lines():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    lines = np.full((32, 32), 255, np.uint8)
+    lines[10, :] = 0
+    out = upscaled_truth(truth, lines, 32)
+    assert (out[10] == 0).all()
+    rows = np.r_[0:9, 12:32]  # away from the line (its weight changes the neighbours' fill)
+    assert np.abs(out[rows].astype(int) - truth[rows]).max() <= 1
+
+
+def test_run_full_size_scores_the_model_and_the_baseline(tiny_data, model_file):
+    faces_dir, pairs_dir = tiny_data
+    model, diffusion, _ = load_model(model_file)
+    cfg = FullSizeConfig(faces=3, size=96)
+    calls = []
+    metrics, table, grids = run_full_size({"tiny": (model, diffusion)}, faces_dir, pairs_dir, faces_dir.parent / "raw",
+                                          cfg, TPSConfig(), 0, ColorizeOptions(sample_steps=2), VGGLPIPS(),
+                                          torch.device("cpu"), progress=calls.append)
+    assert set(metrics) == {"tiny", UPSCALED_TRUTH} and sum(calls) == 2 * 3
+    for cand in metrics:
+        for setting in SETTINGS:
+            row = metrics[cand][setting]
+            assert row["images"] == 3 and row["size"] == 96
+            assert 0 < row["chroma_ratio"] < 3 and 0 <= row["lpips"] < 1 and row["psnr"] > 5
+            assert row["de_hair"] is not None and row["de_iris_left"] is not None  # label maps at full size
+    # the baseline is the truth itself under lines: far closer than a 6-step tiny model
+    assert metrics[UPSCALED_TRUTH]["full_self_ref"]["psnr"] > metrics["tiny"]["full_self_ref"]["psnr"] + 3
+    assert grids["full_self_ref"]["tiny"].shape == (3, 96, 96, 3)
+    assert len(table) == 2 * 2 * 3 and set(table.setting) == set(SETTINGS)

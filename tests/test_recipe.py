@@ -1,0 +1,95 @@
+"""`animecolor recipe`: a recipe overlay becomes the exact `dvc exp run -S` list, validated first."""
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.errors import AnimecolorError, ParamsError
+from stages.cli import app
+from stages.recipe import flatten, override_value, recipe_overrides
+from tests.helpers import ROOT
+
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_shipped_recipe_validates_against_the_shipped_params(recipe, tmp_path):
+    overrides = recipe_overrides(recipe, ROOT / "params.yaml", tmp_path, [])
+    keys = {item.split("=", 1)[0] for item in overrides}
+    wanted = flatten(yaml.safe_load(recipe.read_text()))
+    params = flatten(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    # every key the recipe gives a new value is in the command; a key it repeats unchanged is not
+    assert {k for k, v in wanted.items() if params[k] != v} <= keys
+    assert not {k for k, v in wanted.items() if params[k] == v} & keys
+    assert f"crawl.folder={tmp_path.resolve()}" in overrides and "crawl.source=folder" in overrides
+
+
+def test_real_art_recipe_is_the_regression_recipe(tmp_path):
+    overrides = recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml", tmp_path, [])
+    assert "pretrain.diffusion.objective=regression" in overrides
+    assert "finetune.reconstruction.lpips_weight=1" in overrides
+
+
+def test_dry_run_prints_the_dvc_command_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
+    result = CliRunner().invoke(app, ["recipe", "real-art", "--folder", str(tmp_path), "--dry-run",
+                                      "--set", "pretrain.loop.train_steps=10"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    command = shlex.split(result.output.strip())
+    assert command[:5] == ["dvc", "exp", "run", "-n", "real-art"]
+    assert "pretrain.loop.train_steps=10" in command and not calls
+
+
+def test_run_calls_dvc_with_the_printed_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr(subprocess, "run", lambda command, check: calls.append(command) or Done())
+    result = CliRunner().invoke(app, ["recipe", "real-art", "--folder", str(tmp_path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert calls and calls[0] == shlex.split(result.output.strip())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["recipe", "nope"], "no recipes/nope.yaml (known: paper, real-art)"),
+    (["recipe", "real-art"], "crawl.folder"),  # a folder source without a folder
+    (["recipe", "real-art", "--folder", "/no/such/folder"], "--folder /no/such/folder: no such folder"),
+    (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_stepz=3"], "train_stepz: not a params key"),
+    (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_steps=-3"], "train_steps"),
+    (["recipe", "real-art", "--folder", ".", "--set", "novalue"], "expected KEY=VALUE"),
+])
+def test_bad_recipe_input_is_one_line_exit_2(args, message, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("dvc must not run"))
+    result = CliRunner().invoke(app, [*args, "--dry-run"], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "null"), (True, "true"), (3, "3"), (1e-05, "1e-05"), ([1, 2, 2], "[1,2,2]"),
+    ("/data/faces", "/data/faces"), ("/my faces/it's", "'/my faces/it\\'s'"), ("null", "'null'"), ("12", "'12'"),
+])
+def test_override_values_read_back_as_the_same_value(value, text):
+    assert override_value(value) == text
+
+
+def test_a_recipe_key_that_params_does_not_have_is_an_error(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("pretrain:\n  loop:\n    train_stepz: 5\n")
+    with pytest.raises(ParamsError, match="pretrain.loop.train_stepz: not a params key"):
+        recipe_overrides(recipe, ROOT / "params.yaml", None, [])
+
+
+def test_a_missing_folder_is_refused_before_dvc(tmp_path):
+    with pytest.raises(AnimecolorError, match="no such folder"):
+        recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml", tmp_path / "gone", [])
