@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
+import time
 from contextlib import nullcontext
-from typing import Literal
+from pathlib import Path
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -64,6 +69,66 @@ def resolve_precision(device: torch.device, precision: Precision) -> Literal["fp
     if precision == "auto":
         return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
     return precision
+
+
+# The timed probe behind training's `precision: auto` on CPUs with native bf16 (`probe_precision`).
+# bf16 stays unless fp32 is clearly faster: a close call keeps the earlier choice, so a noisy
+# probe cannot flip a machine's numbers from run to run.
+FP32_MARGIN = 0.85  # fp32 wins when its step takes less than this fraction of bf16's
+PROBE_REPEATS = 3   # timed steps per precision, after one warm-up step each
+
+
+def probe_cache_file() -> Path:
+    """Where probe results are kept, per machine: $ANIMECOLOR_CACHE or ~/.cache/animecolor (outside the repo)."""
+    root = os.environ.get("ANIMECOLOR_CACHE") or Path.home() / ".cache" / "animecolor"
+    return Path(root) / "precision_probe.json"
+
+
+def probe_key(shape: str) -> str:
+    """The cache key: CPU model, PyTorch's capability, torch version, threads and the probed workload."""
+    return (f"{cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} | "
+            f"{torch.get_num_threads()} threads | {shape}")
+
+
+def probe_precision(step: Callable[[str], None], shape: str, cache: Path | None = None,
+                    clock: Callable[[], float] = time.perf_counter) -> tuple[Literal["fp32", "bf16"], str]:
+    """Training's `precision: auto` on a CPU with native bf16: time `step(precision)` (one training
+    step of the real network at the run's batch shape, on a copy) in fp32 and bf16, keep the faster
+    (bf16 unless fp32 takes < FP32_MARGIN of its time), and cache the answer under `probe_key(shape)`
+    so that every later run on this machine makes the same choice without timing. Returns (choice,
+    reason), the reason naming the two timings and whether they came from the cache."""
+    cache = cache or probe_cache_file()
+    key = probe_key(shape)
+    try:
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+    except (OSError, ValueError):
+        known = {}  # an unreadable cache is re-measured and rewritten
+    entry = known.get(key) if isinstance(known, dict) else None
+    if isinstance(entry, dict) and entry.get("choice") in ("fp32", "bf16"):
+        return entry["choice"], (f"probe (cached in {cache}): fp32 {entry['fp32_s']:.3f} s, bf16 "
+                                 f"{entry['bf16_s']:.3f} s a step")
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for precision in times:
+        step(precision)  # warm-up: allocator, oneDNN primitive caches
+    for _ in range(PROBE_REPEATS):
+        for precision in times:  # interleaved: a load change hits both alike
+            start = clock()
+            step(precision)
+            times[precision].append(clock() - start)
+    fp32_s, bf16_s = statistics.median(times["fp32"]), statistics.median(times["bf16"])
+    choice: Literal["fp32", "bf16"] = "fp32" if fp32_s < FP32_MARGIN * bf16_s else "bf16"
+    if not isinstance(known, dict):
+        known = {}
+    known[key] = {"choice": choice, "fp32_s": round(fp32_s, 4), "bf16_s": round(bf16_s, 4),
+                  "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only home: the choice still holds for this run
+    return choice, f"probe: fp32 {fp32_s:.3f} s, bf16 {bf16_s:.3f} s a step"
 
 
 def autocast(device: torch.device, precision: Precision):

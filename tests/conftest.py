@@ -6,6 +6,16 @@ import pytest
 from tests.helpers import ROOT, export, make_faces, params_file, stage_paths, tiny_pretrain
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _probe_cache(tmp_path_factory):
+    """The training precision probe's cache (pipeline/device.py) in a folder of the test session,
+    not the user's ~/.cache: a test run neither reads nor leaves this machine's choices."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ANIMECOLOR_CACHE", str(tmp_path_factory.mktemp("probe-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def write_params(tmp_path):
     """Write a params.yaml in tmp_path from the project defaults plus overrides."""

@@ -54,6 +54,89 @@ def test_training_reports_the_precision_it_ran_in():
         assert result["precision"] == precision and len(result["losses"]) == 3
 
 
+# ------------------------------------------------------------------------------------ precision probe
+class FakeClock:
+    """A clock the probed step advances by its precision's cost (seconds)."""
+
+    def __init__(self, cost: dict):
+        self.now, self.cost, self.calls = 0.0, cost, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self, precision: str) -> None:
+        self.calls.append(precision)
+        self.now += self.cost[precision]
+
+
+@pytest.mark.parametrize("cost, choice", [({"fp32": 1.97, "bf16": 3.51}, "fp32"),  # the Intel Xeon of issue 38
+                                          ({"fp32": 0.40, "bf16": 0.31}, "bf16"),  # the AMD EPYC
+                                          ({"fp32": 0.95, "bf16": 1.0}, "bf16")])  # a close call keeps bf16
+def test_probe_takes_the_faster_precision_and_caches_it(tmp_path, cost, choice):
+    clock = FakeClock(cost)
+    cache = tmp_path / "probe.json"
+    got, reason = device_mod.probe_precision(clock.step, "net A", cache, clock)
+    assert got == choice and f"fp32 {cost['fp32']:.3f} s, bf16 {cost['bf16']:.3f} s" in reason
+    assert clock.calls.count("fp32") == clock.calls.count("bf16") == 1 + device_mod.PROBE_REPEATS
+    again = FakeClock({"fp32": 9.0, "bf16": 0.1})  # a later run on this machine: no timing, the same answer
+    assert device_mod.probe_precision(again.step, "net A", cache, again)[0] == choice and not again.calls
+    other = FakeClock({"fp32": 1.0, "bf16": 5.0})  # another workload is timed on its own
+    assert device_mod.probe_precision(other.step, "net B", cache, other)[0] == "fp32" and other.calls
+
+
+def test_probe_survives_a_corrupt_or_unwritable_cache(tmp_path):
+    cache = tmp_path / "probe.json"
+    cache.write_text("{not json")
+    clock = FakeClock({"fp32": 1.0, "bf16": 2.0})
+    assert device_mod.probe_precision(clock.step, "net", cache, clock)[0] == "fp32"
+    assert "fp32" in cache.read_text()
+    blocked = tmp_path / "file" / "probe.json"
+    (tmp_path / "file").write_text("a file where the folder should be")
+    assert device_mod.probe_precision(clock.step, "net", blocked, clock)[0] == "fp32"
+
+
+def test_auto_training_precision_is_probed_on_native_bf16_cpus_and_recorded(monkeypatch, tmp_path):
+    import pipeline.training.loop as loop_mod
+
+    monkeypatch.setattr(loop_mod, "cpu_has_bf16", lambda: True)
+    probed = []
+
+    def fake_probe(step, shape):
+        step("fp32"), step("bf16")  # the real step runs on a copy: the run's weights stay as they were
+        probed.append(shape)
+        return "fp32", "probe: fp32 1.000 s, bf16 2.000 s a step"
+
+    monkeypatch.setattr(loop_mod, "probe_precision", fake_probe)
+    trainer = triples_trainer(precision="auto")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    ran = set()
+    first_conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    def record(module, args, out):  # the run's own network only (the probe's copy carries the hook too)
+        if module is first_conv:
+            ran.add(out.dtype)
+
+    first_conv.register_forward_hook(record)
+    reference = triples_trainer(precision="fp32").run()
+    result = trainer.run()
+    assert probed and "batch (4, 3, 16, 16)" in probed[0]
+    assert result["precision"] == "fp32" and result["precision_reason"].startswith("probe")
+    assert result["losses"] == reference["losses"]  # the probe changed nothing of the run itself
+    assert ran == {torch.float32}
+    assert trainer.state()["precision"] == "fp32"
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+
+
+def test_auto_precision_is_not_probed_without_native_bf16_or_when_set(monkeypatch):
+    import pipeline.training.loop as loop_mod
+
+    monkeypatch.setattr(loop_mod, "probe_precision", lambda *a: pytest.fail("no probe expected"))
+    monkeypatch.setattr(loop_mod, "cpu_has_bf16", lambda: False)
+    assert triples_trainer(precision="auto").run()["precision"] == "fp32"
+    monkeypatch.setattr(loop_mod, "cpu_has_bf16", lambda: True)
+    result = triples_trainer(precision="bf16").run()
+    assert result["precision"] == "bf16" and result["precision_reason"] == "precision: bf16 (set)"
+
+
 # ------------------------------------------------------------------------------------------ compile
 @pytest.mark.parametrize("value", ["auto", True, False])
 def test_compile_accepts_auto_true_false(value):

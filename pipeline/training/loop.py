@@ -31,8 +31,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from pipeline.config import Config
 from pipeline.data.labels import COLOUR_REGIONS, REGION_IDS
 from pipeline.data.prompt import SLOTS
-from pipeline.device import (Compile, Precision, autocast, compiled, compiles, configure_numerics,
-                             machine_description, resolve_precision)
+from pipeline.device import (Compile, Precision, autocast, compiled, compiles, configure_numerics, cpu_has_bf16,
+                             machine_description, probe_precision)
 from pipeline.errors import AnimecolorError
 from pipeline.model.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.model.conditioning import ConditionDropout, conditioned, drop_conditions
@@ -62,7 +62,8 @@ class LoopConfig(Config):
     grad_clip: float = Field(1.0, ge=0, description="max global gradient norm; 0: off")
     ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights (used for sampling and evaluation)")
     ema_warmup: bool = Field(True, description="EMA decay min(ema_decay, (1+n)/(10+n)): usable from the first steps")
-    precision: Precision = Field("auto", description="auto (bf16 where native, else fp32) | fp32 | bf16")
+    precision: Precision = Field("auto", description="auto (native bf16: the faster by a timed probe; else fp32) "
+                                                     "| fp32 | bf16")
     channels_last: bool = Field(False, description="NHWC memory format")
     compile: Compile = Field("auto", description="torch.compile the network: auto (CUDA only) | true | false")
     compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = Field(
@@ -245,6 +246,38 @@ class Trainer:
             net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         self.compiled = compiles(cfg.compile, device)
         self.net = compiled(net, cfg.compile, device, cfg.compile_mode)
+        self.precision, self.precision_reason = self._fixed_precision()  # None: timed at the first batch (`run`)
+
+    def _fixed_precision(self) -> tuple[str | None, str]:
+        """The precision when no probe is needed, with why; (None, "") when `precision: auto` on a
+        single-process CPU with native bf16, where `probe_precision` times both."""
+        if self.cfg.precision != "auto":
+            return self.cfg.precision, f"precision: {self.cfg.precision} (set)"
+        if self.device.type == "cuda":
+            return "bf16", "auto: bf16 on CUDA"
+        if not cpu_has_bf16():
+            return "fp32", "auto: this CPU has no native bf16"
+        if self.dist.world_size > 1:  # every process must take the same choice: no per-process timing
+            return "bf16", "auto: native bf16 (several processes: not probed)"
+        return None, ""
+
+    def _probe(self, batch: Batch) -> tuple[str, str]:
+        """`probe_precision` on a copy of the network (the run's weights, optimizer and RNG stay
+        untouched) with the run's first batch and its objective."""
+        probe_net = copy.deepcopy(self.model).train()
+
+        def step(precision: str) -> None:
+            probe_net.zero_grad(set_to_none=True)
+            with autocast(self.device, precision):
+                loss, _ = self.objective(probe_net, batch, torch.Generator().manual_seed(0))
+            loss.backward()
+
+        shape = (f"{getattr(self.objective, '__qualname__', 'objective')} | unet {fingerprint(self.model.config.to_dict())}"
+                 f" | batch {tuple(batch['target'].shape)}")
+        try:
+            return probe_precision(step, shape)
+        finally:
+            del probe_net
 
     def _lr_factor(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
@@ -260,6 +293,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "step": self.step, "run_id": self.run_id, "loop": self.cfg.to_dict(), "meta": self.meta,
             "rng": {"torch": torch.get_rng_state()}, "history": self.history,
+            "precision": self.precision, "precision_reason": self.precision_reason,
         }
 
     def save(self, path: str | Path | None = None) -> None:
@@ -280,6 +314,9 @@ class Trainer:
         self.scheduler.load_state_dict(data["scheduler"])
         self.step = self.resumed_from = int(data["step"])
         self.history = data.get("history", self.history)
+        if self.cfg.precision == "auto" and data.get("precision") in ("fp32", "bf16"):
+            self.precision = data["precision"]  # a resumed run keeps the choice it started with
+            self.precision_reason = data.get("precision_reason", "") + " (resumed)"
         return True
 
     def init_from(self, data: dict) -> None:
@@ -334,10 +371,12 @@ class Trainer:
         try:
             while self.step < end:
                 batch = self._to_device(next(batches))
+                if self.precision is None:  # timed inside the first step's warm-up
+                    self.precision, self.precision_reason = self._probe(batch)
                 seed = step_seed(self.seed, self.dist.rank, self.step)
                 generator = torch.Generator().manual_seed(seed)
                 torch.manual_seed(seed)  # dropout: same masks after a resume
-                with autocast(self.device, cfg.precision):
+                with autocast(self.device, self.precision):
                     loss, extras = self.objective(self.net, batch, generator)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -376,8 +415,8 @@ class Trainer:
         return {"steps": self.step, "losses": list(losses), "seconds": hist["seconds"], "images_per_s": rate,
                 "peak_memory_mb": hist.get("peak_memory_mb", peak_memory_mb(self.device)),
                 "warmup_seconds": hist.get("warmup_seconds", 0.0), "compiled": self.compiled,
-                "precision": resolve_precision(self.device, self.cfg.precision),
-                "machine": machine_description(self.device)}
+                "precision": self.precision or self._fixed_precision()[0] or "bf16",
+                "precision_reason": self.precision_reason, "machine": machine_description(self.device)}
 
 
 def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
@@ -393,5 +432,6 @@ def run_summary(result: dict, model: nn.Module, tail: int = 50) -> dict:
         "warmup_seconds": round(result["warmup_seconds"], 1),
         "compiled": result["compiled"],
         "precision": result["precision"],
+        "precision_reason": result.get("precision_reason", ""),
         "machine": result["machine"],
     }
