@@ -227,6 +227,15 @@ def upscale_colours(colours: np.ndarray, box: Letterbox, sketch: np.ndarray) -> 
     return unletterbox(colours, box)
 
 
+def upscaled_truth(truth: np.ndarray, lines: np.ndarray, model_size: int) -> np.ndarray:
+    """A picture through the compositor alone: shrunk to the model's size, scaled back under the
+    full-size `lines` as a coloured drawing is. The full-size benchmark's baseline: what a perfect
+    model-size colour layer would give (uint8 RGB at the picture's size)."""
+    small, box = letterbox(truth, model_size)
+    sketch, _ = letterbox(lines, model_size)
+    return Colored(upscale_colours(small, box, sketch), lines, None).image()
+
+
 def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels: bool = False,
                    binarize: bool = False, sigma: float = 0.5) -> tuple[np.ndarray, np.ndarray, Letterbox, str | None]:
     """User drawing -> (model-size sketch uint8 (size, size), full-size line layer uint8 (H, W), box, notice).

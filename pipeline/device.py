@@ -78,29 +78,23 @@ FP32_MARGIN = 0.85  # fp32 wins when its step takes less than this fraction of b
 PROBE_REPEATS = 3   # timed steps per precision, after one warm-up step each
 
 
-def probe_cache_file() -> Path:
-    """Where probe results are kept, per machine: $ANIMECOLOR_CACHE or ~/.cache/animecolor (outside the repo)."""
-    root = os.environ.get("ANIMECOLOR_CACHE") or Path.home() / ".cache" / "animecolor"
-    return Path(root) / "precision_probe.json"
-
-
 def probe_key(shape: str) -> str:
     """The cache key: CPU model, PyTorch's capability, torch version, threads and the probed workload."""
     return (f"{cpu_model()} | {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} | "
             f"{torch.get_num_threads()} threads | {shape}")
 
 
-def probe_precision(step: Callable[[str], None], shape: str, cache: Path | None = None,
+def probe_precision(step: Callable[[str], None], shape: str, cache: Path | None,
                     clock: Callable[[], float] = time.perf_counter) -> tuple[Literal["fp32", "bf16"], str]:
     """Training's `precision: auto` on a CPU with native bf16: time `step(precision)` (one training
     step of the real network at the run's batch shape, on a copy) in fp32 and bf16, keep the faster
     (bf16 unless fp32 takes < FP32_MARGIN of its time), and cache the answer under `probe_key(shape)`
-    so that every later run on this machine makes the same choice without timing. Returns (choice,
-    reason), the reason naming the two timings and whether they came from the cache."""
-    cache = cache or probe_cache_file()
+    so that every later run on this machine makes the same choice without timing (`cache` None: no
+    cache, timed every time). Returns (choice, reason), the reason naming the two timings and whether
+    they came from the cache."""
     key = probe_key(shape)
     try:
-        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        known = json.loads(cache.read_text()) if cache is not None and cache.is_file() else {}
     except (OSError, ValueError):
         known = {}  # an unreadable cache is re-measured and rewritten
     entry = known.get(key) if isinstance(known, dict) else None
@@ -121,13 +115,14 @@ def probe_precision(step: Callable[[str], None], shape: str, cache: Path | None 
         known = {}
     known[key] = {"choice": choice, "fp32_s": round(fp32_s, 4), "bf16_s": round(bf16_s, 4),
                   "when": time.strftime("%Y-%m-%d %H:%M:%S")}
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known, indent=1))
-        tmp.replace(cache)
-    except OSError:
-        pass  # a read-only home: the choice still holds for this run
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1))
+            tmp.replace(cache)
+        except OSError:
+            pass  # a read-only home: the choice still holds for this run
     return choice, f"probe: fp32 {fp32_s:.3f} s, bf16 {bf16_s:.3f} s a step"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import random
 import sys
 from collections.abc import Callable
@@ -122,6 +123,14 @@ def load_params(path: str | Path, *sections: str) -> dict:
         except ParamsError as exc:
             raise ParamsError(f"{path}: {exc}") from None
     return out
+
+
+def probe_cache_file() -> Path:
+    """Where training's precision probe keeps this machine's answers (`pipeline.device.probe_precision`):
+    $ANIMECOLOR_CACHE, else ~/.cache/animecolor; outside the repository, so runs on other machines
+    time their own CPU."""
+    root = os.environ.get("ANIMECOLOR_CACHE") or Path.home() / ".cache" / "animecolor"
+    return Path(root) / "precision_probe.json"
 
 
 def seed_everything(seed: int) -> None:

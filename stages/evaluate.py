@@ -118,20 +118,43 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     return metrics
 
 
+def full_size_colour(opts, device):
+    """The full-size benchmark's colouring: what `animecolor colorize DRAWING -r REFERENCE --mode lines`
+    does (`colorize_layers`), at seed `opts.seed + index` for test face `index`."""
+    from dataclasses import replace
+
+    from pipeline.colorize import colorize_layers
+
+    def opaque(image: np.ndarray) -> np.ndarray:  # grey or RGB -> opaque RGBA, as colorize reads a file
+        rgb = np.dstack([image] * 3) if image.ndim == 2 else image
+        return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+
+    def colour(model, diffusion, lines, reference, index):
+        seeded = replace(opts, mode="lines", seed=opts.seed + index)
+        layers, _ = colorize_layers(model, diffusion, opaque(lines), opaque(reference), seeded, [seeded.seed], device)
+        return layers[0].image()
+
+    return colour
+
+
 def _full_size(loaded, faces_dir, pairs_dir, raw_dir, tps, seed, cfg, device, metrics, table, full_dir, n_full):
     """The full-size benchmark (`pipeline/evaluation/fullsize.py`) merged into the stage's metrics and
     per-image table; its grids go to `full_dir` (one PNG per setting, faces at `full_size.size` px)."""
     import pandas as pd
 
-    from pipeline.colorize import ColorizeOptions
+    from pipeline.colorize import ColorizeOptions, upscaled_truth
     from pipeline.evaluation.fullsize import UPSCALED_TRUTH, run_full_size
     from pipeline.model.perceptual import VGGLPIPS
 
     opts = ColorizeOptions(sample_steps=cfg.sample_steps, guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed)
+    if not cfg.full_size.all_models:  # the shipped model only (the last given): the DAG's time budget
+        loaded = dict([list(loaded.items())[-1]])
     use_animeface = {"auto": None, "on": True, "off": False}[cfg.animeface]
     with progress_bar("evaluate full size", 2 * n_full * len(loaded)) as advance:
-        full, full_table, grids = run_full_size(loaded, faces_dir, pairs_dir, raw_dir, cfg.full_size, tps, seed, opts,
-                                                VGGLPIPS().to(device), device, use_animeface, progress=advance)
+        full, full_table, grids = run_full_size(loaded, faces_dir, pairs_dir, raw_dir, cfg.full_size, tps, seed,
+                                                full_size_colour(opts, device),
+                                                upscaled_truth, VGGLPIPS().to(device), device, use_animeface,
+                                                progress=advance)
     for candidate, settings in full.items():
         metrics.setdefault(candidate, {}).update(settings)
     for setting, images in grids.items():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stages.common import console, load_params, seed_everything, user_errors
+from stages.common import console, load_params, probe_cache_file, seed_everything, user_errors
 
 
 def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("models/pretrain.pt"),
@@ -39,7 +39,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
                           cfg.loop, device, dist, state_path, run_id,
                           meta={"stage": "finetune", "params": cfg.to_dict(), "init_from": str(init_path),
                                 "data": training_data("finetune", dataset, init)},
-                          seed=base.seed)
+                          seed=base.seed, probe_cache=probe_cache_file())
         trainer.init_from(init)  # a resume below overwrites this with the run's own state
         return run_training("finetune", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
                             live_dir, cfg.samples, base.seed, stop_at, extra_metrics={"passthrough": False})

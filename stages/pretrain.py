@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stages.common import console, load_params, seed_everything, user_errors
+from stages.common import console, load_params, probe_cache_file, seed_everything, user_errors
 
 
 def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/faces"),
@@ -48,7 +48,8 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
         objective = denoising_objective(diffusion, cfg.condition_dropout, cfg.correspondence, dataset.clustered)
         trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
                           meta={"stage": "pretrain", "params": cfg.to_dict(),
-                                "data": training_data("pretrain", dataset)}, seed=base.seed)
+                                "data": training_data("pretrain", dataset)},
+                          seed=base.seed, probe_cache=probe_cache_file())
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
                             live_dir, cfg.samples, base.seed, stop_at)
     finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from stages.common import console, load_params, seed_everything, user_errors
+from stages.common import console, load_params, probe_cache_file, seed_everything, user_errors
 
 
 def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models/finetune.pt"),
@@ -43,7 +43,8 @@ def text(params_path: Path = Path("params.yaml"), init_path: Path = Path("models
         objective = adapter_objective(diffusion, cfg.condition_dropout, cfg.attention)
         trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
                           meta={"stage": "text", "params": cfg.to_dict(), "init_from": str(init_path),
-                                "data": training_data("text", dataset, init)}, seed=base.seed,
+                                "data": training_data("text", dataset, init)},
+                          seed=base.seed, probe_cache=probe_cache_file(),
                           group_lr=dict.fromkeys(DECODER_COPY, cfg.decoder_lr) if cfg.prompt_decoder else None)
         return run_training("text", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path, live_dir,
                             cfg.samples, base.seed, stop_at, extra_metrics={"passthrough": False})

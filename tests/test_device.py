@@ -101,7 +101,7 @@ def test_auto_training_precision_is_probed_on_native_bf16_cpus_and_recorded(monk
     monkeypatch.setattr(loop_mod, "cpu_has_bf16", lambda: True)
     probed = []
 
-    def fake_probe(step, shape):
+    def fake_probe(step, shape, cache):
         step("fp32"), step("bf16")  # the real step runs on a copy: the run's weights stay as they were
         probed.append(shape)
         return "fp32", "probe: fp32 1.000 s, bf16 2.000 s a step"

@@ -5,14 +5,15 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.colorize import ColorizeOptions, load_model
+from pipeline.colorize import ColorizeOptions, load_model, upscaled_truth
 from pipeline.data.clean import CleanConfig, clean_dataset
 from pipeline.data.crawl import crawl_folder
 from pipeline.data.imageio import read_label, read_rgb
 from pipeline.data.tps import TPSConfig
 from pipeline.evaluation.fullsize import (SETTINGS, UPSCALED_TRUTH, FullSizeConfig, FullSizeFaces, chroma_ratio,
-                                          run_full_size, upscaled_truth)
+                                          run_full_size)
 from pipeline.model.perceptual import VGGLPIPS
+from stages.evaluate import full_size_colour
 from tests.helpers import ROOT
 
 REAL_256 = ROOT.parent / "shared" / "data" / "anime-faces-256"
@@ -98,8 +99,8 @@ def test_run_full_size_scores_the_model_and_the_baseline(tiny_data, model_file):
     cfg = FullSizeConfig(faces=3, size=96)
     calls = []
     metrics, table, grids = run_full_size({"tiny": (model, diffusion)}, faces_dir, pairs_dir, faces_dir.parent / "raw",
-                                          cfg, TPSConfig(), 0, ColorizeOptions(sample_steps=2), VGGLPIPS(),
-                                          torch.device("cpu"), progress=calls.append)
+                                          cfg, TPSConfig(), 0, full_size_colour(ColorizeOptions(sample_steps=2), "cpu"),
+                                          upscaled_truth, VGGLPIPS(), torch.device("cpu"), progress=calls.append)
     assert set(metrics) == {"tiny", UPSCALED_TRUTH} and sum(calls) == 2 * 3
     for cand in metrics:
         for setting in SETTINGS:
@@ -111,3 +112,29 @@ def test_run_full_size_scores_the_model_and_the_baseline(tiny_data, model_file):
     assert metrics[UPSCALED_TRUTH]["full_self_ref"]["psnr"] > metrics["tiny"]["full_self_ref"]["psnr"] + 3
     assert grids["full_self_ref"]["tiny"].shape == (3, 96, 96, 3)
     assert len(table) == 2 * 2 * 3 and set(table.setting) == set(SETTINGS)
+
+
+def test_the_benchmark_colours_as_colorize_does(tiny_data, model_file, tmp_path):
+    """Its picture of a test face is byte for byte what `animecolor colorize` writes for that drawing
+    and reference (seed = evaluate.seed + index)."""
+    from typer.testing import CliRunner
+
+    from pipeline.data.imageio import write_png
+    from stages.cli import app
+
+    faces_dir, pairs_dir = tiny_data
+    model, diffusion, _ = load_model(model_file)
+    faces = FullSizeFaces(faces_dir.parent / "raw", faces_dir, 96)
+    row = next(_test_rows(pairs_dir).itertuples())
+    truth, label = faces.face(row.target)
+    reference, _ = faces.self_reference(row.target, truth, label, TPSConfig(), 0)
+    from pipeline.data.xdog import XDoGConfig
+    lines = XDoGConfig().sketch(truth, 0.5)
+    ours = full_size_colour(ColorizeOptions(sample_steps=2, seed=5), "cpu")(model, diffusion, lines, reference, 2)
+    write_png(tmp_path / "lines.png", lines)
+    write_png(tmp_path / "ref.png", reference)
+    result = CliRunner().invoke(app, ["colorize", str(tmp_path / "lines.png"), "-r", str(tmp_path / "ref.png"),
+                                      "--model", str(model_file), "--steps", "2", "--seed", "7", "--mode", "lines",
+                                      "-o", str(tmp_path / "out.png")])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(ours, read_rgb(tmp_path / "out.png"))

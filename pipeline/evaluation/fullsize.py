@@ -10,12 +10,13 @@ back under the drawing's own full-resolution lines. This benchmark follows that 
 - their lines drawn by `animecolor extract-lines` (the training XDoG at full resolution);
 - the self reference warped by the pairs stage's own TPS draw (same seed and index, at `size` px),
   the random reference the 64 px benchmark's partner face at `size` px;
-- coloured by `colorize_layers` (the CLI's and the app's function) with the drawing read as lines;
+- coloured by `colour` (the evaluate stage passes `colorize_layers`, the CLI's and the app's
+  function, with the drawing read as lines: this layer does not import `colorize`);
 - scored at full size: PSNR, LPIPS, the chroma ratio (mean CIELAB C* of the output over the truth's:
   below 1 is a paler picture), region CIEDE2000 with label maps, `animeface` colours without.
 
 The baseline `upscaled_truth` is the truth shrunk to the model's size and put through the same
-compositor: what a perfect model-size colour layer gives at full size.
+compositor (`baseline`: `colorize.upscaled_truth`): what a perfect model-size colour layer gives.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from pipeline.colorize import LINES, ColorizeOptions, Colored, colorize_layers, letterbox, upscale_colours
 from pipeline.config import Config
 from pipeline.data.clean import crop_square, resize
 from pipeline.data.imageio import WHITE, decode_image, flatten_alpha
 from pipeline.data.labels import COLOUR_REGIONS
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
+from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError
 from pipeline.evaluation import metrics as M
 from pipeline.evaluation.features import ANIMEFACE_ATTRIBUTES, animeface_attributes
@@ -55,6 +56,7 @@ class FullSizeConfig(Config):
     faces: int = Field(32, ge=0, description="test faces per setting; 0: off")
     size: int = Field(256, ge=32, le=2048, description="side in px (procedural faces rendered at it, "
                                                        "real ones re-cropped)")
+    all_models: bool = Field(False, description="score every model given; false: the last one (the shipped model)")
     line_sigma: float = Field(0.5, ge=0.1, le=5.0, description="XDoG sigma of the drawings "
                                                                "(extract-lines' default)")
 
@@ -112,26 +114,19 @@ class FullSizeFaces:
         return apply_warp(rgb, maps), None if label is None else apply_warp(label, maps, label=True)
 
 
-def _rgba(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        image = np.dstack([image] * 3)
-    return np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
-
-
-def upscaled_truth(truth: np.ndarray, lines: np.ndarray, model_size: int) -> np.ndarray:
-    """The baseline: the truth at the model's size, scaled back under the full-size lines by `colorize`'s compositor."""
-    small, box = letterbox(truth, model_size)
-    sketch_small, _ = letterbox(lines, model_size)
-    return Colored(upscale_colours(small, box, sketch_small), lines, None).image()
+Colour = Callable[[nn.Module, Diffusion, np.ndarray, np.ndarray, int], np.ndarray]
+Baseline = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 def run_full_size(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Path, pairs_dir: Path, raw_dir: Path,
-                  cfg: FullSizeConfig, tps: TPSConfig, seed: int, opts: ColorizeOptions, lpips: VGGLPIPS,
-                  device: torch.device, use_animeface: bool | None = None,
+                  cfg: FullSizeConfig, tps: TPSConfig, seed: int, colour: Colour, baseline: Baseline,
+                  lpips: VGGLPIPS, device: torch.device, use_animeface: bool | None = None,
                   progress: Callable[[int], None] | None = None) -> tuple[dict, pd.DataFrame, dict]:
     """Returns (metrics {candidate: {setting: summary}}, per-image rows, grids {setting: {row: uint8 images}}).
 
-    `seed`: the pairs stage's seed (its TPS draw per face). `use_animeface`: None = when there are no label maps."""
+    `colour(model, diffusion, lines (H, W), reference RGB, index)` -> the coloured picture (H, W, 3);
+    `baseline(truth, lines, model_size)` -> the upscaled-truth picture. `seed`: the pairs stage's
+    seed (its TPS draw per face). `use_animeface`: None = when there are no label maps."""
     path = pairs_dir / "test" / "pairs.csv"
     if not path.is_file():
         raise AnimecolorError(f"{path}: not found (run `animecolor pairs` first)")
@@ -146,7 +141,7 @@ def run_full_size(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         truths, labels, refs, ref_labels, drawings = [], [], [], [], []
         for row in table.itertuples():
             truth, label = faces.face(row.target)
-            lines = LINES.sketch(truth, cfg.line_sigma)  # `animecolor extract-lines`
+            lines = XDoGConfig().sketch(truth, cfg.line_sigma)  # `animecolor extract-lines`
             if setting == "full_self_ref":
                 ref, ref_label = faces.self_reference(row.target, truth, label, tps, seed)
             else:
@@ -158,14 +153,11 @@ def run_full_size(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
             model.eval().to(device)
             start, images = time.perf_counter(), []
             for i, (lines, ref) in enumerate(zip(drawings, refs)):
-                layers, _ = colorize_layers(model, diffusion, _rgba(lines), _rgba(ref),
-                                            ColorizeOptions(**{**opts.__dict__, "mode": "lines", "seed": opts.seed + i}),
-                                            [opts.seed + i], device)
-                images.append(layers[0].image())
+                images.append(colour(model, diffusion, lines, ref, i))
                 if progress:
                     progress(1)
             outputs[name] = (images, (time.perf_counter() - start) / len(images))
-        outputs[UPSCALED_TRUTH] = ([upscaled_truth(t, d, model_size) for t, d in zip(truths, drawings)], None)
+        outputs[UPSCALED_TRUTH] = ([baseline(t, d, model_size) for t, d in zip(truths, drawings)], None)
         truth_arr = np.stack(truths)
         truth01 = torch.from_numpy(truth_arr).permute(0, 3, 1, 2).float() / 255
         has_labels = all(lab is not None for lab in labels) and all(lab is not None for lab in ref_labels)

@@ -213,8 +213,10 @@ class Trainer:
 
     def __init__(self, model: UNet, diffusion: Diffusion, dataset: Dataset, objective: Objective, cfg: LoopConfig,
                  device: torch.device, dist: Dist = Dist(), state_path: str | Path | None = None,
-                 run_id: str = "", meta: dict | None = None, seed: int = 0, group_lr: dict[str, float] | None = None):
-        """group_lr: parameter-name prefix -> peak learning rate of those parameters (the rest: cfg.lr)."""
+                 run_id: str = "", meta: dict | None = None, seed: int = 0, group_lr: dict[str, float] | None = None,
+                 probe_cache: Path | None = None):
+        """group_lr: parameter-name prefix -> peak learning rate of those parameters (the rest: cfg.lr).
+        probe_cache: where `probe_precision` keeps this machine's answers (None: time every run)."""
         if len(dataset) < cfg.batch_size * dist.world_size:
             raise AnimecolorError(f"dataset has {len(dataset)} images, fewer than one batch "
                                   f"({cfg.batch_size} x {dist.world_size} processes)")
@@ -223,7 +225,7 @@ class Trainer:
         self.total_steps = cfg.total_steps(len(dataset))
         self.dataset, self.objective, self.meta = dataset, objective, meta or {}
         self.state_path = Path(state_path) if state_path else None
-        self.run_id = run_id
+        self.run_id, self.probe_cache = run_id, probe_cache
         self.model = model.to(device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -275,7 +277,7 @@ class Trainer:
         shape = (f"{getattr(self.objective, '__qualname__', 'objective')} | unet {fingerprint(self.model.config.to_dict())}"
                  f" | batch {tuple(batch['target'].shape)}")
         try:
-            return probe_precision(step, shape)
+            return probe_precision(step, shape, self.probe_cache)
         finally:
             del probe_net
 

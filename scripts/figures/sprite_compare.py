@@ -2,12 +2,14 @@
 that were never in the training data).
 
     python scripts/figures/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
-        [--steps 10] [--out docs/img/sprites_compare.png]
+        [--steps 10] [--face-size 256] [--full] [--out docs/img/sprites_compare.png]
 
 The drawings and references are face crops of the Ren'Py sprites of Debian's `renpy-thequestion`
 and `renpy-demo` (`sprites.py`), the drawing turned into lines by the training XDoG. The first
 three pairs take the same character in another outfit or mood as the reference, the last three
-another character (the random-reference setting). Rows: pairs; columns: line drawing,
+another character (the random-reference setting). `--face-size` is the side the faces are cropped
+at (what `colorize` gets; default twice the model's size), `--full` takes the whole sprites at their
+own size instead (transparent background kept, shown on white). Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
 colours of each output against the reference's (CIEDE2000, the benchmark's `af_de_*`; '-' where
 animeface finds no face), so a look at six pairs comes with numbers, not a verdict.
@@ -19,8 +21,8 @@ import numpy as np
 import torch
 from sprites import DEMO, QUESTION, face, rgba
 
-from pipeline.colorize import LINES, ColorizeOptions, colorize_image, load_model
-from pipeline.data.imageio import write_png
+from pipeline.colorize import LINES, ColorizeOptions, colorize_image, letterbox, load_model
+from pipeline.data.imageio import flatten_alpha, read_user_image, write_png
 from pipeline.errors import AnimecolorError
 from pipeline.evaluation.features import ANIMEFACE_ATTRIBUTES, animeface_attributes
 from pipeline.evaluation.metrics import attribute_errors
@@ -40,6 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", action="append", required=True, help="NAME=PATH of an exported model (repeatable)")
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
+    ap.add_argument("--face-size", type=int, default=0, help="side of the face crops in px (0: twice the model's)")
+    ap.add_argument("--full", action="store_true", help="whole sprites at their own size instead of face crops")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
     args = ap.parse_args()
     bad = [spec for spec in args.model if "=" not in spec.strip("=")]
@@ -50,23 +54,35 @@ def main() -> None:
         loaded = {name: load_model(path) for name, path in models.items()}
     except AnimecolorError as e:
         raise SystemExit(f"error: {e}") from None
-    size = next(iter(loaded.values()))[2]["image_size"]
-    crops = [(face(d, 2 * size), face(r, 2 * size)) for d, r in PAIRS]
+    size = args.face_size or 2 * next(iter(loaded.values()))[2]["image_size"]
+    if args.full:
+        sprites = [(read_user_image(d), read_user_image(r)) for d, r in PAIRS]
+        crops = [(flatten_alpha(d), flatten_alpha(r)) for d, r in sprites]
+        drawings = [np.dstack([LINES.sketch(rgb, 0.5)] * 3 + [sprite[..., 3]]) for rgb, (sprite, _) in zip(
+            (d for d, _ in crops), sprites)]  # the lines keep the sprite's alpha: the output does too
+        size = max(max(d.shape[:2]) for d, _ in crops)
+    else:
+        crops = [(face(d, size), face(r, size)) for d, r in PAIRS]
+        drawings = [rgba(LINES.sketch(target, 0.5)) for target, _ in crops]
     tiles, outputs = [], {name: [] for name in loaded}
-    for target, ref in crops:
-        sketch = LINES.sketch(target, 0.5)
-        tiles += [np.dstack([sketch] * 3), ref]
+    for drawing, (_, ref) in zip(drawings, crops):
+        tiles += [flatten_alpha(drawing), ref]
         for name, (model, diffusion, info) in loaded.items():
             opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines")
-            out = colorize_image(model, diffusion, rgba(sketch), rgba(ref), opts, info=info)[0]
+            out = colorize_image(model, diffusion, drawing, rgba(ref), opts, info=info)[0]
+            out = flatten_alpha(out) if out.shape[-1] == 4 else out
             outputs[name].append(out)
             tiles.append(out)
-    write_png(args.out, contact_sheet(tiles, ncol=2 + len(loaded), tile=2 * size, pad=4))
+    tile = min(size, 360)
+    if args.full:  # whole sprites are not square: letterboxed on white, shrunk smoothly
+        tiles = [letterbox(t, tile)[0] for t in tiles]
+    write_png(args.out, contact_sheet(tiles, ncol=2 + len(loaded), tile=tile, pad=4))
     as_tensor = lambda images: torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-    expected = animeface_attributes(as_tensor([ref for _, ref in crops]))
+    found = lambda images: np.concatenate([animeface_attributes(as_tensor([im])) for im in images])  # noqa: E731
+    expected = found([ref for _, ref in crops])  # one at a time: whole sprites differ in size
     print(f"wrote {args.out}; CIEDE2000 from the reference's colours (animeface), pairs 1-3 same character, 4-6 another")
     for name, images in outputs.items():
-        errors = attribute_errors(animeface_attributes(as_tensor(images)), expected, ANIMEFACE_ATTRIBUTES)
+        errors = attribute_errors(found(images), expected, ANIMEFACE_ATTRIBUTES)
         for attr, values in errors.items():
             cells = " ".join("-" if np.isnan(v) else f"{v:5.1f}" for v in values)
             print(f"{name:>12} {attr:>9}: {cells}  mean {np.nanmean(values):.1f}")
