@@ -18,6 +18,17 @@ from stages.common import console, load_params, progress_bar, seed_everything, u
 DEFAULT_MODELS = ("pretrain=models/pretrain.pt", "finetune=models/text.pt")
 
 
+def load_scored_model(path: Path):
+    """(network, diffusion) of a training checkpoint (.pt: its EMA weights) or an exported model file (.safetensors)."""
+    from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
+
+    if path.suffix == ".safetensors":
+        from pipeline.colorize import load_model
+
+        return load_model(path)[:2]
+    return model_from_checkpoint(load_checkpoint(path), "ema")
+
+
 def parse_models(specs: list[str]) -> dict[str, Path]:
     out = {}
     for spec in specs:
@@ -49,14 +60,13 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     from pipeline.evaluation.evaluate import HETEROCHROMIA_GRID, run_benchmark
     from pipeline.evaluation.headline import headline_metrics
     from pipeline.evaluation.text_bench import SAMPLED_PER_FACE, grid_tiles, run_text_benchmark
-    from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
 
     p = load_params(params_path, "base", "pairs", "evaluate")
     base, cfg = p["base"], p["evaluate"]
     seed_everything(base.seed)
     device = resolve_device(base.device)
     models = models or parse_models(list(DEFAULT_MODELS))
-    loaded = {name: model_from_checkpoint(load_checkpoint(path), "ema") for name, path in models.items()}
+    loaded = {name: load_scored_model(path) for name, path in models.items()}
     for name, (model, _) in loaded.items():
         if model.config.image_size != base.image_size:
             raise AnimecolorError(f"{models[name]}: model is for {model.config.image_size} px images, "

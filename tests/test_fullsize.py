@@ -138,3 +138,13 @@ def test_the_benchmark_colours_as_colorize_does(tiny_data, model_file, tmp_path)
                                       "-o", str(tmp_path / "out.png")])
     assert result.exit_code == 0, result.output
     assert np.array_equal(ours, read_rgb(tmp_path / "out.png"))
+
+
+def test_evaluate_scores_model_files_as_their_checkpoints(tiny_text, model_file):
+    """`animecolor evaluate --model NAME=file.safetensors` scores the exported file: the checkpoint's EMA weights."""
+    from stages.evaluate import load_scored_model
+
+    exported, _ = load_scored_model(model_file)
+    checkpoint, _ = load_scored_model(tiny_text / "text.pt")
+    a, b = exported.state_dict(), checkpoint.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
