@@ -75,7 +75,7 @@ def resolve_precision(device: torch.device, precision: Precision) -> Literal["fp
 # bf16 stays unless fp32 is clearly faster: a close call keeps the earlier choice, so a noisy
 # probe cannot flip a machine's numbers from run to run.
 FP32_MARGIN = 0.85  # fp32 wins when its step takes less than this fraction of bf16's
-PROBE_REPEATS = 3   # timed steps per precision, after one warm-up step each
+PROBE_REPEATS = 2   # timed steps per precision, after one warm-up step each
 
 
 def probe_key(shape: str) -> str:

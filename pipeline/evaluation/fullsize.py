@@ -53,7 +53,7 @@ SETTINGS = ("full_self_ref", "full_random_ref")
 class FullSizeConfig(Config):
     """The full-size benchmark (params `evaluate.full_size`)."""
 
-    faces: int = Field(32, ge=0, description="test faces per setting; 0: off")
+    faces: int = Field(16, ge=0, description="test faces per setting; 0: off")
     size: int = Field(256, ge=32, le=2048, description="side in px (procedural faces rendered at it, "
                                                        "real ones re-cropped)")
     all_models: bool = Field(False, description="score every model given; false: the last one (the shipped model)")
