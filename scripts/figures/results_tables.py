@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ["README.md", "docs/results/synthetic.md", "docs/results/real-faces.md", "docs/results/text.md",
-        "docs/results/speed.md"]
+        "docs/results/speed.md", "docs/results/real-art.md"]
 MARKER = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 
 EVAL_KEYS = ["psnr", "ms_ssim", "lpips", "fd_vgg16", "kid_vgg16", "de_hair", "de_skin", "de_iris_left",
@@ -45,6 +45,8 @@ TEXT_COLUMNS = [("text only: hair", "text_only", "de_hair"), ("iris L", "text_on
                 ("of which two hued words", "hetero_text", "success_chromatic"),
                 ("counterfactual follow", "counterfactual", "follow_rate"),
                 ("bleeding", "counterfactual", "bleed_de")]
+FULL_KEYS = ["psnr", "lpips", "chroma_ratio", "de_hair", "de_skin", "de_iris_left", "de_iris_right", "de_clothes",
+             "af_de_hair", "af_de_eye_left", "af_de_eye_right", "af_detected", "seconds_per_image"]
 STAGES = ["pretrain", "finetune", "text"]
 
 
@@ -66,9 +68,11 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate_table(metrics: dict, keys: list[str] | None = None) -> str:
-    """One row per candidate x setting of an evaluate JSON; columns: `keys` present in any row."""
-    rows = [(c, s, r) for c, v in metrics.items() if not c.startswith("_") for s, r in v.items() if s != "text"]
+def evaluate_table(metrics: dict, keys: list[str] | None = None, full: bool = False) -> str:
+    """One row per candidate x setting of an evaluate JSON; columns: `keys` present in any row.
+    `full`: the full-size benchmark's settings only (`full_*`), else the 64 px benchmark's only."""
+    rows = [(c, s, r) for c, v in metrics.items() if not c.startswith("_") for s, r in v.items()
+            if s != "text" and s.startswith("full_") == full]
     keys = [k for k in (keys or EVAL_KEYS) if any(k in r for _, _, r in rows)]
     return _table(["candidate", "setting", *keys], [[c, s, *(r.get(k) for k in keys)] for c, s, r in rows])
 
@@ -110,6 +114,11 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real64-notext": _real("real64-notext"),
     "real64-ra32": _real("real64-ra32"),
     "real64": _real("real64"),
+    "full-default": lambda root: evaluate_table(_default(root), FULL_KEYS, full=True),
+    "real-art": lambda root: evaluate_table(_load(root / "docs/results/real-art/evaluate.json"), FULL_KEYS, full=True),
+    "real-art-compare": lambda root: evaluate_table(_load(root / "docs/results/real-art/compare-evaluate.json"),
+                                                    FULL_KEYS, full=True),
+    "real-art-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/evaluate.json")),
 }
 
 
