@@ -47,7 +47,7 @@ def test_committed_headline_matches_the_committed_benchmark():
     """metrics/headline.json is what the evaluate stage derives from metrics/evaluate.json."""
     full = json.loads((ROOT / "metrics" / "evaluate.json").read_text())
     assert json.loads((ROOT / "metrics" / "headline.json").read_text()) == headline_metrics(full)
-    assert 8 <= len(headline_metrics(full)) <= 12
+    assert 8 <= len(headline_metrics(full)) <= 13  # one screen of `dvc metrics show`
 
 
 def test_dvc_declares_only_the_headline_as_metrics():
