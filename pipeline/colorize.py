@@ -221,19 +221,12 @@ def unletterbox(image: np.ndarray, box: Letterbox) -> np.ndarray:
     return cv2.resize(inner, (box.width, box.height), interpolation=cv2.INTER_CUBIC)
 
 
-def upscale_colours(colours: np.ndarray, box: Letterbox, sketch: np.ndarray) -> np.ndarray:
-    """The model's colours (uint8 (size, size, 3)) back at the drawing's size; `sketch` is what the model
-    saw (uint8 (size, size), 255 = paper)."""
-    return unletterbox(colours, box)
-
-
 def upscaled_truth(truth: np.ndarray, lines: np.ndarray, model_size: int) -> np.ndarray:
     """A picture through the compositor alone: shrunk to the model's size, scaled back under the
     full-size `lines` as a coloured drawing is. The full-size benchmark's baseline: what a perfect
     model-size colour layer would give (uint8 RGB at the picture's size)."""
     small, box = letterbox(truth, model_size)
-    sketch, _ = letterbox(lines, model_size)
-    return Colored(upscale_colours(small, box, sketch), lines, None).image()
+    return Colored(unletterbox(small, box), lines, None).image()
 
 
 def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels: bool = False,
@@ -399,7 +392,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                          eta=opts.eta, seeds=seeds, batch_size=n, step_progress=step_progress,
                          text=None if text is None else text.expand(n, -1, -1), text_guidance=opts.text_guidance)
     shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
-    layers = [Colored(apply_hints(upscale_colours(to_uint8(image), box, sketch), opts.hints, masks, shown_lines), lines, alpha,
+    layers = [Colored(apply_hints(unletterbox(to_uint8(image), box), opts.hints, masks, shown_lines), lines, alpha,
                       opts.keep_lines) for image in out]
     return layers, notice
 

@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch

@@ -276,10 +276,7 @@ class Trainer:
 
         shape = (f"{getattr(self.objective, '__qualname__', 'objective')} | unet {fingerprint(self.model.config.to_dict())}"
                  f" | batch {tuple(batch['target'].shape)}")
-        try:
-            return probe_precision(step, shape, self.probe_cache)
-        finally:
-            del probe_net
+        return probe_precision(step, shape, self.probe_cache)
 
     def _lr_factor(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
