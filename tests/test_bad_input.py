@@ -265,6 +265,8 @@ CASES = {
                                                  2, ["hint 5,5,red: the drawing has no closed regions"], []),
     "fully transparent drawing": (["colorize", "clear.png", "-r", "ref.jpg", *M], 2,
                                   ["the drawing is fully transparent"], []),
+    # recipes (the rest of `animecolor recipe`'s bad input: tests/test_recipe.py)
+    "recipe that does not exist": (["recipe", "nope", "--folder", ".", "--dry-run"], 2, ["no recipes/nope.yaml"], []),
 }
 
 
