@@ -12,7 +12,7 @@ import typer
 from pipeline.data.imageio import write_json, write_png
 from pipeline.errors import AnimecolorError
 from pipeline.report import contact_sheet
-from stages.common import console, load_params, progress_bar, seed_everything, user_errors
+from stages.common import console, load_params, probe_cache_file, progress_bar, seed_everything, user_errors
 
 # "finetune": the fine-tuned model with its prompt adapter (stage text; with the empty prompt exactly the fine-tuned model)
 DEFAULT_MODELS = ("pretrain=models/pretrain.pt", "finetune=models/text.pt")
@@ -57,7 +57,7 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
 
     from pipeline.device import resolve_device
     from pipeline.evaluation import metrics as M
-    from pipeline.evaluation.evaluate import HETEROCHROMIA_GRID, run_benchmark
+    from pipeline.evaluation.evaluate import HETEROCHROMIA_GRID, run_benchmark, sampling_precision
     from pipeline.evaluation.headline import headline_metrics
     from pipeline.evaluation.text_bench import SAMPLED_PER_FACE, grid_tiles, run_text_benchmark
 
@@ -75,9 +75,11 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     n_pairs = len(pd.read_csv(pairs_csv, usecols=["setting"])) if pairs_csv.is_file() else 0
     n_test = min(cfg.limit or n_pairs, n_pairs // 2)
     inception = Path(cfg.inception_path) if cfg.inception_path else clean_fid_inception_file()
+    precision, why = sampling_precision(loaded, faces_dir, pairs_dir, cfg, device, probe_cache_file())
+    cfg = cfg.model_copy(update={"precision": precision})  # the benchmark and the text benchmark alike
     with progress_bar("evaluate", 2 * n_test * len(loaded)) as advance:
         metrics, table, grids = run_benchmark(loaded, faces_dir, pairs_dir, out_dir, cfg, device, inception,
-                                              progress=advance)
+                                              progress=advance, precision_reason=why)
     n_full = min(cfg.full_size.faces, n_pairs // 2)
     full_dir = sheet_prefix.with_name(f"{sheet_prefix.name}_full")  # one folder: its contents follow the settings
     shutil.rmtree(full_dir, ignore_errors=True)

@@ -1,6 +1,7 @@
 """End to end: the DAG under `dvc repro` in a temporary git repository, at a tiny size."""
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -65,6 +66,8 @@ def test_dvc_repro_then_up_to_date_then_experiment(project_copy):
         assert (repo / "models" / name).is_file()
     evaluation = json.loads((repo / "metrics/evaluate.json").read_text())
     assert {"pretrain", "finetune", "reference_copy", "flat_fill"} <= set(evaluation)
+    # sampling precision: what ran and why (auto: the CPU flag, or the timed probe on native bf16)
+    assert re.fullmatch(r"sampling in (fp32|bf16) \((auto: .+|probe.+)\)", evaluation["_notes"]["precision"])
     # the headline is the shipped model's numbers, and all `dvc metrics show` prints
     headline = json.loads((repo / "metrics/headline.json").read_text())
     assert headline == headline_metrics(evaluation) and headline["self_psnr"] == evaluation["finetune"]["self_ref"]["psnr"]

@@ -1,6 +1,7 @@
 """Metric identities, colour metrics against synthetic ground truth, FID paths, the evaluate stage."""
 
 import io
+import json
 import pickle
 from pathlib import Path
 
@@ -246,3 +247,46 @@ def test_iris_gap_uses_the_captions_exact_colours_and_measures_without_them():
     table = pd.DataFrame({"reference_caption": ["left eye #ff0000, right eye #0000ff", "red eyes"]})
     gap = reference_iris_gap(reference, labels, table, erode=0)
     assert gap[0] > 50 and gap[1] > M.HETEROCHROMIA_GAP  # "red eyes" names no exact colours: measured
+
+
+# ----------------------------------------------------------------------- sampling precision (auto)
+def test_sampling_precision_is_probed_on_native_bf16_cpus_and_cached(hetero_data, tmp_path, monkeypatch):
+    """evaluate.precision auto on a CPU with native bf16 times one guided denoising step of the
+    shipped (last) model on the first benchmark batch in both precisions, keeps the faster and
+    caches it per machine; without native bf16 it is fp32 untimed; a set value stays."""
+    import pipeline.evaluation.evaluate as ev
+
+    faces_dir, pairs_dir = hetero_data
+    models = {"first": _tiny_model(), "shipped": _tiny_model()}
+    cache = tmp_path / "probe.json"
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(ev, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(ev, "probe_precision", lambda *a: pytest.fail("no probe without native bf16"))
+    assert ev.sampling_precision(models, faces_dir, pairs_dir, EvalConfig(), cpu, cache) == \
+        ("fp32", "auto: this CPU has no native bf16")
+    monkeypatch.setattr(ev, "cpu_has_bf16", lambda: True)
+    assert ev.sampling_precision(models, faces_dir, pairs_dir, EvalConfig(precision="fp32"), cpu, cache) == \
+        ("fp32", "evaluate.precision fp32 (set)")
+    monkeypatch.undo()
+    monkeypatch.setattr(ev, "cpu_has_bf16", lambda: True)
+    seen, other = [], []
+    models["shipped"][0].register_forward_hook(lambda m, args, out: seen.append(args[0].shape))
+    models["first"][0].register_forward_hook(lambda m, args, out: other.append(1))
+    choice, why = ev.sampling_precision(models, faces_dir, pairs_dir, EvalConfig(guidance=2.0), cpu, cache)
+    assert choice in ("fp32", "bf16") and why.startswith("probe: fp32 ") and "bf16" in why
+    # 1 warm-up + 2 timed steps per precision, each one batched guided forward (conditional + unconditional)
+    assert len(seen) == 6 and seen[0][0] == 2 * 8 and not other
+    stored = json.loads(cache.read_text())
+    (key, entry), = stored.items()
+    assert "sampling | unet " in key and "| batch (8, 1, 32, 32) | guidance 2.0" in key and entry["choice"] == choice
+    seen.clear()
+    again, why_again = ev.sampling_precision(models, faces_dir, pairs_dir, EvalConfig(guidance=2.0), cpu, cache)
+    assert again == choice and why_again.startswith("probe (cached in") and not seen  # not timed again
+
+
+def test_benchmark_notes_say_why_it_sampled_in_its_precision(hetero_data, tmp_path):
+    faces_dir, pairs_dir = hetero_data
+    metrics, _, _ = run_benchmark({"m": _tiny_model()}, faces_dir, pairs_dir, tmp_path / "out",
+                                  EvalConfig(sample_steps=1, limit=2, precision="fp32"), torch.device("cpu"),
+                                  tmp_path / "absent.pt", precision_reason="probe: fp32 1.000 s, bf16 2.000 s a step")
+    assert metrics["_notes"]["precision"] == "sampling in fp32 (probe: fp32 1.000 s, bf16 2.000 s a step)"

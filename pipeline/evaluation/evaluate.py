@@ -10,6 +10,8 @@ heterochromia success, seconds per image).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Callable, Literal
@@ -27,12 +29,13 @@ from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_png
 from pipeline.data.labels import COLOUR_REGIONS
 from pipeline.data.prompt import lab_of, parse_prompt
-from pipeline.device import Precision, autocast, machine_description, resolve_precision
+from pipeline.device import Precision, autocast, cpu_has_bf16, machine_description, probe_precision, resolve_precision
 from pipeline.evaluation import metrics as M
 from pipeline.evaluation.fullsize import FullSizeConfig
 from pipeline.evaluation.features import (ANIMEFACE_ATTRIBUTES, animeface_attributes, inception_extractor,
                                           vgg_feature_extractor)
 from pipeline.model.defaults import SAMPLING
+from pipeline.model.conditioning import guided
 from pipeline.model.diffusion import Diffusion
 from pipeline.model.generate import colorize_batch
 from pipeline.model.perceptual import VGGLPIPS
@@ -52,7 +55,8 @@ class EvalConfig(Config):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="starting noise of test image i depends only on (seed, i)")
     limit: int | None = Field(None, ge=1, description="test pairs per setting (null: all)")
     batch_size: int = Field(32, ge=1, description="images per sampling / feature batch")
-    precision: Precision = Field("auto", description="auto (bf16 where native, else fp32) | fp32 | bf16")
+    precision: Precision = Field("auto", description="auto (native bf16: the faster by a timed probe; else fp32) | "
+                                                     "fp32 | bf16")
     inception_path: str | None = Field(None, description="clean-fid's Inception file; null: "
                                                          "its cache (no FID when absent)")
     kid_subsets: int = Field(100, ge=1, description="KID subsets")
@@ -116,13 +120,44 @@ def _lpips(net: VGGLPIPS, out: torch.Tensor, target_taps: list[torch.Tensor]) ->
     return net.distance_to(out.float(), target_taps).cpu().numpy()
 
 
+def sampling_precision(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Path, pairs_dir: Path,
+                       cfg: EvalConfig, device: torch.device, cache: Path | None) -> tuple[Literal["fp32", "bf16"], str]:
+    """`evaluate.precision` made concrete, with why. A set value stays; auto is bf16 on CUDA, fp32 on
+    a CPU without native bf16, and on a CPU with it the faster of the two by `probe_precision`:
+    one guided denoising step of the last (shipped) model on the first benchmark batch, cached per
+    machine like training's probe, so every later evaluation here samples in the same precision."""
+    if cfg.precision != "auto":
+        return cfg.precision, f"evaluate.precision {cfg.precision} (set)"
+    if device.type == "cuda":
+        return "bf16", "auto: bf16 on CUDA"
+    if not cpu_has_bf16():
+        return "fp32", "auto: this CPU has no native bf16"
+    model, diffusion = list(models.values())[-1]
+    _, data = load_benchmark(faces_dir, pairs_dir, SETTINGS[0], cfg.batch_size)
+    sketch, reference = data["sketch"].to(device), data["reference"].to(device)
+    x_t = torch.randn((sketch.shape[0], 3, *sketch.shape[-2:]), generator=torch.Generator().manual_seed(0)).to(device)
+    t = torch.full((sketch.shape[0],), diffusion.T - 1, device=device, dtype=torch.long)
+    fn = guided(model.eval().to(device), sketch, reference, cfg.guidance)
+
+    def step(precision: str) -> None:
+        with torch.no_grad(), autocast(device, precision):
+            fn(x_t, t)
+
+    config = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
+    shape = (f"sampling | unet {hashlib.sha256(config.encode()).hexdigest()[:16]} | batch {tuple(sketch.shape)}"
+             f" | guidance {cfg.guidance}")
+    return probe_precision(step, shape, cache)
+
+
 def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Path, pairs_dir: Path, out_dir: Path,
                   cfg: EvalConfig, device: torch.device, inception_file: str | Path,
-                  progress: Callable[[int], None] | None = None) -> tuple[dict, pd.DataFrame, dict]:
+                  progress: Callable[[int], None] | None = None,
+                  precision_reason: str = "") -> tuple[dict, pd.DataFrame, dict]:
     """Returns (metrics {candidate: {setting: {metric: value}}}, per-image table, outputs for grids).
 
     `inception_file`: clean-fid's Inception TorchScript (FID is skipped, with the reason in the
-    metrics' notes, when it is absent)."""
+    metrics' notes, when it is absent). `precision_reason`: why `cfg.precision` is what it is
+    (`sampling_precision`), for the notes."""
     lpips = VGGLPIPS().to(device)
     vgg_fx = vgg_feature_extractor(lpips, device)
     inception, fid_reason = inception_extractor(inception_file, device)
@@ -130,7 +165,7 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
                                 "fd_vgg16": "Frechet distance on 512-d pooled VGG16 relu5_3 features "
                                             "(LPIPS trunk), images at native size; not comparable to FID",
                                 "precision": f"sampling in {resolve_precision(device, cfg.precision)} "
-                                             f"(evaluate.precision {cfg.precision})",
+                                             f"({precision_reason or f'evaluate.precision {cfg.precision}'})",
                                 "machine": f"seconds_per_image on {machine_description(device)}"}}
     rows, grids = [], {}
     for setting in SETTINGS:
