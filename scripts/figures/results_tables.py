@@ -119,6 +119,9 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-compare": lambda root: evaluate_table(_load(root / "docs/results/real-art/compare-evaluate.json"),
                                                     FULL_KEYS, full=True),
     "real-art-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/evaluate.json")),
+    "real-art-b8": lambda root: evaluate_table(_load(root / "docs/results/real-art/b8/evaluate.json"), FULL_KEYS,
+                                               full=True),
+    "real-art-b8-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/b8/evaluate.json")),
 }
 
 
