@@ -17,6 +17,8 @@ and `render_params_markdown` turn them into params.yaml and docs/params.md.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -164,3 +166,9 @@ def render_params_markdown(sections: dict[str, type[BaseModel]], intro: str, shi
                 out.append(f"| `{name}` | `{yaml_scalar(value)}` | {text} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def fingerprint(*parts: dict) -> str:
+    """Identity of settings (16 hex digits): a resume checkpoint with another fingerprint is not
+    resumed, and the precision probes key their cached answers by the network's."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]

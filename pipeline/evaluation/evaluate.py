@@ -10,8 +10,6 @@ heterochromia success, seconds per image).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Callable, Literal
@@ -23,7 +21,7 @@ from cleanfid.fid import get_folder_features
 from pydantic import Field
 from torch import nn
 
-from pipeline.config import Config
+from pipeline.config import Config, fingerprint
 from pipeline.data.benchmark import SETTINGS, load_benchmark
 from pipeline.data.dataset import to_uint8
 from pipeline.data.imageio import write_png
@@ -143,9 +141,7 @@ def sampling_precision(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir
         with torch.no_grad(), autocast(device, precision):
             fn(x_t, t)
 
-    config = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
-    shape = (f"sampling | unet {hashlib.sha256(config.encode()).hexdigest()[:16]} | batch {tuple(sketch.shape)}"
-             f" | guidance {cfg.guidance}")
+    shape = f"sampling | unet {fingerprint(model.config.to_dict())} | batch {tuple(sketch.shape)} | guidance {cfg.guidance}"
     return probe_precision(step, shape, cache)
 
 

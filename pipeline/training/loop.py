@@ -13,8 +13,6 @@ checkpoint therefore replays the same batches and noise as one that never stoppe
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import resource
 import time
@@ -28,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pipeline.config import Config
+from pipeline.config import Config, fingerprint
 from pipeline.data.labels import COLOUR_REGIONS, REGION_IDS
 from pipeline.data.prompt import SLOTS
 from pipeline.device import (Compile, Precision, autocast, compiled, compiles, configure_numerics, cpu_has_bf16,
@@ -195,11 +193,6 @@ def denoising_objective(diffusion: Diffusion, dropout: ConditionDropout,
         return loss + correspondence.weight * aux, {"loss_correspondence": aux.detach()}
 
     return objective
-
-
-def fingerprint(*parts: dict) -> str:
-    """Identity of a run's settings; a resume checkpoint with another fingerprint is not resumed."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def peak_memory_mb(device: torch.device) -> float:
