@@ -18,7 +18,7 @@ from pipeline.config import Config, render_params_markdown, render_params_yaml, 
 from pipeline.data.clean import CleanConfig
 from pipeline.data.crawl import CrawlConfig
 from pipeline.data.dataset import CaptionConfig, RecolourConfig
-from pipeline.data.tps import TPSConfig
+from pipeline.data.tps import TPSConfig, TrainWarpConfig
 from pipeline.data.xdog import LineAugmentConfig, XDoGConfig
 from pipeline.errors import ParamsError
 from pipeline.evaluation.evaluate import EvalConfig
@@ -74,6 +74,8 @@ class PretrainParams(Config):
     condition_dropout: ConditionDropout = Field(default_factory=ConditionDropout,
                                                 description="classifier-free guidance training")
     lines: LineAugmentConfig = Field(default_factory=LineAugmentConfig, description="line-style augmentation")
+    reference_warp: TrainWarpConfig = Field(default_factory=TrainWarpConfig,
+                                            description="more reference distortion in training only")
     correspondence: CorrespondenceConfig = Field(default_factory=CorrespondenceConfig,
                                                  description="reference attention supervised by the label maps")
     captions: CaptionConfig = Field(default_factory=CaptionConfig, description="training prompts (unet.text)")

@@ -9,9 +9,9 @@ from pipeline.data.crawl import crawl_synthetic
 from pipeline.data.dataset import PairDataset, to_tensor, to_uint8
 from pipeline.data.pairs import build_pairs, derangement
 from pipeline.data.synthetic import REGION_IDS, generate_face
-from pipeline.data.tps import TPSConfig, apply_warp, control_points, random_warp, tps_maps
+from pipeline.data.tps import TPSConfig, TrainWarpConfig, apply_warp, control_points, random_warp, tps_maps
 from pipeline.data.xdog import LineAugmentConfig, XDoGConfig, augment_lines, to_gray, xdog
-from pipeline.errors import AnimecolorError
+from pipeline.errors import AnimecolorError, ParamsError
 
 XDOG = dict(k=3.5, p=10.0, eps=0.01, phi=1e9)
 
@@ -108,6 +108,16 @@ def test_tps_warps_image_and_label_consistently_and_is_seeded(cfg):
         assert np.abs(median - spec.colors[name]).max() < 20, name
 
 
+def test_training_warp_replaces_only_what_it_sets_and_checks_the_result():
+    bench = TPSConfig(strength=0.2, rotate_deg=5)
+    assert TrainWarpConfig().over(bench) is bench  # nothing set: training draws the benchmark's warp
+    warp = TrainWarpConfig(flip_p=0.5, scale_min=0.8, scale_max=1.2).over(bench)
+    assert (warp.flip_p, warp.scale_min, warp.scale_max) == (0.5, 0.8, 1.2)
+    assert (warp.scheme, warp.strength, warp.rotate_deg) == ("diagonal", 0.2, 5)
+    with pytest.raises(ParamsError, match="pretrain.reference_warp over pairs.tps"):
+        TrainWarpConfig(scale_min=1.2).over(bench)  # above the benchmark's scale_max 1.0
+
+
 # ---------------------------------------------------------------- pairs + dataset
 def test_derangement_never_pairs_an_image_or_identity_with_itself():
     rng = np.random.default_rng(0)
@@ -153,6 +163,14 @@ def test_pairs_files_and_stable_reruns(faces, tmp_path):
     items = pd.read_csv(tmp_path / "a/train/items.csv")
     assert set(items.sigma) <= {0.3, 0.4, 0.5}
 
+
+def test_dataset_draws_the_training_warp(faces, tmp_path):
+    _build(faces, tmp_path)
+    still = TPSConfig(scheme="none")
+    plain = PairDataset(faces, tmp_path, "train", tps=still)[(0, 1)]
+    assert torch.equal(plain["reference"], plain["target"])
+    flipped = PairDataset(faces, tmp_path, "train", tps=TrainWarpConfig(flip_p=1.0).over(still))[(0, 1)]
+    assert torch.equal(flipped["reference"], flipped["target"].flip(-1))
 
 def test_dataset_tensors_and_fresh_distortion_per_fetch(faces, tmp_path):
     _build(faces, tmp_path)

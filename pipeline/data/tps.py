@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from pipeline.config import Config
+from pipeline.config import Config, validate
 
 
 class TPSConfig(Config):
@@ -42,6 +42,24 @@ class TPSConfig(Config):
         if self.scale_min > self.scale_max:
             raise ValueError(f"scale_min must be <= scale_max ({self.scale_min} > {self.scale_max})")
         return self
+
+
+class TrainWarpConfig(Config):
+    """More reference distortion for training only (params `pretrain.reference_warp`), over `pairs.tps`,
+    which also draws the fixed benchmark pairs and so stays as it is. A reference flipped, turned or
+    scaled against its drawing cannot be copied by position: the attention has to find each region by
+    what it is, as it must for another character's reference. null: the `pairs.tps` value."""
+
+    flip_p: float | None = Field(None, ge=0.0, le=1.0, description="horizontal flip probability; null: pairs.tps's")
+    rotate_deg: float | None = Field(None, ge=0.0, le=45.0, description="max rotation, degrees; null: pairs.tps's")
+    scale_min: float | None = Field(None, gt=0.0, le=2.0, description="scale range, lower end; null: pairs.tps's")
+    scale_max: float | None = Field(None, gt=0.0, le=2.0, description="scale range, upper end; null: pairs.tps's")
+
+    def over(self, tps: TPSConfig) -> TPSConfig:
+        """`tps` with every value set here replacing its own (checked as a TPSConfig)."""
+        changed = {key: value for key, value in self.model_dump().items() if value is not None}
+        return validate(TPSConfig, {**tps.model_dump(), **changed}, "pretrain.reference_warp over pairs.tps") \
+            if changed else tps
 
 
 def control_points(cfg: TPSConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
