@@ -290,3 +290,27 @@ def test_benchmark_notes_say_why_it_sampled_in_its_precision(hetero_data, tmp_pa
                                   EvalConfig(sample_steps=1, limit=2, precision="fp32"), torch.device("cpu"),
                                   tmp_path / "absent.pt", precision_reason="probe: fp32 1.000 s, bf16 2.000 s a step")
     assert metrics["_notes"]["precision"] == "sampling in fp32 (probe: fp32 1.000 s, bf16 2.000 s a step)"
+
+
+def test_position_copy_diagnostic_scores_every_move_of_the_reference(model_file, tiny_data):
+    """scripts/diagnostics/position_copy.py on the shipped kind of model file and the pairs stage's
+    benchmark: six self-reference PSNRs, each against the unmoved pair's."""
+    import re
+    import subprocess
+    import sys
+
+    faces, pairs = tiny_data
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "scripts/diagnostics/position_copy.py"), "--model", str(model_file),
+                           "--faces", str(faces), "--pairs", str(pairs), "--steps", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = re.findall(r"^  (.+?)\s+(-?\d+\.\d\d)  \(([+-]\d+\.\d\d)\)$", done.stdout, re.M)
+    assert [name for name, _, _ in rows] == ["as given", "drawing and reference mirrored", "reference mirrored",
+                                             "reference shifted 10 %", "reference turned 15 deg",
+                                             "reference scaled 0.85"]
+    base = float(rows[0][1])
+    assert rows[0][2] == "+0.00" and 5 < base < 60
+    for _, value, delta in rows[1:]:
+        assert abs(float(value) - base - float(delta)) < 0.011
+    assert len({value for _, value, _ in rows}) > 1  # a moved reference changes the picture

@@ -122,6 +122,9 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-b8": lambda root: evaluate_table(_load(root / "docs/results/real-art/b8/evaluate.json"), FULL_KEYS,
                                                full=True),
     "real-art-b8-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/b8/evaluate.json")),
+    "real-art-warp": lambda root: evaluate_table(_load(root / "docs/results/real-art/warp/evaluate.json"), FULL_KEYS,
+                                                 full=True),
+    "real-art-warp-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/warp/evaluate.json")),
 }
 
 
