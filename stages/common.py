@@ -108,7 +108,8 @@ def load_params(path: str | Path, *sections: str) -> dict:
 
     Every section a stage reads must be present; an unknown section name is an error too (a typo
     such as `crawll:` would otherwise leave `crawl` silently on its defaults)."""
-    from stages.params import validate_section  # the library configs (and torch): only when a stage runs
+    # the library configs (and torch): only when a stage runs
+    from stages.params import check_across, validate_section
 
     path = Path(path)
     data = read_params_file(path)
@@ -122,6 +123,10 @@ def load_params(path: str | Path, *sections: str) -> dict:
             out[section] = validate_section(section, data[section])
         except ParamsError as exc:
             raise ParamsError(f"{path}: {exc}") from None
+    try:
+        check_across(out)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
     return out
 
 

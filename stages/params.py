@@ -182,6 +182,13 @@ def validate_section(section: str, data) -> Config:
     return validate(SECTIONS[section], data, section, context=SECTION_CONTEXT)
 
 
+def check_across(sections: dict[str, Config]) -> None:
+    """The checks that need two validated sections (those present): the training warp over the
+    benchmark's (`pretrain.reference_warp` over `pairs.tps`). A one-line `ParamsError`."""
+    if "pairs" in sections and "pretrain" in sections:
+        sections["pretrain"].reference_warp.over(sections["pairs"].tps)
+
+
 HEADER = """\
 # animecolor parameters: each stage reads its own section (dvc.yaml); a bad key or value stops it
 # with a one-line error. Generated from the library's configs: every key and comment is declared

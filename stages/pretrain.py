@@ -27,7 +27,8 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
-        dataset = PairDataset(faces_dir, pairs_dir, "train", tps=cfg.reference_warp.over(p["pairs"].tps), line_augment=cfg.lines,
+        dataset = PairDataset(faces_dir, pairs_dir, "train", tps=cfg.reference_warp.over(p["pairs"].tps),
+                              line_augment=cfg.lines,
                               captions=cfg.captions if cfg.unet.text else None,
                               region_balance=cfg.diffusion.region_balance,
                               with_labels=cfg.correspondence.weight > 0,

@@ -77,7 +77,7 @@ def _is_number(text: str) -> bool:
 def recipe_overrides(recipe: Path, params: Path, folder: Path | None, sets: list[str]) -> list[str]:
     """The `-S key=value` strings that turn `params` into the recipe (after `--folder` and `--set`),
     validated as the stages validate them."""
-    from stages.params import SECTIONS, validate_section
+    from stages.params import SECTIONS, check_across, validate_section
 
     current = read_params_file(params) or {}
     overlay = read_params_file(recipe) or {}
@@ -97,9 +97,7 @@ def recipe_overrides(recipe: Path, params: Path, folder: Path | None, sets: list
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
         merged = merge(merged, tree)
-    for section in SECTIONS:
-        if section in merged:
-            validate_section(section, merged[section])
+    check_across({section: validate_section(section, merged[section]) for section in SECTIONS if section in merged})
     before, after = flatten(current), flatten(merged)
     return [f"{key}={override_value(value)}" for key, value in after.items() if before.get(key) != value]
 

@@ -314,3 +314,9 @@ def test_position_copy_diagnostic_scores_every_move_of_the_reference(model_file,
     for _, value, delta in rows[1:]:
         assert abs(float(value) - base - float(delta)) < 0.011
     assert len({value for _, value, _ in rows}) > 1  # a moved reference changes the picture
+    missing = subprocess.run([sys.executable, str(root / "scripts/diagnostics/position_copy.py"), "--model",
+                              str(faces / "absent.safetensors"), "--faces", str(faces), "--pairs", str(pairs)],
+                             capture_output=True, text=True, timeout=300, cwd=root)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.strip().splitlines() == [f"position_copy: {faces / 'absent.safetensors'}: model file not found "
+                                                   "(train with `dvc repro`, or `animecolor export`)"]

@@ -172,6 +172,7 @@ def test_dataset_draws_the_training_warp(faces, tmp_path):
     flipped = PairDataset(faces, tmp_path, "train", tps=TrainWarpConfig(flip_p=1.0).over(still))[(0, 1)]
     assert torch.equal(flipped["reference"], flipped["target"].flip(-1))
 
+
 def test_dataset_tensors_and_fresh_distortion_per_fetch(faces, tmp_path):
     _build(faces, tmp_path)
     torch.manual_seed(0)

@@ -66,6 +66,8 @@ def test_run_calls_dvc_with_the_printed_command(tmp_path, monkeypatch):
     (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_stepz=3"], "train_stepz: not a params key"),
     (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_steps=-3"], "train_steps"),
     (["recipe", "real-art", "--folder", ".", "--set", "novalue"], "expected KEY=VALUE"),
+    (["recipe", "real-art", "--folder", ".", "--set", "pretrain.reference_warp.scale_min=1.5"],
+     "pretrain.reference_warp over pairs.tps"),  # above pairs.tps.scale_max: caught before any stage runs
 ])
 def test_bad_recipe_input_is_one_line_exit_2(args, message, monkeypatch):
     monkeypatch.chdir(ROOT)

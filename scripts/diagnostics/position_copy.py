@@ -15,6 +15,7 @@ Works for every model file (`animecolor export`), real or synthetic data.
 """
 
 import argparse
+import sys
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 
 from pipeline.colorize import load_model
 from pipeline.data.benchmark import load_benchmark
+from pipeline.errors import AnimecolorError
 from pipeline.evaluation import metrics as M
 from pipeline.model.generate import colorize_batch
 
@@ -29,7 +31,7 @@ from pipeline.model.generate import colorize_batch
 def moved(reference: torch.Tensor, angle: float = 0.0, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
     """(N, 3, H, W) references turned by `angle` degrees, scaled and shifted right by `shift` x width
     (edges replicated, as the training warp does)."""
-    n, _, h, w = reference.shape
+    h, w = reference.shape[-2:]
     matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, scale)
     matrix[0, 2] += shift * w
     images = reference.permute(0, 2, 3, 1).numpy()
@@ -46,8 +48,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (regression models: one pass)")
     args = ap.parse_args()
-    _, data = load_benchmark(args.faces, args.pairs, "self_ref", args.limit)
-    model, diffusion, _ = load_model(args.model)
+    try:
+        _, data = load_benchmark(args.faces, args.pairs, "self_ref", args.limit)
+        model, diffusion, _ = load_model(args.model)
+    except AnimecolorError as exc:  # a missing model or benchmark: one line
+        print(f"position_copy: {exc}", file=sys.stderr)
+        sys.exit(2)
     model.eval()
     sketch, reference, truth = data["sketch"], data["reference"], (data["target"] + 1) / 2
 
