@@ -6,7 +6,9 @@ metrics. Loading it never unpickles anything.
 
 Any input size and aspect works: the sketch is letterboxed (white padding) to the model's square
 resolution, coloured, cropped and resized back; with `keep_lines` the drawing's own lines are
-multiplied over the result at full resolution so they stay exactly where they were drawn.
+multiplied over the result at full resolution so they stay exactly where they were drawn. In a
+drawing larger than a face, each face found is coloured again at the scale the model was trained
+on, and the figure in face-sized tiles (`faces.py`), all in the same batch as the whole picture.
 
 A result is layers (`Colored`): the colour layer (the model's colours, colour hints applied:
 `hints.py`), the drawing's line layer, and the drawing's alpha when it is a sprite on a
@@ -34,6 +36,7 @@ from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
+from pipeline.faces import FaceCrop, drawing_faces, reference_face_square, resize_square, tiles
 from pipeline.files import atomic_path
 from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING
@@ -46,6 +49,9 @@ EXPORT_VERSION = 1
 LINES = XDoGConfig()  # the training line extractor (official XDoG values)
 _HEX_CODE = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")  # what `prompt.hex_rgb` reads
 MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
+MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of this many
+MAX_TILES = 256  # a figure needing more face-sized tiles (a tiny face in a huge picture) gets its faces only
+PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
 
 
 # ---------------------------------------------------------------- model files
@@ -229,6 +235,11 @@ def upscaled_truth(truth: np.ndarray, lines: np.ndarray, model_size: int) -> np.
     return Colored(unletterbox(small, box), lines, None).image()
 
 
+def reads_as_colour(rgb: np.ndarray, mode: str) -> bool:
+    """Whether `prepare_sketch` draws the picture's lines with XDoG (a colour picture) or reads it as lines."""
+    return mode == "xdog" or (mode == "auto" and is_colour_image(rgb))
+
+
 def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels: bool = False,
                    binarize: bool = False, sigma: float = 0.5) -> tuple[np.ndarray, np.ndarray, Letterbox, str | None]:
     """User drawing -> (model-size sketch uint8 (size, size), full-size line layer uint8 (H, W), box, notice).
@@ -238,8 +249,7 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
     """
     rgb = flatten_alpha(rgba)
     notice = None
-    use_xdog = mode == "xdog" or (mode == "auto" and is_colour_image(rgb))
-    if use_xdog:
+    if reads_as_colour(rgb, mode):
         small, box = letterbox(rgb, size)
         sketch, full = LINES.sketch(small, sigma), LINES.sketch(rgb, sigma)
         notice = "colour image: lines extracted with XDoG (as in training)" if mode == "auto" else None
@@ -273,6 +283,8 @@ class ColorizeOptions:
     prompt: str = ""          # colour prompt (data/prompt.py) for a text model; "" = reference only
     text_guidance: float = SAMPLING.text_guidance  # guidance scale on the prompt (conditioning.guided)
     hints: tuple[Hint, ...] = ()  # colour hints: regions recoloured exactly after the model (hints.py)
+    faces: bool = True        # colour each face found in a larger drawing again at face scale (faces.py)
+    tiles: bool = True        # ... and the whole figure in face-sized tiles (faces.py)
 
 
 def check_options(opts: ColorizeOptions) -> None:
@@ -381,20 +393,107 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
-    n = len(seeds)
-    s = to_tensor(sketch)[None].expand(n, -1, -1, -1).to(device)
+    views, face_notice = _face_views(sketch_rgba, reference_rgba, size, opts)
+    n, k_views = len(seeds), 1 + len(views)  # the whole drawing, then each view, per seed
+    s = torch.stack([to_tensor(x) for x in [sketch, *(v.sketch for v in views)]]).repeat_interleave(n, 0).to(device)
     if reference_rgba is None:
-        r = torch.zeros(n, 3, size, size, device=device)
+        r = torch.zeros(n * k_views, 3, size, size, device=device)
     else:
-        r = to_tensor(prepare_reference(reference_rgba, size))[None].expand(n, -1, -1, -1).to(device)
+        refs = [prepare_reference(reference_rgba, size), *(v.reference for v in views)]
+        r = torch.stack([to_tensor(x) for x in refs]).repeat_interleave(n, 0).to(device)
     guidance = opts.guidance if reference_rgba is not None else 1.0  # no reference: u = e_r, scale is moot
+    chunk = max(n, min(n * k_views, MAX_BATCH))
     out = colorize_batch(model, diffusion, s, r, sample_steps=opts.sample_steps, guidance=guidance,
-                         eta=opts.eta, seeds=seeds, batch_size=n, step_progress=step_progress,
-                         text=None if text is None else text.expand(n, -1, -1), text_guidance=opts.text_guidance)
+                         eta=opts.eta, seeds=list(seeds) * k_views, batch_size=chunk,
+                         step_progress=_per_step(step_progress, math.ceil(n * k_views / chunk)),
+                         text=None if text is None else text.expand(n * k_views, -1, -1),
+                         text_guidance=opts.text_guidance)
     shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
-    layers = [Colored(apply_hints(unletterbox(to_uint8(image), box), opts.hints, masks, shown_lines), lines, alpha,
-                      opts.keep_lines) for image in out]
-    return layers, notice
+    layers = []
+    for k in range(n):
+        colour = unletterbox(to_uint8(out[k]), box)
+        tiled = [(v, out[j * n + k]) for j, v in enumerate(views, start=1) if v.tile]
+        if tiled:  # the tiles' weighted mean; the whole picture's colour where no tile has weight
+            weights = np.full((*colour.shape[:2], 1), 1e-3)
+            total = colour * weights
+            for v, image in tiled:
+                v.square.accumulate(total, weights, resize_square(to_uint8(image), v.square.side))
+            colour = np.round(total / weights).astype(np.uint8)
+        for j, v in enumerate(views, start=1):
+            if not v.tile:
+                colour = v.square.blend(colour, resize_square(to_uint8(out[j * n + k]), v.square.side))
+        layers.append(Colored(apply_hints(colour, opts.hints, masks, shown_lines), lines, alpha, opts.keep_lines))
+    return layers, "; ".join(filter(None, (notice, face_notice))) or None
+
+
+def _per_step(step_progress: Callable[[int], None] | None, chunks: int) -> Callable[[int], None] | None:
+    """`step_progress` advanced once per DDIM step of the whole request, however many chunks it is sampled in."""
+    if step_progress is None or chunks == 1:
+        return step_progress
+    calls = 0
+
+    def advance(k: int = 1) -> None:
+        nonlocal calls
+        calls += k
+        while calls >= chunks:
+            calls -= chunks
+            step_progress(1)
+
+    return advance
+
+
+@dataclass(frozen=True)
+class _View:
+    """A square of the drawing coloured on its own at the model's size (`faces.py`)."""
+
+    square: FaceCrop
+    sketch: np.ndarray            # model-size sketch, read as the whole drawing is read
+    reference: np.ndarray | None  # model-size reference; None without a reference
+    tile: bool                    # a tile of the whole figure (averaged) or a face (feathered over)
+
+
+def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, size: int,
+                opts: ColorizeOptions) -> tuple[list[_View], str | None]:
+    """The squares of a larger drawing coloured again at face scale (`faces.py`): each face found,
+    with the reference's own face crop as its reference (else the whole reference), and with
+    `opts.tiles` the whole figure in face-sized tiles, each with the part of the reference at the
+    same place relative to the face; and a notice."""
+    if not opts.faces:
+        return [], None
+    rgb = flatten_alpha(sketch_rgba)
+    faces = drawing_faces(rgb)
+    if not faces:
+        return [], None
+    mode = "xdog" if reads_as_colour(rgb, opts.mode) else "lines"
+    opaque = np.full((size, size), 255, np.uint8)
+
+    def sketch_of(square: FaceCrop) -> np.ndarray:
+        interpolation = cv2.INTER_AREA if square.side >= size else cv2.INTER_CUBIC
+        crop = cv2.resize(square.crop(rgb), (size, size), interpolation=interpolation)
+        return prepare_sketch(np.dstack([crop, opaque]), size, mode, opts.auto_levels, opts.binarize)[0]
+
+    said = f"{len(faces)} face{'s' * (len(faces) > 1)} coloured again at face scale"
+    reference = ref_face = None
+    if reference_rgba is not None:
+        reference = flatten_alpha(reference_rgba)
+        ref_face = reference_face_square(reference)
+        said += ", from the reference's face" if ref_face is not None else " (no face found in the reference)"
+
+    def reference_of(square: FaceCrop | None) -> np.ndarray | None:
+        if reference is None:
+            return None
+        return letterbox(reference if square is None else square.crop(reference), size)[0]
+
+    views = []
+    if opts.tiles and ref_face is not None:
+        drawn = [t for t in tiles(faces[0], rgb.shape) if np.any(t.crop(rgb) < PAPER)]  # blank paper: the whole pass
+        if len(drawn) <= MAX_TILES:
+            views += [_View(t, sketch_of(t), reference_of(t.mapped(faces[0], ref_face)), True) for t in drawn]
+            said += f"; the figure in {len(drawn)} face-sized tiles"
+        else:
+            said += f"; the figure would take {len(drawn)} face-sized tiles (at most {MAX_TILES}): faces only"
+    views += [_View(f, sketch_of(f), reference_of(ref_face), False) for f in faces]
+    return views, said
 
 
 def layer_paths(path: Path) -> tuple[Path, Path]:

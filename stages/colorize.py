@@ -126,11 +126,12 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    mode: str = "auto", auto_levels: bool = False, binarize: bool = False, keep_lines: bool = True,
                    skip_existing: bool = False, device: str = "auto", prompt: str = "",
                    text_guidance: float = SAMPLING.text_guidance, layers: bool = False,
-                   hints: tuple[str, ...] = ()) -> dict:
+                   hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
-    the line-enclosed regions under their points (`pipeline/hints.py`).
+    the line-enclosed regions under their points (`pipeline/hints.py`); `faces` and `tiles` colour a
+    larger drawing's faces, and its figure in face-sized tiles, again at face scale (`pipeline/faces.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
@@ -182,7 +183,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
         console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
-                           text_guidance=text_guidance, hints=parsed_hints)
+                           text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -256,12 +257,18 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                                   "transparency)."),
              hint: list[str] = typer.Option(None, "--hint", help="X,Y,COLOUR (repeatable): the area the lines enclose "
                                                                  "around pixel X,Y gets COLOUR (#rrggbb or a colour "
-                                                                 "word), e.g. 120,80,#ff66aa.")) -> None:
+                                                                 "word), e.g. 120,80,#ff66aa."),
+             faces: bool = typer.Option(True, help="In a drawing larger than a face (a figure, a group), colour "
+                                                   "each face found again at the scale the model was trained on, "
+                                                   "with the reference's own face."),
+             tiles: bool = typer.Option(True, help="With --faces, also colour the whole figure in face-sized "
+                                                   "tiles, each with the part of the reference at the same place "
+                                                   "relative to the face.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
-                            tuple(hint or ()))
+                            tuple(hint or ()), faces, tiles)
     if result["failed"]:
         raise typer.Exit(1)
 

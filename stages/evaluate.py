@@ -131,8 +131,10 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
 
 
 def full_size_colour(opts, device):
-    """The full-size benchmark's colouring: what `animecolor colorize DRAWING -r REFERENCE --mode lines`
-    does (`colorize_layers`), at seed `opts.seed + index` for test face `index`."""
+    """The full-size benchmark's colouring: what `animecolor colorize DRAWING -r REFERENCE --mode lines
+    --no-faces` does (`colorize_layers`), at seed `opts.seed + index` for test face `index`. Its pictures
+    are face crops, so the face pass (for larger drawings, `faces.py`) is off: a rare small find in a
+    face crop cannot move the numbers; `scripts/diagnostics/whole_figures.py` scores the face pass."""
     from dataclasses import replace
 
     from pipeline.colorize import colorize_layers
@@ -142,7 +144,7 @@ def full_size_colour(opts, device):
         return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
 
     def colour(model, diffusion, lines, reference, index):
-        seeded = replace(opts, mode="lines", seed=opts.seed + index)
+        seeded = replace(opts, mode="lines", seed=opts.seed + index, faces=False)
         layers, _ = colorize_layers(model, diffusion, opaque(lines), opaque(reference), seeded, [seeded.seed], device)
         return layers[0].image()
 

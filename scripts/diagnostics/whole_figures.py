@@ -1,0 +1,121 @@
+"""Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
+
+    python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--json out.json]
+
+The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
+tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
+with another expression: Sylvie in blue (4 sprites), Sylvie in green (4), Eileen (3), Lucy (2),
+every ordered pair, 32 in all. The drawing is a sprite's lines (the training XDoG at full size,
+its alpha kept), the reference the other sprite, and the truth the drawing's own colours, so
+the output can be scored like the full-size benchmark: PSNR and the chroma ratio over the
+sprite's opaque pixels, LPIPS on the picture on white, and the same inside the face's square
+(animeface on the truth, `clean`'s margin). Each drawing is coloured by `colorize`'s own function
+with the face pass (`faces.py`) and without it; the upscaled truth (the truth through the
+compositor at the model's size, `colorize.upscaled_truth`) is what a perfect whole-picture pass
+at that size would give.
+"""
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
+from sprites import DEMO, QUESTION  # noqa: E402
+
+from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model, upscaled_truth  # noqa: E402
+from pipeline.data.clean import detect_faces  # noqa: E402
+from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
+from pipeline.errors import AnimecolorError  # noqa: E402
+from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
+from pipeline.faces import MIN_LIKELIHOOD, FaceCrop, face_square  # noqa: E402
+from pipeline.model.perceptual import VGGLPIPS  # noqa: E402
+
+GROUPS = {
+    "sylvie blue": [QUESTION / f"sylvie blue {m}.png" for m in ("normal", "smile", "giggle", "surprised")],
+    "sylvie green": [QUESTION / f"sylvie green {m}.png" for m in ("normal", "smile", "giggle", "surprised")],
+    "eileen": [DEMO / f"eileen {m}.png" for m in ("happy", "concerned", "vhappy")],
+    "lucy": [DEMO / f"lucy {m}.png" for m in ("happy", "mad")],
+}
+
+
+def pairs() -> list[tuple[Path, Path]]:
+    out = [pair for paths in GROUPS.values() for pair in itertools.permutations(paths, 2)]
+    missing = sorted({str(p) for pair in out for p in pair if not p.is_file()})
+    if missing:
+        raise AnimecolorError(f"{missing[0]} is missing: apt-get install renpy-thequestion renpy-demo")
+    return out
+
+
+def psnr(out: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    err = ((out.astype(np.float64) - truth.astype(np.float64)) ** 2)[mask].mean()
+    return float(10 * np.log10(255.0 ** 2 / max(err, 1e-10)))
+
+
+def scores(out: np.ndarray, truth: np.ndarray, opaque: np.ndarray, face: FaceCrop | None, lpips: VGGLPIPS) -> dict:
+    as_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
+    with torch.no_grad():
+        perceptual = float(lpips(as_tensor(out), as_tensor(truth)).mean())
+    row = {"psnr": psnr(out, truth, opaque), "lpips": perceptual,
+           "chroma_ratio": float(chroma_ratio(out[opaque][None, :, None], truth[opaque][None, :, None])[0])}
+    if face is not None:
+        o, t, m = face.crop(out), face.crop(truth), face.crop(np.dstack([opaque] * 3))[..., 0] > 0
+        row |= {"face_psnr": psnr(o, t, m), "face_chroma_ratio": float(chroma_ratio(o[m][None, :, None],
+                                                                                     t[m][None, :, None])[0])}
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="models/animecolor.safetensors", help="an exported model file")
+    ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
+    ap.add_argument("--json", type=Path, help="also write the per-pair and mean scores here")
+    args = ap.parse_args()
+    try:
+        model, diffusion, info = load_model(args.model)
+        todo = pairs()
+    except AnimecolorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    lpips = VGGLPIPS().eval()
+    rows = []
+    for drawing_path, reference_path in todo:
+        sprite, reference = read_user_image(drawing_path), read_user_image(reference_path)
+        truth = flatten_alpha(sprite)
+        opaque = sprite[..., 3] >= 128
+        drawing = np.dstack([LINES.sketch(truth, 0.5)] * 3 + [sprite[..., 3]])
+        found = detect_faces(truth, MIN_LIKELIHOOD)
+        face = face_square(found[0], truth.shape) if found else None
+        pair = {"drawing": drawing_path.name, "reference": reference_path.name}
+        for name, faces, tiles in (("whole", False, False), ("face_pass", True, False), ("tiles", True, True)):
+            opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles)
+            (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
+            rows.append({**pair, "candidate": name, "face_pass": bool(notice),
+                         **scores(flatten_alpha(colored.image()), truth, opaque, face, lpips)})
+        ceiling = upscaled_truth(truth, drawing[..., 0], info["image_size"])
+        rows.append({**pair, "candidate": "upscaled_truth", "face_pass": False,
+                     **scores(ceiling, truth, opaque, face, lpips)})
+        print(" | ".join(f"{r['candidate']} {r['psnr']:.2f} dB" for r in rows[-4:]), f"<- {pair['drawing']} / "
+              f"{pair['reference']}", flush=True)
+    columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
+    print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps")
+    print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
+    print("|---" * (len(columns) + 2) + "|")
+    means = {}
+    for name in ("whole", "face_pass", "tiles", "upscaled_truth"):
+        mine = [r for r in rows if r["candidate"] == name]
+        means[name] = {c: float(np.mean([r[c] for r in mine if c in r])) for c in columns}
+        means[name]["face_passes"] = sum(r["face_pass"] for r in mine)
+        print(f"| {name} | " + " | ".join(f"{means[name][c]:.4g}" for c in columns)
+              + f" | {means[name]['face_passes']} / {len(mine)} |")
+    if args.json:
+        args.json.write_text(json.dumps({"model": str(args.model), "steps": args.steps, "mean": means,
+                                         "pairs": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The face pass (`pipeline/faces.py`): a larger drawing's faces, and its figure in face-sized tiles,
+coloured again at the scale the model was trained on and blended into the whole picture."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import pipeline.colorize as C
+from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
+from pipeline.data.imageio import flatten_alpha, read_user_image
+from pipeline.faces import FaceCrop, drawing_faces, tiles
+
+SPRITE = Path("/usr/share/games/renpy/the_question/game/images/sylvie green normal.png")
+REFERENCE = Path("/usr/share/games/renpy/the_question/game/images/sylvie blue smile.png")
+
+
+def test_blend_replaces_the_square_inside_and_nothing_outside():
+    colour = np.zeros((100, 120, 3), np.uint8)
+    square = FaceCrop(20, 30, 40)
+    out = square.blend(colour, np.full((40, 40, 3), 200, np.uint8))
+    assert out[50, 40].tolist() == [200] * 3  # the middle: the face pass's colour
+    assert 0 < out[31, 40, 0] < 200  # near the square's edge: feathered
+    outside = np.ones(colour.shape[:2], bool)
+    outside[30:70, 20:60] = False
+    assert not out[outside].any()
+
+
+def test_squares_past_the_picture_edge_blend_and_accumulate_their_inside_part():
+    colour = np.zeros((50, 50, 3), np.uint8)
+    square = FaceCrop(-10, 30, 40)  # left and bottom edges outside
+    out = square.blend(colour, np.full((40, 40, 3), 90, np.uint8))
+    assert out[45, 5].tolist() == [90] * 3 and not out[:30].any()
+    total, weights = np.zeros((50, 50, 3)), np.zeros((50, 50, 1))
+    square.accumulate(total, weights, np.full((40, 40, 3), 90.0))
+    covered = weights[..., 0] > 0
+    assert covered[30:, :30].all() and not covered[:30].any()
+    np.testing.assert_allclose(total[covered] / weights[covered], 90.0)
+    FaceCrop(60, 60, 10).accumulate(total, weights, np.ones((10, 10, 3)))  # wholly outside: nothing, no error
+
+
+def test_tiles_cover_the_picture_through_the_face_and_map_onto_the_reference():
+    face, shape = FaceCrop(37, 52, 30), (200, 130)
+    grid = tiles(face, shape)
+    assert face in grid and {t.side for t in grid} == {30}
+    covered = np.zeros(shape, bool)
+    for t in grid:
+        covered[max(t.y0, 0):t.y0 + t.side, max(t.x0, 0):t.x0 + t.side] = True
+    assert covered.all()
+    ref_face = FaceCrop(100, 10, 60)
+    assert face.mapped(face, ref_face) == ref_face
+    assert FaceCrop(52, 67, 30).mapped(face, ref_face) == FaceCrop(130, 40, 60)  # half a side right and down
+
+
+@pytest.fixture(scope="module")
+def sprite():
+    if not SPRITE.is_file() or not REFERENCE.is_file():
+        pytest.skip("apt-get install renpy-thequestion (done by .ci/run)")
+    rgba = read_user_image(SPRITE)
+    lines = LINES.sketch(flatten_alpha(rgba), 0.5)
+    return np.dstack([lines] * 3 + [rgba[..., 3]]), read_user_image(REFERENCE)
+
+
+def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, sprite):
+    drawing, reference = sprite
+    model, diffusion, info = load_model(model_file)
+    faces = drawing_faces(flatten_alpha(drawing))
+    assert len(faces) == 1 and faces[0].side < 0.5 * max(drawing.shape[:2])
+
+    def run(**kw):
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", **kw)
+        (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [opts.seed], info=info)
+        return colored, notice
+
+    whole, notice = run(faces=False)
+    assert notice is None
+    face_only, notice = run(faces=True, tiles=False)
+    assert notice == "1 face coloured again at face scale, from the reference's face"
+    f = faces[0]
+    inside = np.zeros(drawing.shape[:2], bool)
+    inside[max(f.y0, 0):f.y0 + f.side, max(f.x0, 0):f.x0 + f.side] = True
+    assert np.array_equal(face_only.colour[~inside], whole.colour[~inside])
+    assert not np.array_equal(face_only.colour[inside], whole.colour[inside])
+    tiled, notice = run()
+    assert "face-sized tiles" in notice
+    assert not np.array_equal(tiled.colour[~inside], whole.colour[~inside])
+    for colored in (whole, face_only, tiled):
+        assert np.array_equal(colored.alpha, drawing[..., 3]) and colored.image().shape == drawing.shape
+
+
+def test_a_face_picture_gets_no_face_pass(model_file, sprite):
+    """A face crop's one pass is at face scale already: the options change nothing."""
+    drawing, reference = sprite
+    face = drawing_faces(flatten_alpha(drawing))[0]
+    crop = cv2.resize(face.crop(flatten_alpha(drawing)), (128, 128), interpolation=cv2.INTER_AREA)
+    assert drawing_faces(crop) == []
+    model, diffusion, info = load_model(model_file)
+    rgba = np.dstack([crop, np.full((128, 128), 255, np.uint8)])
+    outs = []
+    for faces in (True, False):
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", faces=faces)
+        (colored,), notice = colorize_layers(model, diffusion, rgba, reference, opts, [3], info=info)
+        assert notice is None
+        outs.append(colored.image())
+    assert np.array_equal(*outs)
+
+
+def test_too_many_tiles_fall_back_to_the_faces_and_progress_counts_steps(model_file, sprite, monkeypatch):
+    drawing, reference = sprite
+    model, diffusion, info = load_model(model_file)
+    monkeypatch.setattr(C, "MAX_TILES", 3)
+    monkeypatch.setattr(C, "MAX_BATCH", 2)  # the whole picture and its face in chunks: progress still per step
+    steps = []
+    opts = ColorizeOptions(sample_steps=3, seed=1, mode="lines")
+    (_,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [1], step_progress=steps.append,
+                                   info=info)
+    assert "(at most 3): faces only" in notice
+    assert sum(steps) == 3
