@@ -117,3 +117,30 @@ def test_too_many_tiles_fall_back_to_the_faces_and_progress_counts_steps(model_f
                                    info=info)
     assert "(at most 3): faces only" in notice
     assert sum(steps) == 3
+
+
+def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file, sprite, tmp_path):
+    """scripts/diagnostics/whole_figures.py: every pass scored on the same pairs, the upscaled truth
+    beside them; a missing model is one line, exit 2."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    script = str(root / "scripts/diagnostics/whole_figures.py")
+    done = subprocess.run([sys.executable, script, "--model", str(model_file), "--steps", "2", "--limit", "1",
+                           "--json", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert len(result["pairs"]) == 4
+    means = result["mean"]
+    assert set(means) == {"whole", "face_pass", "tiles", "upscaled_truth"}
+    assert means["whole"]["face_passes"] == 0 and means["tiles"]["face_passes"] == 1
+    assert means["upscaled_truth"]["psnr"] > means["whole"]["psnr"] > 3
+    assert all(0 <= m["lpips"] < 1 and m["chroma_ratio"] > 0 for m in means.values())
+    assert means["tiles"]["psnr"] != means["whole"]["psnr"]
+    missing = subprocess.run([sys.executable, script, "--model", str(tmp_path / "absent.safetensors")],
+                             capture_output=True, text=True, timeout=300, cwd=root)
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.strip().splitlines() == [f"whole_figures: {tmp_path / 'absent.safetensors'}: model file "
+                                                   "not found (train with `dvc repro`, or `animecolor export`)"]

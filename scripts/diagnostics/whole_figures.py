@@ -1,6 +1,6 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
-    python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--json out.json]
+    python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -73,13 +73,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="models/animecolor.safetensors", help="an exported model file")
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
+    ap.add_argument("--limit", type=int, default=0, help="the first N pairs only (0: all 32)")
     ap.add_argument("--json", type=Path, help="also write the per-pair and mean scores here")
     args = ap.parse_args()
     try:
         model, diffusion, info = load_model(args.model)
-        todo = pairs()
+        todo = pairs()[:args.limit or None]
     except AnimecolorError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"whole_figures: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     lpips = VGGLPIPS().eval()
     rows = []

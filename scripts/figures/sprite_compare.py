@@ -9,7 +9,9 @@ and `renpy-demo` (`sprites.py`), the drawing turned into lines by the training X
 three pairs take the same character in another outfit or mood as the reference, the last three
 another character (the random-reference setting). `--face-size` is the side the faces are cropped
 at (what `colorize` gets; default twice the model's size), `--full` takes the whole sprites at their
-own size instead (transparent background kept, shown on white). Rows: pairs; columns: line drawing,
+own size instead (transparent background kept, shown on white), and `--passes` shows each model's
+whole-picture pass alone, with the face pass and with the figure's face-sized tiles (`faces.py`:
+colorize's default is all three). Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
 colours of each output against the reference's (CIEDE2000, the benchmark's `af_de_*`; '-' where
 animeface finds no face), so a look at six pairs comes with numbers, not a verdict.
@@ -44,12 +46,18 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
     ap.add_argument("--face-size", type=int, default=0, help="side of the face crops in px (0: twice the model's)")
     ap.add_argument("--full", action="store_true", help="whole sprites at their own size instead of face crops")
+    ap.add_argument("--passes", action="store_true", help="with --full: each model three times, the whole picture "
+                                                         "alone, + the face pass, + the figure's tiles (faces.py)")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
     args = ap.parse_args()
     bad = [spec for spec in args.model if "=" not in spec.strip("=")]
     if bad:
         ap.error(f"--model {bad[0]!r}: expected NAME=PATH")
     models = dict(spec.split("=", 1) for spec in args.model)
+    if args.passes and not args.full:
+        ap.error("--passes needs --full (face crops get no face pass)")
+    passes = {"": {}} if not args.passes else {" whole": dict(faces=False), " +faces": dict(tiles=False),
+                                               " +tiles": {}}
     try:
         loaded = {name: load_model(path) for name, path in models.items()}
     except AnimecolorError as e:
@@ -64,19 +72,20 @@ def main() -> None:
     else:
         crops = [(face(d, size), face(r, size)) for d, r in PAIRS]
         drawings = [rgba(LINES.sketch(target, 0.5)) for target, _ in crops]
-    tiles, outputs = [], {name: [] for name in loaded}
+    tiles, outputs = [], {name + label: [] for name in loaded for label in passes}
     for drawing, (_, ref) in zip(drawings, crops):
         tiles += [flatten_alpha(drawing), ref]
         for name, (model, diffusion, info) in loaded.items():
-            opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines")
-            out = colorize_image(model, diffusion, drawing, rgba(ref), opts, info=info)[0]
-            out = flatten_alpha(out) if out.shape[-1] == 4 else out
-            outputs[name].append(out)
-            tiles.append(out)
+            for label, kw in passes.items():
+                opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", **kw)
+                out = colorize_image(model, diffusion, drawing, rgba(ref), opts, info=info)[0]
+                out = flatten_alpha(out) if out.shape[-1] == 4 else out
+                outputs[name + label].append(out)
+                tiles.append(out)
     tile = min(size, 360)
     if args.full:  # whole sprites are not square: letterboxed on white, shrunk smoothly
         tiles = [letterbox(t, tile)[0] for t in tiles]
-    write_png(args.out, contact_sheet(tiles, ncol=2 + len(loaded), tile=tile, pad=4))
+    write_png(args.out, contact_sheet(tiles, ncol=2 + len(outputs), tile=tile, pad=4))
     as_tensor = lambda images: torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
     found = lambda images: np.concatenate([animeface_attributes(as_tensor([im])) for im in images])  # noqa: E731
     expected = found([ref for _, ref in crops])  # one at a time: whole sprites differ in size
