@@ -105,6 +105,16 @@ def _real(run: str) -> Callable[[Path], str]:
     return lambda root: evaluate_table(_load(root / "docs" / "results" / run / "evaluate.json"))
 
 
+def whole_figures_table(root: Path) -> str:
+    """`scripts/diagnostics/whole_figures.py`'s means, one JSON per model under docs/results/real-art/whole-figures/."""
+    keys = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
+    rows = []
+    for path in sorted((root / "docs/results/real-art/whole-figures").glob("*.json")):
+        for candidate, mean in _load(path)["mean"].items():
+            rows.append([path.stem, candidate, *(mean.get(k) for k in keys), mean.get("face_passes")])
+    return _table(["model", "candidate", *keys, "drawings given a face pass"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": lambda root: evaluate_table(_default(root), HEADLINE_KEYS),
     "synthetic-default": lambda root: evaluate_table(_default(root)),
@@ -125,6 +135,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-warp": lambda root: evaluate_table(_load(root / "docs/results/real-art/warp/evaluate.json"), FULL_KEYS,
                                                  full=True),
     "real-art-warp-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/warp/evaluate.json")),
+    "whole-figures": whole_figures_table,
 }
 
 
