@@ -36,7 +36,7 @@ from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
-from pipeline.faces import FaceCrop, drawing_faces, reference_face_square, resize_square, tiles
+from pipeline.faces import Square, drawing_faces, over, reference_face_square, resize_square, tile_count, tiles
 from pipeline.files import atomic_path
 from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING
@@ -52,6 +52,7 @@ MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
 MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of this many
 MAX_TILES = 256  # a figure needing more face-sized tiles (a tiny face in a huge picture) gets its faces only
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
+MIN_REFERENCE_COVERAGE = 0.5  # a tile whose part of the reference lies less than this much on it is left out
 
 
 # ---------------------------------------------------------------- model files
@@ -393,7 +394,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
-    views, face_notice = _face_views(sketch_rgba, reference_rgba, size, opts)
+    views, face_notice = _face_views(sketch_rgba, reference_rgba, lines, size, opts)
     n, k_views = len(seeds), 1 + len(views)  # the whole drawing, then each view, per seed
     s = torch.stack([to_tensor(x) for x in [sketch, *(v.sketch for v in views)]]).repeat_interleave(n, 0).to(device)
     if reference_rgba is None:
@@ -413,12 +414,11 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
         tiled = [(v, out[j * n + k]) for j, v in enumerate(views, start=1) if v.tile]
-        if tiled:  # the tiles' weighted mean; the whole picture's colour where no tile has weight
-            weights = np.full((*colour.shape[:2], 1), 1e-3)
-            total = colour * weights
+        if tiled:  # the tiles' feathered mean over the whole picture's colour
+            total, weights = np.zeros(colour.shape), np.zeros((*colour.shape[:2], 1))
             for v, image in tiled:
-                v.square.accumulate(total, weights, resize_square(to_uint8(image), v.square.side))
-            colour = np.round(total / weights).astype(np.uint8)
+                v.square.accumulate(total, weights, resize_square(to_uint8(image), v.square.side).astype(np.float64))
+            colour = over(colour, total, weights)
         for j, v in enumerate(views, start=1):
             if not v.tile:
                 colour = v.square.blend(colour, resize_square(to_uint8(out[j * n + k]), v.square.side))
@@ -446,31 +446,36 @@ def _per_step(step_progress: Callable[[int], None] | None, chunks: int) -> Calla
 class _View:
     """A square of the drawing coloured on its own at the model's size (`faces.py`)."""
 
-    square: FaceCrop
+    square: Square
     sketch: np.ndarray            # model-size sketch, read as the whole drawing is read
     reference: np.ndarray | None  # model-size reference; None without a reference
     tile: bool                    # a tile of the whole figure (averaged) or a face (feathered over)
 
 
-def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, size: int,
+def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, lines: np.ndarray, size: int,
                 opts: ColorizeOptions) -> tuple[list[_View], str | None]:
-    """The squares of a larger drawing coloured again at face scale (`faces.py`): each face found,
-    with the reference's own face crop as its reference (else the whole reference), and with
-    `opts.tiles` the whole figure in face-sized tiles, each with the part of the reference at the
-    same place relative to the face; and a notice."""
+    """The squares of a larger drawing coloured again at face scale (`faces.py`), and a notice:
+    each face found, with the reference's own face square as its reference (else the whole
+    reference), and with `opts.tiles` the figure in face-sized tiles, each with the part of the
+    reference at the same place relative to the two faces. `lines` is the drawing's full-size line
+    layer (`prepare_sketch`): a drawing read as lines is cropped from it, so every square is read
+    with the same levels as the whole; a colour picture's squares get their lines by XDoG at the
+    model's size, as the whole does. Tiles of blank paper, and tiles whose part of the reference
+    lies mostly outside it, are left to the whole-picture pass."""
     if not opts.faces:
         return [], None
     rgb = flatten_alpha(sketch_rgba)
     faces = drawing_faces(rgb)
     if not faces:
         return [], None
-    mode = "xdog" if reads_as_colour(rgb, opts.mode) else "lines"
-    opaque = np.full((size, size), 255, np.uint8)
+    xdog = reads_as_colour(rgb, opts.mode)
 
-    def sketch_of(square: FaceCrop) -> np.ndarray:
+    def sketch_of(square: Square) -> np.ndarray:
         interpolation = cv2.INTER_AREA if square.side >= size else cv2.INTER_CUBIC
-        crop = cv2.resize(square.crop(rgb), (size, size), interpolation=interpolation)
-        return prepare_sketch(np.dstack([crop, opaque]), size, mode, opts.auto_levels, opts.binarize)[0]
+        if xdog:
+            crop = cv2.resize(square.crop(rgb), (size, size), interpolation=interpolation)
+            return prepare_sketch(np.dstack([crop, np.full((size, size), 255, np.uint8)]), size, "xdog")[0]
+        return cv2.resize(square.crop(lines, 255), (size, size), interpolation=interpolation)
 
     said = f"{len(faces)} face{'s' * (len(faces) > 1)} coloured again at face scale"
     reference = ref_face = None
@@ -479,20 +484,30 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, size
         ref_face = reference_face_square(reference)
         said += ", from the reference's face" if ref_face is not None else " (no face found in the reference)"
 
-    def reference_of(square: FaceCrop | None) -> np.ndarray | None:
+    def reference_of(square: Square | None) -> np.ndarray | None:
         if reference is None:
             return None
         return letterbox(reference if square is None else square.crop(reference), size)[0]
 
     views = []
-    if opts.tiles and ref_face is not None:
-        drawn = [t for t in tiles(faces[0], rgb.shape) if np.any(t.crop(rgb) < PAPER)]  # blank paper: the whole pass
-        if len(drawn) <= MAX_TILES:
-            views += [_View(t, sketch_of(t), reference_of(t.mapped(faces[0], ref_face)), True) for t in drawn]
-            said += f"; the figure in {len(drawn)} face-sized tiles"
-        else:
-            said += f"; the figure would take {len(drawn)} face-sized tiles (at most {MAX_TILES}): faces only"
-    views += [_View(f, sketch_of(f), reference_of(ref_face), False) for f in faces]
+    if opts.tiles and reference is not None and ref_face is None:
+        said += "; no tiles: they need the reference's face"
+    elif opts.tiles and tile_count(faces[0], rgb.shape) > MAX_TILES:
+        said += f"; no tiles: the figure would take {tile_count(faces[0], rgb.shape)} (at most {MAX_TILES})"
+    elif opts.tiles:
+        for tile in tiles(faces[0], rgb.shape):
+            part = tile.inside(lines.shape)
+            if part is None or not np.any(lines[part[0], part[1]] < PAPER):
+                continue  # blank paper
+            if reference is not None:
+                source = tile.mapped(faces[0], ref_face)
+                if source.coverage(reference.shape) < MIN_REFERENCE_COVERAGE:
+                    continue  # its part of the reference is mostly outside the reference
+                views.append(_View(tile, sketch_of(tile), reference_of(source), True))
+            else:
+                views.append(_View(tile, sketch_of(tile), None, True))
+        said += f"; the figure in {len(views)} face-sized tiles"
+    views += [_View(face, sketch_of(face), reference_of(ref_face), False) for face in faces]
     return views, said
 
 

@@ -22,90 +22,109 @@ MARGIN = CleanConfig().margin  # training crops: the face box grown by this frac
 MIN_LIKELIHOOD = CleanConfig().min_likelihood
 MAX_FACE_FRACTION = 0.5  # a face crop larger than this share of the drawing's longer side: no face pass
 MAX_FACES = 8  # the largest faces of a group picture
+MIN_SIDE = 24  # a face square smaller than this (px) is too small to colour again
 FEATHER = 0.2  # the face pass fades into the whole picture over this share of its crop's side
 
 
 @dataclass(frozen=True)
-class FaceCrop:
-    """A square on the drawing (may extend past its edges) that is coloured at face scale."""
+class Square:
+    """A square on the drawing (may extend past its edges) coloured on its own at the model's size:
+    a face's, or a tile of the figure."""
 
     x0: int
     y0: int
     side: int
 
-    def crop(self, image: np.ndarray) -> np.ndarray:
-        """The square of `image` (RGB), white outside the picture."""
-        return crop_square(image, self.x0, self.y0, self.side, WHITE)
+    def crop(self, image: np.ndarray, fill=WHITE) -> np.ndarray:
+        """The square of `image` (RGB or grey), `fill` outside the picture."""
+        return crop_square(image, self.x0, self.y0, self.side, fill)
+
+    def inside(self, shape) -> tuple[slice, slice, slice, slice] | None:
+        """(rows, cols) of the picture this square covers and (rows, cols) of the square that lie on
+        it; None when it misses a picture of `shape`."""
+        h, w = shape[:2]
+        x0, y0, x1, y1 = max(self.x0, 0), max(self.y0, 0), min(self.x0 + self.side, w), min(self.y0 + self.side, h)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return (slice(y0, y1), slice(x0, x1), slice(y0 - self.y0, y1 - self.y0), slice(x0 - self.x0, x1 - self.x0))
+
+    def coverage(self, shape) -> float:
+        """The share of the square that lies on a picture of `shape`."""
+        part = self.inside(shape)
+        return 0.0 if part is None else (part[0].stop - part[0].start) * (part[1].stop - part[1].start) / self.side ** 2
 
     def weight(self) -> np.ndarray:
-        """(side, side, 1) float: 1 inside, falling to a small floor over the outer `FEATHER` of the side."""
-        edge = np.minimum(np.arange(self.side), np.arange(self.side)[::-1]) + 0.5
-        ramp = np.clip(edge / max(FEATHER * self.side, 1.0), 0.02, 1.0)
-        return np.minimum.outer(ramp, ramp)[..., None]
-
-    def accumulate(self, total: np.ndarray, weights: np.ndarray, face: np.ndarray) -> None:
-        """Add `face` (side x side RGB) times `weight` into `total` (H, W, 3) and the weight into `weights`."""
-        h, w = total.shape[:2]
-        x0, y0, x1, y1 = max(self.x0, 0), max(self.y0, 0), min(self.x0 + self.side, w), min(self.y0 + self.side, h)
-        if x1 <= x0 or y1 <= y0:
-            return
-        part = (slice(y0 - self.y0, y1 - self.y0), slice(x0 - self.x0, x1 - self.x0))
-        weight = self.weight()[part]
-        total[y0:y1, x0:x1] += weight * face[part]
-        weights[y0:y1, x0:x1] += weight
-
-    def blend(self, colour: np.ndarray, face: np.ndarray) -> np.ndarray:
-        """`colour` (H, W, 3 uint8) with `face` (side x side RGB uint8, this square's colours) feathered
-        in: weight 1 inside, falling to 0 over the outer `FEATHER` of the square's side."""
+        """(side, side, 1) float: 1 inside, falling towards 0 over the outer `FEATHER` of the side."""
         edge = np.minimum(np.arange(self.side), np.arange(self.side)[::-1]) + 0.5
         ramp = np.clip(edge / max(FEATHER * self.side, 1.0), 0.0, 1.0)
-        weight = np.minimum.outer(ramp, ramp)[..., None]
-        h, w = colour.shape[:2]
-        x0, y0, x1, y1 = max(self.x0, 0), max(self.y0, 0), min(self.x0 + self.side, w), min(self.y0 + self.side, h)
-        if x1 <= x0 or y1 <= y0:
-            return colour
-        fx, fy = x0 - self.x0, y0 - self.y0
-        part = (slice(fy, fy + y1 - y0), slice(fx, fx + x1 - x0))
-        out = colour.copy()
-        mixed = weight[part] * face[part].astype(np.float32) + (1 - weight[part]) * colour[y0:y1, x0:x1]
-        out[y0:y1, x0:x1] = np.round(mixed).astype(np.uint8)
-        return out
+        return np.minimum.outer(ramp, ramp)[..., None]
 
+    def accumulate(self, total: np.ndarray, weights: np.ndarray, colours: np.ndarray) -> None:
+        """Add `colours` (side x side RGB) times `weight` into `total` (H, W, 3) and the weight into `weights`."""
+        part = self.inside(total.shape)
+        if part is not None:
+            rows, cols, square_rows, square_cols = part
+            weight = self.weight()[square_rows, square_cols]
+            total[rows, cols] += weight * colours[square_rows, square_cols]
+            weights[rows, cols] += weight
 
-    def mapped(self, source: FaceCrop, target: FaceCrop) -> FaceCrop:
+    def blend(self, colour: np.ndarray, colours: np.ndarray) -> np.ndarray:
+        """`colour` (H, W, 3 uint8) with `colours` (side x side RGB uint8, this square's) feathered in
+        by `weight`; nothing outside the square changes."""
+        total, weights = np.zeros(colour.shape), np.zeros((*colour.shape[:2], 1))
+        self.accumulate(total, weights, colours.astype(np.float64))
+        return over(colour, total, weights)
+
+    def mapped(self, source: Square, target: Square) -> Square:
         """This square carried from `source`'s frame into `target`'s: the same place and size relative
         to the face (a drawing's tile -> its part of the reference, anchored on the two faces)."""
         k = target.side / source.side
-        return FaceCrop(round((self.x0 - source.x0) * k + target.x0), round((self.y0 - source.y0) * k + target.y0),
-                        max(1, round(self.side * k)))
+        return Square(round((self.x0 - source.x0) * k + target.x0), round((self.y0 - source.y0) * k + target.y0),
+                      max(1, round(self.side * k)))
 
 
-def tiles(face: FaceCrop, shape) -> list[FaceCrop]:
+def over(colour: np.ndarray, total: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The squares' weighted mean (`total / weights`, from `Square.accumulate`) over `colour`
+    (uint8 RGB), each pixel by its summed weight up to 1: where the squares fade out or never
+    reach, `colour` shows through without a seam."""
+    alpha = np.minimum(weights, 1.0)
+    mean = total / np.maximum(weights, 1e-12)
+    return np.round(alpha * mean + (1 - alpha) * colour).astype(np.uint8)
+
+
+def tiles(face: Square, shape) -> list[Square]:
     """Squares of the face's side, half-overlapping, on a grid through the face, covering a picture
     of `shape`: the whole figure at the scale the model was trained on."""
     h, w = shape[:2]
     step = max(1, face.side // 2)
     xs = range(face.x0 % step - step, w, step)
     ys = range(face.y0 % step - step, h, step)
-    return [FaceCrop(x, y, face.side) for y in ys for x in xs if x + face.side > 0 and y + face.side > 0]
+    return [Square(x, y, face.side) for y in ys for x in xs if x + face.side > 0 and y + face.side > 0]
 
 
-def face_square(face, shape) -> FaceCrop:
+def tile_count(face: Square, shape) -> int:
+    """len(tiles(face, shape)), without making them (a tiny face in a huge picture makes millions)."""
+    step = max(1, face.side // 2)
+    count = lambda start, end: len(range(start % step - step, end, step))  # noqa: E731
+    return count(face.x0, shape[1]) * count(face.y0, shape[0])
+
+
+def face_square(face, shape) -> Square:
     """The square a face (animeface box first) is coloured in: its box grown by `MARGIN`, as training crops."""
-    return FaceCrop(*square_box(face[:4], MARGIN, shape))
+    return Square(*square_box(face[:4], MARGIN, shape))
 
 
-def drawing_faces(rgb: np.ndarray) -> list[FaceCrop]:
+def drawing_faces(rgb: np.ndarray) -> list[Square]:
     """The face squares of a drawing (RGB: lines or colours, on white) that the face pass colours,
     largest first: animeface's faces, when every face's square is at most `MAX_FACE_FRACTION` of the
-    drawing's longer side; none in a face picture."""
+    drawing's longer side and at least `MIN_SIDE` px; none in a face picture."""
     crops = [face_square(face, rgb.shape) for face in detect_faces(rgb, MIN_LIKELIHOOD)[:MAX_FACES]]
     if any(c.side > MAX_FACE_FRACTION * max(rgb.shape[:2]) for c in crops):
         return []  # a face picture already: a smaller find in it is an eye or a mistake, not another face
-    return crops
+    return [c for c in crops if c.side >= MIN_SIDE]
 
 
-def reference_face_square(rgb: np.ndarray) -> FaceCrop | None:
+def reference_face_square(rgb: np.ndarray) -> Square | None:
     """The reference's largest face's square (framed as training faces are), or None when animeface finds none."""
     found = detect_faces(rgb, MIN_LIKELIHOOD)
     return face_square(found[0], rgb.shape) if found else None

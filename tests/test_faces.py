@@ -10,7 +10,7 @@ import pytest
 import pipeline.colorize as C
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image
-from pipeline.faces import FaceCrop, drawing_faces, tiles
+from pipeline.faces import Square, drawing_faces, tiles
 
 SPRITE = Path("/usr/share/games/renpy/the_question/game/images/sylvie green normal.png")
 REFERENCE = Path("/usr/share/games/renpy/the_question/game/images/sylvie blue smile.png")
@@ -18,7 +18,7 @@ REFERENCE = Path("/usr/share/games/renpy/the_question/game/images/sylvie blue sm
 
 def test_blend_replaces_the_square_inside_and_nothing_outside():
     colour = np.zeros((100, 120, 3), np.uint8)
-    square = FaceCrop(20, 30, 40)
+    square = Square(20, 30, 40)
     out = square.blend(colour, np.full((40, 40, 3), 200, np.uint8))
     assert out[50, 40].tolist() == [200] * 3  # the middle: the face pass's colour
     assert 0 < out[31, 40, 0] < 200  # near the square's edge: feathered
@@ -29,7 +29,7 @@ def test_blend_replaces_the_square_inside_and_nothing_outside():
 
 def test_squares_past_the_picture_edge_blend_and_accumulate_their_inside_part():
     colour = np.zeros((50, 50, 3), np.uint8)
-    square = FaceCrop(-10, 30, 40)  # left and bottom edges outside
+    square = Square(-10, 30, 40)  # left and bottom edges outside
     out = square.blend(colour, np.full((40, 40, 3), 90, np.uint8))
     assert out[45, 5].tolist() == [90] * 3 and not out[:30].any()
     total, weights = np.zeros((50, 50, 3)), np.zeros((50, 50, 1))
@@ -37,20 +37,20 @@ def test_squares_past_the_picture_edge_blend_and_accumulate_their_inside_part():
     covered = weights[..., 0] > 0
     assert covered[30:, :30].all() and not covered[:30].any()
     np.testing.assert_allclose(total[covered] / weights[covered], 90.0)
-    FaceCrop(60, 60, 10).accumulate(total, weights, np.ones((10, 10, 3)))  # wholly outside: nothing, no error
+    Square(60, 60, 10).accumulate(total, weights, np.ones((10, 10, 3)))  # wholly outside: nothing, no error
 
 
 def test_tiles_cover_the_picture_through_the_face_and_map_onto_the_reference():
-    face, shape = FaceCrop(37, 52, 30), (200, 130)
+    face, shape = Square(37, 52, 30), (200, 130)
     grid = tiles(face, shape)
     assert face in grid and {t.side for t in grid} == {30}
     covered = np.zeros(shape, bool)
     for t in grid:
         covered[max(t.y0, 0):t.y0 + t.side, max(t.x0, 0):t.x0 + t.side] = True
     assert covered.all()
-    ref_face = FaceCrop(100, 10, 60)
+    ref_face = Square(100, 10, 60)
     assert face.mapped(face, ref_face) == ref_face
-    assert FaceCrop(52, 67, 30).mapped(face, ref_face) == FaceCrop(130, 40, 60)  # half a side right and down
+    assert Square(52, 67, 30).mapped(face, ref_face) == Square(130, 40, 60)  # half a side right and down
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +110,62 @@ def test_too_many_tiles_fall_back_to_the_faces_and_progress_counts_steps(model_f
     drawing, reference = sprite
     model, diffusion, info = load_model(model_file)
     monkeypatch.setattr(C, "MAX_TILES", 3)
-    monkeypatch.setattr(C, "MAX_BATCH", 2)  # the whole picture and its face in chunks: progress still per step
+    monkeypatch.setattr(C, "MAX_BATCH", 1)  # the whole picture and its face in two chunks: progress still per step
     steps = []
     opts = ColorizeOptions(sample_steps=3, seed=1, mode="lines")
     (_,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [1], step_progress=steps.append,
                                    info=info)
-    assert "(at most 3): faces only" in notice
-    assert sum(steps) == 3
+    assert notice.startswith("1 face coloured again") and "(at most 3)" in notice
+    assert steps == [1, 1, 1]
+
+
+def test_each_seed_of_a_batch_is_its_own_single_run(model_file, sprite, monkeypatch):
+    """Variations with the face pass and tiles: picture k of a batch equals a run with seed k alone,
+    also when the views are sampled in several chunks."""
+    drawing, reference = sprite
+    model, diffusion, info = load_model(model_file)
+    opts = ColorizeOptions(sample_steps=2, mode="lines")
+    monkeypatch.setattr(C, "MAX_BATCH", 16)
+    both, notice = colorize_layers(model, diffusion, drawing, reference, opts, [4, 9], info=info)
+    assert "face-sized tiles" in notice
+    for seed, colored in zip((4, 9), both):
+        (alone,), _ = colorize_layers(model, diffusion, drawing, reference, opts, [seed], info=info)
+        assert np.array_equal(alone.image(), colored.image())
+    assert not np.array_equal(both[0].colour, both[1].colour)
+
+
+def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True):
+    """`_face_views` on a blank 300 x 200 drawing with one line box, the detections given."""
+    rgb = np.full((300, 200, 3), 255, np.uint8)
+    cv2.rectangle(rgb, (20, 20), (180, 280), (0, 0, 0), 2)
+    monkeypatch.setattr(C, "drawing_faces", lambda image: [drawing_square])
+    monkeypatch.setattr(C, "reference_face_square", lambda image: reference_square)
+    lines = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    rgba = np.dstack([rgb, np.full((300, 200), 255, np.uint8)])
+    return C._face_views(rgba, reference, lines, 32, ColorizeOptions(mode="lines", tiles=tiles))
+
+
+def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
+    face = Square(60, 40, 60)
+    reference = np.full((300, 200, 4), 255, np.uint8)
+    views, notice = _views(monkeypatch, face, None, reference)
+    assert [v.tile for v in views] == [False] and notice.endswith("no tiles: they need the reference's face")
+    assert views[0].reference.shape == (32, 32, 3)  # the whole reference stands in for its face
+    views, notice = _views(monkeypatch, face, None, None)  # a prompt alone: tiles with no reference
+    tiled = [v for v in views if v.tile]
+    assert tiled and all(v.reference is None for v in views) and f"in {len(tiled)} face-sized tiles" in notice
+    assert all(np.any(v.sketch < 200) for v in tiled)  # blank paper is left to the whole picture
+    views, notice = _views(monkeypatch, face, None, None, tiles=False)
+    assert len(views) == 1 and "tiles" not in notice
+
+
+def test_tiles_whose_part_of_the_reference_is_outside_it_are_left_out(monkeypatch):
+    face = Square(60, 20, 60)
+    reference = np.full((100, 200, 4), 255, np.uint8)  # a bust: the figure's lower half maps below it
+    views, _ = _views(monkeypatch, face, Square(60, 0, 60), reference)
+    tiled = [v.square for v in views if v.tile]
+    assert tiled and max(t.y0 for t in tiled) < 100 and all(t.mapped(face, Square(60, 0, 60)).coverage((100, 200)) >= 0.5
+                                                           for t in tiled)
 
 
 def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file, sprite, tmp_path):
@@ -144,3 +193,34 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     assert missing.returncode == 2 and missing.stdout == ""
     assert missing.stderr.strip().splitlines() == [f"whole_figures: {tmp_path / 'absent.safetensors'}: model file "
                                                    "not found (train with `dvc repro`, or `animecolor export`)"]
+
+
+def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, sprite, tmp_path):
+    """`animecolor colorize`: the face pass is on by default and says so in one note; `--no-faces`
+    turns it off; each PNG stores which ran; the sprite keeps its alpha."""
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    drawing, reference = sprite
+    Image.fromarray(drawing).save(tmp_path / "figure.png")
+    Image.fromarray(reference).save(tmp_path / "reference.png")
+    runner = CliRunner()
+    outputs = {}
+    for flags in ([], ["--no-tiles"], ["--no-faces"]):
+        out = tmp_path / f"out{''.join(flags)}.png"
+        result = runner.invoke(app, ["colorize", str(tmp_path / "figure.png"), "-r", str(tmp_path / "reference.png"),
+                                     "--model", str(model_file), "-o", str(out), "--steps", "2", *flags])
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.output.split())
+        assert ("1 face coloured again at face scale" in said) == (flags != ["--no-faces"])
+        assert ("face-sized tiles" in said) == (flags == [])
+        image = Image.open(out)
+        params = json.loads(image.text["animecolor"])
+        assert (params["faces"], params["tiles"]) == (flags != ["--no-faces"], flags != ["--no-tiles"])
+        assert image.mode == "RGBA" and np.array_equal(np.asarray(image)[..., 3], drawing[..., 3])
+        outputs[tuple(flags)] = np.asarray(image)
+    assert len({a.tobytes() for a in outputs.values()}) == 3

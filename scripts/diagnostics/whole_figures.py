@@ -32,7 +32,7 @@ from pipeline.data.clean import detect_faces  # noqa: E402
 from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
-from pipeline.faces import MIN_LIKELIHOOD, FaceCrop, face_square  # noqa: E402
+from pipeline.faces import MIN_LIKELIHOOD, Square, face_square  # noqa: E402
 from pipeline.model.perceptual import VGGLPIPS  # noqa: E402
 
 GROUPS = {
@@ -56,7 +56,7 @@ def psnr(out: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float(10 * np.log10(255.0 ** 2 / max(err, 1e-10)))
 
 
-def scores(out: np.ndarray, truth: np.ndarray, opaque: np.ndarray, face: FaceCrop | None, lpips: VGGLPIPS) -> dict:
+def scores(out: np.ndarray, truth: np.ndarray, opaque: np.ndarray, face: Square | None, lpips: VGGLPIPS) -> dict:
     as_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
     with torch.no_grad():
         perceptual = float(lpips(as_tensor(out), as_tensor(truth)).mean())
