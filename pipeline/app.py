@@ -10,7 +10,8 @@ DDIM-step progress bar moves over the output while a picture is made.
 
 Inputs: a line drawing (upload, the sketch pad, or a colour picture whose lines are extracted with
 the pipeline's XDoG, with a preview), the reference and/or a colour prompt (text models:
-`data/prompt.py`) with its guidance scale, DDIM steps, guidance, eta, seed, keep-lines.
+`data/prompt.py`) with its guidance scale, DDIM steps, guidance, eta, seed, keep-lines, the face pass
+(a figure's faces and face-sized tiles coloured again: `faces.py`).
 Output: the coloured drawing at the drawing's own size as a PNG with the parameters in its tEXt
 chunks (as `animecolor colorize` writes them) and its two layers as downloads (`colorize
 --layers`), a gallery of recent results, and "4 variations" (seeds seed .. seed+3 in one batch;
@@ -219,6 +220,7 @@ class PageInputs:
     prompt: str = ""
     text_guidance: float = SAMPLING.text_guidance
     hints: str = ""                 # colour hints "X,Y,COLOUR", separated by ";" or new lines (`hints.parse_hints`)
+    face_pass: bool = True          # a figure's faces and face-sized tiles coloured again (`colorize --faces --tiles`)
 
 
 def add_hint(hints: str | None, x: int, y: int, colour: str | None) -> str:
@@ -262,6 +264,7 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
                               "in the prompt")
     ref = read_upload(reference, "reference") if reference else None
     opts = ColorizeOptions(**numbers, mode=mode, keep_lines=bool(inputs.keep_lines), prompt=prompt,
+                           faces=bool(inputs.face_pass), tiles=bool(inputs.face_pass),
                            hints=parse_hints(_text(inputs.hints, "hints")))
     seed = opts.seed
     seeds = [min(seed + k, MAX_SEED) for k in range(n)]
@@ -382,14 +385,14 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         parameter with a gr.Progress default, so the widget values are named one by one, in the order
         of `inputs` below, and unpacked into PageInputs here."""
         def colorize(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                     text_guidance, hints, history, progress=gr.Progress()):
+                     text_guidance, hints, face_pass, history, progress=gr.Progress()):
             inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                                prompt, text_guidance, hints)
+                                prompt, text_guidance, hints, face_pass)
             return run(n, inputs, history, progress)
         return colorize
 
     def clicked(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                text_guidance, hints, history, colour, evt: gr.SelectData, progress=gr.Progress()):
+                text_guidance, hints, face_pass, history, colour, evt: gr.SelectData, progress=gr.Progress()):
         """A click on the picture: its region gets the picker's colour (a hint), and the picture is made
         again with it (same seed: only that region changes). A hint that cannot apply is the status
         line, and the hints box stays as it was."""
@@ -399,7 +402,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         except Exception as exc:  # noqa: BLE001
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc), gr.skip()
         inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                            prompt, text_guidance, new)
+                            prompt, text_guidance, new, face_pass)
         values = run(1, inputs, history, progress)
         failed = isinstance(values[4], str) and values[4].startswith("**Error")
         return (*values, gr.skip() if failed else new)
@@ -479,6 +482,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                  elem_id="seed")
                 dice = gr.Button("Random seed", size="sm", elem_id="random_seed")
             keep_lines = gr.Checkbox(value=True, label="Keep the drawing's lines", elem_id="keep_lines")
+            face_pass = gr.Checkbox(value=True, label="Whole figures: colour faces and the figure at face scale",
+                                    elem_id="face_pass")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
                              interactive=False, preview=False, object_fit="contain", fit_columns=False,
                              elem_id="gallery")
@@ -487,7 +492,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                     elem_id="examples")
 
         inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                  text_guidance, hints, history]
+                  text_guidance, hints, face_pass, history]
         outputs = [output, download, gallery, history, status]
         run_button.click(button(1), inputs, outputs, api_name="colorize", concurrency_id="model",
                          concurrency_limit=concurrency)

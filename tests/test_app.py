@@ -265,7 +265,7 @@ def test_a_click_on_the_picture_adds_a_hint(model_file, tmp_path):
     widgets = ["upload", str(tmp_path / "shapes.png"), None, None, None, 2, 1.0, 0.0, 5, True, "pink hair", 1.0]
 
     def click(x, y, hints):
-        return clicked(*widgets, hints, [], "#3060ff", gr.SelectData(None, {"index": [x, y], "value": None}))
+        return clicked(*widgets, hints, True, [], "#3060ff", gr.SelectData(None, {"index": [x, y], "value": None}))
 
     picture, downloads, _, _, status, hints = click(40, 45, "")
     assert hints == "40,45,#3060ff" and "1 colour hint" in status

@@ -1,6 +1,7 @@
 """The face pass (`pipeline/faces.py`): a larger drawing's faces, and its figure in face-sized tiles,
 coloured again at the scale the model was trained on and blended into the whole picture."""
 
+import json
 from pathlib import Path
 
 import cv2
@@ -171,7 +172,6 @@ def test_tiles_whose_part_of_the_reference_is_outside_it_are_left_out(monkeypatc
 def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file, sprite, tmp_path):
     """scripts/diagnostics/whole_figures.py: every pass scored on the same pairs, the upscaled truth
     beside them; a missing model is one line, exit 2."""
-    import json
     import subprocess
     import sys
 
@@ -198,8 +198,6 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
 def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, sprite, tmp_path):
     """`animecolor colorize`: the face pass is on by default and says so in one note; `--no-faces`
     turns it off; each PNG stores which ran; the sprite keeps its alpha."""
-    import json
-
     from PIL import Image
     from typer.testing import CliRunner
 
@@ -224,3 +222,26 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
         assert image.mode == "RGBA" and np.array_equal(np.asarray(image)[..., 3], drawing[..., 3])
         outputs[tuple(flags)] = np.asarray(image)
     assert len({a.tobytes() for a in outputs.values()}) == 3
+
+
+def test_the_app_colours_a_figure_with_the_face_pass_unless_it_is_unticked(model_file, sprite, tmp_path):
+    from PIL import Image
+
+    from pipeline.app import Colorizer, PageInputs, request
+
+    drawing, reference = sprite
+    Image.fromarray(drawing).save(tmp_path / "figure.png")
+    Image.fromarray(reference).save(tmp_path / "reference.png")
+    colorizer = Colorizer(model_file, "cpu", tmp_path / "results")
+    calls = []
+    figure, ref = str(tmp_path / "figure.png"), str(tmp_path / "reference.png")
+    on = request(colorizer, 1, PageInputs("upload", figure, reference=ref, steps=2),
+                 progress=lambda d, t: calls.append((d, t)))
+    assert "1 face coloured again at face scale" in on.status and "face-sized tiles" in on.status
+    assert calls == [(0, 2), (1, 2), (2, 2)]  # the views' chunks still move the bar once per DDIM step
+    off = request(colorizer, 1, PageInputs("upload", figure, reference=ref, steps=2, face_pass=False))
+    assert "face" not in off.status
+    with Image.open(on.paths[0]) as a, Image.open(off.paths[0]) as b:
+        assert a.mode == "RGBA" and not np.array_equal(np.asarray(a), np.asarray(b))
+        faces = [json.loads(image.text["animecolor"])["faces"] for image in (a, b)]
+        assert faces == [True, False]
