@@ -52,7 +52,7 @@ MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
 MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of this many
 MAX_TILES = 256  # a figure needing more face-sized tiles (a tiny face in a huge picture) gets its faces only
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
-MIN_REFERENCE_COVERAGE = 0.5  # a tile whose part of the reference lies less than this much on it is left out
+MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
 
 
 # ---------------------------------------------------------------- model files

@@ -166,7 +166,8 @@ def test_tiles_whose_part_of_the_reference_is_outside_it_are_left_out(monkeypatc
     views, _ = _views(monkeypatch, face, Square(60, 0, 60), reference)
     tiled = [v.square for v in views if v.tile]
     assert tiled and max(t.y0 for t in tiled) < 100
-    assert all(t.mapped(face, Square(60, 0, 60)).coverage((100, 200)) >= 0.5 for t in tiled)
+    bust = Square(60, 0, 60)
+    assert all(t.mapped(face, bust).coverage((100, 200)) >= C.MIN_REFERENCE_COVERAGE for t in tiled)
 
 
 def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file, sprite, tmp_path):
