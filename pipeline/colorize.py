@@ -461,7 +461,7 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     layer (`prepare_sketch`): a drawing read as lines is cropped from it, so every square is read
     with the same levels as the whole; a colour picture's squares get their lines by XDoG at the
     model's size, as the whole does. Tiles of blank paper, and tiles whose part of the reference
-    lies mostly outside it, are left to the whole-picture pass."""
+    lies less than `MIN_REFERENCE_COVERAGE` on it, are left to the whole-picture pass."""
     if not opts.faces:
         return [], None
     rgb = flatten_alpha(sketch_rgba)
