@@ -36,7 +36,7 @@ from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
-from pipeline.faces import Square, drawing_faces, over, reference_face_square, resize_square, tile_count, tiles
+from pipeline.faces import Square, drawing_faces, largest_face_square, over, resize_square, tile_count, tiles
 from pipeline.files import atomic_path
 from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING
@@ -481,7 +481,7 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     reference = ref_face = None
     if reference_rgba is not None:
         reference = flatten_alpha(reference_rgba)
-        ref_face = reference_face_square(reference)
+        ref_face = largest_face_square(reference)
         said += ", from the reference's face" if ref_face is not None else " (no face found in the reference)"
 
     def reference_of(square: Square | None) -> np.ndarray | None:
@@ -492,8 +492,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     views = []
     if opts.tiles and reference is not None and ref_face is None:
         said += "; no tiles: they need the reference's face"
-    elif opts.tiles and tile_count(faces[0], rgb.shape) > MAX_TILES:
-        said += f"; no tiles: the figure would take {tile_count(faces[0], rgb.shape)} (at most {MAX_TILES})"
+    elif opts.tiles and (count := tile_count(faces[0], rgb.shape)) > MAX_TILES:
+        said += f"; no tiles: the figure would take {count} (at most {MAX_TILES})"
     elif opts.tiles:
         for tile in tiles(faces[0], rgb.shape):
             part = tile.inside(lines.shape)

@@ -92,21 +92,24 @@ def over(colour: np.ndarray, total: np.ndarray, weights: np.ndarray) -> np.ndarr
     return np.round(alpha * mean + (1 - alpha) * colour).astype(np.uint8)
 
 
+def _grid(face: Square, shape) -> tuple[range, range]:
+    """The left and top edges of the tiles: a half-side step through the face, from just off the
+    picture's top left (a tile there still overlaps it) to its far edges."""
+    step = max(1, face.side // 2)
+    return range(face.x0 % step - step, shape[1], step), range(face.y0 % step - step, shape[0], step)
+
+
 def tiles(face: Square, shape) -> list[Square]:
     """Squares of the face's side, half-overlapping, on a grid through the face, covering a picture
     of `shape`: the whole figure at the scale the model was trained on."""
-    h, w = shape[:2]
-    step = max(1, face.side // 2)
-    xs = range(face.x0 % step - step, w, step)
-    ys = range(face.y0 % step - step, h, step)
-    return [Square(x, y, face.side) for y in ys for x in xs if x + face.side > 0 and y + face.side > 0]
+    xs, ys = _grid(face, shape)
+    return [Square(x, y, face.side) for y in ys for x in xs]
 
 
 def tile_count(face: Square, shape) -> int:
     """len(tiles(face, shape)), without making them (a tiny face in a huge picture makes millions)."""
-    step = max(1, face.side // 2)
-    count = lambda start, end: len(range(start % step - step, end, step))  # noqa: E731
-    return count(face.x0, shape[1]) * count(face.y0, shape[0])
+    xs, ys = _grid(face, shape)
+    return len(xs) * len(ys)
 
 
 def face_square(face, shape) -> Square:
@@ -124,8 +127,8 @@ def drawing_faces(rgb: np.ndarray) -> list[Square]:
     return [c for c in crops if c.side >= MIN_SIDE]
 
 
-def reference_face_square(rgb: np.ndarray) -> Square | None:
-    """The reference's largest face's square (framed as training faces are), or None when animeface finds none."""
+def largest_face_square(rgb: np.ndarray) -> Square | None:
+    """The picture's largest face's square (framed as training faces are), or None when animeface finds none."""
     found = detect_faces(rgb, MIN_LIKELIHOOD)
     return face_square(found[0], rgb.shape) if found else None
 

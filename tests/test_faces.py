@@ -11,7 +11,7 @@ import pytest
 import pipeline.colorize as C
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image
-from pipeline.faces import Square, drawing_faces, tiles
+from pipeline.faces import Square, drawing_faces, tile_count, tiles
 
 SPRITE = Path("/usr/share/games/renpy/the_question/game/images/sylvie green normal.png")
 REFERENCE = Path("/usr/share/games/renpy/the_question/game/images/sylvie blue smile.png")
@@ -45,6 +45,7 @@ def test_tiles_cover_the_picture_through_the_face_and_map_onto_the_reference():
     face, shape = Square(37, 52, 30), (200, 130)
     grid = tiles(face, shape)
     assert face in grid and {t.side for t in grid} == {30}
+    assert tile_count(face, shape) == len(grid)
     covered = np.zeros(shape, bool)
     for t in grid:
         covered[max(t.y0, 0):t.y0 + t.side, max(t.x0, 0):t.x0 + t.side] = True
@@ -140,7 +141,7 @@ def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True)
     rgb = np.full((300, 200, 3), 255, np.uint8)
     cv2.rectangle(rgb, (20, 20), (180, 280), (0, 0, 0), 2)
     monkeypatch.setattr(C, "drawing_faces", lambda image: [drawing_square])
-    monkeypatch.setattr(C, "reference_face_square", lambda image: reference_square)
+    monkeypatch.setattr(C, "largest_face_square", lambda image: reference_square)
     lines = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full((300, 200), 255, np.uint8)])
     return C._face_views(rgba, reference, lines, 32, ColorizeOptions(mode="lines", tiles=tiles))

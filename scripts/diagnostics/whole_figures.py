@@ -28,11 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
 from sprites import DEMO, QUESTION  # noqa: E402
 
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model, upscaled_truth  # noqa: E402
-from pipeline.data.clean import detect_faces  # noqa: E402
 from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
-from pipeline.faces import MIN_LIKELIHOOD, Square, face_square  # noqa: E402
+from pipeline.faces import Square, largest_face_square  # noqa: E402
 from pipeline.model.perceptual import VGGLPIPS  # noqa: E402
 
 GROUPS = {
@@ -89,8 +88,7 @@ def main() -> None:
         truth = flatten_alpha(sprite)
         opaque = sprite[..., 3] >= 128
         drawing = np.dstack([LINES.sketch(truth, 0.5)] * 3 + [sprite[..., 3]])
-        found = detect_faces(truth, MIN_LIKELIHOOD)
-        face = face_square(found[0], truth.shape) if found else None
+        face = largest_face_square(truth)
         pair = {"drawing": drawing_path.name, "reference": reference_path.name}
         for name, faces, tiles in (("whole", False, False), ("face_pass", True, False), ("tiles", True, True)):
             opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles)
