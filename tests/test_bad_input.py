@@ -453,17 +453,20 @@ def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
     assert rgba[..., 3].min() == 255
 
 
-@pytest.mark.parametrize("spec, fragment", [("nope", "--model 'nope': expected NAME=PATH"),
-                                            ("a=/nonexistent/m.safetensors", "model file not found")])
+@pytest.mark.parametrize("spec, extra, fragment", [
+    ("nope", [], "--model 'nope': expected NAME=PATH"),
+    ("a=/nonexistent/m.safetensors", [], "model file not found"),
+    ("a=/nonexistent/m.safetensors", ["--passes"], "--passes needs --full")])
 @pytest.mark.slow  # a Python start-up and the torch import per case
-def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, fragment):
-    """scripts/figures/sprite_compare.py (a README helper): a bad --model is one line on stderr, no traceback."""
+def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, extra, fragment):
+    """scripts/figures/sprite_compare.py (a README helper): a bad --model, or --passes without --full,
+    is one line on stderr, no traceback."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(root / "scripts" / "figures" / "sprite_compare.py"), "--model", spec],
-                          capture_output=True, text=True, cwd=root)
+    done = subprocess.run([sys.executable, str(root / "scripts" / "figures" / "sprite_compare.py"), "--model", spec,
+                           *extra], capture_output=True, text=True, cwd=root)
     assert done.returncode != 0 and fragment in done.stderr and "Traceback" not in done.stderr
     assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1
 
