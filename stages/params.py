@@ -150,9 +150,14 @@ class EvaluateParams(EvalConfig):
 # time. tests/test_params.py holds params.yaml to the schema except for these.
 SHIPPED: dict[str, tuple[object, str]] = {
     "pretrain.unet.reference_attention": ([32, 16], "better colours than 16 px alone at equal CPU time"),
-    "pretrain.loop.train_steps": (1250, "the whole DAG runs in about 20 minutes on 2 CPU cores"),
+    "pretrain.loop.train_steps": (500, "the whole DAG within 20 minutes on the slowest 2-core CPU seen"),
+    "pretrain.loop.batch_size": (8, "more, smaller updates: better at equal CPU time"),
     "pretrain.correspondence.weight": (0.02, "truer irises and heterochromia; off where there are no label maps"),
-    "evaluate.text_limit": (32, "keeps the DAG near 20 minutes; the docs' text tables use 64"),
+    "finetune.subset": (48, "12 fine-tuning steps: the 20-minute budget"),
+    "text.loop.train_steps": (80, "the 20-minute budget; recipes/full.yaml trains 300"),
+    "evaluate.limit": (48, "the 20-minute budget; recipes/full.yaml scores all 193 test pairs"),
+    "evaluate.text_limit": (12, "the 20-minute budget; recipes/full.yaml takes 32, the docs' text tables 64"),
+    "evaluate.full_size.faces": (6, "the 20-minute budget; recipes/full.yaml takes 16"),
     "text.prompt_decoder": (True, "paints the eye words the frozen network never learnt; the empty prompt is exact"),
     "text.prompt_decoder_levels": (1, "as good as the whole decoder's copy at a tenth of its parameters"),
     "text.captions.p_repaint": (0.6, "the copy learns the eye words the data never shows (black, grey, white)"),
@@ -193,7 +198,7 @@ HEADER = """\
 # animecolor parameters: each stage reads its own section (dvc.yaml); a bad key or value stops it
 # with a one-line error. Generated from the library's configs: every key and comment is declared
 # once there (docs/params.md; python scripts/figures/params_table.py --yaml prints this file).
-# Defaults: the small CPU profile (the whole DAG in about 20 minutes on 2 cores)."""
+# Defaults: the whole DAG within 20 minutes on 2 CPU cores; the full study is recipes/full.yaml."""
 
 INTRO = """\
 # Parameters

@@ -60,7 +60,7 @@ def test_run_calls_dvc_with_the_printed_command(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["recipe", "nope"], "no recipes/nope.yaml (known: paper, quick, real-art)"),
+    (["recipe", "nope"], "no recipes/nope.yaml (known: full, paper, real-art)"),
     (["recipe", "real-art"], "crawl.folder"),  # a folder source without a folder
     (["recipe", "real-art", "--folder", "/no/such/folder"], "--folder /no/such/folder: no such folder"),
     (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_stepz=3"], "train_stepz: not a params key"),
