@@ -11,7 +11,7 @@ A generated table sits between two marker comments in a markdown file:
     ...
     <!-- /generated -->
 
-NAME is a key of TABLES. Sources: metrics/*.json (the default `dvc repro`) and
+NAME is a key of TABLES. Sources: metrics/*.json (the default `dvc repro`), docs/results/full/ (the full study) and
 docs/results/<run>/evaluate.json (real-face runs, committed copies of their metrics).
 `tests/test_docs.py` runs `--check` and fails when a table no longer matches its file
 (`--root DIR` reads and writes DIR's markdown and metrics instead of this repository's).
@@ -88,10 +88,10 @@ def text_by_word(metrics: dict, model: str = "finetune") -> str:
     return _table(["eye word", "share of irises within 15 of the word"], [[w, v] for w, v in words.items()])
 
 
-def stage_table(root: Path) -> str:
+def stage_table(root: Path, folder: str = "metrics") -> str:
     rows = []
     for stage in STAGES:
-        m = _load(root / "metrics" / f"{stage}.json")
+        m = _load(root / folder / f"{stage}.json")
         rows.append([stage, m.get("steps"), m.get("seconds"), m.get("images_per_s"), m.get("peak_memory_mb"),
                      m.get("precision"), m.get("parameters")])
     return _table(["stage", "steps", "seconds", "images/s", "peak memory MB", "precision", "parameters"], rows)
@@ -99,6 +99,24 @@ def stage_table(root: Path) -> str:
 
 def _default(root: Path) -> dict:
     return _load(root / "metrics" / "evaluate.json")
+
+
+def _full(root: Path) -> dict:
+    """The full study (`animecolor recipe full`): its metrics files, copied into docs/results/full/."""
+    return _load(root / "docs" / "results" / "full" / "evaluate.json")
+
+
+def headline_table(root: Path) -> str:
+    """The README's one table: the shipped model of the full study and of the default run, then
+    the full study's baselines."""
+    runs = [("full study (`recipe full`)", _full(root)), ("default (`dvc repro`)", _default(root))]
+    rows = [(run, c, s, r) for run, metrics in runs for c in ("finetune",) for s, r in metrics[c].items()
+            if s in ("self_ref", "random_ref")]
+    rows += [("full study (`recipe full`)", c, s, r) for c in ("reference_copy", "flat_fill")
+             for s, r in _full(root).get(c, {}).items()]
+    keys = [k for k in HEADLINE_KEYS if any(k in r for *_, r in rows)]
+    return _table(["run", "candidate", "setting", *keys], [[run, c, s, *(r.get(k) for k in keys)]
+                                                           for run, c, s, r in rows])
 
 
 def _real(run: str) -> Callable[[Path], str]:
@@ -116,14 +134,18 @@ def whole_figures_table(root: Path) -> str:
 
 
 TABLES: dict[str, Callable[[Path], str]] = {
-    "headline": lambda root: evaluate_table(_default(root), HEADLINE_KEYS),
+    "headline": headline_table,
+    "synthetic-full": lambda root: evaluate_table(_full(root)),
     "synthetic-default": lambda root: evaluate_table(_default(root)),
+    "text-full": lambda root: text_table(_full(root)),
     "text-default": lambda root: text_table(_default(root)),
-    "text-by-word": lambda root: text_by_word(_default(root)),
+    "text-by-word": lambda root: text_by_word(_full(root)),
+    "stages-full": lambda root: stage_table(root, "docs/results/full"),
     "stages-default": stage_table,
     "real64-notext": _real("real64-notext"),
     "real64-ra32": _real("real64-ra32"),
     "real64": _real("real64"),
+    "full-size-full": lambda root: evaluate_table(_full(root), FULL_KEYS, full=True),
     "full-default": lambda root: evaluate_table(_default(root), FULL_KEYS, full=True),
     "real-art": lambda root: evaluate_table(_load(root / "docs/results/real-art/evaluate.json"), FULL_KEYS, full=True),
     "real-art-compare": lambda root: evaluate_table(_load(root / "docs/results/real-art/compare-evaluate.json"),
