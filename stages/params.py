@@ -156,7 +156,7 @@ SHIPPED: dict[str, tuple[object, str]] = {
     "finetune.subset": (32, "8 fine-tuning steps: the 20-minute budget"),
     "text.loop.train_steps": (60, "the 20-minute budget; recipes/full.yaml trains 300"),
     "evaluate.limit": (48, "the 20-minute budget; recipes/full.yaml scores all 193 test pairs"),
-    "evaluate.text_limit": (12, "the 20-minute budget; recipes/full.yaml takes 32, the docs' text tables 64"),
+    "evaluate.text_limit": (12, "the 20-minute budget; recipes/full.yaml takes 32"),
     "evaluate.full_size.faces": (6, "the 20-minute budget; recipes/full.yaml takes 16"),
     "text.prompt_decoder": (True, "paints the eye words the frozen network never learnt; the empty prompt is exact"),
     "text.prompt_decoder_levels": (1, "as good as the whole decoder's copy at a tenth of its parameters"),
