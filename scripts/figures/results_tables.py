@@ -101,9 +101,14 @@ def _default(root: Path) -> dict:
     return _load(root / "metrics" / "evaluate.json")
 
 
+def _committed(root: Path, run: str) -> dict:
+    """A run's evaluate metrics, committed under docs/results/RUN/."""
+    return _load(root / "docs" / "results" / run / "evaluate.json")
+
+
 def _full(root: Path) -> dict:
     """The full study (`animecolor recipe full`): its metrics files, copied into docs/results/full/."""
-    return _load(root / "docs" / "results" / "full" / "evaluate.json")
+    return _committed(root, "full")
 
 
 def headline_table(root: Path) -> str:
@@ -118,7 +123,7 @@ def headline_table(root: Path) -> str:
 
 
 def _real(run: str) -> Callable[[Path], str]:
-    return lambda root: evaluate_table(_load(root / "docs" / "results" / run / "evaluate.json"))
+    return lambda root: evaluate_table(_committed(root, run))
 
 
 def whole_figures_table(root: Path) -> str:
@@ -145,16 +150,16 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real64": _real("real64"),
     "full-size-full": lambda root: evaluate_table(_full(root), FULL_KEYS, full=True),
     "full-size-default": lambda root: evaluate_table(_default(root), FULL_KEYS, full=True),
-    "real-art": lambda root: evaluate_table(_load(root / "docs/results/real-art/evaluate.json"), FULL_KEYS, full=True),
+    "real-art": lambda root: evaluate_table(_committed(root, "real-art"), FULL_KEYS, full=True),
     "real-art-compare": lambda root: evaluate_table(_load(root / "docs/results/real-art/compare-evaluate.json"),
                                                     FULL_KEYS, full=True),
-    "real-art-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/evaluate.json")),
-    "real-art-b8": lambda root: evaluate_table(_load(root / "docs/results/real-art/b8/evaluate.json"), FULL_KEYS,
+    "real-art-64": lambda root: evaluate_table(_committed(root, "real-art")),
+    "real-art-b8": lambda root: evaluate_table(_committed(root, "real-art/b8"), FULL_KEYS,
                                                full=True),
-    "real-art-b8-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/b8/evaluate.json")),
-    "real-art-warp": lambda root: evaluate_table(_load(root / "docs/results/real-art/warp/evaluate.json"), FULL_KEYS,
+    "real-art-b8-64": lambda root: evaluate_table(_committed(root, "real-art/b8")),
+    "real-art-warp": lambda root: evaluate_table(_committed(root, "real-art/warp"), FULL_KEYS,
                                                  full=True),
-    "real-art-warp-64": lambda root: evaluate_table(_load(root / "docs/results/real-art/warp/evaluate.json")),
+    "real-art-warp-64": lambda root: evaluate_table(_committed(root, "real-art/warp")),
     "whole-figures": whole_figures_table,
 }
 
