@@ -30,12 +30,12 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=cfg.reference_warp.over(p["pairs"].tps),
                               line_augment=cfg.lines,
                               captions=cfg.captions if cfg.unet.text else None,
-                              region_balance=cfg.diffusion.region_balance,
+                              region_balance=cfg.diffusion.region_balance, eye_weight=cfg.diffusion.eye_weight,
                               with_labels=cfg.correspondence.weight > 0,
                               recolour=cfg.recolour, colour_regions=cfg.correspondence.colour_regions)
         dropped = dataset.drop_label_uses()
         if dropped:
-            off = {"recolour": "pretrain.recolour", "label maps": "the region-supervised attention "
+            off = {"recolour": "pretrain.recolour", "eye weight": "pretrain.diffusion.eye_weight", "label maps": "the region-supervised attention "
                    "(pretrain.correspondence.colour_regions > 0 supervises it with colour "
                    "clusters instead)"}
             console.print(f"pretrain: the training images have no label maps (real data): "

@@ -46,6 +46,36 @@ def test_dataset_carries_the_weights_only_when_asked(tiny_data):
     assert torch.equal(plain["reference"], weighted["reference"])  # same random stream either way
 
 
+def test_eye_weight_weighs_the_irises_of_the_label_map_and_goes_off_without_label_maps(tiny_data, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from pipeline.data.imageio import read_label
+    from pipeline.data.labels import REGION_IDS
+
+    faces, pairs = tiny_data
+    plain = PairDataset(faces, pairs, "train")
+    eyes = PairDataset(faces, pairs, "train", eye_weight=10.0)
+    assert eyes.drop_label_uses() == []
+    item, row = eyes[(0, 1)], eyes.items.iloc[0]
+    label = read_label(faces / row.label)
+    iris = np.isin(label, [REGION_IDS["iris_left"], REGION_IDS["iris_right"]])
+    assert iris.any() and not iris.all()
+    weight = item["weight"][0].numpy()
+    assert np.all(weight[iris] == 10.0) and np.all(weight[~iris] == 1.0)  # not renormalised
+    assert torch.equal(item["reference"], plain[(0, 1)]["reference"])  # the same random stream
+    assert "weight" not in plain[(0, 1)]
+    # real data (no label maps): the weight is dropped and said to be
+    shutil.copytree(pairs, tmp_path / "pairs")
+    items = pd.read_csv(tmp_path / "pairs" / "train" / "items.csv", dtype=str, keep_default_na=False)
+    items["label"] = ""
+    items.to_csv(tmp_path / "pairs" / "train" / "items.csv", index=False)
+    real = PairDataset(faces, tmp_path / "pairs", "train", eye_weight=10.0)
+    assert real.drop_label_uses() == ["eye weight"]
+    assert "weight" not in real[(0, 1)]
+
+
 # -------------------------------------------------------------------------------------- recolouring
 def test_recolour_pair_gives_a_region_one_new_colour_in_both_pictures_and_keeps_its_shading():
     torch.manual_seed(0)

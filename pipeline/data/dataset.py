@@ -204,7 +204,7 @@ class PairDataset(Dataset):
                  tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
                  limit: int | None = None, captions: CaptionConfig | None = None,
                  vocabulary: tuple[str, ...] | None = None, region_balance: float = 0.0,
-                 recolour: RecolourConfig | None = None, colour_regions: int = 0):
+                 recolour: RecolourConfig | None = None, colour_regions: int = 0, eye_weight: float = 1.0):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -216,6 +216,7 @@ class PairDataset(Dataset):
             self.items = self.items.head(limit).reset_index(drop=True)
         self.tps, self.line_augment, self.with_labels, self.captions = tps, line_augment, with_labels, captions
         self.region_balance = region_balance  # > 0: items carry `weight` (region_weights of the sketch)
+        self.eye_weight = eye_weight  # != 1: items with a label map carry `weight`, the irises' this much
         self.recolour = recolour if recolour is not None and recolour.p > 0 else None  # region colour augmentation
         self.colour_regions = colour_regions  # > 0: label maps for data without any (drop_label_uses, colour_clusters)
         self.clustered = False  # the label outputs are colour clusters (ids 0..colour_regions-1)
@@ -248,8 +249,8 @@ class PairDataset(Dataset):
             return []
         self.clustered = self.with_labels and self.colour_regions > 0
         dropped = [name for name, used in (("label maps", self.with_labels and not self.clustered),
-                                           ("recolour", self.recolour)) if used]
-        self.with_labels, self.recolour = self.clustered, None
+                                           ("recolour", self.recolour), ("eye weight", self.eye_weight != 1)) if used]
+        self.with_labels, self.recolour, self.eye_weight = self.clustered, None, 1.0
         return dropped
 
     def _generator(self) -> np.random.Generator:
@@ -274,7 +275,8 @@ class PairDataset(Dataset):
         label = reference_label = None
         if self.clustered:
             label = colour_clusters(target, self.colour_regions)
-        elif (self.with_labels or self.captions is not None or self.recolour is not None) and row.label:
+        elif (self.with_labels or self.captions is not None or self.recolour is not None
+              or self.eye_weight != 1) and row.label:
             label = read_label(self.faces / row.label)
         if label is not None:
             reference_label = apply_warp(label, maps, label=True)
@@ -284,6 +286,9 @@ class PairDataset(Dataset):
         out = {"sketch": to_tensor(sketch), "target": target}
         if self.region_balance > 0:
             out["weight"] = torch.from_numpy(region_weights(sketch, self.region_balance))[None]
+        if self.eye_weight != 1 and label is not None and not self.clustered:
+            out["weight"] = out.get("weight", torch.ones(1, *label.shape)) * torch.from_numpy(
+                altered_weights(label, ("iris_left", "iris_right"), self.eye_weight))[None]
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream
             regions = None if self.clustered else reference_label  # clusters name no slot: nothing to blank
             target_label = None if self.clustered else label
