@@ -35,11 +35,12 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                               recolour=cfg.recolour, colour_regions=cfg.correspondence.colour_regions)
         dropped = dataset.drop_label_uses()
         if dropped:
-            off = {"recolour": "pretrain.recolour", "eye weight": "pretrain.diffusion.eye_weight", "label maps": "the region-supervised attention "
-                   "(pretrain.correspondence.colour_regions > 0 supervises it with colour "
-                   "clusters instead)"}
+            off = [{"recolour": "pretrain.recolour", "eye weight": "pretrain.diffusion.eye_weight",
+                    "label maps": "the region-supervised attention (pretrain.correspondence.colour_regions > 0 "
+                                  "supervises it with colour clusters instead)"}[name] for name in dropped]
+            listed = off[0] if len(off) == 1 else f"{', '.join(off[:-1])} and {off[-1]}"
             console.print(f"pretrain: the training images have no label maps (real data): "
-                          f"{' and '.join(off[name] for name in dropped)} {'is' if len(dropped) == 1 else 'are'} off")
+                          f"{listed} {'is' if len(off) == 1 else 'are'} off")
         if dataset.clustered:
             console.print(f"pretrain: no label maps: the region-supervised attention uses each target's "
                           f"{cfg.correspondence.colour_regions} colour clusters")

@@ -112,7 +112,7 @@ def test_pretrain_with_region_supervision_and_recolouring_trains_and_says_when_l
     metrics = pretrain(tmp_path / "params.yaml", faces, tmp_path / "pairs", **stage_paths(tmp_path, "again"))
     said = " ".join(capsys.readouterr().err.split())  # Rich wraps long lines
     assert "have no label maps (real data): the region-supervised attention" in said
-    assert "and pretrain.recolour are off" in said
+    assert ", pretrain.recolour and pretrain.diffusion.eye_weight are off" in said  # the shipped iris weight too
     assert metrics["steps"] == 2
     assert not (tmp_path / "dvclive" / "again" / "plots" / "metrics" / "train" / "loss_correspondence.tsv").exists()
     # colour clusters stand in for the missing label maps: the supervision is on again, recolouring stays off
@@ -121,5 +121,5 @@ def test_pretrain_with_region_supervision_and_recolouring_trains_and_says_when_l
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     pretrain(tmp_path / "params.yaml", faces, tmp_path / "pairs", **stage_paths(tmp_path, "clustered"))
     said = " ".join(capsys.readouterr().err.split())
-    assert "pretrain.recolour is off" in said and "uses each target's 6 colour clusters" in said
+    assert "pretrain.recolour and pretrain.diffusion.eye_weight are off" in said and "uses each target's 6 colour clusters" in said
     assert (tmp_path / "dvclive" / "clustered" / "plots" / "metrics" / "train" / "loss_correspondence.tsv").exists()
