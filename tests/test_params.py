@@ -177,6 +177,8 @@ def test_each_knob_is_declared_once():
         ("text", {"captions": {"p_repaint": -1}}, "text.captions.p_repaint: Input should be greater than or equal to 0"),
         ("text", {"captions": {"altered_weight": 0}}, "text.captions.altered_weight: Input should be greater than or equal to 1"),
         ("crawl", {"achromatic_eyes_p": 2}, "crawl.achromatic_eyes_p: Input should be less than or equal to 1"),
+        ("pretrain", {"diffusion": {"eye_weight": 0.5}}, "pretrain.diffusion.eye_weight: Input should be greater than or equal to 1"),
+        ("pretrain", {"diffusion": {"eye_weight": "eyes"}}, "pretrain.diffusion.eye_weight: Input should be a valid number"),
         ("clean", {"eye_labels": "sometimes"}, "clean.eye_labels: Input should be a valid boolean"),
         ("text", {"captions": {"repaint_slots": ["eyes"]}}, "unknown slot 'eyes'"),
         ("text", {"prompt_attention": "full"}, "text.prompt_attention: Input should be a valid tuple"),
