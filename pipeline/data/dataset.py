@@ -185,6 +185,12 @@ def altered_weights(label: np.ndarray, slots, weight: float) -> np.ndarray:
     return np.where(np.isin(label, ids), np.float32(weight), np.float32(1.0)).astype(np.float32)
 
 
+def _weigh(item: dict, weights: np.ndarray) -> None:
+    """Multiply an item's loss weights (1, H, W; all 1 when it has none) by `weights` (H, W)."""
+    extra = torch.from_numpy(weights)[None]
+    item["weight"] = item["weight"] * extra if "weight" in item else extra
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W) or (H, W, C) -> float32 (C, H, W) in [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(image)).float().div_(127.5).sub_(1.0)
@@ -287,8 +293,7 @@ class PairDataset(Dataset):
         if self.region_balance > 0:
             out["weight"] = torch.from_numpy(region_weights(sketch, self.region_balance))[None]
         if self.eye_weight != 1 and label is not None and not self.clustered:
-            out["weight"] = out.get("weight", torch.ones(1, *label.shape)) * torch.from_numpy(
-                altered_weights(label, ("iris_left", "iris_right"), self.eye_weight))[None]
+            _weigh(out, altered_weights(label, ("iris_left", "iris_right"), self.eye_weight))
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream
             regions = None if self.clustered else reference_label  # clusters name no slot: nothing to blank
             target_label = None if self.clustered else label
@@ -296,8 +301,7 @@ class PairDataset(Dataset):
                                                                  target_label, rng)
             out["target"] = target
             if self.captions.altered_weight != 1 and target_label is not None:
-                out["weight"] = out.get("weight", torch.ones(1, *target_label.shape)) * torch.from_numpy(
-                    altered_weights(target_label, altered, self.captions.altered_weight))[None]
+                _weigh(out, altered_weights(target_label, altered, self.captions.altered_weight))
             if altered and reference_label is not None:  # what the reference no longer shows has no region
                 reference_label = reference_label.copy()
                 for slot in altered:

@@ -153,13 +153,13 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art": lambda root: evaluate_table(_committed(root, "real-art"), FULL_KEYS, full=True),
     "real-art-compare": lambda root: evaluate_table(_load(root / "docs/results/real-art/compare-evaluate.json"),
                                                     FULL_KEYS, full=True),
-    "real-art-64": lambda root: evaluate_table(_committed(root, "real-art")),
+    "real-art-64": _real("real-art"),
     "real-art-b8": lambda root: evaluate_table(_committed(root, "real-art/b8"), FULL_KEYS,
                                                full=True),
-    "real-art-b8-64": lambda root: evaluate_table(_committed(root, "real-art/b8")),
+    "real-art-b8-64": _real("real-art/b8"),
     "real-art-warp": lambda root: evaluate_table(_committed(root, "real-art/warp"), FULL_KEYS,
                                                  full=True),
-    "real-art-warp-64": lambda root: evaluate_table(_committed(root, "real-art/warp")),
+    "real-art-warp-64": _real("real-art/warp"),
     "whole-figures": whole_figures_table,
 }
 
