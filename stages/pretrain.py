@@ -39,8 +39,12 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                     "label maps": "the region-supervised attention (pretrain.correspondence.colour_regions > 0 "
                                   "supervises it with colour clusters instead)"}[name] for name in dropped]
             listed = off[0] if len(off) == 1 else f"{', '.join(off[:-1])} and {off[-1]}"
-            console.print(f"pretrain: the training images have no label maps (real data): "
+            which = "have no label maps" if not dataset.labelled else "do not all have label maps"
+            console.print(f"pretrain: the training images {which} (real data): "
                           f"{listed} {'is' if len(off) == 1 else 'are'} off")
+        if 0 < dataset.labelled < len(dataset.items) and dataset.eye_weight != 1:
+            console.print(f"pretrain: {dataset.labelled} of {len(dataset.items)} training images have label maps "
+                          f"(clean.eye_labels): pretrain.diffusion.eye_weight weighs their irises")
         if dataset.clustered:
             console.print(f"pretrain: no label maps: the region-supervised attention uses each target's "
                           f"{cfg.correspondence.colour_regions} colour clusters")

@@ -76,6 +76,32 @@ def test_eye_weight_weighs_the_irises_of_the_label_map_and_goes_off_without_labe
     assert "weight" not in real[(0, 1)]
 
 
+def test_eye_weight_stays_on_when_some_faces_have_eye_label_maps(tiny_data, tmp_path):
+    """Real faces with `clean.eye_labels`: the detector found the eyes of some faces only. Those
+    faces' irises weigh more, the others' loss stays plain, and a mixed batch still stacks."""
+    import shutil
+
+    import pandas as pd
+    from torch.utils.data import default_collate
+
+    faces, pairs = tiny_data
+    shutil.copytree(pairs, tmp_path / "pairs")
+    items = pd.read_csv(tmp_path / "pairs" / "train" / "items.csv", dtype=str, keep_default_na=False)
+    items.loc[1, "label"] = ""  # the detector found no eyes on this face
+    items.to_csv(tmp_path / "pairs" / "train" / "items.csv", index=False)
+    mixed = PairDataset(faces, tmp_path / "pairs", "train", eye_weight=10.0, with_labels=True)
+    assert mixed.labelled == len(items) - 1
+    assert mixed.drop_label_uses() == ["label maps"]  # the region outputs need every map; the iris weight does not
+    assert mixed.eye_weight == 10.0
+    labelled, unlabelled = mixed[(0, 1)], mixed[(1, 1)]
+    assert labelled["weight"].max().item() == 10.0 and labelled["weight"].min().item() == 1.0
+    assert torch.equal(unlabelled["weight"], torch.ones_like(unlabelled["weight"]))
+    assert "label" not in labelled
+    assert default_collate([labelled, unlabelled])["weight"].shape == (2, 1, *labelled["sketch"].shape[1:])
+    clustered = PairDataset(faces, tmp_path / "pairs", "train", eye_weight=10.0, with_labels=True, colour_regions=4)
+    assert clustered.drop_label_uses() == ["eye weight"] and "weight" not in clustered[(0, 1)]
+
+
 # -------------------------------------------------------------------------------------- recolouring
 def test_recolour_pair_gives_a_region_one_new_colour_in_both_pictures_and_keeps_its_shading():
     torch.manual_seed(0)

@@ -247,16 +247,27 @@ class PairDataset(Dataset):
         counts = pd.Series([known.get(image) or "unknown" for image in self.items.image]).value_counts()
         return {str(source): int(n) for source, n in counts.items()}
 
+    @property
+    def labelled(self) -> int:
+        """How many items have a label map (all on synthetic data; on real data none, or the faces
+        where `clean.eye_labels` found the eyes)."""
+        return int(self.items.label.astype(bool).sum()) if "label" in self.items else 0
+
     def drop_label_uses(self) -> list[str]:
         """Unless every item has a label map (synthetic data; real images have none), turn off what
         needs them and return its names, for the caller to say so: recolouring, and the label
-        outputs -- those are then the target's `colour_regions` colour clusters instead, if set."""
-        if "label" in self.items and self.items.label.astype(bool).all():
+        outputs -- those are then the target's `colour_regions` colour clusters instead, if set.
+        The eye weight stays on while some items have label maps (it weighs those items' irises
+        and leaves the others' loss plain), unless colour clusters replace the label maps."""
+        if self.labelled == len(self.items):
             return []
         self.clustered = self.with_labels and self.colour_regions > 0
+        keep_eyes = self.labelled > 0 and not self.clustered
         dropped = [name for name, used in (("label maps", self.with_labels and not self.clustered),
-                                           ("recolour", self.recolour), ("eye weight", self.eye_weight != 1)) if used]
-        self.with_labels, self.recolour, self.eye_weight = self.clustered, None, 1.0
+                                           ("recolour", self.recolour),
+                                           ("eye weight", self.eye_weight != 1 and not keep_eyes)) if used]
+        self.with_labels, self.recolour = self.clustered, None
+        self.eye_weight = self.eye_weight if keep_eyes else 1.0
         return dropped
 
     def _generator(self) -> np.random.Generator:
@@ -292,8 +303,9 @@ class PairDataset(Dataset):
         out = {"sketch": to_tensor(sketch), "target": target}
         if self.region_balance > 0:
             out["weight"] = torch.from_numpy(region_weights(sketch, self.region_balance))[None]
-        if self.eye_weight != 1 and label is not None and not self.clustered:
-            _weigh(out, altered_weights(label, ("iris_left", "iris_right"), self.eye_weight))
+        if self.eye_weight != 1 and not self.clustered:  # every item carries a weight, or a batch would not stack
+            _weigh(out, np.ones(target.shape[1:], np.float32) if label is None
+                   else altered_weights(label, ("iris_left", "iris_right"), self.eye_weight))
         if self.captions is not None:  # drawn after the warp: a model without text sees the same stream
             regions = None if self.clustered else reference_label  # clusters name no slot: nothing to blank
             target_label = None if self.clustered else label
