@@ -160,6 +160,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-warp": lambda root: evaluate_table(_committed(root, "real-art/warp"), FULL_KEYS,
                                                  full=True),
     "real-art-warp-64": _real("real-art/warp"),
+    "real-art-eye": lambda root: evaluate_table(_committed(root, "real-art/eye"), FULL_KEYS, full=True),
+    "real-art-eye-64": _real("real-art/eye"),
     "whole-figures": whole_figures_table,
 }
 
