@@ -44,8 +44,8 @@ class DiffusionConfig(Config):
         "diffusion", description="diffusion (sampled by DDIM) | regression: a one-pass L1 baseline")
     region_balance: float = Field(0.0, ge=0, le=2, description="loss weight (1/16 image / region "
                                                                "area)^x, in [1, 8]; 0: uniform")
-    eye_weight: float = Field(1.0, ge=1, le=100, description="loss weight of the irises (label maps only; "
-                                                             "off on real data); 1: uniform")
+    eye_weight: float = Field(1.0, ge=1, le=100, description="loss weight of the irises (label maps; real: "
+                                                             "clean.eye_labels); 1: uniform")
 
     @model_validator(mode="after")
     def _betas(self):

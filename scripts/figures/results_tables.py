@@ -160,8 +160,9 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-warp": lambda root: evaluate_table(_committed(root, "real-art/warp"), FULL_KEYS,
                                                  full=True),
     "real-art-warp-64": _real("real-art/warp"),
-    "real-art-eye": lambda root: evaluate_table(_committed(root, "real-art/eye"), FULL_KEYS, full=True),
-    "real-art-eye-64": _real("real-art/eye"),
+    "real-art-no-eye": lambda root: evaluate_table(_committed(root, "real-art/no-eye-weight"), FULL_KEYS,
+                                                   full=True),
+    "real-art-no-eye-64": _real("real-art/no-eye-weight"),
     "whole-figures": whole_figures_table,
 }
 
