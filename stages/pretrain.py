@@ -44,7 +44,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                           f"{listed} {'is' if len(off) == 1 else 'are'} off")
         if 0 < dataset.labelled < len(dataset.items) and dataset.eye_weight != 1:
             console.print(f"pretrain: {dataset.labelled} of {len(dataset.items)} training images have label maps "
-                          f"(clean.eye_labels): pretrain.diffusion.eye_weight weighs their irises")
+                          f"only: pretrain.diffusion.eye_weight weighs their irises, the others' loss stays plain")
         if dataset.clustered:
             console.print(f"pretrain: no label maps: the region-supervised attention uses each target's "
                           f"{cfg.correspondence.colour_regions} colour clusters")

@@ -113,7 +113,7 @@ def test_pretrain_with_region_supervision_and_recolouring_trains_and_says_when_l
     said = " ".join(capsys.readouterr().err.split())  # Rich wraps long lines
     assert "do not all have label maps (real data): the region-supervised attention" in said
     assert "and pretrain.recolour are off" in said  # the shipped iris weight stays on the labelled images
-    assert "training images have label maps (clean.eye_labels): pretrain.diffusion.eye_weight weighs their irises" in said
+    assert "training images have label maps only: pretrain.diffusion.eye_weight weighs their irises" in said
     assert metrics["steps"] == 2
     assert not (tmp_path / "dvclive" / "again" / "plots" / "metrics" / "train" / "loss_correspondence.tsv").exists()
     # colour clusters stand in for the missing label maps: the supervision is on again, recolouring stays off

@@ -77,8 +77,8 @@ def test_eye_weight_weighs_the_irises_of_the_label_map_and_goes_off_without_labe
 
 
 def test_eye_weight_stays_on_when_some_faces_have_eye_label_maps(tiny_data, tmp_path):
-    """Real faces with `clean.eye_labels`: the detector found the eyes of some faces only. Those
-    faces' irises weigh more, the others' loss stays plain, and a mixed batch still stacks."""
+    """Some training faces lack a label map (mixed data): the labelled faces' irises weigh more,
+    the others' loss stays plain, and a mixed batch still stacks."""
     import shutil
 
     import pandas as pd
@@ -87,7 +87,7 @@ def test_eye_weight_stays_on_when_some_faces_have_eye_label_maps(tiny_data, tmp_
     faces, pairs = tiny_data
     shutil.copytree(pairs, tmp_path / "pairs")
     items = pd.read_csv(tmp_path / "pairs" / "train" / "items.csv", dtype=str, keep_default_na=False)
-    items.loc[1, "label"] = ""  # the detector found no eyes on this face
+    items.loc[1, "label"] = ""  # this face has no label map
     items.to_csv(tmp_path / "pairs" / "train" / "items.csv", index=False)
     mixed = PairDataset(faces, tmp_path / "pairs", "train", eye_weight=10.0, with_labels=True)
     assert mixed.labelled == len(items) - 1

@@ -249,8 +249,8 @@ class PairDataset(Dataset):
 
     @property
     def labelled(self) -> int:
-        """How many items have a label map (all on synthetic data; on real data none, or the faces
-        where `clean.eye_labels` found the eyes)."""
+        """How many items have a label map (all on synthetic data and on real data with
+        `clean.eye_labels`, whose maps are empty where the detector found no eyes; none on other real data)."""
         return int(self.items.label.astype(bool).sum()) if "label" in self.items else 0
 
     def drop_label_uses(self) -> list[str]:
@@ -267,7 +267,8 @@ class PairDataset(Dataset):
                                            ("recolour", self.recolour),
                                            ("eye weight", self.eye_weight != 1 and not keep_eyes)) if used]
         self.with_labels, self.recolour = self.clustered, None
-        self.eye_weight = self.eye_weight if keep_eyes else 1.0
+        if not keep_eyes:
+            self.eye_weight = 1.0
         return dropped
 
     def _generator(self) -> np.random.Generator:
