@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from pipeline.config import Config, render_params_markdown, render_params_yaml, validate
 from pipeline.data.clean import CleanConfig
 from pipeline.data.crawl import CrawlConfig
-from pipeline.data.dataset import CaptionConfig, RecolourConfig
+from pipeline.data.dataset import CaptionConfig, PairAugmentConfig, RecolourConfig
 from pipeline.data.tps import TPSConfig, TrainWarpConfig
 from pipeline.data.xdog import LineAugmentConfig, XDoGConfig
 from pipeline.errors import ParamsError
@@ -76,6 +76,8 @@ class PretrainParams(Config):
     lines: LineAugmentConfig = Field(default_factory=LineAugmentConfig, description="line-style augmentation")
     reference_warp: TrainWarpConfig = Field(default_factory=TrainWarpConfig,
                                             description="more reference distortion in training only")
+    augment: PairAugmentConfig = Field(default_factory=PairAugmentConfig,
+                                       description="whole-pair augmentation (target, lines, labels alike)")
     correspondence: CorrespondenceConfig = Field(default_factory=CorrespondenceConfig,
                                                  description="reference attention supervised by the label maps")
     captions: CaptionConfig = Field(default_factory=CaptionConfig, description="training prompts (unet.text)")
@@ -110,6 +112,9 @@ class PretrainParams(Config):
     def _correspondence_needs_attention(self):
         if self.correspondence.weight and not self.unet.reference_attention:
             raise ValueError("correspondence.weight supervises the reference attention: set unet.reference_attention")
+        if self.augment.flip_p and self.unet.text:
+            raise ValueError("augment.flip_p mirrors the eyes that captions name left and right: "
+                             "it needs unet.text false")
         if self.recolour.p and self.unet.text:
             raise ValueError("recolour.p changes colours that the captions name: it needs unet.text false")
         return self

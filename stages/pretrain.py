@@ -28,7 +28,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     seed_everything(base.seed)
     try:
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=cfg.reference_warp.over(p["pairs"].tps),
-                              line_augment=cfg.lines,
+                              line_augment=cfg.lines, augment=cfg.augment,
                               captions=cfg.captions if cfg.unet.text else None,
                               region_balance=cfg.diffusion.region_balance, eye_weight=cfg.diffusion.eye_weight,
                               with_labels=cfg.correspondence.weight > 0,

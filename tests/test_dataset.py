@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data.dataset import PairDataset, RecolourConfig, colour_clusters, recolour_pair, region_weights
+from pipeline.data.dataset import (CaptionConfig, PairAugmentConfig, PairDataset, RecolourConfig, colour_clusters,
+                                   recolour_pair, region_weights)
+from pipeline.errors import AnimecolorError
 
 
 def _drawing() -> np.ndarray:
@@ -100,6 +102,22 @@ def test_eye_weight_stays_on_when_some_faces_have_eye_label_maps(tiny_data, tmp_
     assert default_collate([labelled, unlabelled])["weight"].shape == (2, 1, *labelled["sketch"].shape[1:])
     clustered = PairDataset(faces, tmp_path / "pairs", "train", eye_weight=10.0, with_labels=True, colour_regions=4)
     assert clustered.drop_label_uses() == ["eye weight"] and "weight" not in clustered[(0, 1)]
+
+
+def test_a_mirrored_pair_mirrors_target_lines_and_label_map_together(tiny_data):
+    """flip_p 1: every item is the unmirrored item's target, lines and label map mirrored (so the iris
+    weight sits on the mirrored irises); flip_p 0 draws nothing, so the default stream is unchanged."""
+    faces, pairs = tiny_data
+    plain = PairDataset(faces, pairs, "train", eye_weight=10.0, with_labels=True)
+    mirrored = PairDataset(faces, pairs, "train", eye_weight=10.0, with_labels=True, augment=PairAugmentConfig(flip_p=1.0))
+    a, b = plain[(0, 5)], mirrored[(0, 5)]
+    for key in ("target", "sketch", "weight", "label"):
+        assert torch.equal(b[key], a[key].flip(-1)), key
+    assert not torch.equal(a["target"], a["target"].flip(-1))  # the face is not symmetric: the test can fail
+    off = PairDataset(faces, pairs, "train", augment=PairAugmentConfig(flip_p=0.0))
+    assert torch.equal(off[(0, 5)]["reference"], PairDataset(faces, pairs, "train")[(0, 5)]["reference"])
+    with pytest.raises(AnimecolorError, match="pretrain.augment.flip_p"):
+        PairDataset(faces, pairs, "train", captions=CaptionConfig(), augment=PairAugmentConfig(flip_p=0.5))
 
 
 # -------------------------------------------------------------------------------------- recolouring

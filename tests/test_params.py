@@ -179,6 +179,8 @@ def test_each_knob_is_declared_once():
         ("crawl", {"achromatic_eyes_p": 2}, "crawl.achromatic_eyes_p: Input should be less than or equal to 1"),
         ("pretrain", {"diffusion": {"eye_weight": 0.5}}, "pretrain.diffusion.eye_weight: Input should be greater than or equal to 1"),
         ("pretrain", {"diffusion": {"eye_weight": "eyes"}}, "pretrain.diffusion.eye_weight: Input should be a valid number"),
+        ("pretrain", {"augment": {"flip_p": 1.5}}, "pretrain.augment.flip_p: Input should be less than or equal to 1"),
+        ("pretrain", {"augment": {"flip_p": 0.5}, "unet": {"text": True, "reference_attention": [16]}}, "augment.flip_p mirrors the eyes"),
         ("clean", {"eye_labels": "sometimes"}, "clean.eye_labels: Input should be a valid boolean"),
         ("text", {"captions": {"repaint_slots": ["eyes"]}}, "unknown slot 'eyes'"),
         ("text", {"prompt_attention": "full"}, "text.prompt_attention: Input should be a valid tuple"),

@@ -80,6 +80,14 @@ class RecolourConfig(Config):
         return known_names(regions, REGION_IDS, "region")
 
 
+class PairAugmentConfig(Config):
+    """Augmentation of the whole training pair (params `pretrain.augment`): the target, its lines and its
+    label map change together, so the reference warped from the target follows. Off by default: the
+    random stream, and so every default run, is then what it was without it."""
+
+    flip_p: float = Field(0.0, ge=0.0, le=1.0, description="probability of mirroring the whole pair; 0: off")
+
+
 def recolour_pair(target: torch.Tensor, reference: torch.Tensor, label: np.ndarray, reference_label: np.ndarray,
                   rng: np.random.Generator, cfg: RecolourConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Target and reference (3, H, W) in [-1, 1] with each of `cfg.regions` moved, with probability
@@ -210,7 +218,8 @@ class PairDataset(Dataset):
                  tps: TPSConfig = TPSConfig(), line_augment: LineAugmentConfig | None = None, with_labels: bool = False,
                  limit: int | None = None, captions: CaptionConfig | None = None,
                  vocabulary: tuple[str, ...] | None = None, region_balance: float = 0.0,
-                 recolour: RecolourConfig | None = None, colour_regions: int = 0, eye_weight: float = 1.0):
+                 recolour: RecolourConfig | None = None, colour_regions: int = 0, eye_weight: float = 1.0,
+                 augment: PairAugmentConfig = PairAugmentConfig()):
         self.faces, self.pairs = Path(faces_dir), Path(pairs_dir)
         items_path = self.pairs / split / "items.csv"
         if not items_path.is_file():
@@ -221,6 +230,10 @@ class PairDataset(Dataset):
         if limit is not None:  # names are content hashes: the first N are a fixed, unbiased subset
             self.items = self.items.head(limit).reset_index(drop=True)
         self.tps, self.line_augment, self.with_labels, self.captions = tps, line_augment, with_labels, captions
+        if captions is not None and augment.flip_p > 0:
+            raise AnimecolorError("pretrain.augment.flip_p: a mirrored face swaps the eyes its caption names "
+                                  "left and right; set it to 0 with pretrain.unet.text")
+        self.augment = augment
         self.region_balance = region_balance  # > 0: items carry `weight` (region_weights of the sketch)
         self.eye_weight = eye_weight  # != 1: items with a label map carry `weight`, the irises' this much
         self.recolour = recolour if recolour is not None and recolour.p > 0 else None  # region colour augmentation
@@ -287,6 +300,9 @@ class PairDataset(Dataset):
         row = self.items.iloc[index]
         target = read_rgb(self.faces / row.image)
         sketch = read_rgb(self.pairs / row.sketch)[..., 0]
+        mirror = self.augment.flip_p > 0 and rng.random() < self.augment.flip_p  # no draw when off
+        if mirror:
+            target, sketch = np.ascontiguousarray(target[:, ::-1]), np.ascontiguousarray(sketch[:, ::-1])
         if self.line_augment is not None:  # draws from rng even when every probability is 0 (fixed stream)
             sketch = augment_lines(sketch, rng, self.line_augment)
         maps = random_warp(self.tps, rng, *target.shape[:2])
@@ -296,6 +312,8 @@ class PairDataset(Dataset):
         elif (self.with_labels or self.captions is not None or self.recolour is not None
               or self.eye_weight != 1) and row.label:
             label = read_label(self.faces / row.label)
+            if mirror:  # the irises keep their ids: left and right only swap sides (no captions here)
+                label = np.ascontiguousarray(label[:, ::-1])
         if label is not None:
             reference_label = apply_warp(label, maps, label=True)
         reference, target = to_tensor(apply_warp(target, maps)), to_tensor(target)
