@@ -44,8 +44,9 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_layers, flatten_alpha, layer_paths,
-                               load_model, png_text, training_data)
+from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_layers, flatten_alpha,
+                               guidance_warning, layer_paths, load_model, png_text, training_data,
+                               without_reference_dropout)
 from pipeline.data.imageio import decode_image, write_png, write_png_text
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
@@ -285,8 +286,9 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
     said += f", {len(opts.hints)} colour hint{'s' if len(opts.hints) > 1 else ''}" if opts.hints else ""
     status = (f"Done: {w}×{h} px, {what}, {opts.sample_steps} DDIM steps, guidance {opts.guidance:g}, "
               f"eta {opts.eta:g}{said}: {time.perf_counter() - t0:.1f} s")
-    if notice:
-        status += f"  \nNote: {_escape(notice)}"
+    for note in (notice, guidance_warning(colorizer.info, opts.guidance)):
+        if note:
+            status += f"  \nNote: {_escape(note)}"
     return Result(paths, seeds, status)
 
 
@@ -474,8 +476,10 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             variations_button = gr.Button(f"{N_VARIATIONS} variations", elem_id="variations")
         with gr.Row():
             steps = gr.Slider(1, 100, value=SAMPLING.sample_steps, step=1, label="DDIM steps", elem_id="steps")
-            guidance = gr.Slider(0.0, 5.0, value=SAMPLING.guidance, step=0.1, label="Guidance (reference strength)",
-                                 elem_id="guidance")
+            guided = not without_reference_dropout(info)  # else the scale has no unconditional output: 1 only
+            guidance = gr.Slider(0.0, 5.0, value=SAMPLING.guidance, step=0.1, interactive=guided, elem_id="guidance",
+                                 label="Guidance (reference strength)" if guided
+                                 else "Guidance (this model was trained without reference dropout: 1 only)")
             eta = gr.Slider(0.0, 1.0, value=SAMPLING.eta, step=0.05, label="eta (0: deterministic)", elem_id="eta")
             with gr.Column(min_width=160):
                 seed = gr.Number(value=SAMPLING.seed, minimum=0, maximum=MAX_SEED, precision=0, label="Seed",

@@ -167,6 +167,25 @@ def training_data(info: dict) -> tuple[str, str | None]:
     return line, warning
 
 
+def without_reference_dropout(info: dict) -> bool:
+    """True when the model file says its pretraining never dropped the reference (`reference_dropout`
+    0 in the pretrain record of `training.data`): its output for a dropped reference was never
+    trained, so classifier-free guidance on the reference has nothing to extrapolate from. False
+    for files that do not record it."""
+    records = (info.get("training") or {}).get("data") if isinstance(info.get("training"), dict) else None
+    dropout = [r.get("reference_dropout") for r in records or [] if isinstance(r, dict) and r.get("stage") == "pretrain"]
+    return bool(dropout) and dropout[0] == 0
+
+
+def guidance_warning(info: dict, guidance: float) -> str | None:
+    """One warning line for a guidance scale other than 1 on a model `without_reference_dropout`."""
+    if guidance == 1 or not without_reference_dropout(info):
+        return None
+    return (f"guidance {guidance:g}: this model was trained without reference dropout "
+            f"(pretrain.condition_dropout.p_uncond 0), so it has no unconditional output to guide from; "
+            f"use guidance 1")
+
+
 def model_vocabulary(model: UNet, info: dict | None = None) -> dict[str, tuple[int, int, int]]:
     """The colour words a text model was trained with, in its embedding order (from its file's
     header when it has one, so a model keeps its words when this code's vocabulary grows)."""

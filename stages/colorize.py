@@ -171,7 +171,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
             inputs.setdefault(ref_path, "reference")
     check_not_input(outputs, inputs)
 
-    from pipeline.colorize import ColorizeOptions, colorize_layers, load_model, png_text, training_data
+    from pipeline.colorize import ColorizeOptions, colorize_layers, guidance_warning, load_model, png_text, training_data
     from pipeline.data.imageio import write_png_text
     from pipeline.device import resolve_device
 
@@ -179,8 +179,9 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     net, diffusion, info = load_model(model, dev)
     said, warning = training_data(info)
     console.print(f"model {escape(str(model))}: {said}", highlight=False, soft_wrap=True)
-    if warning:
-        console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
+    for warning in (warning, guidance_warning(info, guidance)):
+        if warning:
+            console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles)

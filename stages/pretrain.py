@@ -54,7 +54,8 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
         objective = denoising_objective(diffusion, cfg.condition_dropout, cfg.correspondence, dataset.clustered)
         trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
                           meta={"stage": "pretrain", "params": cfg.to_dict(),
-                                "data": training_data("pretrain", dataset)},
+                                "data": training_data("pretrain", dataset,
+                                                      reference_dropout=cfg.condition_dropout.p_uncond)},
                           seed=base.seed, probe_cache=probe_cache_file())
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
                             live_dir, cfg.samples, base.seed, stop_at)

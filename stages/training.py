@@ -35,11 +35,12 @@ def source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def training_data(stage: str, dataset, init: dict | None = None) -> list[dict]:
+def training_data(stage: str, dataset, init: dict | None = None, **extra) -> list[dict]:
     """The checkpoint's record of what the model was trained on: the init model's records, then
-    this stage's (the faces it sees, counted by crawl source). `animecolor colorize` says it."""
+    this stage's (the faces it sees, counted by crawl source, and `extra`, e.g. pretraining's
+    reference dropout). `animecolor colorize` says it."""
     earlier = (init or {}).get("meta", {}).get("data") or []
-    return [*earlier, {"stage": stage, "faces": len(dataset), "sources": dataset.sources()}]
+    return [*earlier, {"stage": stage, "faces": len(dataset), "sources": dataset.sources(), **extra}]
 
 
 def torchrun_distributed(device_name: str):

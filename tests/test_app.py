@@ -290,6 +290,23 @@ def test_page_says_what_the_model_was_trained_on(tmp_path):
         assert said in text and ("trained on procedural faces: expect pale colours" in text) == warned
 
 
+def test_guidance_slider_is_fixed_for_a_model_trained_without_reference_dropout(tmp_path):
+    """A model whose pretraining never dropped the reference has no unconditional output to guide
+    from: the page's guidance slider stays at 1 and says why; with dropout it is live."""
+    from pipeline.colorize import export_model, load_model
+
+    model, diffusion, info = load_model(untrained_model(tmp_path / "plain.safetensors", image_size=32,
+                                                        channels=8, channel_mults=(1, 2), heads=2))
+    for name, dropout in (("nodrop", 0.0), ("drop", 0.1)):
+        data = [{"stage": "pretrain", "faces": 32, "sources": {"folder": 32}, "reference_dropout": dropout}]
+        export_model({"unet": info["unet"], "diffusion": info["diffusion"], "step": 6, "meta": {"data": data},
+                      "ema": {k: v.detach() for k, v in model.state_dict().items()}}, tmp_path / f"{name}.safetensors")
+        demo = build_app(tmp_path / f"{name}.safetensors", "cpu", work_dir=tmp_path / name)
+        slider = next(c["props"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "guidance")
+        assert slider["value"] == 1 and slider.get("interactive", True) is (dropout > 0)
+        assert ("trained without reference dropout" in slider["label"]) is (dropout == 0)
+
+
 def test_command_errors_are_one_line(tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner

@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 from typer.testing import CliRunner
 
-from pipeline.colorize import training_data
+from pipeline.colorize import guidance_warning, training_data
 from pipeline.data.prompt import COLOURS
 from pipeline.errors import AnimecolorError
 from pipeline.hints import binarize_lines, fill_region, line_regions, parse_hint, parse_hints
@@ -189,6 +189,42 @@ def test_an_old_model_file_says_unknown(model_file, tiny_data, shapes, tmp_path)
     save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"animecolor": json.dumps(info)})
     result = colorize(tmp_path / "old.safetensors", shapes / "shapes.png", tmp_path / "o.png")
     assert "trained on unknown data" in result.output and "warning" not in result.output
+
+
+def test_guidance_on_a_model_trained_without_reference_dropout_warns(model_file, tiny_pretrained, shapes, tmp_path):
+    """The pretrain record carries its reference dropout; at 0 (the real-art recipe) a guidance
+    scale other than 1 gets one warning line, and the picture is still made."""
+    import yaml
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(model_file), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    info = json.loads(meta["animecolor"])
+    params = yaml.safe_load((tiny_pretrained / "params.yaml").read_text())
+    pretrain = info["training"]["data"][0]
+    assert pretrain["stage"] == "pretrain" and pretrain["reference_dropout"] > 0
+    assert pretrain["reference_dropout"] == params["pretrain"]["condition_dropout"]["p_uncond"]
+    assert "without reference dropout" not in colorize(model_file, shapes / "shapes.png", tmp_path / "a.png",
+                                                       "--guidance", "2").output
+    pretrain["reference_dropout"] = 0.0
+    save_file(tensors, str(tmp_path / "nodrop.safetensors"), metadata={"animecolor": json.dumps(info)})
+    guided = colorize(tmp_path / "nodrop.safetensors", shapes / "shapes.png", tmp_path / "b.png", "--guidance", "2")
+    warnings = [line for line in guided.output.splitlines() if "without reference dropout" in line]
+    assert len(warnings) == 1 and "guidance 2" in warnings[0] and (tmp_path / "b.png").exists()
+    plain = colorize(tmp_path / "nodrop.safetensors", shapes / "shapes.png", tmp_path / "c.png")
+    assert "without reference dropout" not in plain.output
+
+
+@pytest.mark.parametrize("data, guidance, warned", [
+    ([{"stage": "pretrain", "reference_dropout": 0.0}], 2.0, True),
+    ([{"stage": "pretrain", "reference_dropout": 0.0}], 0.5, True),
+    ([{"stage": "pretrain", "reference_dropout": 0.0}, {"stage": "finetune"}], 1.0, False),
+    ([{"stage": "pretrain", "reference_dropout": 0.1}], 2.0, False),
+    ([{"stage": "pretrain"}], 2.0, False),  # exported before the dropout was recorded
+    (None, 2.0, False)])
+def test_guidance_warning(data, guidance, warned):
+    assert (guidance_warning({"training": {} if data is None else {"data": data}}, guidance) is not None) == warned
 
 
 @pytest.mark.parametrize("data, line, warned", [
