@@ -286,7 +286,7 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
     said += f", {len(opts.hints)} colour hint{'s' if len(opts.hints) > 1 else ''}" if opts.hints else ""
     status = (f"Done: {w}×{h} px, {what}, {opts.sample_steps} DDIM steps, guidance {opts.guidance:g}, "
               f"eta {opts.eta:g}{said}: {time.perf_counter() - t0:.1f} s")
-    for note in (notice, guidance_warning(colorizer.info, opts.guidance)):
+    for note in (notice, guidance_warning(colorizer.info, opts.guidance) if ref is not None else None):
         if note:
             status += f"  \nNote: {_escape(note)}"
     return Result(paths, seeds, status)
@@ -477,7 +477,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         with gr.Row():
             steps = gr.Slider(1, 100, value=SAMPLING.sample_steps, step=1, label="DDIM steps", elem_id="steps")
             guided = not without_reference_dropout(info)  # else the scale has no unconditional output: 1 only
-            guidance = gr.Slider(0.0, 5.0, value=SAMPLING.guidance, step=0.1, interactive=guided, elem_id="guidance",
+            guidance = gr.Slider(0.0, 5.0, value=SAMPLING.guidance if guided else 1.0, step=0.1, interactive=guided,
+                                 elem_id="guidance",
                                  label="Guidance (reference strength)" if guided
                                  else "Guidance (this model was trained without reference dropout: 1 only)")
             eta = gr.Slider(0.0, 1.0, value=SAMPLING.eta, step=0.05, label="eta (0: deterministic)", elem_id="eta")

@@ -173,7 +173,9 @@ def without_reference_dropout(info: dict) -> bool:
     trained, so classifier-free guidance on the reference has nothing to extrapolate from. False
     for files that do not record it."""
     records = (info.get("training") or {}).get("data") if isinstance(info.get("training"), dict) else None
-    dropout = [r.get("reference_dropout") for r in records or [] if isinstance(r, dict) and r.get("stage") == "pretrain"]
+    if not isinstance(records, list):  # a header edited by hand is no crash
+        return False
+    dropout = [r.get("reference_dropout") for r in records if isinstance(r, dict) and r.get("stage") == "pretrain"]
     return bool(dropout) and dropout[0] == 0
 
 

@@ -179,7 +179,8 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     net, diffusion, info = load_model(model, dev)
     said, warning = training_data(info)
     console.print(f"model {escape(str(model))}: {said}", highlight=False, soft_wrap=True)
-    for warning in (warning, guidance_warning(info, guidance)):
+    referenced = any(ref_path is not None for _, ref_path, _ in jobs)  # without one, guidance is moot (1)
+    for warning in (warning, guidance_warning(info, guidance) if referenced else None):
         if warning:
             console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,

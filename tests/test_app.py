@@ -290,9 +290,10 @@ def test_page_says_what_the_model_was_trained_on(tmp_path):
         assert said in text and ("trained on procedural faces: expect pale colours" in text) == warned
 
 
-def test_guidance_slider_is_fixed_for_a_model_trained_without_reference_dropout(tmp_path):
+def test_guidance_slider_is_fixed_for_a_model_trained_without_reference_dropout(tmp_path, files):
     """A model whose pretraining never dropped the reference has no unconditional output to guide
-    from: the page's guidance slider stays at 1 and says why; with dropout it is live."""
+    from: the page's guidance slider stays at 1 and says why, and an API call with another scale
+    gets a note in the status line; with dropout the slider is live and there is no note."""
     from pipeline.colorize import export_model, load_model
 
     model, diffusion, info = load_model(untrained_model(tmp_path / "plain.safetensors", image_size=32,
@@ -305,6 +306,11 @@ def test_guidance_slider_is_fixed_for_a_model_trained_without_reference_dropout(
         slider = next(c["props"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "guidance")
         assert slider["value"] == 1 and slider.get("interactive", True) is (dropout > 0)
         assert ("trained without reference dropout" in slider["label"]) is (dropout == 0)
+        colorizer = Colorizer(tmp_path / f"{name}.safetensors", "cpu", tmp_path / f"{name}-results")
+        for guidance in (1.0, 2.0):
+            status = request(colorizer, 1, PageInputs("upload", str(files["drawing"]), reference=str(files["reference"]),
+                                                      steps=1, guidance=guidance)).status
+            assert ("without reference dropout" in status) is (dropout == 0 and guidance == 2.0), status
 
 
 def test_command_errors_are_one_line(tmp_path, monkeypatch):

@@ -222,7 +222,8 @@ def test_guidance_on_a_model_trained_without_reference_dropout_warns(model_file,
     ([{"stage": "pretrain", "reference_dropout": 0.0}, {"stage": "finetune"}], 1.0, False),
     ([{"stage": "pretrain", "reference_dropout": 0.1}], 2.0, False),
     ([{"stage": "pretrain"}], 2.0, False),  # exported before the dropout was recorded
-    (None, 2.0, False)])
+    (None, 2.0, False),
+    (5, 2.0, False)])  # a header edited by hand: no crash
 def test_guidance_warning(data, guidance, warned):
     assert (guidance_warning({"training": {} if data is None else {"data": data}}, guidance) is not None) == warned
 
