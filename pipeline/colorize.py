@@ -143,13 +143,18 @@ def _faces(count: int, source: str) -> str:
         source, f"{count} faces ({source})")
 
 
+def _training_records(info: dict):
+    """The header's `training.data` (per training stage: what it saw), as written or None; not yet checked."""
+    return (info.get("training") or {}).get("data") if isinstance(info.get("training"), dict) else None
+
+
 def training_data(info: dict) -> tuple[str, str | None]:
     """What a model file says it was trained on: (one line, one warning line or None).
 
     From the header's `training.data` (per training stage: the faces it saw, counted by the
     crawl source in the faces' manifest); a model exported before that was recorded says
     "unknown". The warning is for models trained on procedural faces."""
-    records = (info.get("training") or {}).get("data") if isinstance(info.get("training"), dict) else None
+    records = _training_records(info)
     if not records or not isinstance(records, list):
         return "trained on unknown data (this model file does not record it)", None
     said: dict[str, list[str]] = {}
@@ -172,7 +177,7 @@ def without_reference_dropout(info: dict) -> bool:
     0 in the pretrain record of `training.data`): its output for a dropped reference was never
     trained, so classifier-free guidance on the reference has nothing to extrapolate from. False
     for files that do not record it."""
-    records = (info.get("training") or {}).get("data") if isinstance(info.get("training"), dict) else None
+    records = _training_records(info)
     if not isinstance(records, list):  # a header edited by hand is no crash
         return False
     dropout = [r.get("reference_dropout") for r in records if isinstance(r, dict) and r.get("stage") == "pretrain"]
