@@ -164,7 +164,7 @@ def _full_size(loaded, faces_dir, pairs_dir, raw_dir, tps, seed, cfg, device, me
     if not cfg.full_size.all_models:  # the shipped model only (the last given): the DAG's time budget
         loaded = dict([list(loaded.items())[-1]])
     use_animeface = {"auto": None, "on": True, "off": False}[cfg.animeface]
-    with progress_bar("evaluate full size", 2 * n_full * len(loaded)) as advance:
+    with progress_bar("evaluate full size", len(cfg.full_size.settings()) * n_full * len(loaded)) as advance:
         full, full_table, grids = run_full_size(loaded, faces_dir, pairs_dir, raw_dir, cfg.full_size, tps, seed,
                                                 full_size_colour(opts, device),
                                                 upscaled_truth, VGGLPIPS().to(device), device, use_animeface,

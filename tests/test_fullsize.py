@@ -10,7 +10,7 @@ from pipeline.data.clean import CleanConfig, clean_dataset
 from pipeline.data.crawl import crawl_folder
 from pipeline.data.imageio import read_label, read_rgb
 from pipeline.data.tps import TPSConfig
-from pipeline.evaluation.fullsize import (SETTINGS, UPSCALED_TRUTH, FullSizeConfig, FullSizeFaces, chroma_ratio,
+from pipeline.evaluation.fullsize import (MOVED, SETTINGS, UPSCALED_TRUTH, FullSizeConfig, FullSizeFaces, chroma_ratio,
                                           run_full_size)
 from pipeline.model.perceptual import VGGLPIPS
 from stages.evaluate import full_size_colour
@@ -101,9 +101,9 @@ def test_run_full_size_scores_the_model_and_the_baseline(tiny_data, model_file):
     metrics, table, grids = run_full_size({"tiny": (model, diffusion)}, faces_dir, pairs_dir, faces_dir.parent / "raw",
                                           cfg, TPSConfig(), 0, full_size_colour(ColorizeOptions(sample_steps=2), "cpu"),
                                           upscaled_truth, VGGLPIPS(), torch.device("cpu"), progress=calls.append)
-    assert set(metrics) == {"tiny", UPSCALED_TRUTH} and sum(calls) == 2 * 3
+    assert set(metrics) == {"tiny", UPSCALED_TRUTH} and sum(calls) == 3 * 3
     for cand in metrics:
-        for setting in SETTINGS:
+        for setting in (*SETTINGS, MOVED):
             row = metrics[cand][setting]
             assert row["images"] == 3 and row["size"] == 96
             assert 0 < row["chroma_ratio"] < 3 and 0 <= row["lpips"] < 1 and row["psnr"] > 5
@@ -111,7 +111,38 @@ def test_run_full_size_scores_the_model_and_the_baseline(tiny_data, model_file):
     # the baseline is the truth itself under lines: far closer than a 6-step tiny model
     assert metrics[UPSCALED_TRUTH]["full_self_ref"]["psnr"] > metrics["tiny"]["full_self_ref"]["psnr"] + 3
     assert grids["full_self_ref"]["tiny"].shape == (3, 96, 96, 3)
-    assert len(table) == 2 * 2 * 3 and set(table.setting) == set(SETTINGS)
+    assert len(table) == 2 * 3 * 3 and set(table.setting) == {*SETTINGS, MOVED}
+    # the moved reference is scored against the same truth: the baseline does not see the reference
+    assert metrics[UPSCALED_TRUTH][MOVED]["psnr"] == metrics[UPSCALED_TRUTH]["full_self_ref"]["psnr"]
+    _, table = run_full_size({"tiny": (model, diffusion)}, faces_dir, pairs_dir, faces_dir.parent / "raw",
+                             cfg.model_copy(update={"moved_ref": False}), TPSConfig(), 0,
+                             full_size_colour(ColorizeOptions(sample_steps=2), "cpu"), upscaled_truth, VGGLPIPS(),
+                             torch.device("cpu"))[:2]
+    assert set(table.setting) == set(SETTINGS)
+
+
+def test_the_moved_reference_is_the_self_reference_mirrored_turned_and_scaled(tiny_data):
+    """Its warp is the self reference's own TPS draw, then a mirror: with no turn and no scale it is the
+    self reference mirrored exactly; with them, turned and scaled on top."""
+    from pipeline.evaluation import fullsize
+
+    faces_dir, pairs_dir = tiny_data
+    faces = FullSizeFaces(faces_dir.parent / "raw", faces_dir, 96)
+    for row in _test_rows(pairs_dir).head(3).itertuples():
+        rgb, label = faces.face(row.target)
+        ref, ref_label = faces.self_reference(row.target, rgb, label, TPSConfig(), seed=0)
+        moved, moved_label = faces.moved_reference(row.target, rgb, label, TPSConfig(), seed=0)
+        assert moved.shape == ref.shape and moved_label.shape == ref_label.shape
+        assert np.abs(moved.astype(int) - ref).mean() > 5  # another layout
+        assert set(np.unique(moved_label)) <= set(np.unique(label))  # nearest: ids stay ids
+        original = dict(fullsize.MOVES)
+        try:
+            fullsize.MOVES.update(rotate_deg=0.0, scale_min=1.0, scale_max=1.0)
+            mirrored, _ = faces.moved_reference(row.target, rgb, label, TPSConfig(), seed=0)
+        finally:
+            fullsize.MOVES.update(original)
+        assert np.abs(mirrored.astype(int) - ref[:, ::-1]).mean() < 1
+        assert np.abs(moved.astype(int) - mirrored).mean() > 2  # and then turned and scaled
 
 
 def test_the_benchmark_colours_as_colorize_does(tiny_data, model_file, tmp_path):

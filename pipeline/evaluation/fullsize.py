@@ -9,7 +9,9 @@ back under the drawing's own full-resolution lines. This benchmark follows that 
   their label maps (same seed and index as the crawl);
 - their lines drawn by `animecolor extract-lines` (the training XDoG at full resolution);
 - the self reference warped by the pairs stage's own TPS draw (same seed and index, at `size` px),
-  the random reference the 64 px benchmark's partner face at `size` px;
+  the random reference the 64 px benchmark's partner face at `size` px; with `moved_ref`, also the
+  self reference mirrored, turned and scaled on top of that warp (`MOVES`): the same colours in
+  another layout, as in another picture of the character, scored against the same truth;
 - coloured by `colour` (the evaluate stage passes `colorize_layers`, the CLI's and the app's
   function, with the drawing read as lines: this layer does not import `colorize`);
 - scored at full size: PSNR, LPIPS, the chroma ratio (mean CIELAB C* of the output over the truth's:
@@ -47,6 +49,8 @@ from pipeline.model.perceptual import VGGLPIPS
 
 UPSCALED_TRUTH = "upscaled_truth"  # the baseline candidate
 SETTINGS = ("full_self_ref", "full_random_ref")
+MOVED = "full_moved_ref"  # the self reference in another layout (`FullSizeConfig.moved_ref`)
+MOVES = {"flip_p": 1.0, "rotate_deg": 15.0, "scale_min": 0.85, "scale_max": 1.15}  # over the pairs' TPS
 
 
 class FullSizeConfig(Config):
@@ -58,6 +62,11 @@ class FullSizeConfig(Config):
     all_models: bool = Field(False, description="score every model given; false: the last one (the shipped model)")
     line_sigma: float = Field(0.5, ge=0.1, le=5.0, description="XDoG sigma of the drawings "
                                                                "(extract-lines' default)")
+    moved_ref: bool = Field(True, description="also the self reference mirrored, turned (15 deg) and scaled "
+                                              "(0.85-1.15): another layout")
+
+    def settings(self) -> tuple[str, ...]:
+        return SETTINGS + ((MOVED,) if self.moved_ref else ())
 
 
 def chroma_ratio(out: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -112,6 +121,14 @@ class FullSizeFaces:
         maps = random_warp(tps, np.random.default_rng([seed, 2, self.index(faces_file)]), *rgb.shape[:2])
         return apply_warp(rgb, maps), None if label is None else apply_warp(label, maps, label=True)
 
+    def moved_reference(self, faces_file: str, rgb: np.ndarray, label: np.ndarray | None, tps: TPSConfig,
+                        seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The self reference in another layout: the same TPS draw as `self_reference` (the same rng
+        stream), then always mirrored, turned and scaled by `MOVES` (drawn after it)."""
+        moves = TPSConfig.model_validate({**tps.model_dump(), **MOVES})
+        maps = random_warp(moves, np.random.default_rng([seed, 2, self.index(faces_file)]), *rgb.shape[:2])
+        return apply_warp(rgb, maps), None if label is None else apply_warp(label, maps, label=True)
+
 
 Colour = Callable[[nn.Module, Diffusion, np.ndarray, np.ndarray, int], np.ndarray]
 Baseline = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
@@ -134,8 +151,9 @@ def run_full_size(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
     metrics: dict = {}
     rows, grids = [], {}
     model_size = next(iter(models.values()))[0].config.image_size if models else 64
-    for setting in SETTINGS:
-        table = pairs[pairs.setting == setting.removeprefix("full_")].head(cfg.faces).reset_index(drop=True)
+    for setting in cfg.settings():
+        source = "random_ref" if setting == "full_random_ref" else "self_ref"  # the moved reference: self pairs
+        table = pairs[pairs.setting == source].head(cfg.faces).reset_index(drop=True)
         name_to_file = dict(zip(pairs.name, pairs.target))
         truths, labels, refs, ref_labels, drawings = [], [], [], [], []
         for row in table.itertuples():
@@ -143,6 +161,8 @@ def run_full_size(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
             lines = XDoGConfig().sketch(truth, cfg.line_sigma)  # `animecolor extract-lines`
             if setting == "full_self_ref":
                 ref, ref_label = faces.self_reference(row.target, truth, label, tps, seed)
+            elif setting == MOVED:
+                ref, ref_label = faces.moved_reference(row.target, truth, label, tps, seed)
             else:
                 ref, ref_label = faces.face(name_to_file[row.reference_name])
             truths.append(truth), labels.append(label), refs.append(ref), ref_labels.append(ref_label)
@@ -164,7 +184,7 @@ def run_full_size(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         with torch.no_grad():
             target_taps = lpips.taps((truth01 * 2 - 1).to(device))
         if animeface:
-            expected = animeface_attributes(truth01 if setting == "full_self_ref" else
+            expected = animeface_attributes(truth01 if setting != "full_random_ref" else
                                             torch.from_numpy(np.stack(refs)).permute(0, 3, 1, 2).float() / 255)
         grids[setting] = {"sketch": np.stack(drawings), "reference": np.stack(refs), "target": truth_arr}
         for cand, (images, seconds) in outputs.items():
