@@ -190,6 +190,7 @@ def test_each_knob_is_declared_once():
         ("text", {"prompt_decoder_levels": -1}, "text.prompt_decoder_levels: Input should be greater than or equal to 0"),
         ("text", {"prompt_decoder_levels": 1, "prompt_decoder": False}, "text: prompt_decoder_levels needs prompt_decoder"),
         ("text", {"condition_dropout": {"p_uncond": -0.1}}, "text.condition_dropout.p_uncond: Input should be"),
+        ("evaluate", {"full_size": {"moved_ref": "sometimes"}}, "evaluate.full_size.moved_ref: Input should be a valid boolean"),
         ("nope", {}, "nope: unknown params section"),
     ],
 )
