@@ -192,5 +192,5 @@ def main(params: Path = typer.Option(Path("params.yaml"), help="Parameters file.
          sheet: Path = typer.Option(Path("reports/evaluate"), help="Grid PNG prefix (_<setting>.png is added)."),
          headline: Path = typer.Option(Path("metrics/headline.json"),
                                        help="The last model's headline numbers (what `dvc metrics show` prints).")) -> None:
-    """Score models and baselines on the self- and random-reference benchmark."""
+    """Score models and baselines on the self- and random-reference benchmark (at full size also a moved self reference)."""
     evaluate(params, parse_models(model), faces, pairs, out, raw, metrics, table, sheet, headline)

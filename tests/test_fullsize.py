@@ -112,36 +112,36 @@ def test_run_full_size_scores_the_model_and_the_baseline(tiny_data, model_file):
     assert metrics[UPSCALED_TRUTH]["full_self_ref"]["psnr"] > metrics["tiny"]["full_self_ref"]["psnr"] + 3
     assert grids["full_self_ref"]["tiny"].shape == (3, 96, 96, 3)
     assert len(table) == 2 * 3 * 3 and set(table.setting) == {*SETTINGS, MOVED}
-    # the moved reference is scored against the same truth: the baseline does not see the reference
-    assert metrics[UPSCALED_TRUTH][MOVED]["psnr"] == metrics[UPSCALED_TRUTH]["full_self_ref"]["psnr"]
-    _, table = run_full_size({"tiny": (model, diffusion)}, faces_dir, pairs_dir, faces_dir.parent / "raw",
-                             cfg.model_copy(update={"moved_ref": False}), TPSConfig(), 0,
-                             full_size_colour(ColorizeOptions(sample_steps=2), "cpu"), upscaled_truth, VGGLPIPS(),
-                             torch.device("cpu"))[:2]
-    assert set(table.setting) == set(SETTINGS)
+    # the moved setting: the same truths under another reference, the one `moved_reference` draws
+    assert np.array_equal(grids[MOVED]["target"], grids["full_self_ref"]["target"])
+    faces = FullSizeFaces(faces_dir.parent / "raw", faces_dir, 96)
+    for i, row in enumerate(_test_rows(pairs_dir).head(3).itertuples()):
+        truth, label = faces.face(row.target)
+        assert np.array_equal(grids[MOVED]["reference"][i], faces.moved_reference(row.target, truth, label, TPSConfig(), 0)[0])
+    assert not np.array_equal(grids[MOVED]["reference"], grids["full_self_ref"]["reference"])
+    assert FullSizeConfig(moved_ref=False).settings() == SETTINGS
 
 
-def test_the_moved_reference_is_the_self_reference_mirrored_turned_and_scaled(tiny_data):
+@pytest.mark.parametrize("scheme", ["diagonal", "random", "none"])
+def test_the_moved_reference_is_the_self_reference_mirrored_turned_and_scaled(tiny_data, monkeypatch, scheme):
     """Its warp is the self reference's own TPS draw, then a mirror: with no turn and no scale it is the
-    self reference mirrored exactly; with them, turned and scaled on top."""
+    self reference mirrored exactly (labels too); with them, turned and scaled on top."""
     from pipeline.evaluation import fullsize
 
     faces_dir, pairs_dir = tiny_data
     faces = FullSizeFaces(faces_dir.parent / "raw", faces_dir, 96)
+    tps = TPSConfig(scheme=scheme)
     for row in _test_rows(pairs_dir).head(3).itertuples():
         rgb, label = faces.face(row.target)
-        ref, ref_label = faces.self_reference(row.target, rgb, label, TPSConfig(), seed=0)
-        moved, moved_label = faces.moved_reference(row.target, rgb, label, TPSConfig(), seed=0)
+        ref, ref_label = faces.self_reference(row.target, rgb, label, tps, seed=0)
+        moved, moved_label = faces.moved_reference(row.target, rgb, label, tps, seed=0)
         assert moved.shape == ref.shape and moved_label.shape == ref_label.shape
         assert np.abs(moved.astype(int) - ref).mean() > 5  # another layout
-        assert set(np.unique(moved_label)) <= set(np.unique(label))  # nearest: ids stay ids
-        original = dict(fullsize.MOVES)
-        try:
-            fullsize.MOVES.update(rotate_deg=0.0, scale_min=1.0, scale_max=1.0)
-            mirrored, _ = faces.moved_reference(row.target, rgb, label, TPSConfig(), seed=0)
-        finally:
-            fullsize.MOVES.update(original)
+        with monkeypatch.context() as patch:
+            patch.setattr(fullsize, "MOVES", {**fullsize.MOVES, "rotate_deg": 0.0, "scale_min": 1.0, "scale_max": 1.0})
+            mirrored, mirrored_label = faces.moved_reference(row.target, rgb, label, tps, seed=0)
         assert np.abs(mirrored.astype(int) - ref[:, ::-1]).mean() < 1
+        assert (mirrored_label != ref_label[:, ::-1]).mean() < 0.01
         assert np.abs(moved.astype(int) - mirrored).mean() > 2  # and then turned and scaled
 
 

@@ -124,7 +124,9 @@ class FullSizeFaces:
     def moved_reference(self, faces_file: str, rgb: np.ndarray, label: np.ndarray | None, tps: TPSConfig,
                         seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The self reference in another layout: the same TPS draw as `self_reference` (the same rng
-        stream), then always mirrored, turned and scaled by `MOVES` (drawn after it)."""
+        stream), then always mirrored, turned and scaled by `MOVES` (drawn after it; they replace any
+        flip, turn or scale of `pairs.tps` itself). A mirror swaps two irises of different colours, so
+        on heterochromatic faces this setting's eye scores expect the eyes swapped back."""
         moves = TPSConfig.model_validate({**tps.model_dump(), **MOVES})
         maps = random_warp(moves, np.random.default_rng([seed, 2, self.index(faces_file)]), *rgb.shape[:2])
         return apply_warp(rgb, maps), None if label is None else apply_warp(label, maps, label=True)
