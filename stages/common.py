@@ -70,9 +70,10 @@ def check_yaml_shape(text: str, path: str | Path) -> None:
                           "at": where})
 
 
-def read_params_file(path: Path) -> dict | None:
-    """A params-shaped YAML file (params.yaml, a recipe) as a dict of known sections, unvalidated;
-    None when empty. Refuses what `check_yaml_shape` refuses and unknown section names."""
+def read_params_file(path: Path, extra: tuple[str, ...] = ()) -> dict | None:
+    """A params-shaped YAML file (params.yaml, a recipe) as a dict of known sections (and `extra`
+    top-level keys), unvalidated; None when empty. Refuses what `check_yaml_shape` refuses and
+    unknown section names."""
     from stages.params import SECTIONS
 
     if not path.is_file():
@@ -95,7 +96,7 @@ def read_params_file(path: Path) -> dict | None:
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: must be a mapping of sections")
     for name in data:
-        if name not in SECTIONS:
+        if name not in SECTIONS and name not in extra:
             close = difflib.get_close_matches(str(name)[:100], SECTIONS, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             shown_name = name if str(name).isprintable() and len(str(name)) <= 80 else shown(name)

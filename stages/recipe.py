@@ -1,6 +1,7 @@
 """`animecolor recipe`: run a recipe from `recipes/` as a DVC experiment, on your own folder of faces.
 
-A recipe is a params overlay: the keys it changes from `params.yaml`, nothing else. The command
+A recipe is a params overlay: the keys it changes from `params.yaml`, nothing else; a top-level
+`extends: OTHER` takes recipes/OTHER.yaml's keys first. The command
 merges it (and `--folder`, `--set`) over the workspace's params, validates the result as every
 stage would, and runs `dvc exp run -n NAME -S key=value ...` with exactly the keys that differ,
 printing that command first. `--dry-run` only prints it.
@@ -74,14 +75,35 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def read_recipe(recipe: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The recipe's overlay, with the recipe it `extends` (same folder) merged under it."""
+    if recipe.resolve() in seen:
+        raise AnimecolorError(f"{recipe}: extends itself (through {' -> '.join(p.stem for p in seen)})")
+    overlay = dict(read_params_file(recipe, extra=("extends",)) or {})
+    parent = overlay.pop("extends", None)
+    if parent is None:
+        return overlay
+    path = recipe.parent / f"{parent}.yaml"
+    if not isinstance(parent, str) or not path.is_file():
+        raise AnimecolorError(f"{recipe}: extends {shown(str(parent))}, which is not a recipe in {recipe.parent}")
+    base = read_recipe(path, (*seen, recipe.resolve()))
+
+    def deep(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = deep(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    return deep(base, overlay)
+
+
 def recipe_overrides(recipe: Path, params: Path, folder: Path | None, sets: list[str]) -> list[str]:
     """The `-S key=value` strings that turn `params` into the recipe (after `--folder` and `--set`),
     validated as the stages validate them."""
     from stages.params import SECTIONS, check_across, validate_section
 
     current = read_params_file(params) or {}
-    overlay = read_params_file(recipe) or {}
-    merged = merge(current, overlay)
+    merged = merge(current, read_recipe(recipe))
     if folder is not None:
         if not folder.is_dir():
             raise AnimecolorError(f"--folder {folder}: no such folder")

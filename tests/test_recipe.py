@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from pipeline.errors import AnimecolorError, ParamsError
 from stages.cli import app
-from stages.recipe import flatten, override_value, recipe_overrides
+from stages.recipe import flatten, override_value, read_recipe, recipe_overrides
 from tests.helpers import ROOT
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
@@ -20,7 +20,7 @@ RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 def test_every_shipped_recipe_validates_against_the_shipped_params(recipe, tmp_path):
     overrides = recipe_overrides(recipe, ROOT / "params.yaml", tmp_path, [])
     keys = {item.split("=", 1)[0] for item in overrides}
-    wanted = flatten(yaml.safe_load(recipe.read_text()))
+    wanted = flatten(read_recipe(recipe))
     params = flatten(yaml.safe_load((ROOT / "params.yaml").read_text()))
     # every key the recipe gives a new value is in the command; a key it repeats unchanged is not
     assert {k for k, v in wanted.items() if params[k] != v} <= keys
@@ -35,6 +35,34 @@ def test_real_art_recipe_is_the_regression_recipe(tmp_path):
     assert "pretrain.condition_dropout.p_uncond=0" in overrides  # sampled at guidance 1: no reference dropout
     # the irises' colour term: params.yaml's 0.3 applies to the iris-only maps of clean.eye_labels
     assert not any(key.startswith("finetune.reconstruction.colour_weight=") for key in overrides)
+
+
+def test_real_art_pose_is_real_art_with_the_training_warp(tmp_path):
+    real_art = set(recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml", tmp_path, []))
+    pose = set(recipe_overrides(ROOT / "recipes" / "real-art-pose.yaml", ROOT / "params.yaml", tmp_path, []))
+    assert pose - real_art == {"pretrain.reference_warp.flip_p=0.5", "pretrain.reference_warp.rotate_deg=15",
+                               "pretrain.reference_warp.scale_min=0.8", "pretrain.reference_warp.scale_max=1.2"}
+    assert real_art <= pose
+
+
+def test_extends_chains_and_the_child_wins(tmp_path):
+    (tmp_path / "a.yaml").write_text("pretrain: {loop: {train_steps: 11, batch_size: 4}}\n")
+    (tmp_path / "b.yaml").write_text("extends: a\npretrain: {loop: {train_steps: 22}}\n")
+    (tmp_path / "c.yaml").write_text("extends: b\nfinetune: {subset: 7}\n")
+    overrides = recipe_overrides(tmp_path / "c.yaml", ROOT / "params.yaml", None, [])
+    assert {"pretrain.loop.train_steps=22", "pretrain.loop.batch_size=4", "finetune.subset=7"} <= set(overrides)
+    assert not any(item.startswith("extends") for item in overrides)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("extends: nope\n", "extends 'nope', which is not a recipe in"),
+    ("extends: [a]\n", "which is not a recipe in"),
+    ("extends: self\n", "extends itself"),
+])
+def test_a_bad_extends_is_one_clear_error(tmp_path, text, message):
+    (tmp_path / "self.yaml").write_text(text)
+    with pytest.raises(AnimecolorError, match=message.replace("[", r"\[")):
+        recipe_overrides(tmp_path / "self.yaml", ROOT / "params.yaml", None, [])
 
 
 def test_dry_run_prints_the_dvc_command_and_runs_nothing(tmp_path, monkeypatch):
@@ -63,7 +91,7 @@ def test_run_calls_dvc_with_the_printed_command(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["recipe", "nope"], "no recipes/nope.yaml (known: full, paper, real-art)"),
+    (["recipe", "nope"], "no recipes/nope.yaml (known: full, paper, real-art, real-art-pose)"),
     (["recipe", "real-art"], "crawl.folder"),  # a folder source without a folder
     (["recipe", "real-art", "--folder", "/no/such/folder"], "--folder /no/such/folder: no such folder"),
     (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_stepz=3"], "train_stepz: not a params key"),

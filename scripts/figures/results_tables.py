@@ -154,15 +154,11 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-compare": lambda root: evaluate_table(_load(root / "docs/results/real-art/compare-evaluate.json"),
                                                     FULL_KEYS, full=True),
     "real-art-64": _real("real-art"),
-    "real-art-b8": lambda root: evaluate_table(_committed(root, "real-art/b8"), FULL_KEYS,
-                                               full=True),
-    "real-art-b8-64": _real("real-art/b8"),
-    "real-art-warp": lambda root: evaluate_table(_committed(root, "real-art/warp"), FULL_KEYS,
-                                                 full=True),
-    "real-art-warp-64": _real("real-art/warp"),
-    "real-art-no-eye": lambda root: evaluate_table(_committed(root, "real-art/no-eye-weight"), FULL_KEYS,
-                                                   full=True),
-    "real-art-no-eye-64": _real("real-art/no-eye-weight"),
+    **{f"real-art-{name}{suffix}": table
+       for name, folder in {"b8": "b8", "warp": "warp", "no-eye": "no-eye-weight", "pose": "pose"}.items()
+       for suffix, table in (("", lambda root, f=folder: evaluate_table(_committed(root, f"real-art/{f}"), FULL_KEYS,
+                                                                       full=True)),
+                             ("-64", _real(f"real-art/{folder}")))},
     "whole-figures": whole_figures_table,
 }
 
