@@ -169,7 +169,22 @@ def training_data(info: dict) -> tuple[str, str | None]:
     line = "trained on " + "; ".join(f"{what} ({', '.join(stages)})" for what, stages in said.items())
     warning = (f"this model was trained on procedural faces: expect pale colours on real art; see "
                f"{REAL_FACE_RECIPE} for the real-face recipe") if synthetic else None
-    return line, warning
+    layout = None if synthetic else _reference_layout(records)
+    return (f"{line}; {layout}" if layout else line), warning
+
+
+def _reference_layout(records: list) -> str | None:
+    """What the pretrain record says of its references' layout (`reference_warp`: the flip, turn and
+    scale its references got on top of the TPS), as a clause; None when it does not record it."""
+    warp = next((r.get("reference_warp") for r in records if isinstance(r, dict) and r.get("stage") == "pretrain"),
+                None)
+    if not isinstance(warp, dict):
+        return None
+    moved = warp.get("flip_p") or warp.get("rotate_deg") or (warp.get("scale_min"), warp.get("scale_max")) != (1.0, 1.0)
+    if moved:
+        return "its references mirrored, turned or scaled in training: for a reference in another pose"
+    return ("its references in the drawing's layout in training: it copies colours partly by position, so a "
+            "reference in another pose suits the real-art-pose recipe better")
 
 
 def without_reference_dropout(info: dict) -> bool:

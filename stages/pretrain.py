@@ -8,6 +8,8 @@ import typer
 
 from stages.common import console, load_params, probe_cache_file, seed_everything, user_errors
 
+REFERENCE_MOVES = {"flip_p", "rotate_deg", "scale_min", "scale_max"}  # recorded in the model: `colorize` says the layout
+
 
 def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/faces"),
              pairs_dir: Path = Path("data/pairs"), model_path: Path = Path("models/pretrain.pt"),
@@ -27,7 +29,8 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
-        dataset = PairDataset(faces_dir, pairs_dir, "train", tps=cfg.reference_warp.over(p["pairs"].tps),
+        warp = cfg.reference_warp.over(p["pairs"].tps)
+        dataset = PairDataset(faces_dir, pairs_dir, "train", tps=warp,
                               line_augment=cfg.lines, augment=cfg.augment,
                               captions=cfg.captions if cfg.unet.text else None,
                               region_balance=cfg.diffusion.region_balance, eye_weight=cfg.diffusion.eye_weight,
@@ -55,7 +58,8 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
         trainer = Trainer(model, diffusion, dataset, objective, cfg.loop, device, dist, state_path, run_id,
                           meta={"stage": "pretrain", "params": cfg.to_dict(),
                                 "data": training_data("pretrain", dataset,
-                                                      reference_dropout=cfg.condition_dropout.p_uncond)},
+                                                      reference_dropout=cfg.condition_dropout.p_uncond,
+                                                      reference_warp=warp.model_dump(include=REFERENCE_MOVES))},
                           seed=base.seed, probe_cache=probe_cache_file())
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
                             live_dir, cfg.samples, base.seed, stop_at)

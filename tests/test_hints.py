@@ -204,6 +204,9 @@ def test_guidance_on_a_model_trained_without_reference_dropout_warns(model_file,
     params = yaml.safe_load((tiny_pretrained / "params.yaml").read_text())
     pretrain = info["training"]["data"][0]
     assert pretrain["stage"] == "pretrain" and pretrain["reference_dropout"] > 0
+    tps = params["pairs"]["tps"]  # the references' moves (pretrain.reference_warp over pairs.tps), recorded
+    assert pretrain["reference_warp"] == {k: tps.get(k, 1.0 if k.startswith("scale") else 0.0)
+                                          for k in ("flip_p", "rotate_deg", "scale_min", "scale_max")}
     assert pretrain["reference_dropout"] == params["pretrain"]["condition_dropout"]["p_uncond"]
     assert "without reference dropout" not in colorize(model_file, shapes / "shapes.png", tmp_path / "a.png",
                                                        "--guidance", "2").output
@@ -235,7 +238,20 @@ def test_guidance_warning(data, guidance, warned):
     ([{"stage": "pretrain", "faces": 9, "sources": {"synthetic": 9}}, {"stage": "finetune", "faces": 4,
                                                                          "sources": {"folder": 4}}],
      "9 procedural (synthetic) faces (pretrain); a folder of 4 faces (finetune)", True),
-    (None, "unknown data", False)])
+    (None, "unknown data", False),
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
+       "reference_warp": {"flip_p": 0.0, "rotate_deg": 0.0, "scale_min": 1.0, "scale_max": 1.0}}],
+     "a folder of 9 faces (pretrain); its references in the drawing's layout in training: it copies colours partly "
+     "by position, so a reference in another pose suits the real-art-pose recipe better", False),
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
+       "reference_warp": {"flip_p": 0.5, "rotate_deg": 15.0, "scale_min": 0.8, "scale_max": 1.2}}],
+     "(pretrain); its references mirrored, turned or scaled in training: for a reference in another pose", False),
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
+       "reference_warp": {"flip_p": 0.0, "rotate_deg": 0.0, "scale_min": 0.9, "scale_max": 1.0}}],
+     "mirrored, turned or scaled", False),
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9}, "reference_warp": "odd"}],
+     "a folder of 9 faces (pretrain)", False)])  # a header edited by hand: no layout clause, no crash
 def test_training_data_lines(data, line, warned):
     said, warning = training_data({"training": {"stage": "text"} if data is None else {"data": data}})
     assert line in said and (warning is not None) == warned
+    assert ("layout" in said or "mirrored" in said) == isinstance((data or [{}])[0].get("reference_warp"), dict)
