@@ -62,8 +62,7 @@ class FullSizeConfig(Config):
     all_models: bool = Field(False, description="score every model given; false: the last one (the shipped model)")
     line_sigma: float = Field(0.5, ge=0.1, le=5.0, description="XDoG sigma of the drawings "
                                                                "(extract-lines' default)")
-    moved_ref: bool = Field(True, description="also the self reference mirrored, turned (15 deg) and scaled "
-                                              "(0.85-1.15): another layout")
+    moved_ref: bool = Field(True, description="also the self reference mirrored, turned and scaled")
 
     def settings(self) -> tuple[str, ...]:
         return SETTINGS + ((MOVED,) if self.moved_ref else ())
