@@ -37,15 +37,15 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def merge(base: dict, overlay: dict, where: str = "") -> dict:
-    """`overlay` over `base` (a copy); a key the base does not have is an error (a typo would
-    otherwise run the default silently)."""
+def merge(base: dict, overlay: dict, where: str = "", strict: bool = True) -> dict:
+    """`overlay` over `base` (a copy); with `strict`, a key the base does not have is an error (a
+    typo would otherwise run the default silently)."""
     out = dict(base)
     for key, value in overlay.items():
-        if key not in base:
+        if strict and key not in base:
             raise ParamsError(f"{where}{key}: not a params key")
-        if isinstance(value, dict) and isinstance(base[key], dict):
-            out[key] = merge(base[key], value, f"{where}{key}.")
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = merge(base[key], value, f"{where}{key}.", strict)
         else:
             out[key] = value
     return out
@@ -86,15 +86,7 @@ def read_recipe(recipe: Path, seen: tuple[Path, ...] = ()) -> dict:
     path = recipe.parent / f"{parent}.yaml"
     if not isinstance(parent, str) or not path.is_file():
         raise AnimecolorError(f"{recipe}: extends {shown(str(parent))}, which is not a recipe in {recipe.parent}")
-    base = read_recipe(path, (*seen, recipe.resolve()))
-
-    def deep(a: dict, b: dict) -> dict:
-        out = dict(a)
-        for key, value in b.items():
-            out[key] = deep(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-        return out
-
-    return deep(base, overlay)
+    return merge(read_recipe(path, (*seen, recipe.resolve())), overlay, strict=False)  # params.yaml checks the keys
 
 
 def recipe_overrides(recipe: Path, params: Path, folder: Path | None, sets: list[str]) -> list[str]:

@@ -117,6 +117,11 @@ class FullSizeFaces:
                        seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The face's self reference at full size: the pairs stage's own TPS draw for it (`build_pairs`:
         rng [seed, 2, index]), applied at this size; with its label map warped alike."""
+        return self._warped(faces_file, rgb, label, tps, seed)
+
+    def _warped(self, faces_file: str, rgb: np.ndarray, label: np.ndarray | None, tps: TPSConfig,
+                seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """`rgb` (and its label map) under `tps`, drawn from the pairs stage's rng for this face."""
         maps = random_warp(tps, np.random.default_rng([seed, 2, self.index(faces_file)]), *rgb.shape[:2])
         return apply_warp(rgb, maps), None if label is None else apply_warp(label, maps, label=True)
 
@@ -126,9 +131,7 @@ class FullSizeFaces:
         stream), then always mirrored, turned and scaled by `MOVES` (drawn after it; they replace any
         flip, turn or scale of `pairs.tps` itself). A mirror swaps two irises of different colours, so
         on heterochromatic faces this setting's eye scores expect the eyes swapped back."""
-        moves = TPSConfig.model_validate({**tps.model_dump(), **MOVES})
-        maps = random_warp(moves, np.random.default_rng([seed, 2, self.index(faces_file)]), *rgb.shape[:2])
-        return apply_warp(rgb, maps), None if label is None else apply_warp(label, maps, label=True)
+        return self._warped(faces_file, rgb, label, TPSConfig.model_validate({**tps.model_dump(), **MOVES}), seed)
 
 
 Colour = Callable[[nn.Module, Diffusion, np.ndarray, np.ndarray, int], np.ndarray]
