@@ -65,6 +65,20 @@ def test_a_bad_extends_is_one_clear_error(tmp_path, text, message):
         recipe_overrides(tmp_path / "self.yaml", ROOT / "params.yaml", None, [])
 
 
+def test_a_bad_extends_on_the_command_line_is_one_line_exit_2(tmp_path, monkeypatch):
+    """`animecolor recipe NAME` with a recipe that extends a missing one: one line, exit 2, no dvc."""
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "mine.yaml").write_text("extends: gone\npretrain: {loop: {train_steps: 5}}\n")
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
+    result = CliRunner().invoke(app, ["recipe", "mine", "--dry-run"], env={"COLUMNS": "400"})
+    assert result.exit_code == 2 and not calls
+    assert len(result.output.strip().splitlines()) == 1 and "extends 'gone'" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_dry_run_prints_the_dvc_command_and_runs_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     calls = []
