@@ -55,7 +55,8 @@ def _dataset(cfg, pairs_cfg, init: dict, faces_dir: Path, pairs_dir: Path):
 
     captions, vocabulary = finetune_captions(init, cfg.reconstruction.p_text)
     colour = cfg.reconstruction.colour_weight > 0
-    dataset = PairDataset(faces_dir, pairs_dir, "train", tps=pairs_cfg.tps, limit=cfg.subset,
+    dataset = PairDataset(faces_dir, pairs_dir, "train", tps=cfg.reference_warp.over(pairs_cfg.tps, "finetune"),
+                          limit=cfg.subset,
                           captions=captions, vocabulary=vocabulary, with_labels=colour)
     if colour and dataset.drop_label_uses():
         console.print("finetune: the training images have no label maps (real data): the colour term "

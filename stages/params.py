@@ -129,6 +129,8 @@ class FinetuneParams(Config):
     loop: FinetuneLoopConfig = Field(default_factory=FinetuneLoopConfig, description="optimisation loop")
     reconstruction: ReconstructionConfig = Field(default_factory=ReconstructionConfig,
                                                  description="the unrolled sampler and its loss")
+    reference_warp: TrainWarpConfig = Field(default_factory=TrainWarpConfig,
+                                            description="more reference distortion in fine-tuning only")
     samples: SampleGridConfig = Field(default_factory=SampleGridConfig, description="samples grid")
 
     renamed = {"steps": "finetune.loop.train_steps", **_moved("finetune", _LOOP_KEYS, "loop"),
@@ -195,9 +197,11 @@ def validate_section(section: str, data) -> Config:
 
 def check_across(sections: dict[str, Config]) -> None:
     """The checks that need two validated sections (those present): the training warp over the
-    benchmark's (`pretrain.reference_warp` over `pairs.tps`). A one-line `ParamsError`."""
-    if "pairs" in sections and "pretrain" in sections:
-        sections["pretrain"].reference_warp.over(sections["pairs"].tps)
+    benchmark's (`pretrain.reference_warp` and `finetune.reference_warp` over `pairs.tps`). A
+    one-line `ParamsError`."""
+    for section in ("pretrain", "finetune"):
+        if "pairs" in sections and section in sections:
+            sections[section].reference_warp.over(sections["pairs"].tps, section)
 
 
 HEADER = """\

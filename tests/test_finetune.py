@@ -179,3 +179,27 @@ def test_random_references_are_scored_by_colour_alone_and_need_the_colour_term(t
     assert set(swapped) == {"loss_swd"} and swapped["loss_swd"] != own["loss_swd"]
     loss.backward()
     assert net.out[-1].weight.grad.abs().sum() > 0
+
+
+def test_finetune_reference_warp_moves_the_fine_tuning_references_only(tiny_data, tiny_pretrained):
+    """`finetune.reference_warp` over `pairs.tps`: the same draw per item, then mirrored; unset, the
+    fine-tuning references are the benchmark's own warp; a warp the benchmark's cannot hold is one
+    error naming the finetune key."""
+    from stages.common import ParamsError
+    from stages.finetune import _dataset
+    from stages.params import FinetuneParams, PairsParams, check_across
+
+    init = load_checkpoint(tiny_pretrained / "pretrain.pt")
+    plain = _dataset(FinetuneParams(), PairsParams(), init, *tiny_data)
+    assert plain.tps == PairsParams().tps
+    mirrored = _dataset(FinetuneParams.model_validate({"reference_warp": {"flip_p": 1.0}}), PairsParams(), init,
+                        *tiny_data)
+    assert mirrored.tps.flip_p == 1.0 and mirrored.tps.strength == plain.tps.strength
+    for i in range(3):
+        a, b = plain[(i, i)], mirrored[(i, i)]
+        assert torch.equal(a["sketch"], b["sketch"]) and torch.equal(a["target"], b["target"])
+        assert torch.allclose(b["reference"], a["reference"].flip(-1), atol=1e-6)
+        assert not torch.allclose(b["reference"], a["reference"], atol=1e-3)
+    with pytest.raises(ParamsError, match="finetune.reference_warp over pairs.tps"):
+        check_across({"pairs": PairsParams(), "finetune": FinetuneParams.model_validate(
+            {"reference_warp": {"scale_min": 1.2}})})

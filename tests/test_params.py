@@ -93,7 +93,8 @@ OWN_KNOB_PER_CLASS = {
     "sample_steps": "samples grid; evaluation",
     "guidance": "samples grid; unrolled fine-tuning; evaluation",
     "eta": "unrolled fine-tuning; evaluation",
-    **{key: "pairs.tps: the benchmark's reference warp (and training's); pretrain.reference_warp: training's own"
+    **{key: "pairs.tps: the benchmark's reference warp (and training's); pretrain.reference_warp and "
+            "finetune.reference_warp: training's own"
        for key in ("flip_p", "rotate_deg", "scale_min", "scale_max")},
 }
 

@@ -45,7 +45,8 @@ class TPSConfig(Config):
 
 
 class TrainWarpConfig(Config):
-    """More reference distortion for training only (params `pretrain.reference_warp`), over `pairs.tps`,
+    """More reference distortion for training only (params `pretrain.reference_warp` and
+    `finetune.reference_warp`), over `pairs.tps`,
     which also draws the fixed benchmark pairs and so stays as it is. A reference flipped, turned or
     scaled against its drawing cannot be copied by position: the attention has to find each region by
     what it is, as it must for another character's reference. null: the `pairs.tps` value."""
@@ -55,10 +56,11 @@ class TrainWarpConfig(Config):
     scale_min: float | None = Field(None, gt=0.0, le=2.0, description="scale range, lower end; null: pairs.tps's")
     scale_max: float | None = Field(None, gt=0.0, le=2.0, description="scale range, upper end; null: pairs.tps's")
 
-    def over(self, tps: TPSConfig) -> TPSConfig:
-        """`tps` with every value set here replacing its own (checked as a TPSConfig)."""
+    def over(self, tps: TPSConfig, section: str = "pretrain") -> TPSConfig:
+        """`tps` with every value set here replacing its own (checked as a TPSConfig; errors name
+        `<section>.reference_warp`)."""
         changed = {key: value for key, value in self.model_dump().items() if value is not None}
-        return validate(TPSConfig, {**tps.model_dump(), **changed}, "pretrain.reference_warp over pairs.tps") \
+        return validate(TPSConfig, {**tps.model_dump(), **changed}, f"{section}.reference_warp over pairs.tps") \
             if changed else tps
 
 
