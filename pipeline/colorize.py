@@ -181,7 +181,12 @@ def _reference_layout(records: list) -> str | None:
     if not isinstance(warp, dict):
         return None
     moved = warp.get("flip_p") or warp.get("rotate_deg") or (warp.get("scale_min"), warp.get("scale_max")) != (1.0, 1.0)
-    if moved:
+    share = warp.get("moves_p", 1.0)  # older files do not record it: all moved
+    share = share if isinstance(share, (int, float)) and 0 <= share <= 1 else 1.0
+    if moved and 0 < share < 1:
+        return (f"{share:.0%} of its references mirrored, turned or scaled in training, the rest in the drawing's "
+                "layout: for a reference in either")
+    if moved and share:
         return "its references mirrored, turned or scaled in training: for a reference in another pose"
     return ("its references in the drawing's layout in training: it copies colours partly by position, so a "
             "reference in another pose suits the real-art-pose recipe better")

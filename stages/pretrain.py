@@ -8,7 +8,7 @@ import typer
 
 from stages.common import console, load_params, probe_cache_file, seed_everything, user_errors
 
-REFERENCE_MOVES = {"flip_p", "rotate_deg", "scale_min", "scale_max"}  # recorded in the model: `colorize` says the layout
+REFERENCE_MOVES = {"flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p"}  # recorded in the model: `colorize` says the layout
 
 
 def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/faces"),

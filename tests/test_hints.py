@@ -205,8 +205,8 @@ def test_guidance_on_a_model_trained_without_reference_dropout_warns(model_file,
     pretrain = info["training"]["data"][0]
     assert pretrain["stage"] == "pretrain" and pretrain["reference_dropout"] > 0
     tps = params["pairs"]["tps"]  # the references' moves (pretrain.reference_warp over pairs.tps), recorded
-    assert pretrain["reference_warp"] == {k: tps.get(k, 1.0 if k.startswith("scale") else 0.0)
-                                          for k in ("flip_p", "rotate_deg", "scale_min", "scale_max")}
+    assert pretrain["reference_warp"] == {k: tps.get(k, 1.0 if k.startswith(("scale", "moves")) else 0.0)
+                                          for k in ("flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p")}
     assert pretrain["reference_dropout"] == params["pretrain"]["condition_dropout"]["p_uncond"]
     assert "without reference dropout" not in colorize(model_file, shapes / "shapes.png", tmp_path / "a.png",
                                                        "--guidance", "2").output
@@ -249,6 +249,13 @@ def test_guidance_warning(data, guidance, warned):
     ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
        "reference_warp": {"flip_p": 0.0, "rotate_deg": 0.0, "scale_min": 0.9, "scale_max": 1.0}}],
      "mirrored, turned or scaled", False),
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
+       "reference_warp": {"flip_p": 0.5, "rotate_deg": 15.0, "scale_min": 0.8, "scale_max": 1.2, "moves_p": 0.5}}],
+     "(pretrain); 50% of its references mirrored, turned or scaled in training, the rest in the drawing's layout: "
+     "for a reference in either", False),
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
+       "reference_warp": {"flip_p": 0.5, "rotate_deg": 15.0, "scale_min": 0.8, "scale_max": 1.2, "moves_p": 0.0}}],
+     "its references in the drawing's layout in training", False),
     ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9}, "reference_warp": "odd"}],
      "a folder of 9 faces (pretrain)", False)])  # a header edited by hand: no layout clause, no crash
 def test_training_data_lines(data, line, warned):

@@ -118,6 +118,32 @@ def test_training_warp_replaces_only_what_it_sets_and_checks_the_result():
         TrainWarpConfig(scale_min=1.2).over(bench)  # above the benchmark's scale_max 1.0
 
 
+def test_moves_p_moves_that_share_of_the_draws_and_keeps_the_default_stream():
+    """moves_p < 1: each draw is either the full move (the same as moves_p 1 from the same rng) or
+    the TPS alone (the same as no moves); moves_p 1 draws exactly as before the knob existed."""
+    tps_only = TPSConfig()
+    moved = TPSConfig(flip_p=1.0, rotate_deg=15, scale_min=0.8, scale_max=1.2)
+    half = moved.model_copy(update={"moves_p": 0.5})
+    kinds = []
+    for seed in range(40):
+        got = random_warp(half, np.random.default_rng(seed), 32, 32)[0]
+        full = random_warp(moved, np.random.default_rng(seed), 32, 32)[0]
+        plain = random_warp(tps_only, np.random.default_rng(seed), 32, 32)[0]
+        same_full, same_plain = np.allclose(got, full), np.allclose(got, plain)
+        assert same_full != same_plain
+        kinds.append(same_full)
+    assert 10 <= sum(kinds) <= 30  # about half moved
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    random_warp(moved, rng_a, 16, 16), random_warp(moved.model_copy(update={"moves_p": 1.0}), rng_b, 16, 16)
+    assert rng_a.random() == rng_b.random()  # moves_p 1 draws nothing more
+    assert all(not np.allclose(random_warp(moved.model_copy(update={"moves_p": 0.0}), np.random.default_rng(s), 32,
+                                           32)[0], random_warp(moved, np.random.default_rng(s), 32, 32)[0])
+               for s in range(5))
+    assert TrainWarpConfig(moves_p=0.25).over(moved).moves_p == 0.25
+    with pytest.raises(ValueError):
+        TrainWarpConfig(moves_p=1.5)
+
+
 # ---------------------------------------------------------------- pairs + dataset
 def test_derangement_never_pairs_an_image_or_identity_with_itself():
     rng = np.random.default_rng(0)

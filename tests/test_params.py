@@ -95,7 +95,7 @@ OWN_KNOB_PER_CLASS = {
     "eta": "unrolled fine-tuning; evaluation",
     **{key: "pairs.tps: the benchmark's reference warp (and training's); pretrain.reference_warp and "
             "finetune.reference_warp: training's own"
-       for key in ("flip_p", "rotate_deg", "scale_min", "scale_max")},
+       for key in ("flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p")},
 }
 
 

@@ -36,6 +36,8 @@ class TPSConfig(Config):
     rotate_deg: float = Field(0.0, ge=0.0, le=45.0, description="max rotation, degrees")
     scale_min: float = Field(1.0, gt=0.0, le=2.0, description="scale range: lower end")
     scale_max: float = Field(1.0, gt=0.0, le=2.0, description="scale range: upper end")
+    moves_p: float = Field(1.0, ge=0.0, le=1.0, description="probability that the flip, turn and scale apply "
+                                                            "(else the TPS alone)")
 
     @model_validator(mode="after")
     def _scale_range(self):
@@ -55,6 +57,7 @@ class TrainWarpConfig(Config):
     rotate_deg: float | None = Field(None, ge=0.0, le=45.0, description="max rotation, degrees; null: pairs.tps's")
     scale_min: float | None = Field(None, gt=0.0, le=2.0, description="scale range, lower end; null: pairs.tps's")
     scale_max: float | None = Field(None, gt=0.0, le=2.0, description="scale range, upper end; null: pairs.tps's")
+    moves_p: float | None = Field(None, ge=0.0, le=1.0, description="share of items moved; null: pairs.tps's")
 
     def over(self, tps: TPSConfig, section: str = "pretrain") -> TPSConfig:
         """`tps` with every value set here replacing its own (checked as a TPSConfig; errors name
@@ -148,6 +151,8 @@ def random_warp(cfg: TPSConfig, rng: np.random.Generator, height: int, width: in
     angle = rng.uniform(-cfg.rotate_deg, cfg.rotate_deg) if cfg.rotate_deg else 0.0
     scale = rng.uniform(cfg.scale_min, cfg.scale_max) if (cfg.scale_min, cfg.scale_max) != (1.0, 1.0) else 1.0
     flip = rng.random() < cfg.flip_p
+    if cfg.moves_p < 1.0 and rng.random() >= cfg.moves_p:  # drawn only then: the default stream stays as it was
+        angle, scale, flip = 0.0, 1.0, False
     if angle or scale != 1.0 or flip:
         # Compose: output -> (inverse affine) -> TPS input coordinates.
         M = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, scale)
