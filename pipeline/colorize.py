@@ -173,23 +173,35 @@ def training_data(info: dict) -> tuple[str, str | None]:
     return (f"{line}; {layout}" if layout else line), warning
 
 
-def _reference_layout(records: list) -> str | None:
-    """What the pretrain record says of its references' layout (`reference_warp`: the flip, turn and
-    scale its references got on top of the TPS), as a clause; None when it does not record it."""
-    warp = next((r.get("reference_warp") for r in records if isinstance(r, dict) and r.get("stage") == "pretrain"),
-                None)
+def _moved_share(record: dict) -> float | None:
+    """The share of a training stage's references that were mirrored, turned or scaled (its
+    recorded `reference_warp`: the moves, and `moves_p`, all moved when not recorded); None when the
+    record has no such entry (older files, a header edited by hand)."""
+    warp = record.get("reference_warp")
     if not isinstance(warp, dict):
         return None
-    moved = warp.get("flip_p") or warp.get("rotate_deg") or (warp.get("scale_min"), warp.get("scale_max")) != (1.0, 1.0)
-    share = warp.get("moves_p", 1.0)  # older files do not record it: all moved
-    share = share if isinstance(share, (int, float)) and 0 <= share <= 1 else 1.0
-    if moved and 0 < share < 1:
-        return (f"{share:.0%} of its references mirrored, turned or scaled in training, the rest in the drawing's "
-                "layout: for a reference in either")
-    if moved and share:
+    moves = warp.get("flip_p") or warp.get("rotate_deg") or (warp.get("scale_min"), warp.get("scale_max")) != (1.0, 1.0)
+    share = warp.get("moves_p", 1.0)
+    share = share if isinstance(share, (int, float)) and not isinstance(share, bool) and 0 <= share <= 1 else 1.0
+    return float(share) if moves else 0.0
+
+
+def _reference_layout(records: list) -> str | None:
+    """What the training records say of the references' layout (pretraining's, and fine-tuning's
+    when it moved them), as a clause; None when pretraining does not record it."""
+    shares = {r.get("stage"): _moved_share(r) for r in records if isinstance(r, dict)}
+    pretrain, finetune = shares.get("pretrain"), shares.get("finetune")
+    if pretrain is None:
+        return None
+    if pretrain >= 1:
         return "its references mirrored, turned or scaled in training: for a reference in another pose"
-    return ("its references in the drawing's layout in training: it copies colours partly by position, so a "
-            "reference in another pose suits the real-art-pose recipe better")
+    if pretrain > 0:
+        percent = min(99, max(1, round(pretrain * 100)))
+        return (f"{percent}% of its pretraining references drawn with moves (mirror, turn, scale), the rest in the "
+                "drawing's layout: for a reference in either")
+    tuned = " (moved in fine-tuning only)" if finetune else ""
+    return (f"its references in the drawing's layout in pretraining{tuned}: it copies colours partly by position, "
+            "so a reference in another pose suits the real-art-pose recipe better")
 
 
 def without_reference_dropout(info: dict) -> bool:

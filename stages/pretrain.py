@@ -29,7 +29,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
     dist, device = torchrun_distributed(base.device)
     seed_everything(base.seed)
     try:
-        warp = cfg.reference_warp.over(p["pairs"].tps)
+        warp = cfg.reference_warp.over(p["pairs"].tps, "pretrain")
         dataset = PairDataset(faces_dir, pairs_dir, "train", tps=warp,
                               line_augment=cfg.lines, augment=cfg.augment,
                               captions=cfg.captions if cfg.unet.text else None,

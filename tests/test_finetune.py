@@ -118,6 +118,11 @@ def test_finetune_stage_trains_changes_weights_and_resumes(tiny_data, tiny_pretr
     a, b = load_checkpoint(tiny_pretrained / "pretrain.pt"), load_checkpoint(tmp_path / "ft.pt")
     assert any(not torch.equal(a["ema"][k], b["ema"][k]) for k in a["ema"])
     assert b["meta"]["stage"] == "finetune" and (tmp_path / "ft.png").is_file()
+    record = b["meta"]["data"][-1]  # the references' layout, recorded for colorize (the benchmark's warp here)
+    tps = yaml.safe_load(params.read_text())["pairs"]["tps"]
+    assert record["stage"] == "finetune" and record["reference_warp"] == {
+        k: tps.get(k, 1.0 if k.startswith(("scale", "moves")) else 0.0)
+        for k in ("flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p")}
 
 
 def test_region_colour_loss_is_zero_for_the_reference_colours_and_weighs_regions_alike():

@@ -205,8 +205,9 @@ def test_guidance_on_a_model_trained_without_reference_dropout_warns(model_file,
     pretrain = info["training"]["data"][0]
     assert pretrain["stage"] == "pretrain" and pretrain["reference_dropout"] > 0
     tps = params["pairs"]["tps"]  # the references' moves (pretrain.reference_warp over pairs.tps), recorded
-    assert pretrain["reference_warp"] == {k: tps.get(k, 1.0 if k.startswith(("scale", "moves")) else 0.0)
-                                          for k in ("flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p")}
+    moves = {k: tps.get(k, 1.0 if k.startswith(("scale", "moves")) else 0.0)
+             for k in ("flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p")}
+    assert pretrain["reference_warp"] == moves
     assert pretrain["reference_dropout"] == params["pretrain"]["condition_dropout"]["p_uncond"]
     assert "without reference dropout" not in colorize(model_file, shapes / "shapes.png", tmp_path / "a.png",
                                                        "--guidance", "2").output
@@ -241,7 +242,7 @@ def test_guidance_warning(data, guidance, warned):
     (None, "unknown data", False),
     ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
        "reference_warp": {"flip_p": 0.0, "rotate_deg": 0.0, "scale_min": 1.0, "scale_max": 1.0}}],
-     "a folder of 9 faces (pretrain); its references in the drawing's layout in training: it copies colours partly "
+     "a folder of 9 faces (pretrain); its references in the drawing's layout in pretraining: it copies colours partly "
      "by position, so a reference in another pose suits the real-art-pose recipe better", False),
     ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
        "reference_warp": {"flip_p": 0.5, "rotate_deg": 15.0, "scale_min": 0.8, "scale_max": 1.2}}],
@@ -251,11 +252,22 @@ def test_guidance_warning(data, guidance, warned):
      "mirrored, turned or scaled", False),
     ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
        "reference_warp": {"flip_p": 0.5, "rotate_deg": 15.0, "scale_min": 0.8, "scale_max": 1.2, "moves_p": 0.5}}],
-     "(pretrain); 50% of its references mirrored, turned or scaled in training, the rest in the drawing's layout: "
-     "for a reference in either", False),
+     "(pretrain); 50% of its pretraining references drawn with moves (mirror, turn, scale), the rest in the "
+     "drawing's layout: for a reference in either", False),
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
+       "reference_warp": {"flip_p": 0.5, "rotate_deg": 0.0, "scale_min": 1.0, "scale_max": 1.0, "moves_p": 0.999}}],
+     "99% of its pretraining references", False),  # never "100% ..., the rest"
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
+       "reference_warp": {"flip_p": 0.5, "rotate_deg": 15.0, "scale_min": 0.8, "scale_max": 1.2, "moves_p": "odd"}}],
+     "mirrored, turned or scaled in training: for a reference in another pose", False),  # edited by hand: all moved
+    ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
+       "reference_warp": {"flip_p": 0.0, "rotate_deg": 0.0, "scale_min": 1.0, "scale_max": 1.0}},
+      {"stage": "finetune", "faces": 4, "sources": {"folder": 4},
+       "reference_warp": {"flip_p": 0.5, "rotate_deg": 15.0, "scale_min": 0.8, "scale_max": 1.2}}],
+     "in the drawing's layout in pretraining (moved in fine-tuning only)", False),
     ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9},
        "reference_warp": {"flip_p": 0.5, "rotate_deg": 15.0, "scale_min": 0.8, "scale_max": 1.2, "moves_p": 0.0}}],
-     "its references in the drawing's layout in training", False),
+     "its references in the drawing's layout in pretraining: it copies", False),
     ([{"stage": "pretrain", "faces": 9, "sources": {"folder": 9}, "reference_warp": "odd"}],
      "a folder of 9 faces (pretrain)", False)])  # a header edited by hand: no layout clause, no crash
 def test_training_data_lines(data, line, warned):

@@ -110,12 +110,12 @@ def test_tps_warps_image_and_label_consistently_and_is_seeded(cfg):
 
 def test_training_warp_replaces_only_what_it_sets_and_checks_the_result():
     bench = TPSConfig(strength=0.2, rotate_deg=5)
-    assert TrainWarpConfig().over(bench) is bench  # nothing set: training draws the benchmark's warp
-    warp = TrainWarpConfig(flip_p=0.5, scale_min=0.8, scale_max=1.2).over(bench)
+    assert TrainWarpConfig().over(bench, "pretrain") is bench  # nothing set: training draws the benchmark's warp
+    warp = TrainWarpConfig(flip_p=0.5, scale_min=0.8, scale_max=1.2).over(bench, "pretrain")
     assert (warp.flip_p, warp.scale_min, warp.scale_max) == (0.5, 0.8, 1.2)
     assert (warp.scheme, warp.strength, warp.rotate_deg) == ("diagonal", 0.2, 5)
     with pytest.raises(ParamsError, match="pretrain.reference_warp over pairs.tps"):
-        TrainWarpConfig(scale_min=1.2).over(bench)  # above the benchmark's scale_max 1.0
+        TrainWarpConfig(scale_min=1.2).over(bench, "pretrain")  # above the benchmark's scale_max 1.0
 
 
 def test_moves_p_moves_that_share_of_the_draws_and_keeps_the_default_stream():
@@ -133,13 +133,21 @@ def test_moves_p_moves_that_share_of_the_draws_and_keeps_the_default_stream():
         assert same_full != same_plain
         kinds.append(same_full)
     assert 10 <= sum(kinds) <= 30  # about half moved
-    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    random_warp(moved, rng_a, 16, 16), random_warp(moved.model_copy(update={"moves_p": 1.0}), rng_b, 16, 16)
-    assert rng_a.random() == rng_b.random()  # moves_p 1 draws nothing more
-    assert all(not np.allclose(random_warp(moved.model_copy(update={"moves_p": 0.0}), np.random.default_rng(s), 32,
-                                           32)[0], random_warp(moved, np.random.default_rng(s), 32, 32)[0])
-               for s in range(5))
-    assert TrainWarpConfig(moves_p=0.25).over(moved).moves_p == 0.25
+    for seed in range(5):  # moves_p 1 draws exactly the TPS, turn, scale and flip; below 1, one number more
+        replay = np.random.default_rng(seed)
+        control_points(moved, replay), replay.uniform(-15, 15), replay.uniform(0.8, 1.2), replay.random()
+        rng = np.random.default_rng(seed)
+        random_warp(moved, rng, 16, 16)
+        assert rng.random() == replay.random()
+        rng = np.random.default_rng(seed)
+        random_warp(half, rng, 16, 16)
+        again = np.random.default_rng(seed)
+        control_points(moved, again), again.uniform(-15, 15), again.uniform(0.8, 1.2), again.random(), again.random()
+        assert rng.random() == again.random()
+    for seed in range(5):  # moves_p 0: the TPS alone
+        assert np.allclose(random_warp(moved.model_copy(update={"moves_p": 0.0}), np.random.default_rng(seed), 32, 32)[0],
+                           random_warp(tps_only, np.random.default_rng(seed), 32, 32)[0])
+    assert TrainWarpConfig(moves_p=0.25).over(moved, "pretrain").moves_p == 0.25
     with pytest.raises(ValueError):
         TrainWarpConfig(moves_p=1.5)
 
@@ -195,7 +203,7 @@ def test_dataset_draws_the_training_warp(faces, tmp_path):
     still = TPSConfig(scheme="none")
     plain = PairDataset(faces, tmp_path, "train", tps=still)[(0, 1)]
     assert torch.equal(plain["reference"], plain["target"])
-    flipped = PairDataset(faces, tmp_path, "train", tps=TrainWarpConfig(flip_p=1.0).over(still))[(0, 1)]
+    flipped = PairDataset(faces, tmp_path, "train", tps=TrainWarpConfig(flip_p=1.0).over(still, "pretrain"))[(0, 1)]
     assert torch.equal(flipped["reference"], flipped["target"].flip(-1))
 
 

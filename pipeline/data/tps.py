@@ -59,7 +59,7 @@ class TrainWarpConfig(Config):
     scale_max: float | None = Field(None, gt=0.0, le=2.0, description="scale range, upper end; null: pairs.tps's")
     moves_p: float | None = Field(None, ge=0.0, le=1.0, description="share of items moved; null: pairs.tps's")
 
-    def over(self, tps: TPSConfig, section: str = "pretrain") -> TPSConfig:
+    def over(self, tps: TPSConfig, section: str) -> TPSConfig:
         """`tps` with every value set here replacing its own (checked as a TPSConfig; errors name
         `<section>.reference_warp`)."""
         changed = {key: value for key, value in self.model_dump().items() if value is not None}

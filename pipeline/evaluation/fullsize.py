@@ -50,7 +50,7 @@ from pipeline.model.perceptual import VGGLPIPS
 UPSCALED_TRUTH = "upscaled_truth"  # the baseline candidate
 SETTINGS = ("full_self_ref", "full_random_ref")
 MOVED = "full_moved_ref"  # the self reference in another layout (`FullSizeConfig.moved_ref`)
-MOVES = {"flip_p": 1.0, "rotate_deg": 15.0, "scale_min": 0.85, "scale_max": 1.15}  # over the pairs' TPS
+MOVES = {"flip_p": 1.0, "rotate_deg": 15.0, "scale_min": 0.85, "scale_max": 1.15, "moves_p": 1.0}  # over pairs.tps
 
 
 class FullSizeConfig(Config):
