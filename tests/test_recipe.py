@@ -41,7 +41,8 @@ def test_real_art_pose_is_real_art_with_the_training_warp(tmp_path):
     real_art = set(recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml", tmp_path, []))
     pose = set(recipe_overrides(ROOT / "recipes" / "real-art-pose.yaml", ROOT / "params.yaml", tmp_path, []))
     assert pose - real_art == {"pretrain.reference_warp.flip_p=0.5", "pretrain.reference_warp.rotate_deg=15",
-                               "pretrain.reference_warp.scale_min=0.8", "pretrain.reference_warp.scale_max=1.2"}
+                               "pretrain.reference_warp.scale_min=0.8", "pretrain.reference_warp.scale_max=1.2",
+                               "pretrain.reference_warp.moves_p=0.5"}
     assert real_art <= pose
 
 
