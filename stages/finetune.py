@@ -20,7 +20,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
     from pipeline.training.distributed import close_distributed
     from pipeline.training.finetune import reconstruction_objective
     from pipeline.training.loop import Trainer, fingerprint
-    from stages.pretrain import REFERENCE_MOVES
+    from pipeline.data.tps import WARP_MOVES
     from stages.training import file_digest, run_training, source_digest, torchrun_distributed, training_data
 
     p = load_params(params_path, "base", "pairs", "finetune")
@@ -40,7 +40,7 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
                           cfg.loop, device, dist, state_path, run_id,
                           meta={"stage": "finetune", "params": cfg.to_dict(), "init_from": str(init_path),
                                 "data": training_data("finetune", dataset, init,
-                                                      reference_warp=dataset.tps.model_dump(include=REFERENCE_MOVES))},
+                                                      reference_warp=dataset.tps.model_dump(include=set(WARP_MOVES)))},
                           seed=base.seed, probe_cache=probe_cache_file())
         trainer.init_from(init)  # a resume below overwrites this with the run's own state
         return run_training("finetune", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,

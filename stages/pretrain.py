@@ -8,7 +8,6 @@ import typer
 
 from stages.common import console, load_params, probe_cache_file, seed_everything, user_errors
 
-REFERENCE_MOVES = {"flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p"}  # recorded in the model: `colorize` says the layout
 
 
 def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/faces"),
@@ -18,6 +17,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
              stop_at: int | None = None) -> dict:
     """Run the stage; returns the metrics it writes. `stop_at` ends early (tests of resuming)."""
     from pipeline.data.dataset import PairDataset
+    from pipeline.data.tps import WARP_MOVES
     from pipeline.model.diffusion import Diffusion
     from pipeline.model.unet import UNet
     from pipeline.training.distributed import close_distributed
@@ -59,7 +59,7 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                           meta={"stage": "pretrain", "params": cfg.to_dict(),
                                 "data": training_data("pretrain", dataset,
                                                       reference_dropout=cfg.condition_dropout.p_uncond,
-                                                      reference_warp=warp.model_dump(include=REFERENCE_MOVES))},
+                                                      reference_warp=warp.model_dump(include=set(WARP_MOVES)))},
                           seed=base.seed, probe_cache=probe_cache_file())
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
                             live_dir, cfg.samples, base.seed, stop_at)

@@ -145,7 +145,8 @@ def test_moves_p_moves_that_share_of_the_draws_and_keeps_the_default_stream():
         control_points(moved, again), again.uniform(-15, 15), again.uniform(0.8, 1.2), again.random(), again.random()
         assert rng.random() == again.random()
     for seed in range(5):  # moves_p 0: the TPS alone
-        assert np.allclose(random_warp(moved.model_copy(update={"moves_p": 0.0}), np.random.default_rng(seed), 32, 32)[0],
+        never = moved.model_copy(update={"moves_p": 0.0})
+        assert np.allclose(random_warp(never, np.random.default_rng(seed), 32, 32)[0],
                            random_warp(tps_only, np.random.default_rng(seed), 32, 32)[0])
     assert TrainWarpConfig(moves_p=0.25).over(moved, "pretrain").moves_p == 0.25
     with pytest.raises(ValueError):

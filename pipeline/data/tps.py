@@ -23,6 +23,9 @@ from pydantic import Field, model_validator
 from pipeline.config import Config, validate
 
 
+WARP_MOVES = ("flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p")  # over the TPS; recorded in model files
+
+
 class TPSConfig(Config):
     """Geometric distortion of the reference (params `pairs.tps`): the fixed self-reference benchmark
     pairs, and every training fetch (re-drawn each time)."""
