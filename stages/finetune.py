@@ -16,11 +16,11 @@ def finetune(params_path: Path = Path("params.yaml"), init_path: Path = Path("mo
              sheet_path: Path = Path("reports/finetune_samples.png"),
              live_dir: Path = Path("dvclive/finetune"), stop_at: int | None = None) -> dict:
     """Run the stage; returns the metrics it writes. epochs = 0 passes the pretrained model through."""
+    from pipeline.data.tps import WARP_MOVES
     from pipeline.model.checkpoint import load_checkpoint, model_from_checkpoint
     from pipeline.training.distributed import close_distributed
     from pipeline.training.finetune import reconstruction_objective
     from pipeline.training.loop import Trainer, fingerprint
-    from pipeline.data.tps import WARP_MOVES
     from stages.training import file_digest, run_training, source_digest, torchrun_distributed, training_data
 
     p = load_params(params_path, "base", "pairs", "finetune")

@@ -9,7 +9,6 @@ import typer
 from stages.common import console, load_params, probe_cache_file, seed_everything, user_errors
 
 
-
 def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("data/faces"),
              pairs_dir: Path = Path("data/pairs"), model_path: Path = Path("models/pretrain.pt"),
              state_path: Path = Path("checkpoints/pretrain.pt"), metrics_path: Path = Path("metrics/pretrain.json"),

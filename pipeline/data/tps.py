@@ -23,9 +23,6 @@ from pydantic import Field, model_validator
 from pipeline.config import Config, validate
 
 
-WARP_MOVES = ("flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p")  # over the TPS; recorded in model files
-
-
 class TPSConfig(Config):
     """Geometric distortion of the reference (params `pairs.tps`): the fixed self-reference benchmark
     pairs, and every training fetch (re-drawn each time)."""
@@ -68,6 +65,9 @@ class TrainWarpConfig(Config):
         changed = {key: value for key, value in self.model_dump().items() if value is not None}
         return validate(TPSConfig, {**tps.model_dump(), **changed}, f"{section}.reference_warp over pairs.tps") \
             if changed else tps
+
+
+WARP_MOVES = tuple(TrainWarpConfig.model_fields)  # the moves over the TPS, recorded in model files
 
 
 def control_points(cfg: TPSConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
