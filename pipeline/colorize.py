@@ -10,9 +10,10 @@ multiplied over the result at full resolution so they stay exactly where they we
 drawing larger than a face, each face found is coloured again at the scale the model was trained
 on, and the figure in face-sized tiles (`faces.py`), all in the same batch as the whole picture.
 
-A result is layers (`Colored`): the colour layer (the model's colours, colour hints applied:
-`hints.py`), the drawing's line layer, and the drawing's alpha when it is a sprite on a
-transparent background (the model sees it composited on white; the picture keeps its alpha).
+A result is layers (`Colored`): the colour layer (the model's colours, their chroma moved toward
+the reference's: `chroma.py`; colour hints applied: `hints.py`), the drawing's line layer, and
+the drawing's alpha when it is a sprite on a transparent background (the model sees it
+composited on white; the picture keeps its alpha).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from pipeline.chroma import STRENGTH, match_chroma
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
@@ -344,6 +346,7 @@ class ColorizeOptions:
     hints: tuple[Hint, ...] = ()  # colour hints: regions recoloured exactly after the model (hints.py)
     faces: bool = True        # colour each face found in a larger drawing again at face scale (faces.py)
     tiles: bool = True        # ... and the whole figure in face-sized tiles (faces.py)
+    match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
 
 
 def check_options(opts: ColorizeOptions) -> None:
@@ -353,7 +356,8 @@ def check_options(opts: ColorizeOptions) -> None:
                                             ("guidance", opts.guidance, 0, MAX_GUIDANCE, False),
                                             ("eta", opts.eta, 0, 1, False),
                                             ("text guidance", opts.text_guidance, 0, MAX_GUIDANCE, False),
-                                            ("seed", opts.seed, 0, MAX_SEED, True)):
+                                            ("seed", opts.seed, 0, MAX_SEED, True),
+                                            ("match chroma", opts.match_chroma, 0, 1, False)):
         number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
         if not number or not math.isfinite(value) or not low <= value <= high:
             kind = "a whole number" if integer else "a number"
@@ -480,6 +484,8 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         for j, v in enumerate(views, start=1):
             if not v.tile:
                 colour = v.square.blend(colour, resize_square(to_uint8(out[j * n + k]), v.square.side))
+        if reference_rgba is not None:
+            colour = match_chroma(colour, reference_rgba, opts.match_chroma, None if alpha is None else alpha > 0)
         layers.append(Colored(apply_hints(colour, opts.hints, masks, shown_lines), lines, alpha, opts.keep_lines))
     return layers, "; ".join(filter(None, (notice, face_notice))) or None
 

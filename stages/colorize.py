@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.markup import escape
 
+from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
 from pipeline.errors import AnimecolorError, shown
 from pipeline.model.defaults import DEFAULT_MODEL, MAX_GUIDANCE, SAMPLING
@@ -126,12 +127,14 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    mode: str = "auto", auto_levels: bool = False, binarize: bool = False, keep_lines: bool = True,
                    skip_existing: bool = False, device: str = "auto", prompt: str = "",
                    text_guidance: float = SAMPLING.text_guidance, layers: bool = False,
-                   hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True) -> dict:
+                   hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
+                   match_chroma: float = MATCH_CHROMA) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
     the line-enclosed regions under their points (`pipeline/hints.py`); `faces` and `tiles` colour a
-    larger drawing's faces, and its figure in face-sized tiles, again at face scale (`pipeline/faces.py`).
+    larger drawing's faces, and its figure in face-sized tiles, again at face scale (`pipeline/faces.py`);
+    `match_chroma` moves the colours' chroma that share of the way to the reference's (`pipeline/chroma.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
@@ -140,7 +143,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
         raise AnimecolorError(f"--mode {shown(mode)}: expected auto, lines or xdog")
     # checked here, not by Typer's min/max: those let nan through and answer in a box, not one line
     for option, value, high in (("--guidance", guidance, MAX_GUIDANCE), ("--text-guidance", text_guidance, MAX_GUIDANCE),
-                                ("--eta", eta, 1)):
+                                ("--eta", eta, 1), ("--match-chroma", match_chroma, 1)):
         if not math.isfinite(value) or not 0 <= value <= high:
             raise AnimecolorError(f"Invalid value for '{option}': {value} (must be a number from 0 to {high:g})")
     if prompt.strip():  # a bad prompt fails before anything is loaded
@@ -185,7 +188,8 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
             console.print(f"[yellow]warning[/]: {warning}", highlight=False, soft_wrap=True)
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
-                           text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles)
+                           text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
+                           match_chroma=match_chroma)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -265,12 +269,15 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                    "with the reference's own face."),
              tiles: bool = typer.Option(True, help="With --faces, also colour the whole figure in face-sized "
                                                    "tiles, each with the part of the reference at the same place "
-                                                   "relative to the face.")) -> None:
+                                                   "relative to the face."),
+             match_chroma: float = typer.Option(MATCH_CHROMA, help="Move the colours' saturation this "
+                                                "share of the way to the reference's, 0 (the model's own) to 1 "
+                                                "(hue and lightness kept).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
-                            tuple(hint or ()), faces, tiles)
+                            tuple(hint or ()), faces, tiles, match_chroma)
     if result["failed"]:
         raise typer.Exit(1)
 

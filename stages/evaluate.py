@@ -160,7 +160,8 @@ def _full_size(loaded, faces_dir, pairs_dir, raw_dir, tps, seed, cfg, device, me
     from pipeline.evaluation.fullsize import UPSCALED_TRUTH, run_full_size
     from pipeline.model.perceptual import VGGLPIPS
 
-    opts = ColorizeOptions(sample_steps=cfg.sample_steps, guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed)
+    opts = ColorizeOptions(sample_steps=cfg.sample_steps, guidance=cfg.guidance, eta=cfg.eta, seed=cfg.seed,
+                           match_chroma=cfg.full_size.match_chroma)
     if not cfg.full_size.all_models:  # the shipped model only (the last given): the DAG's time budget
         loaded = dict([list(loaded.items())[-1]])
     use_animeface = {"auto": None, "on": True, "off": False}[cfg.animeface]

@@ -303,7 +303,8 @@ def test_plain_function_refuses_non_finite_guidance(work, monkeypatch):
             colorize_files(Path("sketch.png"), Path("ref.jpg"), model=Path("M.safetensors"), guidance=bad)
 
 
-@pytest.mark.parametrize("option, value", [("--text-guidance", "nan"), ("--guidance", "60"), ("--eta", "nan")])
+@pytest.mark.parametrize("option, value", [("--text-guidance", "nan"), ("--guidance", "60"), ("--eta", "nan"),
+                                           ("--match-chroma", "1.5"), ("--match-chroma", "nan")])
 def test_out_of_range_numbers_are_the_projects_one_line(work, monkeypatch, option, value):
     """Not Typer's six-line box (which also said nan "should be less than or equal to 50")."""
     monkeypatch.chdir(work)

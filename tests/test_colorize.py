@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from skimage.color import rgb2lab
 from typer.testing import CliRunner
 
 from pipeline.colorize import ColorizeOptions, colorize_image, letterbox, load_model, unletterbox
@@ -40,6 +41,25 @@ def test_export_round_trip_gives_identical_outputs(tiny_text, model_file, drawin
     a, _ = colorize_image(model, diffusion, sketch, ref, ColorizeOptions(sample_steps=3, seed=5))
     b, _ = colorize_image(ckpt_model, ckpt_diffusion, sketch, ref, ColorizeOptions(sample_steps=3, seed=5))
     assert np.array_equal(a, b) and a.shape == (101, 77, 3)
+
+
+def test_match_chroma_takes_the_references_saturation_through_the_cli(model_file, drawing, tmp_path):
+    """`--match-chroma 1` gives the picture the reference's chroma distribution (a tiny model's
+    output is nearly grey), 0 leaves the model's own, and the PNG records the strength."""
+    ref = np.array(Image.open(drawing / "reference.png"))
+    outputs = {}
+    for strength in ("0", "1"):
+        out = tmp_path / f"m{strength}.png"
+        result = runner.invoke(app, ["colorize", str(drawing / "sketch.png"), "-r", str(drawing / "reference.png"),
+                                     "--model", str(model_file), "-o", str(out), "--steps", "2", "--seed", "3",
+                                     "--match-chroma", strength, "--no-keep-lines"])
+        assert result.exit_code == 0, result.output
+        image = Image.open(out)
+        assert json.loads(image.text["animecolor"])["match_chroma"] == float(strength)
+        outputs[strength] = np.asarray(image.convert("RGB"))
+    chroma = {k: np.hypot(*rgb2lab(v / 255.0)[..., 1:].transpose(2, 0, 1)).mean() for k, v in
+              {**outputs, "ref": ref}.items()}
+    assert abs(chroma["1"] - chroma["ref"]) < 0.25 * abs(chroma["0"] - chroma["ref"]), chroma
 
 
 def test_letterbox_round_trip_keeps_geometry():

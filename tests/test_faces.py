@@ -70,8 +70,8 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
     faces = drawing_faces(flatten_alpha(drawing))
     assert len(faces) == 1 and faces[0].side < 0.5 * max(drawing.shape[:2])
 
-    def run(**kw):
-        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", **kw)
+    def run(**kw):  # the model's own chroma: the match to the reference's is global (test_chroma.py)
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", match_chroma=0.0, **kw)
         (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [opts.seed], info=info)
         return colored, notice
 
@@ -183,9 +183,10 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
                            "--json", str(tmp_path / "out.json")], capture_output=True, text=True, timeout=600, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "out.json").read_text())
-    assert len(result["pairs"]) == 4
+    assert len(result["pairs"]) == 5
     means = result["mean"]
-    assert set(means) == {"whole", "face_pass", "tiles", "upscaled_truth"}
+    assert set(means) == {"whole", "face_pass", "tiles", "tiles_chroma", "upscaled_truth"}
+    assert means["tiles_chroma"]["chroma_ratio"] != means["tiles"]["chroma_ratio"]
     assert means["whole"]["face_passes"] == 0 and means["tiles"]["face_passes"] == 1
     assert means["upscaled_truth"]["psnr"] > means["whole"]["psnr"] > 3
     assert all(0 <= m["lpips"] < 1 and m["chroma_ratio"] > 0 for m in means.values())

@@ -114,7 +114,8 @@ def test_cli_hints_recolour_only_their_regions(model_file, shapes, tmp_path):
 # ---------------------------------------------------------------- transparency and layers
 def test_rgba_sprite_keeps_its_alpha(model_file, shapes, tmp_path):
     """A sprite (a filled, outlined shape on a transparent background, soft edges) comes out RGBA
-    with exactly its alpha; the model sees it on white, so the colours are those of the white-composited drawing."""
+    with exactly its alpha; the model sees it on white, so the colours are those of the white-composited drawing
+    (with the model's own chroma: `--match-chroma` reads only a sprite's opaque pixels, test_chroma.py)."""
     sprite = np.zeros((90, 120, 4), np.uint8)
     cv2.circle(sprite, (60, 45), 30, (255, 255, 255, 255), -1, cv2.LINE_AA)
     cv2.circle(sprite, (60, 45), 30, (0, 0, 0, 255), 2, cv2.LINE_AA)
@@ -124,8 +125,9 @@ def test_rgba_sprite_keeps_its_alpha(model_file, shapes, tmp_path):
     white[..., 3] = 255
     white[..., :3] = np.round(sprite[..., :3] * (sprite[..., 3:] / 255.0) + 255 * (1 - sprite[..., 3:] / 255.0))
     Image.fromarray(white[..., :3]).save(shapes / "on_white.png")
-    colorize(model_file, shapes / "sprite.png", tmp_path / "sprite.png", "--layers", "--hint", "60,45,red")
-    colorize(model_file, shapes / "on_white.png", tmp_path / "on_white.png", "--hint", "60,45,red")
+    own = ("--match-chroma", "0")
+    colorize(model_file, shapes / "sprite.png", tmp_path / "sprite.png", "--layers", "--hint", "60,45,red", *own)
+    colorize(model_file, shapes / "on_white.png", tmp_path / "on_white.png", "--hint", "60,45,red", *own)
     out = Image.open(tmp_path / "sprite.png")
     assert out.mode == "RGBA" and np.asarray(out)[..., 3].tobytes() == sprite[..., 3].tobytes()
     assert np.array_equal(np.asarray(out)[..., :3], np.asarray(Image.open(tmp_path / "on_white.png")))

@@ -16,9 +16,10 @@ PEERS = {"pipeline.training", "pipeline.evaluation"}  # same layer, and must not
 def layer(module: str) -> int:
     if module in BASE:
         return 0
-    for prefix, rank in (("pipeline.data", 1), ("pipeline.model", 2), ("pipeline.training", 3),
-                         ("pipeline.evaluation", 3), ("pipeline.colorize", 4), ("pipeline.hints", 4),
-                         ("pipeline.faces", 4), ("pipeline.app", 4), ("stages", 5)):
+    for prefix, rank in (("pipeline.data", 1), ("pipeline.chroma", 1),  # chroma: numpy and skimage only
+                         ("pipeline.model", 2), ("pipeline.training", 3), ("pipeline.evaluation", 3),
+                         ("pipeline.colorize", 4), ("pipeline.hints", 4), ("pipeline.faces", 4), ("pipeline.app", 4),
+                         ("stages", 5)):
         if module == prefix or module.startswith(prefix + "."):
             return rank
     raise AssertionError(f"{module}: not assigned to a layer (add it to tests/test_layers.py)")

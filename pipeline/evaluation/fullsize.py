@@ -34,6 +34,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.config import Config
 from pipeline.data.clean import crop_square, resize
 from pipeline.data.imageio import WHITE, decode_image, flatten_alpha
@@ -63,6 +64,8 @@ class FullSizeConfig(Config):
     line_sigma: float = Field(0.5, ge=0.1, le=5.0, description="XDoG sigma of the drawings "
                                                                "(extract-lines' default)")
     moved_ref: bool = Field(True, description="also the self reference mirrored, turned and scaled")
+    match_chroma: float = Field(MATCH_CHROMA, ge=0, le=1, description="colorize --match-chroma: chroma "
+                                "moved this share toward the reference's")
 
     def settings(self) -> tuple[str, ...]:
         return SETTINGS + ((MOVED,) if self.moved_ref else ())

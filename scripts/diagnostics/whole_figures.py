@@ -10,9 +10,11 @@ its alpha kept), the reference the other sprite, and the truth the drawing's own
 the output can be scored like the full-size benchmark: PSNR and the chroma ratio over the
 sprite's opaque pixels, LPIPS on the picture on white, and the same inside the face's square
 (animeface on the truth, `clean`'s margin). Each drawing is coloured by `colorize`'s own function
-with the face pass (`faces.py`) and without it; the upscaled truth (the truth through the
-compositor at the model's size, `colorize.upscaled_truth`) is what a perfect whole-picture pass
-at that size would give.
+with the face pass (`faces.py`) and without it, all three with the model's own chroma
+(`--match-chroma 0`); `tiles_chroma` is the tiles' colour layer with the reference's saturation
+matched as `colorize` does by default (`chroma.py`, `--match-chroma`). The upscaled truth (the
+truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
+whole-picture pass at that size would give.
 """
 
 import argparse
@@ -27,13 +29,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
 from sprites import DEMO, QUESTION  # noqa: E402
 
-from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model, upscaled_truth  # noqa: E402
+from pipeline.chroma import STRENGTH as MATCH_CHROMA
+from pipeline.chroma import match_chroma  # noqa: E402
+from pipeline.colorize import LINES, Colored, ColorizeOptions, colorize_layers, load_model, upscaled_truth  # noqa: E402
 from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
 from pipeline.faces import Square, largest_face_square  # noqa: E402
 from pipeline.model.perceptual import VGGLPIPS  # noqa: E402
 
+CANDIDATES = ("whole", "face_pass", "tiles", "tiles_chroma", "upscaled_truth")
 GROUPS = {
     "sylvie blue": [QUESTION / f"sylvie blue {m}.png" for m in ("normal", "smile", "giggle", "surprised")],
     "sylvie green": [QUESTION / f"sylvie green {m}.png" for m in ("normal", "smile", "giggle", "surprised")],
@@ -74,6 +79,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
     ap.add_argument("--limit", type=int, default=0, help="the first N pairs only (0: all 32)")
     ap.add_argument("--json", type=Path, help="also write the per-pair and mean scores here")
+    ap.add_argument("--match-chroma", type=float, default=MATCH_CHROMA,
+                    help="tiles_chroma's strength (colorize --match-chroma)")
     args = ap.parse_args()
     try:
         model, diffusion, info = load_model(args.model)
@@ -91,28 +98,36 @@ def main() -> None:
         face = largest_face_square(truth)
         pair = {"drawing": drawing_path.name, "reference": reference_path.name}
         for name, faces, tiles in (("whole", False, False), ("face_pass", True, False), ("tiles", True, True)):
-            opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles)
+            opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles,
+                                   match_chroma=0.0)
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
             rows.append({**pair, "candidate": name, "face_pass": bool(notice),
                          **scores(flatten_alpha(colored.image()), truth, opaque, face, lpips)})
+        # what colorize's default adds after the same tiles (`colorize_layers` applies it to this layer)
+        matched = match_chroma(colored.colour, reference, args.match_chroma,
+                               None if colored.alpha is None else colored.alpha > 0)
+        rows.append({**pair, "candidate": "tiles_chroma", "face_pass": bool(notice),
+                     **scores(flatten_alpha(Colored(matched, colored.lines, colored.alpha).image()), truth, opaque,
+                              face, lpips)})
         ceiling = upscaled_truth(truth, drawing[..., 0], info["image_size"])
         rows.append({**pair, "candidate": "upscaled_truth", "face_pass": False,
                      **scores(ceiling, truth, opaque, face, lpips)})
-        print(" | ".join(f"{r['candidate']} {r['psnr']:.2f} dB" for r in rows[-4:]), f"<- {pair['drawing']} / "
-              f"{pair['reference']}", flush=True)
+        print(" | ".join(f"{r['candidate']} {r['psnr']:.2f} dB" for r in rows[-len(CANDIDATES):]),
+              f"<- {pair['drawing']} / {pair['reference']}", flush=True)
     columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps")
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
-    for name in ("whole", "face_pass", "tiles", "upscaled_truth"):
+    for name in CANDIDATES:
         mine = [r for r in rows if r["candidate"] == name]
         means[name] = {c: float(np.mean([r[c] for r in mine if c in r])) for c in columns}
         means[name]["face_passes"] = sum(r["face_pass"] for r in mine)
         print(f"| {name} | " + " | ".join(f"{means[name][c]:.4g}" for c in columns)
               + f" | {means[name]['face_passes']} / {len(mine)} |")
     if args.json:
-        args.json.write_text(json.dumps({"model": str(args.model), "steps": args.steps, "mean": means,
+        args.json.write_text(json.dumps({"model": str(args.model), "steps": args.steps,
+                                         "match_chroma": args.match_chroma, "mean": means,
                                          "pairs": rows}, indent=1))
 
 

@@ -11,7 +11,8 @@ another character (the random-reference setting). `--face-size` is the side the 
 at (what `colorize` gets; default twice the model's size), `--full` takes the whole sprites at their
 own size instead (transparent background kept, shown on white), and `--passes` shows each model's
 whole-picture pass alone, with the face pass and with the figure's face-sized tiles (`faces.py`:
-colorize's default is all three). Rows: pairs; columns: line drawing,
+colorize's default is all three); `--chroma` shows each model with its own chroma
+(`--match-chroma 0`) and with colorize's default match to the reference's (`chroma.py`). Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
 colours of each output against the reference's (CIEDE2000, the benchmark's `af_de_*`; '-' where
 animeface finds no face), so a look at six pairs comes with numbers, not a verdict.
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from sprites import DEMO, QUESTION, face, rgba
 
+from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.colorize import LINES, ColorizeOptions, colorize_image, letterbox, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image, write_png
 from pipeline.errors import AnimecolorError
@@ -48,6 +50,8 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="whole sprites at their own size instead of face crops")
     ap.add_argument("--passes", action="store_true", help="with --full: each model three times, the whole picture "
                                                          "alone, + the face pass, + the figure's tiles (faces.py)")
+    ap.add_argument("--chroma", action="store_true", help="each model twice: its own chroma (--match-chroma 0) "
+                                                         "and colorize's default match to the reference's")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
     args = ap.parse_args()
     bad = [spec for spec in args.model if "=" not in spec.strip("=")]
@@ -56,8 +60,13 @@ def main() -> None:
     models = dict(spec.split("=", 1) for spec in args.model)
     if args.passes and not args.full:
         ap.error("--passes needs --full (face crops get no face pass)")
-    passes = {"": {}} if not args.passes else {" whole": dict(faces=False), " +faces": dict(tiles=False),
-                                               " +tiles": {}}
+    if args.passes and args.chroma:
+        ap.error("--passes and --chroma: one at a time")
+    passes = {"": {}}
+    if args.passes:
+        passes = {" whole": dict(faces=False), " +faces": dict(tiles=False), " +tiles": {}}
+    elif args.chroma:
+        passes = {" own chroma": dict(match_chroma=0.0), f" chroma {MATCH_CHROMA:g}": {}}
     try:
         loaded = {name: load_model(path) for name, path in models.items()}
     except AnimecolorError as e:

@@ -1,0 +1,98 @@
+"""The reference's saturation after the model (`pipeline/chroma.py`, `colorize --match-chroma`)."""
+
+import numpy as np
+import pytest
+from skimage.color import rgb2lab
+
+from pipeline.chroma import match_chroma
+
+
+def lab(rgb):
+    return rgb2lab(rgb.astype(np.float64) / 255.0)
+
+
+def chroma(rgb):
+    values = lab(rgb)
+    return np.hypot(values[..., 1], values[..., 2])
+
+
+def hue(rgb):
+    values = lab(rgb)
+    return np.degrees(np.arctan2(values[..., 2], values[..., 1]))
+
+
+@pytest.fixture
+def pale_blue_and_skin():
+    """A colour layer as a face model paints a figure: a pale blue dress beside a pale skin tone."""
+    layer = np.empty((40, 60, 3), np.uint8)
+    layer[:, :30] = (150, 165, 200)
+    layer[:, 30:] = (235, 215, 205)
+    return layer
+
+
+@pytest.fixture
+def reference():
+    """The character's own colours: a strong blue and a skin tone, on a transparent background
+    that is bright red (which must not count)."""
+    ref = np.zeros((50, 50, 4), np.uint8)
+    ref[..., :3] = (255, 0, 0)
+    ref[:20, :, :3], ref[:20, :, 3] = (90, 160, 240), 255  # a blue the pale one's lightness can hold in sRGB
+    ref[20:40, :, :3], ref[20:40, :, 3] = (240, 205, 185), 255
+    return ref
+
+
+def test_strength_zero_changes_nothing(pale_blue_and_skin, reference):
+    out = match_chroma(pale_blue_and_skin, reference, 0.0)
+    assert np.array_equal(out, pale_blue_and_skin) and out is not pale_blue_and_skin
+
+
+def test_full_strength_takes_the_references_chroma_and_keeps_hue_and_lightness(pale_blue_and_skin, reference):
+    out = match_chroma(pale_blue_and_skin, reference, 1.0)
+    opaque = reference[..., 3] == 255
+    # the two colours rank the same way in both pictures, so each takes its counterpart's chroma
+    assert chroma(out[:, :30]).mean() == pytest.approx(chroma(reference[:20, :, :3]).mean(), abs=2.0)
+    assert chroma(out[:, 30:]).mean() == pytest.approx(chroma(reference[20:40, :, :3]).mean(), abs=2.0)
+    assert chroma(out).mean() == pytest.approx(chroma(reference[..., :3][opaque]).mean(), abs=2.0)
+    assert np.abs(hue(out) - hue(pale_blue_and_skin)).max() < 2.0
+    assert np.abs(lab(out)[..., 0] - lab(pale_blue_and_skin)[..., 0]).max() < 1.5
+
+
+def test_half_strength_goes_half_way(pale_blue_and_skin, reference):
+    before = chroma(pale_blue_and_skin[:, :30]).mean()
+    full = chroma(match_chroma(pale_blue_and_skin, reference, 1.0)[:, :30]).mean()
+    half = chroma(match_chroma(pale_blue_and_skin, reference, 0.5)[:, :30]).mean()
+    assert before < half < full and half == pytest.approx((before + full) / 2, abs=1.0)
+
+
+def test_only_the_mask_counts_and_changes(pale_blue_and_skin, reference):
+    """A sprite's transparent pixels are neither matched nor changed."""
+    mask = np.zeros(pale_blue_and_skin.shape[:2], bool)
+    mask[:, :30] = True  # the dress alone: it takes the distribution's whole range
+    out = match_chroma(pale_blue_and_skin, reference, 1.0, mask)
+    assert np.array_equal(out[:, 30:], pale_blue_and_skin[:, 30:])
+    assert chroma(out[:, :30]).mean() > chroma(pale_blue_and_skin[:, :30]).mean() + 10
+
+
+def test_a_grey_reference_greys_the_layer(pale_blue_and_skin):
+    grey = np.full((20, 20, 3), 128, np.uint8)
+    out = match_chroma(pale_blue_and_skin, grey, 1.0)
+    assert chroma(out).max() < 1.0
+
+
+def test_nothing_to_match_changes_nothing(pale_blue_and_skin, reference):
+    transparent = reference.copy()
+    transparent[..., 3] = 0
+    assert np.array_equal(match_chroma(pale_blue_and_skin, transparent, 1.0), pale_blue_and_skin)
+    empty = np.zeros(pale_blue_and_skin.shape[:2], bool)
+    assert np.array_equal(match_chroma(pale_blue_and_skin, reference, 1.0, empty), pale_blue_and_skin)
+
+
+def test_a_large_reference_is_read_at_a_stride_with_the_same_result(pale_blue_and_skin, reference, monkeypatch):
+    """A huge reference costs what one of REFERENCE_PIXELS does, and its distribution is the same."""
+    import pipeline.chroma as C
+
+    big = np.repeat(np.repeat(reference, 20, 0), 20, 1)  # 1,000 x 1,000: 4 times REFERENCE_PIXELS below
+    small = match_chroma(pale_blue_and_skin, reference, 1.0)
+    monkeypatch.setattr(C, "REFERENCE_PIXELS", 250_000)
+    assert len(C._opaque_pixels(big)) <= 250_000
+    assert np.abs(match_chroma(pale_blue_and_skin, big, 1.0).astype(int) - small).max() <= 1
