@@ -29,6 +29,22 @@ def _opaque_pixels(rgba: np.ndarray) -> np.ndarray:
     return rgba[..., :3].reshape(-1, 3)
 
 
+def lab_pixels(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB pixels (N, 3) -> CIELAB (N, 3)."""
+    from skimage.color import rgb2lab
+
+    return rgb2lab(rgb[:, None].astype(np.float64) / 255.0)[:, 0]
+
+
+def rgb8_pixels(lab: np.ndarray) -> np.ndarray:
+    """CIELAB pixels (N, 3) -> uint8 RGB (N, 3), clipped to sRGB (lab2rgb's warning about it silenced)."""
+    from skimage.color import lab2rgb
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.clip(np.round(lab2rgb(lab[:, None])[:, 0] * 255.0), 0, 255).astype(np.uint8)
+
+
 def chroma(lab: np.ndarray) -> np.ndarray:
     """CIELAB (..., 3) -> C* (...)."""
     return np.hypot(lab[..., 1], lab[..., 2])
@@ -40,7 +56,6 @@ def match_chroma(colour: np.ndarray, reference_rgba: np.ndarray, strength: float
     reference's distribution (module docstring); a new array. `mask` (bool (H, W)): the drawing's
     pixels that count and change (a sprite's opaque part); None: all. Unchanged when the strength
     is 0, or when the reference or the mask has no opaque pixel."""
-    from skimage.color import lab2rgb, rgb2lab
     from skimage.exposure import match_histograms
 
     out = colour.copy()
@@ -48,13 +63,11 @@ def match_chroma(colour: np.ndarray, reference_rgba: np.ndarray, strength: float
     mask = np.ones(colour.shape[:2], bool) if mask is None else mask
     if strength <= 0 or len(ref) == 0 or not mask.any():
         return out
-    lab = rgb2lab(colour[mask][:, None].astype(np.float64) / 255.0)[:, 0]
+    lab = lab_pixels(colour[mask])
     own = chroma(lab)
-    wanted = match_histograms(own, chroma(rgb2lab(ref[:, None].astype(np.float64) / 255.0)[:, 0]))
+    wanted = match_histograms(own, chroma(lab_pixels(ref)))
     target = own + strength * (wanted - own)
     gain = np.divide(target, own, out=np.ones_like(own), where=own > 1e-6)
     lab[:, 1:] *= gain[:, None]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lab2rgb warns when it clips to sRGB, which is what is wanted
-        out[mask] = np.clip(np.round(lab2rgb(lab[:, None])[:, 0] * 255.0), 0, 255).astype(np.uint8)
+    out[mask] = rgb8_pixels(lab)
     return out

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from skimage.color import deltaE_cie76, lab2rgb, rgb2lab
 
+from pipeline.chroma import lab_pixels, rgb8_pixels
 from pipeline.data.prompt import ALIASES, COLOURS, hex_code, hex_rgb, lab_of
 from pipeline.errors import AnimecolorError
 
@@ -143,7 +144,7 @@ def lightness_range(rgb: tuple[int, int, int], step: float = 0.1) -> tuple[float
 
 
 def _median_lightness(rgb: np.ndarray) -> float:
-    return float(np.median(rgb2lab(rgb[:, None].astype(np.float64) / 255.0)[:, 0, 0]))
+    return float(np.median(lab_pixels(rgb)[:, 0]))
 
 
 def fill_region(colour: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int],
@@ -158,16 +159,14 @@ def fill_region(colour: np.ndarray, mask: np.ndarray, rgb: tuple[int, int, int],
     if not mask.any():
         return out
     target = lab_of(rgb)
-    lightness = rgb2lab(colour[mask].astype(np.float64)[:, None] / 255.0)[:, 0, 0]
+    lightness = lab_pixels(colour[mask])[:, 0]
     shading = lightness - np.median(lightness)
     lo, hi = lightness_range(rgb)
 
     def pixels(shift: float) -> np.ndarray:
         shaded = np.clip(shading + target[0] + shift, lo, hi)
-        lab = np.stack([shaded, np.full_like(shaded, target[1]), np.full_like(shaded, target[2])], axis=-1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return np.clip(np.round(lab2rgb(lab[:, None])[:, 0] * 255.0), 0, 255).astype(np.uint8)
+        return rgb8_pixels(np.stack([shaded, np.full_like(shaded, target[1]), np.full_like(shaded, target[2])],
+                                    axis=-1))
 
     shift = 0.0
     if lines is not None and (lines[mask] < 255).any():
