@@ -221,7 +221,54 @@ def test_eye_labels_mark_the_two_irises_of_real_training_faces(tmp_path):
         assert left[:, 1].mean() < right[:, 1].mean()  # image-left first
         assert abs(left[:, 0].mean() - right[:, 0].mean()) < 16  # the two eyes of one face, side by side
         assert 12 <= left[:, 0].mean() <= 52  # in the upper-middle of an aligned face crop, not at its edge
+    # zoom crops carry the part of their face's iris map that they show
+    zoom, _ = clean_dataset(raw, tmp_path / "zoom", CleanConfig(eye_labels=True, test_fraction=0.2, zoom_crops=1), 64)
+    crops = zoom[zoom.zoom.fillna(0).astype(int) > 0]
+    face_label = dict(zip(train.sha256, train.label))
+    assert len(crops) == len(train) and crops.label.notna().all()
+    for row in crops.itertuples():
+        x0, y0, side = (int(v) for v in row.box.split(","))  # the face square is the whole 64 px picture
+        part = read_label(tmp_path / "faces" / face_label[row.sha256])[y0:y0 + side, x0:x0 + side]
+        want = cv2.resize(part, (64, 64), interpolation=cv2.INTER_NEAREST)
+        assert (read_label(tmp_path / "zoom" / row.label) == want).all()
     # off (the default): no label maps for real faces, and the resume state is the old one
     off, _ = clean_dataset(raw, tmp_path / "off", CleanConfig(test_fraction=0.2), 64)
     assert "label" not in off or off.label.isna().all()
     assert "eye_labels" not in json.loads((tmp_path / "off" / "state.json").read_text())["config"]
+
+
+def test_zoom_crops_add_parts_of_each_training_face_with_their_labels(tmp_path):
+    """clean.zoom_crops: each training face gains that many random squares inside its square,
+    taken from the raw picture at full resolution (with its label map), the same on a rerun; the
+    faces themselves and the test split are as without them."""
+    crawl_synthetic(tmp_path / "raw", 12, 128, seed=0, heterochromia_p=0.1)
+    cfg = CleanConfig(test_fraction=0.6, zoom_crops=2, zoom_min=0.4, zoom_max=0.5)
+    manifest, _ = clean_dataset(tmp_path / "raw", tmp_path / "z", cfg, 32)
+    plain, _ = clean_dataset(tmp_path / "raw", tmp_path / "p", CleanConfig(test_fraction=0.6), 32)
+    raw_labels = pd.read_csv(tmp_path / "raw" / "manifest.csv").set_index("file").label
+    zoom = manifest.zoom.fillna(0).astype(int)
+    faces, crops = manifest[zoom == 0], manifest[zoom > 0]
+    assert faces.file.tolist() == plain.file.tolist()  # the same faces, in the same order
+    for f in faces.file:
+        assert (tmp_path / "z" / f).read_bytes() == (tmp_path / "p" / f).read_bytes()
+    train = faces[faces.split == "train"]
+    assert len(train) and len(faces) > len(train)  # both splits
+    assert (crops.split == "train").all() and len(crops) == 2 * len(train)
+    for row in crops.itertuples():
+        x0, y0, side = (int(v) for v in row.box.split(","))
+        assert 0.4 * 128 - 1 <= side <= 0.5 * 128 + 1 and 0 <= x0 <= 128 - side and 0 <= y0 <= 128 - side
+        raw = read_rgb(tmp_path / "raw" / row.raw_file)[y0:y0 + side, x0:x0 + side]
+        got = read_rgb(tmp_path / "z" / row.file)
+        want = cv2.resize(raw, (32, 32), interpolation=cv2.INTER_AREA)
+        assert got.shape == (32, 32, 3) and np.abs(got.astype(int) - want).mean() < 1.0
+        raw_label = read_label(tmp_path / "raw" / raw_labels[row.raw_file])[y0:y0 + side, x0:x0 + side]
+        label = read_label(tmp_path / "z" / row.label)
+        assert (label == cv2.resize(raw_label, (32, 32), interpolation=cv2.INTER_NEAREST)).all()
+    boxes = crops.groupby("sha256").box.apply(list)
+    assert all(len(set(b)) == 2 for b in boxes)  # two different parts of each face
+    again, _ = clean_dataset(tmp_path / "raw", tmp_path / "z2", cfg, 32)
+    assert again.box.tolist() == manifest.box.tolist()
+    # off (the default): the resume state is the one of runs before the option
+    assert "zoom_crops" not in json.loads((tmp_path / "p" / "state.json").read_text())["config"]
+    with pytest.raises(ValueError, match="zoom_min 0.7 is above zoom_max 0.5"):
+        CleanConfig(zoom_min=0.7, zoom_max=0.5)

@@ -240,3 +240,23 @@ def test_missing_inputs_are_clear_errors(tmp_path):
         _build(tmp_path / "nope", tmp_path / "out")
     with pytest.raises(AnimecolorError, match="run `animecolor pairs` first"):
         PairDataset(tmp_path, tmp_path / "nope")
+
+
+def test_zoom_crops_leave_the_faces_sketches_and_the_benchmark_as_they_were(tmp_path):
+    """The crops of `clean.zoom_crops` draw their sketches from a stream of their own: every face's
+    sketch, its self reference and the benchmark pairs are byte for byte the same with them."""
+    crawl_synthetic(tmp_path / "raw", 16, 96, seed=0, heterochromia_p=0.2)
+    clean_dataset(tmp_path / "raw", tmp_path / "plain", CleanConfig(test_fraction=0.3), 48)
+    clean_dataset(tmp_path / "raw", tmp_path / "zoom", CleanConfig(test_fraction=0.3, zoom_crops=2), 48)
+    _build(tmp_path / "plain", tmp_path / "a")
+    table, stats = _build(tmp_path / "zoom", tmp_path / "b")
+    plain_files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    for rel in plain_files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert (tmp_path / "a/test/pairs.csv").read_bytes() == (tmp_path / "b/test/pairs.csv").read_bytes()
+    items = pd.read_csv(tmp_path / "b/train/items.csv")
+    crops = items[items.name.str.contains("_z")]
+    assert len(crops) == 2 * (len(items) - len(crops)) and stats["train"] == len(items)
+    for row in crops.itertuples():  # sketched like any face: white paper with lines on it
+        sketch = cv2.imread(str(tmp_path / "b" / row.sketch), cv2.IMREAD_GRAYSCALE)
+        assert sketch.shape == (48, 48) and 0.5 < (sketch > 128).mean() < 1.0

@@ -32,7 +32,7 @@ from typing import Literal
 import cv2
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.config import Config
 from pipeline.data.imageio import WHITE, colour_fraction, decode_image, flatten_alpha, read_label, write_json, write_png
@@ -62,10 +62,26 @@ class CleanConfig(Config):
                                                                   "hash: stable)")
     eye_labels: bool = Field(False, description="iris label maps from animeface's eye "
                                                 "boxes for unlabelled training faces")
+    zoom_crops: int = Field(0, ge=0, le=16, description="extra training crops per training face, each a "
+                                                       "random part of its square; 0: off")
+    zoom_min: float = Field(0.35, gt=0.0, le=1.0, description="a zoom crop's side, as a fraction of the "
+                                                              "face square's: lower end")
+    zoom_max: float = Field(0.6, gt=0.0, le=1.0, description="a zoom crop's side: upper end")
+
+    @model_validator(mode="after")
+    def _zoom_range(self):
+        if self.zoom_min > self.zoom_max:
+            raise ValueError(f"zoom_min {self.zoom_min} is above zoom_max {self.zoom_max}")
+        return self
 
     def state(self) -> dict:
-        """The config as the resume state records it (eye_labels only when on: earlier runs still resume)."""
-        return {k: v for k, v in self.to_dict().items() if k != "eye_labels" or v}
+        """The config as the resume state records it (eye_labels and the zoom crops only when on:
+        earlier runs still resume)."""
+        state = {k: v for k, v in self.to_dict().items() if k != "eye_labels" or v}
+        if not self.zoom_crops:
+            for key in ("zoom_crops", "zoom_min", "zoom_max"):
+                state.pop(key)
+        return state
 
 
 def decode(data: bytes) -> np.ndarray | None:
@@ -322,6 +338,49 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, se
             row["label"] = f"{split}/labels/{name}.png"
         write_png(out / split / "images" / f"{name}.png", face)
         rows.append(row)
+        if split == "train" and cfg.zoom_crops:
+            if label is None and lab is not None:  # the iris maps, at the face square's side
+                label = np.full(rgb.shape[:2], NO_REGION, np.uint8)
+                crop_label = cv2.resize(lab, (side, side), interpolation=cv2.INTER_NEAREST)
+                label = _paste(label, crop_label, x0, y0)
+            rows += _zoom_crops(rgb, label, (x0, y0, side), cfg, image_size, out, name,
+                                {**base, "status": "kept", "reason": "", "face": i, "split": split,
+                                 "animeface_caption": ""})
     hashes.append(h)
     thumbs.append(thumb)
+    return rows
+
+
+def _paste(canvas: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """`patch` laid on `canvas` with its corner at (x0, y0); what falls outside is cut."""
+    H, W = canvas.shape[:2]
+    h, w = patch.shape[:2]
+    ys, xs = slice(max(0, y0), min(H, y0 + h)), slice(max(0, x0), min(W, x0 + w))
+    canvas[ys, xs] = patch[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    return canvas
+
+
+def _zoom_crops(rgb: np.ndarray, label: np.ndarray | None, box, cfg: CleanConfig, image_size: int, out: Path,
+                name: str, base: dict) -> list[dict]:
+    """`cfg.zoom_crops` random squares inside a face's square, each a training image of its own.
+
+    A figure coloured in tiles (`colorize --tiles`) shows the model parts of a body at a face's
+    scale; these teach it parts of pictures, not whole faces. Drawn from the image's own hash, so
+    a rerun makes the same crops; the face's label map is cropped with it (the iris maps of
+    `eye_labels` included), no caption (a crop shows a part)."""
+    x0, y0, side = box
+    rng = np.random.default_rng(int(base["sha256"][:12], 16))
+    rows = []
+    for j in range(cfg.zoom_crops):
+        s = max(8, int(round(side * rng.uniform(cfg.zoom_min, cfg.zoom_max))))
+        cx, cy = x0 + int(rng.integers(0, side - s + 1)), y0 + int(rng.integers(0, side - s + 1))
+        crop_name = f"{name}_z{j}"
+        row = {**base, "file": f"train/images/{crop_name}.png", "box": f"{cx},{cy},{s}", "likelihood": None,
+               "zoom": j + 1}
+        if label is not None:
+            write_png(out / "train" / "labels" / f"{crop_name}.png",
+                      resize(crop_square(label, cx, cy, s, 0), image_size, label=True))
+            row["label"] = f"train/labels/{crop_name}.png"
+        write_png(out / "train" / "images" / f"{crop_name}.png", resize(crop_square(rgb, cx, cy, s, WHITE), image_size))
+        rows.append(row)
     return rows

@@ -67,9 +67,13 @@ def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, xdog: XDo
 
     start = time.perf_counter()
     items: dict[str, list[dict]] = {"train": [], "test": []}
+    # Per image, independent of processing order; `clean.zoom_crops`' crops draw from their own
+    # stream, so the faces' sketches and the benchmark are the same with them or without.
+    zoom = kept["zoom"].astype(bool).to_numpy() if "zoom" in kept else np.zeros(len(kept), bool)
+    stream = np.where(zoom, np.cumsum(zoom) - 1, np.cumsum(~zoom) - 1)
     for i, row in kept.iterrows():
         name = Path(row.file).stem
-        rng = np.random.default_rng([seed, 1, i])  # per image: independent of processing order
+        rng = np.random.default_rng([seed, 4 if zoom[i] else 1, int(stream[i])])
         rgb = read_rgb(faces / row.file)
         s = xdog.sample_sigma(rng)
         sketch = xdog.sketch(rgb, s)
@@ -78,7 +82,7 @@ def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, xdog: XDo
                                  "identity": row.identity, "sketch": f"{row.split}/sketch/{name}.png",
                                  "sigma": s, "caption": row.caption})
         if row.split == "test":
-            maps = random_warp(tps, np.random.default_rng([seed, 2, i]), *rgb.shape[:2])
+            maps = random_warp(tps, np.random.default_rng([seed, 2, int(stream[i])]), *rgb.shape[:2])
             write_png(out / "test/self_ref" / f"{name}.png", apply_warp(rgb, maps))
             if row.label:
                 lab = apply_warp(read_label(faces / row.label), maps, label=True)
