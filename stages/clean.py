@@ -18,6 +18,7 @@ def clean(params_path: Path = Path("params.yaml"), raw_dir: Path = Path("data/ra
           reports: Path = Path("reports")) -> dict:
     """Run the stage; returns the metrics it writes."""
     from pipeline.data.clean import REASONS, clean_dataset, raw_images
+    from pipeline.data.manifest import zoom_rows
 
     p = load_params(params_path, "base", "clean")
     base, cfg = p["base"], p["clean"]
@@ -27,9 +28,12 @@ def clean(params_path: Path = Path("params.yaml"), raw_dir: Path = Path("data/ra
         manifest, stats = clean_dataset(raw_dir, out_dir, cfg, base.image_size, progress=advance)
     kept = manifest[manifest.status == "kept"]
     rejected = manifest[manifest.status == "rejected"]
+    crops = zoom_rows(kept)
+    kept = kept[~crops]
     metrics = {
         "raw_images": n_raw,
         "kept": {"train": int((kept.split == "train").sum()), "test": int((kept.split == "test").sum())},
+        **({"zoom_crops": int(crops.sum())} if cfg.zoom_crops else {}),
         "rejected": {reason: int((rejected.reason == reason).sum()) for reason in REASONS},
         "seconds": round(stats["seconds"], 3),
         "images_per_s": round(n_raw / stats["seconds"], 1) if stats["seconds"] else None,
@@ -39,7 +43,8 @@ def clean(params_path: Path = Path("params.yaml"), raw_dir: Path = Path("data/ra
     if faces:
         write_png(reports / "clean_kept.png", contact_sheet(faces, ncol=8))
     _rejected_sheet(raw_dir, rejected, reports / "clean_rejected.png")
-    console.print(f"clean: kept {metrics['kept']}, rejected {sum(metrics['rejected'].values())}")
+    crops_said = f", {metrics['zoom_crops']} zoom crops" if cfg.zoom_crops else ""
+    console.print(f"clean: kept {metrics['kept']}{crops_said}, rejected {sum(metrics['rejected'].values())}")
     return metrics
 
 

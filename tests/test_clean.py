@@ -104,9 +104,12 @@ def test_split_is_stable_when_images_are_added(tmp_path):
     assert len(merged) == 20 and (merged.split_small == merged.split_big).all()
 
 
-def test_resume_after_interruption(tmp_path):
+@pytest.mark.parametrize("zoom_crops", [0, 2])
+def test_resume_after_interruption(tmp_path, zoom_crops):
+    """A killed clean resumes to the uninterrupted result: a torn last line is dropped, and the
+    last image in the log is decided again (its zoom crops may be cut short)."""
     crawl_synthetic(tmp_path / "raw", 12, 32, seed=0, heterochromia_p=0.1)
-    cfg, size = CleanConfig(), 32
+    cfg, size = CleanConfig(zoom_crops=zoom_crops), 32
     full, _ = clean_dataset(tmp_path / "raw", tmp_path / "a", cfg, size)
 
     calls = {"n": 0}
@@ -119,15 +122,21 @@ def test_resume_after_interruption(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, size, progress=interrupt_after_five)
     log = tmp_path / "b" / "progress.jsonl"
-    assert len(log.read_text().splitlines()) == 5
-    with open(log, "a") as f:
-        f.write('{"raw_file": "images/0000')  # the torn last line of a killed process
+    lines = log.read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    faces = [r for r in rows if "zoom" not in r]
+    assert len(faces) == 5 and len(rows) - 5 == zoom_crops * sum(r.get("split") == "train" for r in faces)
+    cut = lines[:-1] if zoom_crops else lines  # a group cut short: the last image's last crop is missing
+    log.write_text("\n".join(cut) + '\n{"raw_file": "images/0000')  # and the torn last line of a killed process
     resumed, stats = clean_dataset(tmp_path / "raw", tmp_path / "b", cfg, size)
-    assert stats["resumed"] == 5
+    assert stats["resumed"] == 4
     cols = ["raw_file", "sha256", "status", "split", "file"]
     pd.testing.assert_frame_equal(full[cols], resumed[cols])
     assert sorted(p.name for p in (tmp_path / "a").rglob("*.png")) == sorted(
         p.name for p in (tmp_path / "b").rglob("*.png"))
+    crops = full.zoom.notna().sum() if zoom_crops else 0
+    assert crops == zoom_crops * ((full.split == "train") & full.get("zoom", pd.Series(dtype=float)).isna()).sum()
+    assert len(list((tmp_path / "b").glob("train/images/*_z*.png"))) == crops
 
 
 def test_interrupted_clean_starts_over_when_the_raw_data_changed(tmp_path):

@@ -161,6 +161,17 @@ def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
     assert len(views) == 1 and "tiles" not in notice
 
 
+def test_tiles_past_the_picture_edge_see_paper_there_not_ink(monkeypatch):
+    """A tile or face square that reaches past the drawing's edge shows the model white paper
+    outside the picture (the lines were once padded with 0: a black band the model coloured)."""
+    views, _ = _views(monkeypatch, Square(60, 40, 60), None, None)
+    corner = [v for v in views if v.tile and v.square.x0 < 0 and v.square.y0 < 0]
+    assert corner
+    for view in corner:
+        outside = round(-view.square.x0 * 32 / view.square.side) - 1  # columns left of the picture
+        assert outside >= 1 and view.sketch[:, :outside].min() > 200, view.sketch[:, :outside].min()
+
+
 def test_tiles_whose_part_of_the_reference_is_outside_it_are_left_out(monkeypatch):
     face = Square(60, 20, 60)
     reference = np.full((100, 200, 4), 255, np.uint8)  # a bust: the figure's lower half maps below it

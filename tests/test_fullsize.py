@@ -44,6 +44,25 @@ def test_the_self_reference_is_the_pairs_stages_own_warp(tiny_data):
         assert np.array_equal(ref_label, read_label(pairs_dir / row.reference_label))
 
 
+def test_the_self_reference_is_the_pairs_stages_own_warp_with_zoom_crops_too(tmp_path):
+    """`clean.zoom_crops` rows do not shift the faces' rng index: the full-size self reference of
+    each test face is still, pixel for pixel, the benchmark's."""
+    from pipeline.data.crawl import crawl_synthetic
+    from pipeline.data.pairs import build_pairs
+    from pipeline.data.xdog import XDoGConfig
+
+    crawl_synthetic(tmp_path / "raw", 16, 32, seed=0, heterochromia_p=0.1)
+    clean_dataset(tmp_path / "raw", tmp_path / "faces", CleanConfig(test_fraction=0.4, zoom_crops=2), 32)
+    build_pairs(tmp_path / "faces", tmp_path / "pairs", seed=0, xdog=XDoGConfig(), tps=TPSConfig())
+    faces = FullSizeFaces(tmp_path / "raw", tmp_path / "faces", 32)
+    rows = _test_rows(tmp_path / "pairs")
+    assert len(rows) >= 2
+    for row in rows.itertuples():
+        rgb, label = faces.face(row.target)
+        ref, _ = faces.self_reference(row.target, rgb, label, TPSConfig(), seed=0)
+        assert np.array_equal(ref, read_rgb(tmp_path / "pairs" / row.reference))
+
+
 def test_procedural_faces_at_full_size_are_the_same_faces(tiny_data):
     faces_dir, pairs_dir = tiny_data
     faces = FullSizeFaces(faces_dir.parent / "raw", faces_dir, 128)

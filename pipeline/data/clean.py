@@ -163,11 +163,12 @@ def square_box(box, margin: float, shape) -> tuple[int, int, int]:
 
 
 def crop_square(img: np.ndarray, x0: int, y0: int, side: int, fill) -> np.ndarray:
-    """Crop a square that may extend past the image; the outside is filled with `fill`."""
+    """Crop a square that may extend past the image; the outside is filled with `fill` (a 2-D image
+    takes a number: a colour fills it with 0)."""
     H, W = img.shape[:2]
     pad = max(0, -x0, -y0, x0 + side - W, y0 + side - H)
     if pad:
-        value = fill if img.ndim == 3 else 0
+        value = fill if img.ndim == 3 or np.isscalar(fill) else 0
         img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=value)
     return img[y0 + pad : y0 + pad + side, x0 + pad : x0 + pad + side]
 
@@ -219,6 +220,10 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig, im
                     done.append(json.loads(line))
                 except json.JSONDecodeError:  # the last line of a killed run
                     break
+            if done:  # the last image's rows may be cut short (a face and its zoom crops): decide it again
+                last = done[-1]["raw_file"]
+                done = [r for r in done if r["raw_file"] != last]
+            log_path.write_text("".join(json.dumps(r) + "\n" for r in done))
         else:
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -242,8 +247,7 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig, im
                     progress(1)
                 continue
             new = _clean_one(raw, item, cfg, image_size, out, seen_sha, hashes, thumbs)
-            for r in new:
-                log.write(json.dumps(r) + "\n")
+            log.write("".join(json.dumps(r) + "\n" for r in new))  # one image's rows in one write
             log.flush()
             rows.extend(new)
             if progress:
@@ -269,7 +273,7 @@ def with_captions(manifest: pd.DataFrame) -> pd.DataFrame:
         made = [("synthetic", synthetic_caption(colours)), ("booru", booru_caption(str(row.get("tags", "")))),
                 ("animeface", str(row.get("animeface_caption", "")))]
         source, caption = next(((s, c) for s, c in made if c), ("none", ""))
-        kept = row.get("status") == "kept"
+        kept = row.get("status") == "kept" and str(row.get("zoom", "")) in ("", "0", "nan")  # a crop shows a part
         captions.append(caption if kept else "")
         sources.append(source if kept else "")
     manifest["caption"], manifest["caption_source"] = captions, sources
@@ -339,11 +343,11 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, se
         write_png(out / split / "images" / f"{name}.png", face)
         rows.append(row)
         if split == "train" and cfg.zoom_crops:
+            zoom_label, fill = label, 0
             if label is None and lab is not None:  # the iris maps, at the face square's side
-                label = np.full(rgb.shape[:2], NO_REGION, np.uint8)
-                crop_label = cv2.resize(lab, (side, side), interpolation=cv2.INTER_NEAREST)
-                label = _paste(label, crop_label, x0, y0)
-            rows += _zoom_crops(rgb, label, (x0, y0, side), cfg, image_size, out, name,
+                zoom_label, fill = np.full(rgb.shape[:2], NO_REGION, np.uint8), NO_REGION
+                _paste(zoom_label, cv2.resize(lab, (side, side), interpolation=cv2.INTER_NEAREST), x0, y0)
+            rows += _zoom_crops(rgb, zoom_label, fill, (x0, y0, side), cfg, image_size, out, name,
                                 {**base, "status": "kept", "reason": "", "face": i, "split": split,
                                  "animeface_caption": ""})
     hashes.append(h)
@@ -356,30 +360,31 @@ def _paste(canvas: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> np.ndarra
     H, W = canvas.shape[:2]
     h, w = patch.shape[:2]
     ys, xs = slice(max(0, y0), min(H, y0 + h)), slice(max(0, x0), min(W, x0 + w))
-    canvas[ys, xs] = patch[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+    if ys.stop > ys.start and xs.stop > xs.start:
+        canvas[ys, xs] = patch[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
     return canvas
 
 
-def _zoom_crops(rgb: np.ndarray, label: np.ndarray | None, box, cfg: CleanConfig, image_size: int, out: Path,
-                name: str, base: dict) -> list[dict]:
+def _zoom_crops(rgb: np.ndarray, label: np.ndarray | None, label_fill: int, box, cfg: CleanConfig,
+                image_size: int, out: Path, name: str, base: dict) -> list[dict]:
     """`cfg.zoom_crops` random squares inside a face's square, each a training image of its own.
 
     A figure coloured in tiles (`colorize --tiles`) shows the model parts of a body at a face's
     scale; these teach it parts of pictures, not whole faces. Drawn from the image's own hash, so
     a rerun makes the same crops; the face's label map is cropped with it (the iris maps of
-    `eye_labels` included), no caption (a crop shows a part)."""
+    `eye_labels` included; `label_fill` past the picture's edge), no caption (a crop shows a part)."""
     x0, y0, side = box
-    rng = np.random.default_rng(int(base["sha256"][:12], 16))
+    rng = np.random.default_rng([int(base["sha256"][:12], 16), base["face"]])
     rows = []
     for j in range(cfg.zoom_crops):
-        s = max(8, int(round(side * rng.uniform(cfg.zoom_min, cfg.zoom_max))))
+        s = min(side, max(1, int(round(side * rng.uniform(cfg.zoom_min, cfg.zoom_max)))))
         cx, cy = x0 + int(rng.integers(0, side - s + 1)), y0 + int(rng.integers(0, side - s + 1))
         crop_name = f"{name}_z{j}"
         row = {**base, "file": f"train/images/{crop_name}.png", "box": f"{cx},{cy},{s}", "likelihood": None,
                "zoom": j + 1}
         if label is not None:
             write_png(out / "train" / "labels" / f"{crop_name}.png",
-                      resize(crop_square(label, cx, cy, s, 0), image_size, label=True))
+                      resize(crop_square(label, cx, cy, s, label_fill), image_size, label=True))
             row["label"] = f"train/labels/{crop_name}.png"
         write_png(out / "train" / "images" / f"{crop_name}.png", resize(crop_square(rgb, cx, cy, s, WHITE), image_size))
         rows.append(row)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.data.manifest import zoom_rows
 from pipeline.data.imageio import read_label, read_rgb, write_png
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.data.xdog import XDoGConfig
@@ -69,7 +70,7 @@ def build_pairs(faces_dir: str | Path, out_dir: str | Path, seed: int, xdog: XDo
     items: dict[str, list[dict]] = {"train": [], "test": []}
     # Per image, independent of processing order; `clean.zoom_crops`' crops draw from their own
     # stream, so the faces' sketches and the benchmark are the same with them or without.
-    zoom = kept["zoom"].astype(bool).to_numpy() if "zoom" in kept else np.zeros(len(kept), bool)
+    zoom = zoom_rows(kept)
     stream = np.where(zoom, np.cumsum(zoom) - 1, np.cumsum(~zoom) - 1)
     for i, row in kept.iterrows():
         name = Path(row.file).stem

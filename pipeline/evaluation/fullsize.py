@@ -39,6 +39,7 @@ from pipeline.config import Config
 from pipeline.data.clean import crop_square, resize
 from pipeline.data.imageio import WHITE, decode_image, flatten_alpha
 from pipeline.data.labels import COLOUR_REGIONS
+from pipeline.data.manifest import zoom_rows
 from pipeline.data.synthetic import generate_face
 from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.data.xdog import XDoGConfig
@@ -93,7 +94,8 @@ class FullSizeFaces:
                                       f"clean outputs; run `dvc repro clean`)")
         self.state = json.loads(state.read_text())
         table = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-        self.kept = table[table.status == "kept"].reset_index(drop=True)
+        kept = table[table.status == "kept"]
+        self.kept = kept[~zoom_rows(kept)].reset_index(drop=True)  # faces: the pairs stage's rng index
         self.by_file = {row.file: i for i, row in self.kept.iterrows()}
 
     def index(self, faces_file: str) -> int:
