@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 from pipeline.config import Config
 from pipeline.data.imageio import WHITE, colour_fraction, decode_image, flatten_alpha, read_label, write_json, write_png
 from pipeline.data.labels import NO_REGION, REGION_IDS
+from pipeline.data.manifest import zoom_rows
 from pipeline.data.prompt import SLOTS, animeface_caption, booru_caption, synthetic_caption
 from pipeline.errors import AnimecolorError
 
@@ -265,15 +266,17 @@ def clean_dataset(raw_dir: str | Path, out_dir: str | Path, cfg: CleanConfig, im
 def with_captions(manifest: pd.DataFrame) -> pd.DataFrame:
     """`caption` (a prompt, `data/prompt.py`) and `caption_source` for every kept face, from what the
     data says itself, best first: synthetic (the spec's exact colours), booru (the post's colour
-    tags), animeface (its colour estimates at full resolution); "" / "none" when nothing does."""
+    tags), animeface (its colour estimates at full resolution); "" / "none" when nothing does, and
+    for zoom crops (a crop shows a part)."""
     manifest = manifest.copy()
     captions, sources = [], []
-    for _, row in manifest.astype(object).where(manifest.notna(), "").iterrows():
+    crops = zoom_rows(manifest)
+    for crop, (_, row) in zip(crops, manifest.astype(object).where(manifest.notna(), "").iterrows()):
         colours = {slot: row.get(f"color_{slot}", "") for slot in SLOTS}
         made = [("synthetic", synthetic_caption(colours)), ("booru", booru_caption(str(row.get("tags", "")))),
                 ("animeface", str(row.get("animeface_caption", "")))]
         source, caption = next(((s, c) for s, c in made if c), ("none", ""))
-        kept = row.get("status") == "kept" and str(row.get("zoom", "")) in ("", "0", "nan")  # a crop shows a part
+        kept = row.get("status") == "kept" and not crop
         captions.append(caption if kept else "")
         sources.append(source if kept else "")
     manifest["caption"], manifest["caption_source"] = captions, sources
