@@ -331,26 +331,25 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, se
     rows = []
     for i, ((x0, y0, side), likelihood, caption) in enumerate(boxes):
         name = f"{sha[:16]}" + (f"_{i}" if i else "")
-        face = resize(crop_square(rgb, x0, y0, side, WHITE), image_size)
+        square = crop_square(rgb, x0, y0, side, WHITE)
+        face = resize(square, image_size)
         row = {**base, "status": "kept", "reason": "", "face": i, "split": split,
                "file": f"{split}/images/{name}.png", "box": f"{x0},{y0},{side}",
                "likelihood": likelihood, "phash": f"{h:016x}", "thumb": thumb.round(1).ravel().tolist(),
                "animeface_caption": caption}
-        lab = resize(crop_square(label, x0, y0, side, 0), image_size, label=True) if label is not None else None
+        square_label = crop_square(label, x0, y0, side, 0) if label is not None else None
+        lab = resize(square_label, image_size, label=True) if label is not None else None
         if lab is None and cfg.eye_labels and split == "train":
             lab = eye_label_map(face, cfg.min_likelihood)
             row["eye_labels"] = bool((lab != NO_REGION).any())
+            square_label = cv2.resize(lab, (side, side), interpolation=cv2.INTER_NEAREST)  # for the zoom crops
         if lab is not None:
             write_png(out / split / "labels" / f"{name}.png", lab)
             row["label"] = f"{split}/labels/{name}.png"
         write_png(out / split / "images" / f"{name}.png", face)
         rows.append(row)
         if split == "train" and cfg.zoom_crops:
-            zoom_label, fill = label, 0
-            if label is None and lab is not None:  # the iris maps, at the face square's side
-                zoom_label, fill = np.full(rgb.shape[:2], NO_REGION, np.uint8), NO_REGION
-                _paste(zoom_label, cv2.resize(lab, (side, side), interpolation=cv2.INTER_NEAREST), x0, y0)
-            rows += _zoom_crops(rgb, zoom_label, fill, (x0, y0, side), cfg, image_size, out, name,
+            rows += _zoom_crops(square, square_label, (x0, y0), cfg, image_size, out, name,
                                 {**base, "status": "kept", "reason": "", "face": i, "split": split,
                                  "animeface_caption": ""})
     hashes.append(h)
@@ -358,37 +357,28 @@ def _clean_one(raw: Path, item, cfg: CleanConfig, image_size: int, out: Path, se
     return rows
 
 
-def _paste(canvas: np.ndarray, patch: np.ndarray, x0: int, y0: int) -> np.ndarray:
-    """`patch` laid on `canvas` with its corner at (x0, y0); what falls outside is cut."""
-    H, W = canvas.shape[:2]
-    h, w = patch.shape[:2]
-    ys, xs = slice(max(0, y0), min(H, y0 + h)), slice(max(0, x0), min(W, x0 + w))
-    if ys.stop > ys.start and xs.stop > xs.start:
-        canvas[ys, xs] = patch[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
-    return canvas
-
-
-def _zoom_crops(rgb: np.ndarray, label: np.ndarray | None, label_fill: int, box, cfg: CleanConfig,
-                image_size: int, out: Path, name: str, base: dict) -> list[dict]:
-    """`cfg.zoom_crops` random squares inside a face's square, each a training image of its own.
+def _zoom_crops(square: np.ndarray, label: np.ndarray | None, corner, cfg: CleanConfig, image_size: int,
+                out: Path, name: str, base: dict) -> list[dict]:
+    """`cfg.zoom_crops` random squares inside a face's square (`square`, at the raw picture's
+    resolution, its corner at `corner` in the picture), each a training image of its own.
 
     A figure coloured in tiles (`colorize --tiles`) shows the model parts of a body at a face's
     scale; these teach it parts of pictures, not whole faces. Drawn from the image's own hash, so
-    a rerun makes the same crops; the face's label map is cropped with it (the iris maps of
-    `eye_labels` included; `label_fill` past the picture's edge), no caption (a crop shows a part)."""
-    x0, y0, side = box
+    a rerun makes the same crops; the face square's label map (`label`, the same size: the iris
+    maps of `eye_labels` included) is cropped with it, no caption (a crop shows a part)."""
+    side = square.shape[0]
     rng = np.random.default_rng([int(base["sha256"][:12], 16), base["face"]])
     rows = []
     for j in range(cfg.zoom_crops):
         s = min(side, max(1, int(round(side * rng.uniform(cfg.zoom_min, cfg.zoom_max)))))
-        cx, cy = x0 + int(rng.integers(0, side - s + 1)), y0 + int(rng.integers(0, side - s + 1))
+        dx, dy = int(rng.integers(0, side - s + 1)), int(rng.integers(0, side - s + 1))
         crop_name = f"{name}_z{j}"
-        row = {**base, "file": f"train/images/{crop_name}.png", "box": f"{cx},{cy},{s}", "likelihood": None,
-               "zoom": j + 1}
+        row = {**base, "file": f"train/images/{crop_name}.png", "box": f"{corner[0] + dx},{corner[1] + dy},{s}",
+               "likelihood": None, "zoom": j + 1}
         if label is not None:
             write_png(out / "train" / "labels" / f"{crop_name}.png",
-                      resize(crop_square(label, cx, cy, s, label_fill), image_size, label=True))
+                      resize(label[dy:dy + s, dx:dx + s], image_size, label=True))
             row["label"] = f"train/labels/{crop_name}.png"
-        write_png(out / "train" / "images" / f"{crop_name}.png", resize(crop_square(rgb, cx, cy, s, WHITE), image_size))
+        write_png(out / "train" / "images" / f"{crop_name}.png", resize(square[dy:dy + s, dx:dx + s], image_size))
         rows.append(row)
     return rows
