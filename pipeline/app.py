@@ -55,7 +55,7 @@ from pipeline.data.tps import TPSConfig, apply_warp, random_warp
 from pipeline.device import resolve_device
 from pipeline.errors import AnimecolorError, shown
 from pipeline.hints import click_hint, hint_colour, parse_hints
-from pipeline.model.defaults import DEFAULT_MODEL, SAMPLING
+from pipeline.model.defaults import DEFAULT_MODEL, SAMPLING, TILE_SCALE, TILE_SCALES
 
 log = logging.getLogger("animecolor.app")
 
@@ -225,6 +225,7 @@ class PageInputs:
     hints: str = ""                 # colour hints "X,Y,COLOUR", separated by ";" or new lines (`hints.parse_hints`)
     face_pass: bool = True          # a figure's faces and face-sized tiles coloured again (`colorize --faces --tiles`)
     match_chroma: float = MATCH_CHROMA  # `colorize --match-chroma`: the reference's saturation, 0 to 1
+    tile_scale: float = TILE_SCALE  # `colorize --tile-scale`: the figure's tiles' side, times the face's
 
 
 def add_hint(hints: str | None, x: int, y: int, colour: str | None) -> str:
@@ -251,7 +252,7 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
     numbers = dict(sample_steps=_number(inputs.steps, whole=True), guidance=_number(inputs.guidance),
                    eta=_number(inputs.eta), text_guidance=_number(inputs.text_guidance),
                    seed=_number(SAMPLING.seed if inputs.seed is None else inputs.seed, whole=True),
-                   match_chroma=_number(inputs.match_chroma))
+                   match_chroma=_number(inputs.match_chroma), tile_scale=_number(inputs.tile_scale))
     check_options(ColorizeOptions(**numbers))  # the library's own ranges, before any file is read
     if numbers["seed"] > MAX_SEED:  # the page's seed box holds 31 bits
         raise AnimecolorError(f"seed {shown(inputs.seed)}: must be a whole number from 0 to {MAX_SEED}")
@@ -391,14 +392,14 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         parameter with a gr.Progress default, so the widget values are named one by one, in the order
         of `inputs` below, and unpacked into PageInputs here."""
         def colorize(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                     text_guidance, hints, face_pass, match_chroma, history, progress=gr.Progress()):
+                     text_guidance, hints, face_pass, match_chroma, tile_scale, history, progress=gr.Progress()):
             inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                                prompt, text_guidance, hints, face_pass, match_chroma)
+                                prompt, text_guidance, hints, face_pass, match_chroma, tile_scale)
             return run(n, inputs, history, progress)
         return colorize
 
     def clicked(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                text_guidance, hints, face_pass, match_chroma, history, colour, evt: gr.SelectData,
+                text_guidance, hints, face_pass, match_chroma, tile_scale, history, colour, evt: gr.SelectData,
                 progress=gr.Progress()):
         """A click on the picture: its region gets the picker's colour (a hint), and the picture is made
         again with it (same seed: only that region changes). A hint that cannot apply is the status
@@ -409,7 +410,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         except Exception as exc:  # noqa: BLE001
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc), gr.skip()
         inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                            prompt, text_guidance, new, face_pass, match_chroma)
+                            prompt, text_guidance, new, face_pass, match_chroma, tile_scale)
         values = run(1, inputs, history, progress)
         failed = isinstance(values[4], str) and values[4].startswith("**Error")
         return (*values, gr.skip() if failed else new)
@@ -496,6 +497,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                     elem_id="face_pass")
             match_chroma = gr.Slider(0.0, 1.0, value=MATCH_CHROMA, step=0.05, elem_id="match_chroma",
                                      label="Reference's saturation (0: the model's own colours)")
+            tile_scale = gr.Slider(*TILE_SCALES, value=TILE_SCALE, step=0.05, elem_id="tile_scale",
+                                   label="Whole figures: tile size, x the face (0.7 for a reference in the same pose)")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
                              interactive=False, preview=False, object_fit="contain", fit_columns=False,
                              elem_id="gallery")
@@ -504,7 +507,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                     elem_id="examples")
 
         inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                  text_guidance, hints, face_pass, match_chroma, history]
+                  text_guidance, hints, face_pass, match_chroma, tile_scale, history]
         outputs = [output, download, gallery, history, status]
         run_button.click(button(1), inputs, outputs, api_name="colorize", concurrency_id="model",
                          concurrency_limit=concurrency)

@@ -41,7 +41,7 @@ from pipeline.errors import AnimecolorError, shown
 from pipeline.faces import Square, drawing_faces, largest_face_square, over, resize_square, tile_count, tiles
 from pipeline.files import atomic_path
 from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks
-from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING
+from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
@@ -346,6 +346,7 @@ class ColorizeOptions:
     hints: tuple[Hint, ...] = ()  # colour hints: regions recoloured exactly after the model (hints.py)
     faces: bool = True        # colour each face found in a larger drawing again at face scale (faces.py)
     tiles: bool = True        # ... and the whole figure in face-sized tiles (faces.py)
+    tile_scale: float = TILE_SCALE  # the tiles' side, times the face square's
     match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
 
 
@@ -357,7 +358,8 @@ def check_options(opts: ColorizeOptions) -> None:
                                             ("eta", opts.eta, 0, 1, False),
                                             ("text guidance", opts.text_guidance, 0, MAX_GUIDANCE, False),
                                             ("seed", opts.seed, 0, MAX_SEED, True),
-                                            ("match chroma", opts.match_chroma, 0, 1, False)):
+                                            ("match chroma", opts.match_chroma, 0, 1, False),
+                                            ("tile scale", opts.tile_scale, *TILE_SCALES, False)):
         number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
         if not number or not math.isfinite(value) or not low <= value <= high:
             kind = "a whole number" if integer else "a number"
@@ -520,8 +522,9 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
                 opts: ColorizeOptions) -> tuple[list[_View], str | None]:
     """The squares of a larger drawing coloured again at face scale (`faces.py`), and a notice:
     each face found, with the reference's own face square as its reference (else the whole
-    reference), and with `opts.tiles` the figure in face-sized tiles, each with the part of the
-    reference at the same place relative to the two faces. `lines` is the drawing's full-size line
+    reference), and with `opts.tiles` the figure in tiles of `opts.tile_scale` times the face's
+    side, each with the part of the reference at the same place relative to the two faces, scaled
+    alike. `lines` is the drawing's full-size line
     layer (`prepare_sketch`): a drawing read as lines is cropped from it, so every square is read
     with the same levels as the whole; a colour picture's squares get their lines by XDoG at the
     model's size, as the whole does. Tiles of blank paper, and tiles whose part of the reference
@@ -556,10 +559,10 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     views = []
     if opts.tiles and reference is not None and ref_face is None:
         said += "; no tiles: they need the reference's face"
-    elif opts.tiles and (count := tile_count(faces[0], rgb.shape)) > MAX_TILES:
+    elif opts.tiles and (count := tile_count(faces[0], rgb.shape, opts.tile_scale)) > MAX_TILES:
         said += f"; no tiles: the figure would take {count} (at most {MAX_TILES})"
     elif opts.tiles:
-        for tile in tiles(faces[0], rgb.shape):
+        for tile in tiles(faces[0], rgb.shape, opts.tile_scale):
             part = tile.inside(lines.shape)
             if part is None or not np.any(lines[part[0], part[1]] < PAPER):
                 continue  # blank paper
@@ -570,7 +573,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
                 views.append(_View(tile, sketch_of(tile), reference_of(source), True))
             else:
                 views.append(_View(tile, sketch_of(tile), None, True))
-        said += f"; the figure in {len(views)} face-sized tiles"
+        sized = "face-sized" if opts.tile_scale == 1 else f"{opts.tile_scale:g}x-face-sized"
+        said += f"; the figure in {len(views)} {sized} tiles"
     views += [_View(face, sketch_of(face), reference_of(ref_face), False) for face in faces]
     return views, said
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.data.clean import CleanConfig, crop_square, detect_faces, square_box
 from pipeline.data.imageio import WHITE
+from pipeline.model.defaults import TILE_SCALE
 
 MARGIN = CleanConfig().margin  # training crops: the face box grown by this fraction of its side
 MIN_LIKELIHOOD = CleanConfig().min_likelihood
@@ -92,23 +93,29 @@ def over(colour: np.ndarray, total: np.ndarray, weights: np.ndarray) -> np.ndarr
     return np.round(alpha * mean + (1 - alpha) * colour).astype(np.uint8)
 
 
-def _grid(face: Square, shape) -> tuple[range, range]:
-    """The left and top edges of the tiles: a half-side step through the face, from just off the
-    picture's top left (a tile there still overlaps it) to its far edges."""
-    step = max(1, face.side // 2)
+def tile_side(face: Square, scale: float = TILE_SCALE) -> int:
+    """The side of the figure's tiles: `scale` times the face square's, at least `MIN_SIDE` px."""
+    return max(MIN_SIDE, round(face.side * scale))
+
+
+def _grid(face: Square, shape, side: int) -> tuple[range, range]:
+    """The left and top edges of tiles of `side` px: a half-side step through the face's top left
+    corner, from just off the picture's top left (a tile there still overlaps it) to its far edges."""
+    step = max(1, side // 2)
     return range(face.x0 % step - step, shape[1], step), range(face.y0 % step - step, shape[0], step)
 
 
-def tiles(face: Square, shape) -> list[Square]:
-    """Squares of the face's side, half-overlapping, on a grid through the face, covering a picture
-    of `shape`: the whole figure at the scale the model was trained on."""
-    xs, ys = _grid(face, shape)
-    return [Square(x, y, face.side) for y in ys for x in xs]
+def tiles(face: Square, shape, scale: float = TILE_SCALE) -> list[Square]:
+    """Squares of `scale` times the face's side, half-overlapping, on a grid through the face,
+    covering a picture of `shape`: the whole figure at (about) the scale the model was trained on."""
+    side = tile_side(face, scale)
+    xs, ys = _grid(face, shape, side)
+    return [Square(x, y, side) for y in ys for x in xs]
 
 
-def tile_count(face: Square, shape) -> int:
-    """len(tiles(face, shape)), without making them (a tiny face in a huge picture makes millions)."""
-    xs, ys = _grid(face, shape)
+def tile_count(face: Square, shape, scale: float = TILE_SCALE) -> int:
+    """len(tiles(face, shape, scale)), without making them (a tiny face in a huge picture makes millions)."""
+    xs, ys = _grid(face, shape, tile_side(face, scale))
     return len(xs) * len(ys)
 
 

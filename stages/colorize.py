@@ -13,7 +13,7 @@ from rich.markup import escape
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
 from pipeline.errors import AnimecolorError, shown
-from pipeline.model.defaults import DEFAULT_MODEL, MAX_GUIDANCE, SAMPLING
+from pipeline.model.defaults import DEFAULT_MODEL, MAX_GUIDANCE, SAMPLING, TILE_SCALE, TILE_SCALES
 from stages.common import console, progress_bar, user_errors
 
 
@@ -128,12 +128,13 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    skip_existing: bool = False, device: str = "auto", prompt: str = "",
                    text_guidance: float = SAMPLING.text_guidance, layers: bool = False,
                    hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
-                   match_chroma: float = MATCH_CHROMA) -> dict:
+                   match_chroma: float = MATCH_CHROMA, tile_scale: float = TILE_SCALE) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
     the line-enclosed regions under their points (`pipeline/hints.py`); `faces` and `tiles` colour a
-    larger drawing's faces, and its figure in face-sized tiles, again at face scale (`pipeline/faces.py`);
+    larger drawing's faces, and its figure in tiles of `tile_scale` times a face's side, again at face
+    scale (`pipeline/faces.py`);
     `match_chroma` moves the colours' chroma that share of the way to the reference's (`pipeline/chroma.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
@@ -142,10 +143,12 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     if mode not in ("auto", "lines", "xdog"):
         raise AnimecolorError(f"--mode {shown(mode)}: expected auto, lines or xdog")
     # checked here, not by Typer's min/max: those let nan through and answer in a box, not one line
-    for option, value, high in (("--guidance", guidance, MAX_GUIDANCE), ("--text-guidance", text_guidance, MAX_GUIDANCE),
-                                ("--eta", eta, 1), ("--match-chroma", match_chroma, 1)):
-        if not math.isfinite(value) or not 0 <= value <= high:
-            raise AnimecolorError(f"Invalid value for '{option}': {value} (must be a number from 0 to {high:g})")
+    for option, value, low, high in (("--guidance", guidance, 0, MAX_GUIDANCE),
+                                     ("--text-guidance", text_guidance, 0, MAX_GUIDANCE), ("--eta", eta, 0, 1),
+                                     ("--match-chroma", match_chroma, 0, 1),
+                                     ("--tile-scale", tile_scale, *TILE_SCALES)):
+        if not math.isfinite(value) or not low <= value <= high:
+            raise AnimecolorError(f"Invalid value for '{option}': {value} (must be a number from {low:g} to {high:g})")
     if prompt.strip():  # a bad prompt fails before anything is loaded
         from pipeline.data.prompt import parse_prompt
 
@@ -189,7 +192,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
-                           match_chroma=match_chroma)
+                           match_chroma=match_chroma, tile_scale=tile_scale)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -270,6 +273,8 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              tiles: bool = typer.Option(True, help="With --faces, also colour the whole figure in face-sized "
                                                    "tiles, each with the part of the reference at the same place "
                                                    "relative to the face."),
+             tile_scale: float = typer.Option(TILE_SCALE, help=f"The tiles' side, times the face square's "
+                                              f"({TILE_SCALES[0]:g} to {TILE_SCALES[1]:g})."),
              match_chroma: float = typer.Option(MATCH_CHROMA, help="Move the colours' saturation this "
                                                 "share of the way to the reference's, 0 (the model's own) to 1 "
                                                 "(hue and lightness kept).")) -> None:
@@ -277,7 +282,7 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
-                            tuple(hint or ()), faces, tiles, match_chroma)
+                            tuple(hint or ()), faces, tiles, match_chroma, tile_scale)
     if result["failed"]:
         raise typer.Exit(1)
 

@@ -135,7 +135,7 @@ def test_request_with_a_prompt_and_no_reference(colorizer, files):
         request(colorizer, 1, PageInputs("upload", str(files["drawing"]), steps=2, prompt="pinkk hair"))
 
 
-@pytest.mark.parametrize("field", ["guidance", "eta", "text_guidance", "steps", "seed", "match_chroma"])
+@pytest.mark.parametrize("field", ["guidance", "eta", "text_guidance", "steps", "seed", "match_chroma", "tile_scale"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e9, "abc"])
 def test_request_refuses_what_the_cli_refuses(colorizer, files, field, value):
     """NaN guidance once made an all-black picture reported as "Done" (issue 37): every number is
@@ -265,7 +265,7 @@ def test_a_click_on_the_picture_adds_a_hint(model_file, tmp_path):
     widgets = ["upload", str(tmp_path / "shapes.png"), None, None, None, 2, 1.0, 0.0, 5, True, "pink hair", 1.0]
 
     def click(x, y, hints):
-        return clicked(*widgets, hints, True, 0.5, [], "#3060ff", gr.SelectData(None, {"index": [x, y], "value": None}))
+        return clicked(*widgets, hints, True, 0.5, 1.0, [], "#3060ff", gr.SelectData(None, {"index": [x, y], "value": None}))
 
     picture, downloads, _, _, status, hints = click(40, 45, "")
     assert hints == "40,45,#3060ff" and "1 colour hint" in status

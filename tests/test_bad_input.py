@@ -304,13 +304,25 @@ def test_plain_function_refuses_non_finite_guidance(work, monkeypatch):
 
 
 @pytest.mark.parametrize("option, value", [("--text-guidance", "nan"), ("--guidance", "60"), ("--eta", "nan"),
-                                           ("--match-chroma", "1.5"), ("--match-chroma", "nan")])
+                                           ("--match-chroma", "1.5"), ("--match-chroma", "nan"),
+                                           ("--tile-scale", "0.3"), ("--tile-scale", "inf")])
 def test_out_of_range_numbers_are_the_projects_one_line(work, monkeypatch, option, value):
     """Not Typer's six-line box (which also said nan "should be less than or equal to 50")."""
     monkeypatch.chdir(work)
     result = runner.invoke(app, ["colorize", "sketch.png", *M, "-p", "pink hair", option, value])
     assert result.exit_code == 2 and result.output.strip().startswith("error:"), result.output
-    assert len(result.output.strip().splitlines()) == 1 and "must be a number from 0 to" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "must be a number from" in result.output
+    assert option in result.output and not list(Path(work).glob("*_colored.png"))
+
+
+def test_tile_scale_is_checked_for_every_caller():
+    """`ColorizeOptions` from a notebook or the app meets the CLI's range: one line naming the knob."""
+    from pipeline.colorize import ColorizeOptions, check_options
+
+    check_options(ColorizeOptions(tile_scale=0.7))
+    for bad in (0.49, 2.5, float("nan"), True, "0.7"):
+        with pytest.raises(AnimecolorError, match=r"^tile scale .*: must be a number from 0.5 to 2"):
+            check_options(ColorizeOptions(tile_scale=bad))
 
 
 def test_long_inputs_are_named_not_pasted(work, monkeypatch):

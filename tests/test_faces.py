@@ -55,6 +55,21 @@ def test_tiles_cover_the_picture_through_the_face_and_map_onto_the_reference():
     assert Square(52, 67, 30).mapped(face, ref_face) == Square(130, 40, 60)  # half a side right and down
 
 
+@pytest.mark.parametrize("face_side, scale, side", [(60, 0.7, 42), (60, 1.5, 90), (30, 0.7, 24)])  # 21: MIN_SIDE
+def test_tile_scale_sets_the_side_and_the_grid_still_runs_through_the_face(face_side, scale, side):
+    face, shape = Square(37, 52, face_side), (400, 260)
+    grid = tiles(face, shape, scale)
+    assert {t.side for t in grid} == {side} and tile_count(face, shape, scale) == len(grid)
+    assert Square(face.x0, face.y0, side) in grid  # a tile shares the face's top left corner
+    steps = {b.x0 - a.x0 for a, b in zip(grid, grid[1:]) if b.y0 == a.y0}
+    assert steps == {side // 2}  # half-overlapping
+    covered = np.zeros(shape, bool)
+    for t in grid:
+        covered[max(t.y0, 0):t.y0 + t.side, max(t.x0, 0):t.x0 + t.side] = True
+    assert covered.all()
+    assert len(tiles(face, shape, 0.7)) > len(tiles(face, shape)) > len(tiles(face, shape, 1.5))
+
+
 @pytest.fixture(scope="module")
 def sprite():
     if not SPRITE.is_file() or not REFERENCE.is_file():
@@ -136,7 +151,7 @@ def test_each_seed_of_a_batch_is_its_own_single_run(model_file, sprite, monkeypa
     assert not np.array_equal(both[0].colour, both[1].colour)
 
 
-def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True):
+def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True, tile_scale=1.0):
     """`_face_views` on a blank 300 x 200 drawing with one line box, the detections given."""
     rgb = np.full((300, 200, 3), 255, np.uint8)
     cv2.rectangle(rgb, (20, 20), (180, 280), (0, 0, 0), 2)
@@ -144,7 +159,7 @@ def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True)
     monkeypatch.setattr(C, "largest_face_square", lambda image: reference_square)
     lines = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full((300, 200), 255, np.uint8)])
-    return C._face_views(rgba, reference, lines, 32, ColorizeOptions(mode="lines", tiles=tiles))
+    return C._face_views(rgba, reference, lines, 32, ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale))
 
 
 def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
@@ -159,6 +174,24 @@ def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
     assert all(np.any(v.sketch < 200) for v in tiled)  # blank paper is left to the whole picture
     views, notice = _views(monkeypatch, face, None, None, tiles=False)
     assert len(views) == 1 and "tiles" not in notice
+
+
+def test_tile_scale_shrinks_the_tiles_and_their_parts_of_the_reference(monkeypatch):
+    """`--tile-scale 0.5` on a 100 px face: 50 px tiles on the drawing, each with a part of the
+    reference scaled alike (the reference's face is 150 px: 75 px parts), and the notice says so."""
+    face, ref_face = Square(10, 10, 100), Square(30, 60, 150)  # the face's corner tile holds the box's corner
+    ramp = np.tile(np.arange(200, dtype=np.uint8), (300, 1))  # every column its own grey: a crop's place shows
+    reference = np.dstack([ramp] * 3 + [np.full((300, 200), 255, np.uint8)])
+    views, notice = _views(monkeypatch, face, ref_face, reference, tile_scale=0.5)
+    tiled = [v for v in views if v.tile]
+    assert {v.square.side for v in tiled} == {50} and f"in {len(tiled)} 0.5x-face-sized tiles" in notice
+    at_face = next(v for v in tiled if (v.square.x0, v.square.y0) == (face.x0, face.y0))
+    part = Square(face.x0, face.y0, 50).mapped(face, ref_face)
+    assert part == Square(30, 60, 75)
+    np.testing.assert_array_equal(at_face.reference, C.letterbox(part.crop(reference[..., :3]), 32)[0])
+    whole, _ = _views(monkeypatch, face, ref_face, reference)
+    assert len(tiled) > len([v for v in whole if v.tile]) > 0
+    assert [v.square for v in views if not v.tile] == [face]  # the face pass keeps the face's own square
 
 
 def test_tiles_past_the_picture_edge_see_paper_there_not_ink(monkeypatch):

@@ -30,3 +30,5 @@ SAMPLING = SamplingDefaults()
 MAX_GUIDANCE = 50.0   # far past any useful scale; inf or nan would only paint garbage
 MAX_STEPS = 1000      # DDIM steps; the usual training schedule has T = 1000
 MAX_SEED = 2**32 - 1  # numpy's seed range
+TILE_SCALE = 1.0  # a figure's tiles' side, times its face square's (`faces.tiles`, `colorize --tile-scale`)
+TILE_SCALES = (0.5, 2.0)  # its range: smaller tiles show the model less than a face, larger ones shrink it

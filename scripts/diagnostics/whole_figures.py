@@ -1,6 +1,7 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
+        [--tile-scale S] [--mirror-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -12,7 +13,9 @@ sprite's opaque pixels, LPIPS on the picture on white, and the same inside the f
 (animeface on the truth, `clean`'s margin). Each drawing is coloured by `colorize`'s own function
 with the face pass (`faces.py`) and without it, all three with the model's own chroma
 (`--match-chroma 0`); `tiles_chroma` is the tiles' colour layer with the reference's saturation
-matched as `colorize` does by default (`chroma.py`, `--match-chroma`). The upscaled truth (the
+matched as `colorize` does by default (`chroma.py`, `--match-chroma`); the tiles are `--tile-scale`
+times the face square's side (`colorize --tile-scale`). `--mirror-reference` flips every reference
+left to right: a reference in another layout than the drawing's. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
 whole-picture pass at that size would give.
 """
@@ -36,6 +39,7 @@ from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
 from pipeline.faces import Square, largest_face_square  # noqa: E402
+from pipeline.model.defaults import TILE_SCALE  # noqa: E402
 from pipeline.model.perceptual import VGGLPIPS  # noqa: E402
 
 CANDIDATES = ("whole", "face_pass", "tiles", "tiles_chroma", "upscaled_truth")
@@ -81,6 +85,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the per-pair and mean scores here")
     ap.add_argument("--match-chroma", type=float, default=MATCH_CHROMA,
                     help="tiles_chroma's strength (colorize --match-chroma)")
+    ap.add_argument("--tile-scale", type=float, default=TILE_SCALE,
+                    help="the tiles' side, times the face square's (colorize --tile-scale)")
+    ap.add_argument("--mirror-reference", action="store_true",
+                    help="flip every reference left to right (a reference in another layout)")
     args = ap.parse_args()
     try:
         model, diffusion, info = load_model(args.model)
@@ -92,6 +100,8 @@ def main() -> None:
     rows = []
     for drawing_path, reference_path in todo:
         sprite, reference = read_user_image(drawing_path), read_user_image(reference_path)
+        if args.mirror_reference:
+            reference = np.ascontiguousarray(reference[:, ::-1])
         truth = flatten_alpha(sprite)
         opaque = sprite[..., 3] >= 128
         drawing = np.dstack([LINES.sketch(truth, 0.5)] * 3 + [sprite[..., 3]])
@@ -99,7 +109,7 @@ def main() -> None:
         pair = {"drawing": drawing_path.name, "reference": reference_path.name}
         for name, faces, tiles in (("whole", False, False), ("face_pass", True, False), ("tiles", True, True)):
             opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles,
-                                   match_chroma=0.0)
+                                   match_chroma=0.0, tile_scale=args.tile_scale)
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
             rows.append({**pair, "candidate": name, "face_pass": bool(notice),
                          **scores(flatten_alpha(colored.image()), truth, opaque, face, lpips)})
@@ -115,7 +125,8 @@ def main() -> None:
         print(" | ".join(f"{r['candidate']} {r['psnr']:.2f} dB" for r in rows[-len(CANDIDATES):]),
               f"<- {pair['drawing']} / {pair['reference']}", flush=True)
     columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
-    print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps")
+    print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face"
+          + ", references mirrored" * args.mirror_reference)
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
@@ -127,7 +138,9 @@ def main() -> None:
               + f" | {means[name]['face_passes']} / {len(mine)} |")
     if args.json:
         args.json.write_text(json.dumps({"model": str(args.model), "steps": args.steps,
-                                         "match_chroma": args.match_chroma, "mean": means,
+                                         "match_chroma": args.match_chroma,
+                                         "tile_scale": args.tile_scale,
+                                         "mirror_reference": args.mirror_reference, "mean": means,
                                          "pairs": rows}, indent=1))
 
 

@@ -136,6 +136,21 @@ def whole_figures_table(root: Path) -> str:
     return _table(["model", "candidate", *keys, "drawings given a face pass"], rows)
 
 
+def tile_scale_table(root: Path) -> str:
+    """`whole_figures.py --tile-scale S [--mirror-reference]` runs of one model, under
+    docs/results/real-art/whole-figures/tile-scale/ (MODEL-sSCALE[m].json): the tiles' rows."""
+    rows = []
+    for path in (root / "docs/results/real-art/whole-figures/tile-scale").glob("*.json"):
+        run = _load(path)
+        tiles, matched = run["mean"]["tiles"], run["mean"]["tiles_chroma"]
+        rows.append([path.stem.rsplit("-s", 1)[0], "mirrored" if run["mirror_reference"] else "as given",
+                     run["tile_scale"], tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"], tiles["face_psnr"],
+                     matched["psnr"], matched["lpips"]])
+    rows.sort(key=lambda row: (row[0], row[1], row[2]))
+    return _table(["model", "reference", "tile scale", "psnr", "lpips", "chroma_ratio", "face_psnr",
+                   "with the chroma match: psnr", "lpips"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline_table,
     "synthetic-full": lambda root: evaluate_table(_full(root)),
@@ -161,6 +176,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                                        full=True)),
                              ("-64", _real(f"real-art/{folder}")))},
     "whole-figures": whole_figures_table,
+    "whole-figures-tile-scale": tile_scale_table,
 }
 
 
