@@ -11,8 +11,8 @@ DDIM-step progress bar moves over the output while a picture is made.
 Inputs: a line drawing (upload, the sketch pad, or a colour picture whose lines are extracted with
 the pipeline's XDoG, with a preview), the reference and/or a colour prompt (text models:
 `data/prompt.py`) with its guidance scale, DDIM steps, guidance, eta, seed, keep-lines, the face pass
-(a figure's faces and face-sized tiles coloured again: `faces.py`), the reference's saturation
-(`chroma.py`).
+(a figure's faces and face-sized tiles coloured again: `faces.py`) with the tiles' size, the
+reference's saturation (`chroma.py`).
 Output: the coloured drawing at the drawing's own size as a PNG with the parameters in its tEXt
 chunks (as `animecolor colorize` writes them) and its two layers as downloads (`colorize
 --layers`), a gallery of recent results, and "4 variations" (seeds seed .. seed+3 in one batch;
@@ -223,7 +223,7 @@ class PageInputs:
     prompt: str = ""
     text_guidance: float = SAMPLING.text_guidance
     hints: str = ""                 # colour hints "X,Y,COLOUR", separated by ";" or new lines (`hints.parse_hints`)
-    face_pass: bool = True          # a figure's faces and face-sized tiles coloured again (`colorize --faces --tiles`)
+    face_pass: bool = True          # a figure's faces and its tiles coloured again (`colorize --faces --tiles`)
     match_chroma: float = MATCH_CHROMA  # `colorize --match-chroma`: the reference's saturation, 0 to 1
     tile_scale: float = TILE_SCALE  # `colorize --tile-scale`: the figure's tiles' side, times the face's
 
@@ -498,7 +498,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             match_chroma = gr.Slider(0.0, 1.0, value=MATCH_CHROMA, step=0.05, elem_id="match_chroma",
                                      label="Reference's saturation (0: the model's own colours)")
             tile_scale = gr.Slider(*TILE_SCALES, value=TILE_SCALE, step=0.05, elem_id="tile_scale",
-                                   label="Whole figures: tile size, x the face (0.7 for a reference in the same pose)")
+                                   label="Whole figures: tile size, x the face (0.7: a reference in the same pose, "
+                                         "real-art-pose model)")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
                              interactive=False, preview=False, object_fit="contain", fit_columns=False,
                              elem_id="gallery")

@@ -8,7 +8,8 @@ Any input size and aspect works: the sketch is letterboxed (white padding) to th
 resolution, coloured, cropped and resized back; with `keep_lines` the drawing's own lines are
 multiplied over the result at full resolution so they stay exactly where they were drawn. In a
 drawing larger than a face, each face found is coloured again at the scale the model was trained
-on, and the figure in face-sized tiles (`faces.py`), all in the same batch as the whole picture.
+on, and the figure in face-sized tiles (`faces.py`; `tile_scale` times that), all in the same batch
+as the whole picture.
 
 A result is layers (`Colored`): the colour layer (the model's colours, their chroma moved toward
 the reference's: `chroma.py`; colour hints applied: `hints.py`), the drawing's line layer, and
@@ -52,7 +53,7 @@ LINES = XDoGConfig()  # the training line extractor (official XDoG values)
 _HEX_CODE = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")  # what `prompt.hex_rgb` reads
 MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
 MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of this many
-MAX_TILES = 256  # a figure needing more face-sized tiles (a tiny face in a huge picture) gets its faces only
+MAX_TILES = 256  # a figure needing more tiles (a tiny face in a huge picture, small tiles) gets its faces only
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
 MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
 
@@ -345,7 +346,7 @@ class ColorizeOptions:
     text_guidance: float = SAMPLING.text_guidance  # guidance scale on the prompt (conditioning.guided)
     hints: tuple[Hint, ...] = ()  # colour hints: regions recoloured exactly after the model (hints.py)
     faces: bool = True        # colour each face found in a larger drawing again at face scale (faces.py)
-    tiles: bool = True        # ... and the whole figure in face-sized tiles (faces.py)
+    tiles: bool = True        # ... and the whole figure in face-sized tiles (faces.py; size: tile_scale)
     tile_scale: float = TILE_SCALE  # the tiles' side, times the face square's
     match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
 
@@ -560,7 +561,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     if opts.tiles and reference is not None and ref_face is None:
         said += "; no tiles: they need the reference's face"
     elif opts.tiles and (count := tile_count(faces[0], rgb.shape, opts.tile_scale)) > MAX_TILES:
-        said += f"; no tiles: the figure would take {count} (at most {MAX_TILES})"
+        at = "" if opts.tile_scale == 1 else f" at tile scale {opts.tile_scale:g}; a larger --tile-scale takes fewer"
+        said += f"; no tiles: the figure would take {count} (at most {MAX_TILES}{at})"
     elif opts.tiles:
         for tile in tiles(faces[0], rgb.shape, opts.tile_scale):
             part = tile.inside(lines.shape)

@@ -271,8 +271,8 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                    "each face found again at the scale the model was trained on, "
                                                    "with the reference's own face."),
              tiles: bool = typer.Option(True, help="With --faces, also colour the whole figure in face-sized "
-                                                   "tiles, each with the part of the reference at the same place "
-                                                   "relative to the face."),
+                                                   "tiles (see --tile-scale), each with the part of the reference "
+                                                   "at the same place relative to the face."),
              tile_scale: float = typer.Option(TILE_SCALE, help=f"The tiles' side, times the face square's "
                                               f"({TILE_SCALES[0]:g} to {TILE_SCALES[1]:g})."),
              match_chroma: float = typer.Option(MATCH_CHROMA, help="Move the colours' saturation this "

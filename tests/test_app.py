@@ -196,16 +196,16 @@ _anything = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integer
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_anything, guidance=_anything, eta=_anything, seed=_anything, text_guidance=_anything,
-       prompt=st.one_of(st.text(max_size=60), st.none(), st.sampled_from(["pink hair", ",,,", "blue eyes and red hair"])),
+       tile_scale=_anything, prompt=st.one_of(st.text(max_size=60), st.none(), st.sampled_from(["pink hair", ",,,", "blue eyes and red hair"])),
        source=st.one_of(st.sampled_from(["upload", "draw", "picture"]), st.text(max_size=8)),
        reference=st.one_of(st.none(), st.just("REF"), st.text(max_size=12)), n=st.sampled_from([1, 4]))
-def test_request_property_a_picture_or_one_line(colorizer, files, steps, guidance, eta, seed, text_guidance, prompt,
-                                                source, reference, n):
+def test_request_property_a_picture_or_one_line(colorizer, files, steps, guidance, eta, seed, text_guidance,
+                                                tile_scale, prompt, source, reference, n):
     """Any number (NaN and inf included), any string, in any field: the request reaches the model
     with checked values, or is one AnimecolorError line; never another exception."""
     reference = str(files["reference"]) if reference == "REF" else reference
     inputs = PageInputs(source, str(files["drawing"]), None, str(files["reference"]), reference, steps, guidance, eta,
-                        seed, True, prompt, text_guidance)
+                        seed, True, prompt, text_guidance, tile_scale=tile_scale)
     try:
         result = request(_Checked(colorizer), n, inputs)
     except AnimecolorError as exc:
@@ -265,10 +265,14 @@ def test_a_click_on_the_picture_adds_a_hint(model_file, tmp_path):
     widgets = ["upload", str(tmp_path / "shapes.png"), None, None, None, 2, 1.0, 0.0, 5, True, "pink hair", 1.0]
 
     def click(x, y, hints):
-        return clicked(*widgets, hints, True, 0.5, 1.0, [], "#3060ff", gr.SelectData(None, {"index": [x, y], "value": None}))
+        return clicked(*widgets, hints, True, 0.3, 0.7, [], "#3060ff",  # match chroma, tile scale: distinct
+                       gr.SelectData(None, {"index": [x, y], "value": None}))
 
     picture, downloads, _, _, status, hints = click(40, 45, "")
     assert hints == "40,45,#3060ff" and "1 colour hint" in status
+    with Image.open(picture) as im:
+        params = json.loads(im.text["animecolor"])
+    assert (params["match_chroma"], params["tile_scale"]) == (0.3, 0.7)  # each widget reaches its own knob
     assert [Path(d).name for d in downloads] == [Path(picture).name, *(p.name for p in layer_paths(Path(picture)))]
     *_, status, hints = click(15, 45, "40,45,#3060ff")  # on the circle's line
     assert "is on a line" in status and isinstance(hints, type(gr.skip()))

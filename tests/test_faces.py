@@ -192,6 +192,11 @@ def test_tile_scale_shrinks_the_tiles_and_their_parts_of_the_reference(monkeypat
     whole, _ = _views(monkeypatch, face, ref_face, reference)
     assert len(tiled) > len([v for v in whole if v.tile]) > 0
     assert [v.square for v in views if not v.tile] == [face]  # the face pass keeps the face's own square
+    monkeypatch.setattr(C, "MAX_TILES", len(tiles(face, (300, 200))))  # the default fits, 0.5 does not
+    views, notice = _views(monkeypatch, face, ref_face, reference, tile_scale=0.5)
+    assert not any(v.tile for v in views) and notice.endswith("at tile scale 0.5; a larger --tile-scale takes fewer)")
+    views, notice = _views(monkeypatch, face, ref_face, reference)
+    assert any(v.tile for v in views) and "face-sized tiles" in notice
 
 
 def test_tiles_past_the_picture_edge_see_paper_there_not_ink(monkeypatch):
@@ -255,20 +260,23 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
     Image.fromarray(reference).save(tmp_path / "reference.png")
     runner = CliRunner()
     outputs = {}
-    for flags in ([], ["--no-tiles"], ["--no-faces"]):
+    for flags in ([], ["--no-tiles"], ["--no-faces"], ["--tile-scale", "0.7", "--match-chroma", "0.3"]):
         out = tmp_path / f"out{''.join(flags)}.png"
         result = runner.invoke(app, ["colorize", str(tmp_path / "figure.png"), "-r", str(tmp_path / "reference.png"),
                                      "--model", str(model_file), "-o", str(out), "--steps", "2", *flags])
         assert result.exit_code == 0, result.output
         said = " ".join(result.output.split())
         assert ("1 face coloured again at face scale" in said) == (flags != ["--no-faces"])
-        assert ("face-sized tiles" in said) == (flags == [])
+        assert ("face-sized tiles" in said) == (flags == [] or "--tile-scale" in flags)
+        assert ("0.7x-face-sized tiles" in said) == ("--tile-scale" in flags)
         image = Image.open(out)
         params = json.loads(image.text["animecolor"])
         assert (params["faces"], params["tiles"]) == (flags != ["--no-faces"], flags != ["--no-tiles"])
+        scaled = "--tile-scale" in flags  # each number reaches its own knob
+        assert (params["tile_scale"], params["match_chroma"]) == ((0.7, 0.3) if scaled else (1.0, 0.5))
         assert image.mode == "RGBA" and np.array_equal(np.asarray(image)[..., 3], drawing[..., 3])
         outputs[tuple(flags)] = np.asarray(image)
-    assert len({a.tobytes() for a in outputs.values()}) == 3
+    assert len({a.tobytes() for a in outputs.values()}) == 4
 
 
 def test_the_app_colours_a_figure_with_the_face_pass_unless_it_is_unticked(model_file, sprite, tmp_path):
