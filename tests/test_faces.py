@@ -41,15 +41,20 @@ def test_squares_past_the_picture_edge_blend_and_accumulate_their_inside_part():
     Square(60, 60, 10).accumulate(total, weights, np.ones((10, 10, 3)))  # wholly outside: nothing, no error
 
 
+def _covers(grid: list[Square], shape) -> bool:
+    """Every pixel of a picture of `shape` lies under some square of `grid`."""
+    covered = np.zeros(shape, bool)
+    for t in grid:
+        covered[max(t.y0, 0):t.y0 + t.side, max(t.x0, 0):t.x0 + t.side] = True
+    return bool(covered.all())
+
+
 def test_tiles_cover_the_picture_through_the_face_and_map_onto_the_reference():
     face, shape = Square(37, 52, 30), (200, 130)
     grid = tiles(face, shape)
     assert face in grid and {t.side for t in grid} == {30}
     assert tile_count(face, shape) == len(grid)
-    covered = np.zeros(shape, bool)
-    for t in grid:
-        covered[max(t.y0, 0):t.y0 + t.side, max(t.x0, 0):t.x0 + t.side] = True
-    assert covered.all()
+    assert _covers(grid, shape)
     ref_face = Square(100, 10, 60)
     assert face.mapped(face, ref_face) == ref_face
     assert Square(52, 67, 30).mapped(face, ref_face) == Square(130, 40, 60)  # half a side right and down
@@ -63,10 +68,7 @@ def test_tile_scale_sets_the_side_and_the_grid_still_runs_through_the_face(face_
     assert Square(face.x0, face.y0, side) in grid  # a tile shares the face's top left corner
     steps = {b.x0 - a.x0 for a, b in zip(grid, grid[1:]) if b.y0 == a.y0}
     assert steps == {side // 2}  # half-overlapping
-    covered = np.zeros(shape, bool)
-    for t in grid:
-        covered[max(t.y0, 0):t.y0 + t.side, max(t.x0, 0):t.x0 + t.side] = True
-    assert covered.all()
+    assert _covers(grid, shape)
     assert len(tiles(face, shape, 0.7)) > len(tiles(face, shape)) > len(tiles(face, shape, 1.5))
 
 
