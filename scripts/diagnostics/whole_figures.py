@@ -34,7 +34,8 @@ from sprites import DEMO, QUESTION  # noqa: E402
 
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.chroma import match_chroma  # noqa: E402
-from pipeline.colorize import LINES, Colored, ColorizeOptions, colorize_layers, load_model, upscaled_truth  # noqa: E402
+from pipeline.colorize import (LINES, Colored, ColorizeOptions, check_options, colorize_layers,  # noqa: E402
+                               load_model, upscaled_truth)
 from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
@@ -90,7 +91,9 @@ def main() -> None:
     ap.add_argument("--mirror-reference", action="store_true",
                     help="flip every reference left to right (a reference in another layout)")
     args = ap.parse_args()
-    try:
+    try:  # the knobs first: a bad value is one line before the model is read
+        check_options(ColorizeOptions(sample_steps=args.steps, match_chroma=args.match_chroma,
+                                      tile_scale=args.tile_scale))
         model, diffusion, info = load_model(args.model)
         todo = pairs()[:args.limit or None]
     except AnimecolorError as e:
