@@ -11,8 +11,8 @@ DDIM-step progress bar moves over the output while a picture is made.
 Inputs: a line drawing (upload, the sketch pad, or a colour picture whose lines are extracted with
 the pipeline's XDoG, with a preview), the reference and/or a colour prompt (text models:
 `data/prompt.py`) with its guidance scale, DDIM steps, guidance, eta, seed, keep-lines, the face pass
-(a figure's faces and face-sized tiles coloured again: `faces.py`) with the tiles' size, the
-reference's saturation (`chroma.py`).
+(a figure's faces and face-sized tiles coloured again: `faces.py`) with the tiles' size and the
+figure's lightness, the reference's saturation (`chroma.py`).
 Output: the coloured drawing at the drawing's own size as a PNG with the parameters in its tEXt
 chunks (as `animecolor colorize` writes them) and its two layers as downloads (`colorize
 --layers`), a gallery of recent results, and "4 variations" (seeds seed .. seed+3 in one batch;
@@ -45,6 +45,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_layers, flatten_alpha,
                                guidance_warning, layer_paths, load_model, png_text, training_data,
@@ -226,6 +227,7 @@ class PageInputs:
     face_pass: bool = True          # a figure's faces and its tiles coloured again (`colorize --faces --tiles`)
     match_chroma: float = MATCH_CHROMA  # `colorize --match-chroma`: the reference's saturation, 0 to 1
     tile_scale: float = TILE_SCALE  # `colorize --tile-scale`: the figure's tiles' side, times the face's
+    match_lightness: float = MATCH_LIGHTNESS  # `colorize --match-lightness`: the figure's, 0 to 1
 
 
 def add_hint(hints: str | None, x: int, y: int, colour: str | None) -> str:
@@ -252,7 +254,8 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
     numbers = dict(sample_steps=_number(inputs.steps, whole=True), guidance=_number(inputs.guidance),
                    eta=_number(inputs.eta), text_guidance=_number(inputs.text_guidance),
                    seed=_number(SAMPLING.seed if inputs.seed is None else inputs.seed, whole=True),
-                   match_chroma=_number(inputs.match_chroma), tile_scale=_number(inputs.tile_scale))
+                   match_chroma=_number(inputs.match_chroma), tile_scale=_number(inputs.tile_scale),
+                   match_lightness=_number(inputs.match_lightness))
     check_options(ColorizeOptions(**numbers))  # the library's own ranges, before any file is read
     if numbers["seed"] > MAX_SEED:  # the page's seed box holds 31 bits
         raise AnimecolorError(f"seed {shown(inputs.seed)}: must be a whole number from 0 to {MAX_SEED}")
@@ -392,14 +395,16 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         parameter with a gr.Progress default, so the widget values are named one by one, in the order
         of `inputs` below, and unpacked into PageInputs here."""
         def colorize(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                     text_guidance, hints, face_pass, match_chroma, tile_scale, history, progress=gr.Progress()):
+                     text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, history,
+                     progress=gr.Progress()):
             inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                                prompt, text_guidance, hints, face_pass, match_chroma, tile_scale)
+                                prompt, text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness)
             return run(n, inputs, history, progress)
         return colorize
 
     def clicked(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                text_guidance, hints, face_pass, match_chroma, tile_scale, history, colour, evt: gr.SelectData,
+                text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, history, colour,
+                evt: gr.SelectData,
                 progress=gr.Progress()):
         """A click on the picture: its region gets the picker's colour (a hint), and the picture is made
         again with it (same seed: only that region changes). A hint that cannot apply is the status
@@ -410,7 +415,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         except Exception as exc:  # noqa: BLE001
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc), gr.skip()
         inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                            prompt, text_guidance, new, face_pass, match_chroma, tile_scale)
+                            prompt, text_guidance, new, face_pass, match_chroma, tile_scale, match_lightness)
         values = run(1, inputs, history, progress)
         failed = isinstance(values[4], str) and values[4].startswith("**Error")
         return (*values, gr.skip() if failed else new)
@@ -500,6 +505,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             tile_scale = gr.Slider(*TILE_SCALES, value=TILE_SCALE, step=0.05, elem_id="tile_scale",
                                    label="Whole figures: tile size, x the face (0.7: a reference in the same pose, "
                                          "real-art-pose model)")
+            match_lightness = gr.Slider(0.0, 1.0, value=MATCH_LIGHTNESS, step=0.05, elem_id="match_lightness",
+                                        label="Whole figures: reference's lightness on the tiles (0: the model's own)")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
                              interactive=False, preview=False, object_fit="contain", fit_columns=False,
                              elem_id="gallery")
@@ -508,7 +515,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                     elem_id="examples")
 
         inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                  text_guidance, hints, face_pass, match_chroma, tile_scale, history]
+                  text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, history]
         outputs = [output, download, gallery, history, status]
         run_button.click(button(1), inputs, outputs, api_name="colorize", concurrency_id="model",
                          concurrency_limit=concurrency)

@@ -1,4 +1,4 @@
-"""The reference's saturation: the colour layer's chroma matched to the reference's, after the model.
+"""The reference's saturation and lightness: the colour layer's matched to the reference's, after the model.
 
 A model trained on faces colours a whole figure, or a drawing unlike its training data, paler
 than its reference. `match_chroma` maps the colour layer's CIELAB chroma C* onto the reference's
@@ -7,6 +7,11 @@ drawing's opaque pixels, the reference's opaque ones) and moves each pixel `stre
 there. Hue and lightness stay the model's, so no colour is invented: a pale blue becomes a
 stronger blue, a grey stays near grey when the reference has greys. Hints are applied after it
 (`hints.py`), so a hinted region still gets its colour exactly.
+
+`match_lightness` does the same for L* on a whole figure's tiles (`colorize --match-lightness`):
+where a face-trained model paints a tile of clothes in pale patches, the figure takes the
+reference's lightness (its pixels off its own lines: the colour layer has no lines), a* and b*
+kept. A face, and a drawing that is a face crop, keep the model's lightness.
 """
 
 from __future__ import annotations
@@ -16,17 +21,20 @@ import warnings
 import numpy as np
 
 STRENGTH = 0.5  # `colorize --match-chroma`'s default (the CLI reads it at import: skimage loads on use)
+LIGHTNESS = 0.5  # `colorize --match-lightness`'s default
 OPAQUE = 128  # a reference pixel with alpha at least this counts
 REFERENCE_PIXELS = 1 << 20  # a larger reference is read at an even stride: its distribution, at a bounded cost
 
 
-def _opaque_pixels(rgba: np.ndarray) -> np.ndarray:
-    """uint8 RGB or RGBA (H, W, C) -> its opaque pixels' RGB (N, 3), at most about REFERENCE_PIXELS."""
+def _opaque_pixels(rgba: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+    """uint8 RGB or RGBA (H, W, C) -> its opaque pixels' RGB (N, 3), at most about REFERENCE_PIXELS;
+    with `keep` (bool (H, W)) only those of them."""
     stride = max(1, int(np.ceil(np.sqrt(rgba.shape[0] * rgba.shape[1] / REFERENCE_PIXELS))))
     rgba = rgba[::stride, ::stride]
-    if rgba.shape[-1] == 4 and (rgba[..., 3] < OPAQUE).any():
-        return rgba[..., :3][rgba[..., 3] >= OPAQUE]
-    return rgba[..., :3].reshape(-1, 3)
+    chosen = np.ones(rgba.shape[:2], bool) if keep is None else keep[::stride, ::stride]
+    if rgba.shape[-1] == 4:
+        chosen = chosen & (rgba[..., 3] >= OPAQUE)
+    return rgba[..., :3][chosen]
 
 
 def lab_pixels(rgb: np.ndarray) -> np.ndarray:
@@ -69,5 +77,25 @@ def match_chroma(colour: np.ndarray, reference_rgba: np.ndarray, strength: float
     target = own + strength * (wanted - own)
     gain = np.divide(target, own, out=np.ones_like(own), where=own > 1e-6)
     lab[:, 1:] *= gain[:, None]
+    out[mask] = rgb8_pixels(lab)
+    return out
+
+
+def match_lightness(colour: np.ndarray, reference_rgba: np.ndarray, strength: float, mask: np.ndarray,
+                    reference_paper: np.ndarray | None = None) -> np.ndarray:
+    """uint8 RGB colour layer (H, W, 3) with the CIELAB lightness L* of its `mask` pixels moved
+    `strength` (0-1) of the way to the reference's distribution (histogram matching, as
+    `match_chroma`), their a*, b* kept; a new array. `reference_paper` (bool, the reference's
+    shape): the reference pixels that count, its lines left out (the colour layer has none);
+    None: every opaque one. Unchanged when the strength is 0 or either side has no pixel."""
+    from skimage.exposure import match_histograms
+
+    out = colour.copy()
+    ref = _opaque_pixels(reference_rgba, reference_paper)
+    if strength <= 0 or len(ref) == 0 or not mask.any():
+        return out
+    lab = lab_pixels(colour[mask])
+    wanted = match_histograms(lab[:, 0], lab_pixels(ref)[:, 0])
+    lab[:, 0] += strength * (wanted - lab[:, 0])
     out[mask] = rgb8_pixels(lab)
     return out

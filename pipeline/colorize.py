@@ -32,14 +32,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from pipeline.chroma import STRENGTH, match_chroma
+from pipeline.chroma import LIGHTNESS, STRENGTH, match_chroma, match_lightness
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
-from pipeline.faces import Square, drawing_faces, largest_face_square, over, resize_square, tile_count, tiles
+from pipeline.faces import Mosaic, Square, confidence, drawing_faces, largest_face_square, resize_square, tile_count, tiles
 from pipeline.files import atomic_path
 from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES
@@ -349,6 +349,7 @@ class ColorizeOptions:
     tiles: bool = True        # ... and the whole figure in face-sized tiles (faces.py; size: tile_scale)
     tile_scale: float = TILE_SCALE  # the tiles' side, times the face square's
     match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
+    match_lightness: float = LIGHTNESS  # the reference's lightness on a figure's tiles, 0 (off) to 1 (chroma.py)
 
 
 def check_options(opts: ColorizeOptions) -> None:
@@ -360,6 +361,7 @@ def check_options(opts: ColorizeOptions) -> None:
                                             ("text guidance", opts.text_guidance, 0, MAX_GUIDANCE, False),
                                             ("seed", opts.seed, 0, MAX_SEED, True),
                                             ("match chroma", opts.match_chroma, 0, 1, False),
+                                            ("match lightness", opts.match_lightness, 0, 1, False),
                                             ("tile scale", opts.tile_scale, *TILE_SCALES, False)):
         number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
         if not number or not math.isfinite(value) or not low <= value <= high:
@@ -475,20 +477,33 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                          text=None if text is None else text.expand(n * k_views, -1, -1),
                          text_guidance=opts.text_guidance)
     shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
+    reference_paper = None  # the reference's pixels off its lines: the lightness a figure's tiles take
+    if reference_rgba is not None and opts.match_lightness > 0 and any(v.tile for v in views):
+        reference_paper = LINES.sketch(flatten_alpha(reference_rgba), 0.5) >= 128
     layers = []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
         tiled = [(v, out[j * n + k]) for j, v in enumerate(views, start=1) if v.tile]
-        if tiled:  # the tiles' feathered mean over the whole picture's colour
-            total, weights = np.zeros(colour.shape), np.zeros((*colour.shape[:2], 1))
+        figure = None
+        if tiled:  # the tiles' feathered mean over the whole picture's colour, each pixel by its colour's firmness
+            mosaic = Mosaic(colour.shape)
             for v, image in tiled:
-                v.square.accumulate(total, weights, resize_square(to_uint8(image), v.square.side).astype(np.float64))
-            colour = over(colour, total, weights)
+                image = to_uint8(image)
+                mosaic.add(v.square, resize_square(image, v.square.side).astype(np.float64),
+                           confidence(image, v.square.side))
+            colour = mosaic.over(colour)
+            figure = mosaic.cover[..., 0] > 0
         for j, v in enumerate(views, start=1):
             if not v.tile:
                 colour = v.square.blend(colour, resize_square(to_uint8(out[j * n + k]), v.square.side))
+                if figure is not None and (part := v.square.inside(figure.shape)) is not None:
+                    figure[part[0], part[1]] = False  # the face keeps the model's lightness
         if reference_rgba is not None:
-            colour = match_chroma(colour, reference_rgba, opts.match_chroma, None if alpha is None else alpha > 0)
+            opaque = None if alpha is None else alpha > 0
+            if figure is not None:
+                colour = match_lightness(colour, reference_rgba, opts.match_lightness,
+                                         figure if opaque is None else figure & opaque, reference_paper)
+            colour = match_chroma(colour, reference_rgba, opts.match_chroma, opaque)
         layers.append(Colored(apply_hints(colour, opts.hints, masks, shown_lines), lines, alpha, opts.keep_lines))
     return layers, "; ".join(filter(None, (notice, face_notice))) or None
 

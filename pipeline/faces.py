@@ -25,6 +25,8 @@ MAX_FACE_FRACTION = 0.5  # a face crop larger than this share of the drawing's l
 MAX_FACES = 8  # the largest faces of a group picture
 MIN_SIDE = 24  # a face square smaller than this (px) is too small to colour again
 FEATHER = 0.2  # the face pass fades into the whole picture over this share of its crop's side
+CONFIDENCE_FLOOR = 2.0  # a tile pixel's weight in the tiles' mean: (floor + its CIELAB chroma) ** power
+CONFIDENCE_POWER = 2.0
 
 
 @dataclass(frozen=True)
@@ -60,21 +62,12 @@ class Square:
         ramp = np.clip(edge / max(FEATHER * self.side, 1.0), 0.0, 1.0)
         return np.minimum.outer(ramp, ramp)[..., None]
 
-    def accumulate(self, total: np.ndarray, weights: np.ndarray, colours: np.ndarray) -> None:
-        """Add `colours` (side x side RGB) times `weight` into `total` (H, W, 3) and the weight into `weights`."""
-        part = self.inside(total.shape)
-        if part is not None:
-            rows, cols, square_rows, square_cols = part
-            weight = self.weight()[square_rows, square_cols]
-            total[rows, cols] += weight * colours[square_rows, square_cols]
-            weights[rows, cols] += weight
-
     def blend(self, colour: np.ndarray, colours: np.ndarray) -> np.ndarray:
         """`colour` (H, W, 3 uint8) with `colours` (side x side RGB uint8, this square's) feathered in
         by `weight`; nothing outside the square changes."""
-        total, weights = np.zeros(colour.shape), np.zeros((*colour.shape[:2], 1))
-        self.accumulate(total, weights, colours.astype(np.float64))
-        return over(colour, total, weights)
+        mosaic = Mosaic(colour.shape)
+        mosaic.add(self, colours.astype(np.float64))
+        return mosaic.over(colour)
 
     def mapped(self, source: Square, target: Square) -> Square:
         """This square carried from `source`'s frame into `target`'s: the same place and size relative
@@ -84,13 +77,49 @@ class Square:
                       max(1, round(self.side * k)))
 
 
-def over(colour: np.ndarray, total: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The squares' weighted mean (`total / weights`, from `Square.accumulate`) over `colour`
-    (uint8 RGB), each pixel by its summed weight up to 1: where the squares fade out or never
-    reach, `colour` shows through without a seam."""
-    alpha = np.minimum(weights, 1.0)
-    mean = total / np.maximum(weights, 1e-12)
-    return np.round(alpha * mean + (1 - alpha) * colour).astype(np.uint8)
+class Mosaic:
+    """Squares' colours laid into one layer: each pixel gets the mean of the squares over it, each
+    square weighted by its feather (`Square.weight`) times its confidence there (`confidence`; 1
+    without), and the layer lies over a picture by the feathers' sum up to 1 (`over`)."""
+
+    def __init__(self, shape):
+        h, w = shape[:2]
+        self.total = np.zeros((h, w, 3))   # sum of feather * confidence * colour
+        self.norm = np.zeros((h, w, 1))    # sum of feather * confidence
+        self.cover = np.zeros((h, w, 1))   # sum of feather
+
+    def add(self, square: Square, colours: np.ndarray, confidence: np.ndarray | None = None) -> None:
+        """`colours` (side x side RGB) on `square`, with `confidence` (side x side, > 0) or 1; the
+        part past the picture's edge is dropped."""
+        part = square.inside(self.total.shape)
+        if part is None:
+            return
+        rows, cols, square_rows, square_cols = part
+        feather = square.weight()[square_rows, square_cols]
+        weight = feather if confidence is None else feather * confidence[square_rows, square_cols, None]
+        self.total[rows, cols] += weight * colours[square_rows, square_cols]
+        self.norm[rows, cols] += weight
+        self.cover[rows, cols] += feather
+
+    def over(self, colour: np.ndarray) -> np.ndarray:
+        """The mosaic over `colour` (uint8 RGB), each pixel by its feathers' sum up to 1: where the
+        squares fade out or never reach, `colour` shows through without a seam."""
+        alpha = np.minimum(self.cover, 1.0)
+        mean = self.total / np.maximum(self.norm, 1e-12)
+        return np.round(alpha * mean + (1 - alpha) * colour).astype(np.uint8)
+
+
+def confidence(image: np.ndarray, side: int) -> np.ndarray:
+    """A model-size output (uint8 RGB) -> how firmly each pixel commits to a colour, at `side` x
+    `side` px: (floor + C*)^power of its CIELAB chroma. Where half-overlapping tiles disagree, one
+    painting a colour and another paper white, the colour wins: a face-trained model paints a tile
+    of clothes in pale patches."""
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(image)
+    chroma = cv2.resize(np.hypot(lab[..., 1], lab[..., 2]).astype(np.float32), (side, side),
+                        interpolation=cv2.INTER_LINEAR)
+    return (CONFIDENCE_FLOOR + np.maximum(chroma, 0.0)) ** CONFIDENCE_POWER
 
 
 def tile_side(face: Square, scale: float = TILE_SCALE) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.markup import escape
 
+from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
 from pipeline.errors import AnimecolorError, shown
@@ -128,14 +129,16 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    skip_existing: bool = False, device: str = "auto", prompt: str = "",
                    text_guidance: float = SAMPLING.text_guidance, layers: bool = False,
                    hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
-                   match_chroma: float = MATCH_CHROMA, tile_scale: float = TILE_SCALE) -> dict:
+                   match_chroma: float = MATCH_CHROMA, tile_scale: float = TILE_SCALE,
+                   match_lightness: float = MATCH_LIGHTNESS) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
     the line-enclosed regions under their points (`pipeline/hints.py`); `faces` and `tiles` colour a
     larger drawing's faces, and its figure in tiles of `tile_scale` times a face's side, again at face
     scale (`pipeline/faces.py`);
-    `match_chroma` moves the colours' chroma that share of the way to the reference's (`pipeline/chroma.py`).
+    `match_chroma` moves the colours' chroma that share of the way to the reference's, and
+    `match_lightness` a figure's tiles' lightness (`pipeline/chroma.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
@@ -146,6 +149,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     for option, value, low, high in (("--guidance", guidance, 0, MAX_GUIDANCE),
                                      ("--text-guidance", text_guidance, 0, MAX_GUIDANCE), ("--eta", eta, 0, 1),
                                      ("--match-chroma", match_chroma, 0, 1),
+                                     ("--match-lightness", match_lightness, 0, 1),
                                      ("--tile-scale", tile_scale, *TILE_SCALES)):
         if not math.isfinite(value) or not low <= value <= high:
             raise AnimecolorError(f"Invalid value for '{option}': {value} (must be a number from {low:g} to {high:g})")
@@ -192,7 +196,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
-                           match_chroma=match_chroma, tile_scale=tile_scale)
+                           match_chroma=match_chroma, tile_scale=tile_scale, match_lightness=match_lightness)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -277,12 +281,15 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                               f"({TILE_SCALES[0]:g} to {TILE_SCALES[1]:g})."),
              match_chroma: float = typer.Option(MATCH_CHROMA, help="Move the colours' saturation this "
                                                 "share of the way to the reference's, 0 (the model's own) to 1 "
-                                                "(hue and lightness kept).")) -> None:
+                                                "(hue and lightness kept)."),
+             match_lightness: float = typer.Option(MATCH_LIGHTNESS, help="With --tiles, move the figure's "
+                                                   "lightness (not its faces') this share of the way to the "
+                                                   "reference's, 0 (the model's own) to 1 (hue kept).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
-                            tuple(hint or ()), faces, tiles, match_chroma, tile_scale)
+                            tuple(hint or ()), faces, tiles, match_chroma, tile_scale, match_lightness)
     if result["failed"]:
         raise typer.Exit(1)
 

@@ -305,7 +305,8 @@ def test_plain_function_refuses_non_finite_guidance(work, monkeypatch):
 
 @pytest.mark.parametrize("option, value", [("--text-guidance", "nan"), ("--guidance", "60"), ("--eta", "nan"),
                                            ("--match-chroma", "1.5"), ("--match-chroma", "nan"),
-                                           ("--tile-scale", "0.3"), ("--tile-scale", "inf")])
+                                           ("--tile-scale", "0.3"), ("--tile-scale", "inf"),
+                                           ("--match-lightness", "-0.1"), ("--match-lightness", "nan")])
 def test_out_of_range_numbers_are_the_projects_one_line(work, monkeypatch, option, value):
     """Not Typer's six-line box (which also said nan "should be less than or equal to 50")."""
     monkeypatch.chdir(work)
@@ -315,7 +316,7 @@ def test_out_of_range_numbers_are_the_projects_one_line(work, monkeypatch, optio
     assert option in result.output and not list(Path(work).glob("*_colored.png"))
 
 
-def test_tile_scale_is_checked_for_every_caller():
+def test_tile_scale_and_lightness_are_checked_for_every_caller():
     """`ColorizeOptions` from a notebook or the app meets the CLI's range: one line naming the knob."""
     from pipeline.colorize import ColorizeOptions, check_options
 
@@ -323,6 +324,9 @@ def test_tile_scale_is_checked_for_every_caller():
     for bad in (0.49, 2.5, float("nan"), True, "0.7"):
         with pytest.raises(AnimecolorError, match=r"^tile scale .*: must be a number from 0.5 to 2"):
             check_options(ColorizeOptions(tile_scale=bad))
+    for bad in (1.5, -0.1, float("nan"), True, "0.5"):
+        with pytest.raises(AnimecolorError, match=r"^match lightness .*: must be a number from 0 to 1"):
+            check_options(ColorizeOptions(match_lightness=bad))
 
 
 def test_long_inputs_are_named_not_pasted(work, monkeypatch):
@@ -469,11 +473,13 @@ def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
 @pytest.mark.parametrize("spec, extra, fragment", [
     ("nope", [], "--model 'nope': expected NAME=PATH"),
     ("a=/nonexistent/m.safetensors", [], "model file not found"),
-    ("a=/nonexistent/m.safetensors", ["--passes"], "--passes needs --full")])
+    ("a=/nonexistent/m.safetensors", ["--passes"], "--passes and --figure need --full"),
+    ("a=/nonexistent/m.safetensors", ["--figure"], "--passes and --figure need --full"),
+    ("a=/nonexistent/m.safetensors", ["--full", "--figure", "--chroma"], "one at a time")])
 @pytest.mark.slow  # a Python start-up and the torch import per case
 def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, extra, fragment):
-    """scripts/figures/sprite_compare.py (a README helper): a bad --model, or --passes without --full,
-    is one line on stderr, no traceback."""
+    """scripts/figures/sprite_compare.py (a README helper): a bad --model, --passes or --figure without
+    --full, or two views at once, is one line on stderr, no traceback."""
     import subprocess
     import sys
 

@@ -96,3 +96,36 @@ def test_a_large_reference_is_read_at_a_stride_with_the_same_result(pale_blue_an
     monkeypatch.setattr(C, "REFERENCE_PIXELS", 250_000)
     assert len(C._opaque_pixels(big)) <= 250_000
     assert np.abs(match_chroma(pale_blue_and_skin, big, 1.0).astype(int) - small).max() <= 1
+
+
+def test_lightness_takes_the_references_off_its_lines_and_keeps_the_hue(pale_blue_and_skin, reference):
+    """`match_lightness`: the masked pixels' L* goes to the reference's distribution (its pixels off
+    its lines only: a line's black is not a colour the layer should take); a*, b* stay."""
+    from pipeline.chroma import match_lightness
+
+    inked = reference.copy()
+    inked[::4, :, :3] = 0  # every fourth row a black line
+    paper = np.ones(inked.shape[:2], bool)
+    paper[::4] = False
+    mask = np.ones(pale_blue_and_skin.shape[:2], bool)
+    out = match_lightness(pale_blue_and_skin, inked, 1.0, mask, paper)
+    opaque = reference[..., 3] == 255
+    assert lab(out)[..., 0].mean() == pytest.approx(lab(reference[..., :3][opaque])[..., 0].mean(), abs=1.5)
+    assert np.abs(hue(out) - hue(pale_blue_and_skin)).max() < 2.0
+    with_lines = match_lightness(pale_blue_and_skin, inked, 1.0, mask)  # the lines counted: darker
+    assert lab(with_lines)[..., 0].mean() < lab(out)[..., 0].mean() - 5
+    half = match_lightness(pale_blue_and_skin, inked, 0.5, mask, paper)
+    before, full = lab(pale_blue_and_skin)[..., 0].mean(), lab(out)[..., 0].mean()
+    assert lab(half)[..., 0].mean() == pytest.approx((before + full) / 2, abs=1.0)
+
+
+def test_lightness_changes_only_the_mask_and_nothing_at_strength_zero(pale_blue_and_skin, reference):
+    from pipeline.chroma import match_lightness
+
+    mask = np.zeros(pale_blue_and_skin.shape[:2], bool)
+    mask[:, :30] = True
+    out = match_lightness(pale_blue_and_skin, reference, 1.0, mask)
+    assert np.array_equal(out[:, 30:], pale_blue_and_skin[:, 30:]) and not np.array_equal(out, pale_blue_and_skin)
+    assert np.array_equal(match_lightness(pale_blue_and_skin, reference, 0.0, mask), pale_blue_and_skin)
+    nothing = np.zeros_like(reference)  # a fully transparent reference: nothing to match
+    assert np.array_equal(match_lightness(pale_blue_and_skin, nothing, 1.0, mask), pale_blue_and_skin)

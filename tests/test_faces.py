@@ -11,7 +11,7 @@ import pytest
 import pipeline.colorize as C
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image
-from pipeline.faces import Square, drawing_faces, tile_count, tiles
+from pipeline.faces import Mosaic, Square, confidence, drawing_faces, resize_square, tile_count, tiles
 
 SPRITE = Path("/usr/share/games/renpy/the_question/game/images/sylvie green normal.png")
 REFERENCE = Path("/usr/share/games/renpy/the_question/game/images/sylvie blue smile.png")
@@ -33,12 +33,30 @@ def test_squares_past_the_picture_edge_blend_and_accumulate_their_inside_part():
     square = Square(-10, 30, 40)  # left and bottom edges outside
     out = square.blend(colour, np.full((40, 40, 3), 90, np.uint8))
     assert out[45, 5].tolist() == [90] * 3 and not out[:30].any()
-    total, weights = np.zeros((50, 50, 3)), np.zeros((50, 50, 1))
-    square.accumulate(total, weights, np.full((40, 40, 3), 90.0))
-    covered = weights[..., 0] > 0
+    mosaic = Mosaic((50, 50, 3))
+    mosaic.add(square, np.full((40, 40, 3), 90.0))
+    covered = mosaic.cover[..., 0] > 0
     assert covered[30:, :30].all() and not covered[:30].any()
-    np.testing.assert_allclose(total[covered] / weights[covered], 90.0)
-    Square(60, 60, 10).accumulate(total, weights, np.ones((10, 10, 3)))  # wholly outside: nothing, no error
+    np.testing.assert_allclose(mosaic.total[covered] / mosaic.norm[covered], 90.0)
+    mosaic.add(Square(60, 60, 10), np.ones((10, 10, 3)))  # wholly outside: nothing, no error
+
+
+def test_overlapping_tiles_trust_the_one_that_commits_to_a_colour():
+    """Two tiles over the same pixels, one painting blue and one near-white paper: the mean leans
+    to the blue by `confidence`; how far the tiles cover the picture does not depend on it."""
+    blue, white = np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 245, np.uint8)
+    blue[:] = (60, 110, 220)
+    assert confidence(blue, 40).shape == (40, 40) and confidence(blue, 40).min() > 10 * confidence(white, 40).max()
+    square = Square(0, 0, 40)
+    plain, firm = Mosaic((40, 40, 3)), Mosaic((40, 40, 3))
+    for image in (blue, white):
+        plain.add(square, resize_square(image, 40).astype(np.float64))
+        firm.add(square, resize_square(image, 40).astype(np.float64), confidence(image, 40))
+    picture = np.full((40, 40, 3), 255, np.uint8)
+    middle = (20, 20)
+    assert plain.over(picture)[middle].tolist() == [152, 178, 232]  # the plain mean: a pale wash
+    assert np.abs(firm.over(picture)[middle].astype(int) - blue[0, 0]).max() <= 3
+    np.testing.assert_array_equal(plain.cover, firm.cover)
 
 
 def _covers(grid: list[Square], shape) -> bool:
@@ -106,6 +124,11 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
     assert not np.array_equal(tiled.colour[~inside], whole.colour[~inside])
     for colored in (whole, face_only, tiled):
         assert np.array_equal(colored.alpha, drawing[..., 3]) and colored.image().shape == drawing.shape
+    # the reference's lightness (`--match-lightness`) goes onto the figure's tiles, not onto its face
+    own, matched = run(match_lightness=0.0)[0], run(match_lightness=1.0)[0]
+    assert np.array_equal(own.colour[inside], matched.colour[inside])
+    opaque = drawing[..., 3] > 0
+    assert np.abs(own.colour[~inside & opaque].astype(int) - matched.colour[~inside & opaque]).mean() > 1
 
 
 def test_a_face_picture_gets_no_face_pass(model_file, sprite):
@@ -117,12 +140,12 @@ def test_a_face_picture_gets_no_face_pass(model_file, sprite):
     model, diffusion, info = load_model(model_file)
     rgba = np.dstack([crop, np.full((128, 128), 255, np.uint8)])
     outs = []
-    for faces in (True, False):
-        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", faces=faces)
+    for faces, lightness in ((True, 0.5), (False, 0.5), (True, 1.0)):  # nor does the tiles' lightness
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", faces=faces, match_lightness=lightness)
         (colored,), notice = colorize_layers(model, diffusion, rgba, reference, opts, [3], info=info)
         assert notice is None
         outs.append(colored.image())
-    assert np.array_equal(*outs)
+    assert all(np.array_equal(outs[0], out) for out in outs[1:])
 
 
 def test_too_many_tiles_fall_back_to_the_faces_and_progress_counts_steps(model_file, sprite, monkeypatch):
@@ -266,7 +289,8 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
     Image.fromarray(reference).save(tmp_path / "reference.png")
     runner = CliRunner()
     outputs = {}
-    for flags in ([], ["--no-tiles"], ["--no-faces"], ["--tile-scale", "0.7", "--match-chroma", "0.3"]):
+    for flags in ([], ["--no-tiles"], ["--no-faces"],
+                  ["--tile-scale", "0.7", "--match-chroma", "0.3", "--match-lightness", "0.2"]):
         out = tmp_path / f"out{''.join(flags)}.png"
         result = runner.invoke(app, ["colorize", str(tmp_path / "figure.png"), "-r", str(tmp_path / "reference.png"),
                                      "--model", str(model_file), "-o", str(out), "--steps", "2", *flags])
@@ -279,7 +303,8 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
         params = json.loads(image.text["animecolor"])
         assert (params["faces"], params["tiles"]) == (flags != ["--no-faces"], flags != ["--no-tiles"])
         scaled = "--tile-scale" in flags  # each number reaches its own knob
-        assert (params["tile_scale"], params["match_chroma"]) == ((0.7, 0.3) if scaled else (1.0, 0.5))
+        assert ((params["tile_scale"], params["match_chroma"], params["match_lightness"])
+                == ((0.7, 0.3, 0.2) if scaled else (1.0, 0.5, 0.5)))
         assert image.mode == "RGBA" and np.array_equal(np.asarray(image)[..., 3], drawing[..., 3])
         outputs[tuple(flags)] = np.asarray(image)
     assert len({a.tobytes() for a in outputs.values()}) == 4

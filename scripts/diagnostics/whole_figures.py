@@ -1,7 +1,7 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
-        [--tile-scale S] [--mirror-reference]
+        [--tile-scale S] [--match-lightness L] [--mirror-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -14,7 +14,8 @@ sprite's opaque pixels, LPIPS on the picture on white, and the same inside the f
 with the face pass (`faces.py`) and without it, all three with the model's own chroma
 (`--match-chroma 0`); `tiles_chroma` is the tiles' colour layer with the reference's saturation
 matched as `colorize` does by default (`chroma.py`, `--match-chroma`); the tiles are `--tile-scale`
-times the face square's side (`colorize --tile-scale`). `--mirror-reference` flips every reference
+times the face square's side (`colorize --tile-scale`), and `tiles` and `tiles_chroma` take the
+reference's lightness on the figure as `colorize --match-lightness` does (the default, 0.5). `--mirror-reference` flips every reference
 left to right: a reference in another layout than the drawing's. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
 whole-picture pass at that size would give.
@@ -32,14 +33,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
 from sprites import DEMO, QUESTION  # noqa: E402
 
-from pipeline.chroma import STRENGTH as MATCH_CHROMA
+from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS  # noqa: E402
+from pipeline.chroma import STRENGTH as MATCH_CHROMA  # noqa: E402
 from pipeline.chroma import match_chroma  # noqa: E402
 from pipeline.colorize import (LINES, Colored, ColorizeOptions, check_options, colorize_layers,  # noqa: E402
                                load_model, upscaled_truth)
 from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
-from pipeline.faces import Square, largest_face_square  # noqa: E402
+from pipeline.faces import CONFIDENCE_POWER, Square, largest_face_square  # noqa: E402
 from pipeline.model.defaults import TILE_SCALE  # noqa: E402
 from pipeline.model.perceptual import VGGLPIPS  # noqa: E402
 
@@ -86,6 +88,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the per-pair and mean scores here")
     ap.add_argument("--match-chroma", type=float, default=MATCH_CHROMA,
                     help="tiles_chroma's strength (colorize --match-chroma)")
+    ap.add_argument("--match-lightness", type=float, default=MATCH_LIGHTNESS,
+                    help="the tiles' lightness matched to the reference's (colorize --match-lightness)")
     ap.add_argument("--tile-scale", type=float, default=TILE_SCALE,
                     help="the tiles' side, times the face square's (colorize --tile-scale)")
     ap.add_argument("--mirror-reference", action="store_true",
@@ -93,7 +97,7 @@ def main() -> None:
     args = ap.parse_args()
     try:  # the knobs first: a bad value is one line before the model is read
         check_options(ColorizeOptions(sample_steps=args.steps, match_chroma=args.match_chroma,
-                                      tile_scale=args.tile_scale))
+                                      tile_scale=args.tile_scale, match_lightness=args.match_lightness))
         model, diffusion, info = load_model(args.model)
         todo = pairs()[:args.limit or None]
     except AnimecolorError as e:
@@ -112,7 +116,7 @@ def main() -> None:
         pair = {"drawing": drawing_path.name, "reference": reference_path.name}
         for name, faces, tiles in (("whole", False, False), ("face_pass", True, False), ("tiles", True, True)):
             opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles,
-                                   match_chroma=0.0, tile_scale=args.tile_scale)
+                                   match_chroma=0.0, tile_scale=args.tile_scale, match_lightness=args.match_lightness)
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
             rows.append({**pair, "candidate": name, "face_pass": bool(notice),
                          **scores(flatten_alpha(colored.image()), truth, opaque, face, lpips)})
@@ -128,7 +132,8 @@ def main() -> None:
         print(" | ".join(f"{r['candidate']} {r['psnr']:.2f} dB" for r in rows[-len(CANDIDATES):]),
               f"<- {pair['drawing']} / {pair['reference']}", flush=True)
     columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
-    print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face"
+    print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
+          f"lightness matched {args.match_lightness:g}"
           + ", references mirrored" * args.mirror_reference)
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
@@ -143,6 +148,8 @@ def main() -> None:
         args.json.write_text(json.dumps({"model": str(args.model), "steps": args.steps,
                                          "match_chroma": args.match_chroma,
                                          "tile_scale": args.tile_scale,
+                                         "match_lightness": args.match_lightness,
+                                         "confidence_power": CONFIDENCE_POWER,
                                          "mirror_reference": args.mirror_reference, "mean": means,
                                          "pairs": rows}, indent=1))
 

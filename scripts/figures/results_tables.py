@@ -151,6 +151,26 @@ def tile_scale_table(root: Path) -> str:
                    "with the chroma match: psnr", "lpips"], rows)
 
 
+def lightness_table(root: Path) -> str:
+    """`whole_figures.py [--match-lightness L] [--mirror-reference]` runs under
+    docs/results/real-art/whole-figures/lightness/ (the tiles' firm mean, from 2026-12-06), beside the
+    same model's runs at tile scale 1 under tile-scale/ (the plain mean, before it): the tiles' rows."""
+    folder = root / "docs/results/real-art/whole-figures"
+    rows = []
+    for path in [*folder.glob("lightness/*.json"), *folder.glob("tile-scale/*-s1.0*.json")]:
+        run = _load(path)
+        tiles, matched = run["mean"]["tiles"], run["mean"]["tiles_chroma"]
+        firm = "confidence_power" in run
+        rows.append([path.stem.rsplit("-s" if not firm else "-l", 1)[0],
+                     "mirrored" if run["mirror_reference"] else "as given",
+                     f"firm (power {run['confidence_power']:g})" if firm else "plain (before)",
+                     run.get("match_lightness", 0), tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"],
+                     tiles["face_psnr"], matched["psnr"], matched["lpips"], matched["chroma_ratio"]])
+    rows.sort(key=lambda row: (row[0], row[1], row[2] != "plain (before)", row[3]))
+    return _table(["model", "reference", "tiles' mean", "figure's lightness", "psnr", "lpips", "chroma_ratio",
+                   "face_psnr", "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline_table,
     "synthetic-full": lambda root: evaluate_table(_full(root)),
@@ -177,6 +197,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
                              ("-64", _real(f"real-art/{folder}")))},
     "whole-figures": whole_figures_table,
     "whole-figures-tile-scale": tile_scale_table,
+    "whole-figures-lightness": lightness_table,
 }
 
 

@@ -2,7 +2,7 @@
 that were never in the training data).
 
     python scripts/figures/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
-        [--steps 10] [--face-size 256] [--full] [--out docs/img/sprites_compare.png]
+        [--steps 10] [--face-size 256] [--full [--passes | --figure]] [--chroma] [--out docs/img/sprites_compare.png]
 
 The drawings and references are face crops of the Ren'Py sprites of Debian's `renpy-thequestion`
 and `renpy-demo` (`sprites.py`), the drawing turned into lines by the training XDoG. The first
@@ -12,7 +12,11 @@ at (what `colorize` gets; default twice the model's size), `--full` takes the wh
 own size instead (transparent background kept, shown on white), and `--passes` shows each model's
 whole-picture pass alone, with the face pass and with the figure's face-sized tiles (`faces.py`:
 colorize's default is all three); `--chroma` shows each model with its own chroma
-(`--match-chroma 0`) and with colorize's default match to the reference's (`chroma.py`). Rows: pairs; columns: line drawing,
+(`--match-chroma 0`) and with colorize's default match to the reference's (`chroma.py`); `--figure`
+(with `--full`) shows each model's tiles as they were mixed before 2026-12-06 (a plain feathered
+mean, the model's own lightness: `faces.CONFIDENCE_POWER` 0, `--match-lightness 0`) and as
+colorize mixes them now (each tile pixel weighted by its colour's firmness, the figure's lightness
+half-way to the reference's). Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
 colours of each output against the reference's (CIEDE2000, the benchmark's `af_de_*`; '-' where
 animeface finds no face), so a look at six pairs comes with numbers, not a verdict.
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 from sprites import DEMO, QUESTION, face, rgba
 
+import pipeline.faces
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.colorize import LINES, ColorizeOptions, colorize_image, letterbox, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image, write_png
@@ -52,18 +57,24 @@ def main() -> None:
                                                          "alone, + the face pass, + the figure's tiles (faces.py)")
     ap.add_argument("--chroma", action="store_true", help="each model twice: its own chroma (--match-chroma 0) "
                                                          "and colorize's default match to the reference's")
+    ap.add_argument("--figure", action="store_true", help="with --full: each model twice, the tiles' plain mean with "
+                                                         "the model's lightness (before 2026-12-06) and colorize's "
+                                                         "default (firm tiles, the figure's lightness matched)")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
     args = ap.parse_args()
     bad = [spec for spec in args.model if "=" not in spec.strip("=")]
     if bad:
         ap.error(f"--model {bad[0]!r}: expected NAME=PATH")
     models = dict(spec.split("=", 1) for spec in args.model)
-    if args.passes and not args.full:
-        ap.error("--passes needs --full (face crops get no face pass)")
-    if args.passes and args.chroma:
-        ap.error("--passes and --chroma: one at a time")
+    if (args.passes or args.figure) and not args.full:
+        ap.error("--passes and --figure need --full (face crops get no face pass)")
+    if args.passes + args.chroma + args.figure > 1:
+        ap.error("--passes, --chroma and --figure: one at a time")
     passes = {"": {}}
-    if args.passes:
+    power = pipeline.faces.CONFIDENCE_POWER
+    if args.figure:
+        passes = {" before": dict(match_lightness=0.0, confidence_power=0.0), " now": {}}
+    elif args.passes:
         passes = {" whole": dict(faces=False), " +faces": dict(tiles=False), " +tiles": {}}
     elif args.chroma:
         passes = {" own chroma": dict(match_chroma=0.0), f" chroma {MATCH_CHROMA:g}": {}}
@@ -86,6 +97,8 @@ def main() -> None:
         tiles += [flatten_alpha(drawing), ref]
         for name, (model, diffusion, info) in loaded.items():
             for label, kw in passes.items():
+                kw = dict(kw)
+                pipeline.faces.CONFIDENCE_POWER = kw.pop("confidence_power", power)  # 0: every tile pixel weighs 1
                 opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", **kw)
                 out = colorize_image(model, diffusion, drawing, rgba(ref), opts, info=info)[0]
                 out = flatten_alpha(out) if out.shape[-1] == 4 else out
