@@ -506,7 +506,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                    label="Whole figures: tile size, x the face (0.7: a reference in the same pose, "
                                          "real-art-pose model)")
             match_lightness = gr.Slider(0.0, 1.0, value=MATCH_LIGHTNESS, step=0.05, elem_id="match_lightness",
-                                        label="Whole figures: reference's lightness on the tiles (0: the model's own)")
+                                        label="Whole figures: reference's lightness outside the faces (0: the "
+                                              "model's own)")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
                              interactive=False, preview=False, object_fit="contain", fit_columns=False,
                              elem_id="gallery")

@@ -8,10 +8,10 @@ there. Hue and lightness stay the model's, so no colour is invented: a pale blue
 stronger blue, a grey stays near grey when the reference has greys. Hints are applied after it
 (`hints.py`), so a hinted region still gets its colour exactly.
 
-`match_lightness` does the same for L* on a whole figure's tiles (`colorize --match-lightness`):
-where a face-trained model paints a tile of clothes in pale patches, the figure takes the
+`match_lightness` does the same for L* on a figure outside its faces (`colorize --match-lightness`):
+where a face-trained model paints clothes too light, in pale patches, the figure takes the
 reference's lightness (its pixels off its own lines: the colour layer has no lines), a* and b*
-kept. A face, and a drawing that is a face crop, keep the model's lightness.
+kept. The faces, and a drawing that is a face crop, keep the model's lightness.
 """
 
 from __future__ import annotations

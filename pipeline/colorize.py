@@ -349,7 +349,7 @@ class ColorizeOptions:
     tiles: bool = True        # ... and the whole figure in face-sized tiles (faces.py; size: tile_scale)
     tile_scale: float = TILE_SCALE  # the tiles' side, times the face square's
     match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
-    match_lightness: float = LIGHTNESS  # the reference's lightness on a figure's tiles, 0 (off) to 1 (chroma.py)
+    match_lightness: float = LIGHTNESS  # the reference's lightness on a figure outside its faces, 0 to 1 (chroma.py)
 
 
 def check_options(opts: ColorizeOptions) -> None:
@@ -477,14 +477,13 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                          text=None if text is None else text.expand(n * k_views, -1, -1),
                          text_guidance=opts.text_guidance)
     shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
-    reference_paper = None  # the reference's pixels off its lines: the lightness a figure's tiles take
-    if reference_rgba is not None and opts.match_lightness > 0 and any(v.tile for v in views):
+    reference_paper = None  # the reference's pixels off its lines: the lightness a figure takes
+    if reference_rgba is not None and opts.match_lightness > 0 and views:
         reference_paper = LINES.sketch(flatten_alpha(reference_rgba), 0.5) >= 128
     layers = []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
         tiled = [(v, out[j * n + k]) for j, v in enumerate(views, start=1) if v.tile]
-        figure = None
         if tiled:  # the tiles' feathered mean over the whole picture's colour, each pixel by its colour's firmness
             mosaic = Mosaic(colour.shape)
             for v, image in tiled:
@@ -492,11 +491,11 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                 mosaic.add(v.square, resize_square(image, v.square.side).astype(np.float64),
                            confidence(image, v.square.side))
             colour = mosaic.over(colour)
-            figure = mosaic.cover[..., 0] > 0
+        figure = np.ones(colour.shape[:2], bool) if views else None  # a figure: the face pass found its faces
         for j, v in enumerate(views, start=1):
             if not v.tile:
                 colour = v.square.blend(colour, resize_square(to_uint8(out[j * n + k]), v.square.side))
-                if figure is not None and (part := v.square.inside(figure.shape)) is not None:
+                if (part := v.square.inside(figure.shape)) is not None:
                     figure[part[0], part[1]] = False  # the face keeps the model's lightness
         if reference_rgba is not None:
             opaque = None if alpha is None else alpha > 0

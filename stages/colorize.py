@@ -138,7 +138,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     larger drawing's faces, and its figure in tiles of `tile_scale` times a face's side, again at face
     scale (`pipeline/faces.py`);
     `match_chroma` moves the colours' chroma that share of the way to the reference's, and
-    `match_lightness` a figure's tiles' lightness (`pipeline/chroma.py`).
+    `match_lightness` a figure's lightness outside its faces (`pipeline/chroma.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
@@ -282,8 +282,8 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              match_chroma: float = typer.Option(MATCH_CHROMA, help="Move the colours' saturation this "
                                                 "share of the way to the reference's, 0 (the model's own) to 1 "
                                                 "(hue and lightness kept)."),
-             match_lightness: float = typer.Option(MATCH_LIGHTNESS, help="With --tiles, move the figure's "
-                                                   "lightness (not its faces') this share of the way to the "
+             match_lightness: float = typer.Option(MATCH_LIGHTNESS, help="With --faces, move a figure's "
+                                                   "lightness outside its faces this share of the way to the "
                                                    "reference's, 0 (the model's own) to 1 (hue kept).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""

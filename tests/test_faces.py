@@ -112,19 +112,22 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
 
     whole, notice = run(faces=False)
     assert notice is None
-    face_only, notice = run(faces=True, tiles=False)
+    face_only, notice = run(faces=True, tiles=False, match_lightness=0.0)
     assert notice == "1 face coloured again at face scale, from the reference's face"
     f = faces[0]
     inside = np.zeros(drawing.shape[:2], bool)
     inside[max(f.y0, 0):f.y0 + f.side, max(f.x0, 0):f.x0 + f.side] = True
     assert np.array_equal(face_only.colour[~inside], whole.colour[~inside])
     assert not np.array_equal(face_only.colour[inside], whole.colour[inside])
+    lit, _ = run(faces=True, tiles=False)  # the default: the figure outside its face takes the reference's lightness
+    assert np.array_equal(lit.colour[inside], face_only.colour[inside])
+    assert not np.array_equal(lit.colour[~inside], face_only.colour[~inside])
     tiled, notice = run()
     assert "face-sized tiles" in notice
     assert not np.array_equal(tiled.colour[~inside], whole.colour[~inside])
     for colored in (whole, face_only, tiled):
         assert np.array_equal(colored.alpha, drawing[..., 3]) and colored.image().shape == drawing.shape
-    # the reference's lightness (`--match-lightness`) goes onto the figure's tiles, not onto its face
+    # the reference's lightness (`--match-lightness`) goes onto the figure, not onto its face
     own, matched = run(match_lightness=0.0)[0], run(match_lightness=1.0)[0]
     assert np.array_equal(own.colour[inside], matched.colour[inside])
     opaque = drawing[..., 3] > 0
