@@ -39,7 +39,8 @@ from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
-from pipeline.faces import Mosaic, Square, confidence, drawing_faces, largest_face_square, resize_square, tile_count, tiles
+from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, largest_face_square, resize_square, tile_count,
+                            tiles)
 from pipeline.files import atomic_path
 from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES

@@ -196,7 +196,8 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     opts = ColorizeOptions(sample_steps=steps, guidance=guidance, eta=eta, seed=seed, mode=mode,
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
-                           match_chroma=match_chroma, tile_scale=tile_scale, match_lightness=match_lightness)
+                           match_chroma=match_chroma, tile_scale=tile_scale,
+                           match_lightness=match_lightness)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
