@@ -11,8 +11,8 @@ drawing larger than a face, each face found is coloured again at the scale the m
 on, and the figure in face-sized tiles (`faces.py`; `tile_scale` times that), all in the same batch
 as the whole picture.
 
-A result is layers (`Colored`): the colour layer (the model's colours, their chroma moved toward
-the reference's: `chroma.py`; colour hints applied: `hints.py`), the drawing's line layer, and
+A result is layers (`Colored`): the colour layer (the model's colours, a figure's lightness outside
+its faces and the whole layer's chroma moved toward the reference's: `chroma.py`; colour hints applied: `hints.py`), the drawing's line layer, and
 the drawing's alpha when it is a sprite on a transparent background (the model sees it
 composited on white; the picture keeps its alpha).
 """
@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from pipeline.chroma import LIGHTNESS, STRENGTH, match_chroma, match_lightness
+from pipeline.chroma import LIGHTNESS, OPAQUE, STRENGTH, match_chroma, match_lightness
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
@@ -42,7 +42,7 @@ from pipeline.errors import AnimecolorError, shown
 from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, largest_face_square, resize_square, tile_count,
                             tiles)
 from pipeline.files import atomic_path
-from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks
+from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks, paper_background
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
@@ -478,9 +478,16 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                          text=None if text is None else text.expand(n * k_views, -1, -1),
                          text_guidance=opts.text_guidance)
     shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
-    reference_paper = None  # the reference's pixels off its lines: the lightness a figure takes
+    # the lightness a figure takes: the reference's pixels off its lines (and, on opaque paper, off its
+    # background); the figure's own pixels: a sprite's opaque ones, or those off the paper around it
+    figure_pixels = reference_paper = None
+    if views:
+        figure_pixels = alpha > 0 if alpha is not None else ~paper_background(lines)
     if reference_rgba is not None and opts.match_lightness > 0 and views:
-        reference_paper = LINES.sketch(flatten_alpha(reference_rgba), 0.5) >= 128
+        reference_lines = LINES.sketch(flatten_alpha(reference_rgba), 0.5)
+        reference_paper = reference_lines >= 128
+        if reference_rgba.shape[-1] < 4 or reference_rgba[..., 3].min() >= OPAQUE:
+            reference_paper &= ~paper_background(reference_lines)
     layers = []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
@@ -492,7 +499,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                 mosaic.add(v.square, resize_square(image, v.square.side).astype(np.float64),
                            confidence(image, v.square.side))
             colour = mosaic.over(colour)
-        figure = np.ones(colour.shape[:2], bool) if views else None  # a figure: the face pass found its faces
+        figure = None if figure_pixels is None else figure_pixels.copy()  # a figure: the face pass found faces
         for j, v in enumerate(views, start=1):
             if not v.tile:
                 colour = v.square.blend(colour, resize_square(to_uint8(out[j * n + k]), v.square.side))
@@ -501,8 +508,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         if reference_rgba is not None:
             opaque = None if alpha is None else alpha > 0
             if figure is not None:
-                colour = match_lightness(colour, reference_rgba, opts.match_lightness,
-                                         figure if opaque is None else figure & opaque, reference_paper)
+                colour = match_lightness(colour, reference_rgba, opts.match_lightness, figure, reference_paper)
             colour = match_chroma(colour, reference_rgba, opts.match_chroma, opaque)
         layers.append(Colored(apply_hints(colour, opts.hints, masks, shown_lines), lines, alpha, opts.keep_lines))
     return layers, "; ".join(filter(None, (notice, face_notice))) or None

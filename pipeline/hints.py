@@ -95,6 +95,15 @@ def line_regions(lines: np.ndarray) -> tuple[int, np.ndarray]:
     return count - 1, labels
 
 
+def paper_background(lines: np.ndarray) -> np.ndarray:
+    """The line layer (uint8 (H, W), 255 = paper) -> bool (H, W): the paper areas (`line_regions`)
+    that touch the picture's edge, the background of a drawing on opaque paper. A figure whose
+    lines leave a gap to the edge loses that area to the background too."""
+    _, labels = line_regions(lines)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, edge[edge > 0])
+
+
 def hint_masks(hints: list[Hint] | tuple[Hint, ...], lines: np.ndarray,
                alpha: np.ndarray | None = None) -> list[np.ndarray]:
     """One bool mask (H, W) per hint: the region under its point. A point outside the picture, on a

@@ -283,8 +283,9 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              match_chroma: float = typer.Option(MATCH_CHROMA, help="Move the colours' saturation this "
                                                 "share of the way to the reference's, 0 (the model's own) to 1 "
                                                 "(hue and lightness kept)."),
-             match_lightness: float = typer.Option(MATCH_LIGHTNESS, help="With --faces, move a figure's "
-                                                   "lightness outside its faces this share of the way to the "
+             match_lightness: float = typer.Option(MATCH_LIGHTNESS, help="With --faces and a reference, when "
+                                                   "a face is found: move the figure's lightness outside its faces "
+                                                   "(not the paper around it) this share of the way to the "
                                                    "reference's, 0 (the model's own) to 1 (hue kept).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""

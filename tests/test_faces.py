@@ -134,6 +134,23 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
     assert np.abs(own.colour[~inside & opaque].astype(int) - matched.colour[~inside & opaque]).mean() > 1
 
 
+def test_an_opaque_figures_paper_stays_white_under_the_lightness_match(model_file, sprite):
+    """A drawing on opaque paper (no alpha): the figure takes the reference's lightness, the paper
+    around it does not (it was greyed with it)."""
+    drawing, reference = sprite
+    paper = np.dstack([flatten_alpha(drawing), np.full(drawing.shape[:2], 255, np.uint8)])
+    model, diffusion, info = load_model(model_file)
+    outs = []
+    for lightness in (0.0, 1.0):
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", match_chroma=0.0, match_lightness=lightness)
+        (colored,), _ = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
+        assert colored.alpha is None
+        outs.append(colored.colour.astype(int))
+    around = drawing[..., 3] == 0  # the sprite's transparent background, white paper here
+    assert np.array_equal(outs[0][around], outs[1][around])
+    assert np.abs(outs[0][~around] - outs[1][~around]).mean() > 1
+
+
 def test_a_face_picture_gets_no_face_pass(model_file, sprite):
     """A face crop's one pass is at face scale already: the options change nothing."""
     drawing, reference = sprite

@@ -276,3 +276,17 @@ def test_training_data_lines(data, line, warned):
     said, warning = training_data({"training": {"stage": "text"} if data is None else {"data": data}})
     assert line in said and (warning is not None) == warned
     assert ("layout" in said or "mirrored" in said) == isinstance((data or [{}])[0].get("reference_warp"), dict)
+
+
+def test_paper_background_is_the_paper_that_reaches_the_edge():
+    """An opaque drawing's background (`colorize --match-lightness` leaves it white): the paper areas
+    touching the picture's edge; a closed shape's inside is not background."""
+    from pipeline.hints import paper_background
+
+    lines = np.full((60, 80), 255, np.uint8)
+    cv2.circle(lines, (40, 30), 18, 0, 2)
+    background = paper_background(lines)
+    assert background[0, 0] and background[59, 79] and not background[30, 40]
+    assert not background[30, 22]  # on the line
+    lines[30, 57:60] = 255  # a gap in the circle: the inside leaks to the background
+    assert paper_background(lines)[30, 40]

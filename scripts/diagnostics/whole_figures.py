@@ -14,8 +14,9 @@ sprite's opaque pixels, LPIPS on the picture on white, and the same inside the f
 with the face pass (`faces.py`) and without it, all three with the model's own chroma
 (`--match-chroma 0`); `tiles_chroma` is the tiles' colour layer with the reference's saturation
 matched as `colorize` does by default (`chroma.py`, `--match-chroma`); the tiles are `--tile-scale`
-times the face square's side (`colorize --tile-scale`), and `tiles` and `tiles_chroma` take the
-reference's lightness on the figure as `colorize --match-lightness` does (the default, 0.5). `--mirror-reference` flips every reference
+times the face square's side (`colorize --tile-scale`), and `face_pass`, `tiles` and `tiles_chroma`
+take the reference's lightness on the figure outside its faces as `colorize --match-lightness`
+does (the default, 0.5). `--mirror-reference` flips every reference
 left to right: a reference in another layout than the drawing's. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
 whole-picture pass at that size would give.
@@ -89,7 +90,8 @@ def main() -> None:
     ap.add_argument("--match-chroma", type=float, default=MATCH_CHROMA,
                     help="tiles_chroma's strength (colorize --match-chroma)")
     ap.add_argument("--match-lightness", type=float, default=MATCH_LIGHTNESS,
-                    help="the tiles' lightness matched to the reference's (colorize --match-lightness)")
+                    help="the figure's lightness outside its faces matched to the reference's "
+                         "(colorize --match-lightness)")
     ap.add_argument("--tile-scale", type=float, default=TILE_SCALE,
                     help="the tiles' side, times the face square's (colorize --tile-scale)")
     ap.add_argument("--mirror-reference", action="store_true",

@@ -152,7 +152,7 @@ def tile_scale_table(root: Path) -> str:
 
 
 def lightness_table(root: Path) -> str:
-    """`whole_figures.py [--match-lightness L] [--mirror-reference]` runs under
+    """`whole_figures.py [--match-lightness L] [--tile-scale S] [--mirror-reference]` runs under
     docs/results/real-art/whole-figures/lightness/ (the tiles' firm mean, from 2026-12-06), beside the
     same model's runs at tile scale 1 under tile-scale/ (the plain mean, before it): the tiles' rows."""
     folder = root / "docs/results/real-art/whole-figures"
@@ -161,13 +161,14 @@ def lightness_table(root: Path) -> str:
         run = _load(path)
         tiles, matched = run["mean"]["tiles"], run["mean"]["tiles_chroma"]
         firm = "confidence_power" in run
-        rows.append([path.stem.rsplit("-s" if not firm else "-l", 1)[0],
+        rows.append([re.sub(r"(-[ls]\d[\d.]*)+m?$", "", path.stem),
                      "mirrored" if run["mirror_reference"] else "as given",
                      f"firm (power {run['confidence_power']:g})" if firm else "plain (before)",
-                     run.get("match_lightness", 0), tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"],
+                     run.get("match_lightness", 0), run["tile_scale"], tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"],
                      tiles["face_psnr"], matched["psnr"], matched["lpips"], matched["chroma_ratio"]])
-    rows.sort(key=lambda row: (row[0], row[1], row[2] != "plain (before)", row[3]))
-    return _table(["model", "reference", "tiles' mean", "figure's lightness", "psnr", "lpips", "chroma_ratio",
+    rows.sort(key=lambda row: (row[0], row[1], row[2] != "plain (before)", row[4], row[3]))
+    return _table(["model", "reference", "tiles' mean", "figure's lightness", "tile scale", "psnr", "lpips",
+                   "chroma_ratio",
                    "face_psnr", "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
 
 

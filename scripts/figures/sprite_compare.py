@@ -92,15 +92,16 @@ def main() -> None:
     else:
         crops = [(face(d, size), face(r, size)) for d, r in PAIRS]
         drawings = [rgba(LINES.sketch(target, 0.5)) for target, _ in crops]
+    references = [sprite for _, sprite in sprites] if args.full else [rgba(ref) for _, ref in crops]  # as colorize reads
     tiles, outputs = [], {name + label: [] for name in loaded for label in passes}
-    for drawing, (_, ref) in zip(drawings, crops):
+    for drawing, (_, ref), reference in zip(drawings, crops, references):
         tiles += [flatten_alpha(drawing), ref]
         for name, (model, diffusion, info) in loaded.items():
             for label, kw in passes.items():
                 kw = dict(kw)
                 pipeline.faces.CONFIDENCE_POWER = kw.pop("confidence_power", power)  # 0: every tile pixel weighs 1
                 opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", **kw)
-                out = colorize_image(model, diffusion, drawing, rgba(ref), opts, info=info)[0]
+                out = colorize_image(model, diffusion, drawing, reference, opts, info=info)[0]
                 out = flatten_alpha(out) if out.shape[-1] == 4 else out
                 outputs[name + label].append(out)
                 tiles.append(out)
