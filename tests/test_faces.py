@@ -294,6 +294,10 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
                          capture_output=True, text=True, timeout=300, cwd=root)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == ["whole_figures: tile scale 3.0: must be a number from 0.5 to 2.0"]
+    dark = subprocess.run([sys.executable, script, "--model", str(model_file), "--match-lightness", "nan"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert dark.returncode == 2 and dark.stdout == ""
+    assert dark.stderr.strip().splitlines() == ["whole_figures: match lightness nan: must be a number from 0 to 1"]
 
 
 def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, sprite, tmp_path):

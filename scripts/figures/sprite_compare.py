@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--figure", action="store_true", help="with --full: each model twice, the tiles' plain mean with "
                                                          "the model's lightness (before 2026-12-06) and colorize's "
                                                          "default (firm tiles, the figure's lightness matched)")
+    ap.add_argument("--tile", type=int, default=360, help="largest side of a cell of the sheet in px")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
     args = ap.parse_args()
     bad = [spec for spec in args.model if "=" not in spec.strip("=")]
@@ -105,7 +106,7 @@ def main() -> None:
                 out = flatten_alpha(out) if out.shape[-1] == 4 else out
                 outputs[name + label].append(out)
                 tiles.append(out)
-    tile = min(size, 360)
+    tile = min(size, max(args.tile, 16))
     if args.full:  # whole sprites are not square: letterboxed on white, shrunk smoothly
         tiles = [letterbox(t, tile)[0] for t in tiles]
     write_png(args.out, contact_sheet(tiles, ncol=2 + len(outputs), tile=tile, pad=4))
