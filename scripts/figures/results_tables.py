@@ -136,16 +136,24 @@ def whole_figures_table(root: Path) -> str:
     return _table(["model", "candidate", *keys, "drawings given a face pass"], rows)
 
 
+def _tiles_runs(paths) -> list[tuple[str, str, dict, dict, dict]]:
+    """`whole_figures.py` JSONs -> (model, reference layout, run, tiles' means, tiles_chroma's means) each;
+    the model is the file name without its -sSCALE / -lLIGHTNESS / m (mirrored) suffixes."""
+    out = []
+    for path in paths:
+        run = _load(path)
+        out.append((re.sub(r"(-[ls]\d[\d.]*)+m?$", "", path.stem), "mirrored" if run["mirror_reference"] else "as given",
+                    run, run["mean"]["tiles"], run["mean"]["tiles_chroma"]))
+    return out
+
+
 def tile_scale_table(root: Path) -> str:
     """`whole_figures.py --tile-scale S [--mirror-reference]` runs of one model, under
     docs/results/real-art/whole-figures/tile-scale/ (MODEL-sSCALE[m].json): the tiles' rows."""
-    rows = []
-    for path in (root / "docs/results/real-art/whole-figures/tile-scale").glob("*.json"):
-        run = _load(path)
-        tiles, matched = run["mean"]["tiles"], run["mean"]["tiles_chroma"]
-        rows.append([path.stem.rsplit("-s", 1)[0], "mirrored" if run["mirror_reference"] else "as given",
-                     run["tile_scale"], tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"], tiles["face_psnr"],
-                     matched["psnr"], matched["lpips"]])
+    rows = [[model, layout, run["tile_scale"], tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"], tiles["face_psnr"],
+             matched["psnr"], matched["lpips"]]
+            for model, layout, run, tiles, matched in
+            _tiles_runs((root / "docs/results/real-art/whole-figures/tile-scale").glob("*.json"))]
     rows.sort(key=lambda row: (row[0], row[1], row[2]))
     return _table(["model", "reference", "tile scale", "psnr", "lpips", "chroma_ratio", "face_psnr",
                    "with the chroma match: psnr", "lpips"], rows)
@@ -156,20 +164,15 @@ def lightness_table(root: Path) -> str:
     docs/results/real-art/whole-figures/lightness/ (the tiles' firm mean, from 2026-12-06), beside the
     same model's runs at tile scale 1 under tile-scale/ (the plain mean, before it): the tiles' rows."""
     folder = root / "docs/results/real-art/whole-figures"
-    rows = []
-    for path in [*folder.glob("lightness/*.json"), *folder.glob("tile-scale/*-s1.0*.json")]:
-        run = _load(path)
-        tiles, matched = run["mean"]["tiles"], run["mean"]["tiles_chroma"]
-        firm = "confidence_power" in run
-        rows.append([re.sub(r"(-[ls]\d[\d.]*)+m?$", "", path.stem),
-                     "mirrored" if run["mirror_reference"] else "as given",
-                     f"firm (power {run['confidence_power']:g})" if firm else "plain (before)",
-                     run.get("match_lightness", 0), run["tile_scale"], tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"],
-                     tiles["face_psnr"], matched["psnr"], matched["lpips"], matched["chroma_ratio"]])
+    rows = [[model, layout,
+             f"firm (power {run['confidence_power']:g})" if "confidence_power" in run else "plain (before)",
+             run.get("match_lightness", 0), run["tile_scale"], tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"],
+             tiles["face_psnr"], matched["psnr"], matched["lpips"], matched["chroma_ratio"]]
+            for model, layout, run, tiles, matched in
+            _tiles_runs([*folder.glob("lightness/*.json"), *folder.glob("tile-scale/*-s1.0*.json")])]
     rows.sort(key=lambda row: (row[0], row[1], row[2] != "plain (before)", row[4], row[3]))
     return _table(["model", "reference", "tiles' mean", "figure's lightness", "tile scale", "psnr", "lpips",
-                   "chroma_ratio",
-                   "face_psnr", "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
+                   "chroma_ratio", "face_psnr", "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
 
 
 TABLES: dict[str, Callable[[Path], str]] = {
