@@ -6,6 +6,7 @@ failures), exactly one error line per failure, no traceback, nothing outside the
 and no half-written file left anywhere.
 """
 
+import io
 import json
 import os
 import stat
@@ -412,8 +413,6 @@ def test_an_unprintable_key_is_named_on_one_line():
 
 
 def _valid_images() -> list[bytes]:
-    import io
-
     out = []
     rng = np.random.default_rng(1)
     for fmt, mode in (("PNG", "RGB"), ("PNG", "RGBA"), ("PNG", "L"), ("JPEG", "RGB"), ("PNG", "I;16")):
@@ -423,6 +422,11 @@ def _valid_images() -> list[bytes]:
             arr[..., 0].astype(np.uint16) * 257)
         img.save(buf, format=fmt)
         out.append(buf.getvalue())
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone's JPEG: mutations reach the EXIF block the reader now parses
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (12, 9, 3), dtype=np.uint8)).save(buf, format="JPEG", exif=exif.tobytes())
+    out.append(buf.getvalue())
     return out
 
 
@@ -458,6 +462,36 @@ def test_image_reader_random_bytes(data):
         assert "\n" not in str(exc)
         return
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 4
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "TIFF"])
+def test_image_reader_stands_pictures_as_viewers_show_them(fmt):
+    """Every EXIF orientation (a phone's photo of a drawing) gives the pixels PIL's exif_transpose
+    shows, in each format (cv2 turns TIFF itself and ignores the tag elsewhere)."""
+    from PIL import ImageOps
+
+    stored = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buf = io.BytesIO()
+        Image.fromarray(stored).save(buf, format=fmt, exif=exif.tobytes(),
+                                     **{"JPEG": {"quality": 100, "subsampling": 0}, "WEBP": {"lossless": True}}.get(fmt, {}))
+        shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))).convert("RGB"))
+        got = decode_image(buf.getvalue(), "x")
+        assert got.shape[:2] == shown.shape[:2], (fmt, orientation)
+        assert np.abs(got[..., :3].astype(int) - shown).max() <= (8 if fmt == "JPEG" else 0), (fmt, orientation)
+
+
+@pytest.mark.parametrize("value", [0, 9, 65535])
+def test_image_reader_odd_orientation_tags_keep_the_stored_pixels(value):
+    """An out-of-range or mistyped orientation tag is ignored, not a crash."""
+    stored = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = value
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="PNG", exif=exif.tobytes())
+    assert np.array_equal(decode_image(buf.getvalue(), "x")[..., :3], stored)
 
 
 def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():

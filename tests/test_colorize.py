@@ -73,11 +73,16 @@ def test_letterbox_round_trip_keeps_geometry():
     assert abs(ys.mean() - 14.5) < 2 and abs(xs.mean() - 34.5) < 2
 
 
-@pytest.mark.parametrize("kind", ["gray", "rgba", "palette", "gray16"])
+@pytest.mark.parametrize("kind", ["gray", "rgba", "palette", "gray16", "phone"])
 def test_cli_any_input_kind_keeps_size_and_stores_parameters(model_file, drawing, tmp_path, kind):
     sketch = np.array(Image.open(drawing / "sketch.png"))
     path = tmp_path / f"in-{kind}.png"
-    if kind == "gray":
+    if kind == "phone":  # a phone's JPEG: stored turned a quarter, EXIF orientation 6 turns it back
+        path = path.with_suffix(".jpg")
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(np.rot90(sketch).copy()).save(path, quality=95, exif=exif.tobytes())
+    elif kind == "gray":
         Image.fromarray(sketch).save(path)
     elif kind == "rgba":  # transparent paper with opaque lines
         rgba = np.zeros((*sketch.shape, 4), np.uint8)

@@ -2,8 +2,9 @@
 
 `decode_image` is the only way user- and crawl-supplied bytes become pixels: the pixel count is
 read from the header before decoding (decompression bombs, including PIL's own bomb error, are
-one clear "too large" error), 16-bit images are scaled by 1/257 (65535 -> 255, rounded), and the
-result is always uint8 RGBA. `flatten_alpha` composites it over white paper.
+one clear "too large" error), 16-bit images are scaled by 1/257 (65535 -> 255, rounded), an EXIF
+orientation (a phone's photo of a drawing) is applied so the pixels stand as every viewer shows
+them, and the result is always uint8 RGBA. `flatten_alpha` composites it over white paper.
 """
 
 from __future__ import annotations
@@ -25,13 +26,33 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".
 WHITE = (255, 255, 255)
 
 
+# EXIF orientation tag -> (transpose first, then np.rot90 quarter turns counter-clockwise),
+# the operations of PIL's ImageOps.exif_transpose on an (H, W, C) array
+_ORIENTATION = {2: (False, 0), 3: (False, 2), 4: (False, 2), 5: (True, 0), 6: (False, 3),
+                7: (True, 2), 8: (False, 1)}
+_FLIP_AFTER = {2, 4}  # mirrored without a turn: 2 left-right, 4 top-bottom (= 2 turned by 180)
+_DECODER_TURNS = {"TIFF"}  # formats whose orientation cv2's decoder applies itself
+
+
 def image_size(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) from the header, without decoding the pixels (`max_pixels`: for the message)."""
+    """(width, height) as stored, from the header, without decoding the pixels (`max_pixels`: for
+    the message)."""
+    return _header(data, name, max_pixels)[0]
+
+
+def _header(data: bytes, name: str, max_pixels: int) -> tuple[tuple[int, int], int]:
+    """((width, height) as stored, EXIF orientation 1-8) from the header alone."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                return im.size
+                if im.format in _DECODER_TURNS:
+                    return im.size, 1
+                try:
+                    orientation = int(im.getexif().get(0x0112, 1))
+                except Exception:  # a damaged EXIF block: the pixels as stored
+                    orientation = 1
+                return im.size, orientation if orientation in range(1, 9) else 1
     except Image.DecompressionBombError:
         raise AnimecolorError(f"{name}: image too large (its header claims over "
                               f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels; limit {max_pixels:,})") from None
@@ -43,7 +64,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
     """Image file bytes (gray/RGB/RGBA/palette, 8 or 16 bit) -> uint8 RGBA (H, W, 4).
 
     Raises `AnimecolorError` naming `name` for unreadable data or more than `max_pixels` pixels."""
-    width, height = image_size(data, name, max_pixels)
+    (width, height), orientation = _header(data, name, max_pixels)
     if width * height > max_pixels:
         raise AnimecolorError(f"{name}: image too large ({width}x{height} > {max_pixels:,} pixels)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -54,10 +75,26 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
     elif img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
     if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGBA)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
-    return cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGBA)
+        rgba = cv2.cvtColor(img, cv2.COLOR_GRAY2RGBA)
+    elif img.shape[2] == 4:
+        rgba = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    else:
+        rgba = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGBA)
+    return upright(rgba, orientation)
+
+
+def upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) pixels as stored -> as shown, for an EXIF orientation 1-8 (cv2's IMREAD_UNCHANGED
+    ignores the tag)."""
+    if orientation not in _ORIENTATION:
+        return img
+    transpose, turns = _ORIENTATION[orientation]
+    if transpose:
+        img = img.transpose(1, 0, 2)
+    img = np.rot90(img, turns)
+    if orientation in _FLIP_AFTER:
+        img = img[:, ::-1]
+    return np.ascontiguousarray(img)
 
 
 def flatten_alpha(rgba: np.ndarray, background: tuple[int, int, int] = WHITE) -> np.ndarray:
