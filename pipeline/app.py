@@ -45,7 +45,9 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
+from pipeline.chroma import EVEN as EVEN_REGIONS
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS
+from pipeline.chroma import MAX_EVEN
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_layers, flatten_alpha,
                                guidance_warning, layer_paths, load_model, png_text, training_data,
@@ -228,6 +230,7 @@ class PageInputs:
     match_chroma: float = MATCH_CHROMA  # `colorize --match-chroma`: the reference's saturation, 0 to 1
     tile_scale: float = TILE_SCALE  # `colorize --tile-scale`: the figure's tiles' side, times the face's
     match_lightness: float = MATCH_LIGHTNESS  # `colorize --match-lightness`: the figure's, 0 to 1
+    even_regions: float = EVEN_REGIONS  # `colorize --even-regions`: the figure's regions, 0 to MAX_EVEN
 
 
 def add_hint(hints: str | None, x: int, y: int, colour: str | None) -> str:
@@ -255,7 +258,7 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
                    eta=_number(inputs.eta), text_guidance=_number(inputs.text_guidance),
                    seed=_number(SAMPLING.seed if inputs.seed is None else inputs.seed, whole=True),
                    match_chroma=_number(inputs.match_chroma), tile_scale=_number(inputs.tile_scale),
-                   match_lightness=_number(inputs.match_lightness))
+                   match_lightness=_number(inputs.match_lightness), even_regions=_number(inputs.even_regions))
     check_options(ColorizeOptions(**numbers))  # the library's own ranges, before any file is read
     if numbers["seed"] > MAX_SEED:  # the page's seed box holds 31 bits
         raise AnimecolorError(f"seed {shown(inputs.seed)}: must be a whole number from 0 to {MAX_SEED}")
@@ -395,15 +398,17 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         parameter with a gr.Progress default, so the widget values are named one by one, in the order
         of `inputs` below, and unpacked into PageInputs here."""
         def colorize(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                     text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, history,
+                     text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions, history,
                      progress=gr.Progress()):
             inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                                prompt, text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness)
+                                prompt, text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness,
+                                even_regions)
             return run(n, inputs, history, progress)
         return colorize
 
     def clicked(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, history, colour,
+                text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions, history,
+                colour,
                 evt: gr.SelectData,
                 progress=gr.Progress()):
         """A click on the picture: its region gets the picker's colour (a hint), and the picture is made
@@ -415,7 +420,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         except Exception as exc:  # noqa: BLE001
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc), gr.skip()
         inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
-                            prompt, text_guidance, new, face_pass, match_chroma, tile_scale, match_lightness)
+                            prompt, text_guidance, new, face_pass, match_chroma, tile_scale, match_lightness,
+                            even_regions)
         values = run(1, inputs, history, progress)
         failed = isinstance(values[4], str) and values[4].startswith("**Error")
         return (*values, gr.skip() if failed else new)
@@ -508,6 +514,9 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             match_lightness = gr.Slider(0.0, 1.0, value=MATCH_LIGHTNESS, step=0.05, elem_id="match_lightness",
                                         label="Whole figures: reference's lightness outside the faces (0: the "
                                               "model's own)")
+            even_regions = gr.Slider(0.0, MAX_EVEN, value=EVEN_REGIONS, step=0.05, elem_id="even_regions",
+                                     label="Whole figures: even the colours out inside each outlined area, over "
+                                           "this many face sides (0: off)")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
                              interactive=False, preview=False, object_fit="contain", fit_columns=False,
                              elem_id="gallery")
@@ -516,7 +525,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                     elem_id="examples")
 
         inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                  text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, history]
+                  text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions, history]
         outputs = [output, download, gallery, history, status]
         run_button.click(button(1), inputs, outputs, api_name="colorize", concurrency_id="model",
                          concurrency_limit=concurrency)

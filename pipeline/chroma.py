@@ -12,6 +12,13 @@ stronger blue, a grey stays near grey when the reference has greys. Hints are ap
 where a face-trained model paints clothes too light, in pale patches, the figure takes the
 reference's lightness (its pixels off its own lines: the colour layer has no lines), a* and b*
 kept. The faces, and a drawing that is a face crop, keep the model's lightness.
+
+`even_regions` evens a figure's colours out inside each line-enclosed region (`colorize
+--even-regions`): the tiles leave pale blotches and paper-white holes in a jacket that a colourist
+would paint in one colour. Each pixel takes its region's local mean: a Gaussian normalised within
+the region (only the region's own pixels count), a* and b* weighted by how firmly each pixel is
+coloured ((2 + C*)^2, as the tiles' mix), L* plainly, so a blue jacket's white holes turn blue and
+its shading survives at the blur's scale.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ import numpy as np
 
 STRENGTH = 0.5  # `colorize --match-chroma`'s default (the CLI reads it at import: skimage loads on use)
 LIGHTNESS = 0.5  # `colorize --match-lightness`'s default
+EVEN = 0.3  # `colorize --even-regions`'s default: the Gaussian's sigma in face-square sides
+MAX_EVEN = 2.0  # its largest value: a sigma of two faces evens a sprite's regions out nearly flat
+FIRM_FLOOR, FIRM_POWER = 2.0, 2.0  # how firmly a pixel is coloured: (floor + its C*) ** power
 OPAQUE = 128  # a reference pixel with alpha at least this counts
 REFERENCE_PIXELS = 1 << 20  # a larger reference is read at an even stride: its distribution, at a bounded cost
 
@@ -98,4 +108,47 @@ def match_lightness(colour: np.ndarray, reference_rgba: np.ndarray, strength: fl
     wanted = match_histograms(lab[:, 0], lab_pixels(ref)[:, 0])
     lab[:, 0] += strength * (wanted - lab[:, 0])
     out[mask] = rgb8_pixels(lab)
+    return out
+
+
+def firmness(c: np.ndarray, power: float = FIRM_POWER) -> np.ndarray:
+    """CIELAB chroma C* (...) -> how firmly each pixel commits to a colour, (FIRM_FLOOR + C*) ** power:
+    the weight of a pixel where colours are averaged (the figure's tiles, `even_regions`)."""
+    return (FIRM_FLOOR + np.maximum(c, 0.0)) ** power
+
+
+def even_regions(colour: np.ndarray, labels: np.ndarray, sigma: float) -> np.ndarray:
+    """uint8 RGB colour layer (H, W, 3) with the pixels of each label (int (H, W); 0: left alone)
+    replaced by their label's local mean in CIELAB: a Gaussian of `sigma` px normalised over that
+    label's own pixels, a* and b* weighted by their `firmness`, L* unweighted; a new
+    array. A label much narrower than the Gaussian takes its (weighted) mean. Unchanged when
+    `sigma` is 0 or no pixel is labelled."""
+    import cv2
+    from scipy.ndimage import find_objects
+
+    out = colour.copy()
+    chosen = labels > 0
+    if sigma <= 0 or not chosen.any():
+        return out
+    lab = np.zeros((*labels.shape, 3))
+    lab[chosen] = lab_pixels(colour[chosen])
+    firm = np.zeros(labels.shape)
+    firm[chosen] = firmness(chroma(lab[chosen]))
+    evened = lab.copy()
+    for label, box in enumerate(find_objects(labels), start=1):
+        if box is None:
+            continue
+        inside = labels[box] == label
+        plain = inside.astype(np.float64)
+        weights = (plain, firm[box] * plain, firm[box] * plain)  # L*, a*, b*
+        values, target = lab[box], evened[box]
+        if max(inside.shape) <= sigma / 2:  # far narrower than the Gaussian: the mean
+            for ch, w in enumerate(weights):
+                target[..., ch][inside] = (values[..., ch] * w).sum() / max(w.sum(), 1e-12)
+            continue
+        for ch, w in enumerate(weights):  # zero outside the box: only the label's pixels count
+            num = cv2.GaussianBlur(values[..., ch] * w, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+            den = cv2.GaussianBlur(w, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+            target[..., ch][inside] = (num / np.maximum(den, 1e-12))[inside]
+    out[chosen] = rgb8_pixels(evened[chosen])
     return out

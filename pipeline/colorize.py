@@ -12,9 +12,10 @@ on, and the figure in face-sized tiles (`faces.py`; `tile_scale` times that), al
 as the whole picture.
 
 A result is layers (`Colored`): the colour layer (the model's colours, a figure's lightness outside
-its faces and the whole layer's chroma moved toward the reference's: `chroma.py`; colour hints applied: `hints.py`), the drawing's line layer, and
-the drawing's alpha when it is a sprite on a transparent background (the model sees it
-composited on white; the picture keeps its alpha).
+its faces and the whole layer's chroma moved toward the reference's, then the figure's colours
+evened out inside its line-enclosed regions: `chroma.py`; colour hints applied: `hints.py`), the
+drawing's line layer, and the drawing's alpha when it is a sprite on a transparent background
+(the model sees it composited on white; the picture keeps its alpha).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from pipeline.chroma import LIGHTNESS, OPAQUE, STRENGTH, match_chroma, match_lightness
+from pipeline.chroma import EVEN, LIGHTNESS, MAX_EVEN, OPAQUE, STRENGTH, even_regions, match_chroma, match_lightness
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
@@ -42,7 +43,7 @@ from pipeline.errors import AnimecolorError, shown
 from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, largest_face_square, resize_square, tile_count,
                             tiles)
 from pipeline.files import atomic_path
-from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks, paper_background
+from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks, line_regions, paper_background
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
@@ -351,6 +352,7 @@ class ColorizeOptions:
     tile_scale: float = TILE_SCALE  # the tiles' side, times the face square's
     match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
     match_lightness: float = LIGHTNESS  # the reference's lightness on a figure outside its faces, 0 to 1 (chroma.py)
+    even_regions: float = EVEN  # a figure's colours evened out in each line-enclosed region (sigma, face sides)
 
 
 def check_options(opts: ColorizeOptions) -> None:
@@ -363,6 +365,7 @@ def check_options(opts: ColorizeOptions) -> None:
                                             ("seed", opts.seed, 0, MAX_SEED, True),
                                             ("match chroma", opts.match_chroma, 0, 1, False),
                                             ("match lightness", opts.match_lightness, 0, 1, False),
+                                            ("even regions", opts.even_regions, 0, MAX_EVEN, False),
                                             ("tile scale", opts.tile_scale, *TILE_SCALES, False)):
         number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
         if not number or not math.isfinite(value) or not low <= value <= high:
@@ -488,6 +491,14 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         reference_paper = reference_lines >= 128
         if reference_rgba.shape[-1] < 4 or reference_rgba[..., 3].min() >= OPAQUE:
             reference_paper &= ~paper_background(reference_lines)
+    regions = None
+    if views and opts.even_regions > 0:  # the figure's line-enclosed regions, evened at the main face's scale;
+        regions = np.where(figure_pixels, line_regions(lines)[1], 0)  # the faces count, and keep their colours
+        sigma = opts.even_regions * next(v.square.side for v in views if not v.tile)
+        kept = np.zeros((*lines.shape, 1))  # by the feather they were blended in with: no seam at their edge
+        for v in views:
+            if not v.tile and (part := v.square.inside(lines.shape)) is not None:
+                kept[part[0], part[1]] = np.maximum(kept[part[0], part[1]], v.square.weight()[part[2], part[3]])
     layers = []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
@@ -510,6 +521,9 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
             if figure is not None:
                 colour = match_lightness(colour, reference_rgba, opts.match_lightness, figure, reference_paper)
             colour = match_chroma(colour, reference_rgba, opts.match_chroma, opaque)
+        if regions is not None:
+            evened = even_regions(colour, regions, sigma).astype(np.float64)
+            colour = np.round(evened + kept * (colour - evened)).astype(np.uint8)
         layers.append(Colored(apply_hints(colour, opts.hints, masks, shown_lines), lines, alpha, opts.keep_lines))
     return layers, "; ".join(filter(None, (notice, face_notice))) or None
 

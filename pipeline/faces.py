@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipeline.chroma import FIRM_POWER, firmness
 from pipeline.data.clean import CleanConfig, crop_square, detect_faces, square_box
 from pipeline.data.imageio import WHITE
 from pipeline.model.defaults import TILE_SCALE
@@ -25,8 +26,7 @@ MAX_FACE_FRACTION = 0.5  # a face crop larger than this share of the drawing's l
 MAX_FACES = 8  # the largest faces of a group picture
 MIN_SIDE = 24  # a face square smaller than this (px) is too small to colour again
 FEATHER = 0.2  # the face pass fades into the whole picture over this share of its crop's side
-CONFIDENCE_FLOOR = 2.0  # a tile pixel's weight in the tiles' mean: (floor + its CIELAB chroma) ** power
-CONFIDENCE_POWER = 2.0
+CONFIDENCE_POWER = FIRM_POWER  # a tile pixel's weight in the tiles' mean: `chroma.firmness` of its C*
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Mosaic:
 
 def confidence(image: np.ndarray, side: int) -> np.ndarray:
     """A model-size output (uint8 RGB) -> how firmly each pixel commits to a colour, at `side` x
-    `side` px: (floor + C*)^power of its CIELAB chroma. Where half-overlapping tiles disagree, one
+    `side` px: `chroma.firmness` of its CIELAB chroma. Where half-overlapping tiles disagree, one
     painting a colour and another paper white, the colour wins: a face-trained model paints a tile
     of clothes in pale patches."""
     from skimage.color import rgb2lab
@@ -119,7 +119,7 @@ def confidence(image: np.ndarray, side: int) -> np.ndarray:
     lab = rgb2lab(image)
     chroma = cv2.resize(np.hypot(lab[..., 1], lab[..., 2]).astype(np.float32), (side, side),
                         interpolation=cv2.INTER_LINEAR)
-    return (CONFIDENCE_FLOOR + np.maximum(chroma, 0.0)) ** CONFIDENCE_POWER
+    return firmness(chroma, CONFIDENCE_POWER)
 
 
 def tile_side(face: Square, scale: float = TILE_SCALE) -> int:

@@ -10,7 +10,9 @@ import numpy as np
 import typer
 from rich.markup import escape
 
+from pipeline.chroma import EVEN as EVEN_REGIONS
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS
+from pipeline.chroma import MAX_EVEN
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.data.imageio import IMAGE_SUFFIXES, flatten_alpha, read_user_image, write_png
 from pipeline.errors import AnimecolorError, shown
@@ -130,15 +132,16 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    text_guidance: float = SAMPLING.text_guidance, layers: bool = False,
                    hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
                    match_chroma: float = MATCH_CHROMA, tile_scale: float = TILE_SCALE,
-                   match_lightness: float = MATCH_LIGHTNESS) -> dict:
+                   match_lightness: float = MATCH_LIGHTNESS, even_regions: float = EVEN_REGIONS) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
     the line-enclosed regions under their points (`pipeline/hints.py`); `faces` and `tiles` colour a
     larger drawing's faces, and its figure in tiles of `tile_scale` times a face's side, again at face
     scale (`pipeline/faces.py`);
-    `match_chroma` moves the colours' chroma that share of the way to the reference's, and
-    `match_lightness` a figure's lightness outside its faces (`pipeline/chroma.py`).
+    `match_chroma` moves the colours' chroma that share of the way to the reference's,
+    `match_lightness` a figure's lightness outside its faces, and `even_regions` evens the figure's
+    colours out inside each line-enclosed region (`pipeline/chroma.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
@@ -150,6 +153,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                                      ("--text-guidance", text_guidance, 0, MAX_GUIDANCE), ("--eta", eta, 0, 1),
                                      ("--match-chroma", match_chroma, 0, 1),
                                      ("--match-lightness", match_lightness, 0, 1),
+                                     ("--even-regions", even_regions, 0, MAX_EVEN),
                                      ("--tile-scale", tile_scale, *TILE_SCALES)):
         if not math.isfinite(value) or not low <= value <= high:
             raise AnimecolorError(f"Invalid value for '{option}': {value} (must be a number from {low:g} to {high:g})")
@@ -197,7 +201,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
                            match_chroma=match_chroma, tile_scale=tile_scale,
-                           match_lightness=match_lightness)
+                           match_lightness=match_lightness, even_regions=even_regions)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -286,12 +290,17 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              match_lightness: float = typer.Option(MATCH_LIGHTNESS, help="With --faces and a reference, when "
                                                    "a face is found: move the figure's lightness outside its faces "
                                                    "(not the paper around it) this share of the way to the "
-                                                   "reference's, 0 (the model's own) to 1 (hue kept).")) -> None:
+                                                   "reference's, 0 (the model's own) to 1 (hue kept)."),
+             even_regions: float = typer.Option(EVEN_REGIONS, help="With --faces, when a face is found: even "
+                                                "the figure's colours out inside each area its lines enclose "
+                                                "(outside its faces), over this many face sides (0: off; up to "
+                                                f"{MAX_EVEN:g}).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
-                            tuple(hint or ()), faces, tiles, match_chroma, tile_scale, match_lightness)
+                            tuple(hint or ()), faces, tiles, match_chroma, tile_scale, match_lightness,
+                            even_regions)
     if result["failed"]:
         raise typer.Exit(1)
 

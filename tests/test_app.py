@@ -136,7 +136,7 @@ def test_request_with_a_prompt_and_no_reference(colorizer, files):
 
 
 @pytest.mark.parametrize("field", ["guidance", "eta", "text_guidance", "steps", "seed", "match_chroma", "tile_scale",
-                                   "match_lightness"])
+                                   "match_lightness", "even_regions"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e9, "abc"])
 def test_request_refuses_what_the_cli_refuses(colorizer, files, field, value):
     """NaN guidance once made an all-black picture reported as "Done" (issue 37): every number is
@@ -197,16 +197,18 @@ _anything = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integer
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_anything, guidance=_anything, eta=_anything, seed=_anything, text_guidance=_anything,
-       tile_scale=_anything, match_lightness=_anything, prompt=st.one_of(st.text(max_size=60), st.none(), st.sampled_from(["pink hair", ",,,", "blue eyes and red hair"])),
+       tile_scale=_anything, match_lightness=_anything, even_regions=_anything, prompt=st.one_of(st.text(max_size=60), st.none(), st.sampled_from(["pink hair", ",,,", "blue eyes and red hair"])),
        source=st.one_of(st.sampled_from(["upload", "draw", "picture"]), st.text(max_size=8)),
        reference=st.one_of(st.none(), st.just("REF"), st.text(max_size=12)), n=st.sampled_from([1, 4]))
 def test_request_property_a_picture_or_one_line(colorizer, files, steps, guidance, eta, seed, text_guidance,
-                                                tile_scale, match_lightness, prompt, source, reference, n):
+                                                tile_scale, match_lightness, even_regions, prompt, source, reference,
+                                                n):
     """Any number (NaN and inf included), any string, in any field: the request reaches the model
     with checked values, or is one AnimecolorError line; never another exception."""
     reference = str(files["reference"]) if reference == "REF" else reference
     inputs = PageInputs(source, str(files["drawing"]), None, str(files["reference"]), reference, steps, guidance, eta,
-                        seed, True, prompt, text_guidance, tile_scale=tile_scale, match_lightness=match_lightness)
+                        seed, True, prompt, text_guidance, tile_scale=tile_scale, match_lightness=match_lightness,
+                        even_regions=even_regions)
     try:
         result = request(_Checked(colorizer), n, inputs)
     except AnimecolorError as exc:
@@ -266,14 +268,15 @@ def test_a_click_on_the_picture_adds_a_hint(model_file, tmp_path):
     widgets = ["upload", str(tmp_path / "shapes.png"), None, None, None, 2, 1.0, 0.0, 5, True, "pink hair", 1.0]
 
     def click(x, y, hints):
-        return clicked(*widgets, hints, True, 0.3, 0.7, 0.2, [], "#3060ff",  # chroma, tile scale, lightness: distinct
-                       gr.SelectData(None, {"index": [x, y], "value": None}))
+        return clicked(*widgets, hints, True, 0.3, 0.7, 0.2, 0.6, [], "#3060ff",  # chroma, tile scale, lightness,
+                       gr.SelectData(None, {"index": [x, y], "value": None}))  # evening: distinct
 
     picture, downloads, _, _, status, hints = click(40, 45, "")
     assert hints == "40,45,#3060ff" and "1 colour hint" in status
     with Image.open(picture) as im:
         params = json.loads(im.text["animecolor"])
-    assert (params["match_chroma"], params["tile_scale"], params["match_lightness"]) == (0.3, 0.7, 0.2)  # own knobs
+    assert ((params["match_chroma"], params["tile_scale"], params["match_lightness"], params["even_regions"])
+            == (0.3, 0.7, 0.2, 0.6))  # each its own knob
     assert [Path(d).name for d in downloads] == [Path(picture).name, *(p.name for p in layer_paths(Path(picture)))]
     *_, status, hints = click(15, 45, "40,45,#3060ff")  # on the circle's line
     assert "is on a line" in status and isinstance(hints, type(gr.skip()))

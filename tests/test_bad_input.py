@@ -307,7 +307,8 @@ def test_plain_function_refuses_non_finite_guidance(work, monkeypatch):
 @pytest.mark.parametrize("option, value", [("--text-guidance", "nan"), ("--guidance", "60"), ("--eta", "nan"),
                                            ("--match-chroma", "1.5"), ("--match-chroma", "nan"),
                                            ("--tile-scale", "0.3"), ("--tile-scale", "inf"),
-                                           ("--match-lightness", "-0.1"), ("--match-lightness", "nan")])
+                                           ("--match-lightness", "-0.1"), ("--match-lightness", "nan"),
+                                           ("--even-regions", "2.5"), ("--even-regions", "-inf")])
 def test_out_of_range_numbers_are_the_projects_one_line(work, monkeypatch, option, value):
     """Not Typer's six-line box (which also said nan "should be less than or equal to 50")."""
     monkeypatch.chdir(work)
@@ -317,7 +318,7 @@ def test_out_of_range_numbers_are_the_projects_one_line(work, monkeypatch, optio
     assert option in result.output and not list(Path(work).glob("*_colored.png"))
 
 
-def test_tile_scale_and_lightness_are_checked_for_every_caller():
+def test_tile_scale_lightness_and_evening_are_checked_for_every_caller():
     """`ColorizeOptions` from a notebook or the app meets the CLI's range: one line naming the knob."""
     from pipeline.colorize import ColorizeOptions, check_options
 
@@ -328,6 +329,10 @@ def test_tile_scale_and_lightness_are_checked_for_every_caller():
     for bad in (1.5, -0.1, float("nan"), True, "0.5"):
         with pytest.raises(AnimecolorError, match=r"^match lightness .*: must be a number from 0 to 1"):
             check_options(ColorizeOptions(match_lightness=bad))
+    check_options(ColorizeOptions(even_regions=0.0))
+    for bad in (2.01, -0.1, float("inf"), True, "0.25", None):
+        with pytest.raises(AnimecolorError, match=r"^even regions .*: must be a number from 0 to 2"):
+            check_options(ColorizeOptions(even_regions=bad))
 
 
 def test_long_inputs_are_named_not_pasted(work, monkeypatch):

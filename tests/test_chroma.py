@@ -129,3 +129,73 @@ def test_lightness_changes_only_the_mask_and_nothing_at_strength_zero(pale_blue_
     assert np.array_equal(match_lightness(pale_blue_and_skin, reference, 0.0, mask), pale_blue_and_skin)
     nothing = np.zeros_like(reference)  # a fully transparent reference: nothing to match
     assert np.array_equal(match_lightness(pale_blue_and_skin, nothing, 1.0, mask), pale_blue_and_skin)
+
+
+def _evened_by_brute_force(colour, labels, sigma):
+    """`even_regions` written out on the whole picture, one label at a time (no boxes, no shortcut)."""
+    import cv2
+
+    from pipeline.chroma import firmness
+
+    values = lab(colour)
+    firm = firmness(np.hypot(values[..., 1], values[..., 2]))
+    out = values.copy()
+    for label in np.unique(labels[labels > 0]):
+        inside = (labels == label).astype(np.float64)
+        for ch, w in enumerate((inside, firm * inside, firm * inside)):
+            blur = lambda a: cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
+            out[..., ch][inside > 0] = (blur(values[..., ch] * w) / np.maximum(blur(w), 1e-12))[inside > 0]
+    from pipeline.chroma import rgb8_pixels
+
+    result = colour.copy()
+    result[labels > 0] = rgb8_pixels(out[labels > 0])
+    return result
+
+
+def test_even_regions_fills_pale_holes_with_the_regions_colour_and_nothing_crosses_a_line():
+    """A jacket the tiles left blotchy (blue with paper-white holes) beside a skin region: the holes
+    turn blue, the skin keeps its colour, and the blue does not cross into it."""
+    from pipeline.chroma import even_regions
+
+    layer = np.empty((80, 120, 3), np.uint8)
+    layer[:, :60] = (60, 90, 200)  # a blue jacket ...
+    layer[20:40, 10:30] = layer[50:70, 30:50] = (250, 250, 250)  # ... with paper-white holes
+    layer[:, 60:] = (235, 205, 190)  # skin
+    labels = np.zeros((80, 120), np.int32)
+    labels[:, :58], labels[:, 62:] = 1, 2  # a line between them (label 0: left alone)
+    out = even_regions(layer, labels, 30.0)
+    holes = np.zeros((80, 120), bool)
+    holes[20:40, 10:30] = holes[50:70, 30:50] = True
+    assert chroma(out)[holes].mean() > 0.6 * chroma(layer[:1, :1]).item()  # the holes are blue now
+    assert np.abs(hue(out)[holes] - hue(layer[:1, :1]).item()).max() < 8
+    assert np.abs(out[:, 62:].astype(int) - layer[:, 62:]).max() <= 1  # the skin: evened against itself
+    assert np.array_equal(out[:, 58:62], layer[:, 58:62])  # the line's pixels untouched
+    assert np.array_equal(even_regions(layer, labels, 0.0), layer)
+    assert np.array_equal(even_regions(layer, np.zeros_like(labels), 30.0), layer)
+
+
+def test_even_regions_keeps_shading_larger_than_its_sigma():
+    """A skirt shaded from dark to light over 200 px keeps its shading at a sigma of 8 px."""
+    from pipeline.chroma import even_regions
+
+    ramp = np.linspace(90, 230, 200)
+    layer = np.stack([ramp * 0.6, ramp * 0.4, ramp * 0.3], -1)[None].repeat(30, 0).round().astype(np.uint8)
+    out = even_regions(layer, np.ones((30, 200), np.int32), 8.0)
+    lightness = lab(out)[15, :, 0]
+    assert lightness[-20] - lightness[20] > 0.8 * (lab(layer)[15, -20, 0] - lab(layer)[15, 20, 0])
+
+
+def test_even_regions_equals_the_whole_picture_blur_per_label():
+    """The boxes and the narrow-label mean give the same as blurring the whole picture per label."""
+    from pipeline.chroma import even_regions
+
+    rng = np.random.default_rng(4)
+    layer = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    labels = np.zeros((70, 90), np.int32)
+    labels[5:60, 3:40], labels[10:65, 45:88], labels[2:5, 50:53] = 1, 2, 3  # 3: far narrower than sigma
+    labels[30:35, 10:20] = 0  # a hole in label 1
+    out, brute = even_regions(layer, labels, 9.0), _evened_by_brute_force(layer, labels, 9.0)
+    assert np.abs(out[labels < 3].astype(int) - brute[labels < 3]).max() <= 1
+    small = labels == 3  # the mean, which a 3 px box at sigma 9 all but is
+    assert np.abs(out[small].astype(int) - brute[small]).max() <= 2
+    assert np.array_equal(out[labels == 0], layer[labels == 0])

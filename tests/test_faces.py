@@ -12,6 +12,7 @@ import pipeline.colorize as C
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image
 from pipeline.faces import Mosaic, Square, confidence, drawing_faces, resize_square, tile_count, tiles
+from pipeline.hints import line_regions, paper_background
 
 SPRITE = Path("/usr/share/games/renpy/the_question/game/images/sylvie green normal.png")
 REFERENCE = Path("/usr/share/games/renpy/the_question/game/images/sylvie blue smile.png")
@@ -112,16 +113,27 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
 
     whole, notice = run(faces=False)
     assert notice is None
-    face_only, notice = run(faces=True, tiles=False, match_lightness=0.0)
+    face_only, notice = run(faces=True, tiles=False, match_lightness=0.0, even_regions=0.0)
     assert notice == "1 face coloured again at face scale, from the reference's face"
     f = faces[0]
     inside = np.zeros(drawing.shape[:2], bool)
     inside[max(f.y0, 0):f.y0 + f.side, max(f.x0, 0):f.x0 + f.side] = True
     assert np.array_equal(face_only.colour[~inside], whole.colour[~inside])
     assert not np.array_equal(face_only.colour[inside], whole.colour[inside])
-    lit, _ = run(faces=True, tiles=False)  # the default: the figure outside its face takes the reference's lightness
+    lit, _ = run(faces=True, tiles=False, even_regions=0.0)  # the figure outside its face: the reference's lightness
     assert np.array_equal(lit.colour[inside], face_only.colour[inside])
     assert not np.array_equal(lit.colour[~inside], face_only.colour[~inside])
+    # `--even-regions`: the figure outside its face evened out inside its line-enclosed regions, the face kept
+    evened, _ = run(faces=True, tiles=False, match_lightness=0.0)
+    core = np.zeros(drawing.shape[:2], bool)  # the face square less its feather (`Square.weight`)
+    part = f.inside(core.shape)
+    core[part[0], part[1]] = f.weight()[part[2], part[3], 0] == 1
+    assert np.array_equal(evened.colour[core], face_only.colour[core])
+    opaque = drawing[..., 3] > 0
+    labels = np.where(~inside & opaque, line_regions(evened.lines)[1], 0)
+    same = (labels[1:] == labels[:-1]) & (labels[1:] > 0)  # vertical neighbours inside one region
+    roughness = lambda c: np.abs(np.diff(c.astype(int), axis=0)).sum(-1)[same].mean()  # noqa: E731
+    assert roughness(evened.colour) < 0.5 * roughness(face_only.colour)
     tiled, notice = run()
     assert "face-sized tiles" in notice
     assert not np.array_equal(tiled.colour[~inside], whole.colour[~inside])
@@ -129,25 +141,27 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
         assert np.array_equal(colored.alpha, drawing[..., 3]) and colored.image().shape == drawing.shape
     # the reference's lightness (`--match-lightness`) goes onto the figure, not onto its face
     own, matched = run(match_lightness=0.0)[0], run(match_lightness=1.0)[0]
-    assert np.array_equal(own.colour[inside], matched.colour[inside])
-    opaque = drawing[..., 3] > 0
+    assert np.array_equal(own.colour[core], matched.colour[core])
     assert np.abs(own.colour[~inside & opaque].astype(int) - matched.colour[~inside & opaque]).mean() > 1
 
 
 def test_an_opaque_figures_paper_stays_white_under_the_lightness_match(model_file, sprite):
-    """A drawing on opaque paper (no alpha): the figure takes the reference's lightness, the paper
-    around it does not (it was greyed with it)."""
+    """A drawing on opaque paper (no alpha): the figure takes the reference's lightness and is
+    evened out, the paper around it is not (it was greyed with it)."""
     drawing, reference = sprite
     paper = np.dstack([flatten_alpha(drawing), np.full(drawing.shape[:2], 255, np.uint8)])
     model, diffusion, info = load_model(model_file)
     outs = []
-    for lightness in (0.0, 1.0):
-        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", match_chroma=0.0, match_lightness=lightness)
+    for lightness, even in ((0.0, 0.0), (1.0, 1.0)):  # nor does the evening out of the figure's regions
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", match_chroma=0.0, match_lightness=lightness,
+                               even_regions=even)
         (colored,), _ = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
         assert colored.alpha is None
         outs.append(colored.colour.astype(int))
     around = drawing[..., 3] == 0  # the sprite's transparent background, white paper here
-    assert np.array_equal(outs[0][around], outs[1][around])
+    background = paper_background(colored.lines)  # its part reaching the edge: the paper, exactly kept
+    assert background[around].mean() > 0.95 and np.array_equal(outs[0][background], outs[1][background])
+    assert (outs[0] != outs[1]).any(-1)[around].mean() < 0.001  # a few pixels in gaps the lines enclose
     assert np.abs(outs[0][~around] - outs[1][~around]).mean() > 1
 
 
@@ -160,8 +174,9 @@ def test_a_face_picture_gets_no_face_pass(model_file, sprite):
     model, diffusion, info = load_model(model_file)
     rgba = np.dstack([crop, np.full((128, 128), 255, np.uint8)])
     outs = []
-    for faces, lightness in ((True, 0.5), (False, 0.5), (True, 1.0)):  # nor does the tiles' lightness
-        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", faces=faces, match_lightness=lightness)
+    for faces, lightness, even in ((True, 0.5, 0.3), (False, 0.5, 0.3), (True, 1.0, 2.0)):  # nor the figure's knobs
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", faces=faces, match_lightness=lightness,
+                               even_regions=even)
         (colored,), notice = colorize_layers(model, diffusion, rgba, reference, opts, [3], info=info)
         assert notice is None
         outs.append(colored.image())
@@ -298,6 +313,10 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
                           capture_output=True, text=True, timeout=300, cwd=root)
     assert dark.returncode == 2 and dark.stdout == ""
     assert dark.stderr.strip().splitlines() == ["whole_figures: match lightness nan: must be a number from 0 to 1"]
+    even = subprocess.run([sys.executable, script, "--model", str(model_file), "--even-regions", "-1"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert even.returncode == 2 and even.stdout == ""
+    assert even.stderr.strip().splitlines() == ["whole_figures: even regions -1.0: must be a number from 0 to 2.0"]
 
 
 def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, sprite, tmp_path):
@@ -314,7 +333,7 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
     runner = CliRunner()
     outputs = {}
     for flags in ([], ["--no-tiles"], ["--no-faces"],
-                  ["--tile-scale", "0.7", "--match-chroma", "0.3", "--match-lightness", "0.2"]):
+                  ["--tile-scale", "0.7", "--match-chroma", "0.3", "--match-lightness", "0.2", "--even-regions", "0.6"]):
         out = tmp_path / f"out{''.join(flags)}.png"
         result = runner.invoke(app, ["colorize", str(tmp_path / "figure.png"), "-r", str(tmp_path / "reference.png"),
                                      "--model", str(model_file), "-o", str(out), "--steps", "2", *flags])
@@ -327,8 +346,8 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
         params = json.loads(image.text["animecolor"])
         assert (params["faces"], params["tiles"]) == (flags != ["--no-faces"], flags != ["--no-tiles"])
         scaled = "--tile-scale" in flags  # each number reaches its own knob
-        assert ((params["tile_scale"], params["match_chroma"], params["match_lightness"])
-                == ((0.7, 0.3, 0.2) if scaled else (1.0, 0.5, 0.5)))
+        assert ((params["tile_scale"], params["match_chroma"], params["match_lightness"], params["even_regions"])
+                == ((0.7, 0.3, 0.2, 0.6) if scaled else (1.0, 0.5, 0.5, 0.3)))
         assert image.mode == "RGBA" and np.array_equal(np.asarray(image)[..., 3], drawing[..., 3])
         outputs[tuple(flags)] = np.asarray(image)
     assert len({a.tobytes() for a in outputs.values()}) == 4

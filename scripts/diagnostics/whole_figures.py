@@ -1,7 +1,7 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
-        [--tile-scale S] [--match-lightness L] [--mirror-reference]
+        [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -12,12 +12,13 @@ the output can be scored like the full-size benchmark: PSNR and the chroma ratio
 sprite's opaque pixels, LPIPS on the picture on white, and the same inside the face's square
 (animeface on the truth, `clean`'s margin). Each drawing is coloured by `colorize`'s own function
 with the face pass (`faces.py`) and without it, all three with the model's own chroma
-(`--match-chroma 0`); `tiles_chroma` is the tiles' colour layer with the reference's saturation
-matched as `colorize` does by default (`chroma.py`, `--match-chroma`); the tiles are `--tile-scale`
+(`--match-chroma 0`); `tiles_chroma` is the tiles with the reference's saturation matched as
+`colorize` does by default (`chroma.py`, `--match-chroma`); the tiles are `--tile-scale`
 times the face square's side (`colorize --tile-scale`), and `face_pass`, `tiles` and `tiles_chroma`
 take the reference's lightness on the figure outside its faces as `colorize --match-lightness`
-does (the default, 0.5). `--mirror-reference` flips every reference
-left to right: a reference in another layout than the drawing's. The upscaled truth (the
+does (the default, 0.5), and the figure's colours evened out inside its line-enclosed regions
+as `colorize --even-regions` (the default, 0.3). `--mirror-reference` flips every reference left
+to right: a reference in another layout than the drawing's. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
 whole-picture pass at that size would give.
 """
@@ -34,11 +35,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
 from sprites import DEMO, QUESTION  # noqa: E402
 
+from pipeline.chroma import EVEN as EVEN_REGIONS  # noqa: E402
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS  # noqa: E402
 from pipeline.chroma import STRENGTH as MATCH_CHROMA  # noqa: E402
-from pipeline.chroma import match_chroma  # noqa: E402
-from pipeline.colorize import (LINES, Colored, ColorizeOptions, check_options, colorize_layers,  # noqa: E402
-                               load_model, upscaled_truth)
+from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_layers, load_model,  # noqa: E402
+                               upscaled_truth)
 from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
@@ -92,6 +93,9 @@ def main() -> None:
     ap.add_argument("--match-lightness", type=float, default=MATCH_LIGHTNESS,
                     help="the figure's lightness outside its faces matched to the reference's "
                          "(colorize --match-lightness)")
+    ap.add_argument("--even-regions", type=float, default=EVEN_REGIONS,
+                    help="the figure's colours evened out inside its line-enclosed regions, sigma in face "
+                         "sides (colorize --even-regions; 0: off)")
     ap.add_argument("--tile-scale", type=float, default=TILE_SCALE,
                     help="the tiles' side, times the face square's (colorize --tile-scale)")
     ap.add_argument("--mirror-reference", action="store_true",
@@ -99,7 +103,8 @@ def main() -> None:
     args = ap.parse_args()
     try:  # the knobs first: a bad value is one line before the model is read
         check_options(ColorizeOptions(sample_steps=args.steps, match_chroma=args.match_chroma,
-                                      tile_scale=args.tile_scale, match_lightness=args.match_lightness))
+                                      tile_scale=args.tile_scale, match_lightness=args.match_lightness,
+                                      even_regions=args.even_regions))
         model, diffusion, info = load_model(args.model)
         todo = pairs()[:args.limit or None]
     except AnimecolorError as e:
@@ -116,18 +121,15 @@ def main() -> None:
         drawing = np.dstack([LINES.sketch(truth, 0.5)] * 3 + [sprite[..., 3]])
         face = largest_face_square(truth)
         pair = {"drawing": drawing_path.name, "reference": reference_path.name}
-        for name, faces, tiles in (("whole", False, False), ("face_pass", True, False), ("tiles", True, True)):
+        # the last is colorize's default: the chroma match comes before the regions are evened out
+        for name, faces, tiles, chroma in (("whole", False, False, 0.0), ("face_pass", True, False, 0.0),
+                                           ("tiles", True, True, 0.0), ("tiles_chroma", True, True, args.match_chroma)):
             opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles,
-                                   match_chroma=0.0, tile_scale=args.tile_scale, match_lightness=args.match_lightness)
+                                   match_chroma=chroma, tile_scale=args.tile_scale,
+                                   match_lightness=args.match_lightness, even_regions=args.even_regions)
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
             rows.append({**pair, "candidate": name, "face_pass": bool(notice),
                          **scores(flatten_alpha(colored.image()), truth, opaque, face, lpips)})
-        # what colorize's default adds after the same tiles (`colorize_layers` applies it to this layer)
-        matched = match_chroma(colored.colour, reference, args.match_chroma,
-                               None if colored.alpha is None else colored.alpha > 0)
-        rows.append({**pair, "candidate": "tiles_chroma", "face_pass": bool(notice),
-                     **scores(flatten_alpha(Colored(matched, colored.lines, colored.alpha).image()), truth, opaque,
-                              face, lpips)})
         ceiling = upscaled_truth(truth, drawing[..., 0], info["image_size"])
         rows.append({**pair, "candidate": "upscaled_truth", "face_pass": False,
                      **scores(ceiling, truth, opaque, face, lpips)})
@@ -135,7 +137,7 @@ def main() -> None:
               f"<- {pair['drawing']} / {pair['reference']}", flush=True)
     columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
-          f"lightness matched {args.match_lightness:g}"
+          f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}"
           + ", references mirrored" * args.mirror_reference)
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
@@ -151,6 +153,7 @@ def main() -> None:
                                          "match_chroma": args.match_chroma,
                                          "tile_scale": args.tile_scale,
                                          "match_lightness": args.match_lightness,
+                                         "even_regions": args.even_regions,
                                          "confidence_power": CONFIDENCE_POWER,
                                          "mirror_reference": args.mirror_reference, "mean": means,
                                          "pairs": rows}, indent=1))
