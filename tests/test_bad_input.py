@@ -512,9 +512,11 @@ def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
 @pytest.mark.parametrize("spec, extra, fragment", [
     ("nope", [], "--model 'nope': expected NAME=PATH"),
     ("a=/nonexistent/m.safetensors", [], "model file not found"),
-    ("a=/nonexistent/m.safetensors", ["--passes"], "--passes and --figure need --full"),
-    ("a=/nonexistent/m.safetensors", ["--figure"], "--passes and --figure need --full"),
-    ("a=/nonexistent/m.safetensors", ["--full", "--figure", "--chroma"], "one at a time")])
+    ("a=/nonexistent/m.safetensors", ["--passes"], "--passes, --figure and --even need --full"),
+    ("a=/nonexistent/m.safetensors", ["--figure"], "--passes, --figure and --even need --full"),
+    ("a=/nonexistent/m.safetensors", ["--even"], "--passes, --figure and --even need --full"),
+    ("a=/nonexistent/m.safetensors", ["--full", "--figure", "--chroma"], "one at a time"),
+    ("a=/nonexistent/m.safetensors", ["--full", "--even", "--passes"], "one at a time")])
 @pytest.mark.slow  # a Python start-up and the torch import per case
 def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, extra, fragment):
     """scripts/figures/sprite_compare.py (a README helper): a bad --model, --passes or --figure without

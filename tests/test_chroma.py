@@ -199,3 +199,23 @@ def test_even_regions_equals_the_whole_picture_blur_per_label():
     small = labels == 3  # the mean, which a 3 px box at sigma 9 all but is
     assert np.abs(out[small].astype(int) - brute[small]).max() <= 2
     assert np.array_equal(out[labels == 0], layer[labels == 0])
+
+
+def test_even_regions_wide_gaussians_are_blurred_small_at_the_same_result():
+    """A sigma of 40 px is blurred on a copy shrunk to about 8 px (`chroma._blur`): within 3 levels
+    of the full-size blur per label, a sigma-1000 blur still runs, and a strip narrower than the
+    shrink factor is blurred at full size."""
+    import cv2
+
+    from pipeline.chroma import _blur, even_regions
+
+    rng = np.random.default_rng(5)
+    blotches = cv2.GaussianBlur(rng.normal(128, 60, (160, 200, 3)), (0, 0), 6)
+    layer = np.clip(blotches + rng.normal(0, 20, blotches.shape), 0, 255).astype(np.uint8)
+    labels = np.zeros((160, 200), np.int32)
+    labels[10:150, 5:120], labels[20:140, 125:195] = 1, 2
+    out, brute = even_regions(layer, labels, 40.0), _evened_by_brute_force(layer, labels, 40.0)
+    assert np.abs(out.astype(int) - brute).max() <= 3 and np.abs(out.astype(int) - brute).mean() < 0.5
+    assert even_regions(layer, labels, 1000.0).shape == layer.shape
+    strip = rng.normal(0, 1, (3, 90))
+    assert np.allclose(_blur(strip, 40.0), cv2.GaussianBlur(strip, (0, 0), 40.0, borderType=cv2.BORDER_CONSTANT))

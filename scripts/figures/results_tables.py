@@ -138,11 +138,11 @@ def whole_figures_table(root: Path) -> str:
 
 def _tiles_runs(paths) -> list[tuple[str, str, dict, dict, dict]]:
     """`whole_figures.py` JSONs -> (model, reference layout, run, tiles' means, tiles_chroma's means) each;
-    the model is the file name without its -sSCALE / -lLIGHTNESS / m (mirrored) suffixes."""
+    the model is the file name without its -sSCALE / -lLIGHTNESS / -eEVEN / m (mirrored) suffixes."""
     out = []
     for path in paths:
         run = _load(path)
-        out.append((re.sub(r"(-[ls]\d[\d.]*)+m?$", "", path.stem), "mirrored" if run["mirror_reference"] else "as given",
+        out.append((re.sub(r"(-[lse]\d[\d.]*)+m?$", "", path.stem), "mirrored" if run["mirror_reference"] else "as given",
                     run, run["mean"]["tiles"], run["mean"]["tiles_chroma"]))
     return out
 
@@ -175,6 +175,21 @@ def lightness_table(root: Path) -> str:
                    "chroma_ratio", "face_psnr", "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
 
 
+def even_table(root: Path) -> str:
+    """`whole_figures.py [--even-regions E] [--mirror-reference]` runs under
+    docs/results/real-art/whole-figures/even/ (MODEL-eEVEN[m].json, the figure's regions evened out, from
+    2026-12-06), beside the same model's runs at tile scale 1 under lightness/ (not evened): the tiles' rows."""
+    folder = root / "docs/results/real-art/whole-figures"
+    rows = [[model, layout, run.get("even_regions", 0), tiles["psnr"], tiles["lpips"], tiles["chroma_ratio"],
+             tiles["face_psnr"], matched["psnr"], matched["lpips"], matched["chroma_ratio"]]
+            for model, layout, run, tiles, matched in
+            _tiles_runs([*folder.glob("even/*.json"),
+                         *(p for p in folder.glob("lightness/*.json") if "-s" not in p.stem)])]
+    rows.sort(key=lambda row: (row[0], row[1], row[2]))
+    return _table(["model", "reference", "regions evened (face sides)", "psnr", "lpips", "chroma_ratio", "face_psnr",
+                   "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline_table,
     "synthetic-full": lambda root: evaluate_table(_full(root)),
@@ -202,6 +217,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures": whole_figures_table,
     "whole-figures-tile-scale": tile_scale_table,
     "whole-figures-lightness": lightness_table,
+    "whole-figures-even": even_table,
 }
 
 

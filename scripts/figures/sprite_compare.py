@@ -2,7 +2,8 @@
 that were never in the training data).
 
     python scripts/figures/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
-        [--steps 10] [--face-size 256] [--full [--passes | --figure]] [--chroma] [--out docs/img/sprites_compare.png]
+        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even]] [--chroma] \
+        [--out docs/img/sprites_compare.png]
 
 The drawings and references are face crops of the Ren'Py sprites of Debian's `renpy-thequestion`
 and `renpy-demo` (`sprites.py`), the drawing turned into lines by the training XDoG. The first
@@ -14,9 +15,11 @@ whole-picture pass alone, with the face pass and with the figure's face-sized ti
 colorize's default is all three); `--chroma` shows each model with its own chroma
 (`--match-chroma 0`) and with colorize's default match to the reference's (`chroma.py`); `--figure`
 (with `--full`) shows each model's tiles as they were mixed before 2026-12-06 (a plain feathered
-mean, the model's own lightness: `faces.CONFIDENCE_POWER` 0, `--match-lightness 0`) and as
-colorize mixes them now (each tile pixel weighted by its colour's firmness, the figure's lightness
-half-way to the reference's). Rows: pairs; columns: line drawing,
+mean, the model's own lightness: `faces.CONFIDENCE_POWER` 0, `--match-lightness 0`, `--even-regions 0`)
+and as colorize mixes them now (each tile pixel weighted by its colour's firmness, the figure's
+lightness half-way to the reference's, its regions evened out); `--even` (with `--full`) shows each
+model without and with the figure's colours evened out inside its line-enclosed regions
+(`--even-regions 0` and colorize's default). Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
 colours of each output against the reference's (CIEDE2000, the benchmark's `af_de_*`; '-' where
 animeface finds no face), so a look at six pairs comes with numbers, not a verdict.
@@ -29,6 +32,7 @@ import torch
 from sprites import DEMO, QUESTION, face, rgba
 
 import pipeline.faces
+from pipeline.chroma import EVEN
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.colorize import LINES, ColorizeOptions, colorize_image, letterbox, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image, write_png
@@ -60,6 +64,8 @@ def main() -> None:
     ap.add_argument("--figure", action="store_true", help="with --full: each model twice, the tiles' plain mean with "
                                                          "the model's lightness (before 2026-12-06) and colorize's "
                                                          "default (firm tiles, the figure's lightness matched)")
+    ap.add_argument("--even", action="store_true", help="with --full: each model twice, without and with the "
+                                                       "figure's regions evened out (--even-regions 0 and default)")
     ap.add_argument("--tile", type=int, default=360, help="largest side of a cell of the sheet in px")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
     args = ap.parse_args()
@@ -67,14 +73,16 @@ def main() -> None:
     if bad:
         ap.error(f"--model {bad[0]!r}: expected NAME=PATH")
     models = dict(spec.split("=", 1) for spec in args.model)
-    if (args.passes or args.figure) and not args.full:
-        ap.error("--passes and --figure need --full (face crops get no face pass)")
-    if args.passes + args.chroma + args.figure > 1:
-        ap.error("--passes, --chroma and --figure: one at a time")
+    if (args.passes or args.figure or args.even) and not args.full:
+        ap.error("--passes, --figure and --even need --full (face crops get no face pass)")
+    if args.passes + args.chroma + args.figure + args.even > 1:
+        ap.error("--passes, --chroma, --figure and --even: one at a time")
     passes = {"": {}}
     power = pipeline.faces.CONFIDENCE_POWER
     if args.figure:
-        passes = {" before": dict(match_lightness=0.0, confidence_power=0.0), " now": {}}
+        passes = {" before": dict(match_lightness=0.0, confidence_power=0.0, even_regions=0.0), " now": {}}
+    elif args.even:
+        passes = {" not evened": dict(even_regions=0.0), f" evened {EVEN:g}": {}}
     elif args.passes:
         passes = {" whole": dict(faces=False), " +faces": dict(tiles=False), " +tiles": {}}
     elif args.chroma:
