@@ -16,9 +16,9 @@ kept. The faces, and a drawing that is a face crop, keep the model's lightness.
 `even_regions` evens a figure's colours out inside each line-enclosed region (`colorize
 --even-regions`): the tiles leave pale blotches and paper-white holes in a jacket that a colourist
 would paint in one colour. Each pixel takes its region's local mean: a Gaussian normalised within
-the region (only the region's own pixels count), a* and b* weighted by how firmly each pixel is
-coloured ((2 + C*)^2, as the tiles' mix), L* plainly, so a blue jacket's white holes turn blue and
-its shading survives at the blur's scale.
+the region (only the region's own pixels count), each pixel weighted by how firmly it is coloured
+((2 + C*)^2, as the tiles' mix), so a blue jacket's white holes take the blue's colour and
+lightness, and its shading survives at the blur's scale.
 """
 
 from __future__ import annotations
@@ -121,9 +121,8 @@ def firmness(c: np.ndarray, power: float = FIRM_POWER) -> np.ndarray:
 def even_regions(colour: np.ndarray, labels: np.ndarray, sigma: float) -> np.ndarray:
     """uint8 RGB colour layer (H, W, 3) with the pixels of each label (int (H, W); 0: left alone)
     replaced by their label's local mean in CIELAB: a Gaussian of `sigma` px normalised over that
-    label's own pixels, a* and b* weighted by their `firmness`, L* unweighted; a new
-    array. A label much narrower than the Gaussian takes its (weighted) mean. Unchanged when
-    `sigma` is 0 or no pixel is labelled."""
+    label's own pixels, each weighted by its `firmness`; a new array. A label much narrower than
+    the Gaussian takes its weighted mean. Unchanged when `sigma` is 0 or no pixel is labelled."""
     import cv2
     from scipy.ndimage import find_objects
 
@@ -140,16 +139,14 @@ def even_regions(colour: np.ndarray, labels: np.ndarray, sigma: float) -> np.nda
         if box is None:
             continue
         inside = labels[box] == label
-        plain = inside.astype(np.float64)
-        weights = (plain, firm[box] * plain, firm[box] * plain)  # L*, a*, b*
+        w = firm[box] * inside  # zero outside the label: only its own pixels count
         values, target = lab[box], evened[box]
         if max(inside.shape) <= sigma / 2:  # far narrower than the Gaussian: the mean
-            for ch, w in enumerate(weights):
-                target[..., ch][inside] = (values[..., ch] * w).sum() / max(w.sum(), 1e-12)
+            target[inside] = (values * w[..., None]).sum((0, 1)) / max(w.sum(), 1e-12)
             continue
-        for ch, w in enumerate(weights):  # zero outside the box: only the label's pixels count
-            num, den = _blur(values[..., ch] * w, sigma), _blur(w, sigma)
-            target[..., ch][inside] = (num / np.maximum(den, 1e-12))[inside]
+        den = np.maximum(_blur(w, sigma), 1e-12)
+        for ch in range(3):
+            target[..., ch][inside] = (_blur(values[..., ch] * w, sigma) / den)[inside]
     out[chosen] = rgb8_pixels(evened[chosen])
     return out
 

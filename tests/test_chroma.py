@@ -142,7 +142,7 @@ def _evened_by_brute_force(colour, labels, sigma):
     out = values.copy()
     for label in np.unique(labels[labels > 0]):
         inside = (labels == label).astype(np.float64)
-        for ch, w in enumerate((inside, firm * inside, firm * inside)):
+        for ch, w in enumerate((firm * inside,) * 3):
             blur = lambda a: cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
             out[..., ch][inside > 0] = (blur(values[..., ch] * w) / np.maximum(blur(w), 1e-12))[inside > 0]
     from pipeline.chroma import rgb8_pixels
