@@ -11,8 +11,8 @@ DDIM-step progress bar moves over the output while a picture is made.
 Inputs: a line drawing (upload, the sketch pad, or a colour picture whose lines are extracted with
 the pipeline's XDoG, with a preview), the reference and/or a colour prompt (text models:
 `data/prompt.py`) with its guidance scale, DDIM steps, guidance, eta, seed, keep-lines, the face pass
-(a figure's faces and face-sized tiles coloured again: `faces.py`) with the tiles' size and the
-figure's lightness, the reference's saturation (`chroma.py`).
+(a figure's faces and face-sized tiles coloured again: `faces.py`) with the tiles' size, the
+figure's lightness and its regions evened out, the reference's saturation (`chroma.py`).
 Output: the coloured drawing at the drawing's own size as a PNG with the parameters in its tEXt
 chunks (as `animecolor colorize` writes them) and its two layers as downloads (`colorize
 --layers`), a gallery of recent results, and "4 variations" (seeds seed .. seed+3 in one batch;

@@ -30,7 +30,7 @@ import numpy as np
 STRENGTH = 0.5  # `colorize --match-chroma`'s default (the CLI reads it at import: skimage loads on use)
 LIGHTNESS = 0.5  # `colorize --match-lightness`'s default
 EVEN = 0.3  # `colorize --even-regions`'s default: the Gaussian's sigma in face-square sides
-MAX_EVEN = 2.0  # its largest value: a sigma of two faces evens a sprite's regions out nearly flat
+MAX_EVEN = 2  # its largest value: a sigma of two faces evens a sprite's regions out nearly flat
 BLUR_SIGMA = 8.0  # `even_regions` blurs a wider Gaussian on a copy shrunk to about this sigma
 FIRM_FLOOR, FIRM_POWER = 2.0, 2.0  # how firmly a pixel is coloured: (floor + its C*) ** power
 OPAQUE = 128  # a reference pixel with alpha at least this counts
@@ -123,7 +123,6 @@ def even_regions(colour: np.ndarray, labels: np.ndarray, sigma: float) -> np.nda
     replaced by their label's local mean in CIELAB: a Gaussian of `sigma` px normalised over that
     label's own pixels, each weighted by its `firmness`; a new array. A label much narrower than
     the Gaussian takes its weighted mean. Unchanged when `sigma` is 0 or no pixel is labelled."""
-    import cv2
     from scipy.ndimage import find_objects
 
     out = colour.copy()
@@ -152,9 +151,10 @@ def even_regions(colour: np.ndarray, labels: np.ndarray, sigma: float) -> np.nda
 
 
 def _blur(values: np.ndarray, sigma: float, fine: float = BLUR_SIGMA) -> np.ndarray:
-    """A Gaussian blur of `values` (float (H, W)), zero past its edge; a sigma above `fine` px is
-    done on a copy shrunk by the whole factor that brings it to about `fine` (INTER_AREA) and
-    scaled back up (bilinear): the cost of a 60 px Gaussian without its 480 px kernel."""
+    """A Gaussian blur of `values` (float (H, W)), zero past its edge; a sigma of at least twice
+    `fine` px, on an array at least twice the shrink factor on both sides, is done on a copy shrunk
+    by the whole factor that brings it to about `fine` (INTER_AREA) and scaled back up (bilinear):
+    the cost of a 60 px Gaussian without its 480 px kernel."""
     import cv2
 
     factor = max(1, int(sigma // fine))

@@ -488,6 +488,28 @@ def test_image_reader_stands_pictures_as_viewers_show_them(fmt):
         assert np.abs(got[..., :3].astype(int) - shown).max() <= (8 if fmt == "JPEG" else 0), (fmt, orientation)
 
 
+def test_image_reader_reads_a_pngs_header_without_its_pixels(monkeypatch):
+    """The size check and the orientation come from the header: PIL never decodes a PNG (its
+    `getexif` would, for a PNG without an eXIf chunk before the pixels), so a huge flat PNG is
+    refused at the cost of its header, and a small one is decoded once, by cv2."""
+    import cv2
+    from PIL import PngImagePlugin
+
+    decoded, load = [], PngImagePlugin.PngImageFile.load
+
+    def counted(self):
+        decoded.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", counted)
+    huge = cv2.imencode(".png", np.zeros((4000, 4000), np.uint8))[1].tobytes()
+    with pytest.raises(AnimecolorError, match="too large"):
+        decode_image(huge, "huge.png", max_pixels=1_000_000)
+    small = cv2.imencode(".png", np.full((5, 7, 3), 40, np.uint8))[1].tobytes()
+    assert decode_image(small, "small.png").shape == (5, 7, 4)
+    assert decoded == []
+
+
 @pytest.mark.parametrize("value", [0, 9, 65535])
 def test_image_reader_odd_orientation_tags_keep_the_stored_pixels(value):
     """An out-of-range or mistyped orientation tag is ignored, not a crash."""

@@ -316,7 +316,7 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     even = subprocess.run([sys.executable, script, "--model", str(model_file), "--even-regions", "-1"],
                           capture_output=True, text=True, timeout=300, cwd=root)
     assert even.returncode == 2 and even.stdout == ""
-    assert even.stderr.strip().splitlines() == ["whole_figures: even regions -1.0: must be a number from 0 to 2.0"]
+    assert even.stderr.strip().splitlines() == ["whole_figures: even regions -1.0: must be a number from 0 to 2"]
 
 
 def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, sprite, tmp_path):

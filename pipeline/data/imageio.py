@@ -46,7 +46,10 @@ def _header(data: bytes, name: str, max_pixels: int) -> tuple[tuple[int, int], i
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                if im.format in _DECODER_TURNS:
+                width, height = im.size
+                if width * height > max_pixels or im.format in _DECODER_TURNS:
+                    return im.size, 1
+                if im.format == "PNG" and "exif" not in im.info:  # PIL would decode the pixels to look further
                     return im.size, 1
                 try:
                     orientation = int(im.getexif().get(0x0112, 1))

@@ -63,7 +63,7 @@ def main() -> None:
                                                          "and colorize's default match to the reference's")
     ap.add_argument("--figure", action="store_true", help="with --full: each model twice, the tiles' plain mean with "
                                                          "the model's lightness (before 2026-12-06) and colorize's "
-                                                         "default (firm tiles, the figure's lightness matched)")
+                                                         "default (firm tiles, the figure's lightness matched, its regions evened out)")
     ap.add_argument("--even", action="store_true", help="with --full: each model twice, without and with the "
                                                        "figure's regions evened out (--even-regions 0 and default)")
     ap.add_argument("--tile", type=int, default=360, help="largest side of a cell of the sheet in px")
