@@ -483,9 +483,14 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
     # the lightness a figure takes: the reference's pixels off its lines (and, on opaque paper, off its
     # background); the figure's own pixels: a sprite's opaque ones, or those off the paper around it
-    figure_pixels = reference_paper = None
+    figure_pixels = figure = reference_paper = None
     if views:
         figure_pixels = alpha > 0 if alpha is not None else ~paper_background(lines)
+        kept = np.zeros((*lines.shape, 1))  # the faces' feathers: where the face pass was blended in
+        for v in views:
+            if not v.tile and (part := v.square.inside(lines.shape)) is not None:
+                kept[part[0], part[1]] = np.maximum(kept[part[0], part[1]], v.square.weight()[part[2], part[3]])
+        figure = figure_pixels & (kept[..., 0] == 0)  # the faces keep the model's lightness
     if reference_rgba is not None and opts.match_lightness > 0 and views:
         reference_lines = LINES.sketch(flatten_alpha(reference_rgba), 0.5)
         reference_paper = reference_lines >= 128
@@ -494,11 +499,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     regions = None
     if views and opts.even_regions > 0:  # the figure's line-enclosed regions, evened at the main face's scale;
         regions = np.where(figure_pixels, line_regions(lines)[1], 0)  # the faces count, and keep their colours
-        sigma = opts.even_regions * next(v.square.side for v in views if not v.tile)
-        kept = np.zeros((*lines.shape, 1))  # by the feather they were blended in with: no seam at their edge
-        for v in views:
-            if not v.tile and (part := v.square.inside(lines.shape)) is not None:
-                kept[part[0], part[1]] = np.maximum(kept[part[0], part[1]], v.square.weight()[part[2], part[3]])
+        sigma = opts.even_regions * next(v.square.side for v in views if not v.tile)  # by their feather: no seam
     layers = []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
@@ -510,12 +511,9 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                 mosaic.add(v.square, resize_square(image, v.square.side).astype(np.float64),
                            confidence(image, v.square.side))
             colour = mosaic.over(colour)
-        figure = None if figure_pixels is None else figure_pixels.copy()  # a figure: the face pass found faces
         for j, v in enumerate(views, start=1):
             if not v.tile:
                 colour = v.square.blend(colour, resize_square(to_uint8(out[j * n + k]), v.square.side))
-                if (part := v.square.inside(figure.shape)) is not None:
-                    figure[part[0], part[1]] = False  # the face keeps the model's lightness
         if reference_rgba is not None:
             opaque = None if alpha is None else alpha > 0
             if figure is not None:

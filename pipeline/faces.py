@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.chroma import FIRM_POWER, firmness
+from pipeline.chroma import FIRM_POWER, chroma, firmness
 from pipeline.data.clean import CleanConfig, crop_square, detect_faces, square_box
 from pipeline.data.imageio import WHITE
 from pipeline.model.defaults import TILE_SCALE
@@ -116,10 +116,8 @@ def confidence(image: np.ndarray, side: int) -> np.ndarray:
     of clothes in pale patches."""
     from skimage.color import rgb2lab
 
-    lab = rgb2lab(image)
-    chroma = cv2.resize(np.hypot(lab[..., 1], lab[..., 2]).astype(np.float32), (side, side),
-                        interpolation=cv2.INTER_LINEAR)
-    return firmness(chroma, CONFIDENCE_POWER)
+    c = cv2.resize(chroma(rgb2lab(image)).astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+    return firmness(c, CONFIDENCE_POWER)
 
 
 def tile_side(face: Square, scale: float = TILE_SCALE) -> int:

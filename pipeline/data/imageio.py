@@ -26,11 +26,15 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".
 WHITE = (255, 255, 255)
 
 
-# EXIF orientation tag -> (transpose first, then np.rot90 quarter turns counter-clockwise),
-# the operations of PIL's ImageOps.exif_transpose on an (H, W, C) array
-_ORIENTATION = {2: (False, 0), 3: (False, 2), 4: (False, 2), 5: (True, 0), 6: (False, 3),
-                7: (True, 2), 8: (False, 1)}
-_FLIP_AFTER = {2, 4}  # mirrored without a turn: 2 left-right, 4 top-bottom (= 2 turned by 180)
+_UPRIGHT = {  # EXIF orientation tag -> PIL's ImageOps.exif_transpose on an (H, W, C) array
+    2: lambda a: a[:, ::-1],                      # mirrored left-right
+    3: lambda a: a[::-1, ::-1],                   # turned 180 degrees
+    4: lambda a: a[::-1],                         # mirrored top-bottom
+    5: lambda a: a.transpose(1, 0, 2),            # transposed
+    6: lambda a: np.rot90(a, -1),                 # turned a quarter clockwise
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # transposed the other way
+    8: lambda a: np.rot90(a, 1),                  # turned a quarter counter-clockwise
+}
 _DECODER_TURNS = {"TIFF"}  # formats whose orientation cv2's decoder applies itself
 
 
@@ -89,15 +93,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
 def upright(img: np.ndarray, orientation: int) -> np.ndarray:
     """(H, W, C) pixels as stored -> as shown, for an EXIF orientation 1-8 (cv2's IMREAD_UNCHANGED
     ignores the tag)."""
-    if orientation not in _ORIENTATION:
-        return img
-    transpose, turns = _ORIENTATION[orientation]
-    if transpose:
-        img = img.transpose(1, 0, 2)
-    img = np.rot90(img, turns)
-    if orientation in _FLIP_AFTER:
-        img = img[:, ::-1]
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(_UPRIGHT[orientation](img)) if orientation in _UPRIGHT else img
 
 
 def flatten_alpha(rgba: np.ndarray, background: tuple[int, int, int] = WHITE) -> np.ndarray:
