@@ -40,8 +40,8 @@ from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
-from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, largest_face_square, resize_square, tile_count,
-                            tiles)
+from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, largest_face_square, register, resize_square,
+                            tile_count, tiles)
 from pipeline.files import atomic_path
 from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks, line_regions, paper_background
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES
@@ -349,6 +349,7 @@ class ColorizeOptions:
     hints: tuple[Hint, ...] = ()  # colour hints: regions recoloured exactly after the model (hints.py)
     faces: bool = True        # colour each face found in a larger drawing again at face scale (faces.py)
     tiles: bool = True        # ... and the whole figure in face-sized tiles (faces.py; size: tile_scale)
+    align: bool = True        # the reference's parts for the face and the tiles by its lines laid on the drawing's
     tile_scale: float = TILE_SCALE  # the tiles' side, times the face square's
     match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
     match_lightness: float = LIGHTNESS  # the reference's lightness on a figure outside its faces, 0 to 1 (chroma.py)
@@ -371,6 +372,11 @@ def check_options(opts: ColorizeOptions) -> None:
         if not number or not math.isfinite(value) or not low <= value <= high:
             kind = "a whole number" if integer else "a number"
             raise AnimecolorError(f"{name} {shown(value)}: must be {kind} from {low} to {high}")
+    for name, value in (("auto levels", opts.auto_levels), ("binarize", opts.binarize),
+                        ("keep lines", opts.keep_lines), ("faces", opts.faces), ("tiles", opts.tiles),
+                        ("align", opts.align)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise AnimecolorError(f"{name} {shown(value)}: must be true or false")
     if opts.mode not in MODES:
         raise AnimecolorError(f"mode {shown(opts.mode)}: expected {', '.join(MODES)}")
     if not isinstance(opts.prompt, str):
@@ -558,7 +564,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     each face found, with the reference's own face square as its reference (else the whole
     reference), and with `opts.tiles` the figure in tiles of `opts.tile_scale` times the face's
     side, each with the part of the reference at the same place relative to the two faces, scaled
-    alike. `lines` is the drawing's full-size line
+    alike; with `opts.align` the first face's reference square is laid by the lines (`register`,
+    the reference mirrored when that fits better). `lines` is the drawing's full-size line
     layer (`prepare_sketch`): a drawing read as lines is cropped from it, so every square is read
     with the same levels as the whole; a colour picture's squares get their lines by XDoG at the
     model's size, as the whole does. Tiles of blank paper, and tiles whose part of the reference
@@ -579,11 +586,18 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
         return cv2.resize(square.crop(lines, 255), (size, size), interpolation=interpolation)
 
     said = f"{len(faces)} face{'s' * (len(faces) > 1)} coloured again at face scale"
-    reference = ref_face = None
+    reference = ref_face = laid = None
     if reference_rgba is not None:
         reference = flatten_alpha(reference_rgba)
-        ref_face = largest_face_square(reference)
+        ref_face = laid = largest_face_square(reference)
         said += ", from the reference's face" if ref_face is not None else " (no face found in the reference)"
+        if ref_face is not None and opts.align:
+            laid, mirrored, gain = register(lines, LINES.sketch(reference, 0.5), faces[0], ref_face)
+            if mirrored:
+                reference = np.ascontiguousarray(reference[:, ::-1])
+                ref_face = Square(reference.shape[1] - ref_face.x0 - ref_face.side, ref_face.y0, ref_face.side)
+            if gain:
+                said += f", laid on the drawing's lines{' mirrored' * mirrored} (correlation +{gain:.2f})"
 
     def reference_of(square: Square | None) -> np.ndarray | None:
         if reference is None:
@@ -602,7 +616,7 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
             if part is None or not np.any(lines[part[0], part[1]] < PAPER):
                 continue  # blank paper
             if reference is not None:
-                source = tile.mapped(faces[0], ref_face)
+                source = tile.mapped(faces[0], laid)
                 if source.coverage(reference.shape) < MIN_REFERENCE_COVERAGE:
                     continue  # its part of the reference is mostly outside the reference
                 views.append(_View(tile, sketch_of(tile), reference_of(source), True))
@@ -610,7 +624,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
                 views.append(_View(tile, sketch_of(tile), None, True))
         sized = "face-sized" if opts.tile_scale == 1 else f"{opts.tile_scale:g}x-face-sized"
         said += f"; the figure in {len(views)} {sized} tiles"
-    views += [_View(face, sketch_of(face), reference_of(ref_face), False) for face in faces]
+    views += [_View(face, sketch_of(face), reference_of(laid if j == 0 else ref_face), False)
+              for j, face in enumerate(faces)]
     return views, said
 
 

@@ -6,6 +6,10 @@ from a crop framed as `clean` frames training faces (its box grown by `clean.mar
 with the reference's own face crop as reference, and feathers that colour into the whole picture's
 colour layer before hints and lines. A drawing that is a face crop already (its face's crop more
 than `MAX_FACE_FRACTION` of its longer side) gets no face pass: its one pass is at face scale.
+
+Where the reference lies under the drawing comes first from the two face squares, then from the
+two pictures' lines laid on each other (`register`: scale, shift and mirror), since `animeface`
+frames one face differently in a line drawing and in a coloured picture.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ MAX_FACES = 8  # the largest faces of a group picture
 MIN_SIDE = 24  # a face square smaller than this (px) is too small to colour again
 FEATHER = 0.2  # the face pass fades into the whole picture over this share of its crop's side
 CONFIDENCE_POWER = FIRM_POWER  # a tile pixel's weight in the tiles' mean: `chroma.firmness` of its C*
+# laying the reference's lines on the drawing's (`register`): the search's working scale and range
+REGISTER_FACE = 48  # the drawing's face square's side at the working scale, px
+REGISTER_LONGEST = 1024  # ... unless that makes the drawing's longer side larger than this, px
+REGISTER_BLUR = 1.5  # the lines' Gaussian at the working scale, px: a basin for the search
+REGISTER_SCALE = 2.0  # scales from the face squares' ratio / this to times this ...
+REGISTER_STEPS = 15  # ... in this many log steps, then as many again within one step of the best
+REGISTER_REACH = 1.0  # shifts up to this many face sides from the face squares' centres matched
+REGISTER_MARGIN = 0.02  # the correlation the best placement must gain over the face squares' own to be taken
 
 
 @dataclass(frozen=True)
@@ -170,3 +182,88 @@ def largest_face_square(rgb: np.ndarray) -> Square | None:
 def resize_square(image: np.ndarray, side: int) -> np.ndarray:
     """A model-size square output scaled to `side` px (bicubic, as `colorize.unletterbox`)."""
     return cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC)
+
+
+def _ink(lines: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """A line layer (uint8, 255 = paper) as float32 ink (1 = line), shrunk by `scale` (INTER_AREA)."""
+    ink = (255.0 - lines.astype(np.float32)) / 255.0
+    return ink if scale >= 1 else cv2.resize(ink, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def _blurred(ink: np.ndarray, scale: float) -> np.ndarray:
+    """`ink` resized by `scale` and blurred by `REGISTER_BLUR`: what the search correlates."""
+    ink = cv2.resize(ink, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(ink, (0, 0), REGISTER_BLUR)
+
+
+def _window(image: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    """The (h, w) window of `image` at (x0, y0), zero outside it."""
+    out = np.zeros((h, w), image.dtype)
+    ys, xs = slice(max(y0, 0), min(y0 + h, image.shape[0])), slice(max(x0, 0), min(x0 + w, image.shape[1]))
+    if ys.stop > ys.start and xs.stop > xs.start:
+        out[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] = image[ys, xs]
+    return out
+
+
+def register(lines: np.ndarray, reference_lines: np.ndarray, face: Square,
+             ref_face: Square) -> tuple[Square, bool, float]:
+    """Where the reference lies under the drawing's `face`: its square there, whether the reference is
+    to be mirrored first, and the correlation gained. Found by laying the reference's line layer (and
+    its mirror image's) on the drawing's: the scale and shift whose normalised cross-correlation of
+    the two blurred layers is highest (`cv2.matchTemplate`), searched around the placement the two
+    face squares give. Animeface frames one character's face a little differently in a line drawing
+    and in a coloured picture; the figure's tiles take their part of the reference by this square,
+    and the face its crop. `ref_face` itself, unmirrored, with a gain of 0, when no placement beats
+    the face squares' own by `REGISTER_MARGIN` (a mirrored one must also beat the best unmirrored by
+    as much), or either layer is blank. The square is in the mirrored reference's frame when mirrored."""
+    k = min(REGISTER_FACE / face.side, REGISTER_LONGEST / max(lines.shape))
+    drawing = _blurred(_ink(lines), k)
+    if not drawing.any() or reference_lines.min() == 255:
+        return ref_face, False, 0.0
+    # the reference's ink shrunk once to the finest scale the search reads it at (its smallest scale's)
+    finest = min(1.0, k * face.side / ref_face.side * REGISTER_SCALE * 1.25)
+    ink = _ink(reference_lines, finest)
+    mirror = Square(reference_lines.shape[1] - ref_face.x0 - ref_face.side, ref_face.y0, ref_face.side)
+    own, best, square = _search(drawing, k, ink, finest, face, ref_face)
+    _, flipped, flipped_square = _search(drawing, k, np.ascontiguousarray(ink[:, ::-1]), finest, face, mirror)
+    if flipped - max(best, own) >= REGISTER_MARGIN:
+        return flipped_square, True, flipped - own
+    if best - own >= REGISTER_MARGIN:
+        return square, False, best - own
+    return ref_face, False, 0.0
+
+
+def _search(drawing: np.ndarray, k: float, ink: np.ndarray, finest: float, face: Square,
+            ref_face: Square) -> tuple[float, float, Square]:
+    """`register`'s search on one reference: (the face squares' placement's correlation, the best
+    correlation, the reference's square over `face` there). `drawing`: the drawing's blurred ink at
+    scale `k`; `ink`: the reference's at scale `finest`."""
+    reach = max(1, round(REGISTER_REACH * face.side * k))
+    h, w = drawing.shape
+    centre = np.array([face.x0, face.y0]) + face.side / 2
+    ref_centre = np.array([ref_face.x0, ref_face.y0]) + ref_face.side / 2
+
+    def best_at(scale: float) -> tuple[float, float, np.ndarray]:
+        """(best correlation, the centred placement's, the drawing's origin in reference px) at `scale`
+        (reference px per drawing px)."""
+        f = k / scale  # reference px -> working px
+        origin = np.round((ref_centre - scale * centre) * f).astype(int) - reach
+        canvas = _window(_blurred(ink, f / finest), *origin, w + 2 * reach, h + 2 * reach)
+        if not canvas.any():
+            return 0.0, 0.0, origin / f
+        score = np.nan_to_num(cv2.matchTemplate(canvas, drawing, cv2.TM_CCORR_NORMED))
+        y, x = np.unravel_index(np.argmax(score), score.shape)
+        return float(score[y, x]), float(score[reach, reach]), (origin + (x, y)) / f
+
+    s0 = ref_face.side / face.side
+    step = 2 * np.log(REGISTER_SCALE) / (REGISTER_STEPS - 1)
+    coarse = s0 * np.exp(np.linspace(-np.log(REGISTER_SCALE), np.log(REGISTER_SCALE), REGISTER_STEPS))
+    found = {float(s): best_at(s) for s in coarse}
+    own = found[float(coarse[REGISTER_STEPS // 2])][1]  # the face squares' placement (log step 0)
+    best = max(found, key=lambda s: found[s][0])
+    for s in best * np.exp(np.linspace(-step, step, REGISTER_STEPS)):
+        found.setdefault(float(s), best_at(s))
+    best = max(found, key=lambda s: found[s][0])
+    score, _, origin = found[best]
+    x0, y0 = origin + best * np.array([face.x0, face.y0])
+    return own, score, Square(round(x0), round(y0), max(1, round(best * face.side)))

@@ -132,7 +132,8 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    text_guidance: float = SAMPLING.text_guidance, layers: bool = False,
                    hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
                    match_chroma: float = MATCH_CHROMA, tile_scale: float = TILE_SCALE,
-                   match_lightness: float = MATCH_LIGHTNESS, even_regions: float = EVEN_REGIONS) -> dict:
+                   match_lightness: float = MATCH_LIGHTNESS, even_regions: float = EVEN_REGIONS,
+                   align: bool = True) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
@@ -141,7 +142,9 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     scale (`pipeline/faces.py`);
     `match_chroma` moves the colours' chroma that share of the way to the reference's,
     `match_lightness` a figure's lightness outside its faces, and `even_regions` evens the figure's
-    colours out inside each line-enclosed region (`pipeline/chroma.py`).
+    colours out inside each line-enclosed region (`pipeline/chroma.py`); `align` lays the reference
+    on the drawing by their lines (scale, shift, mirror) before the face and the tiles take their
+    parts of it (`pipeline/faces.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
@@ -201,7 +204,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
                            match_chroma=match_chroma, tile_scale=tile_scale,
-                           match_lightness=match_lightness, even_regions=even_regions)
+                           match_lightness=match_lightness, even_regions=even_regions, align=align)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -294,13 +297,17 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              even_regions: float = typer.Option(EVEN_REGIONS, help="With --faces, when a face is found: even "
                                                 "the figure's colours out inside each area its lines enclose "
                                                 "(outside its faces), over this many face sides (0: off; up to "
-                                                f"{MAX_EVEN:g}).")) -> None:
+                                                f"{MAX_EVEN:g})."),
+             align: bool = typer.Option(True, help="With --faces and a reference, when a face is found: lay the "
+                                                   "reference on the drawing by their lines (scale, shift, "
+                                                   "mirror) before the face and the tiles take their parts of it; "
+                                                   "--no-align: by the two faces alone.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
                             tuple(hint or ()), faces, tiles, match_chroma, tile_scale, match_lightness,
-                            even_regions)
+                            even_regions, align)
     if result["failed"]:
         raise typer.Exit(1)
 

@@ -114,7 +114,7 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
     whole, notice = run(faces=False)
     assert notice is None
     face_only, notice = run(faces=True, tiles=False, match_lightness=0.0, even_regions=0.0)
-    assert notice == "1 face coloured again at face scale, from the reference's face"
+    assert notice.startswith("1 face coloured again at face scale, from the reference's face")
     f = faces[0]
     inside = np.zeros(drawing.shape[:2], bool)
     inside[max(f.y0, 0):f.y0 + f.side, max(f.x0, 0):f.x0 + f.side] = True
@@ -211,7 +211,7 @@ def test_each_seed_of_a_batch_is_its_own_single_run(model_file, sprite, monkeypa
     assert not np.array_equal(both[0].colour, both[1].colour)
 
 
-def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True, tile_scale=1.0):
+def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True, tile_scale=1.0, align=True):
     """`_face_views` on a blank 300 x 200 drawing with one line box, the detections given."""
     rgb = np.full((300, 200, 3), 255, np.uint8)
     cv2.rectangle(rgb, (20, 20), (180, 280), (0, 0, 0), 2)
@@ -219,7 +219,8 @@ def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True,
     monkeypatch.setattr(C, "largest_face_square", lambda image: reference_square)
     lines = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full((300, 200), 255, np.uint8)])
-    return C._face_views(rgba, reference, lines, 32, ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale))
+    return C._face_views(rgba, reference, lines, 32,
+                         ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale, align=align))
 
 
 def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
@@ -238,24 +239,26 @@ def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
 
 def test_tile_scale_shrinks_the_tiles_and_their_parts_of_the_reference(monkeypatch):
     """`--tile-scale 0.5` on a 100 px face: 50 px tiles on the drawing, each with a part of the
-    reference scaled alike (the reference's face is 150 px: 75 px parts), and the notice says so."""
+    reference scaled alike (the reference's face is 150 px: 75 px parts), and the notice says so. The
+    reference placed by the face squares alone (`align=False`): the ramp's dark end reads as ink,
+    which laying the lines would move onto the drawing's box."""
     face, ref_face = Square(10, 10, 100), Square(30, 60, 150)  # the face's corner tile holds the box's corner
     ramp = np.tile(np.arange(200, dtype=np.uint8), (300, 1))  # every column its own grey: a crop's place shows
     reference = np.dstack([ramp] * 3 + [np.full((300, 200), 255, np.uint8)])
-    views, notice = _views(monkeypatch, face, ref_face, reference, tile_scale=0.5)
+    views, notice = _views(monkeypatch, face, ref_face, reference, tile_scale=0.5, align=False)
     tiled = [v for v in views if v.tile]
     assert {v.square.side for v in tiled} == {50} and f"in {len(tiled)} 0.5x-face-sized tiles" in notice
     at_face = next(v for v in tiled if (v.square.x0, v.square.y0) == (face.x0, face.y0))
     part = Square(face.x0, face.y0, 50).mapped(face, ref_face)
     assert part == Square(30, 60, 75)
     np.testing.assert_array_equal(at_face.reference, C.letterbox(part.crop(reference[..., :3]), 32)[0])
-    whole, _ = _views(monkeypatch, face, ref_face, reference)
+    whole, _ = _views(monkeypatch, face, ref_face, reference, align=False)
     assert len(tiled) > len([v for v in whole if v.tile]) > 0
     assert [v.square for v in views if not v.tile] == [face]  # the face pass keeps the face's own square
     monkeypatch.setattr(C, "MAX_TILES", len(tiles(face, (300, 200))))  # the default fits, 0.5 does not
-    views, notice = _views(monkeypatch, face, ref_face, reference, tile_scale=0.5)
+    views, notice = _views(monkeypatch, face, ref_face, reference, tile_scale=0.5, align=False)
     assert not any(v.tile for v in views) and notice.endswith("at tile scale 0.5; a larger --tile-scale takes fewer)")
-    views, notice = _views(monkeypatch, face, ref_face, reference)
+    views, notice = _views(monkeypatch, face, ref_face, reference, align=False)
     assert any(v.tile for v in views) and "face-sized tiles" in notice
 
 
@@ -333,7 +336,8 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
     runner = CliRunner()
     outputs = {}
     for flags in ([], ["--no-tiles"], ["--no-faces"],
-                  ["--tile-scale", "0.7", "--match-chroma", "0.3", "--match-lightness", "0.2", "--even-regions", "0.6"]):
+                  ["--tile-scale", "0.7", "--match-chroma", "0.3", "--match-lightness", "0.2", "--even-regions", "0.6",
+                   "--no-align"]):
         out = tmp_path / f"out{''.join(flags)}.png"
         result = runner.invoke(app, ["colorize", str(tmp_path / "figure.png"), "-r", str(tmp_path / "reference.png"),
                                      "--model", str(model_file), "-o", str(out), "--steps", "2", *flags])
@@ -348,6 +352,7 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
         scaled = "--tile-scale" in flags  # each number reaches its own knob
         assert ((params["tile_scale"], params["match_chroma"], params["match_lightness"], params["even_regions"])
                 == ((0.7, 0.3, 0.2, 0.6) if scaled else (1.0, 0.5, 0.5, 0.3)))
+        assert params["align"] is not scaled
         assert image.mode == "RGBA" and np.array_equal(np.asarray(image)[..., 3], drawing[..., 3])
         outputs[tuple(flags)] = np.asarray(image)
     assert len({a.tobytes() for a in outputs.values()}) == 4
@@ -374,3 +379,84 @@ def test_the_app_colours_a_figure_with_the_face_pass_unless_it_is_unticked(model
         assert a.mode == "RGBA" and not np.array_equal(np.asarray(a), np.asarray(b))
         faces = [json.loads(image.text["animecolor"])["faces"] for image in (a, b)]
         assert faces == [True, False]
+
+
+def _figure_lines(seed: int = 3) -> np.ndarray:
+    """A 360 x 240 line drawing (255 paper) of a lopsided figure: a head, a body and scattered loops."""
+    rng = np.random.default_rng(seed)
+    lines = np.full((360, 240), 255, np.uint8)
+    cv2.circle(lines, (120, 80), 38, 0, 2)
+    cv2.polylines(lines, [np.array([[90, 120], [60, 330], [190, 330], [150, 120]], np.int32)], True, 0, 2)
+    cv2.line(lines, (150, 140), (225, 230), 0, 2)  # one arm only
+    for _ in range(14):
+        centre = (int(rng.integers(30, 210)), int(rng.integers(60, 340)))
+        axes = (int(rng.integers(6, 22)), int(rng.integers(4, 14)))
+        cv2.ellipse(lines, centre, axes, float(rng.integers(0, 180)), 0, 360, 0, 2)
+    return lines
+
+
+def _laid(lines: np.ndarray, scale: float, shift: tuple[int, int], shape=(420, 300)) -> np.ndarray:
+    """`lines` scaled and shifted onto white paper of `shape`: a reference in another framing."""
+    matrix = np.float32([[scale, 0, shift[0]], [0, scale, shift[1]]])
+    return cv2.warpAffine(lines, matrix, shape[::-1], flags=cv2.INTER_AREA, borderValue=255)
+
+
+def _close(a: Square, b: Square, px: int = 4) -> bool:
+    return abs(a.x0 - b.x0) <= px and abs(a.y0 - b.y0) <= px and abs(a.side - b.side) <= px
+
+
+def test_register_finds_the_scale_and_shift_the_face_squares_miss():
+    """The reference is the drawing 1.2x larger and shifted; its face square as animeface framed it
+    in colour is off by 11 px and 17 %: the lines put the square back where the drawing's face is."""
+    from pipeline.faces import REGISTER_MARGIN, register
+
+    lines, face = _figure_lines(), Square(80, 40, 80)
+    reference = _laid(lines, 1.2, (25, -10))
+    truth = Square(121, 38, 96)  # the face square carried by the same scale and shift
+    square, mirrored, gain = register(lines, reference, face, Square(110, 50, 80))
+    assert _close(square, truth) and not mirrored and gain >= REGISTER_MARGIN, (square, gain)
+    # already right: nothing to gain, the face squares' own placement is kept as it is
+    assert register(lines, reference, face, truth) == (truth, False, 0.0)
+    # a blank reference or drawing: nothing to lay, the face squares' placement
+    blank = np.full_like(reference, 255)
+    assert register(lines, blank, face, Square(110, 50, 80)) == (Square(110, 50, 80), False, 0.0)
+    assert register(np.full_like(lines, 255), reference, face, truth) == (truth, False, 0.0)
+
+
+def test_register_mirrors_a_reference_that_faces_the_other_way():
+    """The reference above flipped left to right (the character facing the other way): laid back
+    mirrored, with the square in the mirrored reference's frame (where the drawing's face is)."""
+    from pipeline.faces import register
+
+    lines, face = _figure_lines(), Square(80, 40, 80)
+    flipped = np.ascontiguousarray(_laid(lines, 1.2, (25, -10))[:, ::-1])
+    off = Square(300 - 110 - 80, 50, 80)  # the off square in the flipped picture
+    square, mirrored, _ = register(lines, flipped, face, off)
+    assert mirrored and _close(square, Square(121, 38, 96)), square
+
+
+def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
+    """colorize's face view gets the reference's crop at the laid square, the tiles their parts by it,
+    and the notice says so; `align=False` keeps the face squares' own placement (before 2026-12-06)."""
+    lines, face, off = _figure_lines(), Square(80, 40, 80), Square(110, 50, 80)
+    reference = np.dstack([_laid(lines, 1.2, (25, -10))] * 3 + [np.full((420, 300), 255, np.uint8)])
+    drawing = np.dstack([lines] * 3 + [np.full(lines.shape, 255, np.uint8)])
+    monkeypatch.setattr(C, "drawing_faces", lambda image: [face])
+    monkeypatch.setattr(C, "largest_face_square", lambda image: off)
+    crop = lambda square: C.letterbox(square.crop(reference[..., :3]), 32)[0].astype(int)  # noqa: E731
+    for align in (True, False):
+        views, notice = C._face_views(drawing, reference, lines, 32, ColorizeOptions(mode="lines", align=align))
+        (face_view,) = [v for v in views if not v.tile]
+        laid = abs(face_view.reference - crop(Square(121, 38, 96))).mean()
+        as_framed = abs(face_view.reference - crop(off)).mean()
+        if align:
+            assert laid < 0.3 * as_framed and "laid on the drawing's lines (correlation +" in notice, notice
+        else:
+            assert as_framed == 0 and "laid" not in notice
+    monkeypatch.setattr(C, "largest_face_square", lambda image: Square(300 - 110 - 80, 50, 80))
+    views, notice = C._face_views(drawing, np.ascontiguousarray(reference[:, ::-1]), lines, 32,
+                                  ColorizeOptions(mode="lines"))
+    (face_view,) = [v for v in views if not v.tile]
+    assert "laid on the drawing's lines mirrored" in notice
+    laid, as_framed = (abs(face_view.reference - crop(square)).mean() for square in (Square(121, 38, 96), off))
+    assert laid < 0.3 * as_framed

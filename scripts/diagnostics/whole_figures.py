@@ -1,7 +1,7 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
-        [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference]
+        [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -17,7 +17,9 @@ with the face pass (`faces.py`) and without it, all three with the model's own c
 times the face square's side (`colorize --tile-scale`), and `face_pass`, `tiles` and `tiles_chroma`
 take the reference's lightness on the figure outside its faces as `colorize --match-lightness`
 does (the default, 0.5), and the figure's colours evened out inside its line-enclosed regions
-as `colorize --even-regions` (the default, 0.3). `--mirror-reference` flips every reference left
+as `colorize --even-regions` (the default, 0.3); the face pass and the tiles take their parts of
+the reference laid on the drawing by its lines as `colorize --align` does (the default;
+`--no-align`: by the two face squares alone). `--mirror-reference` flips every reference left
 to right: a reference in another layout than the drawing's. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
 whole-picture pass at that size would give.
@@ -98,6 +100,8 @@ def main() -> None:
                          "sides (colorize --even-regions; 0: off)")
     ap.add_argument("--tile-scale", type=float, default=TILE_SCALE,
                     help="the tiles' side, times the face square's (colorize --tile-scale)")
+    ap.add_argument("--no-align", dest="align", action="store_false",
+                    help="the reference's parts by the two face squares alone (colorize --no-align)")
     ap.add_argument("--mirror-reference", action="store_true",
                     help="flip every reference left to right (a reference in another layout)")
     args = ap.parse_args()
@@ -126,7 +130,8 @@ def main() -> None:
                                            ("tiles", True, True, 0.0), ("tiles_chroma", True, True, args.match_chroma)):
             opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles,
                                    match_chroma=chroma, tile_scale=args.tile_scale,
-                                   match_lightness=args.match_lightness, even_regions=args.even_regions)
+                                   match_lightness=args.match_lightness, even_regions=args.even_regions,
+                                   align=args.align)
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
             rows.append({**pair, "candidate": name, "face_pass": bool(notice),
                          **scores(flatten_alpha(colored.image()), truth, opaque, face, lpips)})
@@ -138,7 +143,7 @@ def main() -> None:
     columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
           f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}"
-          + ", references mirrored" * args.mirror_reference)
+          + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align))
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
@@ -153,7 +158,7 @@ def main() -> None:
                                          "match_chroma": args.match_chroma,
                                          "tile_scale": args.tile_scale,
                                          "match_lightness": args.match_lightness,
-                                         "even_regions": args.even_regions,
+                                         "even_regions": args.even_regions, "align": args.align,
                                          "confidence_power": CONFIDENCE_POWER,
                                          "mirror_reference": args.mirror_reference, "mean": means,
                                          "pairs": rows}, indent=1))

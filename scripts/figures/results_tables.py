@@ -190,6 +190,20 @@ def even_table(root: Path) -> str:
                    "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
 
 
+def align_table(root: Path) -> str:
+    """`whole_figures.py [--mirror-reference]` runs under docs/results/real-art/whole-figures/align/
+    (MODEL-eEVEN[m].json, the reference laid on the drawing by its lines, from 2026-12-06), beside the
+    same models' runs under even/ (laid by the face squares alone): the tiles' rows."""
+    folder = root / "docs/results/real-art/whole-figures"
+    rows = [[model, layout, "lines" if run.get("align") else "face squares", tiles["psnr"], tiles["lpips"],
+             tiles["chroma_ratio"], tiles["face_psnr"], matched["psnr"], matched["lpips"], matched["chroma_ratio"]]
+            for model, layout, run, tiles, matched in _tiles_runs([*folder.glob("align/*.json"),
+                                                                   *folder.glob("even/*.json")])]
+    rows.sort(key=lambda row: (row[0], row[1], row[2] == "lines"))
+    return _table(["model", "reference", "reference laid by", "psnr", "lpips", "chroma_ratio", "face_psnr",
+                   "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline_table,
     "synthetic-full": lambda root: evaluate_table(_full(root)),
@@ -218,6 +232,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-tile-scale": tile_scale_table,
     "whole-figures-lightness": lightness_table,
     "whole-figures-even": even_table,
+    "whole-figures-align": align_table,
 }
 
 
