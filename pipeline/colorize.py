@@ -471,7 +471,9 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
-    views, face_notice = _face_views(sketch_rgba, reference_rgba, lines, size, opts)
+    views, face_notice, mirrored = _face_views(sketch_rgba, reference_rgba, lines, size, opts)
+    if mirrored:  # the reference faces the other way (`faces.register`): the whole picture takes it turned too
+        reference_rgba = np.ascontiguousarray(reference_rgba[:, ::-1])
     n, k_views = len(seeds), 1 + len(views)  # the whole drawing, then each view, per seed
     s = torch.stack([to_tensor(x) for x in [sketch, *(v.sketch for v in views)]]).repeat_interleave(n, 0).to(device)
     if reference_rgba is None:
@@ -559,23 +561,23 @@ class _View:
 
 
 def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, lines: np.ndarray, size: int,
-                opts: ColorizeOptions) -> tuple[list[_View], str | None]:
-    """The squares of a larger drawing coloured again at face scale (`faces.py`), and a notice:
-    each face found, with the reference's own face square as its reference (else the whole
-    reference), and with `opts.tiles` the figure in tiles of `opts.tile_scale` times the face's
-    side, each with the part of the reference at the same place relative to the two faces, scaled
-    alike; with `opts.align` the first face's reference square is laid by the lines (`register`,
-    the reference mirrored when that fits better). `lines` is the drawing's full-size line
+                opts: ColorizeOptions) -> tuple[list[_View], str | None, bool]:
+    """The squares of a larger drawing coloured again at face scale (`faces.py`), a notice, and
+    whether the reference was mirrored: each face found, with the reference's own face square as
+    its reference (else the whole reference), and with `opts.tiles` the figure in tiles of
+    `opts.tile_scale` times the face's side, each with the part of the reference at the same place
+    relative to the two faces, scaled alike; with `opts.align` the first face's reference square
+    is laid by the lines (`register`), the reference mirrored when that fits better. `lines` is the drawing's full-size line
     layer (`prepare_sketch`): a drawing read as lines is cropped from it, so every square is read
     with the same levels as the whole; a colour picture's squares get their lines by XDoG at the
     model's size, as the whole does. Tiles of blank paper, and tiles whose part of the reference
     lies less than `MIN_REFERENCE_COVERAGE` on it, are left to the whole-picture pass."""
     if not opts.faces:
-        return [], None
+        return [], None, False
     rgb = flatten_alpha(sketch_rgba)
     faces = drawing_faces(rgb)
     if not faces:
-        return [], None
+        return [], None, False
     xdog = reads_as_colour(rgb, opts.mode)
 
     def sketch_of(square: Square) -> np.ndarray:
@@ -587,6 +589,7 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
 
     said = f"{len(faces)} face{'s' * (len(faces) > 1)} coloured again at face scale"
     reference = ref_face = laid = None
+    mirrored = False
     if reference_rgba is not None:
         reference = flatten_alpha(reference_rgba)
         ref_face = laid = largest_face_square(reference)
@@ -626,7 +629,7 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
         said += f"; the figure in {len(views)} {sized} tiles"
     views += [_View(face, sketch_of(face), reference_of(laid if j == 0 else ref_face), False)
               for j, face in enumerate(faces)]
-    return views, said
+    return views, said, mirrored
 
 
 def layer_paths(path: Path) -> tuple[Path, Path]:

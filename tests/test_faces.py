@@ -220,7 +220,7 @@ def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True,
     lines = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full((300, 200), 255, np.uint8)])
     return C._face_views(rgba, reference, lines, 32,
-                         ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale, align=align))
+                         ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale, align=align))[:2]
 
 
 def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
@@ -445,7 +445,9 @@ def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
     monkeypatch.setattr(C, "largest_face_square", lambda image: off)
     crop = lambda square: C.letterbox(square.crop(reference[..., :3]), 32)[0].astype(int)  # noqa: E731
     for align in (True, False):
-        views, notice = C._face_views(drawing, reference, lines, 32, ColorizeOptions(mode="lines", align=align))
+        views, notice, mirrored = C._face_views(drawing, reference, lines, 32,
+                                                ColorizeOptions(mode="lines", align=align))
+        assert not mirrored
         (face_view,) = [v for v in views if not v.tile]
         laid = abs(face_view.reference - crop(Square(121, 38, 96))).mean()
         as_framed = abs(face_view.reference - crop(off)).mean()
@@ -454,9 +456,32 @@ def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
         else:
             assert as_framed == 0 and "laid" not in notice
     monkeypatch.setattr(C, "largest_face_square", lambda image: Square(300 - 110 - 80, 50, 80))
-    views, notice = C._face_views(drawing, np.ascontiguousarray(reference[:, ::-1]), lines, 32,
-                                  ColorizeOptions(mode="lines"))
+    views, notice, mirrored = C._face_views(drawing, np.ascontiguousarray(reference[:, ::-1]), lines, 32,
+                                            ColorizeOptions(mode="lines"))
+    assert mirrored
     (face_view,) = [v for v in views if not v.tile]
     assert "laid on the drawing's lines mirrored" in notice
     laid, as_framed = (abs(face_view.reference - crop(square)).mean() for square in (Square(121, 38, 96), off))
     assert laid < 0.3 * as_framed
+
+
+def test_a_mirrored_reference_is_turned_for_the_whole_picture_too(model_file, monkeypatch):
+    """When `register` mirrors the reference, the whole-picture pass gets it mirrored as well (one
+    placement for every pass); without a mirror it gets the reference as given."""
+    lines = _figure_lines()
+    drawing = np.dstack([lines] * 3 + [np.full(lines.shape, 255, np.uint8)])
+    reference = np.dstack([_laid(lines, 1.2, (25, -10))] * 3 + [np.full((420, 300), 255, np.uint8)])
+    reference[:40, :60, :3] = (200, 30, 30)  # a red corner: which way round the whole pass saw it
+    model, diffusion, info = load_model(model_file)
+    monkeypatch.setattr(C, "drawing_faces", lambda image: [Square(80, 40, 80)])
+    monkeypatch.setattr(C, "largest_face_square", lambda image: Square(110, 50, 80))
+    seen = []
+    prepare = C.prepare_reference
+    monkeypatch.setattr(C, "prepare_reference", lambda rgba, size: seen.append(rgba) or prepare(rgba, size))
+    for mirrored in (True, False):
+        monkeypatch.setattr(C, "register", lambda *a, m=mirrored: (Square(121, 38, 96), m, 0.1))
+        seen.clear()
+        _, notice = colorize_layers(model, diffusion, drawing, reference, ColorizeOptions(sample_steps=1, mode="lines"),
+                                    [0], info=info)
+        assert ("laid on the drawing's lines mirrored" in notice) == mirrored
+        assert np.array_equal(seen[0], reference[:, ::-1] if mirrored else reference)
