@@ -596,6 +596,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
         said += ", from the reference's face" if ref_face is not None else " (no face found in the reference)"
         if ref_face is not None and opts.align:
             laid, mirrored, gain = register(lines, LINES.sketch(reference, 0.5), faces[0], ref_face)
+            if laid.coverage(reference.shape) < min(MIN_REFERENCE_COVERAGE, ref_face.coverage(reference.shape)):
+                laid, mirrored, gain = ref_face, False, 0.0  # the face's crop would fall off the reference
             if mirrored:
                 reference = np.ascontiguousarray(reference[:, ::-1])
                 ref_face = Square(reference.shape[1] - ref_face.x0 - ref_face.side, ref_face.y0, ref_face.side)

@@ -205,6 +205,20 @@ def _window(image: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
     return out
 
 
+def _canvas(ink: np.ndarray, scale: float, origin: np.ndarray, w: int, h: int) -> np.ndarray:
+    """The (h, w) window at `origin` (px at `scale`) of `ink` resized by `scale` and blurred
+    (`_blurred`), zero outside it. A reference much larger than the window at that scale (a small
+    face in a large picture) is cropped around the window first, so the cost stays the window's;
+    the crop's offset is then rounded to the nearest pixel at `scale`."""
+    if ink.shape[0] * ink.shape[1] * scale ** 2 <= 4 * w * h:
+        return _window(_blurred(ink, scale), *origin, w, h)
+    pad = int(np.ceil(3 * REGISTER_BLUR)) + 1  # the blur's reach, px at `scale`
+    x0, y0 = np.floor((origin - pad) / scale).astype(int)
+    x1, y1 = np.ceil((origin + (w, h) + pad) / scale).astype(int) + 1
+    part = _blurred(_window(ink, x0, y0, x1 - x0, y1 - y0), scale)
+    return _window(part, *(origin - np.round(np.array([x0, y0]) * scale).astype(int)), w, h)
+
+
 def register(lines: np.ndarray, reference_lines: np.ndarray, face: Square,
              ref_face: Square) -> tuple[Square, bool, float]:
     """Where the reference lies under the drawing's `face`: its square there, whether the reference is
@@ -215,7 +229,10 @@ def register(lines: np.ndarray, reference_lines: np.ndarray, face: Square,
     and in a coloured picture; the figure's tiles take their part of the reference by this square,
     and the face its crop. `ref_face` itself, unmirrored, with a gain of 0, when no placement beats
     the face squares' own by `REGISTER_MARGIN` (a mirrored one must also beat the best unmirrored by
-    as much), or either layer is blank. The square is in the mirrored reference's frame when mirrored."""
+    as much), or either layer is blank. The square is in the mirrored reference's frame when mirrored.
+    Both layers: uint8 grey (H, W), 255 = paper."""
+    if lines.ndim != 2 or reference_lines.ndim != 2:
+        raise ValueError(f"register: line layers are grey (H, W), got {lines.shape} and {reference_lines.shape}")
     k = min(REGISTER_FACE / face.side, REGISTER_LONGEST / max(lines.shape))
     drawing = _blurred(_ink(lines), k)
     if not drawing.any() or reference_lines.min() == 255:
@@ -248,9 +265,9 @@ def _search(drawing: np.ndarray, k: float, ink: np.ndarray, finest: float, face:
         (reference px per drawing px)."""
         f = k / scale  # reference px -> working px
         origin = np.round((ref_centre - scale * centre) * f).astype(int) - reach
-        canvas = _window(_blurred(ink, f / finest), *origin, w + 2 * reach, h + 2 * reach)
+        canvas = _canvas(ink, f / finest, origin, w + 2 * reach, h + 2 * reach)
         if not canvas.any():
-            return 0.0, 0.0, origin / f
+            return 0.0, 0.0, (origin + reach) / f
         score = np.nan_to_num(cv2.matchTemplate(canvas, drawing, cv2.TM_CCORR_NORMED))
         y, x = np.unravel_index(np.argmax(score), score.shape)
         return float(score[y, x]), float(score[reach, reach]), (origin + (x, y)) / f

@@ -298,10 +298,10 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                 "the figure's colours out inside each area its lines enclose "
                                                 "(outside its faces), over this many face sides (0: off; up to "
                                                 f"{MAX_EVEN:g})."),
-             align: bool = typer.Option(True, help="With --faces and a reference, when a face is found: lay the "
-                                                   "reference on the drawing by their lines (scale, shift, "
-                                                   "mirror) before the face and the tiles take their parts of it; "
-                                                   "--no-align: by the two faces alone.")) -> None:
+             align: bool = typer.Option(True, help="With --faces, when a face is found in the drawing and the "
+                                                   "reference: lay the reference on the drawing by their lines "
+                                                   "(scale, shift, mirror) before the face and the tiles take "
+                                                   "their parts of it; --no-align: by the two faces alone.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,

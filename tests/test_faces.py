@@ -437,13 +437,18 @@ def test_register_mirrors_a_reference_that_faces_the_other_way():
 
 def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
     """colorize's face view gets the reference's crop at the laid square, the tiles their parts by it,
-    and the notice says so; `align=False` keeps the face squares' own placement (before 2026-12-06)."""
-    lines, face, off = _figure_lines(), Square(80, 40, 80), Square(110, 50, 80)
+    and the notice says so; `align=False` keeps the face squares' own placement (before 2026-12-06).
+    Mirrored, a second face keeps the reference's own face square, carried into the mirrored frame."""
+    from pipeline.faces import register
+
+    lines, face, off = _figure_lines(), Square(80, 40, 80), Square(104, 52, 80)  # off centre
     reference = np.dstack([_laid(lines, 1.2, (25, -10))] * 3 + [np.full((420, 300), 255, np.uint8)])
     drawing = np.dstack([lines] * 3 + [np.full(lines.shape, 255, np.uint8)])
     monkeypatch.setattr(C, "drawing_faces", lambda image: [face])
     monkeypatch.setattr(C, "largest_face_square", lambda image: off)
-    crop = lambda square: C.letterbox(square.crop(reference[..., :3]), 32)[0].astype(int)  # noqa: E731
+    crop = lambda square, ref=reference: C.letterbox(square.crop(ref[..., :3]), 32)[0].astype(int)  # noqa: E731
+    laid_square = register(lines, LINES.sketch(reference[..., :3], 0.5), face, off)[0]
+    assert _close(laid_square, Square(121, 38, 96))
     for align in (True, False):
         views, notice, mirrored = C._face_views(drawing, reference, lines, 32,
                                                 ColorizeOptions(mode="lines", align=align))
@@ -455,15 +460,19 @@ def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
             assert laid < 0.3 * as_framed and "laid on the drawing's lines (correlation +" in notice, notice
         else:
             assert as_framed == 0 and "laid" not in notice
-    monkeypatch.setattr(C, "largest_face_square", lambda image: Square(300 - 110 - 80, 50, 80))
-    views, notice, mirrored = C._face_views(drawing, np.ascontiguousarray(reference[:, ::-1]), lines, 32,
-                                            ColorizeOptions(mode="lines"))
-    assert mirrored
-    (face_view,) = [v for v in views if not v.tile]
-    assert "laid on the drawing's lines mirrored" in notice
-    laid, as_framed = (abs(face_view.reference - crop(square)).mean() for square in (Square(121, 38, 96), off))
+        tiled = [v for v in views if v.tile]
+        assert tiled and all(np.array_equal(v.reference, crop(v.square.mapped(face, laid_square if align else off)))
+                             for v in tiled)
+    second = Square(20, 250, 60)
+    monkeypatch.setattr(C, "drawing_faces", lambda image: [face, second])
+    flipped = np.ascontiguousarray(reference[:, ::-1])
+    monkeypatch.setattr(C, "largest_face_square", lambda image: Square(300 - 104 - 80, 52, 80))  # `off`, flipped
+    views, notice, mirrored = C._face_views(drawing, flipped, lines, 32, ColorizeOptions(mode="lines"))
+    assert mirrored and "laid on the drawing's lines mirrored" in notice
+    first, other = [v for v in views if not v.tile]
+    laid, as_framed = (abs(first.reference - crop(square)).mean() for square in (Square(121, 38, 96), off))
     assert laid < 0.3 * as_framed
-
+    assert np.array_equal(other.reference, crop(off)) and other.square == second  # the reference turned back
 
 def test_a_mirrored_reference_is_turned_for_the_whole_picture_too(model_file, monkeypatch):
     """When `register` mirrors the reference, the whole-picture pass gets it mirrored as well (one
@@ -485,3 +494,36 @@ def test_a_mirrored_reference_is_turned_for_the_whole_picture_too(model_file, mo
                                     [0], info=info)
         assert ("laid on the drawing's lines mirrored" in notice) == mirrored
         assert np.array_equal(seen[0], reference[:, ::-1] if mirrored else reference)
+
+
+def test_register_finds_a_small_face_in_a_large_reference():
+    """A 2000 x 1500 reference holding the figure at 0.35x (a 28 px face square): the search reads
+    the reference around each window only (the whole picture enlarged 3.5x at every scale took
+    1.7 s and 400 MB), and still lays it exactly."""
+    from pipeline.faces import register
+
+    lines = _figure_lines()
+    reference = _laid(lines, 0.35, (900, 700), shape=(1500, 2000))
+    square, mirrored, gain = register(lines, reference, Square(80, 40, 80), Square(935, 722, 24))
+    assert _close(square, Square(928, 714, 28), px=2) and not mirrored and gain > 0.1, square
+    with pytest.raises(ValueError, match="grey"):
+        register(np.dstack([lines] * 3), reference, Square(80, 40, 80), Square(935, 722, 24))
+
+
+def test_a_laid_face_square_that_falls_off_the_reference_is_not_taken(monkeypatch):
+    """The lines would lay the face square half off the reference's top left (a bust cropped at the
+    face): its crop would be half white paper, so the face squares' own placement stays."""
+    from pipeline.faces import register
+
+    lines, face = _figure_lines(), Square(80, 40, 80)
+    reference = np.dstack([_laid(lines, 1.0, (-100, -60), shape=(300, 240))] * 3
+                          + [np.full((300, 240), 255, np.uint8)])
+    own = Square(0, 0, 70)
+    laid = register(lines, LINES.sketch(reference[..., :3], 0.5), face, own)[0]
+    assert _close(laid, Square(-20, -20, 80)) and laid.coverage(reference.shape) < C.MIN_REFERENCE_COVERAGE
+    monkeypatch.setattr(C, "drawing_faces", lambda image: [face])
+    monkeypatch.setattr(C, "largest_face_square", lambda image: own)
+    drawing = np.dstack([lines] * 3 + [np.full(lines.shape, 255, np.uint8)])
+    views, notice, mirrored = C._face_views(drawing, reference, lines, 32, ColorizeOptions(mode="lines", tiles=False))
+    assert not mirrored and "laid" not in notice
+    assert np.array_equal(views[0].reference, C.letterbox(own.crop(reference[..., :3]), 32)[0])
