@@ -567,11 +567,12 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     its reference (else the whole reference), and with `opts.tiles` the figure in tiles of
     `opts.tile_scale` times the face's side, each with the part of the reference at the same place
     relative to the two faces, scaled alike; with `opts.align` the first face's reference square
-    is laid by the lines (`register`), the reference mirrored when that fits better. `lines` is the drawing's full-size line
-    layer (`prepare_sketch`): a drawing read as lines is cropped from it, so every square is read
-    with the same levels as the whole; a colour picture's squares get their lines by XDoG at the
-    model's size, as the whole does. Tiles of blank paper, and tiles whose part of the reference
-    lies less than `MIN_REFERENCE_COVERAGE` on it, are left to the whole-picture pass."""
+    is laid by the lines (`register`), the reference mirrored when that fits better. `lines` is
+    the drawing's full-size line layer (`prepare_sketch`): a drawing read as lines is cropped from
+    it, so every square is read with the same levels as the whole; a colour picture's squares get
+    their lines by XDoG at the model's size, as the whole does. Tiles of blank paper, and tiles
+    whose part of the reference lies less than `MIN_REFERENCE_COVERAGE` on it, are left to the
+    whole-picture pass."""
     if not opts.faces:
         return [], None, False
     rgb = flatten_alpha(sketch_rgba)
