@@ -57,6 +57,7 @@ MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
 MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of this many
 MAX_TILES = 256  # a figure needing more tiles (a tiny face in a huge picture, small tiles) gets its faces only
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
+CLOSE_GAPS = 0.025  # a figure on opaque paper: gaps in its outline up to twice this many face sides are sealed
 MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
 
 
@@ -493,7 +494,9 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     # background); the figure's own pixels: a sprite's opaque ones, or those off the paper around it
     figure_pixels = figure = reference_paper = None
     if views:
-        figure_pixels = alpha > 0 if alpha is not None else ~paper_background(lines)
+        main = next(v.square.side for v in views if not v.tile)  # on opaque paper: the outline's gaps
+        figure_pixels = (alpha > 0 if alpha is not None  # sealed, the frame's bottom taken as a line
+                         else ~paper_background(lines, close=round(CLOSE_GAPS * main), bottom=False))
         kept = np.zeros((*lines.shape, 1))  # the faces' feathers: where the face pass was blended in
         for v in views:
             if not v.tile and (part := v.square.inside(lines.shape)) is not None:
@@ -507,7 +510,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     regions = None
     if views and opts.even_regions > 0:  # the figure's line-enclosed regions, evened at the main face's scale;
         regions = np.where(figure_pixels, line_regions(lines)[1], 0)  # the faces count, and keep their colours
-        sigma = opts.even_regions * next(v.square.side for v in views if not v.tile)  # by their feather: no seam
+        sigma = opts.even_regions * main  # the faces' colours come back by their feather: no seam
     layers = []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
@@ -523,7 +526,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
             if not v.tile:
                 colour = v.square.blend(colour, resize_square(to_uint8(out[j * n + k]), v.square.side))
         if reference_rgba is not None:
-            opaque = None if alpha is None else alpha > 0
+            opaque = figure_pixels if alpha is None else alpha > 0  # a figure on paper: not the paper's haze
             if figure is not None:
                 colour = match_lightness(colour, reference_rgba, opts.match_lightness, figure, reference_paper)
             colour = match_chroma(colour, reference_rgba, opts.match_chroma, opaque)

@@ -95,13 +95,23 @@ def line_regions(lines: np.ndarray) -> tuple[int, np.ndarray]:
     return count - 1, labels
 
 
-def paper_background(lines: np.ndarray) -> np.ndarray:
+def paper_background(lines: np.ndarray, close: int = 0, bottom: bool = True) -> np.ndarray:
     """The line layer (uint8 (H, W), 255 = paper) -> bool (H, W): the paper areas (`line_regions`)
     that touch the picture's edge, the background of a drawing on opaque paper. A figure whose
-    lines leave a gap to the edge loses that area to the background too."""
-    _, labels = line_regions(lines)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return np.isin(labels, edge[edge > 0])
+    lines leave a gap to the edge loses that area to the background too, unless `close` (px) seals
+    gaps up to twice that wide first (the lines thickened by `close` to find the areas, which then
+    grow back by as much over the paper); `bottom=False` leaves out areas that touch the picture's
+    bottom edge only (a figure cut off by the frame at its feet or chest)."""
+    paper = binarize_lines(lines) == 255
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * close + 1, 2 * close + 1)) if close > 0 else None
+    open_paper = paper if kernel is None else cv2.dilate((~paper).astype(np.uint8), kernel) == 0
+    _, labels = cv2.connectedComponents(open_paper.astype(np.uint8), connectivity=4)
+    edges = [labels[0], labels[:, 0], labels[:, -1]] + [labels[-1]] * bottom
+    edge = np.unique(np.concatenate(edges))
+    background = np.isin(labels, edge[edge > 0])
+    if kernel is not None:
+        background = (cv2.dilate(background.astype(np.uint8), kernel) > 0) & paper
+    return background
 
 
 def hint_masks(hints: list[Hint] | tuple[Hint, ...], lines: np.ndarray,

@@ -147,7 +147,9 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
 
 def test_an_opaque_figures_paper_stays_white_under_the_lightness_match(model_file, sprite):
     """A drawing on opaque paper (no alpha): the figure takes the reference's lightness and is
-    evened out, the paper around it is not (it was greyed with it)."""
+    evened out, the paper around it is not (it was greyed with it). The figure is told from the
+    paper with its outline's gaps sealed and the frame's bottom edge as a line (its skirt, cut off
+    there, was taken for paper)."""
     drawing, reference = sprite
     paper = np.dstack([flatten_alpha(drawing), np.full(drawing.shape[:2], 255, np.uint8)])
     model, diffusion, info = load_model(model_file)
@@ -159,9 +161,12 @@ def test_an_opaque_figures_paper_stays_white_under_the_lightness_match(model_fil
         assert colored.alpha is None
         outs.append(colored.colour.astype(int))
     around = drawing[..., 3] == 0  # the sprite's transparent background, white paper here
-    background = paper_background(colored.lines)  # its part reaching the edge: the paper, exactly kept
+    side = drawing_faces(flatten_alpha(drawing))[0].side  # the paper reaching the edge, the outline's gaps
+    background = paper_background(colored.lines, close=round(C.CLOSE_GAPS * side), bottom=False)  # sealed
     assert background[around].mean() > 0.95 and np.array_equal(outs[0][background], outs[1][background])
-    assert (outs[0] != outs[1]).any(-1)[around].mean() < 0.001  # a few pixels in gaps the lines enclose
+    assert (~background)[~around].mean() > 0.95  # the figure, cut off by the frame's bottom, is not paper
+    assert (~paper_background(colored.lines))[~around].mean() < 0.5  # as it was before 2026-12-06
+    assert (outs[0] != outs[1]).any(-1)[around].mean() < 0.01  # pixels in gaps the lines enclose or seal
     assert np.abs(outs[0][~around] - outs[1][~around]).mean() > 1
 
 
@@ -303,6 +308,13 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     assert means["upscaled_truth"]["psnr"] > means["whole"]["psnr"] > 3
     assert all(0 <= m["lpips"] < 1 and m["chroma_ratio"] > 0 for m in means.values())
     assert means["tiles"]["psnr"] != means["whole"]["psnr"]
+    assert 0 <= means["tiles"]["background_off_white"] <= 1 and not result["paper"]
+    paper = subprocess.run([sys.executable, script, "--model", str(model_file), "--steps", "1", "--limit", "1", "--paper",
+                            "--json", str(tmp_path / "paper.json")], capture_output=True, text=True, timeout=600, cwd=root)
+    assert paper.returncode == 0 and "drawings on white paper" in paper.stdout, paper.stderr[-2000:]
+    on_paper = json.loads((tmp_path / "paper.json").read_text())
+    assert on_paper["paper"] and on_paper["mean"]["tiles"]["face_passes"] == 1
+    assert on_paper["mean"]["whole"]["background_off_white"] > 0  # the model's paint on the paper: measured
     missing = subprocess.run([sys.executable, script, "--model", str(tmp_path / "absent.safetensors")],
                              capture_output=True, text=True, timeout=300, cwd=root)
     assert missing.returncode == 2 and missing.stdout == ""

@@ -290,3 +290,23 @@ def test_paper_background_is_the_paper_that_reaches_the_edge():
     assert not background[30, 22]  # on the line
     lines[30, 57:60] = 255  # a gap in the circle: the inside leaks to the background
     assert paper_background(lines)[30, 40]
+
+
+def test_paper_background_seals_small_gaps_and_can_leave_the_bottom_edge_to_the_figure():
+    """`close` seals an outline's gaps up to twice its width (the shape's inside is no longer
+    background; the paper outside still is, right up to the line); `bottom=False` keeps a figure
+    cut off by the frame's bottom edge out of the background."""
+    from pipeline.hints import paper_background
+
+    lines = np.full((60, 80), 255, np.uint8)
+    cv2.circle(lines, (40, 30), 18, 0, 2)
+    lines[29:32, 54:62] = 255  # a 3 px gap in the circle's right side
+    assert paper_background(lines)[30, 40] and not paper_background(lines, close=2)[30, 40]
+    sealed = paper_background(lines, close=2)
+    assert sealed[0, 0] and sealed[30, 61] and sealed[30, 75]  # outside, up to the line
+    lines[22:38, 54:62] = 255  # a 16 px gap: too wide for 2 px
+    assert paper_background(lines, close=2)[30, 40]
+    bust = np.full((60, 80), 255, np.uint8)
+    cv2.ellipse(bust, (40, 60), (25, 30), 0, 180, 360, 0, 2)  # a shoulder line cut off by the bottom edge
+    assert paper_background(bust)[55, 40] and not paper_background(bust, bottom=False)[55, 40]
+    assert paper_background(bust, bottom=False)[5, 5]  # the paper above still reaches the top

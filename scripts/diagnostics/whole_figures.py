@@ -1,7 +1,7 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
-        [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align]
+        [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align] [--paper]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -20,7 +20,10 @@ does (the default, 0.5), and the figure's colours evened out inside its line-enc
 as `colorize --even-regions` (the default, 0.3); the face pass and the tiles take their parts of
 the reference laid on the drawing by its lines as `colorize --align` does (the default;
 `--no-align`: by the two face squares alone). `--mirror-reference` flips every reference left
-to right: a reference in another layout than the drawing's. The upscaled truth (the
+to right: a reference in another layout than the drawing's. `--paper` gives each drawing as its
+lines on white paper, without the sprite's alpha (as most drawings come): the figure is then told
+from the paper by the lines alone, and `background_off_white` is the share of the sprite's
+transparent background that comes out more than 20 levels off white. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
 whole-picture pass at that size would give.
 """
@@ -102,6 +105,8 @@ def main() -> None:
                     help="the tiles' side, times the face square's (colorize --tile-scale)")
     ap.add_argument("--no-align", dest="align", action="store_false",
                     help="the reference's parts by the two face squares alone (colorize --no-align)")
+    ap.add_argument("--paper", action="store_true",
+                    help="each drawing as its lines on white paper, without the sprite's alpha")
     ap.add_argument("--mirror-reference", action="store_true",
                     help="flip every reference left to right (a reference in another layout)")
     args = ap.parse_args()
@@ -122,7 +127,8 @@ def main() -> None:
             reference = np.ascontiguousarray(reference[:, ::-1])
         truth = flatten_alpha(sprite)
         opaque = sprite[..., 3] >= 128
-        drawing = np.dstack([LINES.sketch(truth, 0.5)] * 3 + [sprite[..., 3]])
+        alpha = np.full(opaque.shape, 255, np.uint8) if args.paper else sprite[..., 3]
+        drawing = np.dstack([LINES.sketch(truth, 0.5)] * 3 + [alpha])
         face = largest_face_square(truth)
         pair = {"drawing": drawing_path.name, "reference": reference_path.name}
         # the last is colorize's default: the chroma match comes before the regions are evened out
@@ -133,17 +139,21 @@ def main() -> None:
                                    match_lightness=args.match_lightness, even_regions=args.even_regions,
                                    align=args.align)
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
-            rows.append({**pair, "candidate": name, "face_pass": bool(notice),
-                         **scores(flatten_alpha(colored.image()), truth, opaque, face, lpips)})
+            out = colored.image()
+            out = flatten_alpha(out) if out.shape[-1] == 4 else out  # a drawing on paper comes out RGB
+            rows.append({**pair, "candidate": name, "face_pass": bool(notice), **scores(out, truth, opaque, face, lpips),
+                         "background_off_white": float(((255 - out[~opaque].astype(int)).max(-1) > 20).mean())})
         ceiling = upscaled_truth(truth, drawing[..., 0], info["image_size"])
         rows.append({**pair, "candidate": "upscaled_truth", "face_pass": False,
-                     **scores(ceiling, truth, opaque, face, lpips)})
+                     **scores(ceiling, truth, opaque, face, lpips),
+                     "background_off_white": float(((255 - ceiling[~opaque].astype(int)).max(-1) > 20).mean())})
         print(" | ".join(f"{r['candidate']} {r['psnr']:.2f} dB" for r in rows[-len(CANDIDATES):]),
               f"<- {pair['drawing']} / {pair['reference']}", flush=True)
-    columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
+    columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio", "background_off_white"]
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
           f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}"
-          + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align))
+          + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
+          + ", drawings on white paper" * args.paper)
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
@@ -160,7 +170,8 @@ def main() -> None:
                                          "match_lightness": args.match_lightness,
                                          "even_regions": args.even_regions, "align": args.align,
                                          "confidence_power": CONFIDENCE_POWER,
-                                         "mirror_reference": args.mirror_reference, "mean": means,
+                                         "mirror_reference": args.mirror_reference, "paper": args.paper,
+                                         "mean": means,
                                          "pairs": rows}, indent=1))
 
 
