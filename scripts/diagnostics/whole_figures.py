@@ -69,6 +69,11 @@ def pairs() -> list[tuple[Path, Path]]:
     return out
 
 
+def off_white(image: np.ndarray, mask: np.ndarray, levels: int = 20) -> float:
+    """The share of `mask`'s pixels of `image` (uint8 RGB) more than `levels` off white in any channel."""
+    return float(((255 - image[mask].astype(int)).max(-1) > levels).mean())
+
+
 def psnr(out: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     err = ((out.astype(np.float64) - truth.astype(np.float64)) ** 2)[mask].mean()
     return float(10 * np.log10(255.0 ** 2 / max(err, 1e-10)))
@@ -142,11 +147,11 @@ def main() -> None:
             out = colored.image()
             out = flatten_alpha(out) if out.shape[-1] == 4 else out  # a drawing on paper comes out RGB
             rows.append({**pair, "candidate": name, "face_pass": bool(notice), **scores(out, truth, opaque, face, lpips),
-                         "background_off_white": float(((255 - out[~opaque].astype(int)).max(-1) > 20).mean())})
+                         "background_off_white": off_white(out, ~opaque)})
         ceiling = upscaled_truth(truth, drawing[..., 0], info["image_size"])
         rows.append({**pair, "candidate": "upscaled_truth", "face_pass": False,
                      **scores(ceiling, truth, opaque, face, lpips),
-                     "background_off_white": float(((255 - ceiling[~opaque].astype(int)).max(-1) > 20).mean())})
+                     "background_off_white": off_white(ceiling, ~opaque)})
         print(" | ".join(f"{r['candidate']} {r['psnr']:.2f} dB" for r in rows[-len(CANDIDATES):]),
               f"<- {pair['drawing']} / {pair['reference']}", flush=True)
     columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio", "background_off_white"]
