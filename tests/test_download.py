@@ -128,7 +128,43 @@ def test_rate_limit_spaces_requests_to_one_host(tmp_path, images):
         stamps = sorted(t for path, ts in srv.times.items() for t in ts)  # robots.txt included
     assert (manifest.status == "ok").all() and len(stamps) == 7
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    assert min(gaps) >= 0.18, gaps  # 5 requests/s: 0.2 s apart (timer slack allowed)
+    # 5 requests/s: 0.2 s apart as they leave (test_rate_limiter_spaces_what_actually_leaves); on
+    # arrival one gap may shrink if a busy machine stalls one request between leaving and arriving
+    assert stamps[-1] - stamps[0] >= 1.1 and sum(g < 0.18 for g in gaps) <= 1, gaps
+
+
+class _FakeClock:
+    """time.monotonic/time.sleep for the limiter; sleeps can overshoot, as on a busy machine."""
+
+    def __init__(self, overshoot: dict[int, float]):
+        self.now, self.sleeps, self.overshoot = 100.0, 0, overshoot
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds + self.overshoot.get(self.sleeps, 0.0)
+        self.sleeps += 1
+
+
+def test_rate_limiter_spaces_what_actually_leaves(monkeypatch):
+    from pipeline.data import download
+    clock = _FakeClock({0: 0.5})  # the first sleep wakes 0.5 s late
+    monkeypatch.setattr(download, "time", clock)
+    limiter = download.HostRateLimiter(5.0)
+    left, other = [], []
+    for _ in range(4):
+        limiter.wait("a.example")
+        left.append(clock.now)
+    limiter.wait("b.example")  # another host does not queue behind a.example
+    other.append(clock.now)
+    gaps = [round(b - a, 6) for a, b in zip(left, left[1:])]
+    assert gaps == [0.7, 0.2, 0.2]  # the late one pushes the rest back: no burst behind it
+    assert other == left[-1:]
+    limiter.min_interval["a.example"] = 1.0  # robots.txt Crawl-delay
+    limiter.wait("a.example")
+    assert round(clock.now - left[-1], 6) == 1.0
+    assert download.HostRateLimiter(0).interval == 0.0
 
 
 def test_robots_crawl_delay_slows_that_host_down(tmp_path, images):
@@ -138,7 +174,7 @@ def test_robots_crawl_delay_slows_that_host_down(tmp_path, images):
         manifest, _ = crawl_urls(tmp_path / "raw", tmp_path / "u.txt", DownloadConfig(workers=3, rate_limit=0))
         stamps = sorted(t for path, ts in srv.times.items() if path.startswith("/img/") for t in ts)
     assert (manifest.status == "ok").all()
-    assert min(b - a for a, b in zip(stamps, stamps[1:])) >= 0.95  # 1 s apart despite 3 workers, no cap
+    assert stamps[-1] - stamps[0] >= 1.9, stamps  # 1 s apart despite 3 workers and no cap
 
 
 def test_missing_robots_allows_unreachable_robots_disallows(tmp_path, images):

@@ -144,24 +144,31 @@ def sniff_extension(head: bytes) -> str | None:
 
 
 class HostRateLimiter:
-    """At most `rate` requests per second per host, shared by all worker threads."""
+    """At most `rate` requests per second per host, shared by all worker threads.
+
+    Requests to one host leave one at a time, each at least `interval` after the previous one
+    actually left: a thread that wakes late pushes the later ones back rather than letting them
+    go out in a burst behind it.
+    """
 
     def __init__(self, rate: float):
         self.interval = 1.0 / rate if rate > 0 else 0.0
         self.min_interval: dict[str, float] = {}  # per-host override (robots.txt Crawl-delay)
-        self._next: dict[str, float] = {}
+        self._last: dict[str, float] = {}
+        self._hosts: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def wait(self, host: str) -> None:
         interval = max(self.interval, self.min_interval.get(host, 0.0))
         if interval <= 0:
             return
-        with self._lock:  # reserve the next free slot, then sleep outside the lock
-            now = time.monotonic()
-            slot = max(now, self._next.get(host, now))
-            self._next[host] = slot + interval
-        if slot > now:
-            time.sleep(slot - now)
+        with self._lock:
+            host_lock = self._hosts.setdefault(host, threading.Lock())
+        with host_lock:  # other hosts go on; this host's requests queue here
+            last = self._last.get(host)
+            while last is not None and (left := last + interval - time.monotonic()) > 0:
+                time.sleep(left)
+            self._last[host] = time.monotonic()
 
 
 class Downloader:
