@@ -43,7 +43,8 @@ from pipeline.errors import AnimecolorError, shown
 from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, largest_face_square, register, resize_square,
                             tile_count, tiles)
 from pipeline.files import atomic_path
-from pipeline.hints import Hint, apply_hints, binarize_lines, hint_masks, line_regions, paper_background
+from pipeline.hints import (Hint, apply_hints, binarize_lines, hint_masks, lay_paper, line_regions,
+                           paper_background, paper_tone, plain_paper)
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
@@ -58,6 +59,7 @@ MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of thi
 MAX_TILES = 256  # a figure needing more tiles (a tiny face in a huge picture, small tiles) gets its faces only
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
 CLOSE_GAPS = 0.025  # a figure on opaque paper: gaps in its outline up to twice this many face sides are sealed
+PAPER_SEAL = 0.1  # ... and for the paper kept as drawn (`keep_paper`), sealed wider: none of the figure leaks out
 MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
 
 
@@ -355,6 +357,7 @@ class ColorizeOptions:
     match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
     match_lightness: float = LIGHTNESS  # the reference's lightness on a figure outside its faces, 0 to 1 (chroma.py)
     even_regions: float = EVEN  # a figure's colours evened out in each line-enclosed region (sigma, face sides)
+    keep_paper: bool = True   # a figure drawn on opaque paper: the paper around it keeps the paper's colour
 
 
 def check_options(opts: ColorizeOptions) -> None:
@@ -375,7 +378,7 @@ def check_options(opts: ColorizeOptions) -> None:
             raise AnimecolorError(f"{name} {shown(value)}: must be {kind} from {low} to {high}")
     for name, value in (("auto levels", opts.auto_levels), ("binarize", opts.binarize),
                         ("keep lines", opts.keep_lines), ("faces", opts.faces), ("tiles", opts.tiles),
-                        ("align", opts.align)):
+                        ("align", opts.align), ("keep paper", opts.keep_paper)):
         if not isinstance(value, (bool, np.bool_)):
             raise AnimecolorError(f"{name} {shown(value)}: must be true or false")
     if opts.mode not in MODES:
@@ -492,11 +495,17 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
     # the lightness a figure takes: the reference's pixels off its lines (and, on opaque paper, off its
     # background); the figure's own pixels: a sprite's opaque ones, or those off the paper around it
-    figure_pixels = figure = reference_paper = None
+    figure_pixels = figure = reference_paper = background = None
     if views:
         main = next(v.square.side for v in views if not v.tile)  # on opaque paper: the outline's gaps
-        figure_pixels = (alpha > 0 if alpha is not None  # sealed, the frame's bottom taken as a line
-                         else ~paper_background(lines, close=round(CLOSE_GAPS * main), bottom=False))
+        if alpha is None:  # sealed, the frame's bottom taken as a line
+            figure_pixels = ~paper_background(lines, close=round(CLOSE_GAPS * main), bottom=False)
+            drawing = flatten_alpha(sketch_rgba)
+            if opts.keep_paper and not reads_as_colour(drawing, opts.mode):
+                background = paper_background(lines, close=round(PAPER_SEAL * main), bottom=False)
+                tone = paper_tone(drawing, background)
+        else:
+            figure_pixels = alpha > 0
         kept = np.zeros((*lines.shape, 1))  # the faces' feathers: where the face pass was blended in
         for v in views:
             if not v.tile and (part := v.square.inside(lines.shape)) is not None:
@@ -511,7 +520,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     if views and opts.even_regions > 0:  # the figure's line-enclosed regions, evened at the main face's scale;
         regions = np.where(figure_pixels, line_regions(lines)[1], 0)  # the faces count, and keep their colours
         sigma = opts.even_regions * main  # the faces' colours come back by their feather: no seam
-    layers = []
+    layers, paper_notice = [], None
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
         tiled = [(v, out[j * n + k]) for j, v in enumerate(views, start=1) if v.tile]
@@ -533,8 +542,13 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         if regions is not None:
             evened = even_regions(colour, regions, sigma).astype(np.float64)
             colour = np.round(evened + kept * (colour - evened)).astype(np.uint8)
+        if background is not None:  # after the model, before the hints: a hint on the paper still colours it
+            paper = plain_paper(background, colour, tone)
+            colour = lay_paper(colour, paper, tone)
+            if k == 0 and paper.any():
+                paper_notice = f"the paper around the figure kept as drawn ({paper.mean():.0%} of the picture)"
         layers.append(Colored(apply_hints(colour, opts.hints, masks, shown_lines), lines, alpha, opts.keep_lines))
-    return layers, "; ".join(filter(None, (notice, face_notice))) or None
+    return layers, "; ".join(filter(None, (notice, face_notice, paper_notice))) or None
 
 
 def _per_step(step_progress: Callable[[int], None] | None, chunks: int) -> Callable[[int], None] | None:

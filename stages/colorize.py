@@ -133,7 +133,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
                    match_chroma: float = MATCH_CHROMA, tile_scale: float = TILE_SCALE,
                    match_lightness: float = MATCH_LIGHTNESS, even_regions: float = EVEN_REGIONS,
-                   align: bool = True) -> dict:
+                   align: bool = True, keep_paper: bool = True) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
@@ -144,7 +144,8 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     `match_lightness` a figure's lightness outside its faces, and `even_regions` evens the figure's
     colours out inside each line-enclosed region (`pipeline/chroma.py`); `align` lays the reference
     on the drawing by their lines (scale, shift, mirror) before the face and the tiles take their
-    parts of it (`pipeline/faces.py`).
+    parts of it (`pipeline/faces.py`); `keep_paper` leaves the paper around a figure drawn on
+    opaque paper at the paper's colour (`pipeline/hints.py`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
@@ -204,7 +205,8 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                            auto_levels=auto_levels, binarize=binarize, keep_lines=keep_lines, prompt=prompt,
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
                            match_chroma=match_chroma, tile_scale=tile_scale,
-                           match_lightness=match_lightness, even_regions=even_regions, align=align)
+                           match_lightness=match_lightness, even_regions=even_regions, align=align,
+                           keep_paper=keep_paper)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -301,13 +303,19 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              align: bool = typer.Option(True, help="With --faces, when a face is found in the drawing and the "
                                                    "reference: lay the reference on the drawing by their lines "
                                                    "(scale, shift, mirror) before the face and the tiles take "
-                                                   "their parts of it; --no-align: by the two faces alone.")) -> None:
+                                                   "their parts of it; --no-align: by the two faces alone."),
+             keep_paper: bool = typer.Option(True, "--keep-paper/--paint-paper",
+                                             help="With --faces, when a face is found in a drawing on opaque "
+                                                  "paper (no alpha): the paper around the figure keeps the "
+                                                  "paper's colour, except an area the model painted clearly (a "
+                                                  "part of the figure the frame cuts); --paint-paper: the "
+                                                  "model's colours there too.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
                             tuple(hint or ()), faces, tiles, match_chroma, tile_scale, match_lightness,
-                            even_regions, align)
+                            even_regions, align, keep_paper)
     if result["failed"]:
         raise typer.Exit(1)
 

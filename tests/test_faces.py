@@ -156,7 +156,7 @@ def test_an_opaque_figures_paper_stays_white_under_the_lightness_match(model_fil
     outs = []
     for lightness, even in ((0.0, 0.0), (1.0, 1.0)):  # nor does the evening out of the figure's regions
         opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", match_chroma=0.0, match_lightness=lightness,
-                               even_regions=even)
+                               even_regions=even, keep_paper=False)
         (colored,), _ = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
         assert colored.alpha is None
         outs.append(colored.colour.astype(int))
@@ -168,12 +168,63 @@ def test_an_opaque_figures_paper_stays_white_under_the_lightness_match(model_fil
     recovered = paper_background(colored.lines) & ~background & ~around  # paper to the mask before 2026-12-06
     assert recovered.mean() > 0.2 and (outs[0] != outs[1]).any(-1)[recovered].mean() > 0.5  # now matched, evened
     # the saturation match keeps to the figure: the paper's colours do not move with it
-    opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", match_chroma=1.0, match_lightness=0.0, even_regions=0.0)
+    opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", match_chroma=1.0, match_lightness=0.0, even_regions=0.0,
+                           keep_paper=False)
     (saturated,), _ = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
     assert np.array_equal(saturated.colour.astype(int)[background], outs[0][background])
     assert np.abs(saturated.colour.astype(int)[~around] - outs[0][~around]).mean() > 1
     assert (outs[0] != outs[1]).any(-1)[around].mean() < 0.01  # pixels in gaps the lines enclose or seal
     assert np.abs(outs[0][~around] - outs[1][~around]).mean() > 1
+
+
+def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatch):
+    """A figure on opaque cream paper: the background areas the model left near the paper's colour
+    come back at exactly that colour (`--keep-paper`, the default), the figure and anything a few
+    px past the paper do not move; `--paint-paper` keeps the model's colours there; a hint on the
+    paper still colours it; a sprite with alpha is left to its alpha. (The tiny test model paints
+    the paper any colour: the tint is widened so that every background area counts, then narrowed
+    so that none does; which areas count is `test_plain_paper_keeps_the_paper_...`.)"""
+    from dataclasses import replace
+
+    import pipeline.hints
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    from pipeline.hints import Hint, hint_masks, paper_tone, plain_paper
+
+    monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 500.0)
+
+    drawing, reference = sprite
+    cream = np.array([250, 245, 230])
+    rgb = np.round(flatten_alpha(drawing) * (cream / 255)).astype(np.uint8)  # the lines on cream paper
+    paper = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    model, diffusion, info = load_model(model_file)
+    opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines")
+    (kept,), said = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
+    (painted,), said_painted = colorize_layers(model, diffusion, paper, reference, replace(opts, keep_paper=False),
+                                               [3], info=info)
+    side = drawing_faces(flatten_alpha(drawing))[0].side
+    background = paper_background(kept.lines, close=round(C.PAPER_SEAL * side), bottom=False)
+    tone = paper_tone(rgb, background)
+    assert np.abs(tone - cream).max() <= 1
+    chosen = plain_paper(background, painted.colour, tone)
+    around = drawing[..., 3] == 0  # the sprite's transparent background: the paper
+    core = cv2.erode((drawing[..., 3] >= 128).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # off the alpha rim
+    assert chosen.mean() > 0.2 and chosen[core].mean() < 0.002
+    assert (kept.colour[chosen] == np.round(tone)).all() and (painted.colour[chosen] != np.round(tone)).any(-1).mean() > 0.5
+    far = cv2.dilate(chosen.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    assert np.array_equal(kept.colour[far], painted.colour[far])
+    assert f"the paper around the figure kept as drawn ({chosen.mean():.0%} of the picture)" in said
+    assert "paper" not in said_painted
+    corner = Hint(2, 2, (200, 30, 30), "2,2,#c81e1e")  # a hint on the paper colours it in the picture
+    (hinted,), _ = colorize_layers(model, diffusion, paper, reference, replace(opts, hints=(corner,)), [3], info=info)
+    region = hint_masks((corner,), kept.lines)[0]
+    lab = lambda rgb: rgb2lab(np.asarray(rgb, np.float64).reshape(-1, 1, 3) / 255)[:, 0]  # noqa: E731
+    assert deltaE_ciede2000(np.median(lab(hinted.image()[region]), 0), lab((200, 30, 30))[0]) <= 1
+    (sprite_out,), sprite_said = colorize_layers(model, diffusion, drawing, reference, opts, [3], info=info)
+    assert "paper" not in sprite_said and sprite_out.alpha is not None
+    monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 0.0)  # no area near enough: the model's colours stay
+    (untinted,), said_untinted = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
+    assert np.array_equal(untinted.colour, painted.colour) and "paper" not in said_untinted
 
 
 def test_a_face_picture_gets_no_face_pass(model_file, sprite):
@@ -319,7 +370,7 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
                             "--json", str(tmp_path / "paper.json")], capture_output=True, text=True, timeout=600, cwd=root)
     assert paper.returncode == 0 and "drawings on white paper" in paper.stdout, paper.stderr[-2000:]
     on_paper = json.loads((tmp_path / "paper.json").read_text())
-    assert on_paper["paper"] and on_paper["mean"]["tiles"]["face_passes"] == 1
+    assert on_paper["paper"] and on_paper["keep_paper"] and on_paper["mean"]["tiles"]["face_passes"] == 1
     assert 0 < on_paper["mean"]["whole"]["background_off_white"] <= 1  # measured: the lines' bleed and the paint
     missing = subprocess.run([sys.executable, script, "--model", str(tmp_path / "absent.safetensors")],
                              capture_output=True, text=True, timeout=300, cwd=root)
@@ -338,6 +389,9 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
                           capture_output=True, text=True, timeout=300, cwd=root)
     assert even.returncode == 2 and even.stdout == ""
     assert even.stderr.strip().splitlines() == ["whole_figures: even regions -1.0: must be a number from 0 to 2"]
+    unpapered = subprocess.run([sys.executable, script, "--model", str(model_file), "--paint-paper"],
+                               capture_output=True, text=True, timeout=300, cwd=root)
+    assert unpapered.returncode == 2 and "--paint-paper needs --paper" in unpapered.stderr.splitlines()[-1]
 
 
 def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, sprite, tmp_path):
@@ -355,7 +409,7 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
     outputs = {}
     for flags in ([], ["--no-tiles"], ["--no-faces"],
                   ["--tile-scale", "0.7", "--match-chroma", "0.3", "--match-lightness", "0.2", "--even-regions", "0.6",
-                   "--no-align"]):
+                   "--no-align", "--paint-paper"]):
         out = tmp_path / f"out{''.join(flags)}.png"
         result = runner.invoke(app, ["colorize", str(tmp_path / "figure.png"), "-r", str(tmp_path / "reference.png"),
                                      "--model", str(model_file), "-o", str(out), "--steps", "2", *flags])
@@ -370,7 +424,7 @@ def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, spri
         scaled = "--tile-scale" in flags  # each number reaches its own knob
         assert ((params["tile_scale"], params["match_chroma"], params["match_lightness"], params["even_regions"])
                 == ((0.7, 0.3, 0.2, 0.6) if scaled else (1.0, 0.5, 0.5, 0.3)))
-        assert params["align"] is not scaled
+        assert params["align"] is not scaled and params["keep_paper"] is not scaled
         assert image.mode == "RGBA" and np.array_equal(np.asarray(image)[..., 3], drawing[..., 3])
         outputs[tuple(flags)] = np.asarray(image)
     assert len({a.tobytes() for a in outputs.values()}) == 4

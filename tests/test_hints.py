@@ -310,3 +310,35 @@ def test_paper_background_seals_small_gaps_and_can_leave_the_bottom_edge_to_the_
     cv2.ellipse(bust, (40, 60), (25, 30), 0, 180, 360, 0, 2)  # a shoulder line cut off by the bottom edge
     assert paper_background(bust)[55, 40] and not paper_background(bust, bottom=False)[55, 40]
     assert paper_background(bust, bottom=False)[5, 5]  # the paper above still reaches the top
+
+
+def test_plain_paper_keeps_the_paper_the_model_left_pale_and_lays_it_back_at_the_papers_tone():
+    """Of the background's areas, those whose mean colour the model left within `PAPER_TINT` of
+    the paper's tone go back to that tone (a feather of a few px past them, nothing farther); an
+    area the model painted clearly keeps its colour: a part of the figure the frame cuts."""
+    from pipeline.hints import PAPER_TINT, lay_paper, paper_tone, plain_paper
+
+    background = np.zeros((40, 90), bool)
+    background[:, :30] = True  # the paper at the left, hazed
+    background[:, 60:] = True  # a sleeve cut by the frame at the right, painted blue
+    colour = np.full((40, 90, 3), 200, np.uint8)
+    colour[:, :30] = (250, 236, 230)  # a pink haze, a few CIE76 off the paper
+    colour[5, 3] = (200, 40, 40)  # one red speck in it: the area's mean stays near the paper
+    colour[:, 60:] = (60, 90, 200)
+    drawing = np.zeros((40, 90, 3), np.uint8)  # the figure's lines and ink
+    drawing[background] = (250, 245, 230)  # cream paper
+    drawing[0, 0] = (0, 0, 0)  # a stray dark pixel: the median ignores it
+    tone = paper_tone(drawing, background)
+    assert tone.tolist() == [250, 245, 230]
+    assert paper_tone(drawing, np.zeros_like(background)).tolist() == [255, 255, 255]
+    paper = plain_paper(background, colour, tone)
+    assert paper[:, :30].all() and not paper[:, 30:].any()
+    laid = lay_paper(colour, paper, tone)
+    assert (laid[:, :30] == (250, 245, 230)).all()
+    assert np.array_equal(laid[:, 36:], colour[:, 36:])  # past the feather, untouched
+    assert (np.abs(laid[:, 30:33].astype(int) - colour[:, 30:33]).max(-1) > 0).all()  # the feather
+    # the tint decides: a haze farther than it stays the model's
+    assert not plain_paper(background, colour, tone, tint=1.0)[:, :30].any()
+    assert plain_paper(background, colour, tone, tint=PAPER_TINT + 200)[:, 60:].all()
+    assert not plain_paper(np.zeros_like(background), colour, tone).any()
+    assert lay_paper(colour, np.zeros_like(background), tone) is colour

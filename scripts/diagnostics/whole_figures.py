@@ -1,7 +1,8 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
-        [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align] [--paper]
+        [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align]
+        [--paper [--paint-paper]]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -23,7 +24,8 @@ the reference laid on the drawing by its lines as `colorize --align` does (the d
 to right: a reference in another layout than the drawing's. `--paper` gives each drawing as its
 lines on white paper, without the sprite's alpha (as most drawings come): the figure is then told
 from the paper by the lines alone, and `background_off_white` is the share of the sprite's
-transparent background that comes out more than 20 levels off white. The upscaled truth (the
+transparent background that comes out more than 20 levels off white; `--paint-paper` leaves the
+model's colours on that paper (`colorize --paint-paper`) instead of keeping it as drawn. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
 whole-picture pass at that size would give.
 """
@@ -112,9 +114,13 @@ def main() -> None:
                     help="the reference's parts by the two face squares alone (colorize --no-align)")
     ap.add_argument("--paper", action="store_true",
                     help="each drawing as its lines on white paper, without the sprite's alpha")
+    ap.add_argument("--paint-paper", dest="keep_paper", action="store_false",
+                    help="with --paper: the model's colours on the paper around the figure (colorize --paint-paper)")
     ap.add_argument("--mirror-reference", action="store_true",
                     help="flip every reference left to right (a reference in another layout)")
     args = ap.parse_args()
+    if not args.keep_paper and not args.paper:
+        ap.error("--paint-paper needs --paper (a sprite with alpha has no paper to paint)")
     try:  # the knobs first: a bad value is one line before the model is read
         check_options(ColorizeOptions(sample_steps=args.steps, match_chroma=args.match_chroma,
                                       tile_scale=args.tile_scale, match_lightness=args.match_lightness,
@@ -142,7 +148,7 @@ def main() -> None:
             opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles,
                                    match_chroma=chroma, tile_scale=args.tile_scale,
                                    match_lightness=args.match_lightness, even_regions=args.even_regions,
-                                   align=args.align)
+                                   align=args.align, keep_paper=args.keep_paper)
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
             out = colored.image()
             out = flatten_alpha(out) if out.shape[-1] == 4 else out  # a drawing on paper comes out RGB
@@ -158,7 +164,7 @@ def main() -> None:
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
           f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}"
           + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
-          + ", drawings on white paper" * args.paper)
+          + ", drawings on white paper" * args.paper + ", the paper painted" * (args.paper and not args.keep_paper))
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
@@ -176,6 +182,7 @@ def main() -> None:
                                          "even_regions": args.even_regions, "align": args.align,
                                          "confidence_power": CONFIDENCE_POWER,
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
+                                         "keep_paper": args.keep_paper,
                                          "mean": means,
                                          "pairs": rows}, indent=1))
 

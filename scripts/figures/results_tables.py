@@ -204,6 +204,21 @@ def align_table(root: Path) -> str:
                    "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
 
 
+def paper_table(root: Path) -> str:
+    """`whole_figures.py --paper [--paint-paper]` runs under docs/results/real-art/whole-figures/paper/
+    (the sprites' lines on white paper without alpha), one row per file: the default output's
+    (tiles_chroma's) scores, the paper's share off white, and the tiles' without the chroma match."""
+    rows = []
+    for path in sorted((root / "docs/results/real-art/whole-figures/paper").glob("*.json")):
+        run = _load(path)
+        tiles, matched = run["mean"]["tiles"], run["mean"]["tiles_chroma"]
+        rows.append([path.stem, "kept as drawn" if run.get("keep_paper") else "painted", matched["psnr"],
+                     matched["lpips"], matched["chroma_ratio"], matched["background_off_white"], tiles["psnr"],
+                     tiles["lpips"]])
+    return _table(["run", "paper", "psnr", "lpips", "chroma_ratio", "background off white",
+                   "tiles without the chroma match: psnr", "lpips"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline_table,
     "synthetic-full": lambda root: evaluate_table(_full(root)),
@@ -233,6 +248,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-lightness": lightness_table,
     "whole-figures-even": even_table,
     "whole-figures-align": align_table,
+    "whole-figures-paper": paper_table,
 }
 
 

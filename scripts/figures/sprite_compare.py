@@ -2,7 +2,7 @@
 that were never in the training data).
 
     python scripts/figures/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
-        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even | --align] [--mirror]] [--chroma] \
+        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even | --align | --paper] [--mirror]] [--chroma] \
         [--out docs/img/sprites_compare.png]
 
 The drawings and references are face crops of the Ren'Py sprites of Debian's `renpy-thequestion`
@@ -21,7 +21,9 @@ lightness half-way to the reference's, its regions evened out); `--even` (with `
 model without and with the figure's colours evened out inside its line-enclosed regions
 (`--even-regions 0` and colorize's default); `--align` (with `--full`) shows each model without
 and with the reference laid on the drawing by its lines (`--no-align` and colorize's default,
-`faces.register`), and `--mirror` mirrors every reference first. Rows: pairs; columns: line drawing,
+`faces.register`); `--paper` (with `--full`) gives each drawing on white paper without the
+sprite's alpha and shows each model with the paper painted by the model and kept as drawn
+(`--paint-paper` and colorize's default `--keep-paper`); `--mirror` mirrors every reference first. Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
 colours of each output against the reference's (CIEDE2000, the benchmark's `af_de_*`; '-' where
 animeface finds no face), so a look at six pairs comes with numbers, not a verdict.
@@ -71,6 +73,8 @@ def main() -> None:
     ap.add_argument("--align", action="store_true", help="with --full: each model twice, without and with the "
                                                         "reference laid on the drawing by its lines "
                                                         "(--no-align and default)")
+    ap.add_argument("--paper", action="store_true", help="with --full: the drawings on white paper (no alpha), each "
+                                                        "model twice: --paint-paper and default (--keep-paper)")
     ap.add_argument("--mirror", action="store_true", help="with --full: every reference mirrored left to right")
     ap.add_argument("--tile", type=int, default=360, help="largest side of a cell of the sheet in px")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
@@ -79,10 +83,10 @@ def main() -> None:
     if bad:
         ap.error(f"--model {bad[0]!r}: expected NAME=PATH")
     models = dict(spec.split("=", 1) for spec in args.model)
-    if (args.passes or args.figure or args.even or args.align or args.mirror) and not args.full:
-        ap.error("--passes, --figure, --even, --align and --mirror need --full (face crops get no face pass)")
-    if args.passes + args.chroma + args.figure + args.even + args.align > 1:
-        ap.error("--passes, --chroma, --figure, --even and --align: one at a time")
+    if (args.passes or args.figure or args.even or args.align or args.paper or args.mirror) and not args.full:
+        ap.error("--passes, --figure, --even, --align, --paper and --mirror need --full (face crops get no face pass)")
+    if args.passes + args.chroma + args.figure + args.even + args.align + args.paper > 1:
+        ap.error("--passes, --chroma, --figure, --even, --align and --paper: one at a time")
     passes = {"": {}}
     power = pipeline.faces.CONFIDENCE_POWER
     if args.figure:
@@ -91,6 +95,8 @@ def main() -> None:
         passes = {" not evened": dict(even_regions=0.0), f" evened {EVEN:g}": {}}
     elif args.align:
         passes = {" not laid": dict(align=False), " laid": {}}
+    elif args.paper:
+        passes = {" paint paper": dict(keep_paper=False), " keep paper": {}}
     elif args.passes:
         passes = {" whole": dict(faces=False), " +faces": dict(tiles=False), " +tiles": {}}
     elif args.chroma:
@@ -105,8 +111,9 @@ def main() -> None:
         if args.mirror:
             sprites = [(d, np.ascontiguousarray(r[:, ::-1])) for d, r in sprites]
         crops = [(flatten_alpha(d), flatten_alpha(r)) for d, r in sprites]
-        drawings = [np.dstack([LINES.sketch(rgb, 0.5)] * 3 + [sprite[..., 3]]) for rgb, (sprite, _) in zip(
-            (d for d, _ in crops), sprites)]  # the lines keep the sprite's alpha: the output does too
+        drawings = [np.dstack([LINES.sketch(rgb, 0.5)] * 3 + [np.full_like(sprite[..., 3], 255) if args.paper
+                                                              else sprite[..., 3]])
+                    for rgb, (sprite, _) in zip((d for d, _ in crops), sprites)]  # the sprite's alpha kept: the output's too
         size = max(max(d.shape[:2]) for d, _ in crops)
     else:
         crops = [(face(d, size), face(r, size)) for d, r in PAIRS]
