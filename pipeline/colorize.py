@@ -60,6 +60,7 @@ MAX_TILES = 256  # a figure needing more tiles (a tiny face in a huge picture, s
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
 CLOSE_GAPS = 0.025  # a figure on opaque paper: gaps in its outline up to twice this many face sides are sealed
 PAPER_SEAL = 0.1  # ... and for the paper kept as drawn (`keep_paper`), sealed wider: none of the figure leaks out
+NO_FACE_SHARE = 3  # ... where no face is found, the face taken as the picture's shorter side / this
 MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
 
 
@@ -357,7 +358,7 @@ class ColorizeOptions:
     match_chroma: float = STRENGTH  # the reference's saturation, 0 (off) to 1 (chroma.py)
     match_lightness: float = LIGHTNESS  # the reference's lightness on a figure outside its faces, 0 to 1 (chroma.py)
     even_regions: float = EVEN  # a figure's colours evened out in each line-enclosed region (sigma, face sides)
-    keep_paper: bool = True   # a figure drawn on opaque paper: the paper around it keeps the paper's colour
+    keep_paper: bool = True   # a drawing on opaque paper: the paper around the figure keeps the paper's colour
 
 
 def check_options(opts: ColorizeOptions) -> None:
@@ -496,14 +497,15 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     # the lightness a figure takes: the reference's pixels off its lines (and, on opaque paper, off its
     # background); the figure's own pixels: a sprite's opaque ones, or those off the paper around it
     figure_pixels = figure = reference_paper = background = None
+    # a face's side sets how wide a gap in the outline is sealed; without one found, a third of the shorter side
+    main = next((v.square.side for v in views if not v.tile), min(lines.shape) / NO_FACE_SHARE)
+    drawing = flatten_alpha(sketch_rgba)
+    if opts.keep_paper and alpha is None and not reads_as_colour(drawing, opts.mode):
+        background = paper_background(lines, close=round(PAPER_SEAL * main), bottom=False)
+        tone = paper_tone(drawing, background)
     if views:
-        main = next(v.square.side for v in views if not v.tile)  # on opaque paper: the outline's gaps
         if alpha is None:  # sealed, the frame's bottom taken as a line
             figure_pixels = ~paper_background(lines, close=round(CLOSE_GAPS * main), bottom=False)
-            drawing = flatten_alpha(sketch_rgba)
-            if opts.keep_paper and not reads_as_colour(drawing, opts.mode):
-                background = paper_background(lines, close=round(PAPER_SEAL * main), bottom=False)
-                tone = paper_tone(drawing, background)
         else:
             figure_pixels = alpha > 0
         kept = np.zeros((*lines.shape, 1))  # the faces' feathers: where the face pass was blended in

@@ -115,12 +115,13 @@ def paper_background(lines: np.ndarray, close: int = 0, bottom: bool = True) -> 
     return background
 
 
-def plain_paper(background: np.ndarray, colour: np.ndarray, tone: np.ndarray, tint: float | None = None) -> np.ndarray:
+def plain_paper(background: np.ndarray, colour: np.ndarray, tone: np.ndarray,
+                tint: float | None = None) -> np.ndarray:
     """Of `paper_background`'s areas, those the model left near the paper: each connected area
     (4-neighbours) whose mean colour in `colour` (uint8 (H, W, 3)) lies within CIE76 `tint`
-    (default `PAPER_TINT`) of the paper's `tone` (RGB). An area at the edge that the model painted clearly is more likely a
-    part of the figure that the frame cuts (a sleeve, a skirt) than paper, and keeps its colour; a
-    white part of the figure taken for paper loses little."""
+    (default `PAPER_TINT`) of the paper's `tone` (RGB). An area at the edge that the model painted
+    clearly is more likely a part of the figure that the frame cuts (a sleeve, a skirt) than
+    paper, and keeps its colour; a white part of the figure taken for paper loses little."""
     count, labels = cv2.connectedComponents(background.astype(np.uint8), connectivity=4)
     if count < 2:
         return np.zeros(background.shape, bool)

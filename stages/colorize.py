@@ -305,11 +305,10 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                    "(scale, shift, mirror) before the face and the tiles take "
                                                    "their parts of it; --no-align: by the two faces alone."),
              keep_paper: bool = typer.Option(True, "--keep-paper/--paint-paper",
-                                             help="With --faces, when a face is found in a drawing on opaque "
-                                                  "paper (no alpha): the paper around the figure keeps the "
-                                                  "paper's colour, except an area the model painted clearly (a "
-                                                  "part of the figure the frame cuts); --paint-paper: the "
-                                                  "model's colours there too.")) -> None:
+                                             help="A drawing read as lines on opaque paper (no alpha): the "
+                                                  "paper around the figure keeps the paper's colour, except an "
+                                                  "area the model painted clearly (a part of the figure the "
+                                                  "frame cuts); --paint-paper: the model's colours there too.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,

@@ -132,9 +132,11 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
 
 def full_size_colour(opts, device):
     """The full-size benchmark's colouring: what `animecolor colorize DRAWING -r REFERENCE --mode lines
-    --no-faces` does (`colorize_layers`), at seed `opts.seed + index` for test face `index`. Its pictures
-    are face crops, so the face pass (for larger drawings, `faces.py`) is off: a rare small find in a
-    face crop cannot move the numbers; `scripts/diagnostics/whole_figures.py` scores the face pass."""
+    --no-faces --paint-paper` does (`colorize_layers`), at seed `opts.seed + index` for test face
+    `index`. Its pictures are face crops, so the face pass (for larger drawings, `faces.py`) is off: a
+    rare small find in a face crop cannot move the numbers; `scripts/diagnostics/whole_figures.py`
+    scores the face pass. Their lines come from pictures, not paper: the model's colours stay on the
+    areas a drawing on paper would keep as paper."""
     from dataclasses import replace
 
     from pipeline.colorize import colorize_layers
@@ -144,7 +146,7 @@ def full_size_colour(opts, device):
         return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
 
     def colour(model, diffusion, lines, reference, index):
-        seeded = replace(opts, mode="lines", seed=opts.seed + index, faces=False)
+        seeded = replace(opts, mode="lines", seed=opts.seed + index, faces=False, keep_paper=False)
         layers, _ = colorize_layers(model, diffusion, opaque(lines), opaque(reference), seeded, [seeded.seed], device)
         return layers[0].image()
 

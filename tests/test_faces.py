@@ -371,6 +371,7 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     assert paper.returncode == 0 and "drawings on white paper" in paper.stdout, paper.stderr[-2000:]
     on_paper = json.loads((tmp_path / "paper.json").read_text())
     assert on_paper["paper"] and on_paper["keep_paper"] and on_paper["mean"]["tiles"]["face_passes"] == 1
+    assert on_paper["mean"]["whole"]["face_passes"] == 0  # the paper's notice is not a face pass
     assert 0 < on_paper["mean"]["whole"]["background_off_white"] <= 1  # measured: the lines' bleed and the paint
     missing = subprocess.run([sys.executable, script, "--model", str(tmp_path / "absent.safetensors")],
                              capture_output=True, text=True, timeout=300, cwd=root)

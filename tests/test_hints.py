@@ -342,3 +342,33 @@ def test_plain_paper_keeps_the_paper_the_model_left_pale_and_lays_it_back_at_the
     assert plain_paper(background, colour, tone, tint=PAPER_TINT + 200)[:, 60:].all()
     assert not plain_paper(np.zeros_like(background), colour, tone).any()
     assert lay_paper(colour, np.zeros_like(background), tone) is colour
+
+
+def test_a_drawing_without_a_face_keeps_its_paper_too(model_file, shapes, monkeypatch):
+    """No face in the drawing (two shapes on white): the paper around them is kept as drawn as well,
+    its outline's gaps sealed at a tenth of a third of the picture's width; the shapes' insides and
+    their lines keep the model's colours; `--paint-paper` (and the tint narrowed to nothing) leaves
+    the paper painted. (The tiny test model paints the paper any colour: the tint is widened.)"""
+    import pipeline.hints
+    from pipeline.colorize import ColorizeOptions, colorize_layers, load_model
+
+    lines = np.asarray(Image.open(shapes / "shapes.png"))
+    drawing = np.dstack([lines] * 3 + [np.full(lines.shape, 255, np.uint8)])
+    reference = np.dstack([np.asarray(Image.open(shapes / "ref.png"))[..., :3], np.full((64, 64), 255, np.uint8)])
+    model, diffusion, info = load_model(model_file)
+    opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines")
+    monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 500.0)
+    (kept,), said = colorize_layers(model, diffusion, drawing, reference, opts, [3], info=info)
+    (painted,), said_painted = colorize_layers(model, diffusion, drawing, reference,
+                                               ColorizeOptions(sample_steps=2, seed=3, mode="lines", keep_paper=False),
+                                               [3], info=info)
+    outside = line_regions(lines)[1] == line_regions(lines)[1][2, 2]
+    far = cv2.erode(outside.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    assert (kept.colour[far] == 255).all() and (painted.colour[far] != 255).any(-1).mean() > 0.5
+    inside = (line_regions(lines)[1] == line_regions(lines)[1][45, 40]) | (line_regions(lines)[1] == line_regions(lines)[1][45, 92])
+    core = cv2.erode(inside.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    assert np.array_equal(kept.colour[core], painted.colour[core])
+    assert "the paper around the figure kept as drawn" in said and not said_painted
+    monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 0.0)
+    (untinted,), said_untinted = colorize_layers(model, diffusion, drawing, reference, opts, [3], info=info)
+    assert np.array_equal(untinted.colour, painted.colour) and not said_untinted

@@ -152,7 +152,8 @@ def main() -> None:
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
             out = colored.image()
             out = flatten_alpha(out) if out.shape[-1] == 4 else out  # a drawing on paper comes out RGB
-            rows.append({**pair, "candidate": name, "face_pass": bool(notice), **scores(out, truth, opaque, face, lpips),
+            rows.append({**pair, "candidate": name, "face_pass": "at face scale" in (notice or ""),
+                         **scores(out, truth, opaque, face, lpips),
                          "background_off_white": off_white(out, ~opaque)})
         ceiling = upscaled_truth(truth, drawing[..., 0], info["image_size"])
         rows.append({**pair, "candidate": "upscaled_truth", "face_pass": False,
