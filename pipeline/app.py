@@ -231,6 +231,7 @@ class PageInputs:
     tile_scale: float = TILE_SCALE  # `colorize --tile-scale`: the figure's tiles' side, times the face's
     match_lightness: float = MATCH_LIGHTNESS  # `colorize --match-lightness`: the figure's, 0 to 1
     even_regions: float = EVEN_REGIONS  # `colorize --even-regions`: the figure's regions, 0 to MAX_EVEN
+    keep_paper: bool = True         # `colorize --keep-paper`: a drawing on white paper keeps its paper
 
 
 def add_hint(hints: str | None, x: int, y: int, colour: str | None) -> str:
@@ -277,6 +278,7 @@ def request(colorizer: Colorizer, n: int, inputs: PageInputs,
     ref = read_upload(reference, "reference") if reference else None
     opts = ColorizeOptions(**numbers, mode=mode, keep_lines=bool(inputs.keep_lines), prompt=prompt,
                            faces=bool(inputs.face_pass), tiles=bool(inputs.face_pass),
+                           keep_paper=bool(inputs.keep_paper),
                            hints=parse_hints(_text(inputs.hints, "hints")))
     seed = opts.seed
     seeds = [min(seed + k, MAX_SEED) for k in range(n)]
@@ -398,17 +400,17 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
         parameter with a gr.Progress default, so the widget values are named one by one, in the order
         of `inputs` below, and unpacked into PageInputs here."""
         def colorize(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                     text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions, history,
-                     progress=gr.Progress()):
+                     text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions,
+                     keep_paper, history, progress=gr.Progress()):
             inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
                                 prompt, text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness,
-                                even_regions)
+                                even_regions, keep_paper)
             return run(n, inputs, history, progress)
         return colorize
 
     def clicked(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions, history,
-                colour,
+                text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions, keep_paper,
+                history, colour,
                 evt: gr.SelectData,
                 progress=gr.Progress()):
         """A click on the picture: its region gets the picker's colour (a hint), and the picture is made
@@ -421,7 +423,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), _status_error(exc), gr.skip()
         inputs = PageInputs(source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines,
                             prompt, text_guidance, new, face_pass, match_chroma, tile_scale, match_lightness,
-                            even_regions)
+                            even_regions, keep_paper)
         values = run(1, inputs, history, progress)
         failed = isinstance(values[4], str) and values[4].startswith("**Error")
         return (*values, gr.skip() if failed else new)
@@ -517,6 +519,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
             even_regions = gr.Slider(0.0, MAX_EVEN, value=EVEN_REGIONS, step=0.05, elem_id="even_regions",
                                      label="Whole figures: even the colours out inside each outlined area, over "
                                            "this many face sides (0: off)")
+            keep_paper = gr.Checkbox(value=True, elem_id="keep_paper",
+                                     label="Drawings on white paper: keep the paper around the figure")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
                              interactive=False, preview=False, object_fit="contain", fit_columns=False,
                              elem_id="gallery")
@@ -525,7 +529,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                     elem_id="examples")
 
         inputs = [source, drawing, pad, picture, reference, steps, guidance, eta, seed, keep_lines, prompt,
-                  text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions, history]
+                  text_guidance, hints, face_pass, match_chroma, tile_scale, match_lightness, even_regions, keep_paper,
+                  history]
         outputs = [output, download, gallery, history, status]
         run_button.click(button(1), inputs, outputs, api_name="colorize", concurrency_id="model",
                          concurrency_limit=concurrency)

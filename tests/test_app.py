@@ -135,6 +135,23 @@ def test_request_with_a_prompt_and_no_reference(colorizer, files):
         request(colorizer, 1, PageInputs("upload", str(files["drawing"]), steps=2, prompt="pinkk hair"))
 
 
+def test_request_keeps_the_paper_unless_unticked(colorizer, files, monkeypatch):
+    """The page's "keep the paper" box is `colorize --keep-paper/--paint-paper`: ticked (the default)
+    the paper around a drawing on white comes back white and the status says so; unticked the
+    model's colours stay there. Both are stored with the picture. (The tiny test model paints the
+    paper any colour: the tint is widened so that its paper counts.)"""
+    import pipeline.hints
+
+    monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 500.0)
+    page = dict(source="upload", drawing=str(files["drawing"]), reference=str(files["reference"]), steps=2)
+    kept, painted = request(colorizer, 1, PageInputs(**page)), request(colorizer, 1, PageInputs(**page, keep_paper=False))
+    assert "the paper around the figure kept as drawn" in kept.status and "paper" not in painted.status
+    with Image.open(kept.paths[0]) as a, Image.open(painted.paths[0]) as b:
+        assert [json.loads(im.text["animecolor"])["keep_paper"] for im in (a, b)] == [True, False]
+        corner_a, corner_b = np.asarray(a.convert("RGB"))[:3, :3], np.asarray(b.convert("RGB"))[:3, :3]
+    assert (corner_a == 255).all() and (corner_b != 255).any()
+
+
 @pytest.mark.parametrize("field", ["guidance", "eta", "text_guidance", "steps", "seed", "match_chroma", "tile_scale",
                                    "match_lightness", "even_regions"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1e9, "abc"])
@@ -268,15 +285,15 @@ def test_a_click_on_the_picture_adds_a_hint(model_file, tmp_path):
     widgets = ["upload", str(tmp_path / "shapes.png"), None, None, None, 2, 1.0, 0.0, 5, True, "pink hair", 1.0]
 
     def click(x, y, hints):
-        return clicked(*widgets, hints, True, 0.3, 0.7, 0.2, 0.6, [], "#3060ff",  # chroma, tile scale, lightness,
-                       gr.SelectData(None, {"index": [x, y], "value": None}))  # evening: distinct
+        return clicked(*widgets, hints, True, 0.3, 0.7, 0.2, 0.6, False, [], "#3060ff",  # chroma, tile scale,
+                       gr.SelectData(None, {"index": [x, y], "value": None}))  # lightness, evening: distinct
 
     picture, downloads, _, _, status, hints = click(40, 45, "")
     assert hints == "40,45,#3060ff" and "1 colour hint" in status
     with Image.open(picture) as im:
         params = json.loads(im.text["animecolor"])
-    assert ((params["match_chroma"], params["tile_scale"], params["match_lightness"], params["even_regions"])
-            == (0.3, 0.7, 0.2, 0.6))  # each its own knob
+    assert ((params["match_chroma"], params["tile_scale"], params["match_lightness"], params["even_regions"],
+             params["keep_paper"]) == (0.3, 0.7, 0.2, 0.6, False))  # each its own knob
     assert [Path(d).name for d in downloads] == [Path(picture).name, *(p.name for p in layer_paths(Path(picture)))]
     *_, status, hints = click(15, 45, "40,45,#3060ff")  # on the circle's line
     assert "is on a line" in status and isinstance(hints, type(gr.skip()))
