@@ -70,15 +70,16 @@ def chroma(lab: np.ndarray) -> np.ndarray:
 
 
 def match_chroma(colour: np.ndarray, reference_rgba: np.ndarray, strength: float,
-                 mask: np.ndarray | None = None) -> np.ndarray:
+                 mask: np.ndarray | None = None, reference_mask: np.ndarray | None = None) -> np.ndarray:
     """uint8 RGB colour layer (H, W, 3) with its chroma moved `strength` (0-1) of the way to the
     reference's distribution (module docstring); a new array. `mask` (bool (H, W)): the drawing's
-    pixels that count and change (a sprite's opaque part); None: all. Unchanged when the strength
-    is 0, or when the reference or the mask has no opaque pixel."""
+    pixels that count and change (a sprite's opaque part); None: all. `reference_mask` (bool, the
+    reference's shape): the reference's pixels that count (its figure off its paper); None: every
+    opaque one. Unchanged when the strength is 0, or when the reference or the mask has no pixel."""
     from skimage.exposure import match_histograms
 
     out = colour.copy()
-    ref = _opaque_pixels(reference_rgba)
+    ref = _opaque_pixels(reference_rgba, reference_mask)
     mask = np.ones(colour.shape[:2], bool) if mask is None else mask
     if strength <= 0 or len(ref) == 0 or not mask.any():
         return out

@@ -61,6 +61,7 @@ PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
 CLOSE_GAPS = 0.025  # a figure on opaque paper: gaps in its outline up to twice this many face sides are sealed
 PAPER_SEAL = 0.1  # ... and for the paper kept as drawn (`keep_paper`), sealed wider: none of the figure leaks out
 NO_FACE_SHARE = 3  # ... where no face is found, the face taken as the picture's shorter side / this
+MIN_FIGURE = 0.05  # an opaque reference's figure found smaller than this share of it: all its pixels count
 MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
 
 
@@ -476,7 +477,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
-    views, face_notice, mirrored = _face_views(sketch_rgba, reference_rgba, lines, size, opts)
+    views, face_notice, mirrored, ref_side = _face_views(sketch_rgba, reference_rgba, lines, size, opts)
     if mirrored:  # the reference faces the other way (`faces.register`): the whole picture takes it turned too
         reference_rgba = np.ascontiguousarray(reference_rgba[:, ::-1])
     n, k_views = len(seeds), 1 + len(views)  # the whole drawing, then each view, per seed
@@ -513,11 +514,20 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
             if not v.tile and (part := v.square.inside(lines.shape)) is not None:
                 kept[part[0], part[1]] = np.maximum(kept[part[0], part[1]], v.square.weight()[part[2], part[3]])
         figure = figure_pixels & (kept[..., 0] == 0)  # the faces keep the model's lightness
-    if reference_rgba is not None and opts.match_lightness > 0 and views:
+    # the reference's pixels that the figure's are matched to: where only the drawing's figure counts (a
+    # sprite, or the figure off its paper), an opaque reference's figure too, off the paper around it
+    reference_lines = reference_figure = None
+    if reference_rgba is not None and (views or alpha is not None):
         reference_lines = LINES.sketch(flatten_alpha(reference_rgba), 0.5)
-        reference_paper = reference_lines >= 128
         if reference_rgba.shape[-1] < 4 or reference_rgba[..., 3].min() >= OPAQUE:
-            reference_paper &= ~paper_background(reference_lines)
+            side = ref_side or min(reference_rgba.shape[:2]) / NO_FACE_SHARE
+            reference_figure = ~paper_background(reference_lines, close=round(CLOSE_GAPS * side), bottom=False)
+            if reference_figure.mean() < MIN_FIGURE:  # the paper ran into the figure: every pixel counts
+                reference_figure = None
+    if reference_rgba is not None and opts.match_lightness > 0 and views:
+        reference_paper = reference_lines >= 128  # off its lines: the colour layer has none
+        if reference_figure is not None:
+            reference_paper &= reference_figure
     regions = None
     if views and opts.even_regions > 0:  # the figure's line-enclosed regions, evened at the main face's scale;
         regions = np.where(figure_pixels, line_regions(lines)[1], 0)  # the faces count, and keep their colours
@@ -540,7 +550,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
             opaque = figure_pixels if alpha is None else alpha > 0  # a figure on paper: not the paper's haze
             if figure is not None:
                 colour = match_lightness(colour, reference_rgba, opts.match_lightness, figure, reference_paper)
-            colour = match_chroma(colour, reference_rgba, opts.match_chroma, opaque)
+            colour = match_chroma(colour, reference_rgba, opts.match_chroma, opaque, reference_figure)
         if regions is not None:
             evened = even_regions(colour, regions, sigma).astype(np.float64)
             colour = np.round(evened + kept * (colour - evened)).astype(np.uint8)
@@ -580,10 +590,11 @@ class _View:
 
 
 def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, lines: np.ndarray, size: int,
-                opts: ColorizeOptions) -> tuple[list[_View], str | None, bool]:
-    """The squares of a larger drawing coloured again at face scale (`faces.py`), a notice, and
-    whether the reference was mirrored: each face found, with the reference's own face square as
-    its reference (else the whole reference), and with `opts.tiles` the figure in tiles of
+                opts: ColorizeOptions) -> tuple[list[_View], str | None, bool, int | None]:
+    """The squares of a larger drawing coloured again at face scale (`faces.py`), a notice, whether
+    the reference was mirrored, and the reference's face's side (None when none was sought or
+    found): each face found, with the reference's own face square as its reference (else the
+    whole reference), and with `opts.tiles` the figure in tiles of
     `opts.tile_scale` times the face's side, each with the part of the reference at the same place
     relative to the two faces, scaled alike; with `opts.align` the first face's reference square
     is laid by the lines (`register`), the reference mirrored when that fits better. `lines` is
@@ -593,11 +604,11 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     whose part of the reference lies less than `MIN_REFERENCE_COVERAGE` on it, are left to the
     whole-picture pass."""
     if not opts.faces:
-        return [], None, False
+        return [], None, False, None
     rgb = flatten_alpha(sketch_rgba)
     faces = drawing_faces(rgb)
     if not faces:
-        return [], None, False
+        return [], None, False, None
     xdog = reads_as_colour(rgb, opts.mode)
 
     def sketch_of(square: Square) -> np.ndarray:
@@ -651,7 +662,7 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
         said += f"; the figure in {len(views)} {sized} tiles"
     views += [_View(face, sketch_of(face), reference_of(laid if j == 0 else ref_face), False)
               for j, face in enumerate(faces)]
-    return views, said, mirrored
+    return views, said, mirrored, None if ref_face is None else ref_face.side
 
 
 def layer_paths(path: Path) -> tuple[Path, Path]:

@@ -73,6 +73,17 @@ def test_only_the_mask_counts_and_changes(pale_blue_and_skin, reference):
     assert chroma(out[:, :30]).mean() > chroma(pale_blue_and_skin[:, :30]).mean() + 10
 
 
+def test_an_opaque_references_paper_does_not_count_when_masked_out(pale_blue_and_skin, reference):
+    """The same reference on opaque white paper: all its pixels count and the paper's zero chroma
+    pulls the match down; with its figure as `reference_mask` it matches as the transparent one."""
+    on_paper = np.concatenate([reference[:40], np.full((60, 50, 4), 255, np.uint8)])  # more paper than figure
+    figure = np.zeros(on_paper.shape[:2], bool)
+    figure[:40] = True
+    sprite = match_chroma(pale_blue_and_skin, reference, 1.0)
+    assert chroma(match_chroma(pale_blue_and_skin, on_paper, 1.0)).mean() < chroma(sprite).mean() - 5
+    assert np.array_equal(match_chroma(pale_blue_and_skin, on_paper, 1.0, reference_mask=figure), sprite)
+
+
 def test_a_grey_reference_greys_the_layer(pale_blue_and_skin):
     grey = np.full((20, 20, 3), 128, np.uint8)
     out = match_chroma(pale_blue_and_skin, grey, 1.0)

@@ -227,6 +227,33 @@ def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatc
     assert np.array_equal(untinted.colour, painted.colour) and "paper" not in said_untinted
 
 
+def test_an_opaque_references_paper_is_left_out_of_the_match(model_file, sprite, monkeypatch):
+    """A reference without transparency (a JPEG of the character on white): where the drawing's figure
+    alone is matched (a sprite, or a figure off its paper), the reference's saturation and lightness
+    come from its figure alone, off the paper around it (sealed as the drawing's); with its alpha
+    kept, from its opaque pixels; a drawing without a figure mask, from the whole reference."""
+    drawing, reference = sprite
+    opaque_reference = np.dstack([flatten_alpha(reference), np.full(reference.shape[:2], 255, np.uint8)])
+    model, diffusion, info = load_model(model_file)
+    seen = []
+    real_chroma, real_lightness = C.match_chroma, C.match_lightness
+    monkeypatch.setattr(C, "match_chroma", lambda *a, **k: seen.append(("chroma", a[4])) or real_chroma(*a, **k))
+    monkeypatch.setattr(C, "match_lightness", lambda *a, **k: seen.append(("lightness", a[4])) or real_lightness(*a, **k))
+    opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines")
+    colorize_layers(model, diffusion, drawing, opaque_reference, opts, [3], info=info)
+    (_, chroma_mask), (_, lightness_mask) = sorted(seen)
+    truth = reference[..., 3] >= 128  # the reference sprite's own figure
+    assert chroma_mask.shape == truth.shape and truth[chroma_mask].mean() > 0.97 and chroma_mask[truth].mean() > 0.95
+    assert not (lightness_mask & ~chroma_mask).any() and lightness_mask[truth].mean() > 0.5  # its lines left out too
+    seen.clear()
+    colorize_layers(model, diffusion, drawing, reference, opts, [3], info=info)  # alpha kept: its opaque pixels
+    assert dict(seen)["chroma"] is None
+    seen.clear()
+    crop = np.dstack([flatten_alpha(drawing)[:200, 100:300], np.full((200, 200), 255, np.uint8)])  # no face, no alpha
+    colorize_layers(model, diffusion, crop, opaque_reference, opts, [3], info=info)
+    assert seen == [("chroma", None)]
+
+
 def test_a_face_picture_gets_no_face_pass(model_file, sprite):
     """A face crop's one pass is at face scale already: the options change nothing."""
     drawing, reference = sprite
@@ -367,10 +394,13 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     assert means["tiles"]["psnr"] != means["whole"]["psnr"]
     assert 0 <= means["tiles"]["background_off_white"] <= 1 and not result["paper"]
     paper = subprocess.run([sys.executable, script, "--model", str(model_file), "--steps", "1", "--limit", "1", "--paper",
-                            "--json", str(tmp_path / "paper.json")], capture_output=True, text=True, timeout=600, cwd=root)
+                            "--opaque-reference", "--json", str(tmp_path / "paper.json")],
+                           capture_output=True, text=True, timeout=600, cwd=root)
     assert paper.returncode == 0 and "drawings on white paper" in paper.stdout, paper.stderr[-2000:]
+    assert "references opaque on white" in paper.stdout and not result["opaque_reference"]
     on_paper = json.loads((tmp_path / "paper.json").read_text())
-    assert on_paper["paper"] and on_paper["keep_paper"] and on_paper["mean"]["tiles"]["face_passes"] == 1
+    assert on_paper["paper"] and on_paper["keep_paper"] and on_paper["opaque_reference"]
+    assert on_paper["mean"]["tiles"]["face_passes"] == 1
     assert on_paper["mean"]["whole"]["face_passes"] == 0  # the paper's notice is not a face pass
     assert 0 < on_paper["mean"]["whole"]["background_off_white"] <= 1  # measured: the lines' bleed and the paint
     missing = subprocess.run([sys.executable, script, "--model", str(tmp_path / "absent.safetensors")],
@@ -523,7 +553,7 @@ def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
     laid_square = register(lines, LINES.sketch(reference[..., :3], 0.5), face, off)[0]
     assert _close(laid_square, Square(121, 38, 96))
     for align in (True, False):
-        views, notice, mirrored = C._face_views(drawing, reference, lines, 32,
+        views, notice, mirrored, _ = C._face_views(drawing, reference, lines, 32,
                                                 ColorizeOptions(mode="lines", align=align))
         assert not mirrored
         (face_view,) = [v for v in views if not v.tile]
@@ -540,7 +570,7 @@ def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
     monkeypatch.setattr(C, "drawing_faces", lambda image: [face, second])
     flipped = np.ascontiguousarray(reference[:, ::-1])
     monkeypatch.setattr(C, "largest_face_square", lambda image: Square(300 - 104 - 80, 52, 80))  # `off`, flipped
-    views, notice, mirrored = C._face_views(drawing, flipped, lines, 32, ColorizeOptions(mode="lines"))
+    views, notice, mirrored, _ = C._face_views(drawing, flipped, lines, 32, ColorizeOptions(mode="lines"))
     assert mirrored and "laid on the drawing's lines mirrored" in notice
     first, other = [v for v in views if not v.tile]
     laid, as_framed = (abs(first.reference - crop(square)).mean() for square in (Square(121, 38, 96), off))
@@ -597,6 +627,6 @@ def test_a_laid_face_square_that_falls_off_the_reference_is_not_taken(monkeypatc
     monkeypatch.setattr(C, "drawing_faces", lambda image: [face])
     monkeypatch.setattr(C, "largest_face_square", lambda image: own)
     drawing = np.dstack([lines] * 3 + [np.full(lines.shape, 255, np.uint8)])
-    views, notice, mirrored = C._face_views(drawing, reference, lines, 32, ColorizeOptions(mode="lines", tiles=False))
+    views, notice, mirrored, _ = C._face_views(drawing, reference, lines, 32, ColorizeOptions(mode="lines", tiles=False))
     assert not mirrored and "laid" not in notice
     assert np.array_equal(views[0].reference, C.letterbox(own.crop(reference[..., :3]), 32)[0])

@@ -2,7 +2,7 @@
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
         [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align]
-        [--paper [--paint-paper]]
+        [--paper [--paint-paper]] [--opaque-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -25,7 +25,9 @@ to right: a reference in another layout than the drawing's. `--paper` gives each
 lines on white paper, without the sprite's alpha (as most drawings come): the figure is then told
 from the paper by the lines alone, and `background_off_white` is the share of the sprite's
 transparent background that comes out more than 20 levels off white; `--paint-paper` leaves the
-model's colours on that paper (`colorize --paint-paper`) instead of keeping it as drawn. The upscaled truth (the
+model's colours on that paper (`colorize --paint-paper`) instead of keeping it as drawn.
+`--opaque-reference` gives each reference flattened on white, without its alpha, as a JPEG or
+any picture without transparency comes. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
 whole-picture pass at that size would give.
 """
@@ -116,6 +118,8 @@ def main() -> None:
                     help="each drawing as its lines on white paper, without the sprite's alpha")
     ap.add_argument("--paint-paper", dest="keep_paper", action="store_false",
                     help="with --paper: the model's colours on the paper around the figure (colorize --paint-paper)")
+    ap.add_argument("--opaque-reference", action="store_true",
+                    help="each reference flattened on white, without its alpha (as a JPEG comes)")
     ap.add_argument("--mirror-reference", action="store_true",
                     help="flip every reference left to right (a reference in another layout)")
     args = ap.parse_args()
@@ -136,6 +140,8 @@ def main() -> None:
         sprite, reference = read_user_image(drawing_path), read_user_image(reference_path)
         if args.mirror_reference:
             reference = np.ascontiguousarray(reference[:, ::-1])
+        if args.opaque_reference:  # as `read_user_image` gives a picture without transparency
+            reference = np.dstack([flatten_alpha(reference), np.full(reference.shape[:2], 255, np.uint8)])
         truth = flatten_alpha(sprite)
         opaque = sprite[..., 3] >= 128
         alpha = np.full(opaque.shape, 255, np.uint8) if args.paper else sprite[..., 3]
@@ -165,7 +171,8 @@ def main() -> None:
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
           f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}"
           + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
-          + ", drawings on white paper" * args.paper + ", the paper painted" * (args.paper and not args.keep_paper))
+          + ", drawings on white paper" * args.paper + ", the paper painted" * (args.paper and not args.keep_paper)
+          + ", references opaque on white" * args.opaque_reference)
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
@@ -183,7 +190,7 @@ def main() -> None:
                                          "even_regions": args.even_regions, "align": args.align,
                                          "confidence_power": CONFIDENCE_POWER,
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
-                                         "keep_paper": args.keep_paper,
+                                         "keep_paper": args.keep_paper, "opaque_reference": args.opaque_reference,
                                          "mean": means,
                                          "pairs": rows}, indent=1))
 

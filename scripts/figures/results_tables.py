@@ -219,6 +219,21 @@ def paper_table(root: Path) -> str:
                    "tiles without the chroma match: psnr", "lpips"], rows)
 
 
+def opaque_reference_table(root: Path) -> str:
+    """`whole_figures.py --opaque-reference [--paper]` runs under
+    docs/results/real-art/whole-figures/opaque-reference/ (DRAWING-CODE.json: the references
+    flattened on white, the code before or after their paper was left out of the match): the
+    default output's (tiles_chroma's) scores and the tiles' without the chroma match."""
+    rows = []
+    for path in sorted((root / "docs/results/real-art/whole-figures/opaque-reference").glob("*.json")):
+        run = _load(path)
+        tiles, matched = run["mean"]["tiles"], run["mean"]["tiles_chroma"]
+        rows.append(["lines on white paper" if run["paper"] else "sprite (alpha)", path.stem.rsplit("-", 1)[-1],
+                     matched["psnr"], matched["lpips"], matched["chroma_ratio"], tiles["psnr"], tiles["lpips"]])
+    return _table(["drawing", "code", "psnr", "lpips", "chroma_ratio", "tiles without the chroma match: psnr",
+                   "lpips"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline_table,
     "synthetic-full": lambda root: evaluate_table(_full(root)),
@@ -249,6 +264,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-even": even_table,
     "whole-figures-align": align_table,
     "whole-figures-paper": paper_table,
+    "whole-figures-opaque-reference": opaque_reference_table,
 }
 
 
