@@ -144,7 +144,8 @@ def test_request_keeps_the_paper_unless_unticked(colorizer, files, monkeypatch):
 
     monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 500.0)
     page = dict(source="upload", drawing=str(files["drawing"]), reference=str(files["reference"]), steps=2)
-    kept, painted = request(colorizer, 1, PageInputs(**page)), request(colorizer, 1, PageInputs(**page, keep_paper=False))
+    kept = request(colorizer, 1, PageInputs(**page))
+    painted = request(colorizer, 1, PageInputs(**page, keep_paper=False))
     assert "the paper around the figure kept as drawn" in kept.status and "paper" not in painted.status
     with Image.open(kept.paths[0]) as a, Image.open(painted.paths[0]) as b:
         assert [json.loads(im.text["animecolor"])["keep_paper"] for im in (a, b)] == [True, False]

@@ -334,7 +334,8 @@ def test_tile_scale_lightness_and_evening_are_checked_for_every_caller():
         with pytest.raises(AnimecolorError, match=r"^even regions .*: must be a number from 0 to 2"):
             check_options(ColorizeOptions(even_regions=bad))
     check_options(ColorizeOptions(align=np.bool_(False)))
-    for name, bad in (("align", "no"), ("align", None), ("keep_paper", "yes"), ("keep_paper", 1), ("faces", 1), ("tiles", "False"), ("keep_lines", 0.0),
+    for name, bad in (("align", "no"), ("align", None), ("keep_paper", "yes"), ("keep_paper", 1), ("faces", 1),
+                      ("tiles", "False"), ("keep_lines", 0.0),
                       ("binarize", "yes"), ("auto_levels", None)):
         with pytest.raises(AnimecolorError, match=rf"^{name.replace('_', ' ')} .*: must be true or false"):
             check_options(ColorizeOptions(**{name: bad}))
@@ -536,15 +537,18 @@ def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
     assert rgba[..., 3].min() == 255
 
 
+NEED_FULL = "--passes, --figure, --even, --align, --paper and --mirror need --full"
+
+
 @pytest.mark.parametrize("spec, extra, fragment", [
     ("nope", [], "--model 'nope': expected NAME=PATH"),
     ("a=/nonexistent/m.safetensors", [], "model file not found"),
-    ("a=/nonexistent/m.safetensors", ["--passes"], "--passes, --figure, --even, --align, --paper and --mirror need --full"),
-    ("a=/nonexistent/m.safetensors", ["--figure"], "--passes, --figure, --even, --align, --paper and --mirror need --full"),
-    ("a=/nonexistent/m.safetensors", ["--even"], "--passes, --figure, --even, --align, --paper and --mirror need --full"),
-    ("a=/nonexistent/m.safetensors", ["--align"], "--passes, --figure, --even, --align, --paper and --mirror need --full"),
-    ("a=/nonexistent/m.safetensors", ["--mirror"], "--passes, --figure, --even, --align, --paper and --mirror need --full"),
-    ("a=/nonexistent/m.safetensors", ["--paper"], "--passes, --figure, --even, --align, --paper and --mirror need --full"),
+    ("a=/nonexistent/m.safetensors", ["--passes"], NEED_FULL),
+    ("a=/nonexistent/m.safetensors", ["--figure"], NEED_FULL),
+    ("a=/nonexistent/m.safetensors", ["--even"], NEED_FULL),
+    ("a=/nonexistent/m.safetensors", ["--align"], NEED_FULL),
+    ("a=/nonexistent/m.safetensors", ["--mirror"], NEED_FULL),
+    ("a=/nonexistent/m.safetensors", ["--paper"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--full", "--figure", "--chroma"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--even", "--passes"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--align", "--even"], "one at a time"),

@@ -362,10 +362,10 @@ def test_a_drawing_without_a_face_keeps_its_paper_too(model_file, shapes, monkey
     (painted,), said_painted = colorize_layers(model, diffusion, drawing, reference,
                                                ColorizeOptions(sample_steps=2, seed=3, mode="lines", keep_paper=False),
                                                [3], info=info)
-    outside = line_regions(lines)[1] == line_regions(lines)[1][2, 2]
-    far = cv2.erode(outside.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    labels = line_regions(lines)[1]
+    far = cv2.erode((labels == labels[2, 2]).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # the paper outside
     assert (kept.colour[far] == 255).all() and (painted.colour[far] != 255).any(-1).mean() > 0.5
-    inside = (line_regions(lines)[1] == line_regions(lines)[1][45, 40]) | (line_regions(lines)[1] == line_regions(lines)[1][45, 92])
+    inside = (labels == labels[45, 40]) | (labels == labels[45, 92])  # the circle's and the box's
     core = cv2.erode(inside.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     assert np.array_equal(kept.colour[core], painted.colour[core])
     assert "the paper around the figure kept as drawn" in said and not said_painted
