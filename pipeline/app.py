@@ -231,7 +231,7 @@ class PageInputs:
     tile_scale: float = TILE_SCALE  # `colorize --tile-scale`: the figure's tiles' side, times the face's
     match_lightness: float = MATCH_LIGHTNESS  # `colorize --match-lightness`: the figure's, 0 to 1
     even_regions: float = EVEN_REGIONS  # `colorize --even-regions`: the figure's regions, 0 to MAX_EVEN
-    keep_paper: bool = True         # `colorize --keep-paper`: a drawing on white paper keeps its paper
+    keep_paper: bool = True         # `colorize --keep-paper`: a drawing on opaque paper keeps its paper
 
 
 def add_hint(hints: str | None, x: int, y: int, colour: str | None) -> str:
@@ -520,7 +520,7 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                      label="Whole figures: even the colours out inside each outlined area, over "
                                            "this many face sides (0: off)")
             keep_paper = gr.Checkbox(value=True, elem_id="keep_paper",
-                                     label="Drawings on white paper: keep the paper around the figure")
+                                     label="Drawings on paper (no transparency): keep the paper around the figure")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",
                              interactive=False, preview=False, object_fit="contain", fit_columns=False,
                              elem_id="gallery")

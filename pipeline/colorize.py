@@ -500,10 +500,11 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     figure_pixels = figure = reference_paper = background = None
     # a face's side sets how wide a gap in the outline is sealed; without one found, a third of the shorter side
     main = next((v.square.side for v in views if not v.tile), min(lines.shape) / NO_FACE_SHARE)
-    drawing = flatten_alpha(sketch_rgba)
-    if opts.keep_paper and alpha is None and not reads_as_colour(drawing, opts.mode):
+    if opts.keep_paper and alpha is None and not reads_as_colour(flatten_alpha(sketch_rgba), opts.mode):
         background = paper_background(lines, close=round(PAPER_SEAL * main), bottom=False)
-        tone = paper_tone(drawing, background)
+        # the paper as the drawing was read (its line layer, levelled by --auto-levels or --binarize):
+        # white under the lines multiplied over it, else the line layer's own paper grey
+        tone = np.full(3, 255.0) if opts.keep_lines else paper_tone(np.dstack([lines] * 3), background)
     if views:
         if alpha is None:  # sealed, the frame's bottom taken as a line
             figure_pixels = ~paper_background(lines, close=round(CLOSE_GAPS * main), bottom=False)
@@ -516,23 +517,26 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         figure = figure_pixels & (kept[..., 0] == 0)  # the faces keep the model's lightness
     # the reference's pixels that the figure's are matched to: where only the drawing's figure counts (a
     # sprite, or the figure off its paper), an opaque reference's figure too, off the paper around it
-    reference_lines = reference_figure = None
-    if reference_rgba is not None and (views or alpha is not None):
+    reference_lines = reference_figure = off_paper = None
+    matched = opts.match_chroma > 0 or (opts.match_lightness > 0 and views)
+    if reference_rgba is not None and matched and (views or alpha is not None):
         reference_lines = LINES.sketch(flatten_alpha(reference_rgba), 0.5)
         if reference_rgba.shape[-1] < 4 or reference_rgba[..., 3].min() >= OPAQUE:
             side = ref_side or min(reference_rgba.shape[:2]) / NO_FACE_SHARE
             reference_figure = ~paper_background(reference_lines, close=round(CLOSE_GAPS * side), bottom=False)
-            if reference_figure.mean() < MIN_FIGURE:  # the paper ran into the figure: every pixel counts
-                reference_figure = None
+            off_paper = reference_figure
+            if reference_figure.mean() < MIN_FIGURE:  # the paper ran into the figure: its saturation counts
+                reference_figure = None  # whole; its lightness, off the paper reaching its edge (unsealed)
+                off_paper = ~paper_background(reference_lines)
     if reference_rgba is not None and opts.match_lightness > 0 and views:
         reference_paper = reference_lines >= 128  # off its lines: the colour layer has none
-        if reference_figure is not None:
-            reference_paper &= reference_figure
+        if off_paper is not None:
+            reference_paper &= off_paper
     regions = None
     if views and opts.even_regions > 0:  # the figure's line-enclosed regions, evened at the main face's scale;
         regions = np.where(figure_pixels, line_regions(lines)[1], 0)  # the faces count, and keep their colours
         sigma = opts.even_regions * main  # the faces' colours come back by their feather: no seam
-    layers, paper_notice = [], None
+    layers, kept_paper = [], []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
         tiled = [(v, out[j * n + k]) for j, v in enumerate(views, start=1) if v.tile]
@@ -557,10 +561,20 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         if background is not None:  # after the model, before the hints: a hint on the paper still colours it
             paper = plain_paper(background, colour, tone)
             colour = lay_paper(colour, paper, tone)
-            if k == 0 and paper.any():
-                paper_notice = f"the paper around the figure kept as drawn ({paper.mean():.0%} of the picture)"
+            kept_paper.append(paper.mean())
         layers.append(Colored(apply_hints(colour, opts.hints, masks, shown_lines), lines, alpha, opts.keep_lines))
-    return layers, "; ".join(filter(None, (notice, face_notice, paper_notice))) or None
+    return layers, "; ".join(filter(None, (notice, face_notice, _paper_notice(kept_paper)))) or None
+
+
+def _paper_notice(shares: list[float]) -> str | None:
+    """What `colorize_layers` says of the paper it kept: its share of the picture, per variation."""
+    kept = [share for share in shares if share > 0]
+    if not kept:
+        return None
+    if len(shares) == 1:
+        return f"the paper around the figure kept as drawn ({kept[0]:.0%} of the picture)"
+    return (f"the paper around the figure kept as drawn in {len(kept)} of {len(shares)} variations "
+            f"({min(kept):.0%}-{max(kept):.0%} of the picture)")
 
 
 def _per_step(step_progress: Callable[[int], None] | None, chunks: int) -> Callable[[int], None] | None:

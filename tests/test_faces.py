@@ -178,10 +178,12 @@ def test_an_opaque_figures_paper_stays_white_under_the_lightness_match(model_fil
 
 
 def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatch):
-    """A figure on opaque cream paper: the background areas the model left near the paper's colour
-    come back at exactly that colour (`--keep-paper`, the default), the figure and anything a few
-    px past the paper do not move; `--paint-paper` keeps the model's colours there; a hint on the
-    paper still colours it; a sprite with alpha is left to its alpha. (The tiny test model paints
+    """A figure on opaque cream paper: the background areas the model left near the paper come back
+    as the drawing was read (`--keep-paper`, the default): white in the colour layer, so the
+    picture's paper is the line layer's grey, or that grey without the lines over it; the figure
+    and anything a few px past the paper do not move; `--paint-paper` keeps the model's colours
+    there; two variations are both said; a hint on the paper still colours it; a sprite with
+    alpha is left to its alpha. (The tiny test model paints
     the paper any colour: the tint is widened so that every background area counts, then narrowed
     so that none does; which areas count is `test_plain_paper_keeps_the_paper_...`.)"""
     from dataclasses import replace
@@ -204,18 +206,22 @@ def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatc
                                                [3], info=info)
     side = drawing_faces(flatten_alpha(drawing))[0].side
     background = paper_background(kept.lines, close=round(C.PAPER_SEAL * side), bottom=False)
-    tone = paper_tone(rgb, background)
-    assert np.abs(tone - cream).max() <= 1
-    chosen = plain_paper(background, painted.colour, tone)
-    around = drawing[..., 3] == 0  # the sprite's transparent background: the paper
+    white = np.full(3, 255.0)  # the colour layer's paper: the lines, multiplied over it, are the paper
+    chosen = plain_paper(background, painted.colour, white)
     core = cv2.erode((drawing[..., 3] >= 128).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # off the alpha rim
     assert chosen.mean() > 0.2 and chosen[core].mean() < 0.002
-    assert (kept.colour[chosen] == np.round(tone)).all()
-    assert (painted.colour[chosen] != np.round(tone)).any(-1).mean() > 0.5
+    assert (kept.colour[chosen] == 255).all() and (painted.colour[chosen] != 255).any(-1).mean() > 0.5
+    grey = np.dstack([kept.lines] * 3)  # the cream paper as the drawing was read: its line layer
+    assert np.array_equal(kept.image()[chosen], grey[chosen]) and abs(np.median(grey[chosen]) - 245) <= 2
     far = cv2.dilate(chosen.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
     assert np.array_equal(kept.colour[far], painted.colour[far])
     assert f"the paper around the figure kept as drawn ({chosen.mean():.0%} of the picture)" in said
     assert "paper" not in said_painted
+    (unlined,), _ = colorize_layers(model, diffusion, paper, reference, replace(opts, keep_lines=False), [3], info=info)
+    tone = paper_tone(grey, background)  # without the lines over it, the colour layer's paper is that grey
+    assert np.abs(tone - 245).max() <= 2 and (unlined.colour[plain_paper(background, painted.colour, tone)] == tone).all()
+    (varied, _), said_two = colorize_layers(model, diffusion, paper, reference, opts, [3, 4], info=info)
+    assert np.array_equal(varied.colour, kept.colour) and "kept as drawn in 2 of 2 variations" in said_two
     corner = Hint(2, 2, (200, 30, 30), "2,2,#c81e1e")  # a hint on the paper colours it in the picture
     (hinted,), _ = colorize_layers(model, diffusion, paper, reference, replace(opts, hints=(corner,)), [3], info=info)
     region = hint_masks((corner,), kept.lines)[0]
@@ -246,6 +252,11 @@ def test_an_opaque_references_paper_is_left_out_of_the_match(model_file, sprite,
     truth = reference[..., 3] >= 128  # the reference sprite's own figure
     assert chroma_mask.shape == truth.shape and truth[chroma_mask].mean() > 0.97 and chroma_mask[truth].mean() > 0.95
     assert not (lightness_mask & ~chroma_mask).any() and lightness_mask[truth].mean() > 0.5  # its lines left out too
+    monkeypatch.setattr(C, "MIN_FIGURE", 1.01)  # as if its paper ran into its figure
+    seen.clear()
+    colorize_layers(model, diffusion, drawing, opaque_reference, opts, [3], info=info)
+    assert dict(seen)["chroma"] is None  # its saturation counts whole; its lightness still leaves out the paper
+    assert (dict(seen)["lightness"] & ~truth).mean() < 0.02 and dict(seen)["lightness"][truth].mean() > 0.2
     seen.clear()
     colorize_layers(model, diffusion, drawing, reference, opts, [3], info=info)  # alpha kept: its opaque pixels
     assert dict(seen)["chroma"] is None

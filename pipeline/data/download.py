@@ -159,12 +159,12 @@ class HostRateLimiter:
         self._lock = threading.Lock()
 
     def wait(self, host: str) -> None:
-        interval = max(self.interval, self.min_interval.get(host, 0.0))
-        if interval <= 0:
+        if self.interval <= 0 and self.min_interval.get(host, 0.0) <= 0:
             return
         with self._lock:
             host_lock = self._hosts.setdefault(host, threading.Lock())
         with host_lock:  # other hosts go on; this host's requests queue here
+            interval = max(self.interval, self.min_interval.get(host, 0.0))  # a Crawl-delay read meanwhile counts
             last = self._last.get(host)
             while last is not None and (left := last + interval - time.monotonic()) > 0:
                 time.sleep(left)

@@ -190,7 +190,8 @@ def main() -> None:
                                          "even_regions": args.even_regions, "align": args.align,
                                          "confidence_power": CONFIDENCE_POWER,
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
-                                         "keep_paper": args.keep_paper, "opaque_reference": args.opaque_reference,
+                                         "keep_paper": args.paper and args.keep_paper,  # no paper: moot
+                                         "opaque_reference": args.opaque_reference,
                                          "mean": means,
                                          "pairs": rows}, indent=1))
 

@@ -113,7 +113,7 @@ def main() -> None:
         crops = [(flatten_alpha(d), flatten_alpha(r)) for d, r in sprites]
         drawings = [np.dstack([LINES.sketch(rgb, 0.5)] * 3 + [np.full_like(sprite[..., 3], 255) if args.paper
                                                               else sprite[..., 3]])
-                    for rgb, (sprite, _) in zip((d for d, _ in crops), sprites)]  # the sprite's alpha kept: the output's too
+                    for rgb, (sprite, _) in zip((d for d, _ in crops), sprites)]  # alpha kept (or paper): so is the output's
         size = max(max(d.shape[:2]) for d, _ in crops)
     else:
         crops = [(face(d, size), face(r, size)) for d, r in PAIRS]
