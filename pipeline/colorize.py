@@ -520,10 +520,13 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     reference_lines = reference_figure = off_paper = None
     matched = opts.match_chroma > 0 or (opts.match_lightness > 0 and views)
     if reference_rgba is not None and matched and (views or alpha is not None):
-        reference_lines = LINES.sketch(flatten_alpha(reference_rgba), 0.5)
+        reference_rgb = flatten_alpha(reference_rgba)
+        reference_lines = LINES.sketch(reference_rgb, 0.5)
         if reference_rgba.shape[-1] < 4 or reference_rgba[..., 3].min() >= OPAQUE:
             side = ref_side or min(reference_rgba.shape[:2]) / NO_FACE_SHARE
-            reference_figure = ~paper_background(reference_lines, close=round(CLOSE_GAPS * side), bottom=False)
+            edge = paper_background(reference_lines, close=round(CLOSE_GAPS * side), bottom=False)
+            # of the areas reaching its edge, those near white: paper, not hair cut by the frame or a scene
+            reference_figure = ~plain_paper(edge, reference_rgb, np.full(3, 255.0))
             off_paper = reference_figure
             if reference_figure.mean() < MIN_FIGURE:  # the paper ran into the figure: its saturation counts
                 reference_figure = None  # whole; its lightness, off the paper reaching its edge (unsealed)

@@ -237,8 +237,9 @@ def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatc
 def test_an_opaque_references_paper_is_left_out_of_the_match(model_file, sprite, monkeypatch):
     """A reference without transparency (a JPEG of the character on white): where the drawing's figure
     alone is matched (a sprite, or a figure off its paper), the reference's saturation and lightness
-    come from its figure alone, off the paper around it (sealed as the drawing's); with its alpha
-    kept, from its opaque pixels; a drawing without a figure mask, from the whole reference."""
+    come from its figure alone, off the white paper around it (sealed as the drawing's); before a
+    coloured wall, from all of it; with its alpha kept, from its opaque pixels; a drawing without a
+    figure mask, from the whole reference."""
     drawing, reference = sprite
     opaque_reference = np.dstack([flatten_alpha(reference), np.full(reference.shape[:2], 255, np.uint8)])
     model, diffusion, info = load_model(model_file)
@@ -252,6 +253,10 @@ def test_an_opaque_references_paper_is_left_out_of_the_match(model_file, sprite,
     truth = reference[..., 3] >= 128  # the reference sprite's own figure
     assert chroma_mask.shape == truth.shape and truth[chroma_mask].mean() > 0.97 and chroma_mask[truth].mean() > 0.95
     assert not (lightness_mask & ~chroma_mask).any() and lightness_mask[truth].mean() > 0.5  # its lines left out too
+    seen.clear()  # the same character before a blue wall: the wall is no paper, the whole picture counts
+    walled = np.dstack([flatten_alpha(reference, (40, 90, 200)), np.full(reference.shape[:2], 255, np.uint8)])
+    colorize_layers(model, diffusion, drawing, walled, opts, [3], info=info)
+    assert dict(seen)["chroma"].mean() > 0.97
     monkeypatch.setattr(C, "MIN_FIGURE", 1.01)  # as if its paper ran into its figure
     seen.clear()
     colorize_layers(model, diffusion, drawing, opaque_reference, opts, [3], info=info)
