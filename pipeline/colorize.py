@@ -495,8 +495,6 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                          text=None if text is None else text.expand(n * k_views, -1, -1),
                          text_guidance=opts.text_guidance)
     shown_lines = lines if opts.keep_lines else None  # hints hold their colour in the picture, lines multiplied
-    # the lightness a figure takes: the reference's pixels off its lines (and, on opaque paper, off its
-    # background); the figure's own pixels: a sprite's opaque ones, or those off the paper around it
     figure_pixels = figure = reference_paper = background = None
     # a face's side sets how wide a gap in the outline is sealed; without one found, a third of the shorter side
     main = next((v.square.side for v in views if not v.tile), min(lines.shape) / NO_FACE_SHARE)
@@ -505,7 +503,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         # the paper as the drawing was read (its line layer, levelled by --auto-levels or --binarize):
         # white under the lines multiplied over it, else the line layer's own paper grey
         tone = np.full(3, 255.0) if opts.keep_lines else paper_tone(np.dstack([lines] * 3), background)
-    if views:
+    if views:  # the figure's own pixels: a sprite's opaque ones, or those off the paper around it
         if alpha is None:  # sealed, the frame's bottom taken as a line
             figure_pixels = ~paper_background(lines, close=round(CLOSE_GAPS * main), bottom=False)
         else:
@@ -531,7 +529,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
             if reference_figure.mean() < MIN_FIGURE:  # the paper ran into the figure: its saturation counts
                 reference_figure = None  # whole; its lightness, off the paper reaching its edge (unsealed)
                 off_paper = ~paper_background(reference_lines)
-    if reference_rgba is not None and opts.match_lightness > 0 and views:
+    if reference_rgba is not None and opts.match_lightness > 0 and views:  # the lightness the figure takes
         reference_paper = reference_lines >= 128  # off its lines: the colour layer has none
         if off_paper is not None:
             reference_paper &= off_paper
