@@ -49,6 +49,7 @@ from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING,
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
+from pipeline.scan import level_lines, untinted
 
 EXPORT_FORMAT = "animecolor-model"
 EXPORT_VERSION = 1
@@ -305,16 +306,21 @@ def upscaled_truth(truth: np.ndarray, lines: np.ndarray, model_size: int) -> np.
 
 
 def reads_as_colour(rgb: np.ndarray, mode: str) -> bool:
-    """Whether `prepare_sketch` draws the picture's lines with XDoG (a colour picture) or reads it as lines."""
-    return mode == "xdog" or (mode == "auto" and is_colour_image(rgb))
+    """Whether `prepare_sketch` draws the picture's lines with XDoG (a colour picture) or reads it as
+    lines; in auto mode judged with the paper's tint taken out (`scan.untinted`: cream paper is not colour),
+    on the 64 px copy `colour_fraction` reads anyway."""
+    if mode != "auto":
+        return mode == "xdog"
+    return is_colour_image(untinted(cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)))
 
 
-def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels: bool = False,
+def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels: bool = True,
                    binarize: bool = False, sigma: float = 0.5) -> tuple[np.ndarray, np.ndarray, Letterbox, str | None]:
     """User drawing -> (model-size sketch uint8 (size, size), full-size line layer uint8 (H, W), box, notice).
 
     mode: "auto" (colour images get XDoG lines, with a notice), "lines" (use as drawn), "xdog" (always extract).
-    auto_levels stretches a scan's 1st..99th percentiles to black..white; binarize applies Otsu.
+    auto_levels levels a scan's or photo's paper to white and its darkest lines to black (`scan.py`; a
+    drawing on flat white paper whose lines reach black is unchanged); binarize applies Otsu.
     """
     rgb = flatten_alpha(rgba)
     notice = None
@@ -325,9 +331,7 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
         return sketch, full, box, notice
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if auto_levels:
-        lo, hi = np.percentile(gray, (1, 99))
-        if hi > lo:
-            gray = np.clip((gray.astype(np.float32) - lo) * 255.0 / (hi - lo), 0, 255).astype(np.uint8)
+        gray = level_lines(gray)
     if binarize:
         gray = binarize_lines(gray)
     sketch, box = letterbox(gray, size)
@@ -346,7 +350,7 @@ class ColorizeOptions:
     eta: float = SAMPLING.eta
     seed: int = SAMPLING.seed
     mode: str = "auto"        # auto | lines | xdog
-    auto_levels: bool = False
+    auto_levels: bool = True  # a scan's or photo's paper levelled to white, its darkest lines to black (scan.py)
     binarize: bool = False
     keep_lines: bool = True   # multiply the drawing's own full-resolution lines over the result
     prompt: str = ""          # colour prompt (data/prompt.py) for a text model; "" = reference only

@@ -127,7 +127,7 @@ def _jobs(sketch: Path | None, reference: Path | None, pairs_csv: Path | None, o
 def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Path | None = None,
                    model: Path = DEFAULT_MODEL, out: Path | None = None, steps: int = SAMPLING.sample_steps,
                    guidance: float = SAMPLING.guidance, seed: int = SAMPLING.seed, eta: float = SAMPLING.eta,
-                   mode: str = "auto", auto_levels: bool = False, binarize: bool = False, keep_lines: bool = True,
+                   mode: str = "auto", auto_levels: bool = True, binarize: bool = False, keep_lines: bool = True,
                    skip_existing: bool = False, device: str = "auto", prompt: str = "",
                    text_guidance: float = SAMPLING.text_guidance, layers: bool = False,
                    hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
@@ -264,7 +264,10 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                       help="Random seed (same seed, same picture)."),
              eta: float = typer.Option(SAMPLING.eta, help="DDIM eta, 0 to 1 (0 = deterministic)."),
              mode: str = typer.Option("auto", help="auto | lines | xdog: how to read the drawing."),
-             auto_levels: bool = typer.Option(False, help="Stretch a scan's levels to black and white."),
+             auto_levels: bool = typer.Option(True, "--auto-levels/--no-auto-levels",
+                                              help="Level a scan's or photo's paper to white (uneven light "
+                                                   "too) and its darkest lines to black; off: the grey "
+                                                   "levels as drawn."),
              binarize: bool = typer.Option(False, help="Threshold the drawing to pure lines (Otsu)."),
              keep_lines: bool = typer.Option(True, help="Draw the original lines over the result."),
              skip_existing: bool = typer.Option(False, help="Leave outputs that already exist (default: overwrite)."),

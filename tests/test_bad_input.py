@@ -537,7 +537,7 @@ def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
     assert rgba[..., 3].min() == 255
 
 
-NEED_FULL = "--passes, --figure, --even, --align, --paper and --mirror need --full"
+NEED_FULL = "--passes, --figure, --even, --align, --paper, --scan and --mirror need --full"
 
 
 @pytest.mark.parametrize("spec, extra, fragment", [
@@ -549,10 +549,12 @@ NEED_FULL = "--passes, --figure, --even, --align, --paper and --mirror need --fu
     ("a=/nonexistent/m.safetensors", ["--align"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--mirror"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--paper"], NEED_FULL),
+    ("a=/nonexistent/m.safetensors", ["--scan"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--full", "--figure", "--chroma"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--even", "--passes"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--align", "--even"], "one at a time"),
-    ("a=/nonexistent/m.safetensors", ["--full", "--paper", "--align"], "one at a time")])
+    ("a=/nonexistent/m.safetensors", ["--full", "--paper", "--align"], "one at a time"),
+    ("a=/nonexistent/m.safetensors", ["--full", "--scan", "--paper"], "one at a time")])
 @pytest.mark.slow  # a Python start-up and the torch import per case
 def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, extra, fragment):
     """scripts/figures/sprite_compare.py (a README helper): a bad --model, --passes or --figure without

@@ -420,6 +420,11 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     assert on_paper["mean"]["tiles"]["face_passes"] == 1
     assert on_paper["mean"]["whole"]["face_passes"] == 0  # the paper's notice is not a face pass
     assert 0 < on_paper["mean"]["whole"]["background_off_white"] <= 1  # measured: the lines' bleed and the paint
+    scan = subprocess.run([sys.executable, script, "--model", str(model_file), "--steps", "1", "--limit", "1", "--scan",
+                           "--json", str(tmp_path / "scan.json")], capture_output=True, text=True, timeout=600, cwd=root)
+    assert scan.returncode == 0 and "drawings as photos of scans" in scan.stdout, scan.stderr[-2000:]
+    photographed = json.loads((tmp_path / "scan.json").read_text())
+    assert photographed["scan"] and photographed["paper"] and not result["scan"] and not on_paper["scan"]
     missing = subprocess.run([sys.executable, script, "--model", str(tmp_path / "absent.safetensors")],
                              capture_output=True, text=True, timeout=300, cwd=root)
     assert missing.returncode == 2 and missing.stdout == ""

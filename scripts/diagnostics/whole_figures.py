@@ -2,7 +2,7 @@
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
         [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align]
-        [--paper [--paint-paper]] [--opaque-reference]
+        [--paper [--paint-paper]] [--scan] [--opaque-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -26,6 +26,10 @@ lines on white paper, without the sprite's alpha (as most drawings come): the fi
 from the paper by the lines alone, and `background_off_white` is the share of the sprite's
 transparent background that comes out more than 20 levels off white; `--paint-paper` leaves the
 model's colours on that paper (`colorize --paint-paper`) instead of keeping it as drawn.
+`--scan` (implies `--paper`) gives each drawing as a phone photo of it would come: the lines
+printed on cream paper, the light falling off across the page to 0.72 of its brightest, grain
+and a JPEG at quality 60 (`sprites.scan_photo`, seeded by the file's name), read as `colorize` reads a
+file by default (`--mode auto`).
 `--opaque-reference` gives each reference flattened on white, without its alpha, as a JPEG or
 any picture without transparency comes. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
@@ -42,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
-from sprites import DEMO, QUESTION  # noqa: E402
+from sprites import DEMO, QUESTION, scan_photo  # noqa: E402
 
 from pipeline.chroma import EVEN as EVEN_REGIONS  # noqa: E402
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS  # noqa: E402
@@ -118,11 +122,15 @@ def main() -> None:
                     help="each drawing as its lines on white paper, without the sprite's alpha")
     ap.add_argument("--paint-paper", dest="keep_paper", action="store_false",
                     help="with --paper: the model's colours on the paper around the figure (colorize --paint-paper)")
+    ap.add_argument("--scan", action="store_true",
+                    help="each drawing as a phone photo of its lines on cream paper (implies --paper), read "
+                         "as colorize reads a file (--mode auto)")
     ap.add_argument("--opaque-reference", action="store_true",
                     help="each reference flattened on white, without its alpha (as a JPEG comes)")
     ap.add_argument("--mirror-reference", action="store_true",
                     help="flip every reference left to right (a reference in another layout)")
     args = ap.parse_args()
+    args.paper |= args.scan
     if not args.keep_paper and not args.paper:
         ap.error("--paint-paper needs --paper (a sprite with alpha has no paper to paint)")
     try:  # the knobs first: a bad value is one line before the model is read
@@ -145,13 +153,15 @@ def main() -> None:
         truth = flatten_alpha(sprite)
         opaque = sprite[..., 3] >= 128
         alpha = np.full(opaque.shape, 255, np.uint8) if args.paper else sprite[..., 3]
-        drawing = np.dstack([LINES.sketch(truth, 0.5)] * 3 + [alpha])
+        lines = LINES.sketch(truth, 0.5)
+        drawing = np.dstack([scan_photo(lines, drawing_path.name) if args.scan else np.dstack([lines] * 3), alpha])
         face = largest_face_square(truth)
         pair = {"drawing": drawing_path.name, "reference": reference_path.name}
         # the last is colorize's default: the chroma match comes before the regions are evened out
         for name, faces, tiles, chroma in (("whole", False, False, 0.0), ("face_pass", True, False, 0.0),
                                            ("tiles", True, True, 0.0), ("tiles_chroma", True, True, args.match_chroma)):
-            opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", faces=faces, tiles=tiles,
+            opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="auto" if args.scan else "lines",
+                                   faces=faces, tiles=tiles,
                                    match_chroma=chroma, tile_scale=args.tile_scale,
                                    match_lightness=args.match_lightness, even_regions=args.even_regions,
                                    align=args.align, keep_paper=args.keep_paper)
@@ -161,7 +171,7 @@ def main() -> None:
             rows.append({**pair, "candidate": name, "face_pass": "at face scale" in (notice or ""),
                          **scores(out, truth, opaque, face, lpips),
                          "background_off_white": off_white(out, ~opaque)})
-        ceiling = upscaled_truth(truth, drawing[..., 0], info["image_size"])
+        ceiling = upscaled_truth(truth, lines, info["image_size"])
         rows.append({**pair, "candidate": "upscaled_truth", "face_pass": False,
                      **scores(ceiling, truth, opaque, face, lpips),
                      "background_off_white": off_white(ceiling, ~opaque)})
@@ -172,7 +182,7 @@ def main() -> None:
           f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}"
           + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
           + ", drawings on white paper" * args.paper + ", the paper painted" * (args.paper and not args.keep_paper)
-          + ", references opaque on white" * args.opaque_reference)
+          + ", references opaque on white" * args.opaque_reference + ", drawings as photos of scans" * args.scan)
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
@@ -191,7 +201,7 @@ def main() -> None:
                                          "confidence_power": CONFIDENCE_POWER,
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
                                          "keep_paper": args.paper and args.keep_paper,  # no paper: moot
-                                         "opaque_reference": args.opaque_reference,
+                                         "opaque_reference": args.opaque_reference, "scan": args.scan,
                                          "mean": means,
                                          "pairs": rows}, indent=1))
 

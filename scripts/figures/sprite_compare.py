@@ -2,7 +2,7 @@
 that were never in the training data).
 
     python scripts/figures/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
-        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even | --align | --paper] [--mirror]] [--chroma] \
+        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even | --align | --paper | --scan] [--mirror]] [--chroma] \
         [--out docs/img/sprites_compare.png]
 
 The drawings and references are face crops of the Ren'Py sprites of Debian's `renpy-thequestion`
@@ -23,7 +23,10 @@ model without and with the figure's colours evened out inside its line-enclosed 
 and with the reference laid on the drawing by its lines (`--no-align` and colorize's default,
 `faces.register`); `--paper` (with `--full`) gives each drawing on white paper without the
 sprite's alpha and shows each model with the paper painted by the model and kept as drawn
-(`--paint-paper` and colorize's default `--keep-paper`); `--mirror` mirrors every reference first. Rows: pairs; columns: line drawing,
+(`--paint-paper` and colorize's default `--keep-paper`); `--scan` (with `--full`) gives each drawing
+as a phone photo of its lines on cream paper (`sprites.scan_photo`) and shows each model with it
+traced by XDoG, as colorize read such a photo before 2026-12-06 (`--mode xdog`), and as colorize
+reads it now (`--mode auto`, `--auto-levels`); `--mirror` mirrors every reference first. Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
 colours of each output against the reference's (CIEDE2000, the benchmark's `af_de_*`; '-' where
 animeface finds no face), so a look at six pairs comes with numbers, not a verdict.
@@ -33,7 +36,7 @@ import argparse
 
 import numpy as np
 import torch
-from sprites import DEMO, QUESTION, face, rgba
+from sprites import DEMO, QUESTION, face, rgba, scan_photo
 
 import pipeline.faces
 from pipeline.chroma import EVEN
@@ -75,6 +78,8 @@ def main() -> None:
                                                         "(--no-align and default)")
     ap.add_argument("--paper", action="store_true", help="with --full: the drawings on white paper (no alpha), each "
                                                         "model twice: --paint-paper and default (--keep-paper)")
+    ap.add_argument("--scan", action="store_true", help="with --full: the drawings as phone photos on cream paper, "
+                                                       "each model twice: traced (--mode xdog) and default")
     ap.add_argument("--mirror", action="store_true", help="with --full: every reference mirrored left to right")
     ap.add_argument("--tile", type=int, default=360, help="largest side of a cell of the sheet in px")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
@@ -83,10 +88,10 @@ def main() -> None:
     if bad:
         ap.error(f"--model {bad[0]!r}: expected NAME=PATH")
     models = dict(spec.split("=", 1) for spec in args.model)
-    if (args.passes or args.figure or args.even or args.align or args.paper or args.mirror) and not args.full:
-        ap.error("--passes, --figure, --even, --align, --paper and --mirror need --full (face crops get no face pass)")
-    if args.passes + args.chroma + args.figure + args.even + args.align + args.paper > 1:
-        ap.error("--passes, --chroma, --figure, --even, --align and --paper: one at a time")
+    if (args.passes or args.figure or args.even or args.align or args.paper or args.scan or args.mirror) and not args.full:
+        ap.error("--passes, --figure, --even, --align, --paper, --scan and --mirror need --full (face crops get no face pass)")
+    if args.passes + args.chroma + args.figure + args.even + args.align + args.paper + args.scan > 1:
+        ap.error("--passes, --chroma, --figure, --even, --align, --paper and --scan: one at a time")
     passes = {"": {}}
     power = pipeline.faces.CONFIDENCE_POWER
     if args.figure:
@@ -97,6 +102,8 @@ def main() -> None:
         passes = {" not laid": dict(align=False), " laid": {}}
     elif args.paper:
         passes = {" paint paper": dict(keep_paper=False), " keep paper": {}}
+    elif args.scan:
+        passes = {" traced": dict(mode="xdog"), " levelled": dict(mode="auto")}
     elif args.passes:
         passes = {" whole": dict(faces=False), " +faces": dict(tiles=False), " +tiles": {}}
     elif args.chroma:
@@ -111,9 +118,10 @@ def main() -> None:
         if args.mirror:
             sprites = [(d, np.ascontiguousarray(r[:, ::-1])) for d, r in sprites]
         crops = [(flatten_alpha(d), flatten_alpha(r)) for d, r in sprites]
-        drawings = [np.dstack([LINES.sketch(rgb, 0.5)] * 3 + [np.full_like(sprite[..., 3], 255) if args.paper
-                                                              else sprite[..., 3]])
-                    for rgb, (sprite, _) in zip((d for d, _ in crops), sprites)]  # alpha kept (or paper): so is the output's
+        lines = [LINES.sketch(rgb, 0.5) for rgb, _ in crops]
+        drawings = [np.dstack([scan_photo(line, path.name) if args.scan else np.dstack([line] * 3),
+                               np.full_like(sprite[..., 3], 255) if args.paper or args.scan else sprite[..., 3]])
+                    for line, (sprite, _), (path, _) in zip(lines, sprites, PAIRS)]  # alpha kept (or paper): so is the output's
         size = max(max(d.shape[:2]) for d, _ in crops)
     else:
         crops = [(face(d, size), face(r, size)) for d, r in PAIRS]
@@ -126,7 +134,7 @@ def main() -> None:
             for label, kw in passes.items():
                 kw = dict(kw)
                 pipeline.faces.CONFIDENCE_POWER = kw.pop("confidence_power", power)  # 0: every tile pixel weighs 1
-                opts = ColorizeOptions(sample_steps=args.steps, seed=0, mode="lines", **kw)
+                opts = ColorizeOptions(**{"sample_steps": args.steps, "seed": 0, "mode": "lines", **kw})
                 out = colorize_image(model, diffusion, drawing, reference, opts, info=info)[0]
                 out = flatten_alpha(out) if out.shape[-1] == 4 else out
                 outputs[name + label].append(out)

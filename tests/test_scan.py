@@ -1,0 +1,115 @@
+"""A scan or photo of a drawing read as clean lines (`pipeline/scan.py`, `colorize --auto-levels`)."""
+
+import json
+
+import cv2
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline.colorize import prepare_sketch, reads_as_colour
+from pipeline.data.synthetic import generate_face
+from pipeline.data.xdog import XDoGConfig
+from pipeline.scan import level_lines, paper_light, untinted
+from stages.cli import app
+
+runner = CliRunner()
+CREAM = np.array([245, 236, 214], np.float32)
+
+
+def lines_of(seed: int = 3, size: int = 192) -> np.ndarray:
+    """A procedural face's XDoG lines: uint8 (H, W), 255 = paper."""
+    _, rgb, _ = generate_face(seed, 1, size, 0.0)
+    return XDoGConfig().sketch(rgb, 0.5)
+
+
+def photo_of(lines: np.ndarray, low: float = 0.65, grain: float = 5.0, seed: int = 0) -> np.ndarray:
+    """The lines as a photo on cream paper: ink at a fifth of the paper, the light falling from the
+    top left (0.97) to the bottom right (`low`), grain, uint8 RGB."""
+    h, w = lines.shape
+    y, x = np.mgrid[0:h, 0:w]
+    light = 0.97 - (0.97 - low) * (x / (w - 1) + y / (h - 1)) / 2
+    ink = 1 - lines.astype(np.float32) / 255
+    rgb = CREAM * (1 - 0.8 * ink[..., None]) * light[..., None]
+    rgb += np.random.default_rng(seed).normal(0, grain, (h, w, 1))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def test_clean_lines_on_white_come_back_unchanged():
+    """A drawing on flat white paper whose lines reach black: the levelling is the identity."""
+    for seed in (1, 2, 3):
+        lines = lines_of(seed)
+        assert np.array_equal(level_lines(lines), lines)
+
+
+def test_a_photo_on_cream_paper_with_falling_light_comes_back_on_white():
+    lines = lines_of()
+    grey = cv2.cvtColor(photo_of(lines), cv2.COLOR_RGB2GRAY)
+    paper, ink = lines == 255, lines < 32
+    # before: the paper's light falls from top left to bottom right by about a third
+    corner = slice(0, 40)
+    assert grey[corner, corner][paper[corner, corner]].mean() - grey[-40:, -40:][paper[-40:, -40:]].mean() > 50
+    out = level_lines(grey)
+    for part in ((corner, corner), (slice(-40, None), slice(-40, None))):
+        assert out[part][paper[part]].mean() > 245  # white in both corners
+    assert np.median(out[ink]) < 40  # the lines dark
+    assert (out[paper] < 200).mean() < 0.01  # no grain left standing out on the paper
+    surface, noise = paper_light(grey)
+    assert surface[0, 0] > surface[-1, -1] + 50 and 3 < noise < 8
+
+
+def test_a_sparse_sketch_keeps_its_paper_white():
+    """A few faint strokes (well under a percent of the picture): the black point is capped, so the
+    paper is not stretched into grey."""
+    grey = np.full((200, 200), 220, np.uint8)
+    grey[100, 20:180] = 150  # one faint stroke, 0.8 % of the picture
+    grey = np.clip(grey + np.random.default_rng(1).normal(0, 2, grey.shape), 0, 255).astype(np.uint8)
+    out = level_lines(grey)
+    assert (out[:90] < 200).mean() < 0.01 and out[100, 20:180].mean() < 180
+
+
+def test_a_picture_that_is_mostly_ink_gets_a_plain_stretch():
+    grey = np.full((100, 100), 40, np.uint8)
+    grey[:20] = 140  # a fifth light, the rest dark ink
+    out = level_lines(grey)
+    assert out[50, 50] == 0 and out[5, 5] == 255
+
+
+def test_cream_paper_is_not_colour_but_a_colour_picture_still_is():
+    lines = lines_of()
+    photo = photo_of(lines)
+    assert not reads_as_colour(photo, "auto") and reads_as_colour(photo, "xdog")
+    assert np.array_equal(untinted(photo)[0, 0], [255, 255, 255]) or untinted(photo)[0, 0].min() > 240
+    _, face, _ = generate_face(3, 1, 192, 0.0)
+    assert reads_as_colour(face, "auto")
+    dark = np.full((32, 32, 3), (40, 90, 160), np.uint8)  # not paper-like: left as it is
+    assert untinted(dark) is dark
+
+
+def test_prepare_sketch_levels_by_default_and_not_when_asked():
+    lines = lines_of()
+    photo = photo_of(lines)
+    rgba = np.dstack([photo, np.full(lines.shape, 255, np.uint8)])
+    _, levelled, _, notice = prepare_sketch(rgba, 64)
+    _, as_drawn, _, _ = prepare_sketch(rgba, 64, auto_levels=False)
+    paper = lines == 255
+    assert notice is None  # read as lines, not traced with XDoG
+    assert levelled[paper].mean() > 245 and as_drawn[paper].mean() < 215
+
+
+def test_the_cli_levels_a_photo_and_records_it(model_file, tmp_path):
+    lines = lines_of(5, 96)
+    Image.fromarray(photo_of(lines)).save(tmp_path / "photo.jpg", quality=70)
+    _, ref, _ = generate_face(5, 1, 96, 0.0)
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    read = {}
+    for name, flags in (("on", []), ("off", ["--no-auto-levels"])):
+        out = tmp_path / f"{name}.png"
+        result = runner.invoke(app, ["colorize", str(tmp_path / "photo.jpg"), "-r", str(tmp_path / "ref.png"),
+                                     "--model", str(model_file), "-o", str(out), "--steps", "1", "--layers", *flags])
+        assert result.exit_code == 0, result.output
+        assert "XDoG" not in result.output  # cream paper: read as lines
+        assert json.loads(Image.open(out).text["animecolor"])["auto_levels"] == (name == "on")
+        read[name] = np.asarray(Image.open(tmp_path / f"{name}_lines.png").convert("RGBA"))[..., 3]
+    paper = lines == 255  # the lines layer is the drawing as read, on transparency: levelled, its paper clear
+    assert read["on"][paper].mean() < 10 and read["off"][paper].mean() > 40
