@@ -30,7 +30,7 @@ import numpy as np
 FIT_SIDE = 256  # the paper's light is fitted on a copy at most this many px on its longer side
 MIN_PAPER = 0.3  # the paper side's least share of the picture for the light to be fitted
 OUTLIER_SIGMAS = 2.5  # the refit leaves out pixels this many noise sigmas off the first fit
-WHITE_SIGMAS = 1.5  # the white point: the fitted paper less this many sigmas of its noise
+WHITE_SIGMAS = 3.0  # the white point: the fitted paper less this many sigmas of its noise
 MAX_BLACK = 127  # the black point (the darkest percent's level) is at most this
 BLACK_PERCENTILE = 1.0
 PAPER_LEVEL = 150  # `untinted`: paper has every channel at least this ...

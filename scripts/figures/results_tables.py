@@ -234,6 +234,21 @@ def opaque_reference_table(root: Path) -> str:
                    "lpips"], rows)
 
 
+def scan_table(root: Path) -> str:
+    """`whole_figures.py --scan` runs under docs/results/real-art/whole-figures/scan/ (CODE.json: the
+    drawings as phone photos on cream paper, read by the code before or after `--auto-levels`
+    became the default): the default output's (tiles_chroma's) scores, the paper's, and how many
+    drawings got a face pass."""
+    rows = []
+    for path in sorted((root / "docs/results/real-art/whole-figures/scan").glob("*.json")):
+        run = _load(path)
+        mean = run["mean"]["tiles_chroma"]
+        rows.append([path.stem, mean["psnr"], mean["lpips"], mean["chroma_ratio"], mean["face_psnr"],
+                     mean["background_off_white"], f"{mean['face_passes']} / {len(run['pairs']) // 5}"])
+    return _table(["code", "psnr", "lpips", "chroma_ratio", "face_psnr", "background_off_white",
+                   "drawings given a face pass"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline_table,
     "synthetic-full": lambda root: evaluate_table(_full(root)),
@@ -265,6 +280,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-align": align_table,
     "whole-figures-paper": paper_table,
     "whole-figures-opaque-reference": opaque_reference_table,
+    "whole-figures-scan": scan_table,
 }
 
 
