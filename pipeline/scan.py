@@ -8,6 +8,9 @@ texture to paint (a figure on grey paper comes back smeared with colour from edg
 - the paper's light is fitted as a smooth surface (a quadratic in x and y) to the pixels on the
   paper side of the drawing's Otsu threshold, on a copy at most `FIT_SIDE` px wide, refitted once
   without the pixels far off the first fit (faint lines, smudges);
+- then corrected cell by cell (`LOCAL_CELL` px of that copy) by the median of the paper's pixels off
+  the surface where a cell is at least `LOCAL_PAPER` paper, the corrections median-filtered over 3 x 3
+  cells: a shadow with an edge (a hand's, a phone's) that no quadratic follows;
 - every pixel is divided by that surface, less `WHITE_SIGMAS` of the paper's noise, so the paper
   comes out white with its grain clipped;
 - the darkest percent is taken to black (its level capped at `MAX_BLACK`, so a sparse sketch's
@@ -15,7 +18,8 @@ texture to paint (a figure on grey paper comes back smeared with colour from edg
 
 Cream or tinted paper is not colour: whether a drawing is read as lines or as a colour picture is
 decided on it with its paper's tint taken out (`untinted`: each channel scaled so that the median of
-its brighter half is white), so a photo of a pencil drawing on cream paper is levelled, not traced.
+its brighter half is white, when that median looks like paper), so a photo of a pencil drawing on
+cream paper is levelled, not traced.
 
 A drawing on flat white paper whose lines reach black (a digital drawing, XDoG lines) comes back
 unchanged; a drawing that is mostly ink (paper under `MIN_PAPER` of it) is only stretched between
@@ -33,6 +37,11 @@ OUTLIER_SIGMAS = 2.5  # the refit leaves out pixels this many noise sigmas off t
 WHITE_SIGMAS = 3.0  # the white point: the fitted paper less this many sigmas of its noise
 MAX_BLACK = 127  # the black point (the darkest percent's level) is at most this
 BLACK_PERCENTILE = 1.0
+LOCAL_CELL = 16  # the local correction's cells, px of the fitted copy (1/16 of its longer side)
+LOCAL_PAPER = 0.25  # a cell is corrected when at least this share of it is paper:
+LOCAL_REACH = 7  # ... a pixel within LOCAL_LINE of the brightest in this square around it (px) ...
+LOCAL_LINE = 0.85
+LOCAL_FLOOR = 0.5  # ... where that brightest is at least this share of the fitted light
 PAPER_LEVEL = 150  # `untinted`: paper has every channel at least this ...
 PAPER_TINT = 64  # ... and its channels at most this far apart (cream paper: about 30)
 
@@ -60,8 +69,9 @@ def _coords(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def paper_light(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """The fitted light of the paper at every pixel (float32 (H, W)) and the paper's noise (its
-    residuals' standard deviation), or None when too little of the picture is paper."""
+    """The fitted light of the paper at every pixel (float32 (H, W)) and the paper's noise (the
+    standard deviation of the kept paper pixels off the quadratic), or None when too little of the
+    picture is paper."""
     h, w = gray.shape
     k = min(1.0, FIT_SIDE / max(h, w))
     small = gray if k == 1 else cv2.resize(gray, (max(1, round(w * k)), max(1, round(h * k))),
@@ -77,11 +87,35 @@ def paper_light(gray: np.ndarray) -> tuple[np.ndarray, float] | None:
     keep = np.abs(residual) <= OUTLIER_SIGMAS * max(residual.std(), 1.0)
     if keep.sum() >= basis.shape[1]:
         coef = np.linalg.lstsq(basis[keep], values[keep], rcond=None)[0]
-        residual = (values - basis @ coef)[keep]
+        residual = (values - basis @ coef)[keep]  # the grain: the kept paper off the quadratic
     surface = (_basis(x, y) @ coef.astype(np.float32)).astype(np.float32)
+    surface += _local_correction(small, surface)
     if k < 1:
         surface = cv2.resize(surface, (w, h), interpolation=cv2.INTER_LINEAR)
     return surface, float(residual.std())
+
+
+def _local_correction(small: np.ndarray, surface: np.ndarray) -> np.ndarray:
+    """float32 (h, w): each `LOCAL_CELL` cell's median of its paper pixels off `surface` (0 in a cell
+    under `LOCAL_PAPER` paper), median-filtered over 3 x 3 cells and interpolated between cells' centres.
+    Paper here is local (a shadow's paper is darker than the lit ink's Otsu threshold may allow): a
+    pixel within `LOCAL_LINE` of its neighbourhood's brightest (a `LOCAL_REACH` px square), where that
+    is at least `LOCAL_FLOOR` of the fitted light (a black fill is not a shadow)."""
+    h, w = small.shape
+    brightest = cv2.dilate(small, np.ones((LOCAL_REACH, LOCAL_REACH), np.uint8)).astype(np.float32)
+    paper = (small >= LOCAL_LINE * brightest) & (brightest >= LOCAL_FLOOR * surface)
+    rows, cols = max(1, round(h / LOCAL_CELL)), max(1, round(w / LOCAL_CELL))
+    off = small.astype(np.float32) - surface
+    grid = np.zeros((rows, cols), np.float32)
+    ys, xs = np.linspace(0, h, rows + 1).astype(int), np.linspace(0, w, cols + 1).astype(int)
+    for i in range(rows):
+        for j in range(cols):
+            cell = paper[ys[i]:ys[i + 1], xs[j]:xs[j + 1]]
+            if cell.size and cell.mean() >= LOCAL_PAPER:
+                grid[i, j] = np.median(off[ys[i]:ys[i + 1], xs[j]:xs[j + 1]][cell])
+    if rows >= 3 and cols >= 3:
+        grid = cv2.medianBlur(grid, 3)
+    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def level_lines(gray: np.ndarray) -> np.ndarray:

@@ -58,6 +58,22 @@ def test_a_photo_on_cream_paper_with_falling_light_comes_back_on_white():
     assert surface[0, 0] > surface[-1, -1] + 50 and 3 < noise < 8
 
 
+def test_a_shadow_with_an_edge_is_lifted_and_a_black_fill_kept():
+    """A shadow across two fifths of the page (0.6 of the light, a soft edge), which no quadratic follows,
+    comes out white like the lit paper; a solid black fill (hair) stays black."""
+    lines = lines_of(4, 256)
+    lines[150:210, 30:90] = 0  # a black fill
+    h, w = lines.shape
+    y, x = np.mgrid[0:h, 0:w]
+    shadow = cv2.GaussianBlur(np.where(x > 0.6 * w, 0.6, 1.0).astype(np.float32), (0, 0), 3)
+    grey = 235 * (1 - 0.8 * (1 - lines / 255.0)) * shadow + np.random.default_rng(2).normal(0, 3, lines.shape)
+    out = level_lines(np.clip(grey, 0, 255).astype(np.uint8))
+    paper = lines == 255
+    dark, lit = paper & (x > 0.67 * w), paper & (x < 0.53 * w)
+    assert out[lit].mean() > 245 and out[dark].mean() > 240
+    assert out[155:205, 35:85].mean() < 20
+
+
 def test_a_sparse_sketch_keeps_its_paper_white():
     """A few faint strokes (well under a percent of the picture): the black point is capped, so the
     paper is not stretched into grey."""
