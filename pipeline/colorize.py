@@ -311,6 +311,7 @@ def reads_as_colour(rgb: np.ndarray, mode: str) -> bool:
     on the 64 px copy `colour_fraction` reads anyway."""
     if mode != "auto":
         return mode == "xdog"
+    rgb = np.dstack([rgb] * 3) if rgb.ndim == 2 else rgb[..., :3]  # grey, or RGBA's colours
     return is_colour_image(untinted(cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA)))
 
 
@@ -320,7 +321,7 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
 
     mode: "auto" (colour images get XDoG lines, with a notice), "lines" (use as drawn), "xdog" (always extract).
     auto_levels levels a scan's or photo's paper to white and its darkest lines to black (`scan.py`; a
-    drawing on flat white paper whose lines reach black is unchanged); binarize applies Otsu.
+    drawing already on white paper is unchanged); binarize applies Otsu.
     """
     rgb = flatten_alpha(rgba)
     notice = None

@@ -21,9 +21,9 @@ decided on it with its paper's tint taken out (`untinted`: each channel scaled s
 its brighter half is white, when that median looks like paper), so a photo of a pencil drawing on
 cream paper is levelled, not traced.
 
-A drawing on flat white paper whose lines reach black (a digital drawing, XDoG lines) comes back
-unchanged; a drawing that is mostly ink (paper under `MIN_PAPER` of it) is only stretched between
-its first and 99th percentiles.
+A drawing whose median level is `WHITE_PAPER` or more is on white paper already (a digital drawing,
+XDoG lines) and comes back unchanged, its lines' soft edges included; a drawing that is mostly ink
+(paper under `MIN_PAPER` of it) is only stretched between its first and 99th percentiles.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ OUTLIER_SIGMAS = 2.5  # the refit leaves out pixels this many noise sigmas off t
 WHITE_SIGMAS = 3.0  # the white point: the fitted paper less this many sigmas of its noise
 MAX_BLACK = 127  # the black point (the darkest percent's level) is at most this
 BLACK_PERCENTILE = 1.0
+WHITE_PAPER = 253  # a drawing whose median level is at least this is on white paper already: left as drawn
 LOCAL_CELL = 16  # the local correction's cells, px of the fitted copy (1/16 of its longer side)
 LOCAL_PAPER = 0.25  # a cell is corrected when at least this share of it is paper:
 LOCAL_REACH = 7  # ... a pixel within LOCAL_LINE of the brightest in this square around it (px) ...
@@ -121,6 +122,8 @@ def _local_correction(small: np.ndarray, surface: np.ndarray) -> np.ndarray:
 def level_lines(gray: np.ndarray) -> np.ndarray:
     """A grey drawing (uint8 (H, W)) with its paper levelled to white and its darkest lines to black
     (module docstring); a new array."""
+    if np.median(gray) >= WHITE_PAPER:  # a digital drawing: its soft line edges are not to be stretched
+        return gray.copy()
     fitted = paper_light(gray)
     if fitted is None:  # mostly ink: a plain stretch of its levels
         lo, hi = np.percentile(gray, (BLACK_PERCENTILE, 100 - BLACK_PERCENTILE))

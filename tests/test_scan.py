@@ -42,6 +42,18 @@ def test_clean_lines_on_white_come_back_unchanged():
         assert np.array_equal(level_lines(lines), lines)
 
 
+def test_a_digital_drawing_with_soft_edged_lines_comes_back_unchanged():
+    """Anti-aliased 2 px lines on pure white, dense (about 13 % ink) and sparse (under 1 %): the lines'
+    grey edges are neither counted as paper grain nor stretched by a black point taken off the paper."""
+    rng = np.random.default_rng(0)
+    for count in (60, 3):
+        drawing = np.full((800, 800), 255, np.uint8)
+        for _ in range(count):
+            x0, y0, x1, y1 = (int(v) for v in rng.integers(0, 800, 4))
+            cv2.line(drawing, (x0, y0), (x1, y1), 0, 2, cv2.LINE_AA)
+        assert np.abs(level_lines(drawing).astype(int) - drawing).max() <= 1
+
+
 def test_a_photo_on_cream_paper_with_falling_light_comes_back_on_white():
     lines = lines_of()
     grey = cv2.cvtColor(photo_of(lines), cv2.COLOR_RGB2GRAY)
@@ -95,6 +107,8 @@ def test_cream_paper_is_not_colour_but_a_colour_picture_still_is():
     lines = lines_of()
     photo = photo_of(lines)
     assert not reads_as_colour(photo, "auto") and reads_as_colour(photo, "xdog")
+    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)  # a grey or an RGBA array is judged as its colours
+    assert not reads_as_colour(grey, "auto") and not reads_as_colour(np.dstack([photo, grey]), "auto")
     assert np.array_equal(untinted(photo)[0, 0], [255, 255, 255]) or untinted(photo)[0, 0].min() > 240
     _, face, _ = generate_face(3, 1, 192, 0.0)
     assert reads_as_colour(face, "auto")
