@@ -178,8 +178,8 @@ def test_an_opaque_figures_paper_stays_white_under_the_lightness_match(model_fil
 
 
 def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatch):
-    """A figure on opaque cream paper: the background areas the model left near the paper come back
-    as the drawing was read (`--keep-paper`, the default): white in the colour layer, so the
+    """A figure on opaque cream paper, read as drawn (`--no-auto-levels`): the background areas the
+    model left near the paper come back as the drawing was read (`--keep-paper`, the default): white in the colour layer, so the
     picture's paper is the line layer's grey, or that grey without the lines over it; the figure
     and anything a few px past the paper do not move; `--paint-paper` keeps the model's colours
     there; two variations are both said; a hint on the paper still colours it; a sprite with
@@ -200,7 +200,9 @@ def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatc
     rgb = np.round(flatten_alpha(drawing) * (cream / 255)).astype(np.uint8)  # the lines on cream paper
     paper = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     model, diffusion, info = load_model(model_file)
-    opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines")
+    opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", auto_levels=False)  # the cream read as drawn
+    (levelled,), _ = colorize_layers(model, diffusion, paper, reference, replace(opts, auto_levels=True), [3], info=info)
+    assert np.median(levelled.lines) == 255  # by default (`scan.py`) the cream is levelled to white
     (kept,), said = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
     (painted,), said_painted = colorize_layers(model, diffusion, paper, reference, replace(opts, keep_paper=False),
                                                [3], info=info)

@@ -17,6 +17,7 @@ def layer(module: str) -> int:
     if module in BASE:
         return 0
     for prefix, rank in (("pipeline.data", 1), ("pipeline.chroma", 1),  # chroma: numpy and skimage only
+                         ("pipeline.scan", 1),  # scan: numpy and OpenCV only
                          ("pipeline.model", 2), ("pipeline.training", 3), ("pipeline.evaluation", 3),
                          ("pipeline.colorize", 4), ("pipeline.hints", 4), ("pipeline.faces", 4), ("pipeline.app", 4),
                          ("stages", 5)):
