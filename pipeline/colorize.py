@@ -482,7 +482,8 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
-    views, face_notice, mirrored, ref_side = _face_views(sketch_rgba, reference_rgba, lines, size, opts)
+    traced = reads_as_colour(flatten_alpha(sketch_rgba), opts.mode)  # a colour picture: its lines by XDoG
+    views, face_notice, mirrored, ref_side = _face_views(sketch_rgba, reference_rgba, lines, size, opts, traced)
     if mirrored:  # the reference faces the other way (`faces.register`): the whole picture takes it turned too
         reference_rgba = np.ascontiguousarray(reference_rgba[:, ::-1])
     n, k_views = len(seeds), 1 + len(views)  # the whole drawing, then each view, per seed
@@ -503,7 +504,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     figure_pixels = figure = reference_paper = background = None
     # a face's side sets how wide a gap in the outline is sealed; without one found, a third of the shorter side
     main = next((v.square.side for v in views if not v.tile), min(lines.shape) / NO_FACE_SHARE)
-    if opts.keep_paper and alpha is None and not reads_as_colour(flatten_alpha(sketch_rgba), opts.mode):
+    if opts.keep_paper and alpha is None and not traced:
         background = paper_background(lines, close=round(PAPER_SEAL * main), bottom=False)
         # the paper as the drawing was read (its line layer, levelled by --auto-levels or --binarize):
         # white under the lines multiplied over it, else the line layer's own paper grey
@@ -610,7 +611,7 @@ class _View:
 
 
 def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, lines: np.ndarray, size: int,
-                opts: ColorizeOptions) -> tuple[list[_View], str | None, bool, int | None]:
+                opts: ColorizeOptions, xdog: bool) -> tuple[list[_View], str | None, bool, int | None]:
     """The squares of a larger drawing coloured again at face scale (`faces.py`), a notice, whether
     the reference was mirrored, and the reference's face's side (None when none was sought or
     found): each face found, with the reference's own face square as its reference (else the
@@ -619,8 +620,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     relative to the two faces, scaled alike; with `opts.align` the first face's reference square
     is laid by the lines (`register`), the reference mirrored when that fits better. `lines` is
     the drawing's full-size line layer (`prepare_sketch`): a drawing read as lines is cropped from
-    it, so every square is read with the same levels as the whole; a colour picture's squares get
-    their lines by XDoG at the model's size, as the whole does. Tiles of blank paper, and tiles
+    it, so every square is read with the same levels as the whole; a colour picture's squares (`xdog`:
+    `reads_as_colour`) get their lines by XDoG at the model's size, as the whole does. Tiles of blank paper, and tiles
     whose part of the reference lies less than `MIN_REFERENCE_COVERAGE` on it, are left to the
     whole-picture pass."""
     if not opts.faces:
@@ -629,7 +630,6 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     faces = drawing_faces(rgb)
     if not faces:
         return [], None, False, None
-    xdog = reads_as_colour(rgb, opts.mode)
 
     def sketch_of(square: Square) -> np.ndarray:
         interpolation = cv2.INTER_AREA if square.side >= size else cv2.INTER_CUBIC

@@ -44,17 +44,17 @@ LOCAL_REACH = 7  # ... a pixel within LOCAL_LINE of the brightest in this square
 LOCAL_LINE = 0.85
 LOCAL_FLOOR = 0.5  # ... where that brightest is at least this share of the fitted light
 PAPER_LEVEL = 150  # `untinted`: paper has every channel at least this ...
-PAPER_TINT = 64  # ... and its channels at most this far apart (cream paper: about 30)
+PAPER_SPREAD = 64  # ... and its channels at most this far apart (cream paper: about 30)
 
 
 def untinted(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB (H, W, 3) with each channel scaled so that the per-channel median of the picture's
     brighter half (by grey level) is white, when that median looks like paper (each channel at least
-    `PAPER_LEVEL`, channels at most `PAPER_TINT` apart): a cream or tinted paper turned white. A new
+    `PAPER_LEVEL`, channels at most `PAPER_SPREAD` apart): a cream or tinted paper turned white. A new
     array, or `rgb` itself."""
     grey = rgb.mean(-1)
     paper = np.median(rgb[grey >= np.median(grey)], 0)
-    if paper.min() < PAPER_LEVEL or np.ptp(paper) > PAPER_TINT:
+    if paper.min() < PAPER_LEVEL or np.ptp(paper) > PAPER_SPREAD:
         return rgb
     return np.clip(rgb * (255.0 / paper), 0, 255).astype(np.uint8)
 

@@ -328,7 +328,7 @@ def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True,
     lines = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full((300, 200), 255, np.uint8)])
     return C._face_views(rgba, reference, lines, 32,
-                         ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale, align=align))[:2]
+                         ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale, align=align), False)[:2]
 
 
 def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
@@ -578,7 +578,7 @@ def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
     assert _close(laid_square, Square(121, 38, 96))
     for align in (True, False):
         views, notice, mirrored, _ = C._face_views(drawing, reference, lines, 32,
-                                                ColorizeOptions(mode="lines", align=align))
+                                                ColorizeOptions(mode="lines", align=align), False)
         assert not mirrored
         (face_view,) = [v for v in views if not v.tile]
         laid = abs(face_view.reference - crop(Square(121, 38, 96))).mean()
@@ -594,7 +594,7 @@ def test_the_face_and_tiles_take_the_reference_laid_on_the_drawing(monkeypatch):
     monkeypatch.setattr(C, "drawing_faces", lambda image: [face, second])
     flipped = np.ascontiguousarray(reference[:, ::-1])
     monkeypatch.setattr(C, "largest_face_square", lambda image: Square(300 - 104 - 80, 52, 80))  # `off`, flipped
-    views, notice, mirrored, _ = C._face_views(drawing, flipped, lines, 32, ColorizeOptions(mode="lines"))
+    views, notice, mirrored, _ = C._face_views(drawing, flipped, lines, 32, ColorizeOptions(mode="lines"), False)
     assert mirrored and "laid on the drawing's lines mirrored" in notice
     first, other = [v for v in views if not v.tile]
     laid, as_framed = (abs(first.reference - crop(square)).mean() for square in (Square(121, 38, 96), off))
@@ -651,6 +651,7 @@ def test_a_laid_face_square_that_falls_off_the_reference_is_not_taken(monkeypatc
     monkeypatch.setattr(C, "drawing_faces", lambda image: [face])
     monkeypatch.setattr(C, "largest_face_square", lambda image: own)
     drawing = np.dstack([lines] * 3 + [np.full(lines.shape, 255, np.uint8)])
-    views, notice, mirrored, _ = C._face_views(drawing, reference, lines, 32, ColorizeOptions(mode="lines", tiles=False))
+    views, notice, mirrored, _ = C._face_views(drawing, reference, lines, 32, ColorizeOptions(mode="lines", tiles=False),
+                                               False)
     assert not mirrored and "laid" not in notice
     assert np.array_equal(views[0].reference, C.letterbox(own.crop(reference[..., :3]), 32)[0])
