@@ -49,13 +49,15 @@ from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING,
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.scan import level_lines, untinted
+from pipeline.scan import level_lines, soft_lines, untinted
 
 EXPORT_FORMAT = "animecolor-model"
 EXPORT_VERSION = 1
 LINES = XDoGConfig()  # the training line extractor (official XDoG values)
 _HEX_CODE = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")  # what `prompt.hex_rgb` reads
 MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
+RELINES = ("auto", "on", "off")  # whether a drawing read as lines is drawn again at the model's size (`relined`)
+RELINE_SHRINK = 4  # ... the whole picture's view only when it is shrunk at most this much (a face-sized drawing)
 MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of this many
 MAX_TILES = 256  # a figure needing more tiles (a tiny face in a huge picture, small tiles) gets its faces only
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
@@ -339,6 +341,16 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
     return sketch, gray, box, notice
 
 
+def relined(lines: np.ndarray, reline: str, traced: bool) -> bool:
+    """Whether the model's views of a drawing get their lines drawn again by the training XDoG at the
+    model's size: `reline` "on", or "auto" for a drawing marked in greys (`scan.soft_lines`: pencil,
+    a soft brush), which shrunk to the model's size is a faint grey blur. Never for a colour picture
+    (`traced`), whose views are XDoG already. `lines`: the full-size line layer (`prepare_sketch`).
+    `colorize_layers` draws the whole picture's view again only when it is shrunk at most
+    `RELINE_SHRINK` times; a face's and a tile's squares always."""
+    return not traced and (reline == "on" or reline == "auto" and soft_lines(lines))
+
+
 def prepare_reference(rgba: np.ndarray, size: int) -> np.ndarray:
     """Colour reference -> uint8 RGB (size, size), letterboxed on white."""
     return letterbox(flatten_alpha(rgba), size)[0]
@@ -353,6 +365,7 @@ class ColorizeOptions:
     mode: str = "auto"        # auto | lines | xdog
     auto_levels: bool = True  # a scan's or photo's paper levelled to white, its darkest lines to black (scan.py)
     binarize: bool = False
+    reline: str = "auto"      # a pencil or soft drawing's lines drawn again at the model's size (`relined`)
     keep_lines: bool = True   # multiply the drawing's own full-resolution lines over the result
     prompt: str = ""          # colour prompt (data/prompt.py) for a text model; "" = reference only
     text_guidance: float = SAMPLING.text_guidance  # guidance scale on the prompt (conditioning.guided)
@@ -390,6 +403,8 @@ def check_options(opts: ColorizeOptions) -> None:
             raise AnimecolorError(f"{name} {shown(value)}: must be true or false")
     if opts.mode not in MODES:
         raise AnimecolorError(f"mode {shown(opts.mode)}: expected {', '.join(MODES)}")
+    if opts.reline not in RELINES:
+        raise AnimecolorError(f"reline {shown(opts.reline)}: expected {', '.join(RELINES)}")
     if not isinstance(opts.prompt, str):
         raise AnimecolorError(f"prompt {shown(opts.prompt)}: must be text")
 
@@ -483,7 +498,13 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
     traced = reads_as_colour(flatten_alpha(sketch_rgba), opts.mode)  # a colour picture: its lines by XDoG
-    views, face_notice, mirrored, ref_side = _face_views(sketch_rgba, reference_rgba, lines, size, opts, traced)
+    redrawn = relined(lines, opts.reline, traced)
+    if redrawn:  # a figure shrunk further is a blur of tone at the model's size: only its faces and tiles
+        if max(lines.shape) <= RELINE_SHRINK * size:
+            sketch = LINES.sketch(sketch, 0.5)
+        notice = "; ".join(filter(None, (notice, "soft lines: drawn again by XDoG at the model's size (--reline)")))
+    views, face_notice, mirrored, ref_side = _face_views(sketch_rgba, reference_rgba, lines, size, opts, traced,
+                                                         redrawn)
     if mirrored:  # the reference faces the other way (`faces.register`): the whole picture takes it turned too
         reference_rgba = np.ascontiguousarray(reference_rgba[:, ::-1])
     n, k_views = len(seeds), 1 + len(views)  # the whole drawing, then each view, per seed
@@ -611,7 +632,8 @@ class _View:
 
 
 def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, lines: np.ndarray, size: int,
-                opts: ColorizeOptions, xdog: bool) -> tuple[list[_View], str | None, bool, int | None]:
+                opts: ColorizeOptions, xdog: bool,
+                redrawn: bool = False) -> tuple[list[_View], str | None, bool, int | None]:
     """The squares of a larger drawing coloured again at face scale (`faces.py`), a notice, whether
     the reference was mirrored, and the reference's face's side (None when none was sought or
     found): each face found, with the reference's own face square as its reference (else the
@@ -621,7 +643,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     is laid by the lines (`register`), the reference mirrored when that fits better. `lines` is
     the drawing's full-size line layer (`prepare_sketch`): a drawing read as lines is cropped from
     it, so every square is read with the same levels as the whole; a colour picture's squares (`xdog`:
-    `reads_as_colour`) get their lines by XDoG at the model's size, as the whole does. Tiles of blank paper, and tiles
+    `reads_as_colour`) get their lines by XDoG at the model's size, as the whole does, and so do a soft
+    drawing's (`redrawn`: `relined`) after the crop is shrunk. Tiles of blank paper, and tiles
     whose part of the reference lies less than `MIN_REFERENCE_COVERAGE` on it, are left to the
     whole-picture pass."""
     if not opts.faces:
@@ -636,7 +659,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
         if xdog:
             crop = cv2.resize(square.crop(rgb), (size, size), interpolation=interpolation)
             return prepare_sketch(np.dstack([crop, np.full((size, size), 255, np.uint8)]), size, "xdog")[0]
-        return cv2.resize(square.crop(lines, 255), (size, size), interpolation=interpolation)
+        small = cv2.resize(square.crop(lines, 255), (size, size), interpolation=interpolation)
+        return LINES.sketch(small, 0.5) if redrawn else small
 
     said = f"{len(faces)} face{'s' * (len(faces) > 1)} coloured again at face scale"
     reference = ref_face = laid = None

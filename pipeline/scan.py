@@ -24,6 +24,12 @@ cream paper is levelled, not traced.
 A drawing whose median level is `WHITE_PAPER` or more is on white paper already (a digital drawing,
 XDoG lines) and comes back unchanged, its lines' soft edges included; a drawing that is mostly ink
 (paper under `MIN_PAPER` of it) is only stretched between its first and 99th percentiles.
+
+A pencil or soft-brush drawing is marked in greys, not in ink: shrunk to the model's size its
+strokes and shading turn into a faint grey blur, unlike the hard XDoG lines of training.
+`soft_lines` tells one (the median level of its marks above `SOFT_MARKS`), and `colorize` then
+draws the shrunk drawing's lines again with the training XDoG at the model's size
+(`--reline auto`).
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ LOCAL_LINE = 0.85
 LOCAL_FLOOR = 0.5  # ... where that brightest is at least this share of the fitted light
 PAPER_LEVEL = 150  # `untinted`: paper has every channel at least this ...
 PAPER_SPREAD = 64  # ... and its channels at most this far apart (cream paper: about 30)
+MARK_LEVEL = 224  # `soft_lines`: a drawing's marks are its pixels darker than this ...
+SOFT_MARKS = 90  # ... and it is soft (pencil, soft brush) when their median level is above this
+MIN_MARKS = 0.002  # ... and they are at least this share of it
 
 
 def untinted(rgb: np.ndarray) -> np.ndarray:
@@ -135,3 +144,11 @@ def level_lines(gray: np.ndarray) -> np.ndarray:
     flat = np.clip(gray.astype(np.float32) * 255.0 / white, 0, 255)
     black = min(float(np.percentile(flat, BLACK_PERCENTILE)), MAX_BLACK)
     return np.clip((flat - black) * 255.0 / (255.0 - black), 0, 255).round().astype(np.uint8)
+
+
+def soft_lines(gray: np.ndarray) -> bool:
+    """Whether a levelled grey drawing (uint8 (H, W)) is marked in greys (pencil, a soft brush)
+    rather than inked: the median level of its marks (pixels below `MARK_LEVEL`, at least `MIN_MARKS`
+    of it) is above `SOFT_MARKS`. Inked lines have a black core (median 0-64 anti-aliased)."""
+    marks = gray[gray < MARK_LEVEL]
+    return marks.size >= MIN_MARKS * gray.size and float(np.median(marks)) > SOFT_MARKS

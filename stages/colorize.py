@@ -133,7 +133,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
                    match_chroma: float = MATCH_CHROMA, tile_scale: float = TILE_SCALE,
                    match_lightness: float = MATCH_LIGHTNESS, even_regions: float = EVEN_REGIONS,
-                   align: bool = True, keep_paper: bool = True) -> dict:
+                   align: bool = True, keep_paper: bool = True, reline: str = "auto") -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
@@ -145,13 +145,16 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     colours out inside each line-enclosed region (`pipeline/chroma.py`); `align` lays the reference
     on the drawing by their lines (scale, shift, mirror) before the face and the tiles take their
     parts of it (`pipeline/faces.py`); `keep_paper` leaves the paper around a figure drawn on
-    opaque paper at the paper's colour (`pipeline/hints.py`).
+    opaque paper at the paper's colour (`pipeline/hints.py`); `reline` (auto | on | off) draws a
+    pencil or soft drawing's lines again by XDoG at the model's size (`pipeline/colorize.relined`).
 
     Every input and output path is checked before the model is loaded or anything is sampled. An
     existing output file is overwritten (`skip_existing` keeps it instead). A single job that fails
     raises `AnimecolorError`; a batch goes on and reports each failure."""
     if mode not in ("auto", "lines", "xdog"):
         raise AnimecolorError(f"--mode {shown(mode)}: expected auto, lines or xdog")
+    if reline not in ("auto", "on", "off"):
+        raise AnimecolorError(f"--reline {shown(reline)}: expected auto, on or off")
     # checked here, not by Typer's min/max: those let nan through and answer in a box, not one line
     for option, value, low, high in (("--guidance", guidance, 0, MAX_GUIDANCE),
                                      ("--text-guidance", text_guidance, 0, MAX_GUIDANCE), ("--eta", eta, 0, 1),
@@ -206,7 +209,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
                            match_chroma=match_chroma, tile_scale=tile_scale,
                            match_lightness=match_lightness, even_regions=even_regions, align=align,
-                           keep_paper=keep_paper)
+                           keep_paper=keep_paper, reline=reline)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -311,13 +314,16 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                              help="A drawing read as lines on opaque paper (no alpha): the "
                                                   "paper around the figure keeps the paper's colour, except an "
                                                   "area the model painted clearly (a part of the figure the "
-                                                  "frame cuts); --paint-paper: the model's colours there too.")) -> None:
+                                                  "frame cuts); --paint-paper: the model's colours there too."),
+             reline: str = typer.Option("auto", help="auto | on | off: draw the drawing's lines again with the "
+                                                     "training XDoG at the model's size; auto: for a pencil or "
+                                                     "soft-brush drawing (its marks mostly grey, not inked).")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
                             tuple(hint or ()), faces, tiles, match_chroma, tile_scale, match_lightness,
-                            even_regions, align, keep_paper)
+                            even_regions, align, keep_paper, reline)
     if result["failed"]:
         raise typer.Exit(1)
 

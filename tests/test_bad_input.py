@@ -333,12 +333,23 @@ def test_tile_scale_lightness_and_evening_are_checked_for_every_caller():
     for bad in (2.01, -0.1, float("inf"), True, "0.25", None):
         with pytest.raises(AnimecolorError, match=r"^even regions .*: must be a number from 0 to 2"):
             check_options(ColorizeOptions(even_regions=bad))
+    for bad in ("yes", "", None, True):
+        with pytest.raises(AnimecolorError, match=r"^reline .*: expected auto, on, off$"):
+            check_options(ColorizeOptions(reline=bad))
     check_options(ColorizeOptions(align=np.bool_(False)))
     for name, bad in (("align", "no"), ("align", None), ("keep_paper", "yes"), ("keep_paper", 1), ("faces", 1),
                       ("tiles", "False"), ("keep_lines", 0.0),
                       ("binarize", "yes"), ("auto_levels", None)):
         with pytest.raises(AnimecolorError, match=rf"^{name.replace('_', ' ')} .*: must be true or false"):
             check_options(ColorizeOptions(**{name: bad}))
+
+
+def test_an_unknown_reline_is_one_line_and_writes_nothing(work, monkeypatch):
+    monkeypatch.chdir(work)
+    result = runner.invoke(app, ["colorize", "sketch.png", "-r", "ref.jpg", *M, "--reline", "always"])
+    assert result.exit_code == 2 and result.output.strip() == "error: --reline 'always': expected auto, on or off", \
+        result.output
+    assert not list(Path(work).glob("*_colored.png"))
 
 
 def test_long_inputs_are_named_not_pasted(work, monkeypatch):
@@ -537,7 +548,7 @@ def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
     assert rgba[..., 3].min() == 255
 
 
-NEED_FULL = "--passes, --figure, --even, --align, --paper, --scan and --mirror need --full"
+NEED_FULL = "--passes, --figure, --even, --align, --paper, --scan, --pencil and --mirror need --full"
 
 
 @pytest.mark.parametrize("spec, extra, fragment", [
@@ -550,11 +561,13 @@ NEED_FULL = "--passes, --figure, --even, --align, --paper, --scan and --mirror n
     ("a=/nonexistent/m.safetensors", ["--mirror"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--paper"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--scan"], NEED_FULL),
+    ("a=/nonexistent/m.safetensors", ["--pencil"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--full", "--figure", "--chroma"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--even", "--passes"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--align", "--even"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--paper", "--align"], "one at a time"),
-    ("a=/nonexistent/m.safetensors", ["--full", "--scan", "--paper"], "one at a time")])
+    ("a=/nonexistent/m.safetensors", ["--full", "--scan", "--paper"], "one at a time"),
+    ("a=/nonexistent/m.safetensors", ["--full", "--pencil", "--scan"], "one at a time")])
 @pytest.mark.slow  # a Python start-up and the torch import per case
 def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, extra, fragment):
     """scripts/figures/sprite_compare.py (a README helper): a bad --model, --passes or --figure without

@@ -331,6 +331,27 @@ def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True,
                          ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale, align=align), False)[:2]
 
 
+def test_a_soft_drawings_face_and_tiles_are_redrawn_by_xdog_too(monkeypatch):
+    """`redrawn` (`relined`: a pencil drawing): every view's model-size sketch is the training XDoG
+    of its shrunk crop of the line layer, as the whole drawing's is; otherwise the shrunk crop."""
+    lines = np.full((300, 200), 255, np.uint8)
+    cv2.rectangle(lines, (20, 20), (180, 280), 170, 3)  # grey pencil strokes
+    cv2.circle(lines, (90, 70), 20, 150, 2)
+    face = Square(60, 40, 60)
+    monkeypatch.setattr(C, "drawing_faces", lambda image: [face])
+    monkeypatch.setattr(C, "largest_face_square", lambda image: face)
+    rgba = np.dstack([lines] * 3 + [np.full((300, 200), 255, np.uint8)])
+    reference = np.full((300, 200, 4), 255, np.uint8)
+    for redrawn in (False, True):
+        views = C._face_views(rgba, reference, lines, 32, ColorizeOptions(mode="lines", align=False), False,
+                              redrawn)[0]
+        assert len(views) > 2 and not views[-1].tile
+        for v in views:
+            shrunk = cv2.resize(v.square.crop(lines, 255), (32, 32), interpolation=cv2.INTER_AREA)
+            assert np.array_equal(v.sketch, LINES.sketch(shrunk, 0.5) if redrawn else shrunk)
+    assert (views[-1].sketch < 128).any()  # the grey circle, drawn hard
+
+
 def test_tiles_without_a_reference_face_or_with_a_prompt_only(monkeypatch):
     face = Square(60, 40, 60)
     reference = np.full((300, 200, 4), 255, np.uint8)
@@ -427,6 +448,17 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     assert scan.returncode == 0 and "drawings as photos of scans" in scan.stdout, scan.stderr[-2000:]
     photographed = json.loads((tmp_path / "scan.json").read_text())
     assert photographed["scan"] and photographed["paper"] and not result["scan"] and not on_paper["scan"]
+    drawn = subprocess.run([sys.executable, script, "--model", str(model_file), "--steps", "1", "--limit", "1",
+                            "--pencil", "--reline", "on", "--json", str(tmp_path / "pencil.json")],
+                           capture_output=True, text=True, timeout=600, cwd=root)
+    assert drawn.returncode == 0 and "pencil drawings, reline on" in drawn.stdout, drawn.stderr[-2000:]
+    pencilled = json.loads((tmp_path / "pencil.json").read_text())
+    assert pencilled["pencil"] and pencilled["reline"] == "on" and not result["pencil"] and result["reline"] == "auto"
+    assert pencilled["mean"]["upscaled_truth"]["psnr"] != result["mean"]["upscaled_truth"]["psnr"]  # other lines
+    unknown = subprocess.run([sys.executable, script, "--model", str(model_file), "--reline", "always"],
+                             capture_output=True, text=True, timeout=300, cwd=root)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.strip().splitlines() == ["whole_figures: reline 'always': expected auto, on, off"]
     missing = subprocess.run([sys.executable, script, "--model", str(tmp_path / "absent.safetensors")],
                              capture_output=True, text=True, timeout=300, cwd=root)
     assert missing.returncode == 2 and missing.stdout == ""

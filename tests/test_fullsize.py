@@ -202,3 +202,38 @@ def test_evaluate_scores_model_files_as_their_checkpoints(tiny_text, model_file)
     checkpoint, _ = load_scored_model(tiny_text / "text.pt")
     a, b = exported.state_dict(), checkpoint.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow  # a Python start-up, the torch import and LPIPS per run
+def test_line_styles_diagnostic_scores_each_style_and_reline(tiny_data, model_file, tmp_path):
+    """scripts/diagnostics/line_styles.py: the full-size benchmark's self reference with the drawings
+    in other line styles, each model per `--reline`, the upscaled truth under the same lines; an
+    unknown style is one line, exit 2."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    faces_dir, _ = tiny_data
+    workspace = tmp_path / "run"
+    workspace.mkdir()
+    (workspace / "data").symlink_to(faces_dir.parent)
+    shutil.copy(ROOT / "params.yaml", workspace / "params.yaml")
+    script = [sys.executable, str(ROOT / "scripts/diagnostics/line_styles.py"), "--workspace", str(workspace),
+              "--model", f"tiny={model_file}"]
+    done = subprocess.run([*script, "--styles", "xdog,pencil", "--reline", "off,on", "--faces", "2", "--size", "96",
+                           "--steps", "1",
+                           "--json", str(tmp_path / "styles.json")], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    styles = json.loads((tmp_path / "styles.json").read_text())["styles"]
+    assert set(styles) == {"xdog", "pencil"}
+    for entry in styles.values():
+        assert set(entry["scores"]) == {"tiny", UPSCALED_TRUTH} and set(entry["scores"]["tiny"]) == {"off", "on"}
+        assert all(3 < s["psnr"] < 60 and 0 <= s["lpips"] < 1 for s in entry["scores"]["tiny"].values())
+    xdog, pencil = (styles[s]["scores"] for s in ("xdog", "pencil"))
+    assert xdog[UPSCALED_TRUTH]["off"]["psnr"] != pencil[UPSCALED_TRUTH]["off"]["psnr"]  # other lines laid over
+    assert xdog["tiny"]["on"] != xdog["tiny"]["off"]  # the model read the lines drawn again (96 px: 3x its 32)
+    unknown = subprocess.run([*script, "--styles", "watercolour"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.strip().splitlines() == ["line_styles: unknown style or reline 'watercolour'"]

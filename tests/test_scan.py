@@ -7,10 +7,11 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.colorize import prepare_sketch, reads_as_colour
+import pipeline.colorize as C
+from pipeline.colorize import ColorizeOptions, letterbox, prepare_sketch, reads_as_colour, relined
 from pipeline.data.synthetic import generate_face
 from pipeline.data.xdog import XDoGConfig
-from pipeline.scan import level_lines, paper_light, untinted
+from pipeline.scan import level_lines, paper_light, soft_lines, untinted
 from stages.cli import app
 
 runner = CliRunner()
@@ -33,6 +34,15 @@ def photo_of(lines: np.ndarray, low: float = 0.65, grain: float = 5.0, seed: int
     rgb = CREAM * (1 - 0.8 * ink[..., None]) * light[..., None]
     rgb += np.random.default_rng(seed).normal(0, grain, (h, w, 1))
     return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def pencil_of(seed: int = 3, size: int = 192) -> np.ndarray:
+    """A procedural face as a pencil drawing: its grey levels divided by their blurred negative (the
+    dodge of a pencil sketch: soft grey strokes and shading, no black), uint8 (H, W)."""
+    _, rgb, _ = generate_face(seed, 1, size, 0.0)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    negative = cv2.GaussianBlur(255 - grey, (0, 0), 4)
+    return np.clip(grey * 255 / np.maximum(255 - negative, 1), 0, 255).astype(np.uint8)
 
 
 def test_clean_lines_on_white_come_back_unchanged():
@@ -138,8 +148,66 @@ def test_the_cli_levels_a_photo_and_records_it(model_file, tmp_path):
         result = runner.invoke(app, ["colorize", str(tmp_path / "photo.jpg"), "-r", str(tmp_path / "ref.png"),
                                      "--model", str(model_file), "-o", str(out), "--steps", "1", "--layers", *flags])
         assert result.exit_code == 0, result.output
-        assert "XDoG" not in result.output  # cream paper: read as lines
+        assert "colour image" not in result.output  # cream paper: read as lines, not traced
+        # as drawn (--no-auto-levels), its grey paper and falling light read as marks in greys: drawn again
+        assert ("soft lines" in result.output) == (name == "off")
         assert json.loads(Image.open(out).text["animecolor"])["auto_levels"] == (name == "on")
         read[name] = np.asarray(Image.open(tmp_path / f"{name}_lines.png").convert("RGBA"))[..., 3]
     paper = lines == 255  # the lines layer is the drawing as read, on transparency: levelled, its paper clear
     assert read["on"][paper].mean() < 10 and read["off"][paper].mean() > 40
+
+
+def test_a_pencil_drawing_reads_as_soft_and_inked_lines_do_not():
+    for seed in (1, 2, 3):
+        assert soft_lines(level_lines(pencil_of(seed)))
+        assert not soft_lines(level_lines(lines_of(seed)))
+        photo = cv2.cvtColor(photo_of(lines_of(seed), seed=seed), cv2.COLOR_RGB2GRAY)
+        assert not soft_lines(level_lines(photo))  # a photo of inked lines, levelled
+        _, rgb, _ = generate_face(seed, 1, 384, 0.0)  # XDoG drawn at twice the size and shrunk: anti-aliased
+        smooth = cv2.resize(XDoGConfig().sketch(rgb, 0.5), (192, 192), interpolation=cv2.INTER_AREA)
+        assert not soft_lines(smooth)  # the median of its marks: 64
+    inked = np.full((400, 400), 255, np.uint8)  # anti-aliased 2 px digital lines: grey edges, black core
+    for k in range(12):
+        cv2.line(inked, (10, 15 + 30 * k), (390, 40 + 25 * k), 0, 2, cv2.LINE_AA)
+    assert not soft_lines(inked)
+    faint = np.full((400, 400), 255, np.uint8)  # a few grey specks are not a drawing
+    faint[:4, :40] = 180
+    assert not soft_lines(faint)
+
+
+def test_relined_for_a_soft_drawing_read_as_lines_or_when_asked():
+    pencil, inked = pencil_of(), lines_of()
+    assert relined(pencil, "auto", False) and not relined(inked, "auto", False)
+    assert not relined(pencil, "auto", True) and not relined(pencil, "on", True)  # a colour picture: XDoG already
+    assert relined(inked, "on", False) and not relined(pencil, "off", False)
+
+
+def test_colorize_gives_the_model_a_pencil_drawing_redrawn_by_xdog(model_file, monkeypatch):
+    """The model's view of a face-sized pencil drawing is the training XDoG of the shrunk drawing
+    (hard lines, no grey shading), with a notice; `reline="off"` gives it the shrunk greys; the
+    full-size line layer multiplied over the result is the drawing as drawn either way."""
+    net, diffusion, _ = C.load_model(model_file)
+    _, ref, _ = generate_face(4, 1, 96, 0.0)
+    ref = np.dstack([ref, np.full(ref.shape[:2], 255, np.uint8)])
+    seen = {}
+    real = C.colorize_batch
+
+    def spy(model, diffusion, s, r, **kw):
+        seen["sketch"] = np.round(s[0, 0].numpy() * 127.5 + 127.5).astype(np.uint8)
+        return real(model, diffusion, s, r, **kw)
+
+    monkeypatch.setattr(C, "colorize_batch", spy)
+    size = net.config.image_size
+    assert C.RELINE_SHRINK * size == 128
+    # a face-sized drawing (shrunk at most RELINE_SHRINK times) is drawn again; a larger one's whole
+    # view is not (a blur of tone at the model's size), only its faces' and tiles' (test_faces)
+    for side, reline, again in ((128, "auto", True), (128, "off", False), (192, "auto", False)):
+        pencil = pencil_of(3, side)
+        drawing = np.dstack([pencil] * 3 + [np.full(pencil.shape, 255, np.uint8)])
+        shrunk = letterbox(pencil, size)[0]
+        opts = ColorizeOptions(sample_steps=1, mode="lines", faces=False, reline=reline)
+        (layer,), notice = C.colorize_layers(net, diffusion, drawing, ref, opts, [0])
+        want = XDoGConfig().sketch(shrunk, 0.5) if again else shrunk
+        assert np.abs(seen["sketch"].astype(int) - want).max() <= 1
+        assert ("soft lines" in (notice or "")) == (reline == "auto")
+        assert np.array_equal(layer.lines, pencil)

@@ -2,7 +2,7 @@
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
         [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align]
-        [--paper [--paint-paper]] [--scan] [--opaque-reference]
+        [--paper [--paint-paper]] [--scan] [--pencil] [--reline auto|on|off] [--opaque-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -30,6 +30,9 @@ model's colours on that paper (`colorize --paint-paper`) instead of keeping it a
 printed on cream paper, the light falling off across the page to 0.72 of its brightest, grain
 and a JPEG at quality 60 (`sprites.scan_photo`, seeded by the file's name), read as `colorize` reads a
 file by default (`--mode auto`).
+`--pencil` gives each drawing as a pencil drawing of the sprite instead of its XDoG lines (soft
+grey strokes and shading, `sprites.pencil`), and `--reline` how `colorize` reads it (`colorize
+--reline`, auto by default: a pencil drawing's lines drawn again by XDoG at the model's size).
 `--opaque-reference` gives each reference flattened on white, without its alpha, as a JPEG or
 any picture without transparency comes. The upscaled truth (the
 truth through the compositor at the model's size, `colorize.upscaled_truth`) is what a perfect
@@ -46,7 +49,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
-from sprites import DEMO, QUESTION, scan_photo  # noqa: E402
+from sprites import DEMO, QUESTION, pencil, scan_photo  # noqa: E402
 
 from pipeline.chroma import EVEN as EVEN_REGIONS  # noqa: E402
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS  # noqa: E402
@@ -125,6 +128,9 @@ def main() -> None:
     ap.add_argument("--scan", action="store_true",
                     help="each drawing as a phone photo of its lines on cream paper (implies --paper), read "
                          "as colorize reads a file (--mode auto)")
+    ap.add_argument("--pencil", action="store_true",
+                    help="each drawing as a pencil drawing of the sprite (sprites.pencil), not its XDoG lines")
+    ap.add_argument("--reline", default="auto", help="auto | on | off (colorize --reline)")
     ap.add_argument("--opaque-reference", action="store_true",
                     help="each reference flattened on white, without its alpha (as a JPEG comes)")
     ap.add_argument("--mirror-reference", action="store_true",
@@ -136,7 +142,7 @@ def main() -> None:
     try:  # the knobs first: a bad value is one line before the model is read
         check_options(ColorizeOptions(sample_steps=args.steps, match_chroma=args.match_chroma,
                                       tile_scale=args.tile_scale, match_lightness=args.match_lightness,
-                                      even_regions=args.even_regions))
+                                      even_regions=args.even_regions, reline=args.reline))
         model, diffusion, info = load_model(args.model)
         todo = pairs()[:args.limit or None]
     except AnimecolorError as e:
@@ -153,7 +159,7 @@ def main() -> None:
         truth = flatten_alpha(sprite)
         opaque = sprite[..., 3] >= 128
         alpha = np.full(opaque.shape, 255, np.uint8) if args.paper else sprite[..., 3]
-        lines = LINES.sketch(truth, 0.5)
+        lines = pencil(truth) if args.pencil else LINES.sketch(truth, 0.5)
         drawing = np.dstack([scan_photo(lines, drawing_path.name) if args.scan else np.dstack([lines] * 3), alpha])
         face = largest_face_square(truth)
         pair = {"drawing": drawing_path.name, "reference": reference_path.name}
@@ -164,7 +170,7 @@ def main() -> None:
                                    faces=faces, tiles=tiles,
                                    match_chroma=chroma, tile_scale=args.tile_scale,
                                    match_lightness=args.match_lightness, even_regions=args.even_regions,
-                                   align=args.align, keep_paper=args.keep_paper)
+                                   align=args.align, keep_paper=args.keep_paper, reline=args.reline)
             (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [0], info=info)
             out = colored.image()
             out = flatten_alpha(out) if out.shape[-1] == 4 else out  # a drawing on paper comes out RGB
@@ -182,7 +188,8 @@ def main() -> None:
           f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}"
           + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
           + ", drawings on white paper" * args.paper + ", the paper painted" * (args.paper and not args.keep_paper)
-          + ", references opaque on white" * args.opaque_reference + ", drawings as photos of scans" * args.scan)
+          + ", references opaque on white" * args.opaque_reference + ", drawings as photos of scans" * args.scan
+          + ", pencil drawings" * args.pencil + f", reline {args.reline}")
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
@@ -202,6 +209,7 @@ def main() -> None:
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
                                          "keep_paper": args.paper and args.keep_paper,  # no paper: moot
                                          "opaque_reference": args.opaque_reference, "scan": args.scan,
+                                         "pencil": args.pencil, "reline": args.reline,
                                          "mean": means,
                                          "pairs": rows}, indent=1))
 

@@ -234,19 +234,48 @@ def opaque_reference_table(root: Path) -> str:
                    "lpips"], rows)
 
 
-def scan_table(root: Path) -> str:
-    """`whole_figures.py --scan` runs under docs/results/real-art/whole-figures/scan/ (CODE.json: the
-    drawings as phone photos on cream paper, read by the code before or after `--auto-levels`
-    became the default): the default output's (tiles_chroma's) scores, the paper's, and how many
-    drawings got a face pass."""
+def _code_table(root: Path, folder: str, first: str = "code") -> str:
+    """`whole_figures.py` runs under docs/results/real-art/whole-figures/FOLDER/ (NAME.json, one per
+    code or option): the default output's (tiles_chroma's) scores, the paper's, and how many drawings
+    got a face pass."""
     rows = []
-    for path in sorted((root / "docs/results/real-art/whole-figures/scan").glob("*.json")):
+    for path in sorted((root / "docs/results/real-art/whole-figures" / folder).glob("*.json")):
         run = _load(path)
         mean = run["mean"]["tiles_chroma"]
         rows.append([path.stem, mean["psnr"], mean["lpips"], mean["chroma_ratio"], mean["face_psnr"],
                      mean["background_off_white"], f"{mean['face_passes']} / {len(run['pairs']) // 5}"])
-    return _table(["code", "psnr", "lpips", "chroma_ratio", "face_psnr", "background_off_white",
+    return _table([first, "psnr", "lpips", "chroma_ratio", "face_psnr", "background_off_white",
                    "drawings given a face pass"], rows)
+
+
+def scan_table(root: Path) -> str:
+    """`whole_figures.py --scan` runs (CODE.json: the drawings as phone photos on cream paper, read by
+    the code before or after `--auto-levels` became the default)."""
+    return _code_table(root, "scan")
+
+
+def pencil_table(root: Path) -> str:
+    """`whole_figures.py --pencil --reline R` runs (R.json: the drawings as pencil drawings)."""
+    return _code_table(root, "pencil", "reline")
+
+
+def line_styles_table(root: Path) -> str:
+    """docs/results/real-art/line-styles/faces.json: the full-size benchmark's self reference with the
+    drawings in other line styles, each model as drawn (`--reline off`) and as `colorize` reads it
+    (`--reline auto`), beside the upscaled truth under the same lines."""
+    run = _load(root / "docs/results/real-art/line-styles/faces.json")
+    rows = []
+    for style, entry in run["styles"].items():
+        ceiling = entry["scores"]["upscaled_truth"]["off"]
+        for model, scores in entry["scores"].items():
+            if model == "upscaled_truth":
+                continue
+            off, auto = scores["off"], scores.get("auto")
+            rows.append([style, model, off["psnr"], off["lpips"], off["chroma_ratio"],
+                         *((auto["psnr"], auto["lpips"], auto["chroma_ratio"]) if auto else ("-",) * 3),
+                         ceiling["psnr"], ceiling["lpips"]])
+    return _table(["lines", "model", "as drawn: psnr", "lpips", "chroma_ratio", "reline auto: psnr", "lpips",
+                   "chroma_ratio", "upscaled truth: psnr", "lpips"], rows)
 
 
 TABLES: dict[str, Callable[[Path], str]] = {
@@ -281,6 +310,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-paper": paper_table,
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,
+    "whole-figures-pencil": pencil_table,
+    "line-styles": line_styles_table,
 }
 
 

@@ -2,7 +2,7 @@
 that were never in the training data).
 
     python scripts/figures/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
-        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even | --align | --paper | --scan] [--mirror]] [--chroma] \
+        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even | --align | --paper | --scan | --pencil] [--mirror]] [--chroma] \
         [--out docs/img/sprites_compare.png]
 
 The drawings and references are face crops of the Ren'Py sprites of Debian's `renpy-thequestion`
@@ -26,7 +26,10 @@ sprite's alpha and shows each model with the paper painted by the model and kept
 (`--paint-paper` and colorize's default `--keep-paper`); `--scan` (with `--full`) gives each drawing
 as a phone photo of its lines on cream paper (`sprites.scan_photo`) and shows each model with it
 traced by XDoG, as colorize read such a photo before 2026-12-06 (`--mode xdog`), and as colorize
-reads it now (`--mode auto`, `--auto-levels`); `--mirror` mirrors every reference first. Rows: pairs; columns: line drawing,
+reads it now (`--mode auto`, `--auto-levels`); `--pencil` (with `--full`) gives each drawing as a
+pencil drawing of the sprite (`sprites.pencil`) and shows each model reading it as drawn
+(`--reline off`) and as colorize reads it by default (`--reline auto`: its lines drawn again by
+XDoG at the model's size); `--mirror` mirrors every reference first. Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
 colours of each output against the reference's (CIEDE2000, the benchmark's `af_de_*`; '-' where
 animeface finds no face), so a look at six pairs comes with numbers, not a verdict.
@@ -36,7 +39,7 @@ import argparse
 
 import numpy as np
 import torch
-from sprites import DEMO, QUESTION, face, rgba, scan_photo
+from sprites import DEMO, QUESTION, face, pencil, rgba, scan_photo
 
 import pipeline.faces
 from pipeline.chroma import EVEN
@@ -80,6 +83,8 @@ def main() -> None:
                                                         "model twice: --paint-paper and default (--keep-paper)")
     ap.add_argument("--scan", action="store_true", help="with --full: the drawings as phone photos on cream paper, "
                                                        "each model twice: traced (--mode xdog) and default")
+    ap.add_argument("--pencil", action="store_true", help="with --full: the drawings as pencil drawings, each "
+                                                         "model twice: --reline off and default (auto)")
     ap.add_argument("--mirror", action="store_true", help="with --full: every reference mirrored left to right")
     ap.add_argument("--tile", type=int, default=360, help="largest side of a cell of the sheet in px")
     ap.add_argument("--out", default="docs/img/sprites_compare.png")
@@ -88,10 +93,12 @@ def main() -> None:
     if bad:
         ap.error(f"--model {bad[0]!r}: expected NAME=PATH")
     models = dict(spec.split("=", 1) for spec in args.model)
-    if (args.passes or args.figure or args.even or args.align or args.paper or args.scan or args.mirror) and not args.full:
-        ap.error("--passes, --figure, --even, --align, --paper, --scan and --mirror need --full (face crops get no face pass)")
-    if args.passes + args.chroma + args.figure + args.even + args.align + args.paper + args.scan > 1:
-        ap.error("--passes, --chroma, --figure, --even, --align, --paper and --scan: one at a time")
+    views = (args.passes, args.figure, args.even, args.align, args.paper, args.scan, args.pencil)
+    if (any(views) or args.mirror) and not args.full:
+        ap.error("--passes, --figure, --even, --align, --paper, --scan, --pencil and --mirror need --full "
+                 "(face crops get no face pass)")
+    if sum(views) + args.chroma > 1:
+        ap.error("--passes, --chroma, --figure, --even, --align, --paper, --scan and --pencil: one at a time")
     passes = {"": {}}
     power = pipeline.faces.CONFIDENCE_POWER
     if args.figure:
@@ -104,6 +111,8 @@ def main() -> None:
         passes = {" paint paper": dict(keep_paper=False), " keep paper": {}}
     elif args.scan:
         passes = {" traced": dict(mode="xdog"), " levelled": dict(mode="auto")}
+    elif args.pencil:
+        passes = {" as drawn": dict(reline="off"), " relined": {}}
     elif args.passes:
         passes = {" whole": dict(faces=False), " +faces": dict(tiles=False), " +tiles": {}}
     elif args.chroma:
@@ -118,7 +127,7 @@ def main() -> None:
         if args.mirror:
             sprites = [(d, np.ascontiguousarray(r[:, ::-1])) for d, r in sprites]
         crops = [(flatten_alpha(d), flatten_alpha(r)) for d, r in sprites]
-        lines = [LINES.sketch(rgb, 0.5) for rgb, _ in crops]
+        lines = [pencil(rgb) if args.pencil else LINES.sketch(rgb, 0.5) for rgb, _ in crops]
         drawings = [np.dstack([scan_photo(line, path.name) if args.scan else np.dstack([line] * 3),
                                np.full_like(sprite[..., 3], 255) if args.paper or args.scan else sprite[..., 3]])
                     for line, (sprite, _), (path, _) in zip(lines, sprites, PAIRS)]  # alpha kept (or paper): so is the output's
