@@ -58,6 +58,7 @@ _HEX_CODE = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")  # what `prompt.hex
 MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
 RELINES = ("auto", "on", "off")  # whether a drawing read as lines is drawn again at the model's size (`relined`)
 RELINE_SHRINK = 4  # ... the whole picture's view only when it is shrunk at most this much (a face-sized drawing)
+RELINE_SIGMA = 0.5  # ... by the training XDoG at this sigma (extract-lines' default)
 MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of this many
 MAX_TILES = 256  # a figure needing more tiles (a tiny face in a huge picture, small tiles) gets its faces only
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
@@ -341,14 +342,16 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
     return sketch, gray, box, notice
 
 
-def relined(lines: np.ndarray, reline: str, traced: bool) -> bool:
+def relined(lines: np.ndarray, reline: str, traced: bool, levelled: bool = True) -> bool:
     """Whether the model's views of a drawing get their lines drawn again by the training XDoG at the
     model's size: `reline` "on", or "auto" for a drawing marked in greys (`scan.soft_lines`: pencil,
-    a soft brush), which shrunk to the model's size is a faint grey blur. Never for a colour picture
-    (`traced`), whose views are XDoG already. `lines`: the full-size line layer (`prepare_sketch`).
+    a soft brush), which shrunk to the model's size is a faint grey blur; "auto" judges only a
+    drawing `levelled` by `--auto-levels` (as drawn, grey paper would count as marks). Never for a
+    colour picture (`traced`), whose views are XDoG already. `lines`: the full-size line layer
+    (`prepare_sketch`).
     `colorize_layers` draws the whole picture's view again only when it is shrunk at most
     `RELINE_SHRINK` times; a face's and a tile's squares always."""
-    return not traced and (reline == "on" or reline == "auto" and soft_lines(lines))
+    return not traced and (reline == "on" or reline == "auto" and levelled and soft_lines(lines))
 
 
 def prepare_reference(rgba: np.ndarray, size: int) -> np.ndarray:
@@ -498,13 +501,16 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
     traced = reads_as_colour(flatten_alpha(sketch_rgba), opts.mode)  # a colour picture: its lines by XDoG
-    redrawn = relined(lines, opts.reline, traced)
-    if redrawn:  # a figure shrunk further is a blur of tone at the model's size: only its faces and tiles
-        if max(lines.shape) <= RELINE_SHRINK * size:
-            sketch = LINES.sketch(sketch, 0.5)
-        notice = "; ".join(filter(None, (notice, "soft lines: drawn again by XDoG at the model's size (--reline)")))
+    redrawn = relined(lines, opts.reline, traced, opts.auto_levels)
+    # a figure shrunk further is a blur of tone at the model's size: only its faces and tiles
+    whole_redrawn = redrawn and max(lines.shape) <= RELINE_SHRINK * size
+    if whole_redrawn:
+        sketch = LINES.sketch(sketch, RELINE_SIGMA)
     views, face_notice, mirrored, ref_side = _face_views(sketch_rgba, reference_rgba, lines, size, opts, traced,
                                                          redrawn)
+    if whole_redrawn or redrawn and views:
+        why = "soft lines" if opts.reline == "auto" else "--reline on"
+        notice = "; ".join(filter(None, (notice, f"{why}: drawn again by XDoG at the model's size")))
     if mirrored:  # the reference faces the other way (`faces.register`): the whole picture takes it turned too
         reference_rgba = np.ascontiguousarray(reference_rgba[:, ::-1])
     n, k_views = len(seeds), 1 + len(views)  # the whole drawing, then each view, per seed
@@ -660,7 +666,7 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
             crop = cv2.resize(square.crop(rgb), (size, size), interpolation=interpolation)
             return prepare_sketch(np.dstack([crop, np.full((size, size), 255, np.uint8)]), size, "xdog")[0]
         small = cv2.resize(square.crop(lines, 255), (size, size), interpolation=interpolation)
-        return LINES.sketch(small, 0.5) if redrawn else small
+        return LINES.sketch(small, RELINE_SIGMA) if redrawn else small
 
     said = f"{len(faces)} face{'s' * (len(faces) > 1)} coloured again at face scale"
     reference = ref_face = laid = None

@@ -153,7 +153,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     raises `AnimecolorError`; a batch goes on and reports each failure."""
     if mode not in ("auto", "lines", "xdog"):
         raise AnimecolorError(f"--mode {shown(mode)}: expected auto, lines or xdog")
-    if reline not in ("auto", "on", "off"):
+    if reline not in ("auto", "on", "off"):  # colorize.RELINES (that module loads torch)
         raise AnimecolorError(f"--reline {shown(reline)}: expected auto, on or off")
     # checked here, not by Typer's min/max: those let nan through and answer in a box, not one line
     for option, value, low, high in (("--guidance", guidance, 0, MAX_GUIDANCE),
@@ -316,8 +316,10 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                   "area the model painted clearly (a part of the figure the "
                                                   "frame cuts); --paint-paper: the model's colours there too."),
              reline: str = typer.Option("auto", help="auto | on | off: draw the drawing's lines again with the "
-                                                     "training XDoG at the model's size; auto: for a pencil or "
-                                                     "soft-brush drawing (its marks mostly grey, not inked).")) -> None:
+                                                     "training XDoG at the model's size (each face and tile, and "
+                                                     "the whole picture when shrunk at most 4x); auto: for a "
+                                                     "pencil or soft-brush drawing (its marks mostly grey, not "
+                                                     "inked), levelled by --auto-levels.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,

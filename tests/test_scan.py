@@ -149,8 +149,7 @@ def test_the_cli_levels_a_photo_and_records_it(model_file, tmp_path):
                                      "--model", str(model_file), "-o", str(out), "--steps", "1", "--layers", *flags])
         assert result.exit_code == 0, result.output
         assert "colour image" not in result.output  # cream paper: read as lines, not traced
-        # as drawn (--no-auto-levels), its grey paper and falling light read as marks in greys: drawn again
-        assert ("soft lines" in result.output) == (name == "off")
+        assert "soft lines" not in result.output  # inked lines; as drawn, "auto" does not judge grey paper
         assert json.loads(Image.open(out).text["animecolor"])["auto_levels"] == (name == "on")
         read[name] = np.asarray(Image.open(tmp_path / f"{name}_lines.png").convert("RGBA"))[..., 3]
     paper = lines == 255  # the lines layer is the drawing as read, on transparency: levelled, its paper clear
@@ -178,6 +177,9 @@ def test_a_pencil_drawing_reads_as_soft_and_inked_lines_do_not():
 def test_relined_for_a_soft_drawing_read_as_lines_or_when_asked():
     pencil, inked = pencil_of(), lines_of()
     assert relined(pencil, "auto", False) and not relined(inked, "auto", False)
+    grey_paper = cv2.cvtColor(photo_of(inked), cv2.COLOR_RGB2GRAY)  # inked lines read as drawn, not levelled
+    assert soft_lines(grey_paper) and not relined(grey_paper, "auto", False, levelled=False)
+    assert not relined(pencil, "auto", False, levelled=False) and relined(pencil, "on", False, levelled=False)
     assert not relined(pencil, "auto", True) and not relined(pencil, "on", True)  # a colour picture: XDoG already
     assert relined(inked, "on", False) and not relined(pencil, "off", False)
 
@@ -193,7 +195,8 @@ def test_colorize_gives_the_model_a_pencil_drawing_redrawn_by_xdog(model_file, m
     real = C.colorize_batch
 
     def spy(model, diffusion, s, r, **kw):
-        seen["sketch"] = np.round(s[0, 0].numpy() * 127.5 + 127.5).astype(np.uint8)
+        seen["views"] = np.round(s[:, 0].numpy() * 127.5 + 127.5).astype(np.uint8)
+        seen["sketch"] = seen["views"][0]
         return real(model, diffusion, s, r, **kw)
 
     monkeypatch.setattr(C, "colorize_batch", spy)
@@ -209,5 +212,17 @@ def test_colorize_gives_the_model_a_pencil_drawing_redrawn_by_xdog(model_file, m
         (layer,), notice = C.colorize_layers(net, diffusion, drawing, ref, opts, [0])
         want = XDoGConfig().sketch(shrunk, 0.5) if again else shrunk
         assert np.abs(seen["sketch"].astype(int) - want).max() <= 1
-        assert ("soft lines" in (notice or "")) == (reline == "auto")
+        assert ("soft lines" in (notice or "")) == again  # said only when something was drawn again
         assert np.array_equal(layer.lines, pencil)
+    # a larger drawing with a face: its whole view is not drawn again, its face's square is
+    face = C.Square(40, 30, 64)
+    monkeypatch.setattr(C, "drawing_faces", lambda image: [face])
+    monkeypatch.setattr(C, "largest_face_square", lambda image: None)
+    for reline in ("auto", "off"):
+        opts = ColorizeOptions(sample_steps=1, mode="lines", tiles=False, align=False, reline=reline)
+        _, notice = C.colorize_layers(net, diffusion, drawing, ref, opts, [0])
+        crop = cv2.resize(face.crop(pencil, 255), (size, size), interpolation=cv2.INTER_AREA)
+        assert len(seen["views"]) == 2 and np.array_equal(seen["views"][0], shrunk)
+        want = XDoGConfig().sketch(crop, 0.5) if reline == "auto" else crop
+        assert np.abs(seen["views"][1].astype(int) - want).max() <= 1
+        assert ("soft lines" in (notice or "")) == (reline == "auto")
