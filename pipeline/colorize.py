@@ -40,8 +40,8 @@ from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
-from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, largest_face_square, register, resize_square,
-                            tile_count, tiles)
+from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, face_picture, largest_face_square, register,
+                            resize_square, tile_count, tiles)
 from pipeline.files import atomic_path
 from pipeline.hints import (Hint, apply_hints, binarize_lines, hint_masks, lay_paper, line_regions,
                            paper_background, paper_tone, plain_paper)
@@ -57,7 +57,7 @@ LINES = XDoGConfig()  # the training line extractor (official XDoG values)
 _HEX_CODE = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")  # what `prompt.hex_rgb` reads
 MODES = ("auto", "lines", "xdog")  # how a drawing is read (`prepare_sketch`)
 RELINES = ("auto", "on", "off")  # whether a drawing read as lines is drawn again at the model's size (`relined`)
-RELINE_SHRINK = 4  # ... the whole picture's view only when it is shrunk at most this much (a face-sized drawing)
+RELINE_SHRINK = 4  # ... the whole picture's view when it is shrunk at most this much, or is a face picture
 RELINE_SIGMA = 0.5  # ... by the training XDoG at this sigma (extract-lines' default)
 MAX_BATCH = 64  # images sampled at once: a figure's tiles come in chunks of this many
 MAX_TILES = 256  # a figure needing more tiles (a tiny face in a huge picture, small tiles) gets its faces only
@@ -350,7 +350,8 @@ def relined(lines: np.ndarray, reline: str, traced: bool, levelled: bool = True)
     colour picture (`traced`), whose views are XDoG already. `lines`: the full-size line layer
     (`prepare_sketch`).
     `colorize_layers` draws the whole picture's view again only when it is shrunk at most
-    `RELINE_SHRINK` times; a face's and a tile's squares always."""
+    `RELINE_SHRINK` times or is a face picture (`faces.face_picture`): a larger figure's whole view
+    is a blur of tone at the model's size; a face's and a tile's squares always."""
     return not traced and (reline == "on" or reline == "auto" and levelled and soft_lines(lines))
 
 
@@ -503,7 +504,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     traced = reads_as_colour(flatten_alpha(sketch_rgba), opts.mode)  # a colour picture: its lines by XDoG
     redrawn = relined(lines, opts.reline, traced, opts.auto_levels)
     # a figure shrunk further is a blur of tone at the model's size: only its faces and tiles
-    whole_redrawn = redrawn and max(lines.shape) <= RELINE_SHRINK * size
+    whole_redrawn = redrawn and (max(lines.shape) <= RELINE_SHRINK * size or face_picture(flatten_alpha(sketch_rgba)))
     if whole_redrawn:
         sketch = LINES.sketch(sketch, RELINE_SIGMA)
     views, face_notice, mirrored, ref_side = _face_views(sketch_rgba, reference_rgba, lines, size, opts, traced,

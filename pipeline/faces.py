@@ -173,6 +173,13 @@ def drawing_faces(rgb: np.ndarray) -> list[Square]:
     return [c for c in crops if c.side >= MIN_SIDE]
 
 
+def face_picture(rgb: np.ndarray) -> bool:
+    """Whether a drawing (RGB on white) is a face picture: animeface finds a face whose square is more
+    than `MAX_FACE_FRACTION` of its longer side (`drawing_faces` gives it no face pass)."""
+    limit = MAX_FACE_FRACTION * max(rgb.shape[:2])
+    return any(face_square(face, rgb.shape).side > limit for face in detect_faces(rgb, MIN_LIKELIHOOD)[:MAX_FACES])
+
+
 def largest_face_square(rgb: np.ndarray) -> Square | None:
     """The picture's largest face's square (framed as training faces are), or None when animeface finds none."""
     found = detect_faces(rgb, MIN_LIKELIHOOD)

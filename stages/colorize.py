@@ -317,7 +317,8 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                   "frame cuts); --paint-paper: the model's colours there too."),
              reline: str = typer.Option("auto", help="auto | on | off: draw the drawing's lines again with the "
                                                      "training XDoG at the model's size (each face and tile, and "
-                                                     "the whole picture when shrunk at most 4x); auto: for a "
+                                                     "the whole picture when shrunk at most 4x or a face "
+                                                     "picture); auto: for a "
                                                      "pencil or soft-brush drawing (its marks mostly grey, not "
                                                      "inked), levelled by --auto-levels.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs

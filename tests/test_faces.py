@@ -331,6 +331,17 @@ def _views(monkeypatch, drawing_square, reference_square, reference, tiles=True,
                          ColorizeOptions(mode="lines", tiles=tiles, tile_scale=tile_scale, align=align), False)[:2]
 
 
+def test_a_face_picture_is_told_by_its_largest_face(monkeypatch):
+    """`face_picture`: a face whose square is more than half the drawing's longer side; not a small
+    face in a figure, not a drawing with none found."""
+    import pipeline.faces as F
+
+    rgb = np.full((400, 300, 3), 255, np.uint8)
+    for found, portrait in (([(50, 60, 200, 200, 0.9, "")], True), ([(100, 40, 60, 60, 0.9, "")], False), ([], False)):
+        monkeypatch.setattr(F, "detect_faces", lambda image, likelihood: found)  # noqa: B023
+        assert F.face_picture(rgb) is portrait
+
+
 def test_a_soft_drawings_face_and_tiles_are_redrawn_by_xdog_too(monkeypatch):
     """`redrawn` (`relined`: a pencil drawing): every view's model-size sketch is the training XDoG
     of its shrunk crop of the line layer, as the whole drawing's is; otherwise the shrunk crop."""

@@ -202,9 +202,11 @@ def test_colorize_gives_the_model_a_pencil_drawing_redrawn_by_xdog(model_file, m
     monkeypatch.setattr(C, "colorize_batch", spy)
     size = net.config.image_size
     assert C.RELINE_SHRINK * size == 128
-    # a face-sized drawing (shrunk at most RELINE_SHRINK times) is drawn again; a larger one's whole
-    # view is not (a blur of tone at the model's size), only its faces' and tiles' (test_faces)
-    for side, reline, again in ((128, "auto", True), (128, "off", False), (192, "auto", False)):
+    # a drawing shrunk at most RELINE_SHRINK times, or a face picture, is drawn again; a larger
+    # figure's whole view is not (a blur of tone at the model's size), only its faces' and tiles'
+    for side, reline, portrait, again in ((128, "auto", False, True), (128, "off", True, False),
+                                          (192, "auto", True, True), (192, "auto", False, False)):
+        monkeypatch.setattr(C, "face_picture", lambda rgb: portrait)  # noqa: B023 (called within the iteration)
         pencil = pencil_of(3, side)
         drawing = np.dstack([pencil] * 3 + [np.full(pencil.shape, 255, np.uint8)])
         shrunk = letterbox(pencil, size)[0]
