@@ -163,21 +163,26 @@ def face_square(face, shape) -> Square:
     return Square(*square_box(face[:4], MARGIN, shape))
 
 
-def drawing_faces(rgb: np.ndarray) -> list[Square]:
-    """The face squares of a drawing (RGB: lines or colours, on white) that the face pass colours,
-    largest first: animeface's faces, when every face's square is at most `MAX_FACE_FRACTION` of the
-    drawing's longer side and at least `MIN_SIDE` px; none in a face picture."""
+def found_faces(rgb: np.ndarray) -> tuple[list[Square], bool]:
+    """animeface's faces in a drawing (RGB: lines or colours, on white) as (the squares the face pass
+    colours, largest first; whether it is a face picture). A face picture has a face whose square is
+    more than `MAX_FACE_FRACTION` of its longer side: it gets no face pass (a smaller find in it is an
+    eye or a mistake, not another face). Squares under `MIN_SIDE` px are left out."""
     crops = [face_square(face, rgb.shape) for face in detect_faces(rgb, MIN_LIKELIHOOD)[:MAX_FACES]]
     if any(c.side > MAX_FACE_FRACTION * max(rgb.shape[:2]) for c in crops):
-        return []  # a face picture already: a smaller find in it is an eye or a mistake, not another face
-    return [c for c in crops if c.side >= MIN_SIDE]
+        return [], True
+    return [c for c in crops if c.side >= MIN_SIDE], False
+
+
+def drawing_faces(rgb: np.ndarray) -> list[Square]:
+    """The face squares of a drawing that the face pass colours, largest first (`found_faces`); none
+    in a face picture."""
+    return found_faces(rgb)[0]
 
 
 def face_picture(rgb: np.ndarray) -> bool:
-    """Whether a drawing (RGB on white) is a face picture: animeface finds a face whose square is more
-    than `MAX_FACE_FRACTION` of its longer side (`drawing_faces` gives it no face pass)."""
-    limit = MAX_FACE_FRACTION * max(rgb.shape[:2])
-    return any(face_square(face, rgb.shape).side > limit for face in detect_faces(rgb, MIN_LIKELIHOOD)[:MAX_FACES])
+    """Whether a drawing is a face picture (`found_faces`)."""
+    return found_faces(rgb)[1]
 
 
 def largest_face_square(rgb: np.ndarray) -> Square | None:
