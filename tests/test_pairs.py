@@ -10,8 +10,10 @@ from pipeline.data.dataset import PairDataset, to_tensor, to_uint8
 from pipeline.data.pairs import build_pairs, derangement
 from pipeline.data.synthetic import REGION_IDS, generate_face
 from pipeline.data.tps import TPSConfig, TrainWarpConfig, apply_warp, control_points, random_warp, tps_maps
-from pipeline.data.xdog import LineAugmentConfig, XDoGConfig, augment_lines, to_gray, xdog
+from pipeline.data.xdog import (SOFT_SCALES, LineAugmentConfig, XDoGConfig, augment_lines, grey_edges, pencil,
+                                soft_drawing, to_gray, xdog)
 from pipeline.errors import AnimecolorError, ParamsError
+from pipeline.scan import soft_lines
 
 XDOG = dict(k=3.5, p=10.0, eps=0.01, phi=1e9)
 
@@ -71,6 +73,56 @@ def test_line_augment_is_seeded_and_changes_line_width():
     thin = augment_lines(sketch, np.random.default_rng(0), LineAugmentConfig(thin_p=1.0))
     assert (thick < 128).sum() > (sketch < 128).sum() > (thin < 128).sum()
     assert np.array_equal(augment_lines(sketch, np.random.default_rng(0), LineAugmentConfig()), sketch)  # default: off
+
+
+def _greys(drawing: np.ndarray) -> float:
+    """The share of a drawing's pixels neither paper nor black ink."""
+    return float(((drawing > 16) & (drawing < 224)).mean())
+
+
+def test_soft_line_augment_draws_the_picture_in_greys():
+    _, rgb, _ = generate_face(0, 4, 64, 0.1)
+    sketch = np.round(xdog(to_gray(rgb), 0.5, **XDOG) * 255).astype(np.uint8)
+    soft = LineAugmentConfig(soft_p=1.0)
+    drawings = [augment_lines(sketch, np.random.default_rng(seed), soft, picture=rgb) for seed in range(8)]
+    assert np.array_equal(drawings[0], augment_lines(sketch, np.random.default_rng(0), soft, picture=rgb))
+    for drawn in drawings:
+        assert drawn.shape == sketch.shape and drawn.dtype == np.uint8
+        assert (drawn < 250).mean() > 0.05 and not np.array_equal(drawn, sketch)
+    assert len({d.tobytes() for d in drawings}) == 8  # style, scale and darkness drawn per call
+    assert _greys(sketch) == 0 and sum(_greys(drawn) > 0.02 for drawn in drawings) >= 6
+    assert sum(map(soft_lines, drawings)) >= 4  # what `colorize --reline auto` reads as soft
+    with pytest.raises(ValueError, match="needs the picture"):
+        augment_lines(sketch, np.random.default_rng(0), soft)
+    # soft_p = 0 leaves the random stream as it was: the other augmentations draw the same numbers
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    augment_lines(sketch, rng_a, LineAugmentConfig(blur_p=0.5, soft_p=0.0), picture=rgb)
+    augment_lines(sketch, rng_b, LineAugmentConfig(blur_p=0.5))
+    assert rng_a.random() == rng_b.random()
+
+
+def test_soft_drawings_are_drawn_large_and_shrunk():
+    _, rgb, _ = generate_face(0, 4, 64, 0.1)
+    scales = set()
+    for seed in range(40):  # the scale is the first draw after the style's
+        rng = np.random.default_rng(seed)
+        scales.add(int(rng.choice(SOFT_SCALES)))
+        drawn = soft_drawing(rgb, np.random.default_rng(seed))
+        assert drawn.shape == rgb.shape[:2] and drawn.min() < 200 and np.median(drawn) > 200
+    assert scales == set(SOFT_SCALES)
+    # drawn at 4x and shrunk, a pencil's strokes are finer greys than at 1x: fewer pixels near black
+    big = cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_CUBIC)
+    shrunk = cv2.resize(pencil(big, 4.0), (64, 64), interpolation=cv2.INTER_AREA)
+    assert (shrunk < 64).mean() < (pencil(rgb, 1.0) < 64).mean() + 1e-9
+    assert grey_edges(np.full((16, 16, 3), 200, np.uint8)).min() == 255  # flat: no lines
+
+
+def test_dataset_hands_the_target_to_the_soft_augment(faces, tmp_path):
+    _build(faces, tmp_path)
+    plain = PairDataset(faces, tmp_path, "train", line_augment=LineAugmentConfig())[(0, 1)]
+    soft = PairDataset(faces, tmp_path, "train", line_augment=LineAugmentConfig(soft_p=1.0))[(0, 1)]
+    assert torch.equal(plain["target"], soft["target"])
+    assert _greys(to_uint8(plain["sketch"])) == 0 and _greys(to_uint8(soft["sketch"])) > 0.02
 
 
 # ---------------------------------------------------------------- TPS

@@ -304,7 +304,7 @@ class PairDataset(Dataset):
         if mirror:
             target, sketch = np.ascontiguousarray(target[:, ::-1]), np.ascontiguousarray(sketch[:, ::-1])
         if self.line_augment is not None:  # draws from rng even when every probability is 0 (fixed stream)
-            sketch = augment_lines(sketch, rng, self.line_augment)
+            sketch = augment_lines(sketch, rng, self.line_augment, picture=target)
         maps = random_warp(self.tps, rng, *target.shape[:2])
         label = reference_label = None
         if self.clustered:

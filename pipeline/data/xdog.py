@@ -44,6 +44,8 @@ class LineAugmentConfig(Config):
     thin_p: float = Field(0.0, ge=0, le=1, description="probability of thinner lines (dilation)")
     noise_std: float = Field(0.0, ge=0, le=64, description="Gaussian scan noise, as a fraction of 255")
     blur_p: float = Field(0.0, ge=0, le=1, description="probability of a soft (blurred) line edge")
+    soft_p: float = Field(0.0, ge=0, le=1, description="probability of a soft drawing of the picture instead "
+                                                       "(pencil or grey edges)")
 
     @model_validator(mode="after")
     def _one_width_change(self):
@@ -53,7 +55,7 @@ class LineAugmentConfig(Config):
 
     @property
     def active(self) -> bool:
-        return bool(self.thicken_p or self.thin_p or self.noise_std or self.blur_p)
+        return bool(self.thicken_p or self.thin_p or self.noise_std or self.blur_p or self.soft_p)
 
 
 def to_gray(rgb: np.ndarray) -> np.ndarray:
@@ -74,14 +76,61 @@ def xdog(gray: np.ndarray, sigma: float = 0.5, k: float = 3.5, p: float = 10.0, 
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def augment_lines(sketch: np.ndarray, rng: np.random.Generator, cfg: LineAugmentConfig) -> np.ndarray:
+# A soft drawing is drawn at 1, 2 or 4 times the picture's size and shrunk back: a user's drawing
+# is drawn larger than the model's view and shrunk to it (`colorize`), its strokes averaged into greys.
+SOFT_SCALES = (1, 2, 4)
+
+
+def pencil(rgb: np.ndarray, blur: float = 4.0) -> np.ndarray:
+    """A colour picture (uint8 RGB on white) as a pencil drawing of it, uint8 (H, W): its grey levels
+    divided by their blurred negative (the dodge of a pencil sketch): soft grey strokes where the
+    picture has edges and grey shading in its dark parts, the paper white, hardly any black."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    negative = cv2.GaussianBlur(255 - grey, (0, 0), blur)
+    return np.clip(grey * 255 / np.maximum(255 - negative, 1), 0, 255).astype(np.uint8)
+
+
+def grey_edges(rgb: np.ndarray, strength: float = 2.0) -> np.ndarray:
+    """Soft grey lines, uint8 (H, W): 255 minus `strength` times the grey morphological gradient
+    (a 3 x 3 disc's dilation minus the grey levels), darkest where the picture's edges are steepest."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    edge = cv2.dilate(grey, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))) - grey
+    return np.clip(255 - strength * edge, 0, 255).astype(np.uint8)
+
+
+def soft_drawing(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random soft drawing of a uint8 RGB picture, uint8 (H, W) at its size: a pencil drawing
+    (its dodge blurred by 0.5/64 to 2/64 of the drawn side) or grey edges (strength 1-3 times the
+    square root of the scale: an upscaled picture's edges are gentler), drawn at one of `SOFT_SCALES`
+    times the size, shrunk back, its greys darkened or lightened (a gamma of 0.6-1.3 on the ink)."""
+    h, w = rgb.shape[:2]
+    scale = int(rng.choice(SOFT_SCALES))
+    big = cv2.resize(rgb, (w * scale, h * scale), interpolation=cv2.INTER_CUBIC) if scale > 1 else rgb
+    if rng.random() < 0.5:
+        drawn = pencil(big, blur=float(rng.uniform(0.5, 2.0)) * max(h, w) * scale / 64)
+    else:
+        drawn = grey_edges(big, strength=float(rng.uniform(1.0, 3.0)) * scale ** 0.5)  # the larger, the softer
+    if scale > 1:
+        drawn = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA)
+    ink = 1 - drawn.astype(np.float32) / 255
+    return np.round(255 * (1 - ink ** float(rng.uniform(0.6, 1.3)))).astype(np.uint8)
+
+
+def augment_lines(sketch: np.ndarray, rng: np.random.Generator, cfg: LineAugmentConfig,
+                  picture: np.ndarray | None = None) -> np.ndarray:
     """Training-time line-style augmentation of a uint8 sketch (white paper, dark lines).
 
-    User drawings are not XDoG output: lines are thicker or thinner, softer, noisier.
-    Thickening = erosion of the white paper (lines grow); thinning = dilation; blur softens
-    the hard XDoG edge like a soft phi; Gaussian noise imitates scans. All off by default.
+    User drawings are not XDoG output: lines are thicker or thinner, softer, noisier, or a pencil
+    drawing marked in greys. With probability `soft_p` the sketch is replaced by a `soft_drawing` of
+    `picture` (the uint8 RGB target the sketch was drawn from; needed then). Thickening = erosion of
+    the white paper (lines grow); thinning = dilation; blur softens the hard XDoG edge like a soft
+    phi; Gaussian noise imitates scans. All off by default; `soft_p` draws from `rng` only when > 0.
     """
     out = sketch
+    if cfg.soft_p > 0 and rng.random() < cfg.soft_p:
+        if picture is None:
+            raise ValueError("augment_lines: soft_p needs the picture the sketch was drawn from")
+        out = soft_drawing(picture, rng)
     kernel = np.ones((2, 2), np.uint8)
     u = rng.random()
     if u < cfg.thicken_p:

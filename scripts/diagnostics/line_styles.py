@@ -27,10 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
 
 import pipeline.evaluation.fullsize as fullsize  # noqa: E402
 from pipeline.colorize import RELINES, ColorizeOptions, load_model, upscaled_truth  # noqa: E402
-from pipeline.data.xdog import XDoGConfig  # noqa: E402
+from pipeline.data.xdog import XDoGConfig, grey_edges, pencil  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.model.perceptual import VGGLPIPS  # noqa: E402
-from sprites import pencil  # noqa: E402
 from stages.common import load_params  # noqa: E402
 from stages.evaluate import full_size_colour  # noqa: E402
 
@@ -61,12 +60,6 @@ def _anti_aliased(style):
     return drawn
 
 
-def _morph(rgb: np.ndarray, sigma: float) -> np.ndarray:
-    grey = _grey(rgb).astype(np.float32)
-    edge = cv2.dilate(grey, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))) - grey
-    return np.clip(255 - 2 * edge, 0, 255).astype(np.uint8)
-
-
 # name: (drawing of a uint8 RGB picture at the benchmark's line sigma, what it stands for)
 STYLES = {
     "xdog": (XDOG.sketch, "the training XDoG at full size (extract-lines; the benchmark's own)"),
@@ -75,9 +68,10 @@ STYLES = {
     "ink": (_ink, "dark strokes only (level < 110 and 12 below a 3 px blur): outlines without colour edges, hard"),
     "canny": (_canny, "Canny edges (60, 150), 1 px, hard"),
     "canny_aa": (_anti_aliased(_canny), "Canny edges drawn at twice the size and shrunk: thin anti-aliased lines"),
-    "morph": (_morph, "the grey morphological gradient (255 - 2 (dilate(grey) - grey)): soft grey lines"),
+    "morph": (lambda rgb, sigma: grey_edges(rgb), "the grey morphological gradient (255 - 2 (dilate(grey) - grey)): "
+                                                  "soft grey lines"),
     "pencil": (lambda rgb, sigma: pencil(rgb), "a pencil drawing (the grey levels dodged by their blurred "
-                                              "negative, `sprites.pencil`)"),
+                                              "negative, `xdog.pencil`)"),
 }
 
 

@@ -31,7 +31,7 @@ printed on cream paper, the light falling off across the page to 0.72 of its bri
 and a JPEG at quality 60 (`sprites.scan_photo`, seeded by the file's name), read as `colorize` reads a
 file by default (`--mode auto`).
 `--pencil` gives each drawing as a pencil drawing of the sprite instead of its XDoG lines (soft
-grey strokes and shading, `sprites.pencil`), and `--reline` how `colorize` reads it (`colorize
+grey strokes and shading, `xdog.pencil`), and `--reline` how `colorize` reads it (`colorize
 --reline`, auto by default: a pencil drawing's lines drawn again by XDoG at the model's size).
 `--opaque-reference` gives each reference flattened on white, without its alpha, as a JPEG or
 any picture without transparency comes. The upscaled truth (the
@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
-from sprites import DEMO, QUESTION, pencil, scan_photo  # noqa: E402
+from sprites import DEMO, QUESTION, scan_photo  # noqa: E402
 
 from pipeline.chroma import EVEN as EVEN_REGIONS  # noqa: E402
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS  # noqa: E402
@@ -57,6 +57,7 @@ from pipeline.chroma import STRENGTH as MATCH_CHROMA  # noqa: E402
 from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_layers, load_model,  # noqa: E402
                                upscaled_truth)
 from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
+from pipeline.data.xdog import pencil  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
 from pipeline.faces import CONFIDENCE_POWER, Square, largest_face_square  # noqa: E402
@@ -129,7 +130,7 @@ def main() -> None:
                     help="each drawing as a phone photo of its lines on cream paper (implies --paper), read "
                          "as colorize reads a file (--mode auto)")
     ap.add_argument("--pencil", action="store_true",
-                    help="each drawing as a pencil drawing of the sprite (sprites.pencil), not its XDoG lines")
+                    help="each drawing as a pencil drawing of the sprite (xdog.pencil), not its XDoG lines")
     ap.add_argument("--reline", default="auto", help="auto | on | off (colorize --reline)")
     ap.add_argument("--opaque-reference", action="store_true",
                     help="each reference flattened on white, without its alpha (as a JPEG comes)")

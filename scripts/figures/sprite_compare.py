@@ -27,7 +27,7 @@ sprite's alpha and shows each model with the paper painted by the model and kept
 as a phone photo of its lines on cream paper (`sprites.scan_photo`) and shows each model with it
 traced by XDoG, as colorize read such a photo before 2026-12-06 (`--mode xdog`), and as colorize
 reads it now (`--mode auto`, `--auto-levels`); `--pencil` (with `--full`) gives each drawing as a
-pencil drawing of the sprite (`sprites.pencil`) and shows each model reading it as drawn
+pencil drawing of the sprite (`xdog.pencil`) and shows each model reading it as drawn
 (`--reline off`) and as colorize reads it by default (`--reline auto`: its lines drawn again by
 XDoG at the model's size); `--mirror` mirrors every reference first. Rows: pairs; columns: line drawing,
 reference, then each model (seed 0, guidance 1). Printed: per model, animeface's hair and eye
@@ -39,13 +39,14 @@ import argparse
 
 import numpy as np
 import torch
-from sprites import DEMO, QUESTION, face, pencil, rgba, scan_photo
+from sprites import DEMO, QUESTION, face, rgba, scan_photo
 
 import pipeline.faces
 from pipeline.chroma import EVEN
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
 from pipeline.colorize import LINES, ColorizeOptions, colorize_image, letterbox, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image, write_png
+from pipeline.data.xdog import pencil
 from pipeline.errors import AnimecolorError
 from pipeline.evaluation.features import ANIMEFACE_ATTRIBUTES, animeface_attributes
 from pipeline.evaluation.metrics import attribute_errors

@@ -35,15 +35,6 @@ def rgba(rgb: np.ndarray) -> np.ndarray:
     return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
 
 
-def pencil(rgb: np.ndarray, blur: float = 4.0) -> np.ndarray:
-    """A colour picture (uint8 RGB on white) as a pencil drawing of it, uint8 (H, W): its grey levels
-    divided by their blurred negative (the dodge of a pencil sketch): soft grey strokes where the
-    picture has edges and grey shading in its dark parts, the paper white, hardly any black."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    negative = cv2.GaussianBlur(255 - grey, (0, 0), blur)
-    return np.clip(grey * 255 / np.maximum(255 - negative, 1), 0, 255).astype(np.uint8)
-
-
 def scan_photo(lines: np.ndarray, name: str) -> np.ndarray:
     """A line layer (uint8 (H, W), 255 = paper) as an RGB phone photo of it on cream paper:
     ink at a fifth of the paper's light, the light falling off linearly across the page from 0.97 to
