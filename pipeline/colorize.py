@@ -40,7 +40,7 @@ from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
-from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, face_picture, largest_face_square, register,
+from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, found_faces, largest_face_square, register,
                             resize_square, tile_count, tiles)
 from pipeline.files import atomic_path
 from pipeline.hints import (Hint, apply_hints, binarize_lines, hint_masks, lay_paper, line_regions,
@@ -342,17 +342,29 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
     return sketch, gray, box, notice
 
 
-def relined(lines: np.ndarray, reline: str, traced: bool, levelled: bool = True) -> bool:
+def relined(lines: np.ndarray, reline: str, traced: bool, levelled: bool = True, soft_trained: bool = False) -> bool:
     """Whether the model's views of a drawing get their lines drawn again by the training XDoG at the
     model's size: `reline` "on", or "auto" for a drawing marked in greys (`scan.soft_lines`: pencil,
     a soft brush), which shrunk to the model's size is a faint grey blur; "auto" judges only a
-    drawing `levelled` by `--auto-levels` (as drawn, grey paper would count as marks). Never for a
-    colour picture (`traced`), whose views are XDoG already. `lines`: the full-size line layer
-    (`prepare_sketch`).
+    drawing `levelled` by `--auto-levels` (as drawn, grey paper would count as marks), and leaves
+    every drawing as drawn for a model trained on soft drawings too (`soft_trained`:
+    `trained_on_soft_lines`). Never for a colour picture (`traced`), whose views are XDoG already.
+    `lines`: the full-size line layer (`prepare_sketch`).
     `colorize_layers` draws the whole picture's view again only when it is shrunk at most
     `RELINE_SHRINK` times or is a face picture (`faces.face_picture`): a larger figure's whole view
     is a blur of tone at the model's size; a face's and a tile's squares always."""
-    return not traced and (reline == "on" or reline == "auto" and levelled and soft_lines(lines))
+    return not traced and (reline == "on" or reline == "auto" and levelled and not soft_trained and soft_lines(lines))
+
+
+def trained_on_soft_lines(info: dict) -> bool:
+    """True when the model file says its pretraining drew some sketches as soft drawings (`soft_lines`,
+    `pretrain.lines.soft_p` > 0, in the pretrain record of `training.data`): it reads a pencil
+    drawing as drawn. False for files that do not record it."""
+    records = _training_records(info)
+    if not isinstance(records, list):  # a header edited by hand is no crash
+        return False
+    soft = [r.get("soft_lines") for r in records if isinstance(r, dict) and r.get("stage") == "pretrain"]
+    return bool(soft) and isinstance(soft[0], (int, float)) and soft[0] > 0
 
 
 def prepare_reference(rgba: np.ndarray, size: int) -> np.ndarray:
@@ -502,13 +514,16 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
     traced = reads_as_colour(flatten_alpha(sketch_rgba), opts.mode)  # a colour picture: its lines by XDoG
-    redrawn = relined(lines, opts.reline, traced, opts.auto_levels)
+    redrawn = relined(lines, opts.reline, traced, opts.auto_levels, trained_on_soft_lines(info or {}))
     # a figure shrunk further is a blur of tone at the model's size: only its faces and tiles
-    whole_redrawn = redrawn and (max(lines.shape) <= RELINE_SHRINK * size or face_picture(flatten_alpha(sketch_rgba)))
+    found = None  # animeface's finds, sought once for the face-picture rule and the face pass
+    if redrawn and max(lines.shape) > RELINE_SHRINK * size:
+        found = found_faces(flatten_alpha(sketch_rgba))
+    whole_redrawn = redrawn and (found is None or found[1])
     if whole_redrawn:
         sketch = LINES.sketch(sketch, RELINE_SIGMA)
     views, face_notice, mirrored, ref_side = _face_views(sketch_rgba, reference_rgba, lines, size, opts, traced,
-                                                         redrawn)
+                                                         redrawn, None if found is None else found[0])
     if whole_redrawn or redrawn and views:
         why = "soft lines" if opts.reline == "auto" else "--reline on"
         notice = "; ".join(filter(None, (notice, f"{why}: drawn again by XDoG at the model's size")))
@@ -639,8 +654,8 @@ class _View:
 
 
 def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, lines: np.ndarray, size: int,
-                opts: ColorizeOptions, xdog: bool,
-                redrawn: bool = False) -> tuple[list[_View], str | None, bool, int | None]:
+                opts: ColorizeOptions, xdog: bool, redrawn: bool = False,
+                faces: list[Square] | None = None) -> tuple[list[_View], str | None, bool, int | None]:
     """The squares of a larger drawing coloured again at face scale (`faces.py`), a notice, whether
     the reference was mirrored, and the reference's face's side (None when none was sought or
     found): each face found, with the reference's own face square as its reference (else the
@@ -653,11 +668,11 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     `reads_as_colour`) get their lines by XDoG at the model's size, as the whole does, and so do a soft
     drawing's (`redrawn`: `relined`) after the crop is shrunk. Tiles of blank paper, and tiles
     whose part of the reference lies less than `MIN_REFERENCE_COVERAGE` on it, are left to the
-    whole-picture pass."""
+    whole-picture pass. `faces`: the drawing's `drawing_faces` when the caller has sought them."""
     if not opts.faces:
         return [], None, False, None
     rgb = flatten_alpha(sketch_rgba)
-    faces = drawing_faces(rgb)
+    faces = drawing_faces(rgb) if faces is None else faces
     if not faces:
         return [], None, False, None
 

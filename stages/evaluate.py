@@ -130,13 +130,14 @@ def evaluate(params_path: Path = Path("params.yaml"), models: dict[str, Path] | 
     return metrics
 
 
-def full_size_colour(opts, device):
+def full_size_colour(opts, device, infos: dict | None = None):
     """The full-size benchmark's colouring: what `animecolor colorize DRAWING -r REFERENCE --mode lines
     --no-faces --paint-paper` does (`colorize_layers`), at seed `opts.seed + index` for test face
     `index`. Its pictures are face crops, so the face pass (for larger drawings, `faces.py`) is off: a
     rare small find in a face crop cannot move the numbers; `scripts/diagnostics/whole_figures.py`
     scores the face pass. Their lines come from pictures, not paper: the model's colours stay on the
-    areas a drawing on paper would keep as paper."""
+    areas a drawing on paper would keep as paper. `infos`: {model: its file's header}, for what
+    `colorize` reads from it (`trained_on_soft_lines`); a checkpoint's models have none."""
     from dataclasses import replace
 
     from pipeline.colorize import colorize_layers
@@ -147,7 +148,8 @@ def full_size_colour(opts, device):
 
     def colour(model, diffusion, lines, reference, index):
         seeded = replace(opts, mode="lines", seed=opts.seed + index, faces=False, keep_paper=False)
-        layers, _ = colorize_layers(model, diffusion, opaque(lines), opaque(reference), seeded, [seeded.seed], device)
+        layers, _ = colorize_layers(model, diffusion, opaque(lines), opaque(reference), seeded, [seeded.seed], device,
+                                    info=(infos or {}).get(model))
         return layers[0].image()
 
     return colour

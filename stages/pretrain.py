@@ -58,7 +58,8 @@ def pretrain(params_path: Path = Path("params.yaml"), faces_dir: Path = Path("da
                           meta={"stage": "pretrain", "params": cfg.to_dict(),
                                 "data": training_data("pretrain", dataset,
                                                       reference_dropout=cfg.condition_dropout.p_uncond,
-                                                      reference_warp=warp.model_dump(include=set(WARP_MOVES)))},
+                                                      reference_warp=warp.model_dump(include=set(WARP_MOVES)),
+                                                      **({"soft_lines": cfg.lines.soft_p} if cfg.lines.soft_p else {}))},
                           seed=base.seed, probe_cache=probe_cache_file())
         return run_training("pretrain", trainer, faces_dir, pairs_dir, model_path, metrics_path, sheet_path,
                             live_dir, cfg.samples, base.seed, stop_at)

@@ -7,15 +7,17 @@ import re
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage.color import deltaE_ciede2000, rgb2lab
 from typer.testing import CliRunner
 
-from pipeline.colorize import guidance_warning, training_data
+from pipeline.colorize import guidance_warning, trained_on_soft_lines, training_data
 from pipeline.data.prompt import COLOURS
 from pipeline.errors import AnimecolorError
 from pipeline.hints import binarize_lines, fill_region, line_regions, parse_hint, parse_hints
 from stages.cli import app
+from tests.helpers import tiny_pretrain
 
 runner = CliRunner()
 PINK, BLUE = (255, 0x66, 0xAA), COLOURS["light blue"]
@@ -211,6 +213,7 @@ def test_guidance_on_a_model_trained_without_reference_dropout_warns(model_file,
              for k in ("flip_p", "rotate_deg", "scale_min", "scale_max", "moves_p")}
     assert pretrain["reference_warp"] == moves
     assert pretrain["reference_dropout"] == params["pretrain"]["condition_dropout"]["p_uncond"]
+    assert "soft_lines" not in pretrain  # recorded only when pretrain.lines.soft_p draws soft sketches
     assert "without reference dropout" not in colorize(model_file, shapes / "shapes.png", tmp_path / "a.png",
                                                        "--guidance", "2").output
     pretrain["reference_dropout"] = 0.0
@@ -232,6 +235,24 @@ def test_guidance_on_a_model_trained_without_reference_dropout_warns(model_file,
     (5, 2.0, False)])  # a header edited by hand: no crash
 def test_guidance_warning(data, guidance, warned):
     assert (guidance_warning({"training": {} if data is None else {"data": data}}, guidance) is not None) == warned
+
+
+@pytest.mark.parametrize("data, soft", [
+    ([{"stage": "pretrain", "soft_lines": 0.3}, {"stage": "finetune"}], True),
+    ([{"stage": "pretrain", "soft_lines": 0}], False),
+    ([{"stage": "pretrain"}], False),  # no soft sketches, or exported before they were recorded
+    ([{"stage": "finetune", "soft_lines": 0.3}], False),  # only pretraining draws them
+    ([{"stage": "pretrain", "soft_lines": "yes"}], False),  # a header edited by hand: no crash
+    (None, False),
+    (5, False)])
+def test_trained_on_soft_lines(data, soft):
+    assert trained_on_soft_lines({"training": {} if data is None else {"data": data}}) is soft
+
+
+def test_pretraining_with_soft_sketches_says_so_in_its_record(tiny_data, tmp_path):
+    root = tiny_pretrain(tmp_path / "soft", tiny_data, {"pretrain.lines.soft_p": 0.5, "pretrain.loop.train_steps": 2})
+    record = torch.load(root / "pretrain.pt", weights_only=False)["meta"]["data"][0]
+    assert record["stage"] == "pretrain" and record["soft_lines"] == 0.5
 
 
 @pytest.mark.parametrize("data, line, warned", [

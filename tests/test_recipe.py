@@ -46,6 +46,12 @@ def test_real_art_pose_is_real_art_with_the_training_warp(tmp_path):
     assert real_art <= pose
 
 
+def test_real_art_pencil_is_real_art_with_soft_sketches(tmp_path):
+    real_art = set(recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml", tmp_path, []))
+    pencil = set(recipe_overrides(ROOT / "recipes" / "real-art-pencil.yaml", ROOT / "params.yaml", tmp_path, []))
+    assert pencil - real_art == {"pretrain.lines.soft_p=0.3"} and real_art <= pencil
+
+
 def test_extends_chains_and_the_child_wins(tmp_path):
     (tmp_path / "a.yaml").write_text("pretrain: {loop: {train_steps: 11, batch_size: 4}}\n")
     (tmp_path / "b.yaml").write_text("extends: a\npretrain: {loop: {train_steps: 22}}\n")
@@ -106,7 +112,7 @@ def test_run_calls_dvc_with_the_printed_command(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["recipe", "nope"], "no recipes/nope.yaml (known: full, paper, real-art, real-art-pose)"),
+    (["recipe", "nope"], "no recipes/nope.yaml (known: full, paper, real-art, real-art-pencil, real-art-pose)"),
     (["recipe", "real-art"], "crawl.folder"),  # a folder source without a folder
     (["recipe", "real-art", "--folder", "/no/such/folder"], "--folder /no/such/folder: no such folder"),
     (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_stepz=3"], "train_stepz: not a params key"),

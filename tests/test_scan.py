@@ -182,6 +182,8 @@ def test_relined_for_a_soft_drawing_read_as_lines_or_when_asked():
     assert not relined(pencil, "auto", False, levelled=False) and relined(pencil, "on", False, levelled=False)
     assert not relined(pencil, "auto", True) and not relined(pencil, "on", True)  # a colour picture: XDoG already
     assert relined(inked, "on", False) and not relined(pencil, "off", False)
+    # a model trained on soft drawings reads a pencil drawing as drawn; "on" still draws it again
+    assert not relined(pencil, "auto", False, soft_trained=True) and relined(pencil, "on", False, soft_trained=True)
 
 
 def test_colorize_gives_the_model_a_pencil_drawing_redrawn_by_xdog(model_file, monkeypatch):
@@ -206,7 +208,7 @@ def test_colorize_gives_the_model_a_pencil_drawing_redrawn_by_xdog(model_file, m
     # figure's whole view is not (a blur of tone at the model's size), only its faces' and tiles'
     for side, reline, portrait, again in ((128, "auto", False, True), (128, "off", True, False),
                                           (192, "auto", True, True), (192, "auto", False, False)):
-        monkeypatch.setattr(C, "face_picture", lambda rgb: portrait)  # noqa: B023 (called within the iteration)
+        monkeypatch.setattr(C, "found_faces", lambda rgb: ([], portrait))  # noqa: B023 (called within the iteration)
         pencil = pencil_of(3, side)
         drawing = np.dstack([pencil] * 3 + [np.full(pencil.shape, 255, np.uint8)])
         shrunk = letterbox(pencil, size)[0]
@@ -218,7 +220,9 @@ def test_colorize_gives_the_model_a_pencil_drawing_redrawn_by_xdog(model_file, m
         assert np.array_equal(layer.lines, pencil)
     # a larger drawing with a face: its whole view is not drawn again, its face's square is
     face = C.Square(40, 30, 64)
-    monkeypatch.setattr(C, "drawing_faces", lambda image: [face])
+    sought = []  # animeface is run once: the face-picture rule's finds are the face pass's
+    monkeypatch.setattr(C, "found_faces", lambda image: sought.append("found") or ([face], False))
+    monkeypatch.setattr(C, "drawing_faces", lambda image: sought.append("drawing") or [face])
     monkeypatch.setattr(C, "largest_face_square", lambda image: None)
     for reline in ("auto", "off"):
         opts = ColorizeOptions(sample_steps=1, mode="lines", tiles=False, align=False, reline=reline)
@@ -228,3 +232,11 @@ def test_colorize_gives_the_model_a_pencil_drawing_redrawn_by_xdog(model_file, m
         want = XDoGConfig().sketch(crop, 0.5) if reline == "auto" else crop
         assert np.abs(seen["views"][1].astype(int) - want).max() <= 1
         assert ("soft lines" in (notice or "")) == (reline == "auto")
+        assert sought == (["found"] if reline == "auto" else ["drawing"])
+        sought.clear()
+    # a model whose file says it was trained on soft drawings: `auto` leaves them as drawn
+    soft_model = {"training": {"data": [{"stage": "pretrain", "soft_lines": 0.3}, {"stage": "finetune"}]}}
+    opts = ColorizeOptions(sample_steps=1, mode="lines", tiles=False, align=False)
+    _, notice = C.colorize_layers(net, diffusion, drawing, ref, opts, [0], info=soft_model)
+    crop = cv2.resize(face.crop(pencil, 255), (size, size), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(seen["views"][1], crop) and "soft lines" not in (notice or "")

@@ -105,7 +105,9 @@ def main() -> None:
             raise AnimecolorError(f"--faces {args.faces} --size {args.size}: at least 1 face, 32 to 2048 px")
         models = dict(m.split("=", 1) if "=" in m else (Path(m).stem, m) for m in args.model)
         params = load_params(args.workspace / "params.yaml", "base", "pairs")
-        loaded = {name: load_model(path)[:2] for name, path in models.items()}
+        files = {name: load_model(path) for name, path in models.items()}
+        loaded = {name: (model, diffusion) for name, (model, diffusion, _) in files.items()}
+        infos = {model: info for model, _, info in files.values()}  # what colorize reads from each header
     except (AnimecolorError, OSError) as exc:
         print(f"line_styles: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -122,7 +124,7 @@ def main() -> None:
             fullsize.XDoGConfig = lambda: _Drawn(STYLES[style][0])  # noqa: B023 (used within the iteration)
             scores: dict = {}
             for reline in relines:
-                colour = full_size_colour(replace(base, reline=reline), "cpu")
+                colour = full_size_colour(replace(base, reline=reline), "cpu", infos)
                 metrics, _, _ = fullsize.run_full_size(loaded, data / "faces", data / "pairs", data / "raw", cfg,
                                                        params["pairs"].tps, params["base"].seed, colour,
                                                        upscaled_truth, lpips, "cpu", use_animeface=False)

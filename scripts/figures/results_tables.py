@@ -259,23 +259,51 @@ def pencil_table(root: Path) -> str:
     return _code_table(root, "pencil", "reline")
 
 
-def line_styles_table(root: Path) -> str:
-    """docs/results/real-art/line-styles/faces.json: the full-size benchmark's self reference with the
-    drawings in other line styles, each model as drawn (`--reline off`) and as `colorize` reads it
-    (`--reline auto`), beside the upscaled truth under the same lines."""
-    run = _load(root / "docs/results/real-art/line-styles/faces.json")
+PENCIL_RECIPE_RUNS = (  # (model, drawings, how colorize read them, whole_figures.py JSON under whole-figures/)
+    ("real-art-rerun", "XDoG lines", "as drawn", "opaque-reference/alpha-now.json"),
+    ("real-art-pencil", "XDoG lines", "as drawn", "pencil-recipe/xdog.json"),
+    ("real-art-rerun", "pencil", "as drawn", "pencil/off.json"),
+    ("real-art-rerun", "pencil", "drawn again (its auto)", "pencil/auto.json"),
+    ("real-art-pencil", "pencil", "as drawn (its auto)", "pencil-recipe/pencil-off.json"),
+    ("real-art-pencil", "pencil", "drawn again", "pencil-recipe/pencil-drawn-again.json"),
+)
+
+
+def pencil_recipe_table(root: Path) -> str:
+    """The real-art-pencil recipe's model against the real-art rerun on whole sprites (`whole_figures.py`,
+    with and without `--pencil`): the default output's (tiles_chroma's) scores and the whole picture's
+    pass alone."""
     rows = []
-    for style, entry in run["styles"].items():
+    for model, drawings, read, name in PENCIL_RECIPE_RUNS:
+        mean = _load(root / "docs/results/real-art/whole-figures" / name)["mean"]
+        out, whole = mean["tiles_chroma"], mean["whole"]
+        rows.append([model, drawings, read, out["psnr"], out["lpips"], out["chroma_ratio"], out["face_psnr"],
+                     whole["psnr"], whole["lpips"]])
+    return _table(["model", "drawings", "read", "psnr", "lpips", "chroma_ratio", "face_psnr",
+                   "whole picture's pass: psnr", "lpips"], rows)
+
+
+def line_styles_table(root: Path) -> str:
+    """docs/results/real-art/line-styles/faces.json (the reruns) and soft.json (the recipe's model
+    trained on soft sketches too): the full-size benchmark's self reference with the drawings in
+    other line styles, each model as drawn (`--reline off`) and with a soft drawing's lines drawn
+    again (`--reline auto` as it was measured: for every model), beside the upscaled truth under the
+    same lines."""
+    runs = [_load(root / "docs/results/real-art/line-styles" / name) for name in ("faces.json", "soft.json")
+            if (root / "docs/results/real-art/line-styles" / name).is_file()]
+    rows = []
+    for style, entry in runs[0]["styles"].items():
         ceiling = entry["scores"]["upscaled_truth"]["off"]
-        for model, scores in entry["scores"].items():
-            if model == "upscaled_truth":
-                continue
-            off, auto = scores["off"], scores.get("auto")
-            rows.append([style, model, off["psnr"], off["lpips"], off["chroma_ratio"],
-                         *((auto["psnr"], auto["lpips"], auto["chroma_ratio"]) if auto else ("-",) * 3),
-                         ceiling["psnr"], ceiling["lpips"]])
-    return _table(["lines", "model", "as drawn: psnr", "lpips", "chroma_ratio", "reline auto: psnr", "lpips",
-                   "chroma_ratio", "upscaled truth: psnr", "lpips"], rows)
+        for run in runs:
+            for model, scores in run["styles"].get(style, {}).get("scores", {}).items():
+                if model == "upscaled_truth":
+                    continue
+                off, auto = scores["off"], scores.get("auto")
+                rows.append([style, model, off["psnr"], off["lpips"], off["chroma_ratio"],
+                             *((auto["psnr"], auto["lpips"], auto["chroma_ratio"]) if auto else ("-",) * 3),
+                             ceiling["psnr"], ceiling["lpips"]])
+    return _table(["lines", "model", "as drawn: psnr", "lpips", "chroma_ratio", "soft ones drawn again: psnr",
+                   "lpips", "chroma_ratio", "upscaled truth: psnr", "lpips"], rows)
 
 
 TABLES: dict[str, Callable[[Path], str]] = {
@@ -298,7 +326,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-64": _real("real-art"),
     **{f"real-art-{name}{suffix}": table
        for name, folder in {"b8": "b8", "warp": "warp", "no-eye": "no-eye-weight", "pose": "pose",
-                             "pose-half": "pose-half", "zoom": "zoom"}.items()
+                             "pose-half": "pose-half", "zoom": "zoom", "pencil": "pencil"}.items()
        for suffix, table in (("", lambda root, f=folder: evaluate_table(_committed(root, f"real-art/{f}"), FULL_KEYS,
                                                                        full=True)),
                              ("-64", _real(f"real-art/{folder}")))},
@@ -311,6 +339,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,
     "whole-figures-pencil": pencil_table,
+    "whole-figures-pencil-recipe": pencil_recipe_table,
     "line-styles": line_styles_table,
 }
 
