@@ -181,6 +181,8 @@ def test_each_knob_is_declared_once():
         ("pretrain", {"diffusion": {"eye_weight": 0.5}}, "pretrain.diffusion.eye_weight: Input should be greater than or equal to 1"),
         ("pretrain", {"diffusion": {"eye_weight": "eyes"}}, "pretrain.diffusion.eye_weight: Input should be a valid number"),
         ("pretrain", {"augment": {"flip_p": 1.5}}, "pretrain.augment.flip_p: Input should be less than or equal to 1"),
+        ("pretrain", {"lines": {"soft_p": 1.5}}, "pretrain.lines.soft_p: Input should be less than or equal to 1"),
+        ("pretrain", {"lines": {"soft_p": "pencil"}}, "pretrain.lines.soft_p: Input should be a valid number"),
         ("pretrain", {"augment": {"flip_p": 0.5}, "unet": {"text": True, "reference_attention": [16]}}, "augment.flip_p mirrors the eyes"),
         ("clean", {"eye_labels": "sometimes"}, "clean.eye_labels: Input should be a valid boolean"),
         ("clean", {"zoom_crops": -1}, "clean.zoom_crops: Input should be greater than or equal to 0"),
