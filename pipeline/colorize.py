@@ -162,6 +162,14 @@ def _training_records(info: dict):
     return (info.get("training") or {}).get("data") if isinstance(info.get("training"), dict) else None
 
 
+def _pretrain_record(info: dict) -> dict:
+    """The first pretrain record of the header's `training.data`, or {} (none, or a header edited by hand)."""
+    records = _training_records(info)
+    if not isinstance(records, list):
+        return {}
+    return next((r for r in records if isinstance(r, dict) and r.get("stage") == "pretrain"), {})
+
+
 def training_data(info: dict) -> tuple[str, str | None]:
     """What a model file says it was trained on: (one line, one warning line or None).
 
@@ -223,11 +231,8 @@ def without_reference_dropout(info: dict) -> bool:
     0 in the pretrain record of `training.data`): its output for a dropped reference was never
     trained, so classifier-free guidance on the reference has nothing to extrapolate from. False
     for files that do not record it."""
-    records = _training_records(info)
-    if not isinstance(records, list):  # a header edited by hand is no crash
-        return False
-    dropout = [r.get("reference_dropout") for r in records if isinstance(r, dict) and r.get("stage") == "pretrain"]
-    return bool(dropout) and dropout[0] == 0
+    dropout = _pretrain_record(info).get("reference_dropout")
+    return dropout is not None and dropout == 0
 
 
 def guidance_warning(info: dict, guidance: float) -> str | None:
@@ -360,11 +365,8 @@ def trained_on_soft_lines(info: dict) -> bool:
     """True when the model file says its pretraining drew some sketches as soft drawings (`soft_lines`,
     `pretrain.lines.soft_p` > 0, in the pretrain record of `training.data`): it reads a pencil
     drawing as drawn. False for files that do not record it."""
-    records = _training_records(info)
-    if not isinstance(records, list):  # a header edited by hand is no crash
-        return False
-    soft = [r.get("soft_lines") for r in records if isinstance(r, dict) and r.get("stage") == "pretrain"]
-    return bool(soft) and isinstance(soft[0], (int, float)) and soft[0] > 0
+    soft = _pretrain_record(info).get("soft_lines")
+    return isinstance(soft, (int, float)) and soft > 0
 
 
 def prepare_reference(rgba: np.ndarray, size: int) -> np.ndarray:
