@@ -22,7 +22,7 @@ class SampleGridConfig(Config):
     """The samples grid a training stage writes (params `<stage>.samples`)."""
 
     every: int = Field(0, ge=0, description="also write a grid every N optimizer steps (0: only at the end)")
-    sample_steps: int = Field(20, ge=1, le=1000, description="DDIM steps per grid image")
+    sample_steps: int = Field(10, ge=1, le=1000, description="DDIM steps per grid image (evaluate's 10)")
     guidance: float = Field(1.0, ge=0, description="classifier-free guidance scale on the reference")
     count: int = Field(8, ge=1, le=64, description="test pairs on the grid (columns)")
 
