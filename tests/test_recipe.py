@@ -53,11 +53,11 @@ def test_real_art_pencil_is_real_art_with_soft_sketches(tmp_path):
 
 
 def test_extends_chains_and_the_child_wins(tmp_path):
-    (tmp_path / "a.yaml").write_text("pretrain: {loop: {train_steps: 11, batch_size: 4}}\n")
+    (tmp_path / "a.yaml").write_text("pretrain: {loop: {train_steps: 11, batch_size: 6}}\n")
     (tmp_path / "b.yaml").write_text("extends: a\npretrain: {loop: {train_steps: 22}}\n")
     (tmp_path / "c.yaml").write_text("extends: b\nfinetune: {subset: 7}\n")
     overrides = recipe_overrides(tmp_path / "c.yaml", ROOT / "params.yaml", None, [])
-    assert {"pretrain.loop.train_steps=22", "pretrain.loop.batch_size=4", "finetune.subset=7"} <= set(overrides)
+    assert {"pretrain.loop.train_steps=22", "pretrain.loop.batch_size=6", "finetune.subset=7"} <= set(overrides)
     assert not any(item.startswith("extends") for item in overrides)
 
 
