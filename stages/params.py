@@ -160,7 +160,7 @@ SHIPPED: dict[str, tuple[object, str]] = {
     "pretrain.loop.train_steps": (480, "the whole DAG within 20 minutes on the slowest 2-core CPU seen"),
     "pretrain.loop.batch_size": (4, "more, smaller updates: better at equal CPU time"),
     "pretrain.correspondence.weight": (0.02, "truer irises and heterochromia; off where there are no label maps"),
-    "pretrain.diffusion.eye_weight": (10, "the irises learnt from a sixth of the full study's images; off where there are no label maps"),
+    "pretrain.diffusion.eye_weight": (10, "the irises learnt from a tenth of the full study's images; off where there are no label maps"),
     "finetune.subset": (32, "8 fine-tuning steps: the 20-minute budget"),
     "text.loop.train_steps": (20, "the 20-minute budget; recipes/full.yaml trains 300"),
     "evaluate.limit": (32, "the 20-minute budget; recipes/full.yaml scores all 193 test pairs"),
