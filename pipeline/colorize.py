@@ -231,8 +231,7 @@ def without_reference_dropout(info: dict) -> bool:
     0 in the pretrain record of `training.data`): its output for a dropped reference was never
     trained, so classifier-free guidance on the reference has nothing to extrapolate from. False
     for files that do not record it."""
-    dropout = _pretrain_record(info).get("reference_dropout")
-    return dropout is not None and dropout == 0
+    return _pretrain_record(info).get("reference_dropout") == 0
 
 
 def guidance_warning(info: dict, guidance: float) -> str | None:
