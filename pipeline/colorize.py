@@ -67,6 +67,7 @@ PAPER_SEAL = 0.1  # ... and for the paper kept as drawn (`keep_paper`), sealed w
 NO_FACE_SHARE = 3  # ... where no face is found, the face taken as the picture's shorter side / this
 MIN_FIGURE = 0.05  # an opaque reference's figure found smaller than this share of it: all its pixels count
 MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
+MIN_SIDES = {"drawing": 32, "reference": 16}  # px, the shorter side below which a picture holds nothing to read
 
 
 # ---------------------------------------------------------------- model files
@@ -426,6 +427,16 @@ def check_options(opts: ColorizeOptions) -> None:
         raise AnimecolorError(f"prompt {shown(opts.prompt)}: must be text")
 
 
+def check_sizes(**pictures: np.ndarray | None) -> None:
+    """A drawing or reference (uint8 (H, W, C); None: not given) too small to hold anything (a
+    thumbnail, an icon, a wrong file) is one AnimecolorError line, before any work."""
+    for name, picture in pictures.items():
+        if picture is not None and min(picture.shape[:2]) < MIN_SIDES[name]:
+            height, width = picture.shape[:2]
+            raise AnimecolorError(f"the {name} is {width}x{height} px: its shorter side must be at least "
+                                  f"{MIN_SIDES[name]} px")
+
+
 def sprite_alpha(rgba: np.ndarray, lines: np.ndarray) -> np.ndarray | None:
     """The drawing's alpha channel (uint8 (H, W)) when the picture keeps it, else None.
 
@@ -505,8 +516,10 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                     step_progress: Callable[[int], None] | None = None,
                     info: dict | None = None) -> tuple[list[Colored], str | None]:
     """`colorize_variations` as layers (`Colored`), one per seed. A hint that cannot apply (outside
-    the picture, on a line, no closed regions) and a fully transparent drawing fail before sampling."""
+    the picture, on a line, no closed regions), a drawing or reference too small (`MIN_SIDES`) and a
+    fully transparent drawing fail before sampling."""
     check_options(opts)
+    check_sizes(drawing=sketch_rgba, reference=reference_rgba)
     size = model.config.image_size
     text = encode_prompt(model, opts.prompt, info)
     if reference_rgba is None and text is None:

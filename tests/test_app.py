@@ -263,7 +263,7 @@ def test_request_hints_and_layers(colorizer, tmp_path):
     for path in hinted.paths:
         colour, lines = layer_paths(path)
         assert Image.open(colour).size == Image.open(lines).size == (120, 90) and Image.open(lines).mode == "RGBA"
-    cv2.imwrite(str(tmp_path / "clear.png"), np.zeros((20, 20, 4), np.uint8))
+    cv2.imwrite(str(tmp_path / "clear.png"), np.zeros((40, 40, 4), np.uint8))
     for bad, message in (("40,20,red", "is on a line"), ("500,3,red", "is outside the drawing"),
                          ("40,45,pnk", "unknown colour 'pnk'"), ("40", "expected X,Y,COLOUR")):
         with pytest.raises(AnimecolorError, match=message) as info:

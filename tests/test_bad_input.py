@@ -53,7 +53,9 @@ def work(tmp_path, model_file, tiny_text, bad_headers):
     boxes[8:31, [8, 30]] = boxes[[8, 30], 8:31] = 0  # a closed square: inside, outside and its line
     Image.fromarray(boxes).save(tmp_path / "boxes.png")
     Image.fromarray(np.zeros((40, 40, 4), np.uint8)).save(tmp_path / "clear.png")  # fully transparent
+    Image.fromarray(np.full((3, 90), 255, np.uint8)).save(tmp_path / "sliver.png")  # no drawing fits in 3 px
     Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "ref.jpg")
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "icon.png")
     (tmp_path / "M.safetensors").write_bytes(model_file.read_bytes())
     (tmp_path / "ckpt.pt").write_bytes((tiny_text / "text.pt").read_bytes())
     (tmp_path / "text.png").write_text("not an image")
@@ -266,6 +268,10 @@ CASES = {
                                                  2, ["hint 5,5,red: the drawing has no closed regions"], []),
     "fully transparent drawing": (["colorize", "clear.png", "-r", "ref.jpg", *M], 2,
                                   ["the drawing is fully transparent"], []),
+    "drawing too small": (["colorize", "sliver.png", "-r", "ref.jpg", *M], 2,
+                          ["the drawing is 90x3 px: its shorter side must be at least 32 px"], []),
+    "reference too small": (["colorize", "sketch.png", "-r", "icon.png", *M], 2,
+                            ["the reference is 8x8 px: its shorter side must be at least 16 px"], []),
     # recipes (the rest of `animecolor recipe`'s bad input: tests/test_recipe.py)
     "recipe that does not exist": (["recipe", "nope", "--folder", ".", "--dry-run"], 2, ["no recipes/nope.yaml"], []),
 }
