@@ -427,15 +427,15 @@ def test_export_carries_the_vocabulary_and_colorize_follows_a_prompt(tiny_pretra
     assert model.config.text and list(info["vocabulary"]) == list(COLOURS)
     assert model_vocabulary(model, info)["pink"] == COLOURS["pink"]
     sketch = tmp_path / "drawing.png"
-    lines = np.full((40, 24), 255, np.uint8)
-    lines[10:30, 12] = 0
+    lines = np.full((56, 34), 255, np.uint8)
+    lines[14:42, 17] = 0
     write_png(sketch, lines)
     runner = CliRunner()
     out = tmp_path / "pink.png"
     result = runner.invoke(app, ["colorize", str(sketch), "--prompt", "pink hair, heterochromia, red eyes, blue eyes",
                                  "--text-guidance", "2", "--model", str(model_file), "-o", str(out), "--steps", "2"])
     assert result.exit_code == 0, result.output
-    assert read_rgb(out).shape == (40, 24, 3)
+    assert read_rgb(out).shape == (56, 34, 3)
     plain = tmp_path / "plain.png"
     reference = tmp_path / "ref.png"
     write_png(reference, np.full((32, 32, 3), (250, 150, 190), np.uint8))
