@@ -315,3 +315,16 @@ def test_paper_recipe_is_valid_and_is_the_paper():
     assert pre.unet_config(256) == UNetConfig.paper(256)
     assert sections["finetune"].loop.batch_size == 4 and sections["finetune"].reconstruction.unroll_steps == 10
     assert sections["text"].adapter is False  # no prompts in the paper: the fine-tuned model passes through
+
+
+def test_reading_params_leaves_the_slow_imports_to_the_stages_that_score():
+    """Every stage reads its params through stages.params; torchvision, torchmetrics and clean-fid
+    (seconds to import on a slow CPU) load only when a metric or the VGG is used."""
+    import subprocess
+    import sys
+
+    slow = ("torchvision", "torchmetrics", "cleanfid")
+    code = ("import sys; import stages.params, stages.training, pipeline.colorize, pipeline.training.finetune; "
+            f"print(' '.join(m for m in {slow!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == []

@@ -17,7 +17,6 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 import torch
-from cleanfid.fid import get_folder_features
 from pydantic import Field
 from torch import nn
 
@@ -104,11 +103,15 @@ def _write_folder(folder: Path, names: list[str], images: torch.Tensor) -> None:
 
 
 def _features(folder: Path, extractor, batch_size: int, device: torch.device) -> np.ndarray:
+    from cleanfid.fid import get_folder_features
+
     return get_folder_features(str(folder), model=extractor, num_workers=0, batch_size=batch_size, device=device,
                                mode="clean", custom_fn_resize=lambda x: x.astype(np.float32), verbose=False)
 
 
 def _inception_features(folder: Path, extractor, batch_size: int, device: torch.device) -> np.ndarray:
+    from cleanfid.fid import get_folder_features
+
     return get_folder_features(str(folder), model=extractor, num_workers=0, batch_size=batch_size, device=device,
                                mode="clean", verbose=False)  # clean-fid's own 299 px PIL-bicubic resize
 

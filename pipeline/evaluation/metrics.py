@@ -1,6 +1,8 @@
 """Benchmark metrics: pure functions of image tensors or feature arrays.
 
 Images are (B, 3, H, W) floats in [0, 1] unless said otherwise; every per-image metric returns (B,).
+clean-fid and torchmetrics are imported inside the functions that use them: they take seconds to
+import, and every stage reads its params through a module that imports this one.
 """
 
 from __future__ import annotations
@@ -10,17 +12,16 @@ import warnings
 
 import numpy as np
 import torch
-from cleanfid.fid import fid_from_feats, kernel_distance
-from scipy.linalg import LinAlgWarning
 from scipy.ndimage import binary_erosion
 from skimage.color import deltaE_ciede2000, rgb2lab
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from pipeline.model.perceptual import MS_SSIM_BETAS, ms_ssim, ms_ssim_setup  # noqa: F401  (also a fine-tuning loss)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR in dB per image on [0, 1] (identical images: inf)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     return peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
@@ -29,6 +30,9 @@ def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:
 
     With fewer samples than feature dimensions the covariances are singular; clean-fid then
     regularises the square root (its eps offset), and SciPy's warning about it is silenced."""
+    from cleanfid.fid import fid_from_feats
+    from scipy.linalg import LinAlgWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LinAlgWarning)
         return float(fid_from_feats(feats1, feats2))
@@ -36,6 +40,8 @@ def frechet_distance(feats1: np.ndarray, feats2: np.ndarray) -> float:
 
 def kid(feats1: np.ndarray, feats2: np.ndarray, subsets: int = 100, seed: int = 0) -> float:
     """Kernel inception distance with the cubic polynomial kernel (clean-fid), seeded."""
+    from cleanfid.fid import kernel_distance
+
     state = np.random.get_state()
     np.random.seed(seed)
     try:

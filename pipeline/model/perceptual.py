@@ -6,6 +6,9 @@
   with an unpickler that accepts only numpy arrays, and the kernels (flax HWIO) are transposed
   into torchvision's VGG16 (OIHW).
 - `ms_ssim`: torchmetrics' MS-SSIM with scales that fit small images.
+
+torchvision and torchmetrics are imported where they are used (seconds on a slow CPU, which a
+stage that never builds the VGG or scores MS-SSIM should not pay).
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
-from torchvision.models import vgg16
 
 from pipeline.errors import AnimecolorError
 
@@ -63,6 +64,8 @@ class VGGLPIPS(nn.Module):
 
     def __init__(self, weights: dict | None = None):
         super().__init__()
+        from torchvision.models import vgg16
+
         weights = weights or load_numpy_pickle(lpips_weights_path())
         self.features = vgg16(weights=None).features[:30].eval().requires_grad_(False)
         trunk = weights["VGG16_0"]
@@ -129,6 +132,8 @@ def ms_ssim_setup(size: int) -> tuple[int, tuple[float, ...]]:
 
 def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MS-SSIM per image on [0, 1] (torchmetrics), scales chosen by `ms_ssim_setup`."""
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
     kernel, betas = ms_ssim_setup(min(pred.shape[-2:]))
     return multiscale_structural_similarity_index_measure(pred, target, data_range=1.0, kernel_size=kernel,
                                                           betas=betas, reduction="none")
