@@ -1,4 +1,6 @@
 import math
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -320,9 +322,6 @@ def test_paper_recipe_is_valid_and_is_the_paper():
 def test_reading_params_leaves_the_slow_imports_to_the_stages_that_score():
     """Every stage reads its params through stages.params; torchvision, torchmetrics and clean-fid
     (seconds to import on a slow CPU) load only when a metric or the VGG is used."""
-    import subprocess
-    import sys
-
     slow = ("torchvision", "torchmetrics", "cleanfid")
     code = ("import sys; import stages.params, stages.training, pipeline.colorize, pipeline.training.finetune; "
             f"print(' '.join(m for m in {slow!r} if m in sys.modules))")

@@ -102,18 +102,14 @@ def _write_folder(folder: Path, names: list[str], images: torch.Tensor) -> None:
         write_png(folder / f"{name}.png", to_uint8(image))
 
 
-def _features(folder: Path, extractor, batch_size: int, device: torch.device) -> np.ndarray:
+def _features(folder: Path, extractor, batch_size: int, device: torch.device, inception: bool = False) -> np.ndarray:
+    """clean-fid's features of a folder's PNGs: as stored for the VGG, or with clean-fid's own 299 px
+    PIL-bicubic resize for its Inception."""
     from cleanfid.fid import get_folder_features
 
+    resize = {} if inception else {"custom_fn_resize": lambda x: x.astype(np.float32)}
     return get_folder_features(str(folder), model=extractor, num_workers=0, batch_size=batch_size, device=device,
-                               mode="clean", custom_fn_resize=lambda x: x.astype(np.float32), verbose=False)
-
-
-def _inception_features(folder: Path, extractor, batch_size: int, device: torch.device) -> np.ndarray:
-    from cleanfid.fid import get_folder_features
-
-    return get_folder_features(str(folder), model=extractor, num_workers=0, batch_size=batch_size, device=device,
-                               mode="clean", verbose=False)  # clean-fid's own 299 px PIL-bicubic resize
+                               mode="clean", verbose=False, **resize)
 
 
 @torch.no_grad()
@@ -174,7 +170,7 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
         real_dir = out_dir / "target" / setting
         _write_folder(real_dir, names, target)
         real_vgg = _features(real_dir, vgg_fx, cfg.batch_size, device)
-        real_inc = _inception_features(real_dir, inception, cfg.batch_size, device) if inception else None
+        real_inc = _features(real_dir, inception, cfg.batch_size, device, inception=True) if inception else None
         with torch.no_grad():
             target_taps = lpips.taps(target.float())  # every candidate is scored against the same targets
         candidates: dict[str, tuple[torch.Tensor, float | None]] = {}
@@ -229,8 +225,8 @@ def run_benchmark(models: dict[str, tuple[nn.Module, Diffusion]], faces_dir: Pat
             feats = _features(folder, vgg_fx, cfg.batch_size, device)
             summary["fd_vgg16"] = round(M.frechet_distance(feats, real_vgg), 4)
             summary["kid_vgg16"] = round(M.kid(feats, real_vgg, cfg.kid_subsets, cfg.seed), 6)
-            summary["fid"] = (round(M.frechet_distance(_inception_features(folder, inception, cfg.batch_size, device),
-                                                       real_inc), 4) if inception else None)
+            summary["fid"] = (round(M.frechet_distance(
+                _features(folder, inception, cfg.batch_size, device, inception=True), real_inc), 4) if inception else None)
             summary["seconds_per_image"] = None if seconds is None else round(seconds, 4)
             summary["images"] = len(names)
             metrics.setdefault(cand, {})[setting] = summary
