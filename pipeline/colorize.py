@@ -49,7 +49,7 @@ from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING,
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
 from pipeline.model.unet import UNet, UNetConfig
-from pipeline.scan import level_lines, soft_lines, untinted
+from pipeline.scan import descreened, level_lines, soft_lines, untinted
 
 EXPORT_FORMAT = "animecolor-model"
 EXPORT_VERSION = 1
@@ -324,12 +324,14 @@ def reads_as_colour(rgb: np.ndarray, mode: str) -> bool:
 
 
 def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels: bool = True,
-                   binarize: bool = False, sigma: float = 0.5) -> tuple[np.ndarray, np.ndarray, Letterbox, str | None]:
+                   binarize: bool = False, sigma: float = 0.5,
+                   descreen: bool = False) -> tuple[np.ndarray, np.ndarray, Letterbox, str | None]:
     """User drawing -> (model-size sketch uint8 (size, size), full-size line layer uint8 (H, W), box, notice).
 
     mode: "auto" (colour images get XDoG lines, with a notice), "lines" (use as drawn), "xdog" (always extract).
     auto_levels levels a scan's or photo's paper to white and its darkest lines to black (`scan.py`; a
-    drawing already on white paper is unchanged); binarize applies Otsu.
+    drawing already on white paper is unchanged); descreen erases a manga drawing's screentone and
+    keeps the lines over it (`scan.descreened`; a drawing without tone is unchanged); binarize applies Otsu.
     """
     rgb = flatten_alpha(rgba)
     notice = None
@@ -341,6 +343,10 @@ def prepare_sketch(rgba: np.ndarray, size: int, mode: str = "auto", auto_levels:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if auto_levels:
         gray = level_lines(gray)
+    if descreen:
+        gray, erased = descreened(gray)
+        if erased:
+            notice = f"screentone taken out of the lines ({erased:.0%} of the drawing)"
     if binarize:
         gray = binarize_lines(gray)
     sketch, box = letterbox(gray, size)
@@ -383,6 +389,7 @@ class ColorizeOptions:
     mode: str = "auto"        # auto | lines | xdog
     auto_levels: bool = True  # a scan's or photo's paper levelled to white, its darkest lines to black (scan.py)
     binarize: bool = False
+    descreen: bool = True     # a manga drawing's screentone erased, the lines over it kept (scan.descreened)
     reline: str = "auto"      # a pencil or soft drawing's lines drawn again at the model's size (`relined`)
     keep_lines: bool = True   # multiply the drawing's own full-resolution lines over the result
     prompt: str = ""          # colour prompt (data/prompt.py) for a text model; "" = reference only
@@ -414,7 +421,7 @@ def check_options(opts: ColorizeOptions) -> None:
         if not number or not math.isfinite(value) or not low <= value <= high:
             kind = "a whole number" if integer else "a number"
             raise AnimecolorError(f"{name} {shown(value)}: must be {kind} from {low} to {high}")
-    for name, value in (("auto levels", opts.auto_levels), ("binarize", opts.binarize),
+    for name, value in (("auto levels", opts.auto_levels), ("binarize", opts.binarize), ("descreen", opts.descreen),
                         ("keep lines", opts.keep_lines), ("faces", opts.faces), ("tiles", opts.tiles),
                         ("align", opts.align), ("keep paper", opts.keep_paper)):
         if not isinstance(value, (bool, np.bool_)):
@@ -524,7 +531,8 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     text = encode_prompt(model, opts.prompt, info)
     if reference_rgba is None and text is None:
         raise AnimecolorError("give a colour reference, a prompt, or both")
-    sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize)
+    sketch, lines, box, notice = prepare_sketch(sketch_rgba, size, opts.mode, opts.auto_levels, opts.binarize,
+                                                descreen=opts.descreen)
     alpha = sprite_alpha(sketch_rgba, lines)
     masks = hint_masks(opts.hints, lines, alpha)
     traced = reads_as_colour(flatten_alpha(sketch_rgba), opts.mode)  # a colour picture: its lines by XDoG

@@ -30,12 +30,30 @@ strokes and shading turn into a faint grey blur, unlike the hard XDoG lines of t
 `soft_lines` tells one (the median level of its marks above `SOFT_MARKS`), and `colorize` then
 draws the shrunk drawing's lines again with the training XDoG at the model's size
 (`--reline auto`).
+
+A manga drawing shades with screentone: a regular lattice of small dots (or, in a dark tone, of
+small holes in the ink). Shrunk to the model's size it is a grey wash over the parts, which the
+model never saw in training, and over the colours it is a dot pattern. `descreened` takes it out
+(`--descreen`, on by default):
+
+- the tone's lattice is found from the drawing's small ink dots (or paper holes) that sit in a
+  regular field of their like (`TONE_CORE` of them within `TONE_REACH` spacings, their nearest
+  neighbours about equally far and about as large): the most common steps between neighbours,
+  averaged to a fraction of a pixel;
+- a pixel repeats when its level is within `TONE_MATCH` of the median of the 8 pixels one lattice
+  step away (and those agree); tone is where most of the ink in a window of two periods repeats,
+  and no solid fill (ink over `TONE_FILL` of the window);
+- there the ink that repeats is erased; the ink darker than the tone's own level at that place
+  (a line drawn over the tone), closed over a dot's width where a line crosses a dot, is kept.
+
+A drawing without such a field (XDoG lines, inked lines, a pencil drawing) comes back unchanged.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 FIT_SIDE = 256  # the paper's light is fitted on a copy at most this many px on its longer side
 MIN_PAPER = 0.3  # the paper side's least share of the picture for the light to be fitted
@@ -54,6 +72,19 @@ PAPER_SPREAD = 64  # ... and its channels at most this far apart (cream paper: a
 MARK_LEVEL = 224  # `soft_lines`: a drawing's marks are its pixels darker than this ...
 SOFT_MARKS = 90  # ... and it is soft (pencil, soft brush) when their median level is above this
 MIN_MARKS = 0.002  # ... and they are at least this share of it
+TONE_INK = 128  # `descreened`: ink is darker than this
+TONE_DOT = 64  # a tone's dot or hole: a component of at most this many px ...
+TONE_DOT_SIDE = 10  # ... and at most this wide and high
+TONE_NEIGHBOURS = 3  # its nearest neighbours, at most `TONE_REGULAR` times as far as each other ...
+TONE_REGULAR = 1.6
+TONE_SIZES = 3.5  # ... and at most this many times as large or small
+TONE_CORE = 12  # a field: at least this many such regular dots within `TONE_REACH` spacings
+TONE_REACH = 3.0
+TONE_STEP_BIN = 0.5  # the lattice's steps: the most common neighbour offset (px bins), averaged
+TONE_MATCH = 64  # a pixel repeats: within this many levels of its lattice neighbours' median
+TONE_SHARE = 0.6  # tone: at least this share of the ink in a two-period window repeats ...
+TONE_MIN_INK = 0.03  # ... the window at least this much ink ...
+TONE_FILL = 0.9  # ... and at most this much (more is a solid fill, kept)
 
 
 def untinted(rgb: np.ndarray) -> np.ndarray:
@@ -152,3 +183,93 @@ def soft_lines(gray: np.ndarray) -> bool:
     of it) is above `SOFT_MARKS`. Inked lines have a black core (median 0-64 anti-aliased)."""
     marks = gray[gray < MARK_LEVEL]
     return marks.size >= MIN_MARKS * gray.size and float(np.median(marks)) > SOFT_MARKS
+
+
+def _tone_elements(binary: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids (N, 2) and areas (N,) of the components of `binary` small enough to be a tone's dots."""
+    _, _, stats, centroids = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=connectivity)
+    small = (stats[:, cv2.CC_STAT_AREA] <= TONE_DOT) & (stats[:, 2:4].max(1) <= TONE_DOT_SIDE)
+    small[0] = False  # the background
+    return centroids[small], stats[small, cv2.CC_STAT_AREA].astype(np.float64)
+
+
+def _tone_field(points: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    """The points (M, 2) in a regular field of their like: their nearest neighbours about equally far
+    and about as large, `TONE_CORE` such within `TONE_REACH` spacings."""
+    if len(points) <= max(TONE_CORE, TONE_NEIGHBOURS):
+        return points[:0]
+    distances, nearest = cKDTree(points).query(points, k=TONE_NEIGHBOURS + 1)
+    distances, nearest = distances[:, 1:], nearest[:, 1:]
+    sizes = np.abs(np.log(areas[nearest] / areas[:, None])).max(1)
+    regular = (distances.max(1) <= TONE_REGULAR * distances.min(1)) & (sizes <= np.log(TONE_SIZES))
+    if regular.sum() < TONE_CORE:
+        return points[:0]
+    reach = TONE_REACH * np.median(distances, 1)
+    counts = np.array([len(found) for found in cKDTree(points[regular]).query_ball_point(points, reach)])
+    return points[regular & (counts >= TONE_CORE)]
+
+
+def _common_step(steps: np.ndarray) -> np.ndarray:
+    """The most common of the offsets (N, 2), averaged over those within a bin of it."""
+    keys, counts = np.unique(np.round(steps / TONE_STEP_BIN).astype(int), axis=0, return_counts=True)
+    mode = keys[np.argmax(counts)] * TONE_STEP_BIN
+    return steps[np.hypot(*(steps - mode).T) <= 2 * TONE_STEP_BIN].mean(0)
+
+
+def tone_lattice(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two steps (x, y) in px of a screentone's lattice in a grey drawing (uint8 (H, W)), from its
+    dots, or from the holes of a dark tone, whichever field is larger; None without a field."""
+    ink = gray < TONE_INK
+    fields = [_tone_field(*_tone_elements(ink, 8)), _tone_field(*_tone_elements(~ink, 4))]
+    points = max(fields, key=len)
+    if len(points) < TONE_CORE:
+        return None
+    _, nearest = cKDTree(points).query(points, k=5)
+    steps = (points[nearest[:, 1:]] - points[:, None]).reshape(-1, 2)
+    steps[(steps[:, 1] < 0) | ((steps[:, 1] == 0) & (steps[:, 0] < 0))] *= -1  # one half-plane
+    first = _common_step(steps)
+    sine = np.abs(steps[:, 0] * first[1] - steps[:, 1] * first[0]) / (np.hypot(*steps.T) * np.hypot(*first) + 1e-9)
+    across = steps[sine > np.sin(np.deg2rad(25))]
+    if len(across) < TONE_CORE:
+        return None
+    return first, _common_step(across)
+
+
+def _shifted(image: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """`image` read one `step` away: out(x) = image(x + step), bilinear, the edges reflected."""
+    move = np.float32([[1, 0, -step[0]], [0, 1, -step[1]]])
+    return cv2.warpAffine(image, move, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def descreened(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """A grey drawing (uint8 (H, W)) with its screentone erased to white and the lines over it kept
+    (module docstring), and the share of the picture erased; the drawing itself and 0.0 without tone."""
+    lattice = tone_lattice(gray)
+    if lattice is None:
+        return gray, 0.0
+    a, b = lattice
+    level = gray.astype(np.float32)
+    ink = gray < TONE_INK
+    around = np.stack([_shifted(level, s) for s in (a, -a, b, -b, a + b, -a - b, a - b, b - a)])
+    expected = np.median(around, 0)  # the tone's level at this place, from its lattice neighbours
+    spread = np.percentile(around, 75, 0) - np.percentile(around, 25, 0)
+    repeats = (np.abs(level - expected) <= TONE_MATCH) & (spread <= TONE_MATCH)
+    period = max(np.hypot(*a), np.hypot(*b))
+    window = (int(2 * period) | 1,) * 2
+    local_ink = cv2.boxFilter(ink.astype(np.float32), -1, window)
+    tone = (cv2.boxFilter((ink & repeats).astype(np.float32), -1, window) >= TONE_SHARE * local_ink) \
+        & (local_ink >= TONE_MIN_INK) & (local_ink <= TONE_FILL)
+    box = np.ones(window, np.uint8)
+    tone = cv2.dilate(tone.astype(np.uint8), box).astype(bool)
+    fill = cv2.dilate((local_ink > TONE_FILL).astype(np.uint8), box).astype(bool)
+    gap = max(3, round(period / 2) | 1)  # a line crossing a dot: its pixels there repeat too
+    line = ink & (level < expected - TONE_MATCH)
+    line = cv2.morphologyEx(line.astype(np.uint8), cv2.MORPH_CLOSE,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (gap, gap))).astype(bool)
+    erase = tone & ~fill & ~line & (gray < 250)
+    if not erase.any():
+        return gray, 0.0
+    out = gray.copy()
+    out[erase] = 255
+    return out, float(erase.mean())

@@ -133,7 +133,8 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                    hints: tuple[str, ...] = (), faces: bool = True, tiles: bool = True,
                    match_chroma: float = MATCH_CHROMA, tile_scale: float = TILE_SCALE,
                    match_lightness: float = MATCH_LIGHTNESS, even_regions: float = EVEN_REGIONS,
-                   align: bool = True, keep_paper: bool = True, reline: str = "auto") -> dict:
+                   align: bool = True, keep_paper: bool = True, reline: str = "auto",
+                   descreen: bool = True) -> dict:
     """Colour one drawing, a folder of them, or a CSV of pairs; returns {"written", "skipped", "failed"}.
 
     `layers` also writes `<out>_colour.png` and `<out>_lines.png`; `hints` ("X,Y,COLOUR") recolour
@@ -209,7 +210,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
                            text_guidance=text_guidance, hints=parsed_hints, faces=faces, tiles=tiles,
                            match_chroma=match_chroma, tile_scale=tile_scale,
                            match_lightness=match_lightness, even_regions=even_regions, align=align,
-                           keep_paper=keep_paper, reline=reline)
+                           keep_paper=keep_paper, reline=reline, descreen=descreen)
     from pipeline.colorize import encode_prompt
 
     encode_prompt(net, prompt, info)  # a prompt this model cannot follow fails before any drawing is read
@@ -320,13 +321,17 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
                                                      "the whole picture when shrunk at most 4x or a face "
                                                      "picture); auto: for a "
                                                      "pencil or soft-brush drawing (its marks mostly grey, not "
-                                                     "inked), levelled by --auto-levels.")) -> None:
+                                                     "inked), levelled by --auto-levels."),
+             descreen: bool = typer.Option(True, help="Erase a manga drawing's screentone (a regular field of "
+                                                       "dots) from the lines the model reads and the lines laid "
+                                                       "over the result, keeping the lines drawn over it; a "
+                                                       "drawing without tone is unchanged.")) -> None:
     """Colour line drawings in the colours of a reference image and/or a colour prompt (existing outputs
     are overwritten)."""
     result = colorize_files(sketch, reference, pairs, model, out, steps, guidance, seed, eta, mode, auto_levels,
                             binarize, keep_lines, skip_existing, device, prompt, text_guidance, layers,
                             tuple(hint or ()), faces, tiles, match_chroma, tile_scale, match_lightness,
-                            even_regions, align, keep_paper, reline)
+                            even_regions, align, keep_paper, reline, descreen)
     if result["failed"]:
         raise typer.Exit(1)
 

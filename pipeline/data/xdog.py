@@ -98,6 +98,40 @@ def grey_edges(rgb: np.ndarray, strength: float = 2.0) -> np.ndarray:
     return np.clip(255 - strength * edge, 0, 255).astype(np.uint8)
 
 
+SCREENTONE_LEVELS = ((0.55, 0.2), (0.3, 0.45))  # (grey level under which, the tone's ink share), lightest first
+
+
+def _halftone_threshold(share: float) -> float:
+    """The level of the dot function (cos u + cos v) / 2 above which `share` of the plane lies."""
+    phase = np.linspace(0, 2 * np.pi, 256, endpoint=False)
+    dots = (np.cos(phase)[:, None] + np.cos(phase)[None]) / 2
+    return float(np.quantile(dots, 1 - share))
+
+
+def screentone(rgb: np.ndarray, lines: np.ndarray, period: float = 5.0, angle: float = 45.0,
+               levels: tuple[tuple[float, float], ...] = SCREENTONE_LEVELS, oversample: int = 4) -> np.ndarray:
+    """A manga rendering of a colour picture, uint8 (H, W): its `lines` (uint8, white paper) over
+    screentone where the picture is dark: round dots on a square lattice of `period` px turned by
+    `angle` degrees, covering the share of each of `levels` whose grey level (0-1, the picture blurred
+    by 1.5 px) it falls under; drawn at `oversample` times the size and shrunk, as a scan's dots are
+    anti-aliased."""
+    h, w = lines.shape
+    grey = cv2.GaussianBlur(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (0, 0), 1.5).astype(np.float32) / 255
+    share = np.zeros((h, w), np.float32)
+    for level, ink in levels:
+        share[grey < level] = ink
+    y, x = np.mgrid[0:h * oversample, 0:w * oversample].astype(np.float32) / oversample
+    turn, scale = np.deg2rad(angle), 2 * np.pi / period
+    u = (x * np.cos(turn) + y * np.sin(turn)) * scale
+    v = (y * np.cos(turn) - x * np.sin(turn)) * scale
+    dots = (np.cos(u) + np.cos(v)) / 2
+    big = cv2.resize(share, (w * oversample, h * oversample), interpolation=cv2.INTER_NEAREST)
+    tone = np.full(big.shape, 255, np.uint8)
+    for _, ink in levels:
+        tone[(big == ink) & (dots > _halftone_threshold(ink))] = 0
+    return np.minimum(lines, cv2.resize(tone, (w, h), interpolation=cv2.INTER_AREA))
+
+
 def soft_drawing(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random soft drawing of a uint8 RGB picture, uint8 (H, W) at its size: a pencil drawing
     (its dodge blurred by 0.5/64 to 2/64 of the drawn side) or grey edges (strength 1-3 times the
