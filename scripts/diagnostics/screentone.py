@@ -55,6 +55,26 @@ def _rgba(gray: np.ndarray) -> np.ndarray:
     return np.dstack([gray] * 3 + [np.full(gray.shape, 255, np.uint8)])
 
 
+def _figure(files: list[str], size: int, model, opts: ColorizeOptions, path: Path) -> None:
+    """One row a face: the picture, its manga panel, the panel descreened, its clean lines; with a
+    model, the panel coloured as drawn and descreened (self reference mirrored)."""
+    rows = []
+    for f in files:
+        rgb = cv2.resize(cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_CUBIC)
+        lines = XDOG.sketch(rgb, 0.5)
+        toned = screentone(rgb, lines, 4.0)
+        cells = [rgb, *(np.dstack([g] * 3) for g in (toned, descreened(toned)[0], lines))]
+        if model is not None:
+            _, net, diffusion, info = model
+            ref = np.ascontiguousarray(np.dstack([rgb, np.full(lines.shape, 255, np.uint8)])[:, ::-1])
+            for descreen in (False, True):
+                image, _ = colorize_image(net, diffusion, _rgba(toned), ref, replace(opts, descreen=descreen), info=info)
+                cells.append(image[..., :3])
+        rows.append(np.hstack(cells))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--faces", type=int, default=64)
@@ -62,6 +82,8 @@ def main() -> None:
     ap.add_argument("--periods", default="4,6", help="the tone's periods in px")
     ap.add_argument("--model", help="NAME=PATH of an exported model: also colour each face")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--figure", type=Path, help="also write a picture of --faces faces (drawn, descreened, clean "
+                                                 "lines; with --model each coloured): period 4, the first size")
     args = ap.parse_args()
     files = sorted(glob.glob(str(FACES / "*.jpg")))
     if not files:
@@ -76,7 +98,10 @@ def main() -> None:
             print(f"screentone: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
     opts = ColorizeOptions(sample_steps=10, seed=0)
-    out: dict = {"faces": args.faces, "settings": {}, "unchanged": {}}
+    out: dict = {"faces": args.faces, "model": model[0] if model else None, "settings": {}, "unchanged": {}}
+    if args.figure:
+        _figure(files[:args.faces], int(args.sizes.split(",")[0]), model, opts, args.figure)
+        return
     for size in map(int, args.sizes.split(",")):
         for period in map(float, args.periods.split(",")):
             rows: dict[str, list] = {}

@@ -306,6 +306,26 @@ def line_styles_table(root: Path) -> str:
                    "lpips", "chroma_ratio", "upscaled truth: psnr", "lpips"], rows)
 
 
+def screentone_table(root: Path) -> str:
+    """docs/results/real-art/screentone/views.json (`scripts/diagnostics/screentone.py`): manga panels
+    of real faces, what `scan.descreened` erases and keeps, and the model's 64 px view's distance from
+    the clean lines' view, as drawn and descreened; `model.json` when a model coloured them."""
+    rows = []
+    for name in ("views.json", "model.json"):
+        path = root / "docs/results/real-art/screentone" / name
+        if not path.is_file():
+            continue
+        run = _load(path)
+        for setting, m in run["settings"].items():
+            rows.append([setting, run["faces"], m["tone_erased"], m["tone_erased_min"], m["lines_kept"],
+                         m["view_error_as_drawn"], m["view_error_descreened"], m["seconds"],
+                         *(m.get(f"psnr_{k}", "-") for k in ("clean", "as_drawn", "descreened")),
+                         *(m.get(f"chroma_ratio_{k}", "-") for k in ("as_drawn", "descreened")), run.get("model", "-")])
+    return _table(["drawing", "faces", "tone ink erased", "least", "line ink kept", "view off clean: as drawn",
+                   "descreened", "seconds", "psnr: clean lines", "as drawn", "descreened", "chroma ratio: as drawn",
+                   "descreened", "model"], rows)
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "headline": headline_table,
     "synthetic-full": lambda root: evaluate_table(_full(root)),
@@ -341,6 +361,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-pencil": pencil_table,
     "whole-figures-pencil-recipe": pencil_recipe_table,
     "line-styles": line_styles_table,
+    "screentone": screentone_table,
 }
 
 
