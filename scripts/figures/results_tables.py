@@ -346,7 +346,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-64": _real("real-art"),
     **{f"real-art-{name}{suffix}": table
        for name, folder in {"b8": "b8", "warp": "warp", "no-eye": "no-eye-weight", "pose": "pose",
-                             "pose-half": "pose-half", "zoom": "zoom", "pencil": "pencil"}.items()
+                             "pose-half": "pose-half", "zoom": "zoom", "pencil": "pencil",
+                             "quarter": "quarter-zen1"}.items()
        for suffix, table in (("", lambda root, f=folder: evaluate_table(_committed(root, f"real-art/{f}"), FULL_KEYS,
                                                                        full=True)),
                              ("-64", _real(f"real-art/{folder}")))},
