@@ -345,7 +345,7 @@ def test_tile_scale_lightness_and_evening_are_checked_for_every_caller():
     check_options(ColorizeOptions(align=np.bool_(False)))
     for name, bad in (("align", "no"), ("align", None), ("keep_paper", "yes"), ("keep_paper", 1), ("faces", 1),
                       ("tiles", "False"), ("keep_lines", 0.0),
-                      ("binarize", "yes"), ("auto_levels", None)):
+                      ("binarize", "yes"), ("auto_levels", None), ("descreen", "no"), ("descreen", 1)):
         with pytest.raises(AnimecolorError, match=rf"^{name.replace('_', ' ')} .*: must be true or false"):
             check_options(ColorizeOptions(**{name: bad}))
 
