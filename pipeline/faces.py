@@ -28,6 +28,8 @@ MARGIN = CleanConfig().margin  # training crops: the face box grown by this frac
 MIN_LIKELIHOOD = CleanConfig().min_likelihood
 MAX_FACE_FRACTION = 0.5  # a face crop larger than this share of the drawing's longer side: no face pass
 MAX_FACES = 8  # the largest faces of a group picture
+DETECT_SCALES = (1.0, 0.5, 1.5)  # animeface reads a picture at these scales in turn until it finds a face
+DETECT_LONGEST = 1536  # ... enlarged to at most this longer side, px
 MIN_SIDE = 24  # a face square smaller than this (px) is too small to colour again
 FEATHER = 0.2  # the face pass fades into the whole picture over this share of its crop's side
 CONFIDENCE_POWER = FIRM_POWER  # a tile pixel's weight in the tiles' mean: `chroma.firmness` of its C*
@@ -158,6 +160,26 @@ def tile_count(face: Square, shape, scale: float = TILE_SCALE) -> int:
     return len(xs) * len(ys)
 
 
+def detected(rgb: np.ndarray) -> list[tuple[float, float, float, float, float, str]]:
+    """animeface's faces at `MIN_LIKELIHOOD` (`clean.detect_faces`), largest first, boxes in the
+    picture's pixels: read at its own size, and when nothing is found there, at the next of
+    `DETECT_SCALES` until something is (an enlargement capped at `DETECT_LONGEST` px). The detector
+    misses some line drawings at one size and finds them at another: lines with glasses, or faces
+    whose strokes are thin or thick for the detector at the drawing's size."""
+    longest, tried = max(rgb.shape[:2]), set()
+    for scale in DETECT_SCALES:
+        if scale > 1:
+            scale = max(1.0, min(scale, DETECT_LONGEST / longest))
+        if scale in tried:
+            continue
+        tried.add(scale)
+        picture = rgb if scale == 1 else cv2.resize(
+            rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        if found := detect_faces(picture, MIN_LIKELIHOOD):
+            return [(x / scale, y / scale, w / scale, h / scale, p, caption) for x, y, w, h, p, caption in found]
+    return []
+
+
 def face_square(face, shape) -> Square:
     """The square a face (animeface box first) is coloured in: its box grown by `MARGIN`, as training crops."""
     return Square(*square_box(face[:4], MARGIN, shape))
@@ -168,7 +190,7 @@ def found_faces(rgb: np.ndarray) -> tuple[list[Square], bool]:
     colours, largest first; whether it is a face picture). A face picture has a face whose square is
     more than `MAX_FACE_FRACTION` of its longer side: it gets no face pass (a smaller find in it is an
     eye or a mistake, not another face). Squares under `MIN_SIDE` px are left out."""
-    crops = [face_square(face, rgb.shape) for face in detect_faces(rgb, MIN_LIKELIHOOD)[:MAX_FACES]]
+    crops = [face_square(face, rgb.shape) for face in detected(rgb)[:MAX_FACES]]
     if any(c.side > MAX_FACE_FRACTION * max(rgb.shape[:2]) for c in crops):
         return [], True
     return [c for c in crops if c.side >= MIN_SIDE], False
@@ -187,7 +209,7 @@ def face_picture(rgb: np.ndarray) -> bool:
 
 def largest_face_square(rgb: np.ndarray) -> Square | None:
     """The picture's largest face's square (framed as training faces are), or None when animeface finds none."""
-    found = detect_faces(rgb, MIN_LIKELIHOOD)
+    found = detected(rgb)
     return face_square(found[0], rgb.shape) if found else None
 
 

@@ -342,6 +342,56 @@ def test_a_face_picture_is_told_by_its_largest_face(monkeypatch):
         assert F.face_picture(rgb) is portrait
 
 
+def test_a_face_missed_at_the_drawings_size_is_sought_at_half_then_enlarged(monkeypatch):
+    """`detected`: animeface reads the picture at its own size first; only when it finds nothing
+    there, at half, then at 1.5x capped at `DETECT_LONGEST`; a find's box comes back in the
+    picture's own pixels."""
+    import pipeline.faces as F
+
+    seen = []
+
+    def fake(image, likelihood, at=None):
+        seen.append(image.shape[:2])
+        return [(10, 20, 30, 40, 0.9, "")] if image.shape[0] == at else []
+
+    rgb = np.full((400, 300, 3), 255, np.uint8)
+    monkeypatch.setattr(F, "detect_faces", lambda image, likelihood: fake(image, likelihood, 400))
+    assert F.detected(rgb) == [(10, 20, 30, 40, 0.9, "")] and seen == [(400, 300)]  # found at its own size
+    seen.clear()
+    monkeypatch.setattr(F, "detect_faces", lambda image, likelihood: fake(image, likelihood, 200))
+    assert F.detected(rgb) == [(20, 40, 60, 80, 0.9, "")] and seen == [(400, 300), (200, 150)]
+    seen.clear()
+    monkeypatch.setattr(F, "detect_faces", lambda image, likelihood: fake(image, likelihood, 600))
+    assert F.detected(rgb) == [(10 / 1.5, 20 / 1.5, 20, 40 / 1.5, 0.9, "")] and seen[-1] == (600, 450)
+    assert F.largest_face_square(rgb) == F.face_square((10 / 1.5, 20 / 1.5, 20, 40 / 1.5), rgb.shape)
+    seen.clear()
+    monkeypatch.setattr(F, "detect_faces", lambda image, likelihood: fake(image, likelihood, -1))
+    assert F.detected(np.full((1200, 900, 3), 255, np.uint8)) == []
+    assert seen == [(1200, 900), (600, 450), (1536, 1152)]  # enlarged to at most DETECT_LONGEST
+    seen.clear()
+    assert F.detected(np.full((2000, 900, 3), 255, np.uint8)) == [] and seen == [(2000, 900), (1000, 450)]
+
+
+def test_lucys_face_is_found_in_her_lines_at_half_size():
+    """Lucy (renpy-demo) with her glasses: animeface finds no face in her XDoG lines at the
+    sprite's size, but at half; the square found lies over her face (the colour picture's)."""
+    path = Path("/usr/share/games/renpy/demo/game/images/lucy happy.png")
+    if not path.is_file():
+        pytest.skip("apt-get install renpy-demo (done by .ci/run)")
+    from pipeline.data.clean import detect_faces
+    from pipeline.faces import MIN_LIKELIHOOD, largest_face_square
+
+    rgb = flatten_alpha(read_user_image(path))
+    lines = np.dstack([LINES.sketch(rgb, 0.5)] * 3)
+    assert detect_faces(lines, MIN_LIKELIHOOD) == []
+    (found,) = drawing_faces(lines)
+    face = largest_face_square(rgb)
+    across = min(found.x0 + found.side, face.x0 + face.side) - max(found.x0, face.x0)
+    down = min(found.y0 + found.side, face.y0 + face.side) - max(found.y0, face.y0)
+    inter = max(0, across) * max(0, down)
+    assert inter / face.side ** 2 > 0.6 and 0.8 < found.side / face.side < 1.6
+
+
 def test_a_soft_drawings_face_and_tiles_are_redrawn_by_xdog_too(monkeypatch):
     """`redrawn` (`relined`: a pencil drawing): every view's model-size sketch is the training XDoG
     of its shrunk crop of the line layer, as the whole drawing's is; otherwise the shrunk crop."""

@@ -1,6 +1,6 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
-    python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--json out.json]
+    python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--group NAME] [--json out.json]
         [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align]
         [--paper [--paint-paper]] [--scan] [--pencil] [--reline auto|on|off] [--opaque-reference]
 
@@ -73,8 +73,12 @@ GROUPS = {
 }
 
 
-def pairs() -> list[tuple[Path, Path]]:
-    out = [pair for paths in GROUPS.values() for pair in itertools.permutations(paths, 2)]
+def pairs(groups: list[str] | None = None) -> list[tuple[Path, Path]]:
+    unknown = sorted(set(groups or ()) - set(GROUPS))
+    if unknown:
+        raise AnimecolorError(f"group {unknown[0]!r}: expected one of {', '.join(GROUPS)}")
+    out = [pair for name, paths in GROUPS.items() if not groups or name in groups
+           for pair in itertools.permutations(paths, 2)]
     missing = sorted({str(p) for pair in out for p in pair if not p.is_file()})
     if missing:
         raise AnimecolorError(f"{missing[0]} is missing: apt-get install renpy-thequestion renpy-demo")
@@ -109,6 +113,8 @@ def main() -> None:
     ap.add_argument("--model", default="models/animecolor.safetensors", help="an exported model file")
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
     ap.add_argument("--limit", type=int, default=0, help="the first N pairs only (0: all 32)")
+    ap.add_argument("--group", action="append", choices=list(GROUPS),
+                    help="only this character's pairs (repeatable; default: all four)")
     ap.add_argument("--json", type=Path, help="also write the per-pair and mean scores here")
     ap.add_argument("--match-chroma", type=float, default=MATCH_CHROMA,
                     help="tiles_chroma's strength (colorize --match-chroma)")
@@ -145,7 +151,7 @@ def main() -> None:
                                       tile_scale=args.tile_scale, match_lightness=args.match_lightness,
                                       even_regions=args.even_regions, reline=args.reline))
         model, diffusion, info = load_model(args.model)
-        todo = pairs()[:args.limit or None]
+        todo = pairs(args.group)[:args.limit or None]
     except AnimecolorError as e:
         print(f"whole_figures: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -207,6 +213,7 @@ def main() -> None:
                                          "match_lightness": args.match_lightness,
                                          "even_regions": args.even_regions, "align": args.align,
                                          "confidence_power": CONFIDENCE_POWER,
+                                         "groups": args.group or sorted(GROUPS),
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
                                          "keep_paper": args.paper and args.keep_paper,  # no paper: moot
                                          "opaque_reference": args.opaque_reference, "scan": args.scan,

@@ -204,6 +204,19 @@ def align_table(root: Path) -> str:
                    "with the chroma match: psnr", "lpips", "chroma_ratio"], rows)
 
 
+def detect_table(root: Path) -> str:
+    """`whole_figures.py --group lucy` runs under docs/results/real-art/whole-figures/detect/, one per way
+    `animecolor` sought the drawing's face (the file's `detect`): each pass's means."""
+    keys = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
+    rows = []
+    for path in sorted((root / "docs/results/real-art/whole-figures/detect").glob("*.json")):
+        run = _load(path)
+        rows += [[run["detect"], candidate, *(mean.get(k) for k in keys),
+                  f"{mean['face_passes']} of {len(run['pairs']) // len(run['mean'])}"]
+                 for candidate, mean in run["mean"].items() if candidate != "upscaled_truth"]
+    return _table(["face sought", "pass", *keys, "drawings given a face pass"], rows)
+
+
 def paper_table(root: Path) -> str:
     """`whole_figures.py --paper [--paint-paper]` runs under docs/results/real-art/whole-figures/paper/
     (the sprites' lines on white paper without alpha), one row per file: the default output's
@@ -356,6 +369,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-lightness": lightness_table,
     "whole-figures-even": even_table,
     "whole-figures-align": align_table,
+    "whole-figures-detect": detect_table,
     "whole-figures-paper": paper_table,
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,
