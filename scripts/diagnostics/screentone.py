@@ -1,12 +1,12 @@
 """Manga drawings with screentone: what `colorize --descreen` leaves the model to read.
 
-    python scripts/diagnostics/screentone.py [--faces 64] [--sizes 256,512] [--periods 4,6]
+    python scripts/diagnostics/screentone.py [--faces 64] [--sizes 256,512] [--periods 4,6] [--angles 45]
         [--model NAME=PATH] [--json out.json]
 
 Each face of `../shared/data/anime-faces-256` (by file name) is drawn as a manga panel: its XDoG
 lines (`extract-lines`, the training style) over halftone dots where the picture is dark
-(`xdog.screentone`: 20 % dots under grey level 0.55, 45 % under 0.3). For each tone period and
-drawing size it reports the share of the tone's ink that `scan.descreened` erases, the share of
+(`xdog.screentone`: 20 % dots under grey level 0.55, 45 % under 0.3, the lattice turned by
+`--angles` degrees). For each tone period, angle and drawing size it reports the share of the tone's ink that `scan.descreened` erases, the share of
 the lines' ink it keeps, and how far the model's view of the drawing (shrunk to 64 px, as
 `colorize` shrinks it) is from the view of the same lines without tone (mean absolute difference
 in grey levels), as drawn and descreened. Then the drawings that must come back unchanged: the
@@ -17,6 +17,7 @@ read as drawn and descreened, scored against the picture (PSNR, the chroma ratio
 
 import argparse
 import glob
+import itertools
 import json
 import sys
 import time
@@ -80,6 +81,7 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=64)
     ap.add_argument("--sizes", default="256,512", help="the drawings' sides in px")
     ap.add_argument("--periods", default="4,6", help="the tone's periods in px")
+    ap.add_argument("--angles", default="45", help="the tone lattice's turns in degrees")
     ap.add_argument("--model", help="NAME=PATH of an exported model: also colour each face")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--figure", type=Path, help="also write a picture of --faces faces (drawn, descreened, clean "
@@ -103,14 +105,14 @@ def main() -> None:
         _figure(files[:args.faces], int(args.sizes.split(",")[0]), model, opts, args.figure)
         return
     for size in map(int, args.sizes.split(",")):
-        for period in map(float, args.periods.split(",")):
+        for period, angle in itertools.product(map(float, args.periods.split(",")), map(float, args.angles.split(","))):
             rows: dict[str, list] = {}
             for i, f in enumerate(files[:args.faces]):
                 rgb = cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB)
                 if size != rgb.shape[0]:
                     rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_CUBIC)
                 lines = XDOG.sketch(rgb, 0.5)
-                toned = screentone(rgb, lines, period)
+                toned = screentone(rgb, lines, period, angle)
                 start = time.perf_counter()
                 clean, _ = descreened(toned)
                 rows.setdefault("seconds", []).append(time.perf_counter() - start)
@@ -131,8 +133,9 @@ def main() -> None:
                         rows.setdefault(f"chroma_ratio_{label}", []).append(_chroma(image[..., :3]) / _chroma(rgb))
             mean = {k: round(float(np.mean(v)), 4) for k, v in rows.items()}
             mean["tone_erased_min"] = round(float(np.min(rows["tone_erased"])), 4)
-            out["settings"][f"{size}px period {period:g}"] = mean
-            print(f"{size} px, period {period:g}: {mean}", flush=True)
+            setting = f"{size}px period {period:g}" + f" angle {angle:g}" * (angle != 45)
+            out["settings"][setting] = mean
+            print(f"{setting}: {mean}", flush=True)
     changed = []
     for f in files:
         lines = XDOG.sketch(cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB), 0.5)

@@ -126,13 +126,16 @@ def _real(run: str) -> Callable[[Path], str]:
     return lambda root: evaluate_table(_committed(root, run))
 
 
-def whole_figures_table(root: Path) -> str:
-    """`scripts/diagnostics/whole_figures.py`'s means, one JSON per model under docs/results/real-art/whole-figures/."""
+def whole_figures_table(root: Path, models: dict[str, Path] | None = None) -> str:
+    """`scripts/diagnostics/whole_figures.py`'s means, one JSON per model (`models`: name -> file; by
+    default every file under docs/results/real-art/whole-figures/, named by the model)."""
     keys = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio"]
+    if models is None:
+        models = {p.stem: p for p in sorted((root / "docs/results/real-art/whole-figures").glob("*.json"))}
     rows = []
-    for path in sorted((root / "docs/results/real-art/whole-figures").glob("*.json")):
+    for model, path in models.items():
         for candidate, mean in _load(path)["mean"].items():
-            rows.append([path.stem, candidate, *(mean.get(k) for k in keys), mean.get("face_passes")])
+            rows.append([model, candidate, *(mean.get(k) for k in keys), mean.get("face_passes")])
     return _table(["model", "candidate", *keys, "drawings given a face pass"], rows)
 
 
@@ -322,9 +325,10 @@ def line_styles_table(root: Path) -> str:
 def screentone_table(root: Path) -> str:
     """docs/results/real-art/screentone/views.json (`scripts/diagnostics/screentone.py`): manga panels
     of real faces, what `scan.descreened` erases and keeps, and the model's 64 px view's distance from
-    the clean lines' view, as drawn and descreened; `model.json` when a model coloured them."""
+    the clean lines' view, as drawn and descreened; `angles.json` (other lattice turns), `periods.json` (longer periods) and
+    `model.json` (a model coloured them) when there."""
     rows = []
-    for name in ("views.json", "model.json"):
+    for name in ("views.json", "angles.json", "periods.json", "model.json"):
         path = root / "docs/results/real-art/screentone" / name
         if not path.is_file():
             continue
@@ -365,6 +369,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
                                                                        full=True)),
                              ("-64", _real(f"real-art/{folder}")))},
     "whole-figures": whole_figures_table,
+    "real-art-quarter-whole-figures": lambda root: whole_figures_table(
+        root, {"real-art-quarter": root / "docs/results/real-art/quarter-zen1/whole-figures.json"}),
     "whole-figures-tile-scale": tile_scale_table,
     "whole-figures-lightness": lightness_table,
     "whole-figures-even": even_table,
