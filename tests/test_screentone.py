@@ -54,6 +54,17 @@ def test_tone_is_erased_and_the_lines_over_it_kept():
         assert 0 < erased < 1 and erased == pytest.approx((out != toned).mean())
 
 
+def test_a_lattice_between_pixels_is_erased_as_well_as_one_on_them():
+    """A 4 px tone turned 30 degrees: its lattice steps fall between pixels in both directions, so
+    each pixel is compared with its neighbours read between pixels (bicubic keeps a small dot's core
+    dark there; bilinear greyed it and left 0.62 of that tone's ink)."""
+    toned, lines, _ = panel(4.0, 30.0)
+    out, _ = descreened(toned)
+    tone_ink, line_ink = (toned < 128) & (lines >= 128), lines < 128
+    assert (out[tone_ink] >= 128).mean() > 0.78  # 0.86
+    assert (out[line_ink] < 128).mean() > 0.97
+
+
 def test_a_dark_tone_of_holes_in_the_ink_is_erased_too():
     toned, lines, _ = panel(5.0, 45.0, ((0.55, 0.65),))
     out, _ = descreened(toned)
