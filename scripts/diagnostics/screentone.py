@@ -6,10 +6,10 @@
 Each face of `../shared/data/anime-faces-256` (by file name) is drawn as a manga panel: its XDoG
 lines (`extract-lines`, the training style) over halftone dots where the picture is dark
 (`xdog.screentone`: 20 % dots under grey level 0.55, 45 % under 0.3, the lattice turned by
-`--angles` degrees). For each tone period, angle and drawing size it reports the share of the tone's ink that `scan.descreened` erases, the share of
-the lines' ink it keeps, and how far the model's view of the drawing (shrunk to 64 px, as
-`colorize` shrinks it) is from the view of the same lines without tone (mean absolute difference
-in grey levels), as drawn and descreened. Then the drawings that must come back unchanged: the
+`--angles` degrees). For each tone period, angle and drawing size it reports the share of the
+tone's ink that `scan.descreened` erases, the share of the lines' ink it keeps, and how far the
+model's view of the drawing (shrunk to 64 px, as `colorize` shrinks it) is from the view of the
+same lines without tone (mean absolute difference in grey levels), as drawn and descreened. Then the drawings that must come back unchanged: the
 XDoG lines of every face, and of the Ren'Py sprites when installed. With `--model` it also colours
 each face (self reference, `colorize`'s defaults, 10 steps) from its clean lines, its toned drawing
 read as drawn and descreened, scored against the picture (PSNR, the chroma ratio).
