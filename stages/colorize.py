@@ -338,19 +338,26 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
 
 @user_errors
 def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."),
-                  out: Path = typer.Option(Path("lines"), "--out", "-o", help="Output folder."),
+                  out: Path = typer.Option(Path("lines"), "--out", "-o",
+                                           help="Output folder, or a .png file name for one image."),
                   sigma: float = typer.Option(0.5, min=0.1, max=5.0, help="XDoG sigma (training uses 0.3-0.5)."),
                   size: int = typer.Option(0, min=0, help="Resize the long side to this first (0: keep; "
                                                           "the model size gives training-like lines).")) -> None:
     """Line drawings with the training XDoG, for preparing your own sketches."""
     from pipeline.colorize import LINES, letterbox
 
-    if out.exists() and not out.is_dir():
+    as_file = out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()  # `-o lines.png`: one image's file
+    if as_file and out.suffix.lower() != ".png":
+        raise AnimecolorError(f"{out}: the lines are written as PNG (give --out a .png file name or a folder)")
+    if as_file and len(images) > 1:
+        raise AnimecolorError(f"{out}: {len(images)} images go to a folder (a .png --out is one image's file)")
+    if not as_file and out.exists() and not out.is_dir():
         raise AnimecolorError(f"{out}: is a file (--out is a folder)")
     named = _distinct_names([(path, path, path.stem, path.suffix.lower().lstrip(".")) for path in images])
-    for _, _, name in named:
-        check_output(out / f"{name}.png")
-    check_not_input([out / f"{name}.png" for _, _, name in named], {path: "image" for path in images})
+    targets = {name: out if as_file else out / f"{name}.png" for _, _, name in named}
+    for target in targets.values():
+        check_output(target)
+    check_not_input(list(targets.values()), {path: "image" for path in images})
     failures = 0
     with progress_bar("extract-lines", len(images)) as advance:
         for path, _, name in named:
@@ -359,9 +366,9 @@ def extract_lines(images: list[Path] = typer.Argument(..., help="Colour images."
                 if size:
                     rgb = letterbox(rgb, size)[0]
                 try:
-                    write_png(out / f"{name}.png", LINES.sketch(rgb, sigma))
+                    write_png(targets[name], LINES.sketch(rgb, sigma))
                 except OSError as exc:  # a full disk, a folder made read-only meanwhile
-                    raise AnimecolorError(f"{out / f'{name}.png'}: cannot write ({exc.strerror or exc})") from None
+                    raise AnimecolorError(f"{targets[name]}: cannot write ({exc.strerror or exc})") from None
             except AnimecolorError as exc:
                 failures += 1
                 console.print(f"[bold red]failed[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)

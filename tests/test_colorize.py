@@ -177,6 +177,17 @@ def test_wrong_kind_or_version_of_model(model_file, tmp_path):
         load_model(tmp_path / "v9.safetensors")
 
 
+def test_extract_lines_of_one_image_to_a_png_file_name(drawing, tmp_path):
+    """`-o name.png` with one image writes that file (not a folder named name.png), and may replace it."""
+    out = tmp_path / "sub" / "lines.png"
+    for _ in range(2):
+        result = runner.invoke(app, ["extract-lines", str(drawing / "reference.png"), "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert out.is_file() and "1 of 1 written" in result.output
+    lines = np.asarray(Image.open(out))
+    assert lines.shape == (101, 77) and set(np.unique(lines)) <= {0, 255}
+
+
 def test_extract_lines(drawing, tmp_path):
     result = runner.invoke(app, ["extract-lines", str(drawing / "reference.png"), str(tmp_path / "nope.png"),
                                  "-o", str(tmp_path / "lines")])
