@@ -74,9 +74,7 @@ GROUPS = {
 
 
 def pairs(groups: list[str] | None = None) -> list[tuple[Path, Path]]:
-    unknown = sorted(set(groups or ()) - set(GROUPS))
-    if unknown:
-        raise AnimecolorError(f"group {unknown[0]!r}: expected one of {', '.join(GROUPS)}")
+    """Every ordered pair of `groups`' sprites (names of `GROUPS`, checked by `--group`'s choices; None: all)."""
     out = [pair for name, paths in GROUPS.items() if not groups or name in groups
            for pair in itertools.permutations(paths, 2)]
     missing = sorted({str(p) for pair in out for p in pair if not p.is_file()})

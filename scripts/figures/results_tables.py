@@ -215,7 +215,7 @@ def detect_table(root: Path) -> str:
     for path in sorted((root / "docs/results/real-art/whole-figures/detect").glob("*.json")):
         run = _load(path)
         rows += [[run["detect"], candidate, *(mean.get(k) for k in keys),
-                  f"{mean['face_passes']} of {len(run['pairs']) // len(run['mean'])}"]
+                  f"{mean['face_passes']} of {len({r['drawing'] for r in run['pairs']})}"]
                  for candidate, mean in run["mean"].items() if candidate != "upscaled_truth"]
     return _table(["face sought", "pass", *keys, "drawings given a face pass"], rows)
 
