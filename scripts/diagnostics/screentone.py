@@ -76,12 +76,22 @@ def _figure(files: list[str], size: int, model, opts: ColorizeOptions, path: Pat
     cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
 
 
+def _numbers(kind):
+    """An argparse type: comma-separated numbers of `kind` (int or float), a bad one one error line."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers") from None
+    return parse
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--faces", type=int, default=64)
-    ap.add_argument("--sizes", default="256,512", help="the drawings' sides in px")
-    ap.add_argument("--periods", default="4,6", help="the tone's periods in px")
-    ap.add_argument("--angles", default="45", help="the tone lattice's turns in degrees")
+    ap.add_argument("--sizes", type=_numbers(int), default="256,512", help="the drawings' sides in px")
+    ap.add_argument("--periods", type=_numbers(float), default="4,6", help="the tone's periods in px")
+    ap.add_argument("--angles", type=_numbers(float), default="45", help="the tone lattice's turns in degrees")
     ap.add_argument("--model", help="NAME=PATH of an exported model: also colour each face")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--figure", type=Path, help="also write a picture of --faces faces (drawn, descreened, clean "
@@ -102,10 +112,10 @@ def main() -> None:
     opts = ColorizeOptions(sample_steps=10, seed=0)
     out: dict = {"faces": args.faces, "model": model[0] if model else None, "settings": {}, "unchanged": {}}
     if args.figure:
-        _figure(files[:args.faces], int(args.sizes.split(",")[0]), model, opts, args.figure)
+        _figure(files[:args.faces], args.sizes[0], model, opts, args.figure)
         return
-    for size in map(int, args.sizes.split(",")):
-        for period, angle in itertools.product(map(float, args.periods.split(",")), map(float, args.angles.split(","))):
+    for size in args.sizes:
+        for period, angle in itertools.product(args.periods, args.angles):
             rows: dict[str, list] = {}
             for i, f in enumerate(files[:args.faces]):
                 rgb = cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB)
