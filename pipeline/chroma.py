@@ -17,8 +17,9 @@ kept. The faces, and a drawing that is a face crop, keep the model's lightness.
 --even-regions`): the tiles leave pale blotches and paper-white holes in a jacket that a colourist
 would paint in one colour. Each pixel takes its region's local mean: a Gaussian normalised within
 the region (only the region's own pixels count), each pixel weighted by how firmly it is coloured
-((2 + C*)^2, as the tiles' mix), so a blue jacket's white holes take the blue's colour and
-lightness, and its shading survives at the blur's scale.
+(`firmness`, as the tiles' mix: a strong or a dark colour is firm, paper white is not), so a blue
+jacket's white holes take the blue's colour and lightness, a black head of hair's take its black,
+and its shading survives at the blur's scale.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ LIGHTNESS = 0.5  # `colorize --match-lightness`'s default
 EVEN = 0.3  # `colorize --even-regions`'s default: the Gaussian's sigma in face-square sides
 MAX_EVEN = 2  # its largest value: a sigma of two faces evens a sprite's regions out nearly flat
 BLUR_SIGMA = 8.0  # `even_regions` blurs a wider Gaussian on a copy shrunk to about this sigma
-FIRM_FLOOR, FIRM_POWER = 2.0, 2.0  # how firmly a pixel is coloured: (floor + its C*) ** power
+FIRM_FLOOR, FIRM_POWER = 2.0, 2.0  # how firmly a pixel is coloured: (floor + C* + darkness) ** power
+FIRM_DARK = 50.0  # a pixel's darkness: how far its L* lies below this
 OPAQUE = 128  # a reference pixel with alpha at least this counts
 REFERENCE_PIXELS = 1 << 20  # a larger reference is read at an even stride: its distribution, at a bounded cost
 
@@ -113,10 +115,13 @@ def match_lightness(colour: np.ndarray, reference_rgba: np.ndarray, strength: fl
     return out
 
 
-def firmness(c: np.ndarray, power: float = FIRM_POWER) -> np.ndarray:
-    """CIELAB chroma C* (...) -> how firmly each pixel commits to a colour, (FIRM_FLOOR + C*) ** power:
-    the weight of a pixel where colours are averaged (the figure's tiles, `even_regions`)."""
-    return (FIRM_FLOOR + np.maximum(c, 0.0)) ** power
+def firmness(lab: np.ndarray, power: float = FIRM_POWER) -> np.ndarray:
+    """CIELAB pixels (..., 3) -> how firmly each commits to a colour, (FIRM_FLOOR + C* + max(0,
+    FIRM_DARK - L*)) ** power: the weight of a pixel where colours are averaged (the figure's tiles,
+    `even_regions`). A strong colour and a dark one are firm; paper white, and a pale grey, are not,
+    so a hole the model left white takes its region's colour, black hair's as well as a blue coat's."""
+    darkness = np.maximum(FIRM_DARK - lab[..., 0], 0.0)
+    return (FIRM_FLOOR + chroma(lab) + darkness) ** power
 
 
 def even_regions(colour: np.ndarray, labels: np.ndarray, sigma: float) -> np.ndarray:
@@ -133,7 +138,7 @@ def even_regions(colour: np.ndarray, labels: np.ndarray, sigma: float) -> np.nda
     lab = np.zeros((*labels.shape, 3))
     lab[chosen] = lab_pixels(colour[chosen])
     firm = np.zeros(labels.shape)
-    firm[chosen] = firmness(chroma(lab[chosen]))
+    firm[chosen] = firmness(lab[chosen])
     evened = lab.copy()
     for label, box in enumerate(find_objects(labels), start=1):
         if box is None:

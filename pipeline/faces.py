@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.chroma import FIRM_POWER, chroma, firmness
+from pipeline.chroma import FIRM_POWER, firmness
 from pipeline.data.clean import CleanConfig, crop_square, detect_faces, square_box
 from pipeline.data.imageio import WHITE
 from pipeline.model.defaults import TILE_SCALE
@@ -32,7 +32,7 @@ DETECT_SCALES = (1.0, 0.5, 1.5)  # animeface reads a picture at these scales in 
 DETECT_LONGEST = 1536  # ... enlarged to at most this longer side, px
 MIN_SIDE = 24  # a face square smaller than this (px) is too small to colour again
 FEATHER = 0.2  # the face pass fades into the whole picture over this share of its crop's side
-CONFIDENCE_POWER = FIRM_POWER  # a tile pixel's weight in the tiles' mean: `chroma.firmness` of its C*
+CONFIDENCE_POWER = FIRM_POWER  # a tile pixel's weight in the tiles' mean: `chroma.firmness` of its colour
 # laying the reference's lines on the drawing's (`register`): the search's working scale and range
 REGISTER_FACE = 48  # the drawing's face square's side at the working scale, px
 REGISTER_LONGEST = 1024  # ... unless that makes the drawing's longer side larger than this, px
@@ -125,13 +125,13 @@ class Mosaic:
 
 def confidence(image: np.ndarray, side: int) -> np.ndarray:
     """A model-size output (uint8 RGB) -> how firmly each pixel commits to a colour, at `side` x
-    `side` px: `chroma.firmness` of its CIELAB chroma. Where half-overlapping tiles disagree, one
-    painting a colour and another paper white, the colour wins: a face-trained model paints a tile
-    of clothes in pale patches."""
+    `side` px: `chroma.firmness` of its CIELAB colour. Where half-overlapping tiles disagree, one
+    painting a colour (or black) and another paper white, the colour wins: a face-trained model
+    paints a tile of clothes in pale patches."""
     from skimage.color import rgb2lab
 
-    c = cv2.resize(chroma(rgb2lab(image)).astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
-    return firmness(c, CONFIDENCE_POWER)
+    firm = firmness(rgb2lab(image), 1.0).astype(np.float32)  # its base resized, then raised to the power
+    return cv2.resize(firm, (side, side), interpolation=cv2.INTER_LINEAR) ** CONFIDENCE_POWER
 
 
 def tile_side(face: Square, scale: float = TILE_SCALE) -> int:

@@ -149,7 +149,7 @@ def _evened_by_brute_force(colour, labels, sigma):
     from pipeline.chroma import firmness
 
     values = lab(colour)
-    firm = firmness(np.hypot(values[..., 1], values[..., 2]))
+    firm = firmness(values)
     out = values.copy()
     for label in np.unique(labels[labels > 0]):
         inside = (labels == label).astype(np.float64)
@@ -183,6 +183,22 @@ def test_even_regions_fills_pale_holes_with_the_regions_colour_and_nothing_cross
     assert np.array_equal(out[:, 58:62], layer[:, 58:62])  # the line's pixels untouched
     assert np.array_equal(even_regions(layer, labels, 0.0), layer)
     assert np.array_equal(even_regions(layer, np.zeros_like(labels), 30.0), layer)
+
+
+def test_even_regions_weighs_a_dark_colour_as_firmly_as_a_strong_one():
+    """Hair the model painted half dark grey and half a muted brown (its stripes finer than the
+    Gaussian): evened, it is a mix of the two, not the brown alone, as when only chroma counted;
+    and a tile painting black outweighs one leaving paper white, as a coloured one does."""
+    from pipeline.chroma import even_regions
+    from pipeline.faces import confidence
+
+    dark, brown = (50, 47, 46), (140, 105, 80)  # L* 20 and 47, C* 2 and 22
+    layer = np.full((80, 80, 3), dark, np.uint8)
+    layer[:, ::2] = brown
+    lightness = lab(even_regions(layer, np.ones((80, 80), np.int32), 20.0))[30:50, 30:50, 0].mean()
+    assert abs(lightness - (19.7 + 47.3) / 2) < 8  # chroma alone: 46.8, the brown
+    black, white = np.full((32, 32, 3), (22, 20, 26), np.uint8), np.full((32, 32, 3), 245, np.uint8)
+    assert confidence(black, 40).min() > 10 * confidence(white, 40).max()
 
 
 def test_even_regions_keeps_shading_larger_than_its_sigma():

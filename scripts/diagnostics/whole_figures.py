@@ -1,7 +1,7 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--group NAME] [--json out.json]
-        [--tile-scale S] [--match-lightness L] [--even-regions E] [--mirror-reference] [--no-align]
+        [--tile-scale S] [--match-lightness L] [--even-regions E] [--firm-dark D] [--mirror-reference] [--no-align]
         [--paper [--paint-paper]] [--scan] [--pencil] [--reline auto|on|off] [--opaque-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
@@ -18,7 +18,9 @@ with the face pass (`faces.py`) and without it, all three with the model's own c
 times the face square's side (`colorize --tile-scale`), and `face_pass`, `tiles` and `tiles_chroma`
 take the reference's lightness on the figure outside its faces as `colorize --match-lightness`
 does (the default, 0.5), and the figure's colours evened out inside its line-enclosed regions
-as `colorize --even-regions` (the default, 0.3); the face pass and the tiles take their parts of
+as `colorize --even-regions` (the default, 0.3), each pixel of the tiles' mix and of the evening
+out weighted by its firmness (`chroma.firmness`; `--firm-dark 0`: by its chroma alone, as before
+2026-12-07); the face pass and the tiles take their parts of
 the reference laid on the drawing by its lines as `colorize --align` does (the default;
 `--no-align`: by the two face squares alone). `--mirror-reference` flips every reference left
 to right: a reference in another layout than the drawing's. `--paper` gives each drawing as its
@@ -51,6 +53,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
 from sprites import DEMO, QUESTION, scan_photo  # noqa: E402
 
+import pipeline.chroma  # noqa: E402
 from pipeline.chroma import EVEN as EVEN_REGIONS  # noqa: E402
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS  # noqa: E402
 from pipeline.chroma import STRENGTH as MATCH_CHROMA  # noqa: E402
@@ -122,6 +125,9 @@ def main() -> None:
     ap.add_argument("--even-regions", type=float, default=EVEN_REGIONS,
                     help="the figure's colours evened out inside its line-enclosed regions, sigma in face "
                          "sides (colorize --even-regions; 0: off)")
+    ap.add_argument("--firm-dark", type=float, default=pipeline.chroma.FIRM_DARK,
+                    help="a pixel's darkness, its L* below this, counts in its firmness (chroma.FIRM_DARK; 0: "
+                         "chroma alone, as before 2026-12-07)")
     ap.add_argument("--tile-scale", type=float, default=TILE_SCALE,
                     help="the tiles' side, times the face square's (colorize --tile-scale)")
     ap.add_argument("--no-align", dest="align", action="store_false",
@@ -144,6 +150,9 @@ def main() -> None:
     args.paper |= args.scan
     if not args.keep_paper and not args.paper:
         ap.error("--paint-paper needs --paper (a sprite with alpha has no paper to paint)")
+    if not 0 <= args.firm_dark <= 100:
+        ap.error(f"--firm-dark {args.firm_dark:g}: an L* from 0 to 100")
+    pipeline.chroma.FIRM_DARK = args.firm_dark
     try:  # the knobs first: a bad value is one line before the model is read
         check_options(ColorizeOptions(sample_steps=args.steps, match_chroma=args.match_chroma,
                                       tile_scale=args.tile_scale, match_lightness=args.match_lightness,
@@ -190,7 +199,8 @@ def main() -> None:
               f"<- {pair['drawing']} / {pair['reference']}", flush=True)
     columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio", "background_off_white"]
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
-          f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}"
+          f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}, "
+          f"firm below L* {args.firm_dark:g}"
           + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
           + ", drawings on white paper" * args.paper + ", the paper painted" * (args.paper and not args.keep_paper)
           + ", references opaque on white" * args.opaque_reference + ", drawings as photos of scans" * args.scan
@@ -210,7 +220,7 @@ def main() -> None:
                                          "tile_scale": args.tile_scale,
                                          "match_lightness": args.match_lightness,
                                          "even_regions": args.even_regions, "align": args.align,
-                                         "confidence_power": CONFIDENCE_POWER,
+                                         "confidence_power": CONFIDENCE_POWER, "firm_dark": args.firm_dark,
                                          "groups": args.group or sorted(GROUPS),
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
                                          "keep_paper": args.paper and args.keep_paper,  # no paper: moot

@@ -220,6 +220,25 @@ def detect_table(root: Path) -> str:
     return _table(["face sought", "pass", *keys, "drawings given a face pass"], rows)
 
 
+def firm_table(root: Path) -> str:
+    """`whole_figures.py [--firm-dark D]` runs under docs/results/real-art/whole-figures/firm/ (the file's
+    `firm_dark`; none: chroma alone, before 2026-12-07): the default output's (tiles_chroma's) means over
+    all pairs, then over each character's (the drawing's name)."""
+    keys = ["psnr", "lpips", "chroma_ratio", "face_psnr"]
+    rows = []
+    for path in sorted((root / "docs/results/real-art/whole-figures/firm").glob("*.json")):
+        run = _load(path)
+        dark = run.get("firm_dark", 0)
+        label = f"chroma + darkness below L* {dark:g}" if dark else "chroma alone (before)"
+        mine = [r for r in run["pairs"] if r["candidate"] == "tiles_chroma"]
+        groups = {"all": mine}
+        for r in mine:
+            groups.setdefault(re.sub(r" [a-z]+\.png$", "", r["drawing"]), []).append(r)
+        rows += [[label, group, len(chosen), *(sum(r[k] for r in chosen) / len(chosen) for k in keys)]
+                 for group, chosen in groups.items()]
+    return _table(["firmness", "drawings of", "pairs", *keys], rows)
+
+
 def paper_table(root: Path) -> str:
     """`whole_figures.py --paper [--paint-paper]` runs under docs/results/real-art/whole-figures/paper/
     (the sprites' lines on white paper without alpha), one row per file: the default output's
@@ -376,6 +395,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-even": even_table,
     "whole-figures-align": align_table,
     "whole-figures-detect": detect_table,
+    "whole-figures-firm": firm_table,
     "whole-figures-paper": paper_table,
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,

@@ -2,7 +2,7 @@
 that were never in the training data).
 
     python scripts/figures/sprite_compare.py --model diffusion=A.safetensors --model regression=B.safetensors \
-        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even | --align | --paper | --scan | --pencil] [--mirror]] [--chroma] \
+        [--steps 10] [--face-size 256] [--full [--passes | --figure | --even | --firm | --align | --paper | --scan | --pencil] [--mirror]] [--chroma] \
         [--out docs/img/sprites_compare.png]
 
 The drawings and references are face crops of the Ren'Py sprites of Debian's `renpy-thequestion`
@@ -19,7 +19,10 @@ mean, the model's own lightness: `faces.CONFIDENCE_POWER` 0, `--match-lightness 
 and as colorize mixes them now (each tile pixel weighted by its colour's firmness, the figure's
 lightness half-way to the reference's, its regions evened out); `--even` (with `--full`) shows each
 model without and with the figure's colours evened out inside its line-enclosed regions
-(`--even-regions 0` and colorize's default); `--align` (with `--full`) shows each model without
+(`--even-regions 0` and colorize's default); `--firm` (with `--full`) shows each model with a
+pixel's firmness (its weight in the tiles' mix and the evening out) by its chroma alone, as before
+2026-12-07 (`chroma.FIRM_DARK` 0), and as colorize weighs it now (a dark colour firm too);
+`--align` (with `--full`) shows each model without
 and with the reference laid on the drawing by its lines (`--no-align` and colorize's default,
 `faces.register`); `--paper` (with `--full`) gives each drawing on white paper without the
 sprite's alpha and shows each model with the paper painted by the model and kept as drawn
@@ -41,6 +44,7 @@ import numpy as np
 import torch
 from sprites import DEMO, QUESTION, face, rgba, scan_photo
 
+import pipeline.chroma
 import pipeline.faces
 from pipeline.chroma import EVEN
 from pipeline.chroma import STRENGTH as MATCH_CHROMA
@@ -77,6 +81,8 @@ def main() -> None:
                                                          "default (firm tiles, the figure's lightness matched, its regions evened out)")
     ap.add_argument("--even", action="store_true", help="with --full: each model twice, without and with the "
                                                        "figure's regions evened out (--even-regions 0 and default)")
+    ap.add_argument("--firm", action="store_true", help="with --full: each model twice, a pixel's firmness by its "
+                                                       "chroma alone (before 2026-12-07) and as colorize weighs it")
     ap.add_argument("--align", action="store_true", help="with --full: each model twice, without and with the "
                                                         "reference laid on the drawing by its lines "
                                                         "(--no-align and default)")
@@ -94,18 +100,20 @@ def main() -> None:
     if bad:
         ap.error(f"--model {bad[0]!r}: expected NAME=PATH")
     models = dict(spec.split("=", 1) for spec in args.model)
-    views = (args.passes, args.figure, args.even, args.align, args.paper, args.scan, args.pencil)
+    views = (args.passes, args.figure, args.even, args.firm, args.align, args.paper, args.scan, args.pencil)
     if (any(views) or args.mirror) and not args.full:
-        ap.error("--passes, --figure, --even, --align, --paper, --scan, --pencil and --mirror need --full "
+        ap.error("--passes, --figure, --even, --firm, --align, --paper, --scan, --pencil and --mirror need --full "
                  "(face crops get no face pass)")
     if sum(views) + args.chroma > 1:
-        ap.error("--passes, --chroma, --figure, --even, --align, --paper, --scan and --pencil: one at a time")
+        ap.error("--passes, --chroma, --figure, --even, --firm, --align, --paper, --scan and --pencil: one at a time")
     passes = {"": {}}
-    power = pipeline.faces.CONFIDENCE_POWER
+    power, dark = pipeline.faces.CONFIDENCE_POWER, pipeline.chroma.FIRM_DARK
     if args.figure:
         passes = {" before": dict(match_lightness=0.0, confidence_power=0.0, even_regions=0.0), " now": {}}
     elif args.even:
         passes = {" not evened": dict(even_regions=0.0), f" evened {EVEN:g}": {}}
+    elif args.firm:
+        passes = {" chroma firm": dict(firm_dark=0.0), " dark firm": {}}
     elif args.align:
         passes = {" not laid": dict(align=False), " laid": {}}
     elif args.paper:
@@ -144,6 +152,7 @@ def main() -> None:
             for label, kw in passes.items():
                 kw = dict(kw)
                 pipeline.faces.CONFIDENCE_POWER = kw.pop("confidence_power", power)  # 0: every tile pixel weighs 1
+                pipeline.chroma.FIRM_DARK = kw.pop("firm_dark", dark)  # 0: firm by chroma alone
                 opts = ColorizeOptions(**{"sample_steps": args.steps, "seed": 0, "mode": "lines", **kw})
                 out = colorize_image(model, diffusion, drawing, reference, opts, info=info)[0]
                 out = flatten_alpha(out) if out.shape[-1] == 4 else out
