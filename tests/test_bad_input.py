@@ -559,7 +559,7 @@ def test_image_reader_16_bit_and_alpha_are_handled_the_same_everywhere():
     assert rgba[..., 3].min() == 255
 
 
-NEED_FULL = "--passes, --figure, --even, --align, --paper, --scan, --pencil and --mirror need --full"
+NEED_FULL = "--passes, --figure, --even, --firm, --align, --paper, --scan, --pencil and --mirror need --full"
 
 
 @pytest.mark.parametrize("spec, extra, fragment", [
@@ -568,6 +568,7 @@ NEED_FULL = "--passes, --figure, --even, --align, --paper, --scan, --pencil and 
     ("a=/nonexistent/m.safetensors", ["--passes"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--figure"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--even"], NEED_FULL),
+    ("a=/nonexistent/m.safetensors", ["--firm"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--align"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--mirror"], NEED_FULL),
     ("a=/nonexistent/m.safetensors", ["--paper"], NEED_FULL),
@@ -576,6 +577,7 @@ NEED_FULL = "--passes, --figure, --even, --align, --paper, --scan, --pencil and 
     ("a=/nonexistent/m.safetensors", ["--full", "--figure", "--chroma"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--even", "--passes"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--align", "--even"], "one at a time"),
+    ("a=/nonexistent/m.safetensors", ["--full", "--firm", "--even"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--paper", "--align"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--scan", "--paper"], "one at a time"),
     ("a=/nonexistent/m.safetensors", ["--full", "--pencil", "--scan"], "one at a time")])

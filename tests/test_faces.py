@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import pipeline.colorize as C
+from pipeline.chroma import FIRM_DARK
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image
 from pipeline.faces import Mosaic, Square, confidence, drawing_faces, resize_square, tile_count, tiles
@@ -510,11 +511,12 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     photographed = json.loads((tmp_path / "scan.json").read_text())
     assert photographed["scan"] and photographed["paper"] and not result["scan"] and not on_paper["scan"]
     drawn = subprocess.run([sys.executable, script, "--model", str(model_file), "--steps", "1", "--limit", "1",
-                            "--pencil", "--reline", "on", "--json", str(tmp_path / "pencil.json")],
+                            "--pencil", "--reline", "on", "--firm-dark", "0", "--json", str(tmp_path / "pencil.json")],
                            capture_output=True, text=True, timeout=600, cwd=root)
     assert drawn.returncode == 0 and "pencil drawings, reline on" in drawn.stdout, drawn.stderr[-2000:]
     pencilled = json.loads((tmp_path / "pencil.json").read_text())
     assert pencilled["pencil"] and pencilled["reline"] == "on" and not result["pencil"] and result["reline"] == "auto"
+    assert pencilled["firm_dark"] == 0 and result["firm_dark"] == FIRM_DARK > 0 and "firm below L* 0" in drawn.stdout
     assert pencilled["mean"]["upscaled_truth"]["psnr"] != result["mean"]["upscaled_truth"]["psnr"]  # other lines
     unknown = subprocess.run([sys.executable, script, "--model", str(model_file), "--reline", "always"],
                              capture_output=True, text=True, timeout=300, cwd=root)
@@ -540,6 +542,9 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     unpapered = subprocess.run([sys.executable, script, "--model", str(model_file), "--paint-paper"],
                                capture_output=True, text=True, timeout=300, cwd=root)
     assert unpapered.returncode == 2 and "--paint-paper needs --paper" in unpapered.stderr.splitlines()[-1]
+    darkest = subprocess.run([sys.executable, script, "--model", str(model_file), "--firm-dark", "120"],
+                             capture_output=True, text=True, timeout=300, cwd=root)
+    assert darkest.returncode == 2 and "--firm-dark 120: an L* from 0 to 100" in darkest.stderr.splitlines()[-1]
 
 
 def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, sprite, tmp_path):
