@@ -22,6 +22,9 @@ from pipeline.errors import AnimecolorError, ParamsError, shown
 from stages.common import console, read_params_file, user_errors
 
 RECIPES = Path("recipes")
+# recipes folded into another: the old name says where it went instead of "no such recipe"
+RETIRED = {"real-art-pencil": "real-art-pencil is real-art since 2026-12-07 (its soft sketches are real-art's): "
+                              "animecolor recipe real-art --folder ..."}
 _PLAIN = re.compile(r"[A-Za-z0-9_./~+-]+")  # a string Hydra's override grammar reads as itself
 
 
@@ -125,6 +128,8 @@ def main(name: str = typer.Argument(..., help="Recipe name: recipes/NAME.yaml (e
          dry_run: bool = typer.Option(False, "--dry-run", help="Print the dvc command, do not run it.")) -> None:
     """Train a recipe (recipes/NAME.yaml) as a DVC experiment: `dvc exp run -n NAME -S ...`."""
     recipe = RECIPES / f"{name}.yaml"
+    if name in RETIRED:
+        raise AnimecolorError(f"recipe {name}: {RETIRED[name]}")
     if not recipe.is_file():
         known = sorted(p.stem for p in RECIPES.glob("*.yaml"))
         raise AnimecolorError(f"recipe {shown(name)}: no {recipe} (known: {', '.join(known) or 'none'})")

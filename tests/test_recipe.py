@@ -37,19 +37,24 @@ def test_real_art_recipe_is_the_regression_recipe(tmp_path):
     assert not any(key.startswith("finetune.reconstruction.colour_weight=") for key in overrides)
 
 
-def test_real_art_pose_is_real_art_with_the_training_warp(tmp_path):
+def test_real_art_pose_is_real_art_with_the_training_warp_and_xdog_sketches_only(tmp_path):
     real_art = set(recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml", tmp_path, []))
     pose = set(recipe_overrides(ROOT / "recipes" / "real-art-pose.yaml", ROOT / "params.yaml", tmp_path, []))
     assert pose - real_art == {"pretrain.reference_warp.flip_p=0.5", "pretrain.reference_warp.rotate_deg=15",
                                "pretrain.reference_warp.scale_min=0.8", "pretrain.reference_warp.scale_max=1.2",
                                "pretrain.reference_warp.moves_p=0.5"}
-    assert real_art <= pose
+    # real-art's soft sketches are not pose's: the child's soft_p 0 is params.yaml's, so no key at all
+    assert real_art - pose == {"pretrain.lines.soft_p=0.3"}
 
 
-def test_real_art_pencil_is_real_art_with_soft_sketches(tmp_path):
-    real_art = set(recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml", tmp_path, []))
-    pencil = set(recipe_overrides(ROOT / "recipes" / "real-art-pencil.yaml", ROOT / "params.yaml", tmp_path, []))
-    assert pencil - real_art == {"pretrain.lines.soft_p=0.3"} and real_art <= pencil
+def test_real_art_trains_on_soft_sketches_and_the_old_pencil_name_says_where_it_went(tmp_path):
+    assert "pretrain.lines.soft_p=0.3" in recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml",
+                                                           tmp_path, [])
+    assert not (ROOT / "recipes" / "real-art-pencil.yaml").exists()
+    result = CliRunner().invoke(app, ["recipe", "real-art-pencil", "--folder", str(tmp_path), "--dry-run"],
+                                env={"COLUMNS": "400"})
+    assert result.exit_code == 2
+    assert "real-art-pencil is real-art since 2026-12-07" in result.output
 
 
 def test_extends_chains_and_the_child_wins(tmp_path):
@@ -112,7 +117,7 @@ def test_run_calls_dvc_with_the_printed_command(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["recipe", "nope"], "no recipes/nope.yaml (known: full, paper, real-art, real-art-pencil, real-art-pose)"),
+    (["recipe", "nope"], "no recipes/nope.yaml (known: full, paper, real-art, real-art-pose)"),
     (["recipe", "real-art"], "crawl.folder"),  # a folder source without a folder
     (["recipe", "real-art", "--folder", "/no/such/folder"], "--folder /no/such/folder: no such folder"),
     (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_stepz=3"], "train_stepz: not a params key"),

@@ -301,6 +301,7 @@ PENCIL_RECIPE_RUNS = (  # (model, drawings, how colorize read them, whole_figure
     ("real-art-rerun", "pencil", "drawn again (its auto)", "pencil/auto.json"),
     ("real-art-pencil", "pencil", "as drawn (its auto)", "pencil-recipe/pencil-off.json"),
     ("real-art-pencil", "pencil", "drawn again", "pencil-recipe/pencil-drawn-again.json"),
+    ("real-art (soft sketches), code of 2026-12-07", "XDoG lines", "as drawn", "pencil-recipe/xdog-firm.json"),
 )
 
 
