@@ -383,7 +383,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "real-art-64": _real("real-art"),
     **{f"real-art-{name}{suffix}": table
        for name, folder in {"b8": "b8", "warp": "warp", "no-eye": "no-eye-weight", "pose": "pose",
-                             "pose-half": "pose-half", "zoom": "zoom", "pencil": "pencil",
+                             "pose-half": "pose-half", "zoom": "zoom", "pencil": "pencil", "pose-soft": "pose-soft",
                              "quarter": "quarter-zen1"}.items()
        for suffix, table in (("", lambda root, f=folder: evaluate_table(_committed(root, f"real-art/{f}"), FULL_KEYS,
                                                                        full=True)),
