@@ -302,6 +302,10 @@ PENCIL_RECIPE_RUNS = (  # (model, drawings, how colorize read them, whole_figure
     ("real-art-pencil", "pencil", "as drawn (its auto)", "pencil-recipe/pencil-off.json"),
     ("real-art-pencil", "pencil", "drawn again", "pencil-recipe/pencil-drawn-again.json"),
     ("real-art (soft sketches), code of 2026-12-07", "XDoG lines", "as drawn", "pencil-recipe/xdog-firm.json"),
+    ("real-art (soft sketches), code of 2026-12-07", "pencil", "as drawn (its auto)", "pencil-recipe/pencil-firm.json"),
+    ("real-art-pose (soft sketches), code of 2026-12-07", "XDoG lines", "as drawn", "pencil-recipe/pose-soft.json"),
+    ("real-art-pose (soft sketches), code of 2026-12-07", "XDoG lines, reference mirrored", "as drawn",
+     "pencil-recipe/pose-soft-mirror.json"),
 )
 
 
