@@ -46,14 +46,10 @@ def test_real_art_pose_is_real_art_with_the_training_warp(tmp_path):
     assert real_art <= pose  # the soft sketches included
 
 
-def test_real_art_trains_on_soft_sketches_and_the_old_pencil_name_says_where_it_went(tmp_path):
+def test_real_art_trains_on_soft_sketches_and_the_pencil_recipe_is_gone(tmp_path):
     assert "pretrain.lines.soft_p=0.3" in recipe_overrides(ROOT / "recipes" / "real-art.yaml", ROOT / "params.yaml",
                                                            tmp_path, [])
-    assert not (ROOT / "recipes" / "real-art-pencil.yaml").exists()
-    result = CliRunner().invoke(app, ["recipe", "real-art-pencil", "--folder", str(tmp_path), "--dry-run"],
-                                env={"COLUMNS": "400"})
-    assert result.exit_code == 2
-    assert "real-art-pencil is real-art since 2026-12-07" in result.output
+    assert not (ROOT / "recipes" / "real-art-pencil.yaml").exists()  # its old name: the bad-input cases below
 
 
 def test_extends_chains_and_the_child_wins(tmp_path):
@@ -117,6 +113,7 @@ def test_run_calls_dvc_with_the_printed_command(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("args, message", [
     (["recipe", "nope"], "no recipes/nope.yaml (known: full, paper, real-art, real-art-pose)"),
+    (["recipe", "real-art-pencil", "--folder", "."], "real-art-pencil is real-art since 2026-12-07"),  # folded
     (["recipe", "real-art"], "crawl.folder"),  # a folder source without a folder
     (["recipe", "real-art", "--folder", "/no/such/folder"], "--folder /no/such/folder: no such folder"),
     (["recipe", "real-art", "--folder", ".", "--set", "pretrain.loop.train_stepz=3"], "train_stepz: not a params key"),
