@@ -64,6 +64,7 @@ MAX_TILES = 256  # a figure needing more tiles (a tiny face in a huge picture, s
 PAPER = 200  # a tile whose drawing has no pixel darker than this is blank paper
 CLOSE_GAPS = 0.025  # a figure on opaque paper: gaps in its outline up to twice this many face sides are sealed
 PAPER_SEAL = 0.1  # ... and for the paper kept as drawn (`keep_paper`), sealed wider: none of the figure leaks out
+PAPER_REACH = 0.04  # ... and an area of it told from the figure's pixels within this many face sides (`plain_paper`)
 NO_FACE_SHARE = 3  # ... where no face is found, the face taken as the picture's shorter side / this
 MIN_FIGURE = 0.05  # an opaque reference's figure found smaller than this share of it: all its pixels count
 MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
@@ -571,6 +572,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     main = next((v.square.side for v in views if not v.tile), min(lines.shape) / NO_FACE_SHARE)
     if opts.keep_paper and alpha is None and not traced:
         background = paper_background(lines, close=round(PAPER_SEAL * main), bottom=False)
+        beside = ~background & (binarize_lines(lines) == 255)  # the figure off its lines, for `plain_paper`
         # the paper as the drawing was read (its line layer, levelled by --auto-levels or --binarize):
         # white under the lines multiplied over it, else the line layer's own paper grey
         tone = np.full(3, 255.0) if opts.keep_lines else paper_tone(np.dstack([lines] * 3), background)
@@ -631,7 +633,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
             evened = even_regions(colour, regions, sigma).astype(np.float64)
             colour = np.round(evened + kept * (colour - evened)).astype(np.uint8)
         if background is not None:  # after the model, before the hints: a hint on the paper still colours it
-            paper = plain_paper(background, colour, tone)
+            paper = plain_paper(background, colour, tone, figure=beside, reach=round(PAPER_REACH * main))
             colour = lay_paper(colour, paper, tone)
             kept_paper.append(paper.mean())
         layers.append(Colored(apply_hints(colour, opts.hints, masks, shown_lines), lines, alpha, opts.keep_lines))

@@ -31,6 +31,7 @@ from pipeline.errors import AnimecolorError
 
 _HEX_CODE = re.compile(r"#([0-9a-f]{6}|[0-9a-f]{3})")
 PAPER_TINT = 25.0  # CIE76: a background area whose mean colour lies this near the paper's stays paper
+PAPER_BESIDE = 10  # ... and nearer the paper than all but this percentage of the figure's pixels beside it
 _SYNTAX = "expected X,Y,COLOUR, e.g. 120,80,#ff66aa or 120,80,pink"
 
 
@@ -116,22 +117,41 @@ def paper_background(lines: np.ndarray, close: int = 0, bottom: bool = True) -> 
 
 
 def plain_paper(background: np.ndarray, colour: np.ndarray, tone: np.ndarray,
-                tint: float | None = None) -> np.ndarray:
+                tint: float | None = None, figure: np.ndarray | None = None, reach: int = 0) -> np.ndarray:
     """Of `paper_background`'s areas, those the model left near the paper: each connected area
     (4-neighbours) whose mean colour in `colour` (uint8 (H, W, 3)) lies within CIE76 `tint`
     (default `PAPER_TINT`) of the paper's `tone` (RGB). An area at the edge that the model painted
     clearly is more likely a part of the figure that the frame cuts (a sleeve, a skirt) than
-    paper, and keeps its colour; a white part of the figure taken for paper loses little."""
-    count, labels = cv2.connectedComponents(background.astype(np.uint8), connectivity=4)
+    paper, and keeps its colour; a white part of the figure taken for paper loses little. With
+    `figure` (bool (H, W): the figure's pixels off its lines), an area that reaches fewer than
+    three sides of the picture must also lie nearer the paper than all but `PAPER_BESIDE` % of the
+    figure's pixels within `reach` px of it: a pale area painted like the figure beside it (a pale
+    head of hair the frame cuts at the top, a corner of it) is that figure's, not paper. An area
+    that reaches three sides goes round the figure: the background, however pale the figure beside
+    it (a haze the model paints like a pale dress)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(background.astype(np.uint8), connectivity=4)
     if count < 2:
         return np.zeros(background.shape, bool)
-    lab = cv2.cvtColor(colour.astype(np.float32) / 255, cv2.COLOR_RGB2Lab).reshape(-1, 3)
-    flat = labels.ravel()
+    lab = cv2.cvtColor(colour.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+    flat, pixels = labels.ravel(), lab.reshape(-1, 3)
     area = np.bincount(flat, minlength=count)
-    mean = np.stack([np.bincount(flat, lab[:, c], count) for c in range(3)], 1) / np.maximum(area, 1)[:, None]
+    mean = np.stack([np.bincount(flat, pixels[:, c], count) for c in range(3)], 1) / np.maximum(area, 1)[:, None]
     paper_lab = cv2.cvtColor(np.asarray(tone, np.float32).reshape(1, 1, 3) / 255, cv2.COLOR_RGB2Lab).reshape(3)
-    near = np.linalg.norm(mean - paper_lab, axis=1) < (PAPER_TINT if tint is None else tint)
+    off = np.linalg.norm(mean - paper_lab, axis=1)
+    near = off < (PAPER_TINT if tint is None else tint)
     near[0] = False  # the figure
+    if figure is not None and reach > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+        h, w = labels.shape
+        for k in np.flatnonzero(near):
+            x, y, bw, bh = (int(v) for v in stats[k, :4])
+            if (x == 0) + (y == 0) + (x + bw == w) + (y + bh == h) >= 3:
+                continue
+            ys, xs = slice(max(y - reach, 0), min(y + bh + reach, h)), slice(max(x - reach, 0), min(x + bw + reach, w))
+            beside = (cv2.dilate((labels[ys, xs] == k).astype(np.uint8), kernel) > 0) & figure[ys, xs]
+            if beside.any():
+                distance = np.linalg.norm(lab[ys, xs][beside] - mean[k], axis=1)
+                near[k] = off[k] < np.percentile(distance, PAPER_BESIDE)
     return near[labels]
 
 

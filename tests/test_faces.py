@@ -185,16 +185,20 @@ def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatc
     and anything a few px past the paper do not move; `--paint-paper` keeps the model's colours
     there; two variations are both said; a hint on the paper still colours it; a sprite with
     alpha is left to its alpha. (The tiny test model paints
-    the paper any colour: the tint is widened so that every background area counts, then narrowed
-    so that none does; which areas count is `test_plain_paper_keeps_the_paper_...`.)"""
+    the paper any colour: the tint is widened so that every background area counts, and the
+    figure beside an area is not consulted, then it is, then the tint is narrowed so that none
+    counts; which areas count is `test_plain_paper_keeps_the_paper_...` and
+    `test_plain_paper_leaves_a_pale_area_...`.)"""
     from dataclasses import replace
 
     import pipeline.hints
     from skimage.color import deltaE_ciede2000, rgb2lab
 
-    from pipeline.hints import Hint, hint_masks, paper_tone, plain_paper
+    from pipeline.hints import Hint, binarize_lines, hint_masks, paper_tone, plain_paper
 
     monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 500.0)
+    reach = C.PAPER_REACH
+    monkeypatch.setattr(C, "PAPER_REACH", 0.0)
 
     drawing, reference = sprite
     cream = np.array([250, 245, 230])
@@ -232,6 +236,15 @@ def test_an_opaque_figures_paper_is_kept_as_drawn(model_file, sprite, monkeypatc
     assert deltaE_ciede2000(np.median(lab(hinted.image()[region]), 0), lab((200, 30, 30))[0]) <= 1
     (sprite_out,), sprite_said = colorize_layers(model, diffusion, drawing, reference, opts, [3], info=info)
     assert "paper" not in sprite_said and sprite_out.alpha is not None
+    monkeypatch.setattr(C, "PAPER_REACH", reach)  # each area told from the figure beside it, as colorize does
+    figure = ~background & (binarize_lines(kept.lines) == 255)
+    by_figure = plain_paper(background, painted.colour, white, figure=figure, reach=round(reach * side))
+    assert by_figure.sum() < chosen.sum()  # the tiny model paints the paper like the figure: fewer areas
+    (told,), said_told = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
+    assert (told.colour[by_figure] == 255).all()
+    taken_out = chosen & ~by_figure & ~(cv2.dilate(by_figure.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    assert taken_out.any() and np.array_equal(told.colour[taken_out], painted.colour[taken_out])
+    assert np.array_equal(told.colour[~by_figure & far], painted.colour[~by_figure & far])
     monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 0.0)  # no area near enough: the model's colours stay
     (untinted,), said_untinted = colorize_layers(model, diffusion, paper, reference, opts, [3], info=info)
     assert np.array_equal(untinted.colour, painted.colour) and "paper" not in said_untinted

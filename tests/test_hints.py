@@ -365,6 +365,41 @@ def test_plain_paper_keeps_the_paper_the_model_left_pale_and_lays_it_back_at_the
     assert lay_paper(colour, np.zeros_like(background), tone) is colour
 
 
+def test_plain_paper_leaves_a_pale_area_painted_like_the_figure_beside_it():
+    """With the figure's pixels given, a pale area at the edge that the model painted like the
+    figure across its outline (a pale head of hair the frame cuts at a top corner) is the figure's
+    and keeps its colour, even within `PAPER_TINT`; an area that reaches three sides of the
+    picture is the background round the figure and stays paper, even hazed like the pale dress
+    beside it. Only the figure's pixels within `reach` count, and `reach` 0 is the tint alone."""
+    from pipeline.hints import PAPER_TINT, plain_paper
+
+    background = np.zeros((40, 120), bool)
+    background[:, :30] = True  # the paper round the figure: the top, left and bottom sides
+    background[:20, 90:] = True  # the top of a pale lavender head of hair: the top and right sides
+    colour = np.full((40, 120, 3), 255, np.uint8)
+    colour[:, :30] = (226, 234, 224)  # the paper hazed like ...
+    colour[:, 32:60] = (222, 236, 220)  # ... the pale green dress beside it (a line at 30-31)
+    colour[:, 60:] = (200, 190, 222)  # the hair below and beside the cut top (a line at 88-89, row 20-21) ...
+    colour[:20, 90:] = (212, 200, 228)  # ... and that top, a little paler: within the tint of white
+    white = np.full(3, 255.0)
+    lab = cv2.cvtColor(colour[:1, [0, 90]].astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[0]
+    assert (np.linalg.norm(lab - (100, 0, 0), axis=1) < PAPER_TINT).all()  # the tint alone takes both for paper
+    figure = ~background
+    figure[:, 30:32] = figure[:22, 88:90] = figure[20:22, 88:] = False  # the lines
+    assert plain_paper(background, colour, white)[background].all()
+    assert plain_paper(background, colour, white, figure=figure, reach=0)[background].all()
+    paper = plain_paper(background, colour, white, figure=figure, reach=4)
+    assert paper[:, :30].all() and not paper[:, 30:].any()
+    # nothing of the figure within reach of the hair but the lines: the tint alone, as with none given
+    far = figure.copy()
+    far[:, 60:] = False
+    assert plain_paper(background, colour, white, figure=far, reach=4)[:20, 90:].all()
+    # the paper reaching two sides only (its bottom rows not paper): the dress beside it makes it figure
+    two = background.copy()
+    two[30:, :30] = False
+    assert not plain_paper(two, colour, white, figure=figure & ~two, reach=4)[:30, :30].any()
+
+
 def test_a_drawing_without_a_face_keeps_its_paper_too(model_file, shapes, monkeypatch):
     """No face in the drawing (two shapes on white): the paper around them is kept as drawn as well,
     its outline's gaps sealed at a tenth of a third of the picture's width; the shapes' insides and

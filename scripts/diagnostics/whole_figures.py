@@ -2,7 +2,7 @@
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--group NAME] [--json out.json]
         [--tile-scale S] [--match-lightness L] [--even-regions E] [--firm-dark D] [--mirror-reference] [--no-align]
-        [--paper [--paint-paper]] [--scan] [--pencil] [--reline auto|on|off] [--opaque-reference]
+        [--paper [--paint-paper] [--paper-reach R]] [--scan] [--pencil] [--reline auto|on|off] [--opaque-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
 tall, transparent backgrounds, in no training data) give pairs of one character in one outfit
@@ -27,7 +27,8 @@ to right: a reference in another layout than the drawing's. `--paper` gives each
 lines on white paper, without the sprite's alpha (as most drawings come): the figure is then told
 from the paper by the lines alone, and `background_off_white` is the share of the sprite's
 transparent background that comes out more than 20 levels off white; `--paint-paper` leaves the
-model's colours on that paper (`colorize --paint-paper`) instead of keeping it as drawn.
+model's colours on that paper (`colorize --paint-paper`) instead of keeping it as drawn. `--paper-reach 0`
+judges each paper area by its tint alone, as before 2026-12-07 (`colorize.PAPER_REACH`).
 `--scan` (implies `--paper`) gives each drawing as a phone photo of it would come: the lines
 printed on cream paper, the light falling off across the page to 0.72 of its brightest, grain
 and a JPEG at quality 60 (`sprites.scan_photo`, seeded by the file's name), read as `colorize` reads a
@@ -54,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "figures"))
 from sprites import DEMO, QUESTION, scan_photo  # noqa: E402
 
 import pipeline.chroma  # noqa: E402
+import pipeline.colorize  # noqa: E402
 from pipeline.chroma import EVEN as EVEN_REGIONS  # noqa: E402
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS  # noqa: E402
 from pipeline.chroma import STRENGTH as MATCH_CHROMA  # noqa: E402
@@ -142,6 +144,9 @@ def main() -> None:
     ap.add_argument("--pencil", action="store_true",
                     help="each drawing as a pencil drawing of the sprite (xdog.pencil), not its XDoG lines")
     ap.add_argument("--reline", default="auto", help="auto | on | off (colorize --reline)")
+    ap.add_argument("--paper-reach", type=float, default=pipeline.colorize.PAPER_REACH,
+                    help="with --paper: a paper area is told from the figure's pixels within this many face sides "
+                         "(colorize.PAPER_REACH, hints.plain_paper; 0: by its tint alone, as before 2026-12-07)")
     ap.add_argument("--opaque-reference", action="store_true",
                     help="each reference flattened on white, without its alpha (as a JPEG comes)")
     ap.add_argument("--mirror-reference", action="store_true",
@@ -153,6 +158,7 @@ def main() -> None:
     if not 0 <= args.firm_dark <= 100:
         ap.error(f"--firm-dark {args.firm_dark:g}: an L* from 0 to 100")
     pipeline.chroma.FIRM_DARK = args.firm_dark
+    pipeline.colorize.PAPER_REACH = args.paper_reach
     try:  # the knobs first: a bad value is one line before the model is read
         check_options(ColorizeOptions(sample_steps=args.steps, match_chroma=args.match_chroma,
                                       tile_scale=args.tile_scale, match_lightness=args.match_lightness,
@@ -204,7 +210,8 @@ def main() -> None:
           + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
           + ", drawings on white paper" * args.paper + ", the paper painted" * (args.paper and not args.keep_paper)
           + ", references opaque on white" * args.opaque_reference + ", drawings as photos of scans" * args.scan
-          + ", pencil drawings" * args.pencil + f", reline {args.reline}")
+          + ", pencil drawings" * args.pencil + f", reline {args.reline}"
+          + f", paper told from the figure within {args.paper_reach:g} face sides" * args.paper)
     print("| candidate | " + " | ".join(columns) + " | drawings given a face pass |")
     print("|---" * (len(columns) + 2) + "|")
     means = {}
@@ -225,6 +232,7 @@ def main() -> None:
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
                                          "keep_paper": args.paper and args.keep_paper,  # no paper: moot
                                          "opaque_reference": args.opaque_reference, "scan": args.scan,
+                                         "paper_reach": args.paper_reach,
                                          "pencil": args.pencil, "reline": args.reline,
                                          "mean": means,
                                          "pairs": rows}, indent=1))

@@ -254,6 +254,21 @@ def paper_table(root: Path) -> str:
                    "tiles without the chroma match: psnr", "lpips"], rows)
 
 
+def face_paper_table(root: Path) -> str:
+    """`face_paper.py` runs under docs/results/real-art/face-paper/ (SIZE.json: real face crops at
+    that size): per way of treating the paper, the mean scores and the share of the picture kept white."""
+    rows = []
+    for path in sorted((root / "docs/results/real-art/face-paper").glob("*.json"), key=lambda p: int(p.stem)):
+        run = _load(path)
+        for way, name in (("painted", "painted (--paint-paper)"), ("tint_alone", "kept by the tint alone (before)"),
+                          ("beside", "kept, told from the figure beside it (now)")):
+            mean = run["mean"][way]
+            rows.append([run["size"], run["faces"], name, mean["psnr"], mean["lpips"], f"{mean['kept']:.1%}",
+                         run["differ"] if way == "beside" else ""])
+    return _table(["size px", "faces", "paper", "psnr", "lpips", "picture kept white",
+                   "faces whose kept paper changed"], rows)
+
+
 def opaque_reference_table(root: Path) -> str:
     """`whole_figures.py --opaque-reference [--paper]` runs under
     docs/results/real-art/whole-figures/opaque-reference/ (DRAWING-CODE.json: the references
@@ -402,6 +417,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-detect": detect_table,
     "whole-figures-firm": firm_table,
     "whole-figures-paper": paper_table,
+    "face-paper": face_paper_table,
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,
     "whole-figures-pencil": pencil_table,
