@@ -40,8 +40,8 @@ from pipeline.data.imageio import colour_fraction, flatten_alpha
 from pipeline.data.prompt import encode, hex_code, hex_rgb, parse_prompt, vocabulary_colours
 from pipeline.data.xdog import XDoGConfig
 from pipeline.errors import AnimecolorError, shown
-from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, found_faces, largest_face_square, register,
-                            resize_square, tile_count, tiles)
+from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, found_faces, largest_face_square,
+                            local_source, register, resize_square, tile_count, tiles)
 from pipeline.files import atomic_path
 from pipeline.hints import (Hint, apply_hints, binarize_lines, hint_masks, lay_paper, line_regions,
                            paper_background, paper_tone, plain_paper)
@@ -686,7 +686,8 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
     whole reference), and with `opts.tiles` the figure in tiles of
     `opts.tile_scale` times the face's side, each with the part of the reference at the same place
     relative to the two faces, scaled alike; with `opts.align` the first face's reference square
-    is laid by the lines (`register`), the reference mirrored when that fits better. `lines` is
+    is laid by the lines (`register`), the reference mirrored when that fits better, and each
+    tile's part of the reference is then sought near there by the tile's own lines (`local_source`). `lines` is
     the drawing's full-size line layer (`prepare_sketch`): a drawing read as lines is cropped from
     it, so every square is read with the same levels as the whole; a colour picture's squares (`xdog`:
     `reads_as_colour`) get their lines by XDoG at the model's size, as the whole does, and so do a soft
@@ -709,18 +710,20 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
         return LINES.sketch(small, RELINE_SIGMA) if redrawn else small
 
     said = f"{len(faces)} face{'s' * (len(faces) > 1)} coloured again at face scale"
-    reference = ref_face = laid = None
+    reference = ref_face = laid = reference_lines = None
     mirrored = False
     if reference_rgba is not None:
         reference = flatten_alpha(reference_rgba)
         ref_face = laid = largest_face_square(reference)
         said += ", from the reference's face" if ref_face is not None else " (no face found in the reference)"
         if ref_face is not None and opts.align:
-            laid, mirrored, gain = register(lines, LINES.sketch(reference, 0.5), faces[0], ref_face)
+            reference_lines = LINES.sketch(reference, 0.5)
+            laid, mirrored, gain = register(lines, reference_lines, faces[0], ref_face)
             if laid.coverage(reference.shape) < min(MIN_REFERENCE_COVERAGE, ref_face.coverage(reference.shape)):
                 laid, mirrored, gain = ref_face, False, 0.0  # the face's crop would fall off the reference
             if mirrored:
                 reference = np.ascontiguousarray(reference[:, ::-1])
+                reference_lines = np.ascontiguousarray(reference_lines[:, ::-1])
                 ref_face = Square(reference.shape[1] - ref_face.x0 - ref_face.side, ref_face.y0, ref_face.side)
             if gain:
                 said += f", laid on the drawing's lines{' mirrored' * mirrored} (correlation +{gain:.2f})"
@@ -737,6 +740,7 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
         at = "" if opts.tile_scale == 1 else f" at tile scale {opts.tile_scale:g}; a larger --tile-scale takes fewer"
         said += f"; no tiles: the figure would take {count} (at most {MAX_TILES}{at})"
     elif opts.tiles:
+        placed = 0  # tiles whose part of the reference their own lines moved
         for tile in tiles(faces[0], rgb.shape, opts.tile_scale):
             part = tile.inside(lines.shape)
             if part is None or not np.any(lines[part[0], part[1]] < PAPER):
@@ -745,11 +749,15 @@ def _face_views(sketch_rgba: np.ndarray, reference_rgba: np.ndarray | None, line
                 source = tile.mapped(faces[0], laid)
                 if source.coverage(reference.shape) < MIN_REFERENCE_COVERAGE:
                     continue  # its part of the reference is mostly outside the reference
+                if reference_lines is not None:  # --align: the tile's part sought by its own lines
+                    moved, _ = local_source(lines, reference_lines, tile, source)
+                    if moved.coverage(reference.shape) >= MIN_REFERENCE_COVERAGE:
+                        source, placed = moved, placed + (moved != source)
                 views.append(_View(tile, sketch_of(tile), reference_of(source), True))
             else:
                 views.append(_View(tile, sketch_of(tile), None, True))
         sized = "face-sized" if opts.tile_scale == 1 else f"{opts.tile_scale:g}x-face-sized"
-        said += f"; the figure in {len(views)} {sized} tiles"
+        said += f"; the figure in {len(views)} {sized} tiles" + (f", {placed} placed by their lines" if placed else "")
     views += [_View(face, sketch_of(face), reference_of(laid if j == 0 else ref_face), False)
               for j, face in enumerate(faces)]
     return views, said, mirrored, None if ref_face is None else ref_face.side

@@ -41,6 +41,12 @@ REGISTER_SCALE = 2.0  # scales from the face squares' ratio / this to times this
 REGISTER_STEPS = 15  # ... in this many log steps, then as many again within one step of the best
 REGISTER_REACH = 1.0  # shifts up to this many face sides from the face squares' centres matched
 REGISTER_MARGIN = 0.02  # the correlation the best placement must gain over the face squares' own to be taken
+# each tile's part of the reference sought by the tile's own lines (`local_source`)
+LOCAL_SIDE = 48  # the tile's side at the search's working scale, px
+LOCAL_BLUR = 1.0  # the lines' Gaussian at that scale, px
+LOCAL_REACH = 1.0  # up to this many tile sides from where the laid faces put it (0: not sought)
+LOCAL_MARGIN = 0.1  # the correlation the best place must gain over that place's to be taken
+LOCAL_FLAT = 0.5  # a place whose lines vary less than this share of the tile's is not a match
 
 
 @dataclass(frozen=True)
@@ -318,3 +324,44 @@ def _search(drawing: np.ndarray, k: float, ink: np.ndarray, finest: float, face:
     score, _, origin = found[best]
     x0, y0 = origin + best * np.array([face.x0, face.y0])
     return own, score, Square(round(x0), round(y0), max(1, round(best * face.side)))
+
+
+def _window_std(image: np.ndarray, side: int) -> np.ndarray:
+    """The standard deviation of every `side` x `side` window of `image`, laid out as
+    `cv2.matchTemplate`'s result (the window's top-left corner)."""
+    total, squares = cv2.integral2(image.astype(np.float64))[:2]
+    box = lambda t: t[side:, side:] - t[:-side, side:] - t[side:, :-side] + t[:-side, :-side]  # noqa: E731
+    n = side * side
+    return np.sqrt(np.maximum(box(squares) / n - (box(total) / n) ** 2, 0.0))
+
+
+def local_source(lines: np.ndarray, reference_lines: np.ndarray, tile: Square, source: Square) -> tuple[Square, float]:
+    """A tile's part of the reference, moved from `source` (where the two faces, laid by `register`,
+    put it) to where the tile's own lines correlate best with the reference's (normalised
+    cross-correlation of the two blurred layers, zero-mean: `cv2.TM_CCOEFF_NORMED`), at the same
+    scale, up to `LOCAL_REACH` tile sides away; and the correlation gained. A figure in another pose
+    than its reference's has its parts elsewhere relative to the face: a sleeve raised, a skirt
+    swung. A place whose lines vary less than `LOCAL_FLAT` of the tile's is no match (a near-blank
+    window correlates by rounding). `source` itself, with a gain of 0, when no place beats it by
+    `LOCAL_MARGIN`, the tile has too few lines to place (a near-blank tile), or `LOCAL_REACH` is 0. Both layers: uint8 grey
+    (H, W), 255 = paper; `source` in `reference_lines`' frame."""
+    reach = round(LOCAL_REACH * LOCAL_SIDE)
+    if reach <= 0:
+        return source, 0.0
+    ink = cv2.resize(_ink(tile.crop(lines, 255)), (LOCAL_SIDE, LOCAL_SIDE), interpolation=cv2.INTER_AREA)
+    template = cv2.GaussianBlur(ink, (0, 0), LOCAL_BLUR)
+    if template.std() < 0.02:  # a tile of a few specks: any place matches
+        return source, 0.0
+    margin = round(LOCAL_REACH * source.side)  # the search window: the source grown by the reach
+    window = Square(source.x0 - margin, source.y0 - margin, source.side + 2 * margin)
+    around = cv2.resize(_ink(window.crop(reference_lines, 255)), (LOCAL_SIDE + 2 * reach,) * 2,
+                        interpolation=cv2.INTER_AREA)
+    around = cv2.GaussianBlur(around, (0, 0), LOCAL_BLUR)
+    score = np.nan_to_num(cv2.matchTemplate(around, template, cv2.TM_CCOEFF_NORMED), nan=-1.0)
+    score[_window_std(around, LOCAL_SIDE) < LOCAL_FLAT * template.std()] = -1.0  # near-blank: 1 by rounding
+    y, x = np.unravel_index(np.argmax(score), score.shape)
+    gain = float(score[y, x] - score[reach, reach])
+    if gain < LOCAL_MARGIN:
+        return source, 0.0
+    k = source.side / LOCAL_SIDE  # working px -> reference px
+    return Square(source.x0 + round((x - reach) * k), source.y0 + round((y - reach) * k), source.side), gain

@@ -145,7 +145,7 @@ def colorize_files(sketch: Path | None, reference: Path | None = None, pairs: Pa
     `match_lightness` a figure's lightness outside its faces, and `even_regions` evens the figure's
     colours out inside each line-enclosed region (`pipeline/chroma.py`); `align` lays the reference
     on the drawing by their lines (scale, shift, mirror) before the face and the tiles take their
-    parts of it (`pipeline/faces.py`); `keep_paper` leaves the paper around a figure drawn on
+    parts of it, each tile's sought near there by its own lines (`pipeline/faces.py`); `keep_paper` leaves the paper around a figure drawn on
     opaque paper at the paper's colour (`pipeline/hints.py`); `reline` (auto | on | off) draws a
     pencil or soft drawing's lines again by XDoG at the model's size (`pipeline/colorize.relined`).
 
@@ -310,7 +310,8 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              align: bool = typer.Option(True, help="With --faces, when a face is found in the drawing and the "
                                                    "reference: lay the reference on the drawing by their lines "
                                                    "(scale, shift, mirror) before the face and the tiles take "
-                                                   "their parts of it; --no-align: by the two faces alone."),
+                                                   "their parts of it, each tile's sought near there by its own "
+                                                   "lines; --no-align: by the two faces alone."),
              keep_paper: bool = typer.Option(True, "--keep-paper/--paint-paper",
                                              help="A drawing read as lines on opaque paper (no alpha): the "
                                                   "paper around the figure keeps the paper's colour, except an "

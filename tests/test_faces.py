@@ -466,6 +466,38 @@ def test_tile_scale_shrinks_the_tiles_and_their_parts_of_the_reference(monkeypat
     assert any(v.tile for v in views) and "face-sized tiles" in notice
 
 
+def test_with_align_each_tiles_part_is_sought_by_its_lines_and_the_notice_counts_the_moved(monkeypatch):
+    """With `--align` every tile's part of the reference goes through `local_source` (from where the
+    laid faces put it); a moved part that still lies on the reference is the tile's reference crop,
+    and the notice counts the tiles moved; one moved off the reference keeps the faces' part; without
+    `--align` the faces' placement stands and nothing is sought."""
+    face, ref_face = Square(60, 40, 60), Square(60, 40, 60)
+    ramp = np.tile(np.arange(200, dtype=np.uint8), (300, 1))  # every column its own grey: a crop's place shows
+    reference = np.dstack([ramp] * 3 + [np.full((300, 200), 255, np.uint8)])
+    monkeypatch.setattr(C, "register", lambda lines, ref_lines, f, rf: (rf, False, 0.0))  # laid where the faces say
+    sought = []
+
+    def spy(lines, reference_lines, tile, source):
+        sought.append((tile, source))
+        return Square(source.x0 + 40, source.y0, source.side), 0.5  # 40 px right, on the reference or not
+
+    monkeypatch.setattr(C, "local_source", spy)
+    views, notice = _views(monkeypatch, face, ref_face, reference)
+    tiled = [v for v in views if v.tile]
+    assert len(sought) >= len(tiled) > 0 and all(source == t.mapped(face, ref_face) for t, source in sought)
+    kept = [v for v in tiled if Square(v.square.x0 + 40, v.square.y0, v.square.side).coverage((300, 200))
+            >= C.MIN_REFERENCE_COVERAGE]
+    assert kept and f", {len(kept)} placed by their lines" in notice
+    view = kept[0]
+    moved = Square(view.square.x0 + 40, view.square.y0, view.square.side)
+    np.testing.assert_array_equal(view.reference, C.letterbox(moved.crop(reference[..., :3]), 32)[0])
+    off = [v for v in tiled if v not in kept]  # moved off the reference's right edge: the faces' part stays
+    assert off and all(np.array_equal(v.reference, C.letterbox(v.square.crop(reference[..., :3]), 32)[0]) for v in off)
+    sought.clear()
+    views, notice = _views(monkeypatch, face, ref_face, reference, align=False)
+    assert not sought and "placed by their lines" not in notice
+
+
 def test_tiles_past_the_picture_edge_see_paper_there_not_ink(monkeypatch):
     """A tile or face square that reaches past the drawing's edge shows the model white paper
     outside the picture (the lines were once padded with 0: a black band the model coloured)."""
@@ -659,6 +691,33 @@ def test_register_finds_the_scale_and_shift_the_face_squares_miss():
     blank = np.full_like(reference, 255)
     assert register(lines, blank, face, Square(110, 50, 80)) == (Square(110, 50, 80), False, 0.0)
     assert register(np.full_like(lines, 255), reference, face, truth) == (truth, False, 0.0)
+
+
+def test_local_source_finds_a_tiles_part_moved_in_another_pose(monkeypatch):
+    """A tile of the drawing (the arm and the loops about it) lies in the reference 30 px lower and
+    18 px to the left of where the laid faces put it (the arm lowered): its own lines find it there,
+    at the same scale, with a gain of at least `LOCAL_MARGIN`. Where it already lies, a near-blank
+    tile, a place beyond the reach, and `LOCAL_REACH` 0 keep the faces' placement with no gain."""
+    import pipeline.faces
+    from pipeline.faces import LOCAL_MARGIN, local_source
+
+    lines = _figure_lines()
+    tile = Square(140, 150, 80)
+    part = tile.crop(lines, 255)
+    reference = np.full((420, 300), 255, np.uint8)
+    reference[180:260, 122:202] = part  # the part 30 px down and 18 px left of (140, 150)
+    moved, gain = local_source(lines, reference, tile, tile)
+    assert _close(moved, Square(122, 180, 80), 3) and gain >= LOCAL_MARGIN, (moved, gain)
+    placed = np.full_like(reference, 255)
+    placed[150:230, 140:220] = part  # already there
+    assert local_source(lines, placed, tile, tile) == (tile, 0.0)
+    blank = Square(0, 0, 30)  # a corner of paper: nothing to place it by
+    assert local_source(lines, reference, blank, Square(5, 5, 30)) == (Square(5, 5, 30), 0.0)
+    far = np.full_like(reference, 255)
+    far[330:410, 210:290] = part  # 180 px down: past one tile side
+    assert local_source(lines, far, tile, tile) == (tile, 0.0)
+    monkeypatch.setattr(pipeline.faces, "LOCAL_REACH", 0.0)
+    assert local_source(lines, reference, tile, tile) == (tile, 0.0)
 
 
 def test_register_mirrors_a_reference_that_faces_the_other_way():

@@ -1,7 +1,8 @@
 """Whole figures at their own size, scored against the truth: what the face pass buys (issue 35).
 
     python scripts/diagnostics/whole_figures.py --model REAL_ART.safetensors [--steps 10] [--limit N] [--group NAME] [--json out.json]
-        [--tile-scale S] [--match-lightness L] [--even-regions E] [--firm-dark D] [--mirror-reference] [--no-align]
+        [--tile-scale S] [--match-lightness L] [--even-regions E] [--firm-dark D] [--mirror-reference] [--warp-reference S]
+        [--no-align] [--local-reach R]
         [--paper [--paint-paper] [--paper-reach R]] [--scan] [--pencil] [--reline auto|on|off] [--opaque-reference]
 
 The Ren'Py sprites of Debian's `renpy-thequestion` and `renpy-demo` (openly licensed, 456-720 px
@@ -22,8 +23,12 @@ as `colorize --even-regions` (the default, 0.3), each pixel of the tiles' mix an
 out weighted by its firmness (`chroma.firmness`; `--firm-dark 0`: by its chroma alone, as before
 2026-12-07); the face pass and the tiles take their parts of
 the reference laid on the drawing by its lines as `colorize --align` does (the default;
-`--no-align`: by the two face squares alone). `--mirror-reference` flips every reference left
-to right: a reference in another layout than the drawing's. `--paper` gives each drawing as its
+`--no-align`: by the two face squares alone), each tile's part then sought near there by the
+tile's own lines (`faces.local_source`; `--local-reach 0`: where the laid faces put it, as before
+2026-12-07). `--mirror-reference` flips every reference left to right: a reference in another
+layout than the drawing's; `--warp-reference S` bends it by a random thin-plate warp of strength S
+(`pairs.tps`'s random scheme, seeded by the file's name): its parts moved against each other, as
+in another pose. `--paper` gives each drawing as its
 lines on white paper, without the sprite's alpha (as most drawings come): the figure is then told
 from the paper by the lines alone, and `background_off_white` is the share of the sprite's
 transparent background that comes out more than 20 levels off white; `--paint-paper` leaves the
@@ -43,6 +48,7 @@ whole-picture pass at that size would give.
 """
 
 import argparse
+import hashlib
 import itertools
 import json
 import sys
@@ -56,12 +62,14 @@ from sprites import DEMO, QUESTION, scan_photo  # noqa: E402
 
 import pipeline.chroma  # noqa: E402
 import pipeline.colorize  # noqa: E402
+import pipeline.faces  # noqa: E402
 from pipeline.chroma import EVEN as EVEN_REGIONS  # noqa: E402
 from pipeline.chroma import LIGHTNESS as MATCH_LIGHTNESS  # noqa: E402
 from pipeline.chroma import STRENGTH as MATCH_CHROMA  # noqa: E402
 from pipeline.colorize import (LINES, ColorizeOptions, check_options, colorize_layers, load_model,  # noqa: E402
                                upscaled_truth)
 from pipeline.data.imageio import flatten_alpha, read_user_image  # noqa: E402
+from pipeline.data.tps import TPSConfig, apply_warp, random_warp  # noqa: E402
 from pipeline.data.xdog import pencil  # noqa: E402
 from pipeline.errors import AnimecolorError  # noqa: E402
 from pipeline.evaluation.fullsize import chroma_ratio  # noqa: E402
@@ -132,6 +140,9 @@ def main() -> None:
                          "chroma alone, as before 2026-12-07)")
     ap.add_argument("--tile-scale", type=float, default=TILE_SCALE,
                     help="the tiles' side, times the face square's (colorize --tile-scale)")
+    ap.add_argument("--local-reach", type=float, default=pipeline.faces.LOCAL_REACH,
+                    help="each tile's part of the reference sought by its own lines up to this many tile sides "
+                         "away (faces.LOCAL_REACH; 0: where the laid faces put it, as before 2026-12-07)")
     ap.add_argument("--no-align", dest="align", action="store_false",
                     help="the reference's parts by the two face squares alone (colorize --no-align)")
     ap.add_argument("--paper", action="store_true",
@@ -149,6 +160,10 @@ def main() -> None:
                          "(colorize.PAPER_REACH, hints.plain_paper; 0: by its tint alone, as before 2026-12-07)")
     ap.add_argument("--opaque-reference", action="store_true",
                     help="each reference flattened on white, without its alpha (as a JPEG comes)")
+    ap.add_argument("--warp-reference", type=float, default=0.0,
+                    help="bend every reference by a random thin-plate warp of this strength (pairs.tps's random "
+                         "scheme, 4x4 control points, seeded by the file's name): its parts moved against each "
+                         "other, as in another pose (0: off)")
     ap.add_argument("--mirror-reference", action="store_true",
                     help="flip every reference left to right (a reference in another layout)")
     args = ap.parse_args()
@@ -159,6 +174,7 @@ def main() -> None:
         ap.error(f"--firm-dark {args.firm_dark:g}: an L* from 0 to 100")
     pipeline.chroma.FIRM_DARK = args.firm_dark
     pipeline.colorize.PAPER_REACH = args.paper_reach
+    pipeline.faces.LOCAL_REACH = args.local_reach
     try:  # the knobs first: a bad value is one line before the model is read
         check_options(ColorizeOptions(sample_steps=args.steps, match_chroma=args.match_chroma,
                                       tile_scale=args.tile_scale, match_lightness=args.match_lightness,
@@ -172,6 +188,11 @@ def main() -> None:
     rows = []
     for drawing_path, reference_path in todo:
         sprite, reference = read_user_image(drawing_path), read_user_image(reference_path)
+        if args.warp_reference:
+            seed = int.from_bytes(hashlib.sha256(reference_path.name.encode()).digest()[:4], "little")
+            maps = random_warp(TPSConfig(scheme="random", strength=args.warp_reference, grid=4),
+                               np.random.default_rng(seed), *reference.shape[:2])
+            reference = apply_warp(reference, maps)
         if args.mirror_reference:
             reference = np.ascontiguousarray(reference[:, ::-1])
         if args.opaque_reference:  # as `read_user_image` gives a picture without transparency
@@ -207,7 +228,9 @@ def main() -> None:
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
           f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}, "
           f"firm below L* {args.firm_dark:g}"
+          + f", references warped {args.warp_reference:g}" * bool(args.warp_reference)
           + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
+          + f", tiles placed by their lines within {args.local_reach:g} tile sides" * args.align
           + ", drawings on white paper" * args.paper + ", the paper painted" * (args.paper and not args.keep_paper)
           + ", references opaque on white" * args.opaque_reference + ", drawings as photos of scans" * args.scan
           + ", pencil drawings" * args.pencil + f", reline {args.reline}"
@@ -230,6 +253,7 @@ def main() -> None:
                                          "confidence_power": CONFIDENCE_POWER, "firm_dark": args.firm_dark,
                                          "groups": args.group or sorted(GROUPS),
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
+                                         "warp_reference": args.warp_reference, "local_reach": args.local_reach,
                                          "keep_paper": args.paper and args.keep_paper,  # no paper: moot
                                          "opaque_reference": args.opaque_reference, "scan": args.scan,
                                          "paper_reach": args.paper_reach,

@@ -304,6 +304,13 @@ def scan_table(root: Path) -> str:
     return _code_table(root, "scan")
 
 
+def local_table(root: Path) -> str:
+    """`whole_figures.py [--warp-reference 0.2] [--local-reach 0]` runs (LAYOUT-CODE.json: the
+    references as given or bent as in another pose, each tile's part of the reference where the
+    laid faces put it (before) or sought by its own lines (now))."""
+    return _code_table(root, "local", "references - code")
+
+
 def pencil_table(root: Path) -> str:
     """`whole_figures.py --pencil --reline R` runs (R.json: the drawings as pencil drawings)."""
     return _code_table(root, "pencil", "reline")
@@ -421,6 +428,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,
     "whole-figures-pencil": pencil_table,
+    "whole-figures-local": local_table,
     "whole-figures-pencil-recipe": pencil_recipe_table,
     "line-styles": line_styles_table,
     "screentone": screentone_table,
