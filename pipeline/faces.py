@@ -47,6 +47,7 @@ LOCAL_BLUR = 1.0  # the lines' Gaussian at that scale, px
 LOCAL_REACH = 1.0  # up to this many tile sides from where the laid faces put it (0: not sought)
 LOCAL_MARGIN = 0.1  # the correlation the best place must gain over that place's to be taken
 LOCAL_FLAT = 0.5  # a place whose lines vary less than this share of the tile's is not a match
+LOCAL_MIN_SPREAD = 0.02  # a tile whose blurred ink's standard deviation is below this is left where it was
 
 
 @dataclass(frozen=True)
@@ -335,7 +336,8 @@ def _window_std(image: np.ndarray, side: int) -> np.ndarray:
     return np.sqrt(np.maximum(box(squares) / n - (box(total) / n) ** 2, 0.0))
 
 
-def local_source(lines: np.ndarray, reference_lines: np.ndarray, tile: Square, source: Square) -> tuple[Square, float]:
+def local_source(lines: np.ndarray, reference_lines: np.ndarray, tile: Square,
+                 source: Square) -> tuple[Square, float]:
     """A tile's part of the reference, moved from `source` (where the two faces, laid by `register`,
     put it) to where the tile's own lines correlate best with the reference's (normalised
     cross-correlation of the two blurred layers, zero-mean: `cv2.TM_CCOEFF_NORMED`), at the same
@@ -343,14 +345,15 @@ def local_source(lines: np.ndarray, reference_lines: np.ndarray, tile: Square, s
     than its reference's has its parts elsewhere relative to the face: a sleeve raised, a skirt
     swung. A place whose lines vary less than `LOCAL_FLAT` of the tile's is no match (a near-blank
     window correlates by rounding). `source` itself, with a gain of 0, when no place beats it by
-    `LOCAL_MARGIN`, the tile has too few lines to place (a near-blank tile), or `LOCAL_REACH` is 0. Both layers: uint8 grey
-    (H, W), 255 = paper; `source` in `reference_lines`' frame."""
+    `LOCAL_MARGIN`, the tile has too few lines to place (their spread under `LOCAL_MIN_SPREAD`), or
+    `LOCAL_REACH` is 0. Both layers: uint8 grey (H, W), 255 = paper; `source` in `reference_lines`'
+    frame."""
     reach = round(LOCAL_REACH * LOCAL_SIDE)
     if reach <= 0:
         return source, 0.0
     ink = cv2.resize(_ink(tile.crop(lines, 255)), (LOCAL_SIDE, LOCAL_SIDE), interpolation=cv2.INTER_AREA)
     template = cv2.GaussianBlur(ink, (0, 0), LOCAL_BLUR)
-    if template.std() < 0.02:  # a tile of a few specks: any place matches
+    if template.std() < LOCAL_MIN_SPREAD:  # a tile of a few specks: any place matches
         return source, 0.0
     margin = round(LOCAL_REACH * source.side)  # the search window: the source grown by the reach
     window = Square(source.x0 - margin, source.y0 - margin, source.side + 2 * margin)

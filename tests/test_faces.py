@@ -519,6 +519,44 @@ def test_tiles_whose_part_of_the_reference_is_outside_it_are_left_out(monkeypatc
     assert all(t.mapped(face, bust).coverage((100, 200)) >= C.MIN_REFERENCE_COVERAGE for t in tiled)
 
 
+def test_face_paper_diagnostic_scores_the_three_ways_and_refuses_bad_input(model_file, tmp_path):
+    """scripts/diagnostics/face_paper.py: each face coloured with the paper painted, kept by its tint
+    alone and kept as colorize keeps it, each scored, the sheet drawn; bad numbers or an empty folder
+    are one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    script = str(root / "scripts/diagnostics/face_paper.py")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.jpg"):
+        picture = np.full((96, 96, 3), 230, np.uint8)
+        cv2.circle(picture, (48, 52), 30, tuple(int(v) for v in rng.integers(60, 200, 3)), -1)
+        cv2.circle(picture, (48, 52), 30, (0, 0, 0), 2)
+        Image.fromarray(picture).save(faces / name)
+    run = lambda *extra: subprocess.run([sys.executable, script, "--model", str(model_file), "--folder", str(faces),  # noqa: E731
+                                         "--steps", "1", "--size", "64", *extra], capture_output=True, text=True,
+                                        timeout=600, cwd=root)
+    done = run("--json", str(tmp_path / "out.json"), "--sheet", str(tmp_path / "sheet.png"), "--rows", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["faces"] == 2 and [r["face"] for r in out["rows"]] == ["a.png", "b.jpg"]
+    assert set(out["mean"]) == {"painted", "tint_alone", "beside"}
+    assert all(0 <= r[w]["kept"] <= 1 and np.isfinite(r[w]["psnr"]) for r in out["rows"] for w in out["mean"])
+    assert all(r["painted"]["kept"] == 0 for r in out["rows"])
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.size == (4 * 256, 256)
+    for extra in (("--limit", "0"), ("--folder", str(tmp_path / "empty"))):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        bad = run(*extra, "--json", str(tmp_path / "bad.json"))
+        assert bad.returncode == 2 and bad.stderr.startswith("face_paper: ") and len(bad.stderr.splitlines()) == 1
+        assert not (tmp_path / "bad.json").exists()
+
+
 def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file, sprite, tmp_path):
     """scripts/diagnostics/whole_figures.py: every pass scored on the same pairs, the upscaled truth
     beside them; a missing model is one line, exit 2."""

@@ -108,7 +108,8 @@ def main() -> None:
               flush=True)
     means = {w: {k: float(np.mean([r[w][k] for r in rows])) for k in ("psnr", "lpips", "kept")} for w in WAYS}
     changed = sum(abs(r["beside"]["kept"] - r["tint_alone"]["kept"]) > 0.001 for r in rows)
-    print(f"\n{len(rows)} faces at {args.size} px, {args.model}, {args.steps} steps; the kept paper differs in {changed}")
+    print(f"\n{len(rows)} faces at {args.size} px, {args.model}, {args.steps} steps; "
+          f"the kept paper differs in {changed}")
     print("| paper | psnr | lpips | picture kept white |\n|---|---|---|---|")
     for w in WAYS:
         print(f"| {w} | {means[w]['psnr']:.2f} | {means[w]['lpips']:.4f} | {means[w]['kept']:.1%} |")
