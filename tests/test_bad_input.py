@@ -595,6 +595,24 @@ def test_sprite_compare_script_refuses_bad_models_in_one_line(spec, extra, fragm
     assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1
 
 
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--model", "/nonexistent/m.safetensors"], "model file not found"),
+    (["--model", "/nonexistent/m.safetensors", "--out", "/nonexistent/dir/poses.png"], "no folder /nonexistent/dir")])
+@pytest.mark.slow  # a Python start-up and the torch import per case
+def test_concert_poses_script_refuses_bad_input_in_one_line(extra, fragment, tmp_path):
+    """scripts/figures/concert_poses.py: a missing model or an output folder that does not exist is
+    one line on stderr, exit 2, no traceback, nothing written."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "scripts" / "figures" / "concert_poses.py"), *extra]
+                          + (["--out", str(tmp_path / "poses.png")] if "--out" not in extra else []),
+                          capture_output=True, text=True, cwd=root)
+    assert done.returncode == 2 and fragment in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "poses.png").exists()
+
 _json = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
                                st.text(max_size=8)),
                      lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner,

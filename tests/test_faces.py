@@ -550,8 +550,9 @@ def test_face_paper_diagnostic_scores_the_three_ways_and_refuses_bad_input(model
     assert all(r["painted"]["kept"] == 0 for r in out["rows"])
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.size == (4 * 256, 256)
-    for extra in (("--limit", "0"), ("--folder", str(tmp_path / "empty"))):
-        (tmp_path / "empty").mkdir(exist_ok=True)
+    (tmp_path / "empty").mkdir()
+    for extra in (("--limit", "0"), ("--folder", str(tmp_path / "empty")),
+                  ("--sheet", str(tmp_path / "absent" / "sheet.png"))):
         bad = run(*extra, "--json", str(tmp_path / "bad.json"))
         assert bad.returncode == 2 and bad.stderr.startswith("face_paper: ") and len(bad.stderr.splitlines()) == 1
         assert not (tmp_path / "bad.json").exists()
@@ -628,6 +629,18 @@ def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file,
     darkest = subprocess.run([sys.executable, script, "--model", str(model_file), "--firm-dark", "120"],
                              capture_output=True, text=True, timeout=300, cwd=root)
     assert darkest.returncode == 2 and "--firm-dark 120: an L* from 0 to 100" in darkest.stderr.splitlines()[-1]
+    for flag, value, line in (("--warp-reference", "0.9", "--warp-reference 0.9: a number from 0 to 0.5"),
+                              ("--paper-reach", "nan", "--paper-reach nan: a number from 0 to 1"),
+                              ("--local-reach", "-1", "--local-reach -1: a number from 0 to 2")):
+        refused = subprocess.run([sys.executable, script, "--model", str(model_file), flag, value],
+                                 capture_output=True, text=True, timeout=300, cwd=root)
+        assert refused.returncode == 2 and line in refused.stderr.splitlines()[-1] and "Traceback" not in refused.stderr
+    bent = subprocess.run([sys.executable, script, "--model", str(model_file), "--steps", "1", "--limit", "1",
+                           "--warp-reference", "0.2", "--local-reach", "0", "--json", str(tmp_path / "bent.json")],
+                          capture_output=True, text=True, timeout=600, cwd=root)
+    assert bent.returncode == 0 and "references warped 0.2" in bent.stdout, bent.stderr[-2000:]
+    warped = json.loads((tmp_path / "bent.json").read_text())
+    assert (warped["warp_reference"], warped["local_reach"]) == (0.2, 0.0) and result["warp_reference"] == 0
 
 
 def test_cli_colours_a_figure_with_the_face_pass_and_records_it(model_file, sprite, tmp_path):

@@ -72,6 +72,9 @@ def main() -> None:
         if args.limit < 1 or args.size < 64 or args.rows < 1:
             raise AnimecolorError(f"--limit {args.limit} / --size {args.size} / --rows {args.rows}: at least 1 face "
                                  "of at least 64 px, and 1 row")
+        for out in filter(None, (args.json, args.sheet)):
+            if not out.parent.is_dir():
+                raise AnimecolorError(f"{out}: no folder {out.parent} to write it in")
         todo = faces(args.folder, args.manifest, args.limit)
         if not todo:
             raise AnimecolorError(f"no faces in {args.folder}")

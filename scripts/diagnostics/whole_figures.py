@@ -172,6 +172,10 @@ def main() -> None:
         ap.error("--paint-paper needs --paper (a sprite with alpha has no paper to paint)")
     if not 0 <= args.firm_dark <= 100:
         ap.error(f"--firm-dark {args.firm_dark:g}: an L* from 0 to 100")
+    for flag, value, top in (("--warp-reference", args.warp_reference, 0.5), ("--paper-reach", args.paper_reach, 1.0),
+                             ("--local-reach", args.local_reach, 2.0)):
+        if not 0 <= value <= top:  # NaN fails too
+            ap.error(f"{flag} {value:g}: a number from 0 to {top:g}")
     pipeline.chroma.FIRM_DARK = args.firm_dark
     pipeline.colorize.PAPER_REACH = args.paper_reach
     pipeline.faces.LOCAL_REACH = args.local_reach

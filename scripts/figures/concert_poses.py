@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/img/concert_poses.png"))
     args = ap.parse_args()
     try:
+        if not args.out.parent.is_dir():
+            raise AnimecolorError(f"{args.out}: no folder {args.out.parent} to write it in")
         model, diffusion, info = load_model(args.model)
         scene = Image.open(DEMO / "concert1.png").convert("RGB")
     except (AnimecolorError, OSError) as e:
