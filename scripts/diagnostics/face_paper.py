@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-import torch
 
 import pipeline.colorize
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
 from pipeline.errors import AnimecolorError
 from pipeline.model.perceptual import VGGLPIPS
+from whole_figures import perceptual, psnr  # this folder: the sprites' scores, computed alike
 
 WAYS = ("painted", "tint_alone", "beside")  # --paint-paper; kept by the tint alone; kept as colorize keeps it
 
@@ -43,17 +43,6 @@ def faces(folder: Path, manifest: Path | None, limit: int) -> list[Path]:
     else:
         names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     return [folder / n for n in names[:limit]]
-
-
-def psnr(out: np.ndarray, truth: np.ndarray) -> float:
-    mse = np.mean((out.astype(np.float64) - truth) ** 2)
-    return float(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
-
-
-def perceptual(lpips: VGGLPIPS, out: np.ndarray, truth: np.ndarray) -> float:
-    as_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
-    with torch.no_grad():
-        return float(lpips(as_tensor(out), as_tensor(truth)).mean())
 
 
 def main() -> None:
@@ -100,7 +89,8 @@ def main() -> None:
             out = colored.image()[..., :3]
             if way != "painted":
                 shown.append(out)
-            row[way] = {"psnr": psnr(out, truth), "lpips": perceptual(lpips, out, truth),
+            everywhere = np.ones(truth.shape[:2], bool)
+            row[way] = {"psnr": psnr(out, truth, everywhere), "lpips": perceptual(lpips, out, truth),
                         "kept": float(np.mean(np.all(out == 255, -1) & (lines == 255)))
                         if way != "painted" else 0.0}
         pipeline.colorize.PAPER_REACH = reach

@@ -106,11 +106,15 @@ def psnr(out: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     return float(10 * np.log10(255.0 ** 2 / max(err, 1e-10)))
 
 
-def scores(out: np.ndarray, truth: np.ndarray, opaque: np.ndarray, face: Square | None, lpips: VGGLPIPS) -> dict:
+def perceptual(lpips: VGGLPIPS, out: np.ndarray, truth: np.ndarray) -> float:
+    """LPIPS between two uint8 RGB pictures."""
     as_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1  # noqa: E731
     with torch.no_grad():
-        perceptual = float(lpips(as_tensor(out), as_tensor(truth)).mean())
-    row = {"psnr": psnr(out, truth, opaque), "lpips": perceptual,
+        return float(lpips(as_tensor(out), as_tensor(truth)).mean())
+
+
+def scores(out: np.ndarray, truth: np.ndarray, opaque: np.ndarray, face: Square | None, lpips: VGGLPIPS) -> dict:
+    row = {"psnr": psnr(out, truth, opaque), "lpips": perceptual(lpips, out, truth),
            "chroma_ratio": float(chroma_ratio(out[opaque][None, :, None], truth[opaque][None, :, None])[0])}
     if face is not None:
         o, t, m = face.crop(out), face.crop(truth), face.crop(np.dstack([opaque] * 3))[..., 0] > 0
