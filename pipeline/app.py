@@ -517,8 +517,8 @@ def build_app(model_path: str | Path = DEFAULT_MODEL, device: str = "auto", *, c
                                         label="Whole figures: reference's lightness outside the faces (0: the "
                                               "model's own)")
             even_regions = gr.Slider(0.0, MAX_EVEN, value=EVEN_REGIONS, step=0.05, elem_id="even_regions",
-                                     label="Whole figures: even the colours out inside each outlined area, over "
-                                           "this many face sides (0: off)")
+                                     label="Even the colours out inside each outlined area: whole figures over "
+                                           "this many face sides, a face picture over a fraction of that (0: off)")
             keep_paper = gr.Checkbox(value=True, elem_id="keep_paper",
                                      label="Drawings on paper (no transparency): keep the paper around the figure")
         gallery = gr.Gallery(label="Recent results (newest first)", columns=8, height=200, format="png",

@@ -44,7 +44,7 @@ from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, found_fac
                             local_source, register, resize_square, tile_count, tiles)
 from pipeline.files import atomic_path
 from pipeline.hints import (Hint, apply_hints, binarize_lines, hint_masks, lay_paper, line_regions,
-                           paper_background, paper_tone, plain_paper)
+                           paper_background, paper_tone, plain_paper, sealed_regions)
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
 from pipeline.model.generate import colorize_batch
@@ -68,6 +68,9 @@ PAPER_REACH = 0.04  # ... and an area of it told from the figure's pixels within
 NO_FACE_SHARE = 3  # ... where no face is found, the face taken as the picture's shorter side / this
 MIN_FIGURE = 0.05  # an opaque reference's figure found smaller than this share of it: all its pixels count
 MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less than this on it is left out
+EVEN_WHOLE = 2.0  # a picture coloured whole, enlarged: its regions evened over this many model pixels (at EVEN)
+EVEN_SEAL = 0.4  # ... its lines' gaps sealed, and the pixels beside its lines left as painted, this many model pixels wide
+MIN_ENLARGED = 2.0  # ... when its longer side is at least this many times the model's size
 MIN_SIDES = {"drawing": 32, "reference": 16}  # px, the shorter side below which a picture holds nothing to read
 
 
@@ -610,6 +613,14 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
     if views and opts.even_regions > 0:  # the figure's line-enclosed regions, evened at the main face's scale;
         regions = np.where(figure_pixels, line_regions(lines)[1], 0)  # the faces count, and keep their colours
         sigma = opts.even_regions * main  # the faces' colours come back by their feather: no seam
+    elif opts.even_regions > 0 and (enlarged := max(lines.shape) / size) >= MIN_ENLARGED:
+        # a picture coloured whole (a face picture): the enlarged colour layer's halos along the lines
+        # and its bleed across them, evened inside areas found with the lines' gaps sealed
+        regions = sealed_regions(lines, max(1, round(EVEN_SEAL * enlarged)))
+        if alpha is not None:
+            regions = np.where(alpha > 0, regions, 0)
+        sigma = EVEN_WHOLE * enlarged * opts.even_regions / EVEN
+        kept = np.zeros((*lines.shape, 1))
     layers, kept_paper = [], []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)

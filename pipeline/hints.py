@@ -97,6 +97,18 @@ def line_regions(lines: np.ndarray) -> tuple[int, np.ndarray]:
     return count - 1, labels
 
 
+def sealed_regions(lines: np.ndarray, seal: int) -> np.ndarray:
+    """`line_regions`' labels (int32 (H, W)) with the lines' gaps up to twice `seal` px wide closed:
+    the ink is grown by `seal` px (a disc) before the areas are found, so a broken outline does
+    not join the areas on either side of it, and the pixels within `seal` px of a line stay 0
+    (unlabelled). `seal` 0: `line_regions`' own labels."""
+    if seal <= 0:
+        return line_regions(lines)[1]
+    ink = (binarize_lines(lines) == 0).astype(np.uint8)
+    grown = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * seal + 1, 2 * seal + 1)))
+    return cv2.connectedComponents(1 - grown, connectivity=4)[1]
+
+
 def paper_background(lines: np.ndarray, close: int = 0, bottom: bool = True) -> np.ndarray:
     """The line layer (uint8 (H, W), 255 = paper) -> bool (H, W): the paper areas (`line_regions`)
     that touch the picture's edge, the background of a drawing on opaque paper. A figure whose

@@ -306,7 +306,10 @@ def colorize(sketch: Path = typer.Argument(None, help="Line drawing, or a folder
              even_regions: float = typer.Option(EVEN_REGIONS, help="With --faces, when a face is found: even "
                                                 "the figure's colours out inside each area its lines enclose "
                                                 "(outside its faces), over this many face sides (0: off; up to "
-                                                f"{MAX_EVEN:g})."),
+                                                f"{MAX_EVEN:g}). A picture coloured whole (a face picture), "
+                                                "enlarged at least twice from the model's size: its colours "
+                                                "evened inside the areas of its lines, gaps sealed, over "
+                                                "about two model pixels at 0.3 (scaled alike)."),
              align: bool = typer.Option(True, help="With --faces, when a face is found in the drawing and the "
                                                    "reference: lay the reference on the drawing by their lines "
                                                    "(scale, shift, mirror) before the face and the tiles take "

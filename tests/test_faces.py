@@ -112,7 +112,7 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
         (colored,), notice = colorize_layers(model, diffusion, drawing, reference, opts, [opts.seed], info=info)
         return colored, notice
 
-    whole, notice = run(faces=False)
+    whole, notice = run(faces=False, even_regions=0.0)  # coloured whole, a picture is evened at its own scale
     assert notice is None
     face_only, notice = run(faces=True, tiles=False, match_lightness=0.0, even_regions=0.0)
     assert notice.startswith("1 face coloured again at face scale, from the reference's face")
@@ -288,7 +288,8 @@ def test_an_opaque_references_paper_is_left_out_of_the_match(model_file, sprite,
 
 
 def test_a_face_picture_gets_no_face_pass(model_file, sprite):
-    """A face crop's one pass is at face scale already: the options change nothing."""
+    """A face crop's one pass is at face scale already: the face pass's options change nothing
+    (`--even-regions` evens it at its own scale: test_hints.py)."""
     drawing, reference = sprite
     face = drawing_faces(flatten_alpha(drawing))[0]
     crop = cv2.resize(face.crop(flatten_alpha(drawing)), (128, 128), interpolation=cv2.INTER_AREA)
@@ -296,9 +297,8 @@ def test_a_face_picture_gets_no_face_pass(model_file, sprite):
     model, diffusion, info = load_model(model_file)
     rgba = np.dstack([crop, np.full((128, 128), 255, np.uint8)])
     outs = []
-    for faces, lightness, even in ((True, 0.5, 0.3), (False, 0.5, 0.3), (True, 1.0, 2.0)):  # nor the figure's knobs
-        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", faces=faces, match_lightness=lightness,
-                               even_regions=even)
+    for faces, lightness in ((True, 0.5), (False, 0.5), (True, 1.0)):  # nor the figure's lightness
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", faces=faces, match_lightness=lightness)
         (colored,), notice = colorize_layers(model, diffusion, rgba, reference, opts, [3], info=info)
         assert notice is None
         outs.append(colored.image())

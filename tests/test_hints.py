@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from pipeline.colorize import guidance_warning, trained_on_soft_lines, training_data
 from pipeline.data.prompt import COLOURS
 from pipeline.errors import AnimecolorError
-from pipeline.hints import binarize_lines, fill_region, line_regions, parse_hint, parse_hints
+from pipeline.hints import binarize_lines, fill_region, line_regions, parse_hint, parse_hints, sealed_regions
 from stages.cli import app
 from tests.helpers import tiny_pretrain
 
@@ -76,6 +76,24 @@ def test_regions_are_the_areas_the_lines_enclose(shapes):
     assert np.array_equal(labels == 0, binarize_lines(lines) == 0)  # line pixels: the Otsu binarisation
 
 
+def test_sealed_regions_close_a_gap_in_an_outline_and_leave_the_lines_border_unlabelled():
+    """A ring with a 4 px gap: `line_regions` joins its inside to the paper around it through the
+    gap; sealed by 3 px the two are separate areas, every pixel within 3 px of the ink is 0, and
+    the rest of the paper keeps one label per area. Seal 0 is `line_regions`."""
+    lines = np.full((80, 80), 255, np.uint8)
+    cv2.circle(lines, (40, 40), 25, 0, 2)
+    lines[38:42, 63:68] = 255  # the gap, on the ring's right
+    plain = line_regions(lines)[1]
+    assert plain[40, 40] == plain[2, 2] != 0  # one area through the gap
+    labels = sealed_regions(lines, 3)
+    assert labels[40, 40] not in (0, labels[2, 2]) and labels[2, 2] != 0
+    ink = binarize_lines(lines) == 0
+    near = cv2.dilate(ink.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
+    assert np.array_equal(labels == 0, near)
+    assert len(np.unique(labels[~near])) == 2
+    assert np.array_equal(sealed_regions(lines, 0), plain)
+
+
 @pytest.mark.parametrize("rgb, shaded", [(PINK, True), (BLUE, True), ((20, 20, 30), True), ((250, 250, 250), True),
                                          ((255, 0, 0), False)])  # pure red exists at one lightness only
 def test_fill_keeps_shading_and_hits_the_median(rgb, shaded):
@@ -132,8 +150,9 @@ def test_rgba_sprite_keeps_its_alpha(model_file, shapes, tmp_path):
     colorize(model_file, shapes / "on_white.png", tmp_path / "on_white.png", "--hint", "60,45,red", *own)
     out = Image.open(tmp_path / "sprite.png")
     assert out.mode == "RGBA" and np.asarray(out)[..., 3].tobytes() == sprite[..., 3].tobytes()
-    assert np.array_equal(np.asarray(out)[..., :3], np.asarray(Image.open(tmp_path / "on_white.png")))
-    colour = Image.open(tmp_path / "sprite_colour.png")
+    opaque = sprite[..., 3] == 255  # the paper around the figure on white is evened as one area with it,
+    assert np.array_equal(np.asarray(out)[..., :3][opaque], np.asarray(Image.open(tmp_path / "on_white.png"))[opaque])
+    colour = Image.open(tmp_path / "sprite_colour.png")  # the sprite's transparent background is not
     assert colour.mode == "RGBA" and np.array_equal(np.asarray(colour)[..., 3], sprite[..., 3])
 
 
@@ -428,3 +447,34 @@ def test_a_drawing_without_a_face_keeps_its_paper_too(model_file, shapes, monkey
     monkeypatch.setattr(pipeline.hints, "PAPER_TINT", 0.0)
     (untinted,), said_untinted = colorize_layers(model, diffusion, drawing, reference, opts, [3], info=info)
     assert np.array_equal(untinted.colour, painted.colour) and not said_untinted
+
+
+def test_a_picture_coloured_whole_is_evened_inside_its_sealed_regions(model_file, shapes):
+    """A picture with no face pass, enlarged from the model's size (the shapes, 120 px wide, to the
+    tiny model's 32: 3.75 times): its colour layer is evened out inside each area its lines enclose,
+    found with the gaps sealed by 2 px, so each area's colours spread less; the pixels within 2 px
+    of a line, and a transparent background, keep the model's colours; `--even-regions 0` leaves
+    the layer as painted, and so does a picture enlarged less than twice (60 px)."""
+    from pipeline.colorize import ColorizeOptions, colorize_layers, load_model
+
+    lines = np.asarray(Image.open(shapes / "shapes.png"))
+    alpha = np.full(lines.shape, 255, np.uint8)
+    alpha[:, :8] = 0  # a strip of transparent background at the left
+    reference = np.dstack([np.asarray(Image.open(shapes / "ref.png"))[..., :3], np.full((64, 64), 255, np.uint8)])
+    model, diffusion, info = load_model(model_file)
+
+    def run(picture, even):
+        opts = ColorizeOptions(sample_steps=2, seed=3, mode="lines", even_regions=even, keep_paper=False)
+        (colored,), _ = colorize_layers(model, diffusion, np.dstack([picture] * 3 + [np.full(picture.shape, 255, np.uint8)
+                                        if picture is not lines else alpha]), reference, opts, [3], info=info)
+        return colored.colour.astype(float)
+
+    painted, evened = run(lines, 0.0), run(lines, 0.3)
+    labels = sealed_regions(lines, 2)
+    assert np.array_equal(painted[labels == 0], evened[labels == 0])  # beside the lines: as painted
+    assert np.array_equal(painted[alpha == 0], evened[alpha == 0])
+    for area in (labels[45, 40], labels[45, 92], labels[2, 60]):  # the circle's, the box's, the paper's
+        inside = (labels == area) & (alpha > 0)
+        assert evened[inside].std(0).mean() < 0.7 * painted[inside].std(0).mean()
+    small = cv2.resize(lines, (60, 45), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(run(small, 0.0), run(small, 0.3))
