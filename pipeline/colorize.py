@@ -71,6 +71,7 @@ MIN_REFERENCE_COVERAGE = 0.9  # a tile whose part of the reference lies less tha
 EVEN_WHOLE = 2.0  # a picture coloured whole, enlarged: its regions evened over this many model pixels (at EVEN)
 EVEN_SEAL = 0.4  # ... its lines' gaps sealed, and the pixels beside its lines left as painted, this many model pixels wide
 MIN_ENLARGED = 2.0  # ... when its longer side is at least this many times the model's size
+MAX_AREA = 0.75  # ... but an area holding more than this share of it is left as painted: its lines are broken
 MIN_SIDES = {"drawing": 32, "reference": 16}  # px, the shorter side below which a picture holds nothing to read
 
 
@@ -619,6 +620,9 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         regions = sealed_regions(lines, max(1, round(EVEN_SEAL * enlarged)))
         if alpha is not None:
             regions = np.where(alpha > 0, regions, 0)
+        sizes = np.bincount(regions.ravel())
+        sizes[0] = 0  # an area holding most of the picture is not one its lines enclose (they are broken)
+        regions[np.isin(regions, np.flatnonzero(sizes > MAX_AREA * regions.size))] = 0
         sigma = EVEN_WHOLE * enlarged * opts.even_regions / EVEN
         kept = np.zeros((*lines.shape, 1))
     layers, kept_paper = [], []

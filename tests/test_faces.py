@@ -876,3 +876,41 @@ def test_a_laid_face_square_that_falls_off_the_reference_is_not_taken(monkeypatc
                                                False)
     assert not mirrored and "laid" not in notice
     assert np.array_equal(views[0].reference, C.letterbox(own.crop(reference[..., :3]), 32)[0])
+
+
+def test_face_evened_diagnostic_scores_both_ways_and_refuses_bad_input(model_file, tmp_path):
+    """scripts/diagnostics/face_evened.py: each face coloured as painted and evened at its own scale
+    (128 px, four times the tiny model's 32: evened, so the two differ), each scored, the sheet
+    drawn at full resolution; bad numbers or an empty folder are one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    script = str(root / "scripts/diagnostics/face_evened.py")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for name, colour in (("a.png", (200, 80, 60)), ("b.jpg", (60, 90, 200))):
+        picture = np.full((96, 96, 3), 230, np.uint8)
+        cv2.circle(picture, (48, 52), 30, colour, -1)
+        cv2.circle(picture, (48, 52), 30, (0, 0, 0), 2)
+        Image.fromarray(picture).save(faces / name)
+    run = lambda *extra: subprocess.run([sys.executable, script, "--model", str(model_file), "--folder", str(faces),  # noqa: E731
+                                         "--steps", "1", "--size", "128", *extra], capture_output=True, text=True,
+                                        timeout=600, cwd=root)
+    done = run("--json", str(tmp_path / "out.json"), "--sheet", str(tmp_path / "sheet.png"), "--rows", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["faces"] == 2 and [r["face"] for r in out["rows"]] == ["a.png", "b.jpg"]
+    assert set(out["mean"]) == {"painted", "evened"} and 0 <= out["gained"] <= 2
+    assert all(np.isfinite(r[w][k]) for r in out["rows"] for w in out["mean"] for k in ("psnr", "lpips", "chroma_ratio"))
+    assert any(r["painted"]["psnr"] != r["evened"]["psnr"] for r in out["rows"])
+    with Image.open(tmp_path / "sheet.png") as sheet:
+        assert sheet.size == (3 * 64, 64)  # the middle half of 128 px: truth, painted, evened
+    (tmp_path / "empty").mkdir()
+    for extra in (("--limit", "0"), ("--folder", str(tmp_path / "empty")),
+                  ("--sheet", str(tmp_path / "absent" / "sheet.png"))):
+        bad = run(*extra, "--json", str(tmp_path / "bad.json"))
+        assert bad.returncode == 2 and bad.stderr.startswith("face_evened: ") and len(bad.stderr.splitlines()) == 1
+        assert not (tmp_path / "bad.json").exists()

@@ -449,12 +449,14 @@ def test_a_drawing_without_a_face_keeps_its_paper_too(model_file, shapes, monkey
     assert np.array_equal(untinted.colour, painted.colour) and not said_untinted
 
 
-def test_a_picture_coloured_whole_is_evened_inside_its_sealed_regions(model_file, shapes):
+def test_a_picture_coloured_whole_is_evened_inside_its_sealed_regions(model_file, shapes, monkeypatch):
     """A picture with no face pass, enlarged from the model's size (the shapes, 120 px wide, to the
     tiny model's 32: 3.75 times): its colour layer is evened out inside each area its lines enclose,
     found with the gaps sealed by 2 px, so each area's colours spread less; the pixels within 2 px
     of a line, and a transparent background, keep the model's colours; `--even-regions 0` leaves
-    the layer as painted, and so does a picture enlarged less than twice (60 px)."""
+    the layer as painted, and so does a picture enlarged less than twice (60 px). An area holding
+    more of the picture than `MAX_AREA` is one the lines do not enclose (broken lines): as painted."""
+    import pipeline.colorize as C
     from pipeline.colorize import ColorizeOptions, colorize_layers, load_model
 
     lines = np.asarray(Image.open(shapes / "shapes.png"))
@@ -476,5 +478,9 @@ def test_a_picture_coloured_whole_is_evened_inside_its_sealed_regions(model_file
     for area in (labels[45, 40], labels[45, 92], labels[2, 60]):  # the circle's, the box's, the paper's
         inside = (labels == area) & (alpha > 0)
         assert evened[inside].std(0).mean() < 0.7 * painted[inside].std(0).mean()
+    paper, circle = labels == labels[2, 60], labels == labels[45, 40]
+    monkeypatch.setattr(C, "MAX_AREA", 0.4)  # the paper around the shapes holds 0.47 of the picture
+    capped = run(lines, 0.3)
+    assert np.array_equal(capped[paper], painted[paper]) and np.array_equal(capped[circle], evened[circle])
     small = cv2.resize(lines, (60, 45), interpolation=cv2.INTER_AREA)
     assert np.array_equal(run(small, 0.0), run(small, 0.3))

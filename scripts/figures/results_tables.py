@@ -269,6 +269,34 @@ def face_paper_table(root: Path) -> str:
                    "faces whose kept paper changed"], rows)
 
 
+def face_evened_table(root: Path) -> str:
+    """`face_evened.py` runs under docs/results/real-art/face-evened/ (SIZE.json: real face crops at
+    that size): the mean scores as painted and evened at the picture's own scale."""
+    rows = []
+    for path in sorted((root / "docs/results/real-art/face-evened").glob("[0-9]*.json"), key=lambda p: int(p.stem)):
+        run = _load(path)
+        for way, name in (("painted", "as painted (--even-regions 0, before)"), ("evened", "evened (now)")):
+            mean = run["mean"][way]
+            rows.append([run["size"], run["faces"], name, mean["psnr"], mean["lpips"], mean["chroma_ratio"],
+                         run["gained"] if way == "evened" else ""])
+    return _table(["size px", "faces", "colours", "psnr", "lpips", "chroma_ratio", "faces whose PSNR rose"], rows)
+
+
+def face_evened_full_size_table(root: Path) -> str:
+    """docs/results/real-art/face-evened/full-size.json: each real-art model's full-size benchmark
+    before (its run's evaluate.json) and with a face picture evened at its own scale."""
+    run = _load(root / "docs/results/real-art/face-evened/full-size.json")
+    keys = ("psnr", "lpips", "chroma_ratio", "af_de_hair", "af_de_eye_left", "af_de_eye_right")
+    rows = []
+    for name, both in run["runs"].items():
+        before = _load(root / both["before"])["finetune"]
+        for setting in ("full_self_ref", "full_moved_ref", "full_random_ref"):
+            for when, scores in (("before", before[setting]), ("now", both["now"][setting])):
+                rows.append([name, setting, when, *(scores[k] for k in keys)])
+    rows += [["upscaled_truth", "full_self_ref", "", *(run["upscaled_truth"]["full_self_ref"][k] for k in keys)]]
+    return _table(["model", "setting", "", *keys], rows)
+
+
 def opaque_reference_table(root: Path) -> str:
     """`whole_figures.py --opaque-reference [--paper]` runs under
     docs/results/real-art/whole-figures/opaque-reference/ (DRAWING-CODE.json: the references
@@ -425,6 +453,8 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-firm": firm_table,
     "whole-figures-paper": paper_table,
     "face-paper": face_paper_table,
+    "face-evened": face_evened_table,
+    "face-evened-full-size": face_evened_full_size_table,
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,
     "whole-figures-pencil": pencil_table,
