@@ -43,7 +43,7 @@ from pipeline.errors import AnimecolorError, shown
 from pipeline.faces import (Mosaic, Square, confidence, drawing_faces, found_faces, largest_face_square,
                             local_source, register, resize_square, tile_count, tiles)
 from pipeline.files import atomic_path
-from pipeline.hints import (Hint, apply_hints, binarize_lines, hint_masks, lay_paper, line_regions,
+from pipeline.hints import (Hint, apply_hints, binarize_lines, hint_masks, lay_paper,
                            paper_background, paper_tone, plain_paper, sealed_regions)
 from pipeline.model.defaults import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, SAMPLING, TILE_SCALE, TILE_SCALES
 from pipeline.model.diffusion import Diffusion, DiffusionConfig
@@ -611,8 +611,9 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         if off_paper is not None:
             reference_paper &= off_paper
     regions = None
-    if views and opts.even_regions > 0:  # the figure's line-enclosed regions, evened at the main face's scale;
-        regions = np.where(figure_pixels, line_regions(lines)[1], 0)  # the faces count, and keep their colours
+    if views and opts.even_regions > 0:  # the figure's areas, its outline's gaps sealed as for its mask, evened
+        seal = max(1, round(CLOSE_GAPS * main))  # at the main face's scale; the faces count, and keep their colours
+        regions = np.where(figure_pixels, sealed_regions(lines, seal), 0)
         sigma = opts.even_regions * main  # the faces' colours come back by their feather: no seam
     elif opts.even_regions > 0 and (enlarged := max(lines.shape) / size) >= MIN_ENLARGED:
         # a picture coloured whole (a face picture): the enlarged colour layer's halos along the lines

@@ -13,7 +13,7 @@ from pipeline.chroma import FIRM_DARK
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image
 from pipeline.faces import Mosaic, Square, confidence, drawing_faces, resize_square, tile_count, tiles
-from pipeline.hints import line_regions, paper_background
+from pipeline.hints import line_regions, paper_background, sealed_regions
 
 SPRITE = Path("/usr/share/games/renpy/the_question/game/images/sylvie green normal.png")
 REFERENCE = Path("/usr/share/games/renpy/the_question/game/images/sylvie blue smile.png")
@@ -131,10 +131,13 @@ def test_a_figure_gets_its_face_coloured_again_and_keeps_its_alpha(model_file, s
     core[part[0], part[1]] = f.weight()[part[2], part[3], 0] == 1
     assert np.array_equal(evened.colour[core], face_only.colour[core])
     opaque = drawing[..., 3] > 0
-    labels = np.where(~inside & opaque, line_regions(evened.lines)[1], 0)
+    seal = round(C.CLOSE_GAPS * f.side)  # its areas found with the outline's gaps sealed
+    labels = np.where(~inside & opaque, sealed_regions(evened.lines, seal), 0)
     same = (labels[1:] == labels[:-1]) & (labels[1:] > 0)  # vertical neighbours inside one region
     roughness = lambda c: np.abs(np.diff(c.astype(int), axis=0)).sum(-1)[same].mean()  # noqa: E731
     assert roughness(evened.colour) < 0.5 * roughness(face_only.colour)
+    beside = (sealed_regions(evened.lines, seal) == 0) & ~inside  # within the seal of a line: as painted
+    assert np.array_equal(evened.colour[beside], face_only.colour[beside])
     tiled, notice = run()
     assert "face-sized tiles" in notice
     assert not np.array_equal(tiled.colour[~inside], whole.colour[~inside])

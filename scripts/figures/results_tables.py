@@ -297,6 +297,23 @@ def face_evened_full_size_table(root: Path) -> str:
     return _table(["model", "setting", "", *keys], rows)
 
 
+def sealed_table(root: Path) -> str:
+    """`whole_figures.py` runs under docs/results/real-art/whole-figures/sealed/ (the figure evened in
+    areas found with its outline's gaps sealed) beside the same runs before: the default output's
+    (tiles_chroma's) scores and the picture coloured whole (`whole`)."""
+    folder = root / "docs/results/real-art/whole-figures"
+    runs = (("real-art, sprites as given", "local/as-given-now.json", "sealed/as-given.json"),
+            ("real-art, lines on white paper", "paper/real-art-kept-beside.json", "sealed/paper.json"),
+            ("real-art-pose, references mirrored", "local/pose-mirrored-now.json", "sealed/pose-mirrored.json"))
+    rows = []
+    for name, before, now in runs:
+        for when, path in (("before (unsealed)", before), ("sealed (now)", now)):
+            mean = _load(folder / path)["mean"]["tiles_chroma"]
+            rows.append([name, when, mean["psnr"], mean["lpips"], mean["chroma_ratio"], mean["face_psnr"],
+                         mean["background_off_white"]])
+    return _table(["drawings", "areas", "psnr", "lpips", "chroma_ratio", "face_psnr", "background_off_white"], rows)
+
+
 def opaque_reference_table(root: Path) -> str:
     """`whole_figures.py --opaque-reference [--paper]` runs under
     docs/results/real-art/whole-figures/opaque-reference/ (DRAWING-CODE.json: the references
@@ -454,6 +471,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "whole-figures-paper": paper_table,
     "face-paper": face_paper_table,
     "face-evened": face_evened_table,
+    "whole-figures-sealed": sealed_table,
     "face-evened-full-size": face_evened_full_size_table,
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,
