@@ -304,6 +304,7 @@ def sealed_table(root: Path) -> str:
     folder = root / "docs/results/real-art/whole-figures"
     runs = (("real-art, sprites as given", "local/as-given-now.json", "sealed/as-given.json"),
             ("real-art, lines on white paper", "paper/real-art-kept-beside.json", "sealed/paper.json"),
+            ("real-art, references bent as in another pose", "local/warped-now.json", "sealed/warped.json"),
             ("real-art-pose, references mirrored", "local/pose-mirrored-now.json", "sealed/pose-mirrored.json"))
     rows = []
     for name, before, now in runs:
