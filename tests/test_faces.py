@@ -13,7 +13,7 @@ from pipeline.chroma import FIRM_DARK
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
 from pipeline.data.imageio import flatten_alpha, read_user_image
 from pipeline.faces import Mosaic, Square, confidence, drawing_faces, resize_square, tile_count, tiles
-from pipeline.hints import line_regions, paper_background, sealed_regions
+from pipeline.hints import paper_background, sealed_regions
 
 SPRITE = Path("/usr/share/games/renpy/the_question/game/images/sylvie green normal.png")
 REFERENCE = Path("/usr/share/games/renpy/the_question/game/images/sylvie blue smile.png")
@@ -526,24 +526,11 @@ def test_face_paper_diagnostic_scores_the_three_ways_and_refuses_bad_input(model
     """scripts/diagnostics/face_paper.py: each face coloured with the paper painted, kept by its tint
     alone and kept as colorize keeps it, each scored, the sheet drawn; bad numbers or an empty folder
     are one line, exit 2, nothing written."""
-    import subprocess
-    import sys
-
     from PIL import Image
 
-    root = Path(__file__).resolve().parents[1]
-    script = str(root / "scripts/diagnostics/face_paper.py")
-    faces = tmp_path / "faces"
-    faces.mkdir()
     rng = np.random.default_rng(0)
-    for name in ("a.png", "b.jpg"):
-        picture = np.full((96, 96, 3), 230, np.uint8)
-        cv2.circle(picture, (48, 52), 30, tuple(int(v) for v in rng.integers(60, 200, 3)), -1)
-        cv2.circle(picture, (48, 52), 30, (0, 0, 0), 2)
-        Image.fromarray(picture).save(faces / name)
-    run = lambda *extra: subprocess.run([sys.executable, script, "--model", str(model_file), "--folder", str(faces),  # noqa: E731
-                                         "--steps", "1", "--size", "64", *extra], capture_output=True, text=True,
-                                        timeout=600, cwd=root)
+    colours = [tuple(int(v) for v in rng.integers(60, 200, 3)) for _ in range(2)]
+    run = _face_diagnostic("face_paper.py", model_file, tmp_path, 64, colours)
     done = run("--json", str(tmp_path / "out.json"), "--sheet", str(tmp_path / "sheet.png"), "--rows", "1")
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads((tmp_path / "out.json").read_text())
@@ -553,12 +540,7 @@ def test_face_paper_diagnostic_scores_the_three_ways_and_refuses_bad_input(model
     assert all(r["painted"]["kept"] == 0 for r in out["rows"])
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.size == (4 * 256, 256)
-    (tmp_path / "empty").mkdir()
-    for extra in (("--limit", "0"), ("--folder", str(tmp_path / "empty")),
-                  ("--sheet", str(tmp_path / "absent" / "sheet.png"))):
-        bad = run(*extra, "--json", str(tmp_path / "bad.json"))
-        assert bad.returncode == 2 and bad.stderr.startswith("face_paper: ") and len(bad.stderr.splitlines()) == 1
-        assert not (tmp_path / "bad.json").exists()
+    _refuses_bad_input(run, tmp_path, "face_paper")
 
 
 def test_whole_figures_diagnostic_scores_each_pass_against_the_truth(model_file, sprite, tmp_path):
@@ -885,23 +867,9 @@ def test_face_evened_diagnostic_scores_both_ways_and_refuses_bad_input(model_fil
     """scripts/diagnostics/face_evened.py: each face coloured as painted and evened at its own scale
     (128 px, four times the tiny model's 32: evened, so the two differ), each scored, the sheet
     drawn at full resolution; bad numbers or an empty folder are one line, exit 2, nothing written."""
-    import subprocess
-    import sys
-
     from PIL import Image
 
-    root = Path(__file__).resolve().parents[1]
-    script = str(root / "scripts/diagnostics/face_evened.py")
-    faces = tmp_path / "faces"
-    faces.mkdir()
-    for name, colour in (("a.png", (200, 80, 60)), ("b.jpg", (60, 90, 200))):
-        picture = np.full((96, 96, 3), 230, np.uint8)
-        cv2.circle(picture, (48, 52), 30, colour, -1)
-        cv2.circle(picture, (48, 52), 30, (0, 0, 0), 2)
-        Image.fromarray(picture).save(faces / name)
-    run = lambda *extra: subprocess.run([sys.executable, script, "--model", str(model_file), "--folder", str(faces),  # noqa: E731
-                                         "--steps", "1", "--size", "128", *extra], capture_output=True, text=True,
-                                        timeout=600, cwd=root)
+    run = _face_diagnostic("face_evened.py", model_file, tmp_path, 128, [(200, 80, 60), (60, 90, 200)])
     done = run("--json", str(tmp_path / "out.json"), "--sheet", str(tmp_path / "sheet.png"), "--rows", "1")
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads((tmp_path / "out.json").read_text())
@@ -911,9 +879,36 @@ def test_face_evened_diagnostic_scores_both_ways_and_refuses_bad_input(model_fil
     assert any(r["painted"]["psnr"] != r["evened"]["psnr"] for r in out["rows"])
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.size == (3 * 64, 64)  # the middle half of 128 px: truth, painted, evened
+    _refuses_bad_input(run, tmp_path, "face_evened")
+
+
+def _face_diagnostic(script: str, model_file, tmp_path, size: int, colours):
+    """A folder of two face-like pictures (a.png, b.jpg: a disc of each colour, outlined, on pale
+    paper) and a runner of scripts/diagnostics/SCRIPT on them at `size` px, 1 step."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for name, colour in zip(("a.png", "b.jpg"), colours):
+        picture = np.full((96, 96, 3), 230, np.uint8)
+        cv2.circle(picture, (48, 52), 30, colour, -1)
+        cv2.circle(picture, (48, 52), 30, (0, 0, 0), 2)
+        Image.fromarray(picture).save(faces / name)
+    return lambda *extra: subprocess.run([sys.executable, str(root / "scripts/diagnostics" / script), "--model",
+                                          str(model_file), "--folder", str(faces), "--steps", "1", "--size", str(size),
+                                          *extra], capture_output=True, text=True, timeout=600, cwd=root)
+
+
+def _refuses_bad_input(run, tmp_path, name: str) -> None:
+    """No faces asked for, an empty folder, a sheet in a missing folder: one line `NAME: ...`, exit
+    2, no JSON written."""
     (tmp_path / "empty").mkdir()
     for extra in (("--limit", "0"), ("--folder", str(tmp_path / "empty")),
                   ("--sheet", str(tmp_path / "absent" / "sheet.png"))):
         bad = run(*extra, "--json", str(tmp_path / "bad.json"))
-        assert bad.returncode == 2 and bad.stderr.startswith("face_evened: ") and len(bad.stderr.splitlines()) == 1
+        assert bad.returncode == 2 and bad.stderr.startswith(f"{name}: ") and len(bad.stderr.splitlines()) == 1
         assert not (tmp_path / "bad.json").exists()

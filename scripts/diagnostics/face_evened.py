@@ -16,19 +16,15 @@ picture: PSNR, LPIPS and the chroma ratio (mean CIELAB C* of the output over the
 picture, as painted and evened, at full resolution.
 """
 
-import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage.color import rgb2lab
 
-from face_paper import faces  # this folder: the same faces
+from face_paper import arguments, prepare  # this folder: the same faces and options
 from pipeline.chroma import EVEN
-from pipeline.colorize import LINES, ColorizeOptions, colorize_layers, load_model
-from pipeline.errors import AnimecolorError
+from pipeline.colorize import LINES, ColorizeOptions, colorize_layers
 from pipeline.model.perceptual import VGGLPIPS
 from whole_figures import perceptual, psnr  # the sprites' scores, computed alike
 
@@ -47,31 +43,9 @@ def middle(rgb: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="an exported model file")
-    ap.add_argument("--folder", type=Path, default=Path("../shared/data/anime-faces-256"), help="face pictures")
-    ap.add_argument("--manifest", type=Path, help="a run's data/faces/manifest.csv: its test split's faces")
-    ap.add_argument("--limit", type=int, default=40, help="this many faces")
-    ap.add_argument("--size", type=int, default=512, help="each face resized to this side, px")
-    ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
-    ap.add_argument("--json", type=Path, help="also write the per-face and mean scores here")
-    ap.add_argument("--sheet", type=Path, help="also draw the faces whose PSNR moved most here (PNG)")
-    ap.add_argument("--rows", type=int, default=4, help="--sheet's faces")
-    args = ap.parse_args()
-    try:
-        if args.limit < 1 or args.size < 64 or args.rows < 1:
-            raise AnimecolorError(f"--limit {args.limit} / --size {args.size} / --rows {args.rows}: at least 1 face "
-                                  "of at least 64 px, and 1 row")
-        for out in filter(None, (args.json, args.sheet)):
-            if not out.parent.is_dir():
-                raise AnimecolorError(f"{out}: no folder {out.parent} to write it in")
-        todo = faces(args.folder, args.manifest, args.limit)
-        if not todo:
-            raise AnimecolorError(f"no faces in {args.folder}")
-        model, diffusion, info = load_model(args.model)
-    except (AnimecolorError, OSError, KeyError) as e:
-        print(f"face_evened: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    args = arguments(__doc__.split("\n\n")[0], 512, "also draw the faces whose PSNR moved most here (PNG)",
+                     4).parse_args()
+    todo, model, diffusion, info = prepare(args, "face_evened")
     lpips = VGGLPIPS().eval()
     rows, pictures = [], {}
     for path in todo:

@@ -45,22 +45,28 @@ def faces(folder: Path, manifest: Path | None, limit: int) -> list[Path]:
     return [folder / n for n in names[:limit]]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str, size: int, sheet: str, rows: int) -> argparse.ArgumentParser:
+    """The options face_paper.py and face_evened.py share: the faces, their size, the model, the outputs."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", required=True, help="an exported model file")
     ap.add_argument("--folder", type=Path, default=Path("../shared/data/anime-faces-256"), help="face pictures")
     ap.add_argument("--manifest", type=Path, help="a run's data/faces/manifest.csv: its test split's faces")
     ap.add_argument("--limit", type=int, default=40, help="this many faces")
-    ap.add_argument("--size", type=int, default=256, help="each face resized to this side, px")
+    ap.add_argument("--size", type=int, default=size, help="each face resized to this side, px")
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps (the benchmark's 10)")
     ap.add_argument("--json", type=Path, help="also write the per-face and mean scores here")
-    ap.add_argument("--sheet", type=Path, help="also draw the faces whose kept paper changed most here (PNG)")
-    ap.add_argument("--rows", type=int, default=6, help="--sheet's faces")
-    args = ap.parse_args()
+    ap.add_argument("--sheet", type=Path, help=sheet)
+    ap.add_argument("--rows", type=int, default=rows, help="--sheet's faces")
+    return ap
+
+
+def prepare(args: argparse.Namespace, name: str) -> tuple[list[Path], object, object, dict]:
+    """`arguments`' values checked before any work, the faces listed and the model loaded: (faces,
+    model, diffusion, its header). A bad value is one line `NAME: ...` on stderr and exit 2."""
     try:
         if args.limit < 1 or args.size < 64 or args.rows < 1:
             raise AnimecolorError(f"--limit {args.limit} / --size {args.size} / --rows {args.rows}: at least 1 face "
-                                 "of at least 64 px, and 1 row")
+                                  "of at least 64 px, and 1 row")
         for out in filter(None, (args.json, args.sheet)):
             if not out.parent.is_dir():
                 raise AnimecolorError(f"{out}: no folder {out.parent} to write it in")
@@ -69,8 +75,15 @@ def main() -> None:
             raise AnimecolorError(f"no faces in {args.folder}")
         model, diffusion, info = load_model(args.model)
     except (AnimecolorError, OSError, KeyError) as e:
-        print(f"face_paper: {e}", file=sys.stderr)
+        print(f"{name}: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    return todo, model, diffusion, info
+
+
+def main() -> None:
+    args = arguments(__doc__.split("\n\n")[0], 256, "also draw the faces whose kept paper changed most here (PNG)",
+                     6).parse_args()
+    todo, model, diffusion, info = prepare(args, "face_paper")
     lpips = VGGLPIPS().eval()
     reach = pipeline.colorize.PAPER_REACH
     rows, pictures = [], {}
