@@ -35,6 +35,7 @@ MAX_EVEN = 2  # its largest value: a sigma of two faces evens a sprite's regions
 BLUR_SIGMA = 8.0  # `even_regions` blurs a wider Gaussian on a copy shrunk to about this sigma
 FIRM_FLOOR, FIRM_POWER = 2.0, 2.0  # how firmly a pixel is coloured: (floor + C* + darkness) ** power
 FIRM_DARK = 50.0  # a pixel's darkness: how far its L* lies below this
+RIM_MARGIN = 10.0  # `darken_rim`: a pixel beside a line paler than its area by more than this L* takes its colour
 OPAQUE = 128  # a reference pixel with alpha at least this counts
 REFERENCE_PIXELS = 1 << 20  # a larger reference is read at an even stride: its distribution, at a bounded cost
 
@@ -153,6 +154,26 @@ def even_regions(colour: np.ndarray, labels: np.ndarray, sigma: float) -> np.nda
         for ch in range(3):
             target[..., ch][inside] = (_blur(values[..., ch] * w, sigma) / den)[inside]
     out[chosen] = rgb8_pixels(evened[chosen])
+    return out
+
+
+def darken_rim(colour: np.ndarray, evened: np.ndarray, labels: np.ndarray, rim: np.ndarray,
+               reach: float) -> np.ndarray:
+    """`evened` (uint8 RGB (H, W, 3), `even_regions`' output) with each `rim` pixel (bool (H, W):
+    unlabelled pixels beside the lines, which the evening leaves as painted) that lies within
+    `reach` px of a labelled pixel and is paler in `colour` (CIELAB L*) by more than `RIM_MARGIN`
+    than that nearest labelled pixel's evened colour given that colour; a new array. A pale halo
+    the model leaves along a line inside a dark area goes; its dark halos stay, under the lines."""
+    from scipy.ndimage import distance_transform_edt
+
+    out = evened.copy()
+    if not rim.any() or not (labels > 0).any():
+        return out
+    distance, (iy, ix) = distance_transform_edt(labels == 0, return_indices=True)
+    ys, xs = np.nonzero(rim & (distance <= reach))
+    nearest = evened[iy[ys, xs], ix[ys, xs]]
+    paler = lab_pixels(colour[ys, xs])[:, 0] > lab_pixels(nearest)[:, 0] + RIM_MARGIN
+    out[ys[paler], xs[paler]] = nearest[paler]
     return out
 
 

@@ -33,7 +33,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from pipeline.chroma import EVEN, LIGHTNESS, MAX_EVEN, OPAQUE, STRENGTH, even_regions, match_chroma, match_lightness
+from pipeline.chroma import (EVEN, LIGHTNESS, MAX_EVEN, OPAQUE, STRENGTH, darken_rim, even_regions, match_chroma,
+                             match_lightness)
 from pipeline.config import validate
 from pipeline.data.dataset import to_tensor, to_uint8
 from pipeline.data.imageio import colour_fraction, flatten_alpha
@@ -615,10 +616,13 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         seal = max(1, round(CLOSE_GAPS * main))  # at the main face's scale; the faces count, and keep their colours
         regions = np.where(figure_pixels, sealed_regions(lines, seal), 0)
         sigma = opts.even_regions * main  # the faces' colours come back by their feather: no seam
+        rim = figure_pixels
     elif opts.even_regions > 0 and (enlarged := max(lines.shape) / size) >= MIN_ENLARGED:
         # a picture coloured whole (a face picture): the enlarged colour layer's halos along the lines
         # and its bleed across them, evened inside areas found with the lines' gaps sealed
-        regions = sealed_regions(lines, max(1, round(EVEN_SEAL * enlarged)))
+        seal = max(1, round(EVEN_SEAL * enlarged))
+        regions = sealed_regions(lines, seal)
+        rim = np.ones(lines.shape, bool) if alpha is None else alpha > 0
         if alpha is not None:
             regions = np.where(alpha > 0, regions, 0)
         sizes = np.bincount(regions.ravel())
@@ -626,6 +630,8 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
         regions[np.isin(regions, np.flatnonzero(sizes > MAX_AREA * regions.size))] = 0
         sigma = EVEN_WHOLE * enlarged * opts.even_regions / EVEN
         kept = np.zeros((*lines.shape, 1))
+    if regions is not None:  # the pixels beside the lines, which the evening leaves as painted: a pale halo goes
+        rim = rim & (regions == 0) & (binarize_lines(lines) == 255)
     layers, kept_paper = [], []
     for k in range(n):
         colour = unletterbox(to_uint8(out[k]), box)
@@ -646,7 +652,7 @@ def colorize_layers(model: UNet, diffusion: Diffusion, sketch_rgba: np.ndarray, 
                 colour = match_lightness(colour, reference_rgba, opts.match_lightness, figure, reference_paper)
             colour = match_chroma(colour, reference_rgba, opts.match_chroma, opaque, reference_figure)
         if regions is not None:
-            evened = even_regions(colour, regions, sigma).astype(np.float64)
+            evened = darken_rim(colour, even_regions(colour, regions, sigma), regions, rim, seal + 1).astype(np.float64)
             colour = np.round(evened + kept * (colour - evened)).astype(np.uint8)
         if background is not None:  # after the model, before the hints: a hint on the paper still colours it
             paper = plain_paper(background, colour, tone, figure=beside, reach=round(PAPER_REACH * main))

@@ -185,6 +185,40 @@ def test_even_regions_fills_pale_holes_with_the_regions_colour_and_nothing_cross
     assert np.array_equal(even_regions(layer, np.zeros_like(labels), 30.0), layer)
 
 
+def test_darken_rim_gives_a_pale_halo_beside_a_line_its_areas_evened_colour_and_nothing_else():
+    """Beside a line inside a dark blue jacket the model left a pale halo (the pixels the evening
+    leaves as painted): within reach of the jacket, a halo pixel paler than the jacket's evened
+    colour by more than RIM_MARGIN takes that colour; one paler by less, a darker one, one out of
+    reach, one outside the rim mask and the labelled pixels keep theirs; a halo pixel on the skin's
+    side of the line takes the skin's colour, its nearest area's, not the jacket's."""
+    from pipeline.chroma import RIM_MARGIN, darken_rim
+
+    layer = np.empty((20, 40, 3), np.uint8)
+    layer[:, :20], layer[:, 20:] = (40, 60, 140), (230, 200, 185)  # jacket | skin
+    labels = np.zeros((20, 40), np.int32)
+    labels[:, :16], labels[:, 24:] = 1, 2  # the line at 19-20, its seal 16-23 unlabelled
+    rim = labels == 0
+    rim[:, 19:21] = False  # the line's own pixels
+    layer[:, 16:19] = (200, 210, 235)  # the pale halo on the jacket's side ...
+    layer[5, 16] = (48, 68, 148)  # ... one pixel paler than the jacket by less than the margin
+    layer[6, 16] = (10, 20, 60)  # ... one darker
+    layer[:, 21:24] = (250, 250, 250)  # on the skin's side: paler than the skin
+    evened = layer.copy()  # as `even_regions` leaves it: its areas flat already, the rest as painted
+    assert lab(layer[5:6, 16])[0, 0] - lab(layer[:1, 0])[0, 0] < RIM_MARGIN < lab(layer[:1, 16])[0, 0] - lab(
+        layer[:1, 0])[0, 0]
+    out = darken_rim(layer, evened, labels, rim, reach=4)
+    halo = np.zeros((20, 40), bool)
+    halo[:, 16:19] = True
+    halo[5:7, 16] = False
+    assert (out[halo] == layer[0, 0]).all()  # the jacket's colour
+    assert (out[:, 21:24] == layer[0, 39]).all()  # the skin's, from its own side
+    assert np.array_equal(out[5:7, 16], evened[5:7, 16])  # kept: not paler by the margin, or darker
+    assert np.array_equal(out[labels > 0], evened[labels > 0])
+    assert np.array_equal(out[:, 19:21], evened[:, 19:21])  # the line, not in the rim mask
+    assert np.array_equal(darken_rim(layer, evened, labels, rim, reach=0.5), evened)  # out of reach
+    assert np.array_equal(darken_rim(layer, evened, np.zeros_like(labels), rim, reach=4), evened)
+
+
 def test_even_regions_weighs_a_dark_colour_as_firmly_as_a_strong_one():
     """Hair the model painted half dark grey and half a muted brown (its stripes finer than the
     Gaussian): evened, it is a mix of the two, not the brown alone, as when only chroma counted;

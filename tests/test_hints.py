@@ -457,6 +457,7 @@ def test_a_picture_coloured_whole_is_evened_inside_its_sealed_regions(model_file
     the layer as painted, and so does a picture enlarged less than twice (60 px). An area holding
     more of the picture than `MAX_AREA` is one the lines do not enclose (broken lines): as painted."""
     import pipeline.colorize as C
+    from pipeline.chroma import RIM_MARGIN, lab_pixels
     from pipeline.colorize import ColorizeOptions, colorize_layers, load_model
 
     lines = np.asarray(Image.open(shapes / "shapes.png"))
@@ -473,7 +474,11 @@ def test_a_picture_coloured_whole_is_evened_inside_its_sealed_regions(model_file
 
     painted, evened = run(lines, 0.0), run(lines, 0.3)
     labels = sealed_regions(lines, 2)
-    assert np.array_equal(painted[labels == 0], evened[labels == 0])  # beside the lines: as painted
+    beside = (labels == 0) & (alpha > 0)  # beside the lines: as painted, but a pale halo takes its area's colour
+    moved = beside & (painted != evened).any(-1)
+    assert np.array_equal(painted[binarize_lines(lines) == 0], evened[binarize_lines(lines) == 0])  # the lines'
+    assert (lab_pixels(painted[moved].astype(np.uint8))[:, 0]
+            > lab_pixels(evened[moved].astype(np.uint8))[:, 0] + RIM_MARGIN - 0.5).all()
     assert np.array_equal(painted[alpha == 0], evened[alpha == 0])
     for area in (labels[45, 40], labels[45, 92], labels[2, 60]):  # the circle's, the box's, the paper's
         inside = (labels == area) & (alpha > 0)

@@ -139,6 +139,9 @@ def main() -> None:
     ap.add_argument("--even-regions", type=float, default=EVEN_REGIONS,
                     help="the figure's colours evened out inside its line-enclosed regions, sigma in face "
                          "sides (colorize --even-regions; 0: off)")
+    ap.add_argument("--rim-margin", type=float, default=pipeline.chroma.RIM_MARGIN,
+                    help="a pixel beside a line paler than its evened area by more than this L* takes its colour "
+                         "(chroma.RIM_MARGIN; 100: never, as before 2026-12-08)")
     ap.add_argument("--firm-dark", type=float, default=pipeline.chroma.FIRM_DARK,
                     help="a pixel's darkness, its L* below this, counts in its firmness (chroma.FIRM_DARK; 0: "
                          "chroma alone, as before 2026-12-07)")
@@ -174,6 +177,8 @@ def main() -> None:
     args.paper |= args.scan
     if not args.keep_paper and not args.paper:
         ap.error("--paint-paper needs --paper (a sprite with alpha has no paper to paint)")
+    if not 0 <= args.rim_margin <= 100:
+        ap.error(f"--rim-margin {args.rim_margin:g}: an L* difference from 0 to 100")
     if not 0 <= args.firm_dark <= 100:
         ap.error(f"--firm-dark {args.firm_dark:g}: an L* from 0 to 100")
     for flag, value, top in (("--warp-reference", args.warp_reference, 0.5), ("--paper-reach", args.paper_reach, 1.0),
@@ -181,6 +186,7 @@ def main() -> None:
         if not 0 <= value <= top:  # NaN fails too
             ap.error(f"{flag} {value:g}: a number from 0 to {top:g}")
     pipeline.chroma.FIRM_DARK = args.firm_dark
+    pipeline.chroma.RIM_MARGIN = args.rim_margin
     pipeline.colorize.PAPER_REACH = args.paper_reach
     pipeline.faces.LOCAL_REACH = args.local_reach
     try:  # the knobs first: a bad value is one line before the model is read
@@ -235,7 +241,7 @@ def main() -> None:
     columns = ["psnr", "lpips", "chroma_ratio", "face_psnr", "face_chroma_ratio", "background_off_white"]
     print(f"\n{len(todo)} pairs, {args.model}, {args.steps} steps, tiles {args.tile_scale:g}x the face, "
           f"lightness matched {args.match_lightness:g}, regions evened {args.even_regions:g}, "
-          f"firm below L* {args.firm_dark:g}"
+          f"firm below L* {args.firm_dark:g}, rims paler by {args.rim_margin:g} L* darkened"
           + f", references warped {args.warp_reference:g}" * bool(args.warp_reference)
           + ", references mirrored" * args.mirror_reference + ", not laid by their lines" * (not args.align)
           + f", tiles placed by their lines within {args.local_reach:g} tile sides" * args.align
@@ -259,6 +265,7 @@ def main() -> None:
                                          "match_lightness": args.match_lightness,
                                          "even_regions": args.even_regions, "align": args.align,
                                          "confidence_power": CONFIDENCE_POWER, "firm_dark": args.firm_dark,
+                                         "rim_margin": args.rim_margin,
                                          "groups": args.group or sorted(GROUPS),
                                          "mirror_reference": args.mirror_reference, "paper": args.paper,
                                          "warp_reference": args.warp_reference, "local_reach": args.local_reach,
