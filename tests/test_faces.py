@@ -876,12 +876,14 @@ def test_face_evened_diagnostic_scores_both_ways_and_refuses_bad_input(model_fil
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["faces"] == 2 and [r["face"] for r in out["rows"]] == ["a.png", "b.jpg"]
-    assert set(out["mean"]) == {"painted", "evened"} and 0 <= out["gained"] <= 2
+    assert set(out["mean"]) == {"painted", "evened"} and 0 <= out["gained"] <= 2 and out["rim_margin"] == RIM_MARGIN
     assert all(np.isfinite(r[w][k]) for r in out["rows"] for w in out["mean"] for k in ("psnr", "lpips", "chroma_ratio"))
     assert any(r["painted"]["psnr"] != r["evened"]["psnr"] for r in out["rows"])
     with Image.open(tmp_path / "sheet.png") as sheet:
         assert sheet.size == (3 * 64, 64)  # the middle half of 128 px: truth, painted, evened
     _refuses_bad_input(run, tmp_path, "face_evened")
+    bad = run("--rim-margin", "nan", "--json", str(tmp_path / "rim.json"))
+    assert bad.returncode == 2 and "--rim-margin nan" in bad.stderr and not (tmp_path / "rim.json").exists()
 
 
 def _face_diagnostic(script: str, model_file, tmp_path, size: int, colours):

@@ -2,7 +2,7 @@
 and what evening its regions does to its score (issue 35).
 
     python scripts/diagnostics/face_evened.py --model REAL_ART.safetensors [--folder DIR] [--manifest CSV]
-        [--limit 40] [--size 512] [--steps 10] [--json out.json] [--sheet out.png [--rows 4]]
+        [--limit 40] [--size 512] [--steps 10] [--rim-margin 10] [--json out.json] [--sheet out.png [--rows 4]]
 
 A face picture is coloured whole: the model's colour layer, at its 64 px, is enlarged to the
 picture's size under the picture's own lines, which lays a dark halo along every line and lets a
@@ -10,7 +10,8 @@ colour bleed across it. Each face (the test split of `--manifest`, a run's
 `data/faces/manifest.csv`, else the folder's first files by name) is resized to `--size`, drawn
 as the training XDoG lines, and coloured by `colorize`'s own function with its mirror image as
 the reference, twice: as painted (`--even-regions 0`) and as `colorize` colours it by default
-(its regions evened at its own scale, with the lines' gaps sealed). Each is scored against the
+(its regions evened at its own scale, with the lines' gaps sealed, a pale halo beside a line
+given its area's colour: `--rim-margin`). Each is scored against the
 picture: PSNR, LPIPS and the chroma ratio (mean CIELAB C* of the output over the picture's).
 `--sheet` draws the `--rows` faces whose PSNR moved most either way: the middle half of the
 picture, as painted and evened, at full resolution.
@@ -22,6 +23,7 @@ import numpy as np
 from PIL import Image
 from skimage.color import rgb2lab
 
+import pipeline.chroma
 from face_paper import arguments, prepare  # this folder: the same faces and options
 from pipeline.chroma import EVEN
 from pipeline.colorize import LINES, ColorizeOptions, colorize_layers
@@ -43,8 +45,14 @@ def middle(rgb: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    args = arguments(__doc__.split("\n\n")[0], 512, "also draw the faces whose PSNR moved most here (PNG)",
-                     4).parse_args()
+    ap = arguments(__doc__.split("\n\n")[0], 512, "also draw the faces whose PSNR moved most here (PNG)", 4)
+    ap.add_argument("--rim-margin", type=float, default=pipeline.chroma.RIM_MARGIN,
+                    help="evened: a pixel beside a line paler than its area by more than this L* takes its colour "
+                         "(chroma.RIM_MARGIN; 100: never, as before 2026-12-08)")
+    args = ap.parse_args()
+    if not 0 <= args.rim_margin <= 100:  # NaN fails too
+        ap.error(f"--rim-margin {args.rim_margin:g}: an L* difference from 0 to 100")
+    pipeline.chroma.RIM_MARGIN = args.rim_margin
     todo, model, diffusion, info = prepare(args, "face_evened")
     lpips = VGGLPIPS().eval()
     rows, pictures = [], {}
@@ -78,6 +86,7 @@ def main() -> None:
         Image.fromarray(np.vstack([pictures[r["face"]] for r in moved])).save(args.sheet)
     if args.json:
         args.json.write_text(json.dumps({"model": str(args.model), "size": args.size, "steps": args.steps,
+                                         "rim_margin": args.rim_margin,
                                          "faces": len(rows), "gained": gained, "mean": means, "rows": rows}, indent=1))
 
 

@@ -315,6 +315,23 @@ def sealed_table(root: Path) -> str:
     return _table(["drawings", "areas", "psnr", "lpips", "chroma_ratio", "face_psnr", "background_off_white"], rows)
 
 
+def rim_table(root: Path) -> str:
+    """`whole_figures.py` runs under docs/results/real-art/whole-figures/rim/ (a pale halo beside a
+    line given its area's evened colour, `chroma.darken_rim`) beside the same runs before
+    (sealed/, `--rim-margin 100` reproduces them): the default output's (tiles_chroma's) scores."""
+    folder = root / "docs/results/real-art/whole-figures"
+    runs = (("real-art, sprites as given", "as-given.json"), ("real-art, lines on white paper", "paper.json"),
+            ("real-art-pose, references mirrored", "pose-mirrored.json"))
+    rows = []
+    for name, path in runs:
+        for when, sub in (("as painted (before)", "sealed"), ("pale ones darkened (now)", "rim")):
+            mean = _load(folder / sub / path)["mean"]["tiles_chroma"]
+            rows.append([name, when, mean["psnr"], mean["lpips"], mean["chroma_ratio"], mean["face_psnr"],
+                         mean["background_off_white"]])
+    return _table(["drawings", "halos beside the lines", "psnr", "lpips", "chroma_ratio", "face_psnr",
+                   "background_off_white"], rows)
+
+
 def opaque_reference_table(root: Path) -> str:
     """`whole_figures.py --opaque-reference [--paper]` runs under
     docs/results/real-art/whole-figures/opaque-reference/ (DRAWING-CODE.json: the references
@@ -456,6 +473,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     **{f"real-art-{name}{suffix}": table
        for name, folder in {"b8": "b8", "warp": "warp", "no-eye": "no-eye-weight", "pose": "pose",
                              "pose-half": "pose-half", "zoom": "zoom", "pencil": "pencil", "pose-soft": "pose-soft",
+                             "pose-long": "pose-long",
                              "quarter": "quarter-zen1"}.items()
        for suffix, table in (("", lambda root, f=folder: evaluate_table(_committed(root, f"real-art/{f}"), FULL_KEYS,
                                                                        full=True)),
@@ -473,6 +491,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "face-paper": face_paper_table,
     "face-evened": face_evened_table,
     "whole-figures-sealed": sealed_table,
+    "whole-figures-rim": rim_table,
     "face-evened-full-size": face_evened_full_size_table,
     "whole-figures-opaque-reference": opaque_reference_table,
     "whole-figures-scan": scan_table,
