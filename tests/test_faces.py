@@ -916,3 +916,29 @@ def _refuses_bad_input(run, tmp_path, name: str) -> None:
         bad = run(*extra, "--json", str(tmp_path / "bad.json"))
         assert bad.returncode == 2 and bad.stderr.startswith(f"{name}: ") and len(bad.stderr.splitlines()) == 1
         assert not (tmp_path / "bad.json").exists()
+
+
+@pytest.mark.slow  # two Python start-ups and the torch import
+def test_rim_halo_figure_draws_each_pair_three_ways_and_refuses_a_bad_model(model_file, tmp_path):
+    """scripts/figures/rim_halo.py (the close-ups in real-art.md): each sprite pair's crop as painted
+    beside the lines, now, and the truth, side by side and enlarged; a missing model is one line."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    if not SPRITE.is_file() or not Path("/usr/share/games/renpy/demo/game/images/eileen happy.png").is_file():
+        pytest.skip("apt-get install renpy-thequestion renpy-demo (done by .ci/run)")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "figures" / "rim_halo.py"
+    out = tmp_path / "rim.png"
+    done = subprocess.run([sys.executable, str(script), "--model", str(model_file), "--steps", "1", "--zoom", "1",
+                           "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with Image.open(out) as sheet:  # two rows of three 260 x 220 crops, 4 px apart
+        assert sheet.size == (3 * 260 + 2 * 4, 2 * (220 + 4))
+        rows = np.asarray(sheet.convert("RGB")).astype(int)
+    truth = rows[:220, 2 * 264:]  # Eileen's jacket: dark blue in the truth, not white paper
+    assert truth.mean() < 200
+    bad = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "none.safetensors"), "--out",
+                          str(tmp_path / "bad.png")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and not (tmp_path / "bad.png").exists()
