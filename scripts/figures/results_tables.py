@@ -297,39 +297,38 @@ def face_evened_full_size_table(root: Path) -> str:
     return _table(["model", "setting", "", *keys], rows)
 
 
-def sealed_table(root: Path) -> str:
-    """`whole_figures.py` runs under docs/results/real-art/whole-figures/sealed/ (the figure evened in
-    areas found with its outline's gaps sealed) beside the same runs before: the default output's
-    (tiles_chroma's) scores and the picture coloured whole (`whole`)."""
+def _before_after(root: Path, runs, header: str) -> str:
+    """`whole_figures.py` runs under docs/results/real-art/whole-figures/, each row (drawings, (label,
+    path) for before and now): the default output's (tiles_chroma's) scores of each."""
     folder = root / "docs/results/real-art/whole-figures"
+    rows = []
+    for name, ways in runs:
+        for when, path in ways:
+            mean = _load(folder / path)["mean"]["tiles_chroma"]
+            rows.append([name, when, mean["psnr"], mean["lpips"], mean["chroma_ratio"], mean["face_psnr"],
+                         mean["background_off_white"]])
+    return _table(["drawings", header, "psnr", "lpips", "chroma_ratio", "face_psnr", "background_off_white"], rows)
+
+
+def sealed_table(root: Path) -> str:
+    """The runs under whole-figures/sealed/ (the figure evened in areas found with its outline's gaps
+    sealed) beside the same runs before (`_before_after`)."""
     runs = (("real-art, sprites as given", "local/as-given-now.json", "sealed/as-given.json"),
             ("real-art, lines on white paper", "paper/real-art-kept-beside.json", "sealed/paper.json"),
             ("real-art, references bent as in another pose", "local/warped-now.json", "sealed/warped.json"),
             ("real-art-pose, references mirrored", "local/pose-mirrored-now.json", "sealed/pose-mirrored.json"))
-    rows = []
-    for name, before, now in runs:
-        for when, path in (("before (unsealed)", before), ("sealed (now)", now)):
-            mean = _load(folder / path)["mean"]["tiles_chroma"]
-            rows.append([name, when, mean["psnr"], mean["lpips"], mean["chroma_ratio"], mean["face_psnr"],
-                         mean["background_off_white"]])
-    return _table(["drawings", "areas", "psnr", "lpips", "chroma_ratio", "face_psnr", "background_off_white"], rows)
+    return _before_after(root, [(name, (("before (unsealed)", before), ("sealed (now)", now)))
+                                for name, before, now in runs], "areas")
 
 
 def rim_table(root: Path) -> str:
-    """`whole_figures.py` runs under docs/results/real-art/whole-figures/rim/ (a pale halo beside a
-    line given its area's evened colour, `chroma.darken_rim`) beside the same runs before
-    (sealed/, `--rim-margin 100` reproduces them): the default output's (tiles_chroma's) scores."""
-    folder = root / "docs/results/real-art/whole-figures"
+    """The runs under whole-figures/rim/ (a pale halo beside a line given its area's evened colour,
+    `chroma.darken_rim`) beside the same runs before, sealed/ (`--rim-margin 100` reproduces them)."""
     runs = (("real-art, sprites as given", "as-given.json"), ("real-art, lines on white paper", "paper.json"),
             ("real-art-pose, references mirrored", "pose-mirrored.json"))
-    rows = []
-    for name, path in runs:
-        for when, sub in (("as painted (before)", "sealed"), ("pale ones darkened (now)", "rim")):
-            mean = _load(folder / sub / path)["mean"]["tiles_chroma"]
-            rows.append([name, when, mean["psnr"], mean["lpips"], mean["chroma_ratio"], mean["face_psnr"],
-                         mean["background_off_white"]])
-    return _table(["drawings", "halos beside the lines", "psnr", "lpips", "chroma_ratio", "face_psnr",
-                   "background_off_white"], rows)
+    return _before_after(root, [(name, (("as painted (before)", f"sealed/{path}"),
+                                        ("pale ones darkened (now)", f"rim/{path}"))) for name, path in runs],
+                         "halos beside the lines")
 
 
 def opaque_reference_table(root: Path) -> str:
